@@ -1,0 +1,491 @@
+//! The one conversion from OTLP to the span model, with per-span validation.
+//!
+//! A bad span is rejected alone with a [`RejectReason`]; the other spans of the request
+//! are kept. Repairable problems are repaired and flagged in [`Span::repairs`]
+//! (`robustness.md`, inputs 9–17):
+//!
+//! - trace/span id of the wrong length or all zeros: rejected;
+//! - parent id all zeros or empty: root; wrong length: dropped, span kept and flagged;
+//! - end before start: end := start; zero start: start := end; both zero: rejected;
+//! - start far in the future or older than the accepted age: rejected;
+//! - empty name / missing `service.name`: explicit placeholders;
+//! - too many or too large attributes, events, links, too deep nesting: cut to
+//!   [`Limits`], counted in `dropped_*`.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1 as otlp;
+
+use crate::ids::{SpanId, TraceId};
+use crate::model::{repair, Resource, Scope, Span, SpanKind, StatusCode, UNKNOWN_SERVICE, UNNAMED_SPAN};
+use crate::reject::RejectReason;
+
+/// Placeholder for attribute values nested deeper than [`Limits::max_nesting_depth`].
+pub const NESTING_PLACEHOLDER: &str = "[clew: value nested too deep]";
+
+/// Size limits applied to every span on the way in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Longest string or bytes attribute value kept, in bytes (cut at a char boundary).
+    pub max_attribute_value_bytes: usize,
+    /// Most attributes kept per span (and per resource, scope, event, link).
+    pub max_attributes: usize,
+    pub max_events: usize,
+    pub max_links: usize,
+    /// Longest span name, in bytes.
+    pub max_name_bytes: usize,
+    /// Deepest array/map nesting kept in an attribute value.
+    pub max_nesting_depth: usize,
+    /// Spans starting more than this far in the future are rejected.
+    pub max_future_skew_nanos: u64,
+    /// Spans starting more than this long ago are rejected (`None`: any age).
+    pub max_age_nanos: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_attribute_value_bytes: 32 * 1024,
+            max_attributes: 128,
+            max_events: 128,
+            max_links: 128,
+            max_name_bytes: 1024,
+            max_nesting_depth: 8,
+            max_future_skew_nanos: 24 * 3600 * 1_000_000_000,
+            max_age_nanos: None,
+        }
+    }
+}
+
+/// A span that was refused, with enough identity to say which in logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub reason: RejectReason,
+    pub service_name: String,
+    pub span_name: String,
+}
+
+/// Result of converting one export request.
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub spans: Vec<Span>,
+    pub rejected: Vec<Rejected>,
+}
+
+impl Converted {
+    /// Total spans seen (kept + rejected).
+    pub fn total(&self) -> usize {
+        self.spans.len() + self.rejected.len()
+    }
+}
+
+/// Converts an OTLP export request into validated spans.
+pub fn convert_request(req: ExportTraceServiceRequest, limits: &Limits, now_unix_nano: u64) -> Converted {
+    let mut out = Converted::default();
+    for rs in req.resource_spans {
+        let otlp_resource = rs.resource.unwrap_or_default();
+        let mut res_attrs = otlp_resource.attributes;
+        let mut res_dropped = otlp_resource.dropped_attributes_count;
+        let mut res_repairs = 0;
+        res_repairs |= limit_attributes(&mut res_attrs, &mut res_dropped, limits);
+        let service_name = match crate::model::find_attr(&res_attrs, "service.name").map(crate::model::value_to_string) {
+            Some(s) if !s.is_empty() => s,
+            _ => {
+                res_repairs |= repair::MISSING_SERVICE;
+                UNKNOWN_SERVICE.to_string()
+            }
+        };
+        let resource = Arc::new(Resource {
+            attributes: res_attrs,
+            dropped_attributes_count: res_dropped,
+            schema_url: rs.schema_url,
+        });
+        for ss in rs.scope_spans {
+            let otlp_scope = ss.scope.unwrap_or_default();
+            let mut scope_attrs = otlp_scope.attributes;
+            let mut scope_dropped = otlp_scope.dropped_attributes_count;
+            let scope_repairs = limit_attributes(&mut scope_attrs, &mut scope_dropped, limits);
+            let scope = Arc::new(Scope {
+                name: otlp_scope.name,
+                version: otlp_scope.version,
+                attributes: scope_attrs,
+                dropped_attributes_count: scope_dropped,
+                schema_url: ss.schema_url,
+            });
+            out.spans.reserve(ss.spans.len());
+            for span in ss.spans {
+                match convert_span(span, &resource, &scope, &service_name, limits, now_unix_nano) {
+                    Ok(mut s) => {
+                        s.repairs |= res_repairs | scope_repairs;
+                        out.spans.push(s);
+                    }
+                    Err(r) => out.rejected.push(r),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn convert_span(
+    span: otlp::Span,
+    resource: &Arc<Resource>,
+    scope: &Arc<Scope>,
+    service_name: &str,
+    limits: &Limits,
+    now_unix_nano: u64,
+) -> Result<Span, Rejected> {
+    let reject = |reason: RejectReason, name: &str| Rejected {
+        reason,
+        service_name: service_name.to_string(),
+        span_name: name.chars().take(128).collect(),
+    };
+    let trace_id = TraceId::from_bytes(&span.trace_id).map_err(|_| reject(RejectReason::InvalidTraceId, &span.name))?;
+    let span_id = SpanId::from_bytes(&span.span_id).map_err(|_| reject(RejectReason::InvalidSpanId, &span.name))?;
+    let mut repairs = 0;
+
+    let parent_span_id = match span.parent_span_id.len() {
+        0 => None,
+        8 => SpanId::from_bytes(&span.parent_span_id).ok(), // all zeros: root
+        _ => {
+            repairs |= repair::PARENT_ID_DROPPED;
+            None
+        }
+    };
+
+    let (mut start, mut end) = (span.start_time_unix_nano, span.end_time_unix_nano);
+    if start == 0 && end == 0 {
+        return Err(reject(RejectReason::MissingTimestamps, &span.name));
+    }
+    if start == 0 {
+        start = end;
+        repairs |= repair::ZERO_START;
+    }
+    if end < start {
+        end = start;
+        repairs |= repair::END_BEFORE_START;
+    }
+    if start > now_unix_nano.saturating_add(limits.max_future_skew_nanos) {
+        return Err(reject(RejectReason::TimestampInFuture, &span.name));
+    }
+    if let Some(max_age) = limits.max_age_nanos {
+        if start < now_unix_nano.saturating_sub(max_age) {
+            return Err(reject(RejectReason::TimestampTooOld, &span.name));
+        }
+    }
+
+    let mut name = span.name;
+    if name.is_empty() {
+        name = UNNAMED_SPAN.to_string();
+        repairs |= repair::EMPTY_NAME;
+    } else if truncate_str(&mut name, limits.max_name_bytes) {
+        repairs |= repair::TRUNCATED;
+    }
+
+    let mut attributes = span.attributes;
+    let mut dropped_attributes_count = span.dropped_attributes_count;
+    repairs |= limit_attributes(&mut attributes, &mut dropped_attributes_count, limits);
+
+    let mut events = span.events;
+    let mut dropped_events_count = span.dropped_events_count;
+    if events.len() > limits.max_events {
+        dropped_events_count = dropped_events_count.saturating_add((events.len() - limits.max_events) as u32);
+        events.truncate(limits.max_events);
+        repairs |= repair::TRUNCATED;
+    }
+    for ev in &mut events {
+        if truncate_str(&mut ev.name, limits.max_name_bytes) {
+            repairs |= repair::TRUNCATED;
+        }
+        repairs |= limit_attributes(&mut ev.attributes, &mut ev.dropped_attributes_count, limits);
+    }
+
+    let mut links = span.links;
+    let mut dropped_links_count = span.dropped_links_count;
+    if links.len() > limits.max_links {
+        dropped_links_count = dropped_links_count.saturating_add((links.len() - limits.max_links) as u32);
+        links.truncate(limits.max_links);
+        repairs |= repair::TRUNCATED;
+    }
+    for link in &mut links {
+        if truncate_str(&mut link.trace_state, limits.max_attribute_value_bytes) {
+            repairs |= repair::TRUNCATED;
+        }
+        repairs |= limit_attributes(&mut link.attributes, &mut link.dropped_attributes_count, limits);
+    }
+
+    let mut trace_state = span.trace_state;
+    if truncate_str(&mut trace_state, limits.max_attribute_value_bytes) {
+        repairs |= repair::TRUNCATED;
+    }
+    let status = span.status.unwrap_or_default();
+    let mut status_message = status.message;
+    if truncate_str(&mut status_message, limits.max_attribute_value_bytes) {
+        repairs |= repair::TRUNCATED;
+    }
+
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state,
+        flags: span.flags,
+        name,
+        kind: SpanKind::from_i32(span.kind),
+        start_unix_nano: start,
+        end_unix_nano: end,
+        attributes,
+        dropped_attributes_count,
+        events,
+        dropped_events_count,
+        links,
+        dropped_links_count,
+        status_code: StatusCode::from_i32(status.code),
+        status_message,
+        resource: resource.clone(),
+        scope: scope.clone(),
+        service_name: service_name.to_string(),
+        business_keys: Vec::new(),
+        repairs,
+    })
+}
+
+/// Cuts `s` to at most `max` bytes at a char boundary. Returns whether it cut.
+fn truncate_str(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    true
+}
+
+/// Applies count, size and nesting limits to a list of attributes. Returns repair flags.
+fn limit_attributes(attrs: &mut Vec<KeyValue>, dropped: &mut u32, limits: &Limits) -> u32 {
+    let mut repairs = 0;
+    if attrs.len() > limits.max_attributes {
+        *dropped = dropped.saturating_add((attrs.len() - limits.max_attributes) as u32);
+        attrs.truncate(limits.max_attributes);
+        repairs |= repair::TRUNCATED;
+    }
+    for kv in attrs.iter_mut() {
+        if truncate_str(&mut kv.key, limits.max_name_bytes) {
+            repairs |= repair::TRUNCATED;
+        }
+        if let Some(v) = kv.value.as_mut() {
+            repairs |= limit_value(v, 0, limits);
+        }
+    }
+    repairs
+}
+
+fn limit_value(v: &mut AnyValue, depth: usize, limits: &Limits) -> u32 {
+    let mut repairs = 0;
+    match v.value.as_mut() {
+        Some(Value::StringValue(s)) => {
+            if truncate_str(s, limits.max_attribute_value_bytes) {
+                repairs |= repair::TRUNCATED;
+            }
+        }
+        Some(Value::BytesValue(b)) => {
+            if b.len() > limits.max_attribute_value_bytes {
+                b.truncate(limits.max_attribute_value_bytes);
+                repairs |= repair::TRUNCATED;
+            }
+        }
+        Some(Value::ArrayValue(_)) | Some(Value::KvlistValue(_)) if depth >= limits.max_nesting_depth => {
+            v.value = Some(Value::StringValue(NESTING_PLACEHOLDER.to_string()));
+            repairs |= repair::NESTING_CUT;
+        }
+        Some(Value::ArrayValue(a)) => {
+            if a.values.len() > limits.max_attributes {
+                a.values.truncate(limits.max_attributes);
+                repairs |= repair::TRUNCATED;
+            }
+            for item in &mut a.values {
+                repairs |= limit_value(item, depth + 1, limits);
+            }
+        }
+        Some(Value::KvlistValue(kvl)) => {
+            if kvl.values.len() > limits.max_attributes {
+                kvl.values.truncate(limits.max_attributes);
+                repairs |= repair::TRUNCATED;
+            }
+            for kv in &mut kvl.values {
+                if let Some(inner) = kv.value.as_mut() {
+                    repairs |= limit_value(inner, depth + 1, limits);
+                }
+            }
+        }
+        _ => {}
+    }
+    repairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
+
+    const NOW: u64 = 1_800_000_000_000_000_000;
+
+    fn span(trace: Vec<u8>, id: Vec<u8>) -> otlp::Span {
+        otlp::Span {
+            trace_id: trace,
+            span_id: id,
+            name: "op".into(),
+            start_time_unix_nano: NOW - 1000,
+            end_time_unix_nano: NOW,
+            ..Default::default()
+        }
+    }
+
+    fn request(spans: Vec<otlp::Span>, service: Option<&str>) -> ExportTraceServiceRequest {
+        let attributes = service
+            .map(|s| {
+                vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue { value: Some(Value::StringValue(s.into())) }),
+                    ..Default::default()
+                }]
+            })
+            .unwrap_or_default();
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(OtlpResource { attributes, ..Default::default() }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn bad_ids_reject_only_that_span() {
+        let req = request(
+            vec![
+                span(vec![1; 16], vec![1; 8]),
+                span(vec![0; 16], vec![2; 8]),
+                span(vec![1; 15], vec![3; 8]),
+                span(vec![1; 16], vec![0; 8]),
+                span(vec![1; 16], vec![]),
+            ],
+            Some("svc"),
+        );
+        let out = convert_request(req, &Limits::default(), NOW);
+        assert_eq!(out.spans.len(), 1);
+        assert_eq!(out.spans[0].span_id, SpanId([1; 8]));
+        let reasons: Vec<_> = out.rejected.iter().map(|r| r.reason).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                RejectReason::InvalidTraceId,
+                RejectReason::InvalidTraceId,
+                RejectReason::InvalidSpanId,
+                RejectReason::InvalidSpanId
+            ]
+        );
+    }
+
+    #[test]
+    fn parent_ids() {
+        let mut zero_parent = span(vec![1; 16], vec![1; 8]);
+        zero_parent.parent_span_id = vec![0; 8];
+        let mut bad_parent = span(vec![1; 16], vec![2; 8]);
+        bad_parent.parent_span_id = vec![5; 3];
+        let mut good_parent = span(vec![1; 16], vec![3; 8]);
+        good_parent.parent_span_id = vec![1; 8];
+        let out = convert_request(request(vec![zero_parent, bad_parent, good_parent], Some("s")), &Limits::default(), NOW);
+        assert_eq!(out.spans.len(), 3);
+        assert_eq!(out.spans[0].parent_span_id, None);
+        assert_eq!(out.spans[0].repairs & repair::PARENT_ID_DROPPED, 0);
+        assert_eq!(out.spans[1].parent_span_id, None);
+        assert_ne!(out.spans[1].repairs & repair::PARENT_ID_DROPPED, 0);
+        assert_eq!(out.spans[2].parent_span_id, Some(SpanId([1; 8])));
+    }
+
+    #[test]
+    fn time_repairs_and_rejections() {
+        let mut backwards = span(vec![1; 16], vec![1; 8]);
+        backwards.end_time_unix_nano = backwards.start_time_unix_nano - 500;
+        let mut zero_start = span(vec![1; 16], vec![2; 8]);
+        zero_start.start_time_unix_nano = 0;
+        let mut both_zero = span(vec![1; 16], vec![3; 8]);
+        both_zero.start_time_unix_nano = 0;
+        both_zero.end_time_unix_nano = 0;
+        let mut future = span(vec![1; 16], vec![4; 8]);
+        future.start_time_unix_nano = u64::MAX - 1;
+        future.end_time_unix_nano = u64::MAX;
+        let out = convert_request(request(vec![backwards, zero_start, both_zero, future], Some("s")), &Limits::default(), NOW);
+        assert_eq!(out.spans.len(), 2);
+        assert_eq!(out.spans[0].end_unix_nano, out.spans[0].start_unix_nano);
+        assert_ne!(out.spans[0].repairs & repair::END_BEFORE_START, 0);
+        assert_eq!(out.spans[1].start_unix_nano, NOW);
+        assert_ne!(out.spans[1].repairs & repair::ZERO_START, 0);
+        let reasons: Vec<_> = out.rejected.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, vec![RejectReason::MissingTimestamps, RejectReason::TimestampInFuture]);
+    }
+
+    #[test]
+    fn placeholders_for_missing_names() {
+        let mut s = span(vec![1; 16], vec![1; 8]);
+        s.name = String::new();
+        s.kind = 42;
+        s.status = Some(Status { code: 7, message: "m".into() });
+        let out = convert_request(request(vec![s], None), &Limits::default(), NOW);
+        let s = &out.spans[0];
+        assert_eq!(s.name, UNNAMED_SPAN);
+        assert_eq!(s.service_name, UNKNOWN_SERVICE);
+        assert_eq!(s.kind, SpanKind::Unknown(42));
+        assert_eq!(s.status_code, StatusCode::Unknown(7));
+        assert_ne!(s.repairs & repair::MISSING_SERVICE, 0);
+        assert_ne!(s.repairs & repair::EMPTY_NAME, 0);
+    }
+
+    #[test]
+    fn limits_cut_and_count() {
+        let limits = Limits { max_attributes: 2, max_events: 1, max_attribute_value_bytes: 4, max_nesting_depth: 2, ..Limits::default() };
+        let mut s = span(vec![1; 16], vec![1; 8]);
+        let big = |k: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(Value::StringValue("héllo world".into())) }),
+            ..Default::default()
+        };
+        s.attributes = vec![big("a"), big("b"), big("c")];
+        s.dropped_attributes_count = 1;
+        s.events = vec![Default::default(), Default::default(), Default::default()];
+        // nested 5 deep
+        let mut v = AnyValue { value: Some(Value::StringValue("leaf".into())) };
+        for _ in 0..5 {
+            v = AnyValue { value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })) };
+        }
+        s.attributes[1].value = Some(AnyValue {
+            value: Some(Value::KvlistValue(KeyValueList { values: vec![KeyValue { key: "k".into(), value: Some(v), ..Default::default() }] })),
+        });
+        let out = convert_request(request(vec![s], Some("s")), &limits, NOW);
+        let s = &out.spans[0];
+        assert_eq!(s.attributes.len(), 2);
+        assert_eq!(s.dropped_attributes_count, 2);
+        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.dropped_events_count, 2);
+        // "héllo" cut at 4 bytes stays valid UTF-8: "hél" is 4 bytes
+        assert_eq!(crate::model::value_to_string(s.attributes[0].value.as_ref().unwrap()), "hél");
+        assert!(crate::model::value_to_json(s.attributes[1].value.as_ref().unwrap()).to_string().contains(NESTING_PLACEHOLDER));
+        assert_ne!(s.repairs & repair::TRUNCATED, 0);
+        assert_ne!(s.repairs & repair::NESTING_CUT, 0);
+    }
+
+    #[test]
+    fn empty_request_is_empty() {
+        let out = convert_request(ExportTraceServiceRequest::default(), &Limits::default(), NOW);
+        assert_eq!(out.total(), 0);
+        let out = convert_request(request(vec![], Some("s")), &Limits::default(), NOW);
+        assert_eq!(out.total(), 0);
+    }
+}

@@ -1,0 +1,29 @@
+//! # clew-proto: the span model and its wire forms
+//!
+//! Everything else in clew speaks in terms of this crate's [`Span`]:
+//!
+//! ```text
+//!  OTLP (protobuf / JSON) ──from_otlp──▶ Span ──encoding──▶ stored cell (version byte + protobuf)
+//!                                         │
+//!                                         └──▶ index document (built in clew-store)
+//! ```
+//!
+//! - [`ids`]: `TraceId` / `SpanId` newtypes with hex text forms.
+//! - [`model`]: the validated span, sharing its resource and scope through `Arc`.
+//! - [`from_otlp`]: the one conversion from OTLP, with per-span validation, repairs and
+//!   limits (`robustness.md`).
+//! - [`encoding`]: the versioned stored-span encoding (`docs/adr/0003-span-encoding.md`).
+//! - [`reject`]: why a span was refused, as metric labels and OTLP partial-success text.
+
+pub mod encoding;
+pub mod from_otlp;
+pub mod ids;
+pub mod model;
+pub mod reject;
+
+pub use ids::{IdError, SpanId, TraceId};
+pub use model::{BusinessKey, Resource, Scope, Span, SpanKind, StatusCode};
+pub use reject::RejectReason;
+
+/// Re-export of the OTLP generated types, so other crates use the same version.
+pub use opentelemetry_proto::tonic as otlp;

@@ -1,0 +1,33 @@
+//! # clew-store: where spans live and how traces are found
+//!
+//! Two seams, each a small trait whose docs are its contract, each with one conformance
+//! suite that every backend runs:
+//!
+//! ```text
+//!            ┌──────────── SpanStore ─────────────┐   ┌──────────── TraceIndex ────────────┐
+//!  write ──▶ │ row = trace id, cell = span        │   │ span docs: keys, errors, service,  │ ◀── index
+//!            │ embedded: fjall (embedded/fjall_…) │   │ operation, duration, time          │
+//!  fetch ◀── │ later: HBase via Thrift            │   │ embedded: tantivy (embedded/tant…) │ ──▶ find ids
+//!            └────────────────────────────────────┘   └────────────────────────────────────┘
+//! ```
+//!
+//! - [`span_store`]: the [`SpanStore`] trait (durability, idempotency, size cap).
+//! - [`trace_index`]: the [`TraceIndex`] trait and [`TraceQuery`].
+//! - [`config`]: the serde-tagged backend configs and the factory functions.
+//! - [`embedded`]: the default backends (fjall, tantivy).
+//! - `conformance` (feature `conformance`): the suites every backend must pass.
+
+pub mod config;
+pub mod embedded;
+pub mod error;
+pub mod metrics;
+pub mod span_store;
+pub mod trace_index;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use config::{open_span_store, open_trace_index, Common, IndexConfig, StoreConfig};
+pub use error::{Error, Result};
+pub use span_store::{SpanStore, StoredTrace, WriteReport};
+pub use trace_index::{TraceHit, TraceIdPage, TraceIndex, TraceQuery};

@@ -1,0 +1,68 @@
+//! The span store seam: one row per trace, keyed by trace id, one cell per span.
+//!
+//! Every backend (embedded fjall, HBase) implements [`SpanStore`] and passes the same
+//! conformance suite (`crate::conformance::span_store`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use clew_proto::{RejectReason, Span, TraceId};
+
+use crate::Result;
+
+/// A whole trace as read from the store: every stored cell of its row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTrace {
+    pub trace_id: TraceId,
+    /// Spans in no particular order (the query side assembles the tree).
+    pub spans: Vec<Span>,
+    /// True once any span of this trace was rejected for exceeding the per-trace cap.
+    pub truncated: bool,
+}
+
+/// Outcome of a write: spans not listed in `rejected` are durable.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteReport {
+    /// `(index into the written slice, why)` for every span that was not stored.
+    pub rejected: Vec<(usize, RejectReason)>,
+}
+
+/// The wide-column span store.
+///
+/// Contract, for every backend:
+/// - **Durability**: `write_spans` returns `Ok` only once every span not listed in the
+///   report's `rejected` is durable (survives `kill -9` of the process, and for the
+///   embedded backend a crash of the machine once the OS has flushed).
+/// - **Idempotency**: writing a span (same trace id and span id) again is a no-op for
+///   readers: the trace still holds one copy of it, and it does not count twice against the
+///   per-trace cap.
+/// - **Late spans** of a known trace are new cells in the same row; nothing is rewritten.
+/// - **Size cap**: spans that would take a trace past its configured span or byte cap are
+///   rejected with [`RejectReason::TraceTooLarge`]; the trace is then reported `truncated`.
+/// - **Reads**: `get_trace` is one row read; an unknown id is `Ok(None)`. `get_traces`
+///   returns found traces in the order of the ids asked for, skipping unknown ids.
+/// - **Errors**: every `Err` says through [`crate::Error::is_retryable`] whether the same
+///   call may succeed later; a failed write stored nothing that readers would miss on retry.
+#[async_trait]
+pub trait SpanStore: Send + Sync + 'static {
+    /// Stores `spans` (any mix of traces). See the trait docs for the contract.
+    async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport>;
+
+    /// Reads one whole trace.
+    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>>;
+
+    /// Reads many whole traces (a result page), in the order asked, unknown ids skipped.
+    async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>>;
+
+    /// Deletes data older than the retention period, relative to `now_unix_nano`.
+    /// Returns how many buckets (partitions) were dropped.
+    async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64>;
+
+    /// Makes everything written so far durable and releases resources; called at shutdown.
+    async fn close(&self) -> Result<()>;
+
+    /// Whether the store can serve reads and writes right now (for `/readyz`).
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+}

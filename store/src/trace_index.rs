@@ -1,0 +1,107 @@
+//! The trace index seam: find trace ids by what people search for.
+//!
+//! Every backend (embedded tantivy, OpenSearch) implements [`TraceIndex`] and passes the
+//! same conformance suite (`crate::conformance::trace_index`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use clew_proto::{Span, TraceId};
+
+use crate::Result;
+
+/// Hard upper bound on `TraceQuery::limit`; larger limits are clamped to it.
+pub const MAX_LIMIT: usize = 1000;
+/// Default page size.
+pub const DEFAULT_LIMIT: usize = 20;
+
+/// A search for traces. Every condition that is set must hold on *some* span of the trace;
+/// different conditions may hold on different spans of the same trace (the order id on the
+/// entry span, the error on a database span).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceQuery {
+    /// Exact service name (`service.name` of the resource).
+    pub service: Option<String>,
+    /// Exact span name; when `service` is also set, the span must belong to that service.
+    pub operation: Option<String>,
+    /// Only traces with at least one error span.
+    pub errors_only: bool,
+    /// Some span lasted at least this long (nanoseconds).
+    pub min_duration_nanos: Option<u64>,
+    /// Some span lasted at most this long (nanoseconds); combined with `min` on one span.
+    pub max_duration_nanos: Option<u64>,
+    /// Spans starting at or after this time (unix ns, inclusive).
+    pub start_min_unix_nano: Option<u64>,
+    /// Spans starting before this time (unix ns, exclusive).
+    pub start_max_unix_nano: Option<u64>,
+    /// Exact `name=value` terms on configured indexed attributes (e.g. `http.route`).
+    pub attributes: Vec<(String, String)>,
+    /// Exact business keys (`order_id=12345`).
+    pub business_keys: Vec<(String, String)>,
+    /// Free text over error text: status message, exception type and message. It is data,
+    /// never query syntax.
+    pub text: Option<String>,
+    /// Page size, clamped to `1..=MAX_LIMIT`.
+    pub limit: usize,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// One trace found by the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceHit {
+    pub trace_id: TraceId,
+    /// Start time of the earliest indexed span of the trace matching the query (unix ns);
+    /// results are ordered newest first by this value, then by trace id.
+    pub start_unix_nano: u64,
+}
+
+/// A page of results, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceIdPage {
+    pub hits: Vec<TraceHit>,
+    /// Present when more results may follow.
+    pub next_cursor: Option<String>,
+}
+
+/// The secondary index over spans.
+///
+/// Contract, for every backend:
+/// - **Durability**: `index_spans` returns `Ok` once the spans are durable for the index:
+///   a crash after `Ok` does not lose them (they are searchable after restart).
+/// - **Freshness**: spans are searchable within 2 seconds of `index_spans` returning.
+///   `refresh` makes everything indexed so far searchable now.
+/// - **Idempotency**: indexing the same span twice does not make a trace appear twice in
+///   results.
+/// - **Order**: results are distinct trace ids, newest first, paged with an opaque cursor
+///   that is stable under concurrent writes of older data.
+/// - **Errors**: a malformed cursor or query is [`crate::Error::InvalidRequest`];
+///   pathological free text fails fast instead of running long.
+#[async_trait]
+pub trait TraceIndex: Send + Sync + 'static {
+    /// Indexes `spans` (business keys already filled in by the enrich stage).
+    async fn index_spans(&self, spans: Arc<[Span]>) -> Result<()>;
+
+    /// Finds trace ids matching `query`, newest first.
+    async fn find_trace_ids(&self, query: &TraceQuery) -> Result<TraceIdPage>;
+
+    /// Service names seen, sorted.
+    async fn services(&self) -> Result<Vec<String>>;
+
+    /// Operation (span) names seen for `service`, sorted.
+    async fn operations(&self, service: &str) -> Result<Vec<String>>;
+
+    /// Makes everything indexed so far searchable now.
+    async fn refresh(&self) -> Result<()>;
+
+    /// Deletes index partitions older than the retention period. Returns how many.
+    async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64>;
+
+    /// Commits everything and releases resources; called at shutdown.
+    async fn close(&self) -> Result<()>;
+
+    /// Whether the index can serve now (for `/readyz`).
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+}
