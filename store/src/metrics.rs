@@ -1,1 +1,27 @@
-//! Prometheus metrics of the store crate (`clew_store_*`, `clew_index_*`).
+//! Prometheus metrics of the store crate, emitted per batch through the `metrics` facade.
+//!
+//! Names: `clew_store_*` for the span store, `clew_index_*` for the trace index.
+
+/// Seconds spent in one span-store write batch (histogram), label `backend`.
+pub const STORE_WRITE_SECONDS: &str = "clew_store_write_seconds";
+/// Spans written to the store (counter), label `backend`.
+pub const STORE_SPANS_WRITTEN_TOTAL: &str = "clew_store_spans_written_total";
+/// Bytes of encoded spans written (counter), label `backend`.
+pub const STORE_BYTES_WRITTEN_TOTAL: &str = "clew_store_bytes_written_total";
+/// Spans the store rejected (counter), label `reason`.
+pub const STORE_SPANS_REJECTED_TOTAL: &str = "clew_store_spans_rejected_total";
+/// Seconds per trace read (histogram), label `backend`.
+pub const STORE_READ_SECONDS: &str = "clew_store_read_seconds";
+/// Retention buckets dropped (counter), label `backend`.
+pub const STORE_BUCKETS_DROPPED_TOTAL: &str = "clew_store_buckets_dropped_total";
+
+/// Seconds spent handing one batch to the index (histogram), label `backend`.
+pub const INDEX_WRITE_SECONDS: &str = "clew_index_write_seconds";
+/// Span documents indexed (counter), label `backend`.
+pub const INDEX_DOCS_TOTAL: &str = "clew_index_documents_total";
+/// Seconds per index commit (histogram), label `backend`.
+pub const INDEX_COMMIT_SECONDS: &str = "clew_index_commit_seconds";
+/// Seconds per search (histogram), label `backend`.
+pub const INDEX_SEARCH_SECONDS: &str = "clew_index_search_seconds";
+/// Index partitions dropped by retention (counter), label `backend`.
+pub const INDEX_PARTITIONS_DROPPED_TOTAL: &str = "clew_index_partitions_dropped_total";
