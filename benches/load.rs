@@ -1,0 +1,290 @@
+//! End-to-end load benchmark against a running `clew serve`.
+//!
+//! Sends realistic OTLP traces over gRPC (pre-encoded, so the generator spends little CPU
+//! on the shared machine), measures sustained acknowledged spans/s and acknowledged →
+//! searchable latency, then measures trace-by-id, business-key lookup (full traces) and
+//! search latency through the query API.
+//!
+//! ```text
+//! cargo bench --bench load -- --spans 1000000 --grpc 127.0.0.1:4317 --api 127.0.0.1:16686
+//! ```
+//! `scripts/bench-e2e` starts a release `clew serve` on a fresh data directory, runs this,
+//! and adds disk bytes per span and peak memory.
+
+mod workload;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes};
+use clew_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::Status;
+
+struct Args {
+    spans: u64,
+    grpc: String,
+    api: String,
+    concurrency: usize,
+    traces_per_request: usize,
+    queries: usize,
+    seed: u64,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        spans: 1_000_000,
+        grpc: "127.0.0.1:4317".into(),
+        api: "127.0.0.1:16686".into(),
+        concurrency: 8,
+        traces_per_request: 25,
+        queries: 2000,
+        seed: 1,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value")).clone();
+        match flag.as_str() {
+            "--spans" => a.spans = val().parse().expect("--spans N"),
+            "--grpc" => a.grpc = val(),
+            "--api" => a.api = val(),
+            "--concurrency" => a.concurrency = val().parse().expect("--concurrency N"),
+            "--traces-per-request" => a.traces_per_request = val().parse().expect("--traces-per-request N"),
+            "--queries" => a.queries = val().parse().expect("--queries N"),
+            "--seed" => a.seed = val().parse().expect("--seed N"),
+            "--bench" => {} // passed by `cargo bench`
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// Sends already-encoded protobuf bytes as the request message.
+#[derive(Clone, Default)]
+struct RawCodec;
+struct RawEncoder;
+struct RespDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawEncoder;
+    type Decoder = RespDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RespDecoder {
+        RespDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RespDecoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportTraceServiceResponse::decode(src).map(Some).map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn summary(name: &str, mut v: Vec<f64>) -> String {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    format!(
+        "| {name} | {} | {:.2} | {:.2} | {:.2} |",
+        v.len(),
+        percentile(&v, 0.5),
+        percentile(&v, 0.99),
+        v.last().copied().unwrap_or(f64::NAN)
+    )
+}
+
+struct Batch {
+    body: Bytes,
+    spans: u64,
+    orders: Vec<(String, [u8; 16])>,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = parse_args();
+    eprintln!("generating {} spans …", args.spans);
+    let mut w = workload::Workload::new(args.seed);
+    let mut batches = Vec::new();
+    let mut total = 0u64;
+    let mut bytes_total = 0usize;
+    let t0 = now_unix_nano() - 60_000_000_000;
+    let mut n = 0u64;
+    while total < args.spans {
+        let mut traces = Vec::with_capacity(args.traces_per_request);
+        for _ in 0..args.traces_per_request {
+            n += 1;
+            traces.push(w.trace(t0 + n * 10_000));
+        }
+        let orders = traces.iter().map(|t| (t.order_id.clone(), t.trace_id)).collect();
+        let spans: u64 = traces.iter().map(|t| t.spans.len() as u64).sum();
+        let body = Bytes::from(workload::request(&mut traces.into_iter()).encode_to_vec());
+        bytes_total += body.len();
+        total += spans;
+        batches.push(Batch { body, spans, orders });
+    }
+    eprintln!("{} requests, {} spans, {} B/span OTLP protobuf", batches.len(), total, bytes_total as u64 / total);
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to clew OTLP gRPC");
+    let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
+    let http = reqwest::Client::new();
+    let freshness: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let (fresh_tx, mut fresh_rx) = tokio::sync::mpsc::channel::<(String, Instant)>(64);
+
+    // Freshness probe: for sampled acknowledged requests, poll the key API until found.
+    let api = args.api.clone();
+    let fresh = freshness.clone();
+    let http2 = http.clone();
+    let probe = tokio::spawn(async move {
+        while let Some((order, acked_at)) = fresh_rx.recv().await {
+            let url = format!("http://{api}/api/v1/keys/order_id/{order}");
+            loop {
+                let found = match http2.get(&url).send().await {
+                    Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["traces"].as_array().map(|a| !a.is_empty())).unwrap_or(false),
+                    Err(_) => false,
+                };
+                if found {
+                    fresh.lock().unwrap().push(acked_at.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                if acked_at.elapsed() > Duration::from_secs(30) {
+                    fresh.lock().unwrap().push(f64::INFINITY);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let batches = batches.clone();
+        let next = next.clone();
+        let retries = retries.clone();
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        let path = path.clone();
+        let fresh_tx = fresh_tx.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(b) = batches.get(i) else { break };
+                loop {
+                    grpc.ready().await.expect("channel ready");
+                    match grpc.unary(tonic::Request::new(b.body.clone()), path.clone(), RawCodec).await {
+                        Ok(resp) => {
+                            let r = resp.into_inner();
+                            if let Some(p) = r.partial_success {
+                                assert_eq!(p.rejected_spans, 0, "clew rejected spans: {}", p.error_message);
+                            }
+                            if i % 50 == 0 {
+                                let _ = fresh_tx.try_send((b.orders[0].0.clone(), Instant::now()));
+                            }
+                            break;
+                        }
+                        Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::ResourceExhausted) => {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(s) => panic!("export failed: {s}"),
+                    }
+                }
+            }
+        }));
+    }
+    drop(fresh_tx);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    probe.await.unwrap();
+    let rate = total as f64 / elapsed;
+    println!("## ingest\n");
+    println!("| spans | seconds | spans/s | OTLP bytes/span | retried requests (overload) |");
+    println!("|---|---|---|---|---|");
+    println!("| {total} | {elapsed:.1} | {rate:.0} | {} | {} |\n", bytes_total as u64 / total, retries.load(Ordering::Relaxed));
+
+    // Let the last commit land before timing queries.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut rng_i = 12345usize;
+    let mut pick = |len: usize| {
+        rng_i = rng_i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (rng_i >> 33) % len
+    };
+    let all: Vec<&(String, [u8; 16])> = batches.iter().flat_map(|b| b.orders.iter()).collect();
+    let mut by_id = Vec::new();
+    let mut by_key = Vec::new();
+    let mut search = Vec::new();
+    let mut misses = 0;
+    for q in 0..args.queries {
+        let (order, trace) = all[pick(all.len())];
+        let t = Instant::now();
+        let r = http.get(format!("http://{}/api/v1/traces/{}", args.api, hex::encode(trace))).send().await.unwrap();
+        let ok = r.status().is_success();
+        let _ = r.bytes().await.unwrap();
+        by_id.push(t.elapsed().as_secs_f64() * 1000.0);
+        if !ok {
+            misses += 1;
+        }
+        let t = Instant::now();
+        let r = http.get(format!("http://{}/api/v1/keys/order_id/{}?full=true", args.api, order)).send().await.unwrap();
+        let _ = r.bytes().await.unwrap();
+        by_key.push(t.elapsed().as_secs_f64() * 1000.0);
+        let svc = workload::SERVICES[q % workload::SERVICES.len()];
+        let (s, e) = (now_unix_nano() - 3_600_000_000_000, now_unix_nano());
+        let t = Instant::now();
+        let r = http
+            .get(format!("http://{}/api/v1/search?service={svc}&error=true&start={s}&end={e}&limit=20", args.api))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "search failed: {}", r.status());
+        let _ = r.bytes().await.unwrap();
+        search.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!("## latency (milliseconds, through the HTTP query API, sequential)\n");
+    println!("| what | n | p50 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    println!("{}", summary("trace by id", by_id));
+    println!("{}", summary("business-key lookup, full traces", by_key));
+    println!("{}", summary("search service+error+1h range, limit 20", search));
+    println!("{}", summary("acknowledged → searchable (sampled)", freshness.lock().unwrap().clone()));
+    if misses > 0 {
+        println!("\n**{misses} trace-by-id lookups did not find an acknowledged trace**");
+        std::process::exit(1);
+    }
+}

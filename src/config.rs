@@ -1,0 +1,239 @@
+//! The `clew` configuration file, with command-line and `CLEW_*` environment overrides.
+//!
+//! Precedence: command-line flag > `CLEW_*` environment variable > config file > default.
+//! Every default works for the all-in-one mode:
+//!
+//! ```toml
+//! data_dir = "./clew-data"
+//! retention_days = 7
+//! indexed_attributes = ["http.route", "http.status_code", "http.request.method", "db.system", "peer.service", "rpc.method"]
+//!
+//! [query]
+//! http_addr = "127.0.0.1:16686"
+//!
+//! [collector]                 # see clew_collector::CollectorConfig
+//! otlp_grpc_addr = "127.0.0.1:4317"
+//! otlp_http_addr = "127.0.0.1:4318"
+//! business_keys = ["order_id"]
+//!
+//! [store]
+//! type = "embedded"
+//!
+//! [index]
+//! type = "embedded"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clew_collector::CollectorConfig;
+use clew_store::{IndexConfig, StoreConfig};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded store and index keep their files.
+    pub data_dir: PathBuf,
+    /// Traces older than this are deleted, a whole day at a time.
+    pub retention_days: u32,
+    /// Attributes indexed as exact `name=value` terms (besides business keys).
+    pub indexed_attributes: Vec<String>,
+    /// How often expired data is looked for, in seconds.
+    pub retention_check_interval_secs: u64,
+    pub query: QueryConfig,
+    pub collector: CollectorConfig,
+    pub store: StoreConfig,
+    pub index: IndexConfig,
+}
+
+/// Settings of the query API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Address of the query API and UI.
+    pub http_addr: SocketAddr,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig { http_addr: SocketAddr::from(([127, 0, 0, 1], 16686)) }
+    }
+}
+
+pub fn default_indexed_attributes() -> Vec<String> {
+    ["http.route", "http.status_code", "http.response.status_code", "http.request.method", "db.system", "peer.service", "rpc.method"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./clew-data"),
+            retention_days: 7,
+            indexed_attributes: default_indexed_attributes(),
+            retention_check_interval_secs: 600,
+            query: QueryConfig::default(),
+            collector: CollectorConfig::default(),
+            store: StoreConfig::default(),
+            index: IndexConfig::default(),
+        }
+    }
+}
+
+/// Overrides from the command line or `CLEW_*` variables (clap merges the two).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Configuration file (TOML).
+    #[arg(long, env = "CLEW_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store and index [default: ./clew-data].
+    #[arg(long, env = "CLEW_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, env = "CLEW_OTLP_GRPC_ADDR", value_name = "ADDR")]
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, env = "CLEW_OTLP_HTTP_ADDR", value_name = "ADDR")]
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// Query API and UI listen address [default: 127.0.0.1:16686].
+    #[arg(long, env = "CLEW_HTTP_ADDR", value_name = "ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Attribute name to index as a business key (repeatable; adds to the config file's list).
+    /// The environment variable takes a comma-separated list.
+    #[arg(long = "business-key", env = "CLEW_BUSINESS_KEYS", value_name = "NAME", value_delimiter = ',')]
+    pub business_keys: Vec<String>,
+    /// Days of data to keep [default: 7].
+    #[arg(long, env = "CLEW_RETENTION_DAYS", value_name = "N")]
+    pub retention_days: Option<u32>,
+}
+
+impl Config {
+    /// Reads the file named by the overrides (if any), then applies the overrides.
+    pub fn load(overrides: &Overrides) -> Result<Config> {
+        let mut config = match &overrides.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply(overrides);
+        config.validate().with_context(|| match &overrides.config {
+            Some(p) => format!("invalid configuration (file {})", p.display()),
+            None => "invalid configuration".to_string(),
+        })?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("failed to read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("failed to parse config file {}", path.display()))
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(d) = &o.data_dir {
+            self.data_dir = d.clone();
+        }
+        if let Some(a) = o.otlp_grpc_addr {
+            self.collector.otlp_grpc_addr = a;
+        }
+        if let Some(a) = o.otlp_http_addr {
+            self.collector.otlp_http_addr = a;
+        }
+        if let Some(a) = o.http_addr {
+            self.query.http_addr = a;
+        }
+        for key in &o.business_keys {
+            let key = key.trim();
+            if !key.is_empty() && !self.collector.business_keys.iter().any(|k| k == key) {
+                self.collector.business_keys.push(key.to_string());
+            }
+        }
+        if let Some(r) = o.retention_days {
+            self.retention_days = r;
+        }
+    }
+
+    /// Checks every value without touching the disk or the network.
+    pub fn validate(&self) -> Result<()> {
+        if self.retention_days == 0 {
+            bail!("retention_days must be at least 1");
+        }
+        if self.retention_check_interval_secs == 0 {
+            bail!("retention_check_interval_secs must be at least 1");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("data_dir must not be empty");
+        }
+        self.collector.validate().context("in [collector]")?;
+        self.store.validate().context("in [store]")?;
+        self.index.validate().context("in [index]")?;
+        Ok(())
+    }
+
+    /// The settings every storage backend shares.
+    pub fn storage_common(&self) -> clew_store::Common {
+        clew_store::Common {
+            data_dir: self.data_dir.clone(),
+            retention_days: self.retention_days,
+            indexed_attributes: self.indexed_attributes.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.query.http_addr.to_string(), "127.0.0.1:16686");
+        assert_eq!(c.collector.otlp_grpc_addr.to_string(), "127.0.0.1:4317");
+        assert_eq!(c.collector.otlp_http_addr.to_string(), "127.0.0.1:4318");
+        assert_eq!(c.data_dir, PathBuf::from("./clew-data"));
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/var/lib/clew\"\nretention_days = 3\n[collector]\nbusiness_keys = [\"order_id\"]\n[store]\ntype = \"embedded\"\nmax_spans_per_trace = 10\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path),
+            retention_days: Some(9),
+            business_keys: vec!["user_id".into(), "order_id".into()],
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/clew"));
+        assert_eq!(c.retention_days, 9);
+        assert_eq!(c.collector.business_keys, vec!["order_id".to_string(), "user_id".to_string()]);
+        assert!(matches!(c.store, StoreConfig::Embedded { max_spans_per_trace: 10, .. }));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "retention_dayz = 3\n").unwrap();
+        let err = Config::load(&Overrides { config: Some(path.clone()), ..Default::default() }).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("bad.toml"), "{text}");
+        assert!(text.contains("retention_dayz"), "{text}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let o = Overrides { retention_days: Some(0), ..Default::default() };
+        let err = Config::load(&o).unwrap_err();
+        assert!(format!("{err:#}").contains("retention_days"));
+    }
+}

@@ -1,0 +1,202 @@
+//! Test harness: runs the real `clew` binary on free ports in a temporary data directory
+//! and talks to it over real sockets.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `clew serve`.
+pub struct Clew {
+    child: Child,
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Clew {
+    /// Starts `clew serve` in a fresh temporary data directory.
+    pub fn start(extra_args: &[&str]) -> Clew {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut clew = Clew::start_in(&dir, extra_args);
+        clew._tmp = Some(tmp);
+        clew
+    }
+
+    /// Starts `clew serve` on `data_dir` (kept by the caller, e.g. across restarts).
+    pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Clew {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clew"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--business-key", "order_id"])
+            .args(extra_args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env_remove("CLEW_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn clew");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[clew stdout] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("clew did not report its listen addresses within 60 s");
+                }
+            };
+            if let Some(rest) = line.strip_prefix("clew listening ") {
+                let mut addrs = std::collections::HashMap::new();
+                for part in rest.split_whitespace() {
+                    if let Some((k, v)) = part.split_once('=') {
+                        addrs.insert(k.to_string(), v.to_string());
+                    }
+                }
+                let get = |k: &str| -> SocketAddr {
+                    addrs.get(k).unwrap_or_else(|| panic!("no {k} in {line:?}")).parse().expect("socket address")
+                };
+                return Clew {
+                    otlp_grpc: get("otlp_grpc"),
+                    otlp_http: get("otlp_http"),
+                    http: get("http"),
+                    child,
+                    data_dir: data_dir.to_path_buf(),
+                    _tmp: None,
+                };
+            }
+        }
+    }
+
+    pub fn api_url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.http, path_and_query)
+    }
+
+    pub fn otlp_http_url(&self) -> String {
+        format!("http://{}/v1/traces", self.otlp_http)
+    }
+
+    pub fn otlp_grpc_url(&self) -> String {
+        format!("http://{}", self.otlp_grpc)
+    }
+
+    /// GET on the query API: (status, JSON body or `Value::Null`).
+    pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let resp = reqwest::get(self.api_url(path_and_query)).await.expect("query API reachable");
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Polls `path` until `ready(body)` holds; panics after `timeout`. (Freshness is a
+    /// target measured in benchmarks; tests only wait for it.)
+    pub async fn wait_for(&self, path: &str, timeout: Duration, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == 200 && ready(&body) {
+                return body;
+            }
+            if Instant::now() > deadline {
+                panic!("{path} never satisfied the condition; last answer {status}: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL, no chance to flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("clew did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Clew {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A unique suffix for values in one test run.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+pub fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// The Python interpreter with the OpenTelemetry SDK (`scripts/setup-python` makes it).
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("CLEW_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").expect("HOME");
+    let cache = std::env::var("CLEW_CACHE").unwrap_or_else(|_| format!("{home}/.cache/clew"));
+    let p = PathBuf::from(cache).join("venv/bin/python");
+    assert!(p.exists(), "{} missing: run scripts/setup-python (scripts/test does)", p.display());
+    p
+}
+
+/// Span ids of a trace answer, as a sorted list.
+pub fn span_ids(trace: &Value) -> Vec<String> {
+    let mut ids: Vec<String> =
+        trace["spans"].as_array().expect("spans array").iter().map(|s| s["span_id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+/// The span named `name` in a trace answer.
+pub fn span_named<'a>(trace: &'a Value, name: &str) -> &'a Value {
+    trace["spans"]
+        .as_array()
+        .expect("spans array")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no span named {name} in {trace}"))
+}
+
+/// Trace ids of a search/keys answer, in order.
+pub fn trace_ids(answer: &Value) -> Vec<String> {
+    answer["traces"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t["trace_id"].as_str().unwrap_or_default().to_string()).collect())
+        .unwrap_or_default()
+}
