@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clew_proto::{RejectReason, Span, SpanKind, TraceId};
-use clew_store::conformance::fixtures::{checkout_trace, now_unix_nano, span, span_id, trace_id, wide_trace, BASE_TIME};
+use clew_store::conformance::fixtures::{
+    checkout_trace, now_unix_nano, span, span_id, trace_id, wide_trace, BASE_TIME,
+};
 use clew_store::conformance::span_store::{run_all, SuiteParams};
 use clew_store::embedded::fjall_store::FjallSpanStore;
 use clew_store::{Common, SpanStore, StoreConfig, StoredTrace};

@@ -5,7 +5,7 @@
 //! backend runs the same assertions as the embedded one. Every case uses its own trace ids,
 //! so a backend whose "fresh" store shares a table still gets meaningful results.
 //!
-//! ```ignore
+//! ```text
 //! clew_store::conformance::span_store::run_all(|params| async move { open_my_store(params) }).await;
 //! ```
 
@@ -138,7 +138,8 @@ where
 {
     let store = open(SuiteParams::default()).await;
     let now = now_unix_nano();
-    let traces: Vec<Vec<Span>> = (301..=303).map(|n| checkout_trace(trace_id(n), &format!("order-{n}"), now, n == 302)).collect();
+    let traces: Vec<Vec<Span>> =
+        (301..=303).map(|n| checkout_trace(trace_id(n), &format!("order-{n}"), now, n == 302)).collect();
     for t in &traces {
         write_ok(&store, t.clone()).await;
     }

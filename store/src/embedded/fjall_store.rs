@@ -152,10 +152,7 @@ fn parse_bucket_name(name: &str) -> Option<u64> {
 }
 
 fn wall_clock_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 fn unavailable(context: &'static str) -> impl FnOnce(fjall::Error) -> Error {
@@ -193,8 +190,9 @@ impl FjallSpanStore {
         let mut buckets = Vec::new();
         for name in db.list_keyspace_names() {
             let Some(day) = parse_bucket_name(&name) else { continue };
-            let keyspace =
-                db.keyspace(&name, KeyspaceCreateOptions::default).map_err(unavailable("failed to open span bucket"))?;
+            let keyspace = db
+                .keyspace(&name, KeyspaceCreateOptions::default)
+                .map_err(unavailable("failed to open span bucket"))?;
             buckets.push(Bucket { day, keyspace });
         }
         buckets.sort_by_key(|b| b.day);
@@ -227,7 +225,8 @@ impl Inner {
 
     /// The bucket for `day`, created if needed. Called with the write lock held.
     fn bucket_for_day(&self, day: u64) -> Result<Keyspace> {
-        if let Some(b) = self.buckets.read().unwrap_or_else(PoisonError::into_inner).iter().rev().find(|b| b.day == day) {
+        if let Some(b) = self.buckets.read().unwrap_or_else(PoisonError::into_inner).iter().rev().find(|b| b.day == day)
+        {
             return Ok(b.keyspace.clone());
         }
         let keyspace = self
@@ -369,7 +368,8 @@ impl Inner {
                     false
                 }
             };
-            let stored = found.get_or_insert_with(|| StoredTrace { trace_id: trace, spans: Vec::new(), truncated: false });
+            let stored =
+                found.get_or_insert_with(|| StoredTrace { trace_id: trace, spans: Vec::new(), truncated: false });
             stored.truncated |= truncated;
             for item in bucket.keyspace.prefix(trace.0) {
                 let (key, value) = item.into_inner().map_err(unavailable("failed to read trace row"))?;
@@ -415,11 +415,8 @@ impl Inner {
         // A bucket holds data ingested before the end of its day; it expires once that end
         // is more than `retention_days` before `now`.
         let cutoff = now_unix_nano.saturating_sub(u64::from(self.retention_days) * NANOS_PER_DAY);
-        let expired: Vec<Bucket> = self
-            .live_buckets()
-            .into_iter()
-            .filter(|b| (b.day + 1).saturating_mul(NANOS_PER_DAY) <= cutoff)
-            .collect();
+        let expired: Vec<Bucket> =
+            self.live_buckets().into_iter().filter(|b| (b.day + 1).saturating_mul(NANOS_PER_DAY) <= cutoff).collect();
         let mut dropped = 0;
         for bucket in expired {
             self.db.delete_keyspace(bucket.keyspace).map_err(unavailable("failed to drop expired span bucket"))?;
@@ -466,7 +463,8 @@ impl SpanStore for FjallSpanStore {
     }
 
     async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
-        let mut traces = self.blocking("span store read task failed", move |inner| inner.read_traces(&[trace_id])).await?;
+        let mut traces =
+            self.blocking("span store read task failed", move |inner| inner.read_traces(&[trace_id])).await?;
         Ok(traces.pop())
     }
 
@@ -479,7 +477,8 @@ impl SpanStore for FjallSpanStore {
     }
 
     async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
-        let dropped = self.blocking("span store retention task failed", move |inner| inner.drop_expired(now_unix_nano)).await?;
+        let dropped =
+            self.blocking("span store retention task failed", move |inner| inner.drop_expired(now_unix_nano)).await?;
         if dropped > 0 {
             metrics::counter!(m::STORE_BUCKETS_DROPPED_TOTAL, "backend" => BACKEND).increment(dropped);
         }
@@ -510,7 +509,15 @@ mod tests {
     #[test]
     fn meta_key_sorts_before_every_cell_of_its_row() {
         let trace = TraceId([5; 16]);
-        let mut span = crate::conformance::fixtures::span(trace, clew_proto::SpanId([0, 0, 0, 0, 0, 0, 0, 1]), None, "s", "n", 1, 1);
+        let mut span = crate::conformance::fixtures::span(
+            trace,
+            clew_proto::SpanId([0, 0, 0, 0, 0, 0, 0, 1]),
+            None,
+            "s",
+            "n",
+            1,
+            1,
+        );
         span.kind = SpanKind::Unspecified;
         let cell = cell_key(&span);
         assert!(meta_key(&trace).as_slice() < cell.as_slice());
