@@ -129,7 +129,8 @@ async fn undecodable_cell_is_skipped_not_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_open_of_same_directory_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = open(dir.path(), 100);
+    let first = open(dir.path(), 100);
+    first.ready().await.expect("a fresh store is ready");
     let second = FjallSpanStore::open(&config(100, 64 << 20), &common(dir.path(), 7));
     assert!(second.is_err());
 }
@@ -188,10 +189,10 @@ async fn acknowledged_spans_survive_kill_9() {
         .spawn()
         .expect("spawn child writer");
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
+    let lines = BufReader::new(stdout).lines();
     let mut acked: Vec<u64> = Vec::new();
     let mut killed = false;
-    while let Some(line) = lines.next() {
+    for line in lines {
         let line = line.expect("child stdout");
         // the harness may print "test crash_child_writer ... " on the same line as the first ack
         if let Some(at) = line.find("ACK ") {

@@ -485,6 +485,15 @@ impl SpanStore for FjallSpanStore {
         Ok(dropped)
     }
 
+    /// Not ready once fjall has poisoned itself (a journal write or fsync failed: disk full,
+    /// I/O error); every write would fail until the process restarts and recovers.
+    async fn ready(&self) -> Result<()> {
+        self.blocking("span store readiness task failed", |inner| {
+            inner.db.persist(PersistMode::Buffer).map_err(unavailable("span store is not writable"))
+        })
+        .await
+    }
+
     async fn close(&self) -> Result<()> {
         self.blocking("span store close task failed", |inner| {
             let _writer = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
