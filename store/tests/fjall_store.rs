@@ -127,6 +127,55 @@ async fn undecodable_cell_is_skipped_not_fatal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_span_joins_the_older_bucket_holding_its_trace() {
+    const DAY: u64 = 86_400 * 1_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_unix_nano();
+    let today = now / DAY;
+    let t = checkout_trace(trace_id(5), "order-5", now, false);
+    {
+        let store = open(dir.path(), 100);
+        store.write_spans(t.clone().into()).await.unwrap();
+        store.close().await.unwrap();
+    }
+    {
+        // age the trace: move its row from today's bucket to the bucket of three days ago
+        let db = fjall::Database::builder(dir.path().join("spans")).open().unwrap();
+        let new = db.keyspace(&format!("day-{today}"), fjall::KeyspaceCreateOptions::default).unwrap();
+        let old = db.keyspace(&format!("day-{}", today - 3), fjall::KeyspaceCreateOptions::default).unwrap();
+        for item in new.iter() {
+            let (k, v) = item.into_inner().unwrap();
+            old.insert(k, v).unwrap();
+        }
+        db.delete_keyspace(new).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let late = span(trace_id(5), span_id(9), Some(span_id(1)), "frontend", "late", now, 5);
+    {
+        let store = open(dir.path(), 100);
+        store.write_spans(vec![late.clone(), t[0].clone()].into()).await.unwrap();
+        let mut want = t.clone();
+        want.push(late.clone());
+        assert_eq!(sorted(fetch(&store, trace_id(5)).await.spans), sorted(want));
+        store.close().await.unwrap();
+    }
+    {
+        let db = fjall::Database::builder(dir.path().join("spans")).open().unwrap();
+        let old = db.keyspace(&format!("day-{}", today - 3), fjall::KeyspaceCreateOptions::default).unwrap();
+        assert_eq!(old.prefix(trace_id(5).0).count(), 1 + 5, "meta + 5 cells, all in the old bucket");
+        if db.keyspace_exists(&format!("day-{today}")) {
+            let new = db.keyspace(&format!("day-{today}"), fjall::KeyspaceCreateOptions::default).unwrap();
+            assert_eq!(new.prefix(trace_id(5).0).count(), 0);
+        }
+    }
+    // with 7 days of retention the old bucket expires 5 days from now, and the trace with it
+    let store = open(dir.path(), 100);
+    assert_eq!(store.drop_expired(now).await.unwrap(), 0);
+    assert_eq!(store.drop_expired(now + 5 * DAY).await.unwrap(), 1);
+    assert_eq!(store.get_trace(trace_id(5)).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_open_of_same_directory_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let first = open(dir.path(), 100);
