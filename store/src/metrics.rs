@@ -8,12 +8,16 @@ pub const STORE_WRITE_SECONDS: &str = "clew_store_write_seconds";
 pub const STORE_SPANS_WRITTEN_TOTAL: &str = "clew_store_spans_written_total";
 /// Bytes of encoded spans written (counter), label `backend`.
 pub const STORE_BYTES_WRITTEN_TOTAL: &str = "clew_store_bytes_written_total";
-/// Spans the store rejected (counter), label `reason`.
+/// Spans the store rejected (counter), labels `backend` and `reason`.
 pub const STORE_SPANS_REJECTED_TOTAL: &str = "clew_store_spans_rejected_total";
 /// Seconds per trace read (histogram), label `backend`.
 pub const STORE_READ_SECONDS: &str = "clew_store_read_seconds";
 /// Retention buckets dropped (counter), label `backend`.
 pub const STORE_BUCKETS_DROPPED_TOTAL: &str = "clew_store_buckets_dropped_total";
+/// Spans written again that were already stored: idempotent no-ops (counter), label `backend`.
+pub const STORE_DUPLICATE_SPANS_TOTAL: &str = "clew_store_duplicate_spans_total";
+/// Stored cells skipped on read because they could not be decoded (counter), label `backend`.
+pub const STORE_CORRUPT_CELLS_TOTAL: &str = "clew_store_corrupt_cells_total";
 
 /// Seconds spent handing one batch to the index (histogram), label `backend`.
 pub const INDEX_WRITE_SECONDS: &str = "clew_index_write_seconds";

@@ -1,1 +1,348 @@
-//! (being written)
+//! The span-store conformance suite: what every [`SpanStore`] backend must do.
+//!
+//! A backend's test calls [`run_all`] with a factory that opens a FRESH, empty store for the
+//! [`SuiteParams`] it is given, or calls single cases. Only the trait is used, so the HBase
+//! backend runs the same assertions as the embedded one. Every case uses its own trace ids,
+//! so a backend whose "fresh" store shares a table still gets meaningful results.
+//!
+//! ```text
+//! clew_store::conformance::span_store::run_all(|params| async move { open_my_store(params) }).await;
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use clew_proto::{RejectReason, Span, SpanKind, TraceId};
+
+use super::fixtures::{checkout_trace, now_unix_nano, span, span_id, trace_id, wide_trace};
+use crate::{SpanStore, StoredTrace};
+
+const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+
+/// What a case asks of the store it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuiteParams {
+    /// Per-trace span cap the store must enforce.
+    pub max_spans_per_trace: u32,
+    /// Retention the store must apply in `drop_expired`.
+    pub retention_days: u32,
+}
+
+impl Default for SuiteParams {
+    fn default() -> Self {
+        SuiteParams { max_spans_per_trace: 50_000, retention_days: 7 }
+    }
+}
+
+/// Runs every case, each against a freshly opened store.
+pub async fn run_all<F, Fut>(open: F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    whole_trace_round_trips(&open).await;
+    unknown_trace_is_none(&open).await;
+    get_traces_keeps_order_and_skips_unknown(&open).await;
+    rewrite_is_idempotent(&open).await;
+    duplicates_count_once_against_cap(&open).await;
+    shared_span_id_client_and_server_both_kept(&open).await;
+    late_spans_are_appended(&open).await;
+    many_traces_in_one_batch(&open).await;
+    size_cap_rejects_and_marks_truncated(&open).await;
+    concurrent_writers_of_one_trace(&open).await;
+    retention_drops_expired_data(&open).await;
+}
+
+fn sort_key(s: &Span) -> ([u8; 8], i32) {
+    (s.span_id.0, s.kind.as_i32())
+}
+
+fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort_by_key(sort_key);
+    spans
+}
+
+async fn write_ok(store: &Arc<dyn SpanStore>, spans: Vec<Span>) {
+    let n = spans.len();
+    let report = store.write_spans(spans.into()).await.unwrap_or_else(|e| panic!("write of {n} spans failed: {e}"));
+    assert!(report.rejected.is_empty(), "nothing should be rejected, got {:?}", report.rejected);
+}
+
+async fn fetch(store: &Arc<dyn SpanStore>, id: TraceId) -> StoredTrace {
+    store
+        .get_trace(id)
+        .await
+        .unwrap_or_else(|e| panic!("get_trace({id}) failed: {e}"))
+        .unwrap_or_else(|| panic!("trace {id} should exist"))
+}
+
+/// Asserts that `trace` holds exactly `expected` (as a set), every field intact.
+fn assert_spans(trace: &StoredTrace, expected: &[Span]) {
+    let got = sorted(trace.spans.clone());
+    let want = sorted(expected.to_vec());
+    assert_eq!(got.len(), want.len(), "trace {} span count", trace.trace_id);
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "span {} of trace {} differs", w.span_id, trace.trace_id);
+    }
+}
+
+fn too_large(indices: impl IntoIterator<Item = usize>) -> Vec<(usize, RejectReason)> {
+    indices.into_iter().map(|i| (i, RejectReason::TraceTooLarge)).collect()
+}
+
+/// A trace written in one batch comes back whole: every span, every field.
+pub async fn whole_trace_round_trips<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams::default()).await;
+    let now = now_unix_nano();
+    let checkout = checkout_trace(trace_id(101), "order-101", now, true);
+    let wide = wide_trace(trace_id(102), 30, now);
+    write_ok(&store, checkout.iter().chain(&wide).cloned().collect()).await;
+
+    let got = fetch(&store, trace_id(101)).await;
+    assert_eq!(got.trace_id, trace_id(101));
+    assert!(!got.truncated);
+    assert_spans(&got, &checkout);
+    // the fixture's error span, business key and link survive the round trip
+    assert!(got.spans.iter().any(|s| s.is_error()));
+    assert!(got.spans.iter().any(|s| s.business_keys.iter().any(|k| k.value == "order-101")));
+    assert!(got.spans.iter().any(|s| !s.links.is_empty()));
+
+    let got = fetch(&store, trace_id(102)).await;
+    assert!(!got.truncated);
+    assert_spans(&got, &wide);
+}
+
+/// Unknown ids are `Ok(None)` / skipped, never an error.
+pub async fn unknown_trace_is_none<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams::default()).await;
+    assert_eq!(store.get_trace(trace_id(201)).await.expect("get_trace on empty store"), None);
+    assert!(store.get_traces(&[]).await.expect("get_traces of nothing").is_empty());
+    write_ok(&store, checkout_trace(trace_id(202), "order-202", now_unix_nano(), false)).await;
+    assert_eq!(store.get_trace(trace_id(201)).await.expect("get_trace of unknown id"), None);
+    assert!(store.get_traces(&[trace_id(201), trace_id(203)]).await.expect("get_traces of unknown ids").is_empty());
+}
+
+/// `get_traces` answers in the order asked and skips unknown ids.
+pub async fn get_traces_keeps_order_and_skips_unknown<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams::default()).await;
+    let now = now_unix_nano();
+    let traces: Vec<Vec<Span>> =
+        (301..=303).map(|n| checkout_trace(trace_id(n), &format!("order-{n}"), now, n == 302)).collect();
+    for t in &traces {
+        write_ok(&store, t.clone()).await;
+    }
+    let ask = [trace_id(303), trace_id(399), trace_id(301), trace_id(302), trace_id(398)];
+    let got = store.get_traces(&ask).await.expect("get_traces");
+    let ids: Vec<TraceId> = got.iter().map(|t| t.trace_id).collect();
+    assert_eq!(ids, vec![trace_id(303), trace_id(301), trace_id(302)]);
+    assert_spans(&got[0], &traces[2]);
+    assert_spans(&got[1], &traces[0]);
+    assert_spans(&got[2], &traces[1]);
+}
+
+/// The same span written twice, in one batch or across batches, is stored once.
+pub async fn rewrite_is_idempotent<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams::default()).await;
+    let t = checkout_trace(trace_id(401), "order-401", now_unix_nano(), true);
+    let mut batch = t.clone();
+    batch.push(t[0].clone());
+    batch.push(t[3].clone());
+    write_ok(&store, batch).await;
+    assert_spans(&fetch(&store, trace_id(401)).await, &t);
+
+    write_ok(&store, t.clone()).await;
+    write_ok(&store, vec![t[1].clone(), t[1].clone()]).await;
+    let got = fetch(&store, trace_id(401)).await;
+    assert_spans(&got, &t);
+    assert!(!got.truncated);
+}
+
+/// Re-delivered spans do not count twice against the per-trace cap.
+pub async fn duplicates_count_once_against_cap<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams { max_spans_per_trace: 4, ..SuiteParams::default() }).await;
+    let now = now_unix_nano();
+    let t = checkout_trace(trace_id(501), "order-501", now, false);
+    let mut batch = t.clone();
+    batch.extend(t.iter().take(2).cloned());
+    write_ok(&store, batch).await; // 6 spans in, 4 distinct: exactly at the cap
+    write_ok(&store, t.clone()).await; // replay of a full trace: not rejected
+    let got = fetch(&store, trace_id(501)).await;
+    assert_spans(&got, &t);
+    assert!(!got.truncated, "a trace exactly at the cap is not truncated");
+
+    let fifth = span(trace_id(501), span_id(5), Some(span_id(1)), "frontend", "extra", now, 10);
+    let report = store.write_spans(vec![fifth].into()).await.expect("write past cap");
+    assert_eq!(report.rejected, too_large([0]));
+    let got = fetch(&store, trace_id(501)).await;
+    assert!(got.truncated);
+    assert_spans(&got, &t);
+}
+
+/// A client and a server span sharing one span id are two cells, each idempotent.
+pub async fn shared_span_id_client_and_server_both_kept<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams::default()).await;
+    let now = now_unix_nano();
+    let mut client = span(trace_id(601), span_id(2), Some(span_id(1)), "frontend", "GET /cart", now, 100);
+    client.kind = SpanKind::Client;
+    let mut server = span(trace_id(601), span_id(2), Some(span_id(1)), "cart", "GET /cart", now + 5, 80);
+    server.kind = SpanKind::Server;
+    let root = span(trace_id(601), span_id(1), None, "frontend", "GET /", now, 200);
+    let all = vec![root, client, server];
+    write_ok(&store, all.clone()).await;
+    write_ok(&store, all.clone()).await;
+    assert_spans(&fetch(&store, trace_id(601)).await, &all);
+}
+
+/// Spans arriving after their trace was first written join the same trace.
+pub async fn late_spans_are_appended<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams::default()).await;
+    let t = checkout_trace(trace_id(701), "order-701", now_unix_nano(), true);
+    write_ok(&store, t[..2].to_vec()).await;
+    assert_spans(&fetch(&store, trace_id(701)).await, &t[..2]);
+    write_ok(&store, vec![t[3].clone()]).await;
+    write_ok(&store, vec![t[2].clone(), t[0].clone()]).await;
+    let got = fetch(&store, trace_id(701)).await;
+    assert_spans(&got, &t);
+    assert!(!got.truncated);
+}
+
+/// One batch mixing the spans of many traces, interleaved.
+pub async fn many_traces_in_one_batch<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams::default()).await;
+    let now = now_unix_nano();
+    let mut traces: Vec<Vec<Span>> =
+        (0..40u64).map(|n| checkout_trace(trace_id(800 + n), &format!("order-{n}"), now + n, n % 3 == 0)).collect();
+    traces.push(wide_trace(trace_id(899), 100, now));
+    // round-robin: span 0 of every trace, then span 1 of every trace, ...
+    let mut batch = Vec::new();
+    for i in 0..100 {
+        batch.extend(traces.iter().filter_map(|t| t.get(i).cloned()));
+    }
+    write_ok(&store, batch).await;
+
+    let ids: Vec<TraceId> = traces.iter().map(|t| t[0].trace_id).collect();
+    let got = store.get_traces(&ids).await.expect("get_traces");
+    assert_eq!(got.len(), traces.len());
+    for (g, want) in got.iter().zip(&traces) {
+        assert_eq!(g.trace_id, want[0].trace_id);
+        assert_spans(g, want);
+    }
+}
+
+/// Spans past the cap are rejected by index, the trace reads as truncated, the stored part
+/// stays readable, and replays of stored spans of a full trace are not rejected.
+pub async fn size_cap_rejects_and_marks_truncated<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams { max_spans_per_trace: 10, ..SuiteParams::default() }).await;
+    let now = now_unix_nano();
+    let big = wide_trace(trace_id(901), 25, now);
+    let small = checkout_trace(trace_id(902), "order-902", now, false);
+    let batch: Vec<Span> = big.iter().chain(&small).cloned().collect();
+    let report = store.write_spans(batch.into()).await.expect("write over cap");
+    assert_eq!(report.rejected, too_large(10..25));
+
+    let got = fetch(&store, trace_id(901)).await;
+    assert!(got.truncated);
+    assert_spans(&got, &big[..10]);
+    let other = fetch(&store, trace_id(902)).await;
+    assert!(!other.truncated, "a trace next to a truncated one is not truncated");
+    assert_spans(&other, &small);
+
+    // replaying stored spans of the full trace is fine, new ones are still refused
+    write_ok(&store, big[..10].to_vec()).await;
+    let report = store.write_spans(vec![big[3].clone(), big[20].clone(), big[7].clone()].into()).await.expect("write");
+    assert_eq!(report.rejected, too_large([1]));
+    assert_spans(&fetch(&store, trace_id(901)).await, &big[..10]);
+
+    // the cap also holds across batches
+    let third = wide_trace(trace_id(903), 12, now);
+    write_ok(&store, third[..8].to_vec()).await;
+    assert!(!fetch(&store, trace_id(903)).await.truncated);
+    let report = store.write_spans(third[8..].to_vec().into()).await.expect("write");
+    assert_eq!(report.rejected, too_large([2, 3]));
+    let got = fetch(&store, trace_id(903)).await;
+    assert!(got.truncated);
+    assert_spans(&got, &third[..10]);
+}
+
+/// Concurrent writers of overlapping spans of one trace: every span once, none lost.
+pub async fn concurrent_writers_of_one_trace<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let store = open(SuiteParams::default()).await;
+    let t = wide_trace(trace_id(1001), 45, now_unix_nano());
+    let mut tasks = Vec::new();
+    for k in 0..8 {
+        let store = store.clone();
+        let part: Vec<Span> = t[k * 5..k * 5 + 10].to_vec();
+        tasks.push(tokio::spawn(async move { store.write_spans(part.into()).await }));
+    }
+    for task in tasks {
+        let report = task.await.expect("writer task").expect("concurrent write");
+        assert!(report.rejected.is_empty());
+    }
+    assert_spans(&fetch(&store, trace_id(1001)).await, &t[..45]);
+}
+
+/// `drop_expired` keeps fresh data and removes data older than the retention period.
+pub async fn retention_drops_expired_data<F, Fut>(open: &F)
+where
+    F: Fn(SuiteParams) -> Fut,
+    Fut: Future<Output = Arc<dyn SpanStore>>,
+{
+    let params = SuiteParams { retention_days: 7, ..SuiteParams::default() };
+    let store = open(params).await;
+    let now = now_unix_nano();
+    let t = checkout_trace(trace_id(1101), "order-1101", now, false);
+    write_ok(&store, t.clone()).await;
+
+    store.drop_expired(now_unix_nano()).await.expect("drop_expired(now)");
+    assert_spans(&fetch(&store, trace_id(1101)).await, &t);
+
+    let later = now_unix_nano() + u64::from(params.retention_days + 2) * NANOS_PER_DAY;
+    let dropped = store.drop_expired(later).await.expect("drop_expired(later)");
+    assert!(dropped >= 1, "at least the bucket holding the trace is dropped");
+    assert_eq!(store.get_trace(trace_id(1101)).await.expect("get_trace after retention"), None);
+
+    // the store keeps working after a drop
+    let fresh = checkout_trace(trace_id(1102), "order-1102", now_unix_nano(), false);
+    write_ok(&store, fresh.clone()).await;
+    assert_spans(&fetch(&store, trace_id(1102)).await, &fresh);
+}

@@ -1,36 +1,553 @@
-//! Embedded span store on fjall. (stub: being implemented)
+//! Embedded span store on fjall (an LSM-tree key-value engine), under `<data_dir>/spans`.
+//!
+//! # Layout
+//!
+//! fjall has no columns, so the wide-column contract of `design.md` ("Storage layout") is
+//! mapped onto sorted keys: a row is every key that starts with the 16-byte trace id, and
+//! a cell is one key inside that prefix.
+//!
+//! ```text
+//! keyspace "day-<N>"   (one per UTC day of *ingest*, N = days since the unix epoch)
+//!   trace_id(16) ++ 0x00                      → meta: v1 | span count u32 | bytes u64 | flags u8
+//!   trace_id(16) ++ span_id(8) ++ kind(1)     → encoded span (clew_proto::encoding, version byte first)
+//! ```
+//!
+//! - **Row read = one prefix scan.** The meta key is a prefix of every cell key whose span
+//!   id starts with `0x00`, so it always sorts first in its row; rows of different traces
+//!   never interleave.
+//! - **Discriminator.** The byte after the span id is the span kind, so a client and a
+//!   server span that share one span id (Zipkin-style shared spans) are two cells. Writing
+//!   the same (trace id, span id, kind) again is a no-op: the cell is not rewritten and not
+//!   counted again against the cap.
+//! - **Meta cell.** Holds the per-trace span count, encoded bytes and the truncated flag,
+//!   so the size cap costs one point read per trace per batch, not a row scan. It lives in
+//!   the same bucket as the trace's cells and is written in the same atomic batch, so the
+//!   two never disagree after a crash.
+//! - **Retention by buckets.** A trace lives in the bucket of the day its first span was
+//!   ingested; late spans go to the bucket that already holds the trace (found with
+//!   bloom-filtered point reads of the meta key, newest bucket first), so a trace is one
+//!   row in one bucket. `drop_expired` deletes whole keyspaces: no tombstones, no
+//!   compaction debt. A trace whose bucket expired and that receives more spans starts
+//!   over in today's bucket.
+//! - **Fetch by id, no time window.** For each live bucket (a handful: retention days + 1)
+//!   a point read of the meta key, which the bloom filters answer without I/O when the
+//!   trace is not there; then one prefix scan of the bucket that has it.
+//!
+//! # Durability and concurrency
+//!
+//! A write is one fjall batch (cells + metas) committed with `PersistMode::SyncData`
+//! before `write_spans` returns. Writes are serialized by a mutex because the cap is a
+//! read-modify-write of the meta cell; reads never take it. Every fjall error becomes the
+//! retryable [`Error::Unavailable`]; all blocking work (including encoding) runs in
+//! `spawn_blocking`. See `docs/adr/0001-row-layout.md`.
 
-use std::sync::Arc;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use clew_proto::{Span, TraceId};
+use clew_proto::encoding::{encode_span, SharedDecoder};
+use clew_proto::{RejectReason, Span, SpanKind, TraceId};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use tracing::warn;
 
 use crate::config::{Common, StoreConfig};
+use crate::metrics as m;
 use crate::{Error, Result, SpanStore, StoredTrace, WriteReport};
 
-pub struct FjallSpanStore;
+const BACKEND: &str = "embedded";
+const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
+const BUCKET_PREFIX: &str = "day-";
+
+/// Length of a meta key: trace id + `0x00`.
+const META_KEY_LEN: usize = 17;
+/// Length of a cell key: trace id + span id + discriminator.
+const CELL_KEY_LEN: usize = 25;
+const META_V1: u8 = 1;
+const META_LEN: usize = 14;
+const META_FLAG_TRUNCATED: u8 = 1;
+
+/// The embedded span store. Cheap to share (`Arc` inside).
+pub struct FjallSpanStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    /// Live buckets, oldest first.
+    buckets: RwLock<Vec<Bucket>>,
+    /// Serializes writers and retention (meta cells are read-modify-write).
+    write_lock: Mutex<()>,
+    max_spans_per_trace: u32,
+    max_bytes_per_trace: u64,
+    retention_days: u32,
+}
+
+#[derive(Clone)]
+struct Bucket {
+    day: u64,
+    keyspace: Keyspace,
+}
+
+/// Per-trace bookkeeping kept in the trace's meta cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Meta {
+    spans: u32,
+    bytes: u64,
+    truncated: bool,
+}
+
+impl Meta {
+    fn encode(&self) -> [u8; META_LEN] {
+        let mut out = [0u8; META_LEN];
+        out[0] = META_V1;
+        out[1..5].copy_from_slice(&self.spans.to_le_bytes());
+        out[5..13].copy_from_slice(&self.bytes.to_le_bytes());
+        out[13] = if self.truncated { META_FLAG_TRUNCATED } else { 0 };
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Meta> {
+        if bytes.len() != META_LEN || bytes[0] != META_V1 {
+            return None;
+        }
+        Some(Meta {
+            spans: u32::from_le_bytes(bytes[1..5].try_into().ok()?),
+            bytes: u64::from_le_bytes(bytes[5..13].try_into().ok()?),
+            truncated: bytes[13] & META_FLAG_TRUNCATED != 0,
+        })
+    }
+}
+
+fn meta_key(trace: &TraceId) -> [u8; META_KEY_LEN] {
+    let mut key = [0u8; META_KEY_LEN];
+    key[..16].copy_from_slice(&trace.0);
+    key
+}
+
+/// The byte after the span id: the span kind, so shared client/server ids stay apart.
+fn discriminator(kind: SpanKind) -> u8 {
+    match kind {
+        SpanKind::Unknown(_) => 0xff,
+        known => known.as_i32() as u8,
+    }
+}
+
+fn cell_key(span: &Span) -> [u8; CELL_KEY_LEN] {
+    let mut key = [0u8; CELL_KEY_LEN];
+    key[..16].copy_from_slice(&span.trace_id.0);
+    key[16..24].copy_from_slice(&span.span_id.0);
+    key[24] = discriminator(span.kind);
+    key
+}
+
+fn bucket_name(day: u64) -> String {
+    format!("{BUCKET_PREFIX}{day}")
+}
+
+fn parse_bucket_name(name: &str) -> Option<u64> {
+    name.strip_prefix(BUCKET_PREFIX)?.parse().ok()
+}
+
+fn wall_clock_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn unavailable(context: &'static str) -> impl FnOnce(fjall::Error) -> Error {
+    move |e| Error::unavailable(context, e)
+}
+
+/// What one write batch did, for the report and the metrics.
+#[derive(Default)]
+struct WriteOutcome {
+    report: WriteReport,
+    stored: u64,
+    bytes: u64,
+    duplicates: u64,
+}
+
+/// A trace touched by the current batch.
+struct TraceState {
+    keyspace: Keyspace,
+    /// Whether the trace had cells before this batch (only then can a cell already exist).
+    existed: bool,
+    meta: Meta,
+    dirty: bool,
+}
 
 impl FjallSpanStore {
-    pub fn open(_config: &StoreConfig, _common: &Common) -> Result<Self> {
-        Err(Error::Config("embedded span store not implemented yet".into()))
+    /// Opens (or creates) the store under `<data_dir>/spans`.
+    pub fn open(config: &StoreConfig, common: &Common) -> Result<Self> {
+        let StoreConfig::Embedded { max_spans_per_trace, max_bytes_per_trace, cache_mb } = *config;
+        let path: PathBuf = common.data_dir.join("spans");
+        std::fs::create_dir_all(&path).map_err(|e| Error::unavailable("failed to create span store directory", e))?;
+        let db = Database::builder(&path)
+            .cache_size(cache_mb.saturating_mul(1024 * 1024))
+            .open()
+            .map_err(unavailable("failed to open span store"))?;
+        let mut buckets = Vec::new();
+        for name in db.list_keyspace_names() {
+            let Some(day) = parse_bucket_name(&name) else { continue };
+            let keyspace = db
+                .keyspace(&name, KeyspaceCreateOptions::default)
+                .map_err(unavailable("failed to open span bucket"))?;
+            buckets.push(Bucket { day, keyspace });
+        }
+        buckets.sort_by_key(|b| b.day);
+        Ok(FjallSpanStore {
+            inner: Arc::new(Inner {
+                db,
+                buckets: RwLock::new(buckets),
+                write_lock: Mutex::new(()),
+                max_spans_per_trace,
+                max_bytes_per_trace,
+                retention_days: common.retention_days,
+            }),
+        })
     }
+
+    async fn blocking<T, F>(&self, context: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| Error::unavailable(context, e))?
+    }
+}
+
+impl Inner {
+    fn live_buckets(&self) -> Vec<Bucket> {
+        self.buckets.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The bucket for `day`, created if needed. Called with the write lock held.
+    fn bucket_for_day(&self, day: u64) -> Result<Keyspace> {
+        if let Some(b) = self.buckets.read().unwrap_or_else(PoisonError::into_inner).iter().rev().find(|b| b.day == day)
+        {
+            return Ok(b.keyspace.clone());
+        }
+        let keyspace = self
+            .db
+            .keyspace(&bucket_name(day), KeyspaceCreateOptions::default)
+            .map_err(unavailable("failed to create span bucket"))?;
+        let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
+        buckets.push(Bucket { day, keyspace: keyspace.clone() });
+        buckets.sort_by_key(|b| b.day);
+        Ok(keyspace)
+    }
+
+    /// Finds the bucket already holding `trace` (newest first) and its meta.
+    fn find_trace(&self, buckets: &[Bucket], trace: &TraceId) -> Result<Option<(Keyspace, Meta)>> {
+        let key = meta_key(trace);
+        for bucket in buckets.iter().rev() {
+            let Some(raw) = bucket.keyspace.get(key).map_err(unavailable("failed to read trace meta"))? else {
+                continue;
+            };
+            let meta = match Meta::decode(&raw) {
+                Some(meta) => meta,
+                None => {
+                    warn!(trace_id = %trace, "corrupt trace meta cell, recounting the row");
+                    recount_row(&bucket.keyspace, trace)?
+                }
+            };
+            return Ok(Some((bucket.keyspace.clone(), meta)));
+        }
+        Ok(None)
+    }
+
+    fn write(&self, spans: &[Span]) -> Result<WriteOutcome> {
+        let mut out = WriteOutcome::default();
+        if spans.is_empty() {
+            return Ok(out);
+        }
+        let _writer = self.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let buckets = self.live_buckets();
+        let today = wall_clock_nanos() / NANOS_PER_DAY;
+        let mut today_bucket: Option<Keyspace> = None;
+
+        let mut trace_slots: HashMap<TraceId, u32> = HashMap::new();
+        let mut traces: Vec<TraceState> = Vec::new();
+        // Cells seen earlier in this batch: (trace slot, span id + discriminator) → stored?
+        let mut seen: HashMap<(u32, [u8; 9]), bool> = HashMap::with_capacity(spans.len());
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut scratch = Vec::with_capacity(1024);
+
+        for (index, span) in spans.iter().enumerate() {
+            let slot = match trace_slots.entry(span.trace_id) {
+                Entry::Occupied(e) => *e.get(),
+                Entry::Vacant(e) => {
+                    let state = match self.find_trace(&buckets, &span.trace_id)? {
+                        Some((keyspace, meta)) => TraceState { keyspace, existed: true, meta, dirty: false },
+                        None => {
+                            let keyspace = match &today_bucket {
+                                Some(k) => k.clone(),
+                                None => today_bucket.insert(self.bucket_for_day(today)?).clone(),
+                            };
+                            TraceState { keyspace, existed: false, meta: Meta::default(), dirty: false }
+                        }
+                    };
+                    traces.push(state);
+                    *e.insert((traces.len() - 1) as u32)
+                }
+            };
+            let state = &mut traces[slot as usize];
+            let key = cell_key(span);
+            let mut suffix = [0u8; 9];
+            suffix.copy_from_slice(&key[16..]);
+            match seen.entry((slot, suffix)) {
+                Entry::Occupied(e) => {
+                    // Same cell earlier in this batch: a no-op if it was stored, and
+                    // rejected again if it was rejected.
+                    if *e.get() {
+                        out.duplicates += 1;
+                    } else {
+                        out.report.rejected.push((index, RejectReason::TraceTooLarge));
+                    }
+                    continue;
+                }
+                Entry::Vacant(e) => {
+                    if state.existed
+                        && state.keyspace.contains_key(key).map_err(unavailable("failed to read span cell"))?
+                    {
+                        e.insert(true);
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    scratch.clear();
+                    encode_span(span, &mut scratch);
+                    let len = scratch.len() as u64;
+                    if state.meta.spans >= self.max_spans_per_trace
+                        || state.meta.bytes.saturating_add(len) > self.max_bytes_per_trace
+                    {
+                        e.insert(false);
+                        out.report.rejected.push((index, RejectReason::TraceTooLarge));
+                        if !state.meta.truncated {
+                            state.meta.truncated = true;
+                            state.dirty = true;
+                        }
+                        continue;
+                    }
+                    e.insert(true);
+                    state.meta.spans += 1;
+                    state.meta.bytes += len;
+                    state.dirty = true;
+                    out.stored += 1;
+                    out.bytes += len;
+                    batch.insert(&state.keyspace, key, scratch.as_slice());
+                }
+            }
+        }
+
+        for (trace, slot) in &trace_slots {
+            let state = &traces[*slot as usize];
+            if state.dirty {
+                batch.insert(&state.keyspace, meta_key(trace), state.meta.encode());
+            }
+        }
+        batch.commit().map_err(unavailable("failed to write spans durably"))?;
+        Ok(out)
+    }
+
+    /// Reads one whole trace from every bucket that has its meta (normally exactly one).
+    fn read_trace(&self, buckets: &[Bucket], trace: TraceId, corrupt: &mut u64) -> Result<Option<StoredTrace>> {
+        let mkey = meta_key(&trace);
+        let mut found: Option<StoredTrace> = None;
+        let mut decoder = SharedDecoder::default();
+        for bucket in buckets.iter().rev() {
+            let Some(raw) = bucket.keyspace.get(mkey).map_err(unavailable("failed to read trace meta"))? else {
+                continue;
+            };
+            let truncated = match Meta::decode(&raw) {
+                Some(meta) => meta.truncated,
+                None => {
+                    warn!(trace_id = %trace, "corrupt trace meta cell, reading the row anyway");
+                    *corrupt += 1;
+                    false
+                }
+            };
+            let stored =
+                found.get_or_insert_with(|| StoredTrace { trace_id: trace, spans: Vec::new(), truncated: false });
+            stored.truncated |= truncated;
+            for item in bucket.keyspace.prefix(trace.0) {
+                let (key, value) = item.into_inner().map_err(unavailable("failed to read trace row"))?;
+                if key.len() == META_KEY_LEN {
+                    continue;
+                }
+                if key.len() != CELL_KEY_LEN {
+                    warn!(trace_id = %trace, key_len = key.len(), "unexpected key in trace row, skipped");
+                    *corrupt += 1;
+                    continue;
+                }
+                match decoder.decode(&value) {
+                    Ok(span) => stored.spans.push(span),
+                    Err(error) => {
+                        warn!(%error, trace_id = %trace, "undecodable span cell, skipped");
+                        *corrupt += 1;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+        let buckets = self.live_buckets();
+        let mut out = Vec::with_capacity(ids.len());
+        let mut corrupt = 0;
+        let result = ids.iter().try_for_each(|id| {
+            let started = Instant::now();
+            let trace = self.read_trace(&buckets, *id, &mut corrupt)?;
+            metrics::histogram!(m::STORE_READ_SECONDS, "backend" => BACKEND).record(started.elapsed().as_secs_f64());
+            out.extend(trace);
+            Ok::<_, Error>(())
+        });
+        if corrupt > 0 {
+            metrics::counter!(m::STORE_CORRUPT_CELLS_TOTAL, "backend" => BACKEND).increment(corrupt);
+        }
+        result.map(|()| out)
+    }
+
+    fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
+        let _writer = self.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // A bucket holds data ingested before the end of its day; it expires once that end
+        // is more than `retention_days` before `now`.
+        let cutoff = now_unix_nano.saturating_sub(u64::from(self.retention_days) * NANOS_PER_DAY);
+        let expired: Vec<Bucket> =
+            self.live_buckets().into_iter().filter(|b| (b.day + 1).saturating_mul(NANOS_PER_DAY) <= cutoff).collect();
+        let mut dropped = 0;
+        for bucket in expired {
+            self.db.delete_keyspace(bucket.keyspace).map_err(unavailable("failed to drop expired span bucket"))?;
+            self.buckets.write().unwrap_or_else(PoisonError::into_inner).retain(|b| b.day != bucket.day);
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+}
+
+/// Rebuilds a meta from the row itself (only when the stored meta is unreadable).
+fn recount_row(keyspace: &Keyspace, trace: &TraceId) -> Result<Meta> {
+    let mut meta = Meta::default();
+    for item in keyspace.prefix(trace.0) {
+        let (key, value) = item.into_inner().map_err(unavailable("failed to read trace row"))?;
+        if key.len() == CELL_KEY_LEN {
+            meta.spans += 1;
+            meta.bytes += value.len() as u64;
+        }
+    }
+    Ok(meta)
 }
 
 #[async_trait]
 impl SpanStore for FjallSpanStore {
-    async fn write_spans(&self, _spans: Arc<[Span]>) -> Result<WriteReport> {
-        unimplemented!()
+    async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport> {
+        let started = Instant::now();
+        let out = self.blocking("span store write task failed", move |inner| inner.write(&spans)).await?;
+        metrics::histogram!(m::STORE_WRITE_SECONDS, "backend" => BACKEND).record(started.elapsed().as_secs_f64());
+        metrics::counter!(m::STORE_SPANS_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.stored);
+        metrics::counter!(m::STORE_BYTES_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.bytes);
+        if out.duplicates > 0 {
+            metrics::counter!(m::STORE_DUPLICATE_SPANS_TOTAL, "backend" => BACKEND).increment(out.duplicates);
+        }
+        if !out.report.rejected.is_empty() {
+            metrics::counter!(
+                m::STORE_SPANS_REJECTED_TOTAL,
+                "backend" => BACKEND,
+                "reason" => RejectReason::TraceTooLarge.as_str()
+            )
+            .increment(out.report.rejected.len() as u64);
+        }
+        Ok(out.report)
     }
-    async fn get_trace(&self, _trace_id: TraceId) -> Result<Option<StoredTrace>> {
-        unimplemented!()
+
+    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
+        let mut traces =
+            self.blocking("span store read task failed", move |inner| inner.read_traces(&[trace_id])).await?;
+        Ok(traces.pop())
     }
-    async fn get_traces(&self, _trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
-        unimplemented!()
+
+    async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = trace_ids.to_vec();
+        self.blocking("span store read task failed", move |inner| inner.read_traces(&ids)).await
     }
-    async fn drop_expired(&self, _now_unix_nano: u64) -> Result<u64> {
-        unimplemented!()
+
+    async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
+        let dropped =
+            self.blocking("span store retention task failed", move |inner| inner.drop_expired(now_unix_nano)).await?;
+        if dropped > 0 {
+            metrics::counter!(m::STORE_BUCKETS_DROPPED_TOTAL, "backend" => BACKEND).increment(dropped);
+        }
+        Ok(dropped)
     }
+
+    /// Not ready once fjall has poisoned itself (a journal write or fsync failed: disk full,
+    /// I/O error); every write would fail until the process restarts and recovers.
+    async fn ready(&self) -> Result<()> {
+        self.blocking("span store readiness task failed", |inner| {
+            inner.db.persist(PersistMode::Buffer).map_err(unavailable("span store is not writable"))
+        })
+        .await
+    }
+
     async fn close(&self) -> Result<()> {
-        unimplemented!()
+        self.blocking("span store close task failed", |inner| {
+            let _writer = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            inner.db.persist(PersistMode::SyncAll).map_err(unavailable("failed to persist span store"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips_and_rejects_garbage() {
+        let meta = Meta { spans: 7, bytes: 12_345, truncated: true };
+        assert_eq!(Meta::decode(&meta.encode()), Some(meta));
+        assert_eq!(Meta::decode(&[]), None);
+        assert_eq!(Meta::decode(&[2; META_LEN]), None);
+    }
+
+    #[test]
+    fn meta_key_sorts_before_every_cell_of_its_row() {
+        let trace = TraceId([5; 16]);
+        let mut span = crate::conformance::fixtures::span(
+            trace,
+            clew_proto::SpanId([0, 0, 0, 0, 0, 0, 0, 1]),
+            None,
+            "s",
+            "n",
+            1,
+            1,
+        );
+        span.kind = SpanKind::Unspecified;
+        let cell = cell_key(&span);
+        assert!(meta_key(&trace).as_slice() < cell.as_slice());
+        assert!(cell.starts_with(&trace.0));
+    }
+
+    #[test]
+    fn client_and_server_spans_sharing_an_id_get_distinct_cells() {
+        let trace = TraceId([5; 16]);
+        let mut a = crate::conformance::fixtures::span(trace, clew_proto::SpanId([3; 8]), None, "s", "n", 1, 1);
+        let mut b = a.clone();
+        a.kind = SpanKind::Client;
+        b.kind = SpanKind::Server;
+        assert_ne!(cell_key(&a), cell_key(&b));
+        assert_eq!(discriminator(SpanKind::Unknown(77)), 0xff);
+    }
+
+    #[test]
+    fn bucket_names_round_trip() {
+        assert_eq!(parse_bucket_name(&bucket_name(19_675)), Some(19_675));
+        assert_eq!(parse_bucket_name("other"), None);
+        assert_eq!(parse_bucket_name("day-x"), None);
     }
 }
