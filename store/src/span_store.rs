@@ -33,7 +33,8 @@ pub struct WriteReport {
 /// - **Durability**: `write_spans` returns `Ok` only once every span not listed in the
 ///   report's `rejected` is durable (survives `kill -9` of the process, and for the
 ///   embedded backend a crash of the machine once the OS has flushed).
-/// - **Idempotency**: writing a span (same trace id and span id) again is a no-op for
+/// - **Idempotency**: writing a span (same trace id, span id and span kind — the kind tells
+///   a client and a server span sharing one span id apart) again is a no-op for
 ///   readers: the trace still holds one copy of it, and it does not count twice against the
 ///   per-trace cap.
 /// - **Late spans** of a known trace are new cells in the same row; nothing is rewritten.
