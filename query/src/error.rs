@@ -50,7 +50,7 @@ pub enum Error {
     #[error("{doing}: the worker task failed")]
     Worker { doing: &'static str },
     /// The store or index cannot serve yet (`/readyz`).
-    #[error("not ready: {0}")]
+    #[error("{0}")]
     NotReady(String),
 }
 

@@ -11,7 +11,8 @@
 //!   rather than read as a moment in 1970.
 //! - `lookback=1h` sets the start to one hour before `end` (or now); it conflicts with
 //!   `start`. The start must be before the end.
-//! - `limit` must be a positive integer; more than [`MAX_LIMIT`] is clamped.
+//! - `limit` must be a positive integer; more than [`MAX_LIMIT`] is clamped (more than
+//!   [`MAX_FULL_LIMIT`] for key lookups that return whole traces).
 //! - Sizes are bounded (number of parameters, length of values, free text) so that a request
 //!   cannot make the index do unbounded work.
 
@@ -26,6 +27,8 @@ pub const MAX_PARAMS: usize = 64;
 pub const MAX_VALUE_BYTES: usize = 4096;
 /// Longest free-text query (`q`), in characters.
 pub const MAX_TEXT_CHARS: usize = 512;
+/// Page size cap of `?full=true` lookups: whole traces are up to the per-trace cap each.
+pub const MAX_FULL_LIMIT: usize = 100;
 /// Unix nanoseconds below this (1973-03-03) are taken to be a unit mistake.
 const MIN_PLAUSIBLE_UNIX_NANO: u64 = 100_000_000_000_000_000;
 
@@ -107,6 +110,9 @@ pub fn parse_key_lookup(name: &str, value: &str, raw_query: Option<&str>, now_un
     let full = params.one_with("full", parse_bool)?.unwrap_or(false);
     let mut query = TraceQuery { business_keys: vec![(name.to_string(), value.to_string())], ..Default::default() };
     fill_page_and_time(&mut params, &mut query, now_unix_nano)?;
+    if full {
+        query.limit = query.limit.min(MAX_FULL_LIMIT);
+    }
     Ok(KeyLookupParams { query, full })
 }
 
@@ -535,6 +541,8 @@ mod tests {
         assert_eq!(p.query.limit, 5);
         assert_eq!(p.query.start_min_unix_nano, Some(NOW - 3_600_000_000_000));
         assert!(!parse_key_lookup("k", "v", None, NOW).unwrap().full);
+        assert_eq!(parse_key_lookup("k", "v", Some("limit=500"), NOW).unwrap().query.limit, 500);
+        assert_eq!(parse_key_lookup("k", "v", Some("limit=500&full=true"), NOW).unwrap().query.limit, MAX_FULL_LIMIT);
         for bad in ["service=x", "full=maybe", "limit=0", "q=text"] {
             assert!(matches!(parse_key_lookup("k", "v", Some(bad), NOW), Err(Error::BadRequest(_))), "{bad}");
         }

@@ -102,7 +102,7 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the store and the index can serve.
 pub async fn readyz(State(state): State<QueryState>) -> Result<&'static str> {
-    let not_ready = |what: &str, why: String| Error::NotReady(format!("{what}: {why}"));
+    let not_ready = |what: &str, why: String| Error::NotReady(format!("{what} is not ready: {why}"));
     match tokio::time::timeout(state.timeout, state.store.ready()).await {
         Err(_) => return Err(not_ready("span store", "readiness check timed out".into())),
         Ok(Err(e)) => return Err(not_ready("span store", e.to_string())),
