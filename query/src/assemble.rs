@@ -95,7 +95,8 @@ pub struct TraceSummary {
 
 /// Summarises one trace. `spans` may be in any order.
 pub fn summarize(spans: &[Span]) -> TraceSummary {
-    let earliest = |a: &&Span, b: &&Span| (a.start_unix_nano, a.span_id).cmp(&(b.start_unix_nano, b.span_id));
+    let earliest =
+        |a: &&Span, b: &&Span| (a.start_unix_nano, a.span_id).cmp(&(b.start_unix_nano, b.span_id));
     let root = spans
         .iter()
         .filter(|s| s.parent_span_id.is_none())
@@ -103,7 +104,11 @@ pub fn summarize(spans: &[Span]) -> TraceSummary {
         .or_else(|| spans.iter().min_by(earliest));
 
     let start = spans.iter().map(|s| s.start_unix_nano).min().unwrap_or(0);
-    let end = spans.iter().map(|s| s.end_unix_nano.max(s.start_unix_nano)).max().unwrap_or(0);
+    let end = spans
+        .iter()
+        .map(|s| s.end_unix_nano.max(s.start_unix_nano))
+        .max()
+        .unwrap_or(0);
 
     let mut services: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut error_count = 0;
@@ -115,12 +120,17 @@ pub fn summarize(spans: &[Span]) -> TraceSummary {
         entry.1 += usize::from(error);
     }
 
-    let mut keyed: Vec<&Span> = spans.iter().filter(|s| !s.business_keys.is_empty()).collect();
+    let mut keyed: Vec<&Span> = spans
+        .iter()
+        .filter(|s| !s.business_keys.is_empty())
+        .collect();
     keyed.sort_by(earliest);
     let mut business_keys = BTreeMap::new();
     for span in keyed {
         for key in &span.business_keys {
-            business_keys.entry(key.name.clone()).or_insert_with(|| key.value.clone());
+            business_keys
+                .entry(key.name.clone())
+                .or_insert_with(|| key.value.clone());
         }
     }
 
@@ -133,7 +143,11 @@ pub fn summarize(spans: &[Span]) -> TraceSummary {
         error_count,
         services: services
             .into_iter()
-            .map(|(name, (span_count, error_count))| ServiceCount { name: name.to_string(), span_count, error_count })
+            .map(|(name, (span_count, error_count))| ServiceCount {
+                name: name.to_string(),
+                span_count,
+                error_count,
+            })
             .collect(),
         business_keys,
     }
@@ -142,7 +156,9 @@ pub fn summarize(spans: &[Span]) -> TraceSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clew_store::conformance::fixtures::{checkout_trace, span, span_id, trace_id, wide_trace, BASE_TIME};
+    use clew_store::conformance::fixtures::{
+        checkout_trace, span, span_id, trace_id, wide_trace, BASE_TIME,
+    };
 
     fn ids(spans: &[Span], order: &[usize]) -> Vec<SpanId> {
         order.iter().map(|&i| spans[i].span_id).collect()
@@ -153,7 +169,10 @@ mod tests {
         for &i in order {
             seen[i] += 1;
         }
-        assert!(seen.iter().all(|&n| n == 1), "every span exactly once: {seen:?}");
+        assert!(
+            seen.iter().all(|&n| n == 1),
+            "every span exactly once: {seen:?}"
+        );
     }
 
     #[test]
@@ -161,7 +180,10 @@ mod tests {
         let mut spans = checkout_trace(trace_id(1), "12345", BASE_TIME, true);
         spans.reverse();
         let order = tree_order(&spans);
-        assert_eq!(ids(&spans, &order), vec![span_id(1), span_id(2), span_id(3), span_id(4)]);
+        assert_eq!(
+            ids(&spans, &order),
+            vec![span_id(1), span_id(2), span_id(3), span_id(4)]
+        );
     }
 
     #[test]
@@ -169,25 +191,79 @@ mod tests {
         let t = trace_id(1);
         let spans = vec![
             span(t, span_id(1), None, "a", "root", BASE_TIME, 100),
-            span(t, span_id(3), Some(span_id(1)), "a", "late child", BASE_TIME + 50, 10),
-            span(t, span_id(2), Some(span_id(1)), "a", "early child", BASE_TIME + 10, 10),
-            span(t, span_id(4), Some(span_id(2)), "a", "grandchild", BASE_TIME + 11, 1),
+            span(
+                t,
+                span_id(3),
+                Some(span_id(1)),
+                "a",
+                "late child",
+                BASE_TIME + 50,
+                10,
+            ),
+            span(
+                t,
+                span_id(2),
+                Some(span_id(1)),
+                "a",
+                "early child",
+                BASE_TIME + 10,
+                10,
+            ),
+            span(
+                t,
+                span_id(4),
+                Some(span_id(2)),
+                "a",
+                "grandchild",
+                BASE_TIME + 11,
+                1,
+            ),
         ];
         let order = tree_order(&spans);
-        assert_eq!(ids(&spans, &order), vec![span_id(1), span_id(2), span_id(4), span_id(3)]);
+        assert_eq!(
+            ids(&spans, &order),
+            vec![span_id(1), span_id(2), span_id(4), span_id(3)]
+        );
     }
 
     #[test]
     fn orphans_follow_the_tree_with_their_subtrees() {
         let t = trace_id(1);
         let spans = vec![
-            span(t, span_id(10), Some(span_id(99)), "a", "orphan", BASE_TIME - 5, 10),
-            span(t, span_id(11), Some(span_id(10)), "a", "orphan child", BASE_TIME, 1),
+            span(
+                t,
+                span_id(10),
+                Some(span_id(99)),
+                "a",
+                "orphan",
+                BASE_TIME - 5,
+                10,
+            ),
+            span(
+                t,
+                span_id(11),
+                Some(span_id(10)),
+                "a",
+                "orphan child",
+                BASE_TIME,
+                1,
+            ),
             span(t, span_id(1), None, "a", "root", BASE_TIME, 100),
-            span(t, span_id(2), Some(span_id(1)), "a", "child", BASE_TIME + 1, 1),
+            span(
+                t,
+                span_id(2),
+                Some(span_id(1)),
+                "a",
+                "child",
+                BASE_TIME + 1,
+                1,
+            ),
         ];
         let order = tree_order(&spans);
-        assert_eq!(ids(&spans, &order), vec![span_id(1), span_id(2), span_id(10), span_id(11)]);
+        assert_eq!(
+            ids(&spans, &order),
+            vec![span_id(1), span_id(2), span_id(10), span_id(11)]
+        );
     }
 
     #[test]
@@ -200,14 +276,37 @@ mod tests {
             span(t, span_id(6), Some(span_id(5)), "a", "c2", BASE_TIME + 6, 1),
             span(t, span_id(7), Some(span_id(6)), "a", "c3", BASE_TIME + 7, 1),
             // its own parent, with a child
-            span(t, span_id(8), Some(span_id(8)), "a", "self", BASE_TIME + 1, 1),
-            span(t, span_id(9), Some(span_id(8)), "a", "self child", BASE_TIME + 2, 1),
+            span(
+                t,
+                span_id(8),
+                Some(span_id(8)),
+                "a",
+                "self",
+                BASE_TIME + 1,
+                1,
+            ),
+            span(
+                t,
+                span_id(9),
+                Some(span_id(8)),
+                "a",
+                "self child",
+                BASE_TIME + 2,
+                1,
+            ),
         ];
         let order = tree_order(&spans);
         assert_each_once(&spans, &order);
         assert_eq!(
             ids(&spans, &order),
-            vec![span_id(1), span_id(8), span_id(9), span_id(5), span_id(6), span_id(7)]
+            vec![
+                span_id(1),
+                span_id(8),
+                span_id(9),
+                span_id(5),
+                span_id(6),
+                span_id(7)
+            ]
         );
     }
 
@@ -221,7 +320,11 @@ mod tests {
         let order = tree_order(&spans);
         assert_eq!(ids(&spans, &order), vec![span_id(2), span_id(1)]);
         let summary = summarize(&spans);
-        assert_eq!(summary.root_operation.as_deref(), Some("y"), "earliest span when nothing is a root");
+        assert_eq!(
+            summary.root_operation.as_deref(),
+            Some("y"),
+            "earliest span when nothing is a root"
+        );
     }
 
     #[test]
@@ -229,8 +332,24 @@ mod tests {
         let t = trace_id(1);
         let spans = vec![
             span(t, span_id(1), None, "a", "root", BASE_TIME, 100),
-            span(t, span_id(2), Some(span_id(1)), "a", "client", BASE_TIME + 1, 10),
-            span(t, span_id(2), Some(span_id(1)), "b", "server", BASE_TIME + 2, 5),
+            span(
+                t,
+                span_id(2),
+                Some(span_id(1)),
+                "a",
+                "client",
+                BASE_TIME + 1,
+                10,
+            ),
+            span(
+                t,
+                span_id(2),
+                Some(span_id(1)),
+                "b",
+                "server",
+                BASE_TIME + 2,
+                5,
+            ),
             span(t, span_id(3), Some(span_id(2)), "b", "db", BASE_TIME + 3, 1),
         ];
         let order = tree_order(&spans);
@@ -266,7 +385,10 @@ mod tests {
         assert!(tree_order(&[]).is_empty());
         let s = summarize(&[]);
         assert_eq!(s.root_service, None);
-        assert_eq!((s.span_count, s.duration_nanos, s.start_unix_nano), (0, 0, 0));
+        assert_eq!(
+            (s.span_count, s.duration_nanos, s.start_unix_nano),
+            (0, 0, 0)
+        );
     }
 
     #[test]
@@ -280,8 +402,18 @@ mod tests {
         assert_eq!((s.span_count, s.error_count), (4, 1));
         let names: Vec<&str> = s.services.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["checkout", "frontend", "payments"]);
-        assert_eq!(s.services[2], ServiceCount { name: "payments".into(), span_count: 2, error_count: 1 });
-        assert_eq!(s.business_keys.get("order_id").map(String::as_str), Some("12345"));
+        assert_eq!(
+            s.services[2],
+            ServiceCount {
+                name: "payments".into(),
+                span_count: 2,
+                error_count: 1
+            }
+        );
+        assert_eq!(
+            s.business_keys.get("order_id").map(String::as_str),
+            Some("12345")
+        );
     }
 
     #[test]
@@ -289,7 +421,15 @@ mod tests {
         let t = trace_id(1);
         let spans = vec![
             span(t, span_id(1), None, "late-root", "b", BASE_TIME + 10, 10),
-            span(t, span_id(2), Some(span_id(77)), "orphan", "early orphan", BASE_TIME, 5),
+            span(
+                t,
+                span_id(2),
+                Some(span_id(77)),
+                "orphan",
+                "early orphan",
+                BASE_TIME,
+                5,
+            ),
             span(t, span_id(3), None, "early-root", "a", BASE_TIME + 5, 100),
         ];
         let s = summarize(&spans);

@@ -60,7 +60,10 @@ impl Error {
     }
 
     pub fn backend(doing: impl Into<String>, source: clew_store::Error) -> Self {
-        Error::Backend { doing: doing.into(), source }
+        Error::Backend {
+            doing: doing.into(),
+            source,
+        }
     }
 
     /// The HTTP status this error is answered with.
@@ -70,8 +73,13 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Worker { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Error::Backend { source: clew_store::Error::InvalidRequest(_), .. } => StatusCode::BAD_REQUEST,
-            Error::Backend { source, .. } if source.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Backend {
+                source: clew_store::Error::InvalidRequest(_),
+                ..
+            } => StatusCode::BAD_REQUEST,
+            Error::Backend { source, .. } if source.is_retryable() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Backend { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Timeout { .. } | Error::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -89,7 +97,9 @@ impl IntoResponse for Error {
         }
         let mut response = (status, Json(ErrorBody { error: message })).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
     }
@@ -103,18 +113,31 @@ mod tests {
     fn statuses() {
         assert_eq!(Error::bad_request("x").status(), StatusCode::BAD_REQUEST);
         assert_eq!(Error::NotFound("x".into()).status(), StatusCode::NOT_FOUND);
-        let bad_cursor = Error::backend("searching", clew_store::Error::InvalidRequest("bad cursor".into()));
+        let bad_cursor = Error::backend(
+            "searching",
+            clew_store::Error::InvalidRequest("bad cursor".into()),
+        );
         assert_eq!(bad_cursor.status(), StatusCode::BAD_REQUEST);
-        let down = Error::backend("searching", clew_store::Error::unavailable("index", "disk gone"));
+        let down = Error::backend(
+            "searching",
+            clew_store::Error::unavailable("index", "disk gone"),
+        );
         assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let corrupt = Error::backend("fetching", clew_store::Error::corrupt("span cell", "bad version byte"));
+        let corrupt = Error::backend(
+            "fetching",
+            clew_store::Error::corrupt("span cell", "bad version byte"),
+        );
         assert_eq!(corrupt.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(corrupt.to_string(), "fetching: corrupt data in span cell: bad version byte");
+        assert_eq!(
+            corrupt.to_string(),
+            "fetching: corrupt data in span cell: bad version byte"
+        );
     }
 
     #[test]
     fn retryable_answers_carry_retry_after() {
-        let resp = Error::backend("searching", clew_store::Error::unavailable("index", "down")).into_response();
+        let resp = Error::backend("searching", clew_store::Error::unavailable("index", "down"))
+            .into_response();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
         let resp = Error::bad_request("nope").into_response();

@@ -34,8 +34,16 @@ pub struct TraceJson {
 
 impl TraceJson {
     pub fn new(trace: &StoredTrace) -> Self {
-        let spans = assemble::tree_order(&trace.spans).into_iter().map(|i| SpanJson::new(&trace.spans[i])).collect();
-        TraceJson { trace_id: trace.trace_id.to_hex(), truncated: trace.truncated, span_count: trace.spans.len(), spans }
+        let spans = assemble::tree_order(&trace.spans)
+            .into_iter()
+            .map(|i| SpanJson::new(&trace.spans[i]))
+            .collect();
+        TraceJson {
+            trace_id: trace.trace_id.to_hex(),
+            truncated: trace.truncated,
+            span_count: trace.spans.len(),
+            spans,
+        }
     }
 }
 
@@ -104,7 +112,9 @@ impl SpanJson {
     pub fn new(span: &Span) -> Self {
         let mut business_keys = BTreeMap::new();
         for key in &span.business_keys {
-            business_keys.entry(key.name.clone()).or_insert_with(|| key.value.clone());
+            business_keys
+                .entry(key.name.clone())
+                .or_insert_with(|| key.value.clone());
         }
         SpanJson {
             trace_id: span.trace_id.to_hex(),
@@ -116,7 +126,10 @@ impl SpanJson {
             start_time_unix_nano: span.start_unix_nano.to_string(),
             end_time_unix_nano: span.end_unix_nano.to_string(),
             duration_nanos: span.duration_nanos(),
-            status: StatusJson { code: span.status_code.as_str(), message: span.status_message.clone() },
+            status: StatusJson {
+                code: span.status_code.as_str(),
+                message: span.status_message.clone(),
+            },
             attributes: attributes_to_json(&span.attributes),
             events: span.events.iter().map(EventJson::new).collect(),
             links: span.links.iter().map(LinkJson::new).collect(),
@@ -124,7 +137,10 @@ impl SpanJson {
                 attributes: attributes_to_json(&span.resource.attributes),
                 schema_url: span.resource.schema_url.clone(),
             },
-            scope: ScopeJson { name: span.scope.name.clone(), version: span.scope.version.clone() },
+            scope: ScopeJson {
+                name: span.scope.name.clone(),
+                version: span.scope.version.clone(),
+            },
             business_keys,
             trace_state: span.trace_state.clone(),
             flags: span.flags,
@@ -171,7 +187,11 @@ pub fn repair_names(bits: u32) -> Vec<&'static str> {
         (repair::TRUNCATED, "truncated"),
         (repair::NESTING_CUT, "nesting_cut"),
     ];
-    let mut names: Vec<&'static str> = NAMES.iter().filter(|(bit, _)| bits & bit != 0).map(|(_, n)| *n).collect();
+    let mut names: Vec<&'static str> = NAMES
+        .iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
     let known = NAMES.iter().fold(0, |acc, (bit, _)| acc | bit);
     if bits & !known != 0 {
         names.push("unknown");
@@ -214,7 +234,11 @@ impl SummaryJson {
             services: summary
                 .services
                 .into_iter()
-                .map(|s| ServiceJson { name: s.name, span_count: s.span_count, error_count: s.error_count })
+                .map(|s| ServiceJson {
+                    name: s.name,
+                    span_count: s.span_count,
+                    error_count: s.error_count,
+                })
                 .collect(),
             business_keys: summary.business_keys,
             truncated: trace.truncated,
@@ -257,7 +281,10 @@ mod tests {
         assert_eq!(v["status"]["message"], "card declined for order");
         assert_eq!(v["events"][0]["name"], "exception");
         assert_eq!(v["events"][0]["time_unix_nano"], "1700000000003000001");
-        assert_eq!(v["events"][0]["attributes"]["exception.type"], "PaymentDeclinedError");
+        assert_eq!(
+            v["events"][0]["attributes"]["exception.type"],
+            "PaymentDeclinedError"
+        );
         assert_eq!(v["attributes"]["db.system"], "postgresql");
         assert_eq!(v["attributes"]["http.status_code"], 200);
         assert_eq!(v["resource"]["attributes"]["service.name"], "payments");
@@ -274,7 +301,10 @@ mod tests {
     #[test]
     fn repairs_are_named() {
         assert!(repair_names(0).is_empty());
-        assert_eq!(repair_names(repair::ZERO_START | repair::MISSING_SERVICE), ["zero_start", "missing_service"]);
+        assert_eq!(
+            repair_names(repair::ZERO_START | repair::MISSING_SERVICE),
+            ["zero_start", "missing_service"]
+        );
         assert_eq!(repair_names(1 << 31), ["unknown"]);
     }
 }

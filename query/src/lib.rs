@@ -67,8 +67,17 @@ pub struct QueryState {
 }
 
 impl QueryState {
-    pub fn new(store: Arc<dyn SpanStore>, index: Arc<dyn TraceIndex>, metrics_render: MetricsRender) -> Self {
-        QueryState { store, index, metrics_render, timeout: DEFAULT_TIMEOUT }
+    pub fn new(
+        store: Arc<dyn SpanStore>,
+        index: Arc<dyn TraceIndex>,
+        metrics_render: MetricsRender,
+    ) -> Self {
+        QueryState {
+            store,
+            index,
+            metrics_render,
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
@@ -87,7 +96,10 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v1/search", get(routes::search))
         .route("/api/v1/keys/{name}/{value}", get(routes::key_lookup))
         .route("/api/v1/services", get(routes::services))
-        .route("/api/v1/services/{service}/operations", get(routes::operations))
+        .route(
+            "/api/v1/services/{service}/operations",
+            get(routes::operations),
+        )
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
@@ -98,7 +110,10 @@ pub fn router(state: QueryState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         ))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("referrer-policy"),
             HeaderValue::from_static("no-referrer"),
@@ -116,5 +131,7 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "query api listening");
     }
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -20,18 +20,29 @@ pub const UNMATCHED: &str = "unmatched";
 
 /// Registers descriptions with whatever recorder the binary installed.
 pub fn describe() {
-    metrics::describe_counter!(REQUESTS_TOTAL, "query API requests answered, by endpoint and HTTP status");
-    metrics::describe_histogram!(SECONDS, metrics::Unit::Seconds, "time to answer a query API request, by endpoint");
+    metrics::describe_counter!(
+        REQUESTS_TOTAL,
+        "query API requests answered, by endpoint and HTTP status"
+    );
+    metrics::describe_histogram!(
+        SECONDS,
+        metrics::Unit::Seconds,
+        "time to answer a query API request, by endpoint"
+    );
 }
 
 /// Middleware: counts and times every request by route template and status.
 pub async fn track(request: Request, next: Next) -> Response {
-    let endpoint = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let endpoint = endpoint.unwrap_or_else(|| UNMATCHED.to_owned());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!(REQUESTS_TOTAL, "endpoint" => endpoint.clone(), "status" => status).increment(1);
+    metrics::counter!(REQUESTS_TOTAL, "endpoint" => endpoint.clone(), "status" => status)
+        .increment(1);
     metrics::histogram!(SECONDS, "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
     response
 }
@@ -44,7 +55,9 @@ mod tests {
     use axum::http::Request;
     use axum::routing::get;
     use axum::Router;
-    use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
     use tower::ServiceExt;
 
     /// Remembers `name{label=value,…}` of every counter and histogram registered.
@@ -53,8 +66,14 @@ mod tests {
 
     impl Keys {
         fn note(&self, key: &Key) {
-            let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
-            self.0.lock().unwrap().push(format!("{}{{{}}}", key.name(), labels.join(",")));
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{}{{{}}}", key.name(), labels.join(",")));
         }
     }
 
@@ -80,7 +99,9 @@ mod tests {
     fn labels_are_route_templates_and_statuses() {
         let keys = Keys::default();
         metrics::with_local_recorder(&keys, || {
-            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             runtime.block_on(async {
                 let app = Router::new()
                     .route("/api/v1/traces/{trace_id}", get(|| async { "trace" }))

@@ -32,8 +32,21 @@ pub const MAX_FULL_LIMIT: usize = 100;
 /// Unix nanoseconds below this (1973-03-03) are taken to be a unit mistake.
 const MIN_PLAUSIBLE_UNIX_NANO: u64 = 100_000_000_000_000_000;
 
-const SEARCH_PARAMS: &[&str] =
-    &["service", "operation", "error", "min_duration", "max_duration", "start", "end", "lookback", "attr", "key", "q", "limit", "cursor"];
+const SEARCH_PARAMS: &[&str] = &[
+    "service",
+    "operation",
+    "error",
+    "min_duration",
+    "max_duration",
+    "start",
+    "end",
+    "lookback",
+    "attr",
+    "key",
+    "q",
+    "limit",
+    "cursor",
+];
 const KEY_LOOKUP_PARAMS: &[&str] = &["start", "end", "lookback", "limit", "cursor", "full"];
 
 /// What `error=` asks for. The index can only select traces *with* errors; traces without
@@ -73,7 +86,11 @@ pub fn parse_search(raw_query: Option<&str>, now_unix_nano: u64) -> Result<Searc
     };
     if let Some(text) = &query.text {
         if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(bad("q", text, &format!("free text is limited to {MAX_TEXT_CHARS} characters")));
+            return Err(bad(
+                "q",
+                text,
+                &format!("free text is limited to {MAX_TEXT_CHARS} characters"),
+            ));
         }
     }
     let errors = match params.one("error")?.as_deref() {
@@ -99,16 +116,28 @@ pub fn parse_search(raw_query: Option<&str>, now_unix_nano: u64) -> Result<Searc
 }
 
 /// Parses the query string of a business-key lookup of `name`=`value` (from the path).
-pub fn parse_key_lookup(name: &str, value: &str, raw_query: Option<&str>, now_unix_nano: u64) -> Result<KeyLookupParams> {
+pub fn parse_key_lookup(
+    name: &str,
+    value: &str,
+    raw_query: Option<&str>,
+    now_unix_nano: u64,
+) -> Result<KeyLookupParams> {
     if name.is_empty() {
-        return Err(Error::bad_request("invalid business key in path: the key name is empty"));
+        return Err(Error::bad_request(
+            "invalid business key in path: the key name is empty",
+        ));
     }
     if name.len() > MAX_VALUE_BYTES || value.len() > MAX_VALUE_BYTES {
-        return Err(Error::bad_request(format!("invalid business key in path: longer than {MAX_VALUE_BYTES} bytes")));
+        return Err(Error::bad_request(format!(
+            "invalid business key in path: longer than {MAX_VALUE_BYTES} bytes"
+        )));
     }
     let mut params = Params::parse(raw_query, KEY_LOOKUP_PARAMS)?;
     let full = params.one_with("full", parse_bool)?.unwrap_or(false);
-    let mut query = TraceQuery { business_keys: vec![(name.to_string(), value.to_string())], ..Default::default() };
+    let mut query = TraceQuery {
+        business_keys: vec![(name.to_string(), value.to_string())],
+        ..Default::default()
+    };
     fill_page_and_time(&mut params, &mut query, now_unix_nano)?;
     if full {
         query.limit = query.limit.min(MAX_FULL_LIMIT);
@@ -117,8 +146,14 @@ pub fn parse_key_lookup(name: &str, value: &str, raw_query: Option<&str>, now_un
 }
 
 /// `limit`, `cursor`, `start`, `end`, `lookback`: shared by search and key lookup.
-fn fill_page_and_time(params: &mut Params, query: &mut TraceQuery, now_unix_nano: u64) -> Result<()> {
-    query.limit = params.one_with("limit", parse_limit)?.unwrap_or(DEFAULT_LIMIT);
+fn fill_page_and_time(
+    params: &mut Params,
+    query: &mut TraceQuery,
+    now_unix_nano: u64,
+) -> Result<()> {
+    query.limit = params
+        .one_with("limit", parse_limit)?
+        .unwrap_or(DEFAULT_LIMIT);
     query.cursor = params.one("cursor")?;
     let start = params.one_with("start", parse_timestamp)?;
     let end = params.one_with("end", parse_timestamp)?;
@@ -164,11 +199,17 @@ impl Params {
                 )));
             }
             if value.len() > MAX_VALUE_BYTES {
-                return Err(bad(&name, &value, &format!("values are limited to {MAX_VALUE_BYTES} bytes")));
+                return Err(bad(
+                    &name,
+                    &value,
+                    &format!("values are limited to {MAX_VALUE_BYTES} bytes"),
+                ));
             }
             pairs.push((name.into_owned(), value.into_owned()));
             if pairs.len() > MAX_PARAMS {
-                return Err(Error::bad_request(format!("too many query parameters: at most {MAX_PARAMS}")));
+                return Err(Error::bad_request(format!(
+                    "too many query parameters: at most {MAX_PARAMS}"
+                )));
             }
         }
         Ok(Params { pairs })
@@ -178,29 +219,52 @@ impl Params {
     fn one(&mut self, name: &str) -> Result<Option<String>> {
         let mut values = self.all(name);
         if values.len() > 1 {
-            return Err(Error::bad_request(format!("query parameter `{name}` is given more than once")));
+            return Err(Error::bad_request(format!(
+                "query parameter `{name}` is given more than once"
+            )));
         }
         Ok(values.pop())
     }
 
-    fn one_with<T>(&mut self, name: &str, parse: impl Fn(&str) -> std::result::Result<T, String>) -> Result<Option<T>> {
-        self.one(name)?.map(|v| parse(&v).map_err(|why| bad(name, &v, &why))).transpose()
+    fn one_with<T>(
+        &mut self,
+        name: &str,
+        parse: impl Fn(&str) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
+        self.one(name)?
+            .map(|v| parse(&v).map_err(|why| bad(name, &v, &why)))
+            .transpose()
     }
 
     /// Every non-empty value of `name`, in order.
     fn all(&mut self, name: &str) -> Vec<String> {
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pairs).into_iter().partition(|(n, _)| n == name);
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pairs)
+            .into_iter()
+            .partition(|(n, _)| n == name);
         self.pairs = rest;
-        mine.into_iter().map(|(_, v)| v).filter(|v| !v.is_empty()).collect()
+        mine.into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty())
+            .collect()
     }
 
-    fn all_with<T>(&mut self, name: &str, parse: impl Fn(&str) -> std::result::Result<T, String>) -> Result<Vec<T>> {
-        self.all(name).iter().map(|v| parse(v).map_err(|why| bad(name, v, &why))).collect()
+    fn all_with<T>(
+        &mut self,
+        name: &str,
+        parse: impl Fn(&str) -> std::result::Result<T, String>,
+    ) -> Result<Vec<T>> {
+        self.all(name)
+            .iter()
+            .map(|v| parse(v).map_err(|why| bad(name, v, &why)))
+            .collect()
     }
 }
 
 fn bad(name: &str, value: &str, why: &str) -> Error {
-    Error::bad_request(format!("invalid query parameter `{name}`=`{}`: {why}", shorten(value)))
+    Error::bad_request(format!(
+        "invalid query parameter `{name}`=`{}`: {why}",
+        shorten(value)
+    ))
 }
 
 /// User input echoed in an error message, cut to a readable length.
@@ -247,7 +311,9 @@ pub fn parse_duration(text: &str) -> std::result::Result<u64, String> {
         return Err("negative durations are not allowed".into());
     }
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<u64>().map_err(|_| "duration is too large".to_string());
+        return text
+            .parse::<u64>()
+            .map_err(|_| "duration is too large".to_string());
     }
     let mut rest = text.strip_prefix('+').unwrap_or(text);
     if rest.is_empty() {
@@ -255,9 +321,13 @@ pub fn parse_duration(text: &str) -> std::result::Result<u64, String> {
     }
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let (number, tail) = rest.split_at(number_len);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let unit_nanos: u128 = match unit {
             "ns" => 1,
@@ -275,10 +345,20 @@ pub fn parse_duration(text: &str) -> std::result::Result<u64, String> {
             return Err(HINT.into());
         }
         // at most 9 fractional digits matter (nanoseconds of a second)
-        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| "duration is too large".to_string())? };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole
+                .parse()
+                .map_err(|_| "duration is too large".to_string())?
+        };
         let fraction = &fraction[..fraction.len().min(9)];
         let scale = 10u128.pow(fraction.len() as u32);
-        let fraction: u128 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|_| HINT.to_string())? };
+        let fraction: u128 = if fraction.is_empty() {
+            0
+        } else {
+            fraction.parse().map_err(|_| HINT.to_string())?
+        };
         total = whole
             .checked_mul(unit_nanos)
             .and_then(|w| w.checked_add(fraction * unit_nanos / scale))
@@ -295,7 +375,9 @@ pub fn parse_timestamp(text: &str) -> std::result::Result<u64, String> {
         return Err("times before 1970 are not allowed".into());
     }
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        let n = text.parse::<u64>().map_err(|_| "time is too large for unix nanoseconds".to_string())?;
+        let n = text
+            .parse::<u64>()
+            .map_err(|_| "time is too large for unix nanoseconds".to_string())?;
         if n < MIN_PLAUSIBLE_UNIX_NANO {
             return Err("expected unix nanoseconds (19 digits) or RFC 3339; this looks like seconds, milliseconds or microseconds".into());
         }
@@ -313,9 +395,17 @@ fn parse_rfc3339(text: &str) -> std::result::Result<u64, String> {
         if !part.iter().all(u8::is_ascii_digit) {
             return Err(HINT.into());
         }
-        Ok(part.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+        Ok(part
+            .iter()
+            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
     };
-    let sep = |at: usize, allowed: &[u8]| if b.get(at).is_some_and(|c| allowed.contains(c)) { Ok(()) } else { Err(HINT.to_string()) };
+    let sep = |at: usize, allowed: &[u8]| {
+        if b.get(at).is_some_and(|c| allowed.contains(c)) {
+            Ok(())
+        } else {
+            Err(HINT.to_string())
+        }
+    };
 
     let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
     sep(4, b"-")?;
@@ -345,7 +435,11 @@ fn parse_rfc3339(text: &str) -> std::result::Result<u64, String> {
                 return Err(format!("{HINT} (bad offset)"));
             }
             let offset = oh * 3600 + om * 60;
-            if *sign == b'+' { offset } else { -offset }
+            if *sign == b'+' {
+                offset
+            } else {
+                -offset
+            }
         }
         _ => return Err(format!("{HINT} (a time zone `Z` or `±HH:MM` is required)")),
     };
@@ -355,7 +449,8 @@ fn parse_rfc3339(text: &str) -> std::result::Result<u64, String> {
     if hour > 23 || minute > 59 || second > 60 {
         return Err(format!("{HINT} (no such time of day)"));
     }
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+        - offset_secs;
     if secs < 0 {
         return Err("times before 1970 are not allowed".into());
     }
@@ -406,10 +501,20 @@ mod tests {
     #[test]
     fn empty_query_gives_defaults() {
         let p = parse_search(None, NOW).unwrap();
-        assert_eq!(p.query, TraceQuery { limit: DEFAULT_LIMIT, ..Default::default() });
+        assert_eq!(
+            p.query,
+            TraceQuery {
+                limit: DEFAULT_LIMIT,
+                ..Default::default()
+            }
+        );
         assert_eq!(p.errors, ErrorFilter::Any);
         assert_eq!(search("").unwrap(), p);
-        assert_eq!(search("service=&q=&limit=").unwrap(), p, "empty values are unset");
+        assert_eq!(
+            search("service=&q=&limit=").unwrap(),
+            p,
+            "empty values are unset"
+        );
     }
 
     #[test]
@@ -431,7 +536,10 @@ mod tests {
         assert_eq!(q.start_max_unix_nano, Some(NOW + 1_000_000_000));
         assert_eq!(
             q.attributes,
-            vec![("http.route".into(), "/api/orders/{id}".into()), ("db.system".into(), "postgresql".into())]
+            vec![
+                ("http.route".into(), "/api/orders/{id}".into()),
+                ("db.system".into(), "postgresql".into())
+            ]
         );
         assert_eq!(q.business_keys, vec![("order_id".into(), "12345".into())]);
         assert_eq!(q.text.as_deref(), Some("card declined"));
@@ -468,7 +576,10 @@ mod tests {
     #[test]
     fn limits_are_clamped() {
         assert_eq!(search("limit=5000").unwrap().query.limit, MAX_LIMIT);
-        assert_eq!(search("limit=99999999999999999999999").unwrap().query.limit, MAX_LIMIT);
+        assert_eq!(
+            search("limit=99999999999999999999999").unwrap().query.limit,
+            MAX_LIMIT
+        );
         assert_eq!(search("limit=1").unwrap().query.limit, 1);
     }
 
@@ -489,7 +600,10 @@ mod tests {
             ("min_duration=ms", "`min_duration`"),
             ("min_duration=1.2.3s", "`min_duration`"),
             ("min_duration=99999999999999999999h", "too large"),
-            ("min_duration=2s&max_duration=1s", "greater than `max_duration`"),
+            (
+                "min_duration=2s&max_duration=1s",
+                "greater than `max_duration`",
+            ),
             ("start=yesterday", "`start`=`yesterday`"),
             ("start=-1", "before 1970"),
             ("start=1700000000", "looks like seconds"),
@@ -497,9 +611,18 @@ mod tests {
             ("start=2023-11-14T25:00:00Z", "no such time"),
             ("start=2023-11-14T22:13:20", "time zone"),
             ("start=1960-01-01T00:00:00Z", "before 1970"),
-            ("start=2023-11-14T22:13:20Z&end=2023-11-14T22:13:19Z", "is not before `end`"),
-            ("start=1700000000000000000&end=1700000000000000000", "is not before `end`"),
-            ("start=1700000000000000000&lookback=1h", "either `start` or `lookback`"),
+            (
+                "start=2023-11-14T22:13:20Z&end=2023-11-14T22:13:19Z",
+                "is not before `end`",
+            ),
+            (
+                "start=1700000000000000000&end=1700000000000000000",
+                "is not before `end`",
+            ),
+            (
+                "start=1700000000000000000&lookback=1h",
+                "either `start` or `lookback`",
+            ),
             ("lookback=-1h", "negative"),
             ("attr=nocolon", "`attr`=`nocolon`: expected `name:value`"),
             ("attr=:value", "expected `name:value`"),
@@ -511,8 +634,14 @@ mod tests {
                 continue;
             }
             let message = err(q);
-            assert!(message.contains(needle), "{q}: {message:?} should contain {needle:?}");
-            assert!(message.starts_with(|c: char| c.is_lowercase()), "lowercase: {message}");
+            assert!(
+                message.contains(needle),
+                "{q}: {message:?} should contain {needle:?}"
+            );
+            assert!(
+                message.starts_with(|c: char| c.is_lowercase()),
+                "lowercase: {message}"
+            );
             assert!(!message.ends_with('.'), "no trailing period: {message}");
         }
     }
@@ -535,16 +664,43 @@ mod tests {
 
     #[test]
     fn key_lookup() {
-        let p = parse_key_lookup("order_id", "12345", Some("full=true&limit=5&lookback=1h"), NOW).unwrap();
+        let p = parse_key_lookup(
+            "order_id",
+            "12345",
+            Some("full=true&limit=5&lookback=1h"),
+            NOW,
+        )
+        .unwrap();
         assert!(p.full);
-        assert_eq!(p.query.business_keys, vec![("order_id".into(), "12345".into())]);
+        assert_eq!(
+            p.query.business_keys,
+            vec![("order_id".into(), "12345".into())]
+        );
         assert_eq!(p.query.limit, 5);
         assert_eq!(p.query.start_min_unix_nano, Some(NOW - 3_600_000_000_000));
         assert!(!parse_key_lookup("k", "v", None, NOW).unwrap().full);
-        assert_eq!(parse_key_lookup("k", "v", Some("limit=500"), NOW).unwrap().query.limit, 500);
-        assert_eq!(parse_key_lookup("k", "v", Some("limit=500&full=true"), NOW).unwrap().query.limit, MAX_FULL_LIMIT);
+        assert_eq!(
+            parse_key_lookup("k", "v", Some("limit=500"), NOW)
+                .unwrap()
+                .query
+                .limit,
+            500
+        );
+        assert_eq!(
+            parse_key_lookup("k", "v", Some("limit=500&full=true"), NOW)
+                .unwrap()
+                .query
+                .limit,
+            MAX_FULL_LIMIT
+        );
         for bad in ["service=x", "full=maybe", "limit=0", "q=text"] {
-            assert!(matches!(parse_key_lookup("k", "v", Some(bad), NOW), Err(Error::BadRequest(_))), "{bad}");
+            assert!(
+                matches!(
+                    parse_key_lookup("k", "v", Some(bad), NOW),
+                    Err(Error::BadRequest(_))
+                ),
+                "{bad}"
+            );
         }
         assert!(parse_key_lookup("", "v", None, NOW).is_err());
     }
@@ -567,7 +723,16 @@ mod tests {
         ] {
             assert_eq!(parse_duration(text), Ok(nanos), "{text}");
         }
-        for text in ["", "s", "1.5", "-1s", "1.s.", "1x", "1..5s", "18446744073709551616"] {
+        for text in [
+            "",
+            "s",
+            "1.5",
+            "-1s",
+            "1.s.",
+            "1x",
+            "1..5s",
+            "18446744073709551616",
+        ] {
             assert!(parse_duration(text).is_err(), "{text}");
         }
     }
@@ -579,12 +744,30 @@ mod tests {
         assert_eq!(parse_timestamp("2023-11-14 22:13:20Z"), Ok(NOW));
         assert_eq!(parse_timestamp("2023-11-14T23:13:20+01:00"), Ok(NOW));
         assert_eq!(parse_timestamp("2023-11-14T21:13:20-01:00"), Ok(NOW));
-        assert_eq!(parse_timestamp("2023-11-14T22:13:20.5Z"), Ok(NOW + 500_000_000));
-        assert_eq!(parse_timestamp("2023-11-14T22:13:20.123456789123Z"), Ok(NOW + 123_456_789));
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:13:20.5Z"),
+            Ok(NOW + 500_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:13:20.123456789123Z"),
+            Ok(NOW + 123_456_789)
+        );
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(parse_timestamp("2024-02-29T00:00:00Z"), Ok(1_709_164_800_000_000_000));
+        assert_eq!(
+            parse_timestamp("2024-02-29T00:00:00Z"),
+            Ok(1_709_164_800_000_000_000)
+        );
         assert_eq!(parse_timestamp("1700000000000000000"), Ok(NOW));
-        for bad in ["2023-11-14", "2023-11-14T22:13:20.Z", "2023-11-14T22:13:20+1:00", "2023-13-01T00:00:00Z", "2023-11-14T22:13:20Zjunk", "99999999999999999999", "9999-12-31T23:59:59Z", "２０２３-11-14T22:13:20Z"] {
+        for bad in [
+            "2023-11-14",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+1:00",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T22:13:20Zjunk",
+            "99999999999999999999",
+            "9999-12-31T23:59:59Z",
+            "２０２３-11-14T22:13:20Z",
+        ] {
             assert!(parse_timestamp(bad).is_err(), "{bad}");
         }
     }

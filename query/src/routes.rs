@@ -28,7 +28,10 @@ use crate::QueryState;
 const LANDING_PAGE: &str = include_str!("ui/landing.html");
 
 /// `GET /api/v1/traces/{trace_id}`
-pub async fn trace_by_id(State(state): State<QueryState>, path: Result<Path<String>, PathRejection>) -> Result<Response> {
+pub async fn trace_by_id(
+    State(state): State<QueryState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response> {
     let Path(raw_id) = path.map_err(path_error)?;
     let trace_id = parse_trace_id(&raw_id)?;
     let trace = fetch_trace(state.store.as_ref(), trace_id, state.timeout).await?;
@@ -45,7 +48,11 @@ pub async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) ->
         traces.retain(|t| !t.spans.iter().any(|s| s.is_error()));
     }
     let next_cursor = page.next_cursor;
-    json_off_reactor("failed to summarise traces", move || TracesPage { traces: summaries(&traces), next_cursor }).await
+    json_off_reactor("failed to summarise traces", move || TracesPage {
+        traces: summaries(&traces),
+        next_cursor,
+    })
+    .await
 }
 
 /// `GET /api/v1/keys/{name}/{value}?full=…`
@@ -67,7 +74,11 @@ pub async fn key_lookup(
         })
         .await
     } else {
-        json_off_reactor("failed to summarise traces", move || TracesPage { traces: summaries(&traces), next_cursor }).await
+        json_off_reactor("failed to summarise traces", move || TracesPage {
+            traces: summaries(&traces),
+            next_cursor,
+        })
+        .await
     }
 }
 
@@ -76,7 +87,10 @@ pub async fn services(State(state): State<QueryState>) -> Result<Json<ServicesJs
     let doing = "failed to list services from the trace index";
     let services = tokio::time::timeout(state.timeout, state.index.services())
         .await
-        .map_err(|_| Error::Timeout { doing: doing.into(), after: state.timeout })?
+        .map_err(|_| Error::Timeout {
+            doing: doing.into(),
+            after: state.timeout,
+        })?
         .map_err(|e| Error::backend(doing, e))?;
     Ok(Json(ServicesJson { services }))
 }
@@ -87,10 +101,18 @@ pub async fn operations(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OperationsJson>> {
     let Path(service) = path.map_err(path_error)?;
-    let doing = || format!("failed to list operations of service `{}` from the trace index", shorten(&service));
+    let doing = || {
+        format!(
+            "failed to list operations of service `{}` from the trace index",
+            shorten(&service)
+        )
+    };
     let operations = tokio::time::timeout(state.timeout, state.index.operations(&service))
         .await
-        .map_err(|_| Error::Timeout { doing: doing(), after: state.timeout })?
+        .map_err(|_| Error::Timeout {
+            doing: doing(),
+            after: state.timeout,
+        })?
         .map_err(|e| Error::backend(doing(), e))?;
     Ok(Json(OperationsJson { operations }))
 }
@@ -102,7 +124,8 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the store and the index can serve.
 pub async fn readyz(State(state): State<QueryState>) -> Result<&'static str> {
-    let not_ready = |what: &str, why: String| Error::NotReady(format!("{what} is not ready: {why}"));
+    let not_ready =
+        |what: &str, why: String| Error::NotReady(format!("{what} is not ready: {why}"));
     match tokio::time::timeout(state.timeout, state.store.ready()).await {
         Err(_) => return Err(not_ready("span store", "readiness check timed out".into())),
         Ok(Err(e)) => return Err(not_ready("span store", e.to_string())),
@@ -121,8 +144,18 @@ pub async fn metrics(State(state): State<QueryState>) -> Response {
     let render = state.metrics_render.clone();
     let text = tokio::task::spawn_blocking(move || render()).await;
     match text {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
-        Err(_) => Error::Worker { doing: "failed to render metrics" }.into_response(),
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => Error::Worker {
+            doing: "failed to render metrics",
+        }
+        .into_response(),
     }
 }
 
@@ -133,12 +166,18 @@ pub async fn landing() -> Html<&'static str> {
 
 /// Any path no route matches.
 pub async fn no_route(method: Method, uri: Uri) -> Error {
-    Error::NotFound(format!("no endpoint {method} {} (see / for the list)", shorten(uri.path())))
+    Error::NotFound(format!(
+        "no endpoint {method} {} (see / for the list)",
+        shorten(uri.path())
+    ))
 }
 
 /// A known path with a method it does not serve.
 pub async fn wrong_method(method: Method, uri: Uri) -> Error {
-    Error::MethodNotAllowed(format!("method {method} is not allowed on {} (only GET)", shorten(uri.path())))
+    Error::MethodNotAllowed(format!(
+        "method {method} is not allowed on {} (only GET)",
+        shorten(uri.path())
+    ))
 }
 
 fn parse_trace_id(raw: &str) -> Result<TraceId> {
@@ -147,32 +186,50 @@ fn parse_trace_id(raw: &str) -> Result<TraceId> {
             IdError::AllZeros => "the id is all zeros".to_string(),
             _ => "expected 32 hex digits (or 16 for a legacy 64-bit id)".to_string(),
         };
-        Error::bad_request(format!("invalid trace id `{}` in path: {why}", shorten(raw)))
+        Error::bad_request(format!(
+            "invalid trace id `{}` in path: {why}",
+            shorten(raw)
+        ))
     })
 }
 
 fn path_error(rejection: PathRejection) -> Error {
-    Error::bad_request(format!("invalid path: {}", rejection.body_text().to_lowercase()))
+    Error::bad_request(format!(
+        "invalid path: {}",
+        rejection.body_text().to_lowercase()
+    ))
 }
 
 fn summaries(traces: &[StoredTrace]) -> Vec<SummaryJson> {
-    traces.iter().map(|t| SummaryJson::new(t, assemble::summarize(&t.spans))).collect()
+    traces
+        .iter()
+        .map(|t| SummaryJson::new(t, assemble::summarize(&t.spans)))
+        .collect()
 }
 
 /// Builds and serialises a response body on the blocking pool: a 10,000-span trace is
 /// milliseconds of CPU that must not stall the reactor.
-async fn json_off_reactor<T: Serialize>(doing: &'static str, build: impl FnOnce() -> T + Send + 'static) -> Result<Response> {
+async fn json_off_reactor<T: Serialize>(
+    doing: &'static str,
+    build: impl FnOnce() -> T + Send + 'static,
+) -> Result<Response> {
     let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&build()))
         .await
         .map_err(|_| Error::Worker { doing })?
         .map_err(|_| Error::Worker { doing })?;
     let mut response = (StatusCode::OK, bytes).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
 fn now_unix_nano() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -182,7 +239,10 @@ mod tests {
     #[test]
     fn trace_id_errors_say_what_and_where() {
         let e = parse_trace_id("xyz").unwrap_err();
-        assert_eq!(e.to_string(), "invalid trace id `xyz` in path: expected 32 hex digits (or 16 for a legacy 64-bit id)");
+        assert_eq!(
+            e.to_string(),
+            "invalid trace id `xyz` in path: expected 32 hex digits (or 16 for a legacy 64-bit id)"
+        );
         let e = parse_trace_id(&"0".repeat(32)).unwrap_err();
         assert!(e.to_string().ends_with("the id is all zeros"));
         assert!(parse_trace_id(&"a".repeat(31)).is_err());
