@@ -428,14 +428,15 @@ fn parse_rfc3339(text: &str) -> std::result::Result<u64, String> {
     }
     let offset_secs = match b.get(at) {
         Some(b'Z' | b'z') if at + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if at + 6 == b.len() => {
+        // a space is a `+` that went into a URL unencoded
+        Some(sign @ (b'+' | b'-' | b' ')) if at + 6 == b.len() => {
             sep(at + 3, b":")?;
             let (oh, om) = (digits(at + 1, 2)?, digits(at + 4, 2)?);
             if oh > 23 || om > 59 {
                 return Err(format!("{HINT} (bad offset)"));
             }
             let offset = oh * 3600 + om * 60;
-            if *sign == b'+' {
+            if *sign != b'-' {
                 offset
             } else {
                 -offset
@@ -534,6 +535,12 @@ mod tests {
         assert_eq!(q.max_duration_nanos, Some(1_500_000_000));
         assert_eq!(q.start_min_unix_nano, Some(NOW));
         assert_eq!(q.start_max_unix_nano, Some(NOW + 1_000_000_000));
+        let unencoded_plus = search("start=2023-11-14T23:13:20+01:00").unwrap().query;
+        assert_eq!(
+            unencoded_plus.start_min_unix_nano,
+            Some(NOW),
+            "`+` decoded as a space"
+        );
         assert_eq!(
             q.attributes,
             vec![
@@ -744,6 +751,11 @@ mod tests {
         assert_eq!(parse_timestamp("2023-11-14 22:13:20Z"), Ok(NOW));
         assert_eq!(parse_timestamp("2023-11-14T23:13:20+01:00"), Ok(NOW));
         assert_eq!(parse_timestamp("2023-11-14T21:13:20-01:00"), Ok(NOW));
+        assert_eq!(
+            parse_timestamp("2023-11-14T23:13:20 01:00"),
+            Ok(NOW),
+            "unencoded `+` in a URL"
+        );
         assert_eq!(
             parse_timestamp("2023-11-14T22:13:20.5Z"),
             Ok(NOW + 500_000_000)
