@@ -1,1 +1,137 @@
-//! placeholder
+//! # clew-query: the native JSON query API
+//!
+//! The read side of clew. Every search runs in two phases against the two seams of
+//! `clew-store`, then assembles what it found:
+//!
+//! ```text
+//!  GET /api/v1/search?…  ─▶ params ─▶ find_trace_ids ─────▶ fetch_traces ──────▶ assemble ─▶ json
+//!                          (400 on   (TraceIndex: ids,     (SpanStore: one row   (tree order,
+//!                           bad input) newest first)        read per trace)       summaries)
+//!  GET /api/v1/traces/{id} ─────────────────────────────▶ fetch_traces ──────▶ assemble ─▶ json
+//! ```
+//!
+//! - [`params`]: query-string parsing and validation into a `TraceQuery`.
+//! - [`find_trace_ids`], [`fetch_traces`]: the two phases, each bounded by a timeout.
+//! - [`assemble`]: span tree order (safe against cycles and orphans) and trace summaries.
+//! - [`json`]: the response shapes (timestamps as decimal strings).
+//! - [`error`]: the one error type and its one mapping to HTTP.
+//! - [`metrics`]: `clew_query_*` metrics.
+//! - `routes`: the handlers.
+//!
+//! The API serves on port [`DEFAULT_PORT`] by default. Every response carries a strict
+//! Content-Security-Policy and `X-Content-Type-Options: nosniff`: span data is returned as
+//! JSON string data, verbatim, and never as HTML.
+
+pub mod assemble;
+pub mod error;
+pub mod fetch_traces;
+pub mod find_trace_ids;
+pub mod json;
+pub mod metrics;
+pub mod params;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::routing::get;
+use axum::Router;
+use clew_store::{SpanStore, TraceIndex};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use error::{Error, Result};
+
+/// Default port of the query API (Jaeger's query port, so tools find it where they expect).
+pub const DEFAULT_PORT: u16 = 16686;
+
+/// How long one store or index call may take before the request fails with a 503.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Renders the process's Prometheus metrics as text (the binary installs the exporter).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The `Content-Security-Policy` of every response.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct QueryState {
+    pub store: Arc<dyn SpanStore>,
+    pub index: Arc<dyn TraceIndex>,
+    pub metrics_render: MetricsRender,
+    /// Upper bound for each store or index call; see [`DEFAULT_TIMEOUT`].
+    pub timeout: Duration,
+}
+
+impl QueryState {
+    pub fn new(
+        store: Arc<dyn SpanStore>,
+        index: Arc<dyn TraceIndex>,
+        metrics_render: MetricsRender,
+    ) -> Self {
+        QueryState {
+            store,
+            index,
+            metrics_render,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// All endpoints, with metrics and security headers on every response (errors and
+/// unknown paths included).
+pub fn router(state: QueryState) -> Router {
+    metrics::describe();
+    Router::new()
+        .route("/", get(routes::landing))
+        .route("/api/v1/traces/{trace_id}", get(routes::trace_by_id))
+        .route("/api/v1/search", get(routes::search))
+        .route("/api/v1/keys/{name}/{value}", get(routes::key_lookup))
+        .route("/api/v1/services", get(routes::services))
+        .route(
+            "/api/v1/services/{service}/operations",
+            get(routes::operations),
+        )
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::wrong_method)
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("referrer-policy"),
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes the requests in
+/// flight and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: QueryState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "query api listening");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

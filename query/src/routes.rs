@@ -1,0 +1,253 @@
+//! The HTTP endpoints. Each handler reads top to bottom as the query flow:
+//!
+//! ```text
+//!  parse + validate (params) ─▶ find trace ids (index) ─▶ fetch traces (store) ─▶ assemble ─▶ JSON
+//! ```
+//!
+//! Errors are returned as [`Error`] and become HTTP answers in `error.rs` only.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use clew_proto::{IdError, TraceId};
+use clew_store::StoredTrace;
+use serde::Serialize;
+
+use crate::assemble;
+use crate::error::{Error, Result};
+use crate::fetch_traces::{fetch_trace, fetch_traces};
+use crate::find_trace_ids::find_trace_ids;
+use crate::json::{OperationsJson, ServicesJson, SummaryJson, TraceJson, TracesPage};
+use crate::params::{self, shorten, ErrorFilter};
+use crate::QueryState;
+
+const LANDING_PAGE: &str = include_str!("ui/landing.html");
+
+/// `GET /api/v1/traces/{trace_id}`
+pub async fn trace_by_id(
+    State(state): State<QueryState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response> {
+    let Path(raw_id) = path.map_err(path_error)?;
+    let trace_id = parse_trace_id(&raw_id)?;
+    let trace = fetch_trace(state.store.as_ref(), trace_id, state.timeout).await?;
+    json_off_reactor("failed to assemble trace", move || TraceJson::new(&trace)).await
+}
+
+/// `GET /api/v1/search?…`
+pub async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Result<Response> {
+    let params = params::parse_search(raw.as_deref(), now_unix_nano())?;
+    let page = find_trace_ids(state.index.as_ref(), &params.query, state.timeout).await?;
+    let ids: Vec<TraceId> = page.hits.iter().map(|hit| hit.trace_id).collect();
+    let mut traces = fetch_traces(state.store.as_ref(), &ids, state.timeout).await?;
+    if params.errors == ErrorFilter::WithoutErrors {
+        traces.retain(|t| !t.spans.iter().any(|s| s.is_error()));
+    }
+    let next_cursor = page.next_cursor;
+    json_off_reactor("failed to summarise traces", move || TracesPage {
+        traces: summaries(&traces),
+        next_cursor,
+    })
+    .await
+}
+
+/// `GET /api/v1/keys/{name}/{value}?full=…`
+pub async fn key_lookup(
+    State(state): State<QueryState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let Path((name, value)) = path.map_err(path_error)?;
+    let params = params::parse_key_lookup(&name, &value, raw.as_deref(), now_unix_nano())?;
+    let page = find_trace_ids(state.index.as_ref(), &params.query, state.timeout).await?;
+    let ids: Vec<TraceId> = page.hits.iter().map(|hit| hit.trace_id).collect();
+    let traces = fetch_traces(state.store.as_ref(), &ids, state.timeout).await?;
+    let next_cursor = page.next_cursor;
+    if params.full {
+        json_off_reactor("failed to assemble traces", move || TracesPage {
+            traces: traces.iter().map(TraceJson::new).collect(),
+            next_cursor,
+        })
+        .await
+    } else {
+        json_off_reactor("failed to summarise traces", move || TracesPage {
+            traces: summaries(&traces),
+            next_cursor,
+        })
+        .await
+    }
+}
+
+/// `GET /api/v1/services`
+pub async fn services(State(state): State<QueryState>) -> Result<Json<ServicesJson>> {
+    let doing = "failed to list services from the trace index";
+    let services = tokio::time::timeout(state.timeout, state.index.services())
+        .await
+        .map_err(|_| Error::Timeout {
+            doing: doing.into(),
+            after: state.timeout,
+        })?
+        .map_err(|e| Error::backend(doing, e))?;
+    Ok(Json(ServicesJson { services }))
+}
+
+/// `GET /api/v1/services/{service}/operations`
+pub async fn operations(
+    State(state): State<QueryState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<OperationsJson>> {
+    let Path(service) = path.map_err(path_error)?;
+    let doing = || {
+        format!(
+            "failed to list operations of service `{}` from the trace index",
+            shorten(&service)
+        )
+    };
+    let operations = tokio::time::timeout(state.timeout, state.index.operations(&service))
+        .await
+        .map_err(|_| Error::Timeout {
+            doing: doing(),
+            after: state.timeout,
+        })?
+        .map_err(|e| Error::backend(doing(), e))?;
+    Ok(Json(OperationsJson { operations }))
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the store and the index can serve.
+pub async fn readyz(State(state): State<QueryState>) -> Result<&'static str> {
+    let not_ready =
+        |what: &str, why: String| Error::NotReady(format!("{what} is not ready: {why}"));
+    match tokio::time::timeout(state.timeout, state.store.ready()).await {
+        Err(_) => return Err(not_ready("span store", "readiness check timed out".into())),
+        Ok(Err(e)) => return Err(not_ready("span store", e.to_string())),
+        Ok(Ok(())) => {}
+    }
+    match tokio::time::timeout(state.timeout, state.index.ready()).await {
+        Err(_) => return Err(not_ready("trace index", "readiness check timed out".into())),
+        Ok(Err(e)) => return Err(not_ready("trace index", e.to_string())),
+        Ok(Ok(())) => {}
+    }
+    Ok("ok")
+}
+
+/// `GET /metrics`: Prometheus text, rendered by whatever the binary installed.
+pub async fn metrics(State(state): State<QueryState>) -> Response {
+    let render = state.metrics_render.clone();
+    let text = tokio::task::spawn_blocking(move || render()).await;
+    match text {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => Error::Worker {
+            doing: "failed to render metrics",
+        }
+        .into_response(),
+    }
+}
+
+/// `GET /`: the landing page (the search UI comes later).
+pub async fn landing() -> Html<&'static str> {
+    Html(LANDING_PAGE)
+}
+
+/// Any path no route matches.
+pub async fn no_route(method: Method, uri: Uri) -> Error {
+    Error::NotFound(format!(
+        "no endpoint {method} {} (see / for the list)",
+        shorten(uri.path())
+    ))
+}
+
+/// A known path with a method it does not serve.
+pub async fn wrong_method(method: Method, uri: Uri) -> Error {
+    Error::MethodNotAllowed(format!(
+        "method {method} is not allowed on {} (only GET)",
+        shorten(uri.path())
+    ))
+}
+
+fn parse_trace_id(raw: &str) -> Result<TraceId> {
+    TraceId::from_hex(raw).map_err(|e| {
+        let why = match e {
+            IdError::AllZeros => "the id is all zeros".to_string(),
+            _ => "expected 32 hex digits (or 16 for a legacy 64-bit id)".to_string(),
+        };
+        Error::bad_request(format!(
+            "invalid trace id `{}` in path: {why}",
+            shorten(raw)
+        ))
+    })
+}
+
+fn path_error(rejection: PathRejection) -> Error {
+    Error::bad_request(format!(
+        "invalid path: {}",
+        rejection.body_text().to_lowercase()
+    ))
+}
+
+fn summaries(traces: &[StoredTrace]) -> Vec<SummaryJson> {
+    traces
+        .iter()
+        .map(|t| SummaryJson::new(t, assemble::summarize(&t.spans)))
+        .collect()
+}
+
+/// Builds and serialises a response body on the blocking pool: a 10,000-span trace is
+/// milliseconds of CPU that must not stall the reactor.
+async fn json_off_reactor<T: Serialize>(
+    doing: &'static str,
+    build: impl FnOnce() -> T + Send + 'static,
+) -> Result<Response> {
+    let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&build()))
+        .await
+        .map_err(|_| Error::Worker { doing })?
+        .map_err(|_| Error::Worker { doing })?;
+    let mut response = (StatusCode::OK, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_errors_say_what_and_where() {
+        let e = parse_trace_id("xyz").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid trace id `xyz` in path: expected 32 hex digits (or 16 for a legacy 64-bit id)"
+        );
+        let e = parse_trace_id(&"0".repeat(32)).unwrap_err();
+        assert!(e.to_string().ends_with("the id is all zeros"));
+        assert!(parse_trace_id(&"a".repeat(31)).is_err());
+        assert!(parse_trace_id("../etc").is_err());
+        assert!(parse_trace_id(&"a".repeat(16)).is_ok());
+        assert!(parse_trace_id(&"A".repeat(32)).is_ok());
+    }
+}
