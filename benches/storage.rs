@@ -1,0 +1,90 @@
+//! Micro-benchmark of the embedded backends on the ingest path, without network or OTLP:
+//! per-span cost of `SpanStore::write_spans` (fjall) and `TraceIndex::index_spans` (tantivy,
+//! including its write-ahead log) in pipeline-sized batches, then trace-by-id read latency.
+//!
+//! `cargo bench --bench storage -- [--spans N] [--batch N]`
+
+mod workload;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clew_proto::from_otlp::{convert_request, Limits};
+use clew_proto::{BusinessKey, Span, TraceId};
+use clew_store::{Common, IndexConfig, StoreConfig};
+
+fn arg(name: &str, default: usize) -> usize {
+    let argv: Vec<String> = std::env::args().collect();
+    argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let total = arg("--spans", 300_000);
+    let batch = arg("--batch", 8192);
+    let mut w = workload::Workload::new(3);
+    let mut spans: Vec<Span> = Vec::with_capacity(total);
+    let mut ids: Vec<TraceId> = Vec::new();
+    let t0 = now() - 3_600_000_000_000;
+    while spans.len() < total {
+        let traces: Vec<_> = (0..25).map(|k| w.trace(t0 + (spans.len() as u64 + k) * 1000)).collect();
+        ids.extend(traces.iter().map(|t| TraceId(t.trace_id)));
+        let mut converted = convert_request(workload::request(&mut traces.into_iter()), &Limits::default(), now()).spans;
+        for s in &mut converted {
+            if let Some(v) = s.attributes.iter().find(|kv| kv.key == "order_id").and_then(|kv| kv.value.as_ref()) {
+                s.business_keys.push(BusinessKey { name: "order_id".into(), value: clew_proto::model::value_to_string(v) });
+            }
+        }
+        spans.extend(converted);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let common = Common {
+        data_dir: dir.path().to_path_buf(),
+        retention_days: 7,
+        indexed_attributes: vec!["http.route".into(), "db.system".into(), "http.response.status_code".into()],
+    };
+    let store = clew_store::open_span_store(&StoreConfig::default(), &common).unwrap();
+    let index = clew_store::open_trace_index(&IndexConfig::default(), &common).unwrap();
+    let batches: Vec<Arc<[Span]>> = spans.chunks(batch).map(|c| Arc::from(c.to_vec())).collect();
+
+    let t = Instant::now();
+    for b in &batches {
+        store.write_spans(b.clone()).await.unwrap();
+    }
+    let store_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for b in &batches {
+        index.index_spans(b.clone()).await.unwrap();
+    }
+    let index_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    index.refresh().await.unwrap();
+    let commit_s = t.elapsed().as_secs_f64();
+
+    let mut lat = Vec::new();
+    for (k, id) in ids.iter().enumerate().step_by((ids.len() / 2000).max(1)) {
+        let t = Instant::now();
+        let tr = store.get_trace(*id).await.unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(tr.is_some(), "trace {k} missing");
+    }
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = spans.len() as f64;
+    println!("| what | value |\n|---|---|");
+    println!("| spans | {} in batches of {batch} |", spans.len());
+    println!("| store write (fjall, fsync per batch) | {:.2} µs/span ({:.0} spans/s) |", store_s * 1e6 / n, n / store_s);
+    println!("| index write (tantivy + WAL fsync per batch) | {:.2} µs/span ({:.0} spans/s) |", index_s * 1e6 / n, n / index_s);
+    println!("| final index commit | {:.0} ms |", commit_s * 1e3);
+    println!(
+        "| get_trace p50 / p99 ({} reads) | {:.3} / {:.3} ms |",
+        lat.len(),
+        lat[lat.len() / 2],
+        lat[(lat.len() as f64 * 0.99) as usize]
+    );
+    store.close().await.unwrap();
+    index.close().await.unwrap();
+}
