@@ -142,3 +142,67 @@ async fn kill_9_keeps_acknowledged_spans() {
     assert!(idx.find_trace_ids(&errors).await.unwrap().hits.len() >= (acked as usize / 2 + 1) * 10);
     idx.close().await.unwrap();
 }
+
+/// Indexing cost, printed (never asserted): `cargo test -p clew-store --features
+/// conformance --release --test tantivy_index index_cost -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand"]
+async fn index_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = open(dir.path(), 1000);
+    let batches: Vec<Arc<[clew_proto::Span]>> = (0..200u64)
+        .map(|b| {
+            let mut spans = Vec::with_capacity(1000);
+            for t in 0..250u64 {
+                let n = b * 250 + t;
+                spans.extend(checkout_trace(trace_id(n), &format!("order-{n}"), BASE_TIME + n * 1000, n % 20 == 0));
+            }
+            spans.into()
+        })
+        .collect();
+    let spans: usize = batches.iter().map(|b| b.len()).sum();
+    let started = std::time::Instant::now();
+    let cpu_before = cpu_seconds();
+    for batch in batches {
+        idx.index_spans(batch).await.unwrap();
+    }
+    let acked = started.elapsed();
+    idx.refresh().await.unwrap();
+    let total = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "{spans} spans: acked in {acked:?} ({:.0} spans/s), committed in {total:?} ({:.0} spans/s), \
+         process cpu {cpu:.2}s = {:.2} µs/span",
+        spans as f64 / acked.as_secs_f64(),
+        spans as f64 / total.as_secs_f64(),
+        cpu * 1e6 / spans as f64
+    );
+    let bytes: u64 = walk(&dir.path().join("index"));
+    println!("index on disk after commit: {bytes} bytes = {:.1} bytes/span", bytes as f64 / spans as f64);
+    let q = TraceQuery { service: Some("payments".into()), errors_only: true, limit: 20, ..Default::default() };
+    let t = std::time::Instant::now();
+    let page = idx.find_trace_ids(&q).await.unwrap();
+    println!("search service+errors: {} hits in {:?}", page.hits.len(), t.elapsed());
+    let t = std::time::Instant::now();
+    let page = idx.find_trace_ids(&key("order-4242")).await.unwrap();
+    println!("business key lookup: {} hits in {:?}", page.hits.len(), t.elapsed());
+    idx.close().await.unwrap();
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, from /proc (Linux only; 0 elsewhere).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn walk(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| if e.path().is_dir() { walk(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                .sum()
+        })
+        .unwrap_or(0)
+}

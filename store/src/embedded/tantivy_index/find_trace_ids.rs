@@ -10,7 +10,7 @@
 //! surviving traces are sorted newest first by `(start, trace id)`, cut at the cursor and
 //! paged. A query whose conditions form one group is one tantivy search.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -250,10 +250,9 @@ struct TraceCollector {
 struct TraceSegmentCollector {
     ids: Option<BytesColumn>,
     starts: Column<u64>,
-    /// Segment-local ordinals of the alive trace ids, when they were few enough to map.
-    alive_ords: Option<HashSet<u64>>,
-    /// Otherwise the alive set, checked once per distinct trace at harvest.
+    /// Only trace ids in here count (checked once per distinct trace, at harvest).
     alive: Option<Arc<TraceMap>>,
+    /// Segment-local trace-id ordinal → earliest start.
     by_ord: HashMap<u64, u64>,
 }
 
@@ -264,21 +263,7 @@ impl Collector for TraceCollector {
     fn for_segment(&self, _: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<TraceSegmentCollector> {
         let ids = segment.fast_fields().bytes(schema::TRACE_ID)?;
         let starts = segment.fast_fields().u64(schema::START)?;
-        let (mut alive_ords, mut alive) = (None, None);
-        if let (Some(set), Some(col)) = (&self.alive, &ids) {
-            if set.len() <= TERM_SET_FILTER_MAX {
-                let mut ords = HashSet::with_capacity(set.len());
-                for id in set.keys() {
-                    if let Some(ord) = col.dictionary().term_ord(id)? {
-                        ords.insert(ord);
-                    }
-                }
-                alive_ords = Some(ords);
-            } else {
-                alive = Some(set.clone());
-            }
-        }
-        Ok(TraceSegmentCollector { ids, starts, alive_ords, alive, by_ord: HashMap::new() })
+        Ok(TraceSegmentCollector { ids, starts, alive: self.alive.clone(), by_ord: HashMap::new() })
     }
 
     fn requires_scoring(&self) -> bool {
@@ -300,9 +285,6 @@ impl SegmentCollector for TraceSegmentCollector {
     fn collect(&mut self, doc: DocId, _: Score) {
         let Some(ids) = &self.ids else { return };
         let Some(ord) = ids.ords().first(doc) else { return };
-        if self.alive_ords.as_ref().is_some_and(|set| !set.contains(&ord)) {
-            return;
-        }
         let start = self.starts.first(doc).unwrap_or(0);
         self.by_ord.entry(ord).and_modify(|s| *s = (*s).min(start)).or_insert(start);
     }
@@ -310,17 +292,21 @@ impl SegmentCollector for TraceSegmentCollector {
     fn harvest(self) -> TraceMap {
         let mut out = TraceMap::with_capacity(self.by_ord.len());
         let Some(ids) = &self.ids else { return out };
-        let mut buf = Vec::with_capacity(16);
-        for (ord, start) in self.by_ord {
-            buf.clear();
-            if !matches!(ids.ord_to_bytes(ord, &mut buf), Ok(true)) {
-                continue;
+        // Sorted ordinals decode the dictionary in one forward pass, block by block.
+        let mut ords: Vec<(u64, u64)> = self.by_ord.into_iter().collect();
+        ords.sort_unstable();
+        let sorted: Vec<u64> = ords.iter().map(|&(ord, _)| ord).collect();
+        let mut starts = ords.iter().map(|&(_, start)| start);
+        let alive = self.alive.as_deref();
+        let result = ids.dictionary().sorted_ords_to_term_cb(&sorted, |bytes| {
+            let start = starts.next().unwrap_or(0);
+            let Ok(id) = <[u8; 16]>::try_from(bytes) else { return };
+            if alive.is_none_or(|a| a.contains_key(&id)) {
+                out.insert(id, start);
             }
-            let Ok(id) = <[u8; 16]>::try_from(buf.as_slice()) else { continue };
-            if self.alive.as_ref().is_some_and(|a| !a.contains_key(&id)) {
-                continue;
-            }
-            out.insert(id, start);
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "failed to read trace ids of an index segment");
         }
         out
     }
