@@ -52,8 +52,12 @@ async fn reopen_keeps_data() {
         idx.refresh().await.unwrap();
         // Acknowledged but not committed by refresh: close() must commit it.
         idx.index_spans(checkout_trace(trace_id(2), "at-close", BASE_TIME, false).into()).await.unwrap();
+        assert!(idx.ready().await.is_ok());
         idx.close().await.unwrap();
         idx.close().await.unwrap();
+        let after = idx.index_spans(checkout_trace(trace_id(3), "late", BASE_TIME, false).into()).await;
+        assert!(after.is_err_and(|e| e.is_retryable()), "writes after close fail, retryably");
+        assert!(idx.ready().await.is_err());
     }
     let idx = open(dir.path(), 1000);
     let found = idx.find_trace_ids(&key("committed")).await.unwrap();

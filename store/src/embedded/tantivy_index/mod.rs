@@ -45,6 +45,7 @@ mod writer;
 
 use std::collections::BTreeSet;
 use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,8 @@ pub use self::find_trace_ids::{MAX_TEXT_BYTES, MAX_TEXT_TOKENS};
 
 /// Batches queued for the writer thread before `index_spans` callers wait.
 const QUEUE_DEPTH: usize = 64;
+/// Span documents per WAL record.
+const WAL_RECORD_DOCS: usize = 4096;
 
 /// The embedded [`TraceIndex`].
 pub struct TantivyTraceIndex {
@@ -72,6 +75,8 @@ pub struct TantivyTraceIndex {
     tx: SyncSender<Command>,
     indexed_attributes: Arc<[String]>,
     retention_days: u32,
+    /// Cleared when the writer thread ends (closed, or died).
+    writer_alive: Arc<AtomicBool>,
 }
 
 impl TantivyTraceIndex {
@@ -87,15 +92,21 @@ impl TantivyTraceIndex {
             *writer_memory_mb,
         )?;
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let alive = writer_alive.clone();
         std::thread::Builder::new()
             .name("clew-index-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                writer.run(rx);
+                alive.store(false, Ordering::Release);
+            })
             .map_err(|e| Error::unavailable("failed to start index writer thread", e))?;
         Ok(TantivyTraceIndex {
             shared,
             tx,
             indexed_attributes: common.indexed_attributes.clone().into(),
             retention_days: common.retention_days,
+            writer_alive,
         })
     }
 
@@ -138,7 +149,10 @@ impl TraceIndex for TantivyTraceIndex {
         let ack = blocking(move || {
             let docs: Vec<SpanDoc> = spans.iter().map(|s| SpanDoc::from_span(s, &attrs)).collect();
             let mut record = Vec::with_capacity(docs.len() * 160);
-            Wal::encode_record(&docs, &mut record);
+            // Bounded records: a huge batch becomes several, each replayable on its own.
+            for chunk in docs.chunks(WAL_RECORD_DOCS) {
+                Wal::encode_record(chunk, &mut record);
+            }
             let docs = docs.iter().map(|d| (d.day(), d.to_document(&shared.fields))).collect();
             let (ack_tx, ack_rx) = oneshot::channel();
             tx.send(Command::Append { docs, record, ack: ack_tx }).map_err(|_| closed())?;
@@ -215,10 +229,20 @@ impl TraceIndex for TantivyTraceIndex {
     }
 
     async fn close(&self) -> Result<()> {
-        match self.send(|ack| Command::Close { ack }).await {
+        let result = match self.send(|ack| Command::Close { ack }).await {
             // Closing twice is fine.
             Err(Error::Unavailable { message, .. }) if message == CLOSED => Ok(()),
             other => other,
+        };
+        self.writer_alive.store(false, Ordering::Release);
+        result
+    }
+
+    async fn ready(&self) -> Result<()> {
+        if self.writer_alive.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(closed())
         }
     }
 }
