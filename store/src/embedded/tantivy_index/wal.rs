@@ -28,6 +28,10 @@ impl Wal {
     /// Opens (or creates) the log and returns it with the documents it still holds.
     pub fn open(path: &Path) -> std::io::Result<(Wal, Vec<SpanDoc>)> {
         let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        // Make the file's directory entry durable too (it may have just been created).
+        if let Some(parent) = path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
         let (docs, valid) = parse(&data);
