@@ -1,0 +1,249 @@
+//! Span → index document, in one place: the lean [`SpanDoc`] extracted from a span, its
+//! write-ahead-log encoding, and the tantivy document built from it.
+
+use clew_proto::model::value_to_string;
+use clew_proto::Span;
+use tantivy::TantivyDocument;
+
+use super::schema::{self, Fields};
+
+/// Longest error text indexed per span (bytes); stack-trace-sized messages are cut.
+const MAX_ERROR_TEXT_BYTES: usize = 4096;
+/// Longest indexed term value (bytes); tantivy rejects terms above 65 530 bytes.
+const MAX_TERM_BYTES: usize = 1024;
+
+/// What the index keeps of one span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanDoc {
+    pub trace_id: [u8; 16],
+    pub start_unix_nano: u64,
+    pub duration_nanos: u64,
+    pub service: String,
+    pub operation: String,
+    pub kind: String,
+    pub error: bool,
+    /// Status message, exception type and message; empty unless `error`.
+    pub error_text: String,
+    /// Business keys as `name=value`.
+    pub keys: Vec<String>,
+    /// Configured indexed attributes as `name=value`.
+    pub attrs: Vec<String>,
+}
+
+impl SpanDoc {
+    /// Extracts the indexed parts of `span`; `indexed_attributes` are looked up on the span,
+    /// then on its resource.
+    pub fn from_span(span: &Span, indexed_attributes: &[String]) -> SpanDoc {
+        let error = span.is_error();
+        let mut error_text = String::new();
+        if error {
+            error_text.push_str(&span.status_message);
+            if let Some((ty, msg)) = span.exception() {
+                error_text.push(' ');
+                error_text.push_str(&ty);
+                if msg != span.status_message {
+                    error_text.push(' ');
+                    error_text.push_str(&msg);
+                }
+            }
+            truncate_at_char(&mut error_text, MAX_ERROR_TEXT_BYTES);
+        }
+        let keys = span.business_keys.iter().map(|k| term_pair(&k.name, &k.value)).collect();
+        let attrs = indexed_attributes
+            .iter()
+            .filter_map(|name| span.attribute(name).map(|v| term_pair(name, &value_to_string(v))))
+            .collect();
+        SpanDoc {
+            trace_id: span.trace_id.0,
+            start_unix_nano: span.start_unix_nano,
+            duration_nanos: span.duration_nanos(),
+            service: bounded(&span.service_name),
+            operation: bounded(&span.name),
+            kind: span.kind.as_str().to_string(),
+            error,
+            error_text,
+            keys,
+            attrs,
+        }
+    }
+
+    pub fn day(&self) -> u32 {
+        schema::day_of(self.start_unix_nano)
+    }
+
+    /// The tantivy document: every field indexed, nothing stored.
+    pub fn to_document(&self, f: &Fields) -> TantivyDocument {
+        let mut doc = TantivyDocument::default();
+        doc.add_bytes(f.trace_id, &self.trace_id);
+        doc.add_u64(f.start, self.start_unix_nano);
+        doc.add_u64(f.duration, self.duration_nanos);
+        doc.add_text(f.service, &self.service);
+        doc.add_text(f.operation, &self.operation);
+        doc.add_text(f.service_operation, service_operation_term(&self.service, &self.operation));
+        doc.add_text(f.kind, &self.kind);
+        if self.error {
+            doc.add_text(f.error, schema::ERROR_TERM);
+            if !self.error_text.is_empty() {
+                doc.add_text(f.error_text, &self.error_text);
+            }
+        }
+        for k in &self.keys {
+            doc.add_text(f.keys, k);
+        }
+        for a in &self.attrs {
+            doc.add_text(f.attrs, a);
+        }
+        doc
+    }
+
+    /// Appends the write-ahead-log form of this document to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.trace_id);
+        out.extend_from_slice(&self.start_unix_nano.to_le_bytes());
+        out.extend_from_slice(&self.duration_nanos.to_le_bytes());
+        out.push(u8::from(self.error));
+        put_str(out, &self.service);
+        put_str(out, &self.operation);
+        put_str(out, &self.kind);
+        put_str(out, &self.error_text);
+        put_strs(out, &self.keys);
+        put_strs(out, &self.attrs);
+    }
+
+    /// Reads one document written by [`SpanDoc::encode`] from the front of `input`.
+    pub fn decode(input: &mut &[u8]) -> Option<SpanDoc> {
+        let trace_id: [u8; 16] = take(input, 16)?.try_into().ok()?;
+        let start_unix_nano = u64::from_le_bytes(take(input, 8)?.try_into().ok()?);
+        let duration_nanos = u64::from_le_bytes(take(input, 8)?.try_into().ok()?);
+        let error = take(input, 1)?[0] != 0;
+        Some(SpanDoc {
+            trace_id,
+            start_unix_nano,
+            duration_nanos,
+            error,
+            service: get_str(input)?,
+            operation: get_str(input)?,
+            kind: get_str(input)?,
+            error_text: get_str(input)?,
+            keys: get_strs(input)?,
+            attrs: get_strs(input)?,
+        })
+    }
+}
+
+/// The combined term of the operations listing and of `service + operation` queries.
+pub fn service_operation_term(service: &str, operation: &str) -> String {
+    let mut t = String::with_capacity(service.len() + operation.len() + 1);
+    t.push_str(service);
+    t.push(schema::SERVICE_OPERATION_SEP);
+    t.push_str(operation);
+    t
+}
+
+/// The exact `name=value` term of a business key or an indexed attribute.
+pub fn term_pair(name: &str, value: &str) -> String {
+    let mut t = String::with_capacity(name.len() + value.len() + 1);
+    t.push_str(name);
+    t.push('=');
+    t.push_str(value);
+    truncate_at_char(&mut t, MAX_TERM_BYTES);
+    t
+}
+
+fn bounded(s: &str) -> String {
+    let mut s = s.to_string();
+    truncate_at_char(&mut s, MAX_TERM_BYTES);
+    s
+}
+
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_strs(out: &mut Vec<u8>, v: &[String]) {
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    for s in v {
+        put_str(out, s);
+    }
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if input.len() < n {
+        return None;
+    }
+    let (head, tail) = input.split_at(n);
+    *input = tail;
+    Some(head)
+}
+
+fn get_u32(input: &mut &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(take(input, 4)?.try_into().ok()?))
+}
+
+fn get_str(input: &mut &[u8]) -> Option<String> {
+    let n = get_u32(input)? as usize;
+    String::from_utf8(take(input, n)?.to_vec()).ok()
+}
+
+fn get_strs(input: &mut &[u8]) -> Option<Vec<String>> {
+    let n = get_u32(input)? as usize;
+    // Each string needs at least its 4-byte length: never trust `n` for the allocation.
+    let mut v = Vec::with_capacity(n.min(input.len() / 4));
+    for _ in 0..n {
+        v.push(get_str(input)?);
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::fixtures::{checkout_trace, trace_id, BASE_TIME};
+
+    #[test]
+    fn extracts_keys_attributes_and_error_text() {
+        let spans = checkout_trace(trace_id(1), "12345", BASE_TIME, true);
+        let attrs = vec!["db.system".to_string(), "http.route".to_string(), "host.name".to_string()];
+        let root = SpanDoc::from_span(&spans[0], &attrs);
+        assert_eq!(root.keys, vec!["order_id=12345"]);
+        assert!(!root.error && root.error_text.is_empty());
+        assert!(root.attrs.contains(&"host.name=host-1".to_string()), "resource attribute");
+        let db = SpanDoc::from_span(&spans[3], &attrs);
+        assert!(db.error);
+        assert!(db.error_text.contains("PaymentDeclinedError"));
+        assert!(db.error_text.contains("card declined"));
+        assert!(db.attrs.contains(&"db.system=postgresql".to_string()));
+        assert_eq!(db.service, "payments");
+    }
+
+    #[test]
+    fn wal_encoding_round_trips_and_rejects_truncation() {
+        let spans = checkout_trace(trace_id(2), "77", BASE_TIME, true);
+        let attrs = vec!["db.system".to_string()];
+        let docs: Vec<SpanDoc> = spans.iter().map(|s| SpanDoc::from_span(s, &attrs)).collect();
+        let mut buf = Vec::new();
+        for d in &docs {
+            d.encode(&mut buf);
+        }
+        let mut input = &buf[..];
+        for d in &docs {
+            assert_eq!(SpanDoc::decode(&mut input).as_ref(), Some(d));
+        }
+        assert!(input.is_empty());
+        for cut in 0..buf.len().min(200) {
+            let mut input = &buf[..cut];
+            let _ = SpanDoc::decode(&mut input); // never panics
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Trace-level search over span documents.
+//!
+//! Every condition of a [`TraceQuery`] must hold on *some* span of a trace, not on one
+//! span. So the query is cut into condition groups (one group = what must hold on one
+//! span: `service`+`operation`, `min`+`max` duration, each attribute, each business key,
+//! errors, text), each restricted to the time range. The groups run most selective first
+//! (estimated from term document frequencies); the first collects `trace id → earliest
+//! matching start`, every following one only looks at the trace ids still alive (a
+//! term-set filter on the indexed trace id when few are left) and intersects. The
+//! surviving traces are sorted newest first by `(start, trace id)`, cut at the cursor and
+//! paged. A query whose conditions form one group is one tantivy search.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use clew_proto::TraceId;
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{BytesColumn, Column};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::tokenizer::TokenizerManager;
+use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
+
+use super::document::{service_operation_term, term_pair};
+use super::schema::{self, Fields};
+use super::writer::Shared;
+use crate::trace_index::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::{Error, Result, TraceHit, TraceIdPage, TraceQuery};
+
+/// Longest accepted free text (bytes).
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// Words of the free text that are searched; later ones are ignored.
+pub const MAX_TEXT_TOKENS: usize = 16;
+/// Up to this many surviving trace ids, later groups also filter on the trace-id terms.
+const TERM_SET_FILTER_MAX: usize = 4096;
+
+type TraceMap = HashMap<[u8; 16], u64>;
+
+/// What must hold on one span.
+enum Group {
+    /// One exact term.
+    Term(Term),
+    /// Every term (the words of the free text).
+    AllTerms(Vec<Term>),
+    /// Duration within `[min, max]`.
+    Duration(u64, u64),
+    /// Any span (a query with no conditions besides time).
+    Any,
+}
+
+impl Group {
+    fn query(&self, f: &Fields) -> Box<dyn Query> {
+        match self {
+            Group::Term(t) => Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic)),
+            Group::AllTerms(ts) => Box::new(BooleanQuery::new(
+                ts.iter()
+                    .map(|t| (Occur::Must, Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic)) as Box<dyn Query>))
+                    .collect(),
+            )),
+            Group::Duration(lo, hi) => Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_u64(f.duration, *lo)),
+                Bound::Included(Term::from_field_u64(f.duration, *hi)),
+            )),
+            Group::Any => Box::new(AllQuery),
+        }
+    }
+
+    /// Estimated matching documents, to run the most selective group first.
+    fn estimate(&self, searchers: &[Searcher]) -> u64 {
+        let df = |t: &Term| searchers.iter().map(|s| s.doc_freq(t).unwrap_or(u64::MAX / 4)).sum::<u64>();
+        match self {
+            Group::Term(t) => df(t),
+            Group::AllTerms(ts) => ts.iter().map(df).min().unwrap_or(u64::MAX),
+            Group::Duration(..) | Group::Any => u64::MAX,
+        }
+    }
+}
+
+/// Parses and checks `q` into groups; errors are the caller's fault.
+fn plan(q: &TraceQuery, f: &Fields) -> Result<Vec<Group>> {
+    let mut groups = Vec::new();
+    match (&q.service, &q.operation) {
+        (Some(s), Some(o)) => {
+            groups.push(Group::Term(Term::from_field_text(f.service_operation, &service_operation_term(s, o))))
+        }
+        (Some(s), None) => groups.push(Group::Term(Term::from_field_text(f.service, s))),
+        (None, Some(o)) => groups.push(Group::Term(Term::from_field_text(f.operation, o))),
+        (None, None) => {}
+    }
+    if q.errors_only {
+        groups.push(Group::Term(Term::from_field_text(f.error, schema::ERROR_TERM)));
+    }
+    if q.min_duration_nanos.is_some() || q.max_duration_nanos.is_some() {
+        let lo = q.min_duration_nanos.unwrap_or(0);
+        let hi = q.max_duration_nanos.unwrap_or(u64::MAX);
+        if lo > hi {
+            return Err(Error::InvalidRequest(format!("min duration {lo} ns is above max duration {hi} ns")));
+        }
+        groups.push(Group::Duration(lo, hi));
+    }
+    for (name, value) in &q.attributes {
+        groups.push(Group::Term(Term::from_field_text(f.attrs, &term_pair(name, value))));
+    }
+    for (name, value) in &q.business_keys {
+        groups.push(Group::Term(Term::from_field_text(f.keys, &term_pair(name, value))));
+    }
+    if let Some(text) = &q.text {
+        let words = text_terms(text, f)?;
+        if !words.is_empty() {
+            groups.push(Group::AllTerms(words));
+        }
+    }
+    Ok(groups)
+}
+
+/// Tokenizes free text exactly like `error_text` is tokenized at index time. The text is
+/// only ever split into words that become term queries: no query parser sees it.
+fn text_terms(text: &str, f: &Fields) -> Result<Vec<Term>> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(Error::InvalidRequest(format!("search text is longer than {MAX_TEXT_BYTES} bytes")));
+    }
+    let mut analyzer = TokenizerManager::default()
+        .get(schema::TEXT_TOKENIZER)
+        .ok_or_else(|| Error::unavailable("failed to tokenize search text", "tokenizer missing"))?;
+    let mut words: Vec<String> = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while words.len() < MAX_TEXT_TOKENS && stream.advance() {
+        let w = &stream.token().text;
+        if !words.contains(w) {
+            words.push(w.clone());
+        }
+    }
+    Ok(words.iter().map(|w| Term::from_field_text(f.error_text, w)).collect())
+}
+
+/// Runs `q` against the partitions it can touch.
+pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
+    let limit = if q.limit == 0 { DEFAULT_LIMIT } else { q.limit.min(MAX_LIMIT) };
+    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let f = &shared.fields;
+    let groups = plan(q, f)?;
+
+    let lo = q.start_min_unix_nano.unwrap_or(0);
+    let hi = q.start_max_unix_nano; // exclusive
+    if hi.is_some_and(|hi| hi <= lo) {
+        return Ok(TraceIdPage::default());
+    }
+    let last_day = hi.map_or(u32::MAX, |hi| schema::day_of(hi - 1));
+    let partitions = shared.snapshot(schema::day_of(lo)..=last_day);
+    let searchers: Vec<Searcher> = partitions.iter().map(|p| p.reader.searcher()).collect();
+    let time: Option<Box<dyn Query>> = (q.start_min_unix_nano.is_some() || hi.is_some()).then(|| {
+        Box::new(RangeQuery::new(
+            Bound::Included(Term::from_field_u64(f.start, lo)),
+            hi.map_or(Bound::Unbounded, |hi| Bound::Excluded(Term::from_field_u64(f.start, hi))),
+        )) as Box<dyn Query>
+    });
+
+    let mut groups = groups;
+    if groups.is_empty() {
+        groups.push(Group::Any);
+    }
+    let mut ordered: Vec<(u64, Group)> = groups.into_iter().map(|g| (g.estimate(&searchers), g)).collect();
+    ordered.sort_by_key(|(estimate, _)| *estimate);
+
+    let mut alive: Option<Arc<TraceMap>> = None;
+    for (_, group) in ordered {
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, group.query(f))];
+        if let Some(t) = &time {
+            must.push((Occur::Must, t.box_clone()));
+        }
+        if let Some(alive) = alive.as_ref().filter(|a| a.len() <= TERM_SET_FILTER_MAX) {
+            let ids = alive.keys().map(|id| Term::from_field_bytes(f.trace_id, id));
+            must.push((Occur::Must, Box::new(TermSetQuery::new(ids))));
+        }
+        let query: Box<dyn Query> =
+            if must.len() == 1 { must.pop().expect("one").1 } else { Box::new(BooleanQuery::new(must)) };
+        let collector = TraceCollector { alive: alive.clone() };
+        let mut found = TraceMap::new();
+        for searcher in &searchers {
+            let part = searcher.search(&*query, &collector).map_err(|e| Error::unavailable("index search failed", e))?;
+            merge_min(&mut found, part);
+        }
+        if let Some(prev) = &alive {
+            for (id, start) in found.iter_mut() {
+                if let Some(&p) = prev.get(id) {
+                    *start = (*start).min(p);
+                }
+            }
+        }
+        let empty = found.is_empty();
+        alive = Some(Arc::new(found));
+        if empty {
+            break;
+        }
+    }
+
+    let found = alive.map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone())).unwrap_or_default();
+    let mut hits: Vec<(u64, [u8; 16])> = found
+        .into_iter()
+        .map(|(id, start)| (start, id))
+        .filter(|key| cursor.is_none_or(|c| *key < c))
+        .collect();
+    hits.sort_unstable_by(|a, b| b.cmp(a));
+    let more = hits.len() > limit;
+    hits.truncate(limit);
+    let next_cursor = if more { hits.last().map(|&(s, id)| encode_cursor(s, &id)) } else { None };
+    Ok(TraceIdPage {
+        hits: hits.into_iter().map(|(start, id)| TraceHit { trace_id: TraceId(id), start_unix_nano: start }).collect(),
+        next_cursor,
+    })
+}
+
+fn merge_min(into: &mut TraceMap, from: TraceMap) {
+    if into.is_empty() {
+        *into = from;
+        return;
+    }
+    for (id, start) in from {
+        into.entry(id).and_modify(|s| *s = (*s).min(start)).or_insert(start);
+    }
+}
+
+/// The cursor is the hex of the last hit's `(start, trace id)`; the next page holds the
+/// keys strictly below it.
+fn encode_cursor(start: u64, id: &[u8; 16]) -> String {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&start.to_be_bytes());
+    b[8..].copy_from_slice(id);
+    hex::encode(b)
+}
+
+fn decode_cursor(text: &str) -> Result<(u64, [u8; 16])> {
+    let bad = || Error::InvalidRequest("malformed cursor".into());
+    if text.len() != 48 {
+        return Err(bad());
+    }
+    let b = hex::decode(text).map_err(|_| bad())?;
+    let start = u64::from_be_bytes(b[..8].try_into().map_err(|_| bad())?);
+    let id: [u8; 16] = b[8..].try_into().map_err(|_| bad())?;
+    Ok((start, id))
+}
+
+/// Collects `trace id → earliest start` of matching span documents, optionally keeping
+/// only trace ids in `alive`.
+struct TraceCollector {
+    alive: Option<Arc<TraceMap>>,
+}
+
+struct TraceSegmentCollector {
+    ids: Option<BytesColumn>,
+    starts: Column<u64>,
+    /// Only trace ids in here count (checked once per distinct trace, at harvest).
+    alive: Option<Arc<TraceMap>>,
+    /// Segment-local trace-id ordinal → earliest start.
+    by_ord: HashMap<u64, u64>,
+}
+
+impl Collector for TraceCollector {
+    type Fruit = TraceMap;
+    type Child = TraceSegmentCollector;
+
+    fn for_segment(&self, _: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<TraceSegmentCollector> {
+        let ids = segment.fast_fields().bytes(schema::TRACE_ID)?;
+        let starts = segment.fast_fields().u64(schema::START)?;
+        Ok(TraceSegmentCollector { ids, starts, alive: self.alive.clone(), by_ord: HashMap::new() })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<TraceMap>) -> tantivy::Result<TraceMap> {
+        let mut out = TraceMap::new();
+        for f in fruits {
+            merge_min(&mut out, f);
+        }
+        Ok(out)
+    }
+}
+
+impl SegmentCollector for TraceSegmentCollector {
+    type Fruit = TraceMap;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        let Some(ids) = &self.ids else { return };
+        let Some(ord) = ids.ords().first(doc) else { return };
+        let start = self.starts.first(doc).unwrap_or(0);
+        self.by_ord.entry(ord).and_modify(|s| *s = (*s).min(start)).or_insert(start);
+    }
+
+    fn harvest(self) -> TraceMap {
+        let mut out = TraceMap::with_capacity(self.by_ord.len());
+        let Some(ids) = &self.ids else { return out };
+        // Sorted ordinals decode the dictionary in one forward pass, block by block.
+        let mut ords: Vec<(u64, u64)> = self.by_ord.into_iter().collect();
+        ords.sort_unstable();
+        let sorted: Vec<u64> = ords.iter().map(|&(ord, _)| ord).collect();
+        let mut starts = ords.iter().map(|&(_, start)| start);
+        let alive = self.alive.as_deref();
+        let result = ids.dictionary().sorted_ords_to_term_cb(&sorted, |bytes| {
+            let start = starts.next().unwrap_or(0);
+            let Ok(id) = <[u8; 16]>::try_from(bytes) else { return };
+            if alive.is_none_or(|a| a.contains_key(&id)) {
+                out.insert(id, start);
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "failed to read trace ids of an index segment");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let id = [7u8; 16];
+        let c = encode_cursor(42, &id);
+        assert_eq!(decode_cursor(&c).unwrap(), (42, id));
+        for bad in ["", "zz", &c[..47], &format!("{c}00"), &"g".repeat(48)] {
+            assert!(matches!(decode_cursor(bad), Err(Error::InvalidRequest(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn text_is_split_into_bounded_words() {
+        let f = Fields::new();
+        let terms = text_terms("\"a:b OR (c", &f).unwrap();
+        let words: Vec<String> = terms.iter().map(|t| t.value().as_str().unwrap().to_string()).collect();
+        assert_eq!(words, ["a", "b", "or", "c"]);
+        assert!(text_terms("*", &f).unwrap().is_empty());
+        assert!(text_terms("\\", &f).unwrap().is_empty());
+        let long = "word ".repeat(100);
+        assert_eq!(text_terms(&long, &f).unwrap().len(), 1);
+        let many: String = (0..100).map(|i| format!("w{i} ")).collect();
+        assert_eq!(text_terms(&many, &f).unwrap().len(), MAX_TEXT_TOKENS);
+        assert!(text_terms(&"x".repeat(MAX_TEXT_BYTES + 1), &f).is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! Embedded trace index on tantivy: one document per span, one tantivy index per UTC day.
+//!
+//! # Schema (see `docs/adr/0002-index-schema.md`)
+//!
+//! | field | kind | why |
+//! |---|---|---|
+//! | `trace_id` | bytes, indexed + fast | what searches return (read from the column); the term lets later condition groups filter on the trace ids still alive |
+//! | `start` | u64, fast only | time ranges run on the column (no term per timestamp), newest-first ordering |
+//! | `duration` | u64, fast only | min/max duration ranges |
+//! | `service`, `operation`, `kind` | raw terms | exact filters, `services()` from the term dictionary |
+//! | `service_operation` | raw term `service\0operation` | `service + operation` on one span, `operations(service)` as a prefix range of the dictionary |
+//! | `error` | raw term `1`, error spans only | errors-only; rare, so a short posting list |
+//! | `error_text` | default tokenizer, doc ids only, error spans only | free text over status message, exception type and message |
+//! | `keys` | raw terms `name=value` | business keys (filled in by the enrich stage) |
+//! | `attrs` | raw terms `name=value` | `Common::indexed_attributes`, looked up on the span, then its resource |
+//!
+//! Nothing is stored (no doc store), nothing is scored (no field norms, no frequencies or
+//! positions): indexing cost is what limits ingest, and searches only need trace ids and
+//! start times, both read from fast-field columns.
+//!
+//! # Writes and durability
+//!
+//! `index_spans` turns spans into [`document::SpanDoc`]s off the reactor, and hands the
+//! batch to the one writer thread ([`writer`]), which appends it to a write-ahead log
+//! ([`wal`]) and fsyncs (once per group of concurrent batches) before acknowledging, then
+//! adds the documents. Commits happen every `commit_interval_ms` (tantivy commits are
+//! expensive), after which readers reload and the WAL is truncated; on open the WAL is
+//! replayed. Replays may duplicate span documents, which searches collapse by trace id.
+//!
+//! # Searches
+//!
+//! See [`find_trace_ids`]: trace-level semantics by intersecting per-condition trace-id
+//! sets, most selective first, over the day partitions the time range touches.
+//!
+//! # Retention
+//!
+//! A day partition is deleted as a whole once its day ended more than `retention_days`
+//! ago.
+
+mod document;
+mod find_trace_ids;
+mod schema;
+mod wal;
+mod writer;
+
+use std::collections::BTreeSet;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use clew_proto::Span;
+use tantivy::Searcher;
+use tokio::sync::oneshot;
+
+use self::document::SpanDoc;
+use self::schema::DAY_NANOS;
+use self::wal::Wal;
+use self::writer::{Command, Shared, Writer};
+use crate::config::{Common, IndexConfig};
+use crate::metrics as m;
+use crate::{Error, Result, TraceIdPage, TraceIndex, TraceQuery};
+
+pub use self::find_trace_ids::{MAX_TEXT_BYTES, MAX_TEXT_TOKENS};
+
+/// Batches queued for the writer thread before `index_spans` callers wait.
+const QUEUE_DEPTH: usize = 64;
+/// Span documents per WAL record.
+const WAL_RECORD_DOCS: usize = 4096;
+
+/// The embedded [`TraceIndex`].
+pub struct TantivyTraceIndex {
+    shared: Arc<Shared>,
+    tx: SyncSender<Command>,
+    indexed_attributes: Arc<[String]>,
+    retention_days: u32,
+    /// Cleared when the writer thread ends (closed, or died).
+    writer_alive: Arc<AtomicBool>,
+}
+
+impl TantivyTraceIndex {
+    /// Opens (or creates) the index under `<data_dir>/index`, replaying its WAL.
+    pub fn open(config: &IndexConfig, common: &Common) -> Result<Self> {
+        let IndexConfig::Embedded { commit_interval_ms, writer_memory_mb } = config;
+        let root = common.data_dir.join("index");
+        let shared = Arc::new(Shared::open(root.join("days"))?);
+        let writer = Writer::open(
+            shared.clone(),
+            &root.join("wal.log"),
+            Duration::from_millis(*commit_interval_ms),
+            *writer_memory_mb,
+        )?;
+        let (tx, rx) = sync_channel(QUEUE_DEPTH);
+        let writer_alive = Arc::new(AtomicBool::new(true));
+        let alive = writer_alive.clone();
+        std::thread::Builder::new()
+            .name("clew-index-writer".into())
+            .spawn(move || {
+                writer.run(rx);
+                alive.store(false, Ordering::Release);
+            })
+            .map_err(|e| Error::unavailable("failed to start index writer thread", e))?;
+        Ok(TantivyTraceIndex {
+            shared,
+            tx,
+            indexed_attributes: common.indexed_attributes.clone().into(),
+            retention_days: common.retention_days,
+            writer_alive,
+        })
+    }
+
+    async fn send<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command + Send + 'static) -> Result<T>
+    where
+        T: Send + 'static,
+    {
+        let tx = self.tx.clone();
+        let (ack_tx, ack_rx) = oneshot::channel();
+        blocking(move || tx.send(make(ack_tx)).map_err(|_| closed())).await?;
+        ack_rx.await.map_err(|_| closed())?
+    }
+
+    fn searchers(&self) -> Vec<Searcher> {
+        self.shared.snapshot(0..=u32::MAX).iter().map(|p| p.reader.searcher()).collect()
+    }
+}
+
+const CLOSED: &str = "index writer is closed";
+
+fn closed() -> Error {
+    Error::unavailable("trace index", CLOSED)
+}
+
+/// Runs blocking tantivy or file work off the async reactor.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::unavailable("index task failed", e))?
+}
+
+#[async_trait]
+impl TraceIndex for TantivyTraceIndex {
+    async fn index_spans(&self, spans: Arc<[Span]>) -> Result<()> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let attrs = self.indexed_attributes.clone();
+        let shared = self.shared.clone();
+        let tx = self.tx.clone();
+        let ack = blocking(move || {
+            let docs: Vec<SpanDoc> = spans.iter().map(|s| SpanDoc::from_span(s, &attrs)).collect();
+            let mut record = Vec::with_capacity(docs.len() * 160);
+            // Bounded records: a huge batch becomes several, each replayable on its own.
+            for chunk in docs.chunks(WAL_RECORD_DOCS) {
+                Wal::encode_record(chunk, &mut record);
+            }
+            let docs = docs.iter().map(|d| (d.day(), d.to_document(&shared.fields))).collect();
+            let (ack_tx, ack_rx) = oneshot::channel();
+            tx.send(Command::Append { docs, record, ack: ack_tx }).map_err(|_| closed())?;
+            Ok(ack_rx)
+        })
+        .await?;
+        ack.await.map_err(|_| closed())??;
+        metrics::histogram!(m::INDEX_WRITE_SECONDS, "backend" => "embedded").record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn find_trace_ids(&self, query: &TraceQuery) -> Result<TraceIdPage> {
+        let started = Instant::now();
+        let shared = self.shared.clone();
+        let query = query.clone();
+        let page = blocking(move || find_trace_ids::find(&shared, &query)).await;
+        metrics::histogram!(m::INDEX_SEARCH_SECONDS, "backend" => "embedded").record(started.elapsed().as_secs_f64());
+        page
+    }
+
+    async fn services(&self) -> Result<Vec<String>> {
+        let searchers = self.searchers();
+        let field = self.shared.fields.service;
+        blocking(move || {
+            let mut names = BTreeSet::new();
+            for searcher in &searchers {
+                for segment in searcher.segment_readers() {
+                    let inverted = segment.inverted_index(field).map_err(|e| Error::unavailable("failed to list services", e))?;
+                    let mut terms = inverted.terms().stream().map_err(|e| Error::unavailable("failed to list services", e))?;
+                    while terms.advance() {
+                        names.insert(String::from_utf8_lossy(terms.key()).into_owned());
+                    }
+                }
+            }
+            Ok(names.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn operations(&self, service: &str) -> Result<Vec<String>> {
+        let searchers = self.searchers();
+        let field = self.shared.fields.service_operation;
+        let prefix = document::service_operation_term(service, "");
+        let mut end = prefix.clone().into_bytes();
+        *end.last_mut().expect("separator") += 1;
+        blocking(move || {
+            let mut names = BTreeSet::new();
+            for searcher in &searchers {
+                for segment in searcher.segment_readers() {
+                    let fail = |e: &dyn std::fmt::Display| Error::unavailable("failed to list operations", e);
+                    let inverted = segment.inverted_index(field).map_err(|e| fail(&e))?;
+                    let mut terms =
+                        inverted.terms().range().ge(prefix.as_bytes()).lt(&end).into_stream().map_err(|e| fail(&e))?;
+                    while terms.advance() {
+                        let op = &terms.key()[prefix.len()..];
+                        names.insert(String::from_utf8_lossy(op).into_owned());
+                    }
+                }
+            }
+            Ok(names.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn refresh(&self) -> Result<()> {
+        self.send(|ack| Command::Commit { ack }).await
+    }
+
+    async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
+        let horizon = now_unix_nano.saturating_sub(u64::from(self.retention_days) * DAY_NANOS);
+        // A day is expired once all of it lies before the horizon.
+        let day = schema::day_of(horizon);
+        self.send(move |ack| Command::DropBefore { day, ack }).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let result = match self.send(|ack| Command::Close { ack }).await {
+            // Closing twice is fine.
+            Err(Error::Unavailable { message, .. }) if message == CLOSED => Ok(()),
+            other => other,
+        };
+        self.writer_alive.store(false, Ordering::Release);
+        result
+    }
+
+    async fn ready(&self) -> Result<()> {
+        if self.writer_alive.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(closed())
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The single writer thread: appends batches to the WAL (one fsync per group of
+//! batches), feeds tantivy's writers, commits on a timer and drops expired days.
+//!
+//! ```text
+//! index_spans ─▶ (spawn_blocking: span → SpanDoc → WAL record + tantivy docs)
+//!            ─▶ channel ─▶ writer thread: WAL append + fsync ─▶ ack ─▶ add_document
+//!                                         every commit_interval_ms: commit, reload readers,
+//!                                         truncate WAL
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tantivy::directory::MmapDirectory;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
+use tokio::sync::oneshot;
+
+use super::schema::{self, Fields};
+use super::wal::Wal;
+use crate::metrics as m;
+use crate::{Error, Result};
+
+/// Most commands handled (and fsynced) as one group.
+const MAX_GROUP: usize = 256;
+/// tantivy's smallest per-thread writer budget is 15 MB.
+const MIN_WRITER_BYTES: usize = 16 << 20;
+
+/// State shared by the writer thread and the searchers.
+pub struct Shared {
+    pub fields: Fields,
+    pub days_dir: PathBuf,
+    /// Open day partitions, by UTC day number.
+    pub partitions: RwLock<BTreeMap<u32, Arc<Partition>>>,
+}
+
+/// One day's tantivy index and its reader.
+pub struct Partition {
+    pub day: u32,
+    pub index: Index,
+    pub reader: IndexReader,
+    pub dir: PathBuf,
+}
+
+impl Shared {
+    pub fn open(days_dir: PathBuf) -> Result<Shared> {
+        std::fs::create_dir_all(&days_dir).map_err(|e| Error::unavailable("failed to create index directory", e))?;
+        let fields = Fields::new();
+        let mut partitions = BTreeMap::new();
+        let entries = std::fs::read_dir(&days_dir).map_err(|e| Error::unavailable("failed to list index partitions", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::unavailable("failed to list index partitions", e))?;
+            let name = entry.file_name();
+            let Some(day) = name.to_str().and_then(schema::parse_day_dir_name) else {
+                tracing::warn!(path = %entry.path().display(), "ignoring unknown entry in index directory");
+                continue;
+            };
+            partitions.insert(day, Arc::new(Partition::open(&fields, &days_dir, day)?));
+        }
+        Ok(Shared { fields, days_dir, partitions: RwLock::new(partitions) })
+    }
+
+    pub fn snapshot(&self, days: std::ops::RangeInclusive<u32>) -> Vec<Arc<Partition>> {
+        let map = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        map.range(days).rev().map(|(_, p)| p.clone()).collect()
+    }
+
+    fn partition(&self, day: u32) -> Result<Arc<Partition>> {
+        if let Some(p) = self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&day) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(Partition::open(&self.fields, &self.days_dir, day)?);
+        self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert(day, p.clone());
+        Ok(p)
+    }
+}
+
+impl Partition {
+    fn open(fields: &Fields, days_dir: &Path, day: u32) -> Result<Partition> {
+        let dir = days_dir.join(schema::day_dir_name(day));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::unavailable("failed to create index partition", e))?;
+        let mmap = MmapDirectory::open(&dir).map_err(|e| Error::unavailable("failed to open index partition", e))?;
+        let index = Index::open_or_create(mmap, fields.schema.clone())
+            .map_err(|e| Error::unavailable("failed to open index partition", e))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| Error::unavailable("failed to open index reader", e))?;
+        Ok(Partition { day, index, reader, dir })
+    }
+}
+
+pub enum Command {
+    Append { docs: Vec<(u32, TantivyDocument)>, record: Vec<u8>, ack: oneshot::Sender<Result<()>> },
+    Commit { ack: oneshot::Sender<Result<()>> },
+    /// Drop partitions of days before this one.
+    DropBefore { day: u32, ack: oneshot::Sender<Result<u64>> },
+    Close { ack: oneshot::Sender<Result<()>> },
+}
+
+struct DayWriter {
+    writer: IndexWriter,
+    /// Documents added since the last commit.
+    dirty: bool,
+}
+
+pub struct Writer {
+    shared: Arc<Shared>,
+    wal: Wal,
+    /// A failed WAL write could not be undone: refuse appends until the next truncation.
+    wal_broken: bool,
+    /// Documents were acknowledged but could not be handed to tantivy: keep the WAL.
+    keep_wal: bool,
+    writers: HashMap<u32, DayWriter>,
+    commit_interval: Duration,
+    writer_bytes: usize,
+    dirty_since: Option<Instant>,
+}
+
+impl Writer {
+    /// Opens the WAL and replays (and commits) what it still holds.
+    pub fn open(shared: Arc<Shared>, wal_path: &Path, commit_interval: Duration, writer_memory_mb: usize) -> Result<Writer> {
+        let (wal, replay) = Wal::open(wal_path).map_err(|e| Error::unavailable("failed to open index wal", e))?;
+        let mut w = Writer {
+            shared,
+            wal,
+            wal_broken: false,
+            keep_wal: false,
+            writers: HashMap::new(),
+            commit_interval,
+            // Usually one day is written at a time; late spans open a second writer.
+            writer_bytes: (writer_memory_mb << 20).div_euclid(2).max(MIN_WRITER_BYTES),
+            dirty_since: None,
+        };
+        if !replay.is_empty() {
+            tracing::info!(docs = replay.len(), path = %w.wal.path().display(), "replaying index wal");
+            let fields = w.shared.fields.clone();
+            w.add(replay.iter().map(|d| (d.day(), d.to_document(&fields))));
+            w.commit()?;
+        }
+        Ok(w)
+    }
+
+    /// The thread body: runs until `Close` or until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let first = match self.dirty_since {
+                Some(since) => {
+                    let wait = (since + self.commit_interval).saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(wait) {
+                        Ok(cmd) => cmd,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.commit_logged();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match rx.recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => break,
+                },
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(cmd) => group.push(cmd),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if self.handle(group) {
+                return;
+            }
+            if self.dirty_since.is_some_and(|s| s.elapsed() >= self.commit_interval) {
+                self.commit_logged();
+            }
+        }
+        self.commit_logged();
+        self.shutdown();
+    }
+
+    /// Handles one group of commands; returns true when the thread must stop.
+    fn handle(&mut self, group: Vec<Command>) -> bool {
+        let mut appends = Vec::new();
+        let mut others = Vec::new();
+        for cmd in group {
+            match cmd {
+                Command::Append { docs, record, ack } => appends.push((docs, record, ack)),
+                other => others.push(other),
+            }
+        }
+        if !appends.is_empty() {
+            match self.append_durably(appends.iter().map(|(_, r, _)| r.as_slice())) {
+                Ok(()) => {
+                    let mut all = Vec::new();
+                    for (docs, _, ack) in appends {
+                        let _ = ack.send(Ok(()));
+                        all.extend(docs);
+                    }
+                    self.add(all.into_iter());
+                }
+                Err(e) => {
+                    for (_, _, ack) in appends {
+                        let _ = ack.send(Err(Error::unavailable("failed to write index wal", &e)));
+                    }
+                }
+            }
+        }
+        for cmd in others {
+            match cmd {
+                Command::Append { .. } => {}
+                Command::Commit { ack } => {
+                    let _ = ack.send(self.commit());
+                }
+                Command::DropBefore { day, ack } => {
+                    let _ = ack.send(self.drop_before(day));
+                }
+                Command::Close { ack } => {
+                    let result = self.commit();
+                    self.shutdown();
+                    let _ = ack.send(result);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn append_durably<'a>(&mut self, records: impl Iterator<Item = &'a [u8]>) -> std::io::Result<()> {
+        if self.wal_broken {
+            return Err(std::io::Error::other("index wal is unusable until the next commit"));
+        }
+        let before = self.wal.len();
+        let result = records.into_iter().try_for_each(|r| self.wal.append(r)).and_then(|()| self.wal.sync());
+        if result.is_err() && self.wal.len() != before {
+            // Cut the partial records so later ones are not stranded behind a torn record.
+            if let Err(e) = self.wal.rewind(before) {
+                tracing::error!(error = %e, "failed to rewind index wal after a write error");
+                self.wal_broken = true;
+            }
+        }
+        result
+    }
+
+    fn add(&mut self, docs: impl Iterator<Item = (u32, TantivyDocument)>) {
+        let mut n = 0u64;
+        for (day, doc) in docs {
+            let result = self.writer(day).and_then(|w| {
+                w.dirty = true;
+                w.writer.add_document(doc).map_err(|e| Error::unavailable("failed to add index document", e))
+            });
+            match result {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    // Acknowledged and in the WAL: keep the WAL so a restart indexes it.
+                    tracing::error!(error = %e, day, "failed to index span document");
+                    self.keep_wal = true;
+                }
+            }
+        }
+        if n > 0 {
+            self.dirty_since.get_or_insert_with(Instant::now);
+            metrics::counter!(m::INDEX_DOCS_TOTAL, "backend" => "embedded").increment(n);
+        }
+    }
+
+    fn writer(&mut self, day: u32) -> Result<&mut DayWriter> {
+        if !self.writers.contains_key(&day) {
+            let partition = self.shared.partition(day)?;
+            let writer = partition
+                .index
+                .writer_with_num_threads(1, self.writer_bytes)
+                .map_err(|e| Error::unavailable("failed to open index writer", e))?;
+            self.writers.insert(day, DayWriter { writer, dirty: false });
+        }
+        Ok(self.writers.get_mut(&day).expect("inserted above"))
+    }
+
+    fn commit_logged(&mut self) {
+        if let Err(e) = self.commit() {
+            tracing::error!(error = %e, "index commit failed, retrying after the next interval");
+            self.dirty_since = Some(Instant::now());
+        }
+    }
+
+    /// Commits every dirty writer, reloads its readers, truncates the WAL and closes
+    /// writers that had nothing to commit (days no longer written).
+    fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let mut failed = None;
+        let mut idle = Vec::new();
+        for (&day, w) in self.writers.iter_mut() {
+            if !w.dirty {
+                idle.push(day);
+                continue;
+            }
+            match w.writer.commit() {
+                Ok(_) => {
+                    w.dirty = false;
+                    if let Some(p) = self.shared.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&day) {
+                        if let Err(e) = p.reader.reload() {
+                            tracing::warn!(error = %e, day, "failed to reload index reader");
+                        }
+                    }
+                }
+                Err(e) => failed = Some(Error::unavailable("failed to commit index", e)),
+            }
+        }
+        for day in idle {
+            self.writers.remove(&day);
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !self.keep_wal {
+            self.wal.truncate().map_err(|e| Error::unavailable("failed to truncate index wal", e))?;
+            self.wal_broken = false;
+        }
+        self.dirty_since = None;
+        metrics::histogram!(m::INDEX_COMMIT_SECONDS, "backend" => "embedded").record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn drop_before(&mut self, cutoff: u32) -> Result<u64> {
+        // Commit first so nothing of the dropped days waits in the WAL to be replayed.
+        self.commit()?;
+        let expired: Vec<Arc<Partition>> = {
+            let mut map = self.shared.partitions.write().unwrap_or_else(|p| p.into_inner());
+            let keep = map.split_off(&cutoff);
+            std::mem::replace(&mut *map, keep).into_values().collect()
+        };
+        let mut dropped = 0;
+        for p in expired {
+            self.writers.remove(&p.day);
+            let dir = p.dir.clone();
+            drop(p);
+            // Open searches keep their mmaps; removing the files is safe on unix.
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => dropped += 1,
+                Err(e) => tracing::warn!(error = %e, path = %dir.display(), "failed to remove expired index partition"),
+            }
+        }
+        metrics::counter!(m::INDEX_PARTITIONS_DROPPED_TOTAL, "backend" => "embedded").increment(dropped);
+        Ok(dropped)
+    }
+
+    fn shutdown(&mut self) {
+        for (day, w) in self.writers.drain() {
+            if let Err(e) = w.writer.wait_merging_threads() {
+                tracing::warn!(error = %e, day, "index merge did not finish at shutdown");
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The embedded tantivy index against the trace-index conformance suite, plus reopen and
+//! crash (kill -9) durability through its write-ahead log.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use clew_store::conformance::fixtures::{checkout_trace, trace_id, BASE_TIME};
+use clew_store::conformance::trace_index::{self, INDEXED_ATTRIBUTES, RETENTION_DAYS};
+use clew_store::embedded::tantivy_index::TantivyTraceIndex;
+use clew_store::{Common, IndexConfig, TraceIndex, TraceQuery};
+
+fn common(dir: &Path) -> Common {
+    Common {
+        data_dir: dir.to_path_buf(),
+        retention_days: RETENTION_DAYS,
+        indexed_attributes: INDEXED_ATTRIBUTES.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn open(dir: &Path, commit_interval_ms: u64) -> TantivyTraceIndex {
+    let config = IndexConfig::Embedded { commit_interval_ms, writer_memory_mb: 32 };
+    TantivyTraceIndex::open(&config, &common(dir)).expect("open index")
+}
+
+fn key(order: &str) -> TraceQuery {
+    TraceQuery { business_keys: vec![("order_id".into(), order.into())], limit: 10, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance() {
+    let dirs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    trace_index::run_all(|| {
+        let dirs = dirs.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let idx: Arc<dyn TraceIndex> = Arc::new(open(dir.path(), 1000));
+            dirs.lock().unwrap().push(dir);
+            idx
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let idx = open(dir.path(), 1000);
+        idx.index_spans(checkout_trace(trace_id(1), "committed", BASE_TIME, true).into()).await.unwrap();
+        idx.refresh().await.unwrap();
+        // Acknowledged but not committed by refresh: close() must commit it.
+        idx.index_spans(checkout_trace(trace_id(2), "at-close", BASE_TIME, false).into()).await.unwrap();
+        assert!(idx.ready().await.is_ok());
+        idx.close().await.unwrap();
+        idx.close().await.unwrap();
+        let after = idx.index_spans(checkout_trace(trace_id(3), "late", BASE_TIME, false).into()).await;
+        assert!(after.is_err_and(|e| e.is_retryable()), "writes after close fail, retryably");
+        assert!(idx.ready().await.is_err());
+    }
+    let idx = open(dir.path(), 1000);
+    let found = idx.find_trace_ids(&key("committed")).await.unwrap();
+    assert_eq!(found.hits.len(), 1);
+    assert_eq!(found.hits[0].trace_id, trace_id(1));
+    assert_eq!(idx.find_trace_ids(&key("at-close")).await.unwrap().hits.len(), 1);
+    assert_eq!(idx.services().await.unwrap(), ["checkout", "frontend", "payments"]);
+    idx.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searchable_without_refresh_after_commit_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = open(dir.path(), 100);
+    idx.index_spans(checkout_trace(trace_id(1), "soon", BASE_TIME, false).into()).await.unwrap();
+    let mut found = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if !idx.find_trace_ids(&key("soon")).await.unwrap().hits.is_empty() {
+            found = true;
+            break;
+        }
+    }
+    assert!(found, "the commit timer makes spans searchable");
+    idx.close().await.unwrap();
+}
+
+const CRASH_DIR_ENV: &str = "CLEW_TEST_INDEX_CRASH_DIR";
+
+/// Child process of `kill_9_keeps_acknowledged_spans`: indexes batches forever with the
+/// longest commit interval, printing each acknowledged batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper run as a child process by kill_9_keeps_acknowledged_spans"]
+async fn crash_child() {
+    let Ok(dir) = std::env::var(CRASH_DIR_ENV) else { return };
+    let idx = open(Path::new(&dir), 1500);
+    for n in 0u64.. {
+        let mut spans = Vec::new();
+        for t in 0..10 {
+            let id = n * 10 + t;
+            spans.extend(checkout_trace(trace_id(id), &format!("crash-{id}"), BASE_TIME + n, n % 2 == 0));
+        }
+        idx.index_spans(spans.into()).await.unwrap();
+        println!("acked {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_keeps_acknowledged_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CRASH_DIR_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = None;
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(n) = line.strip_prefix("acked ") {
+            let n: u64 = n.trim().parse().unwrap();
+            acked = Some(n);
+            if n >= 30 {
+                break;
+            }
+        }
+    }
+    // SIGKILL: no destructor, no close, no commit in flight is awaited.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let acked = acked.expect("child acknowledged batches");
+    let wal = std::fs::metadata(dir.path().join("index").join("wal.log")).expect("wal exists");
+    assert!(wal.len() > 0, "the child was killed before committing, so the WAL holds batches");
+
+    let idx = open(dir.path(), 1000);
+    for n in 0..=acked {
+        for t in 0..10 {
+            let order = format!("crash-{}", n * 10 + t);
+            let hits = idx.find_trace_ids(&key(&order)).await.unwrap().hits;
+            assert_eq!(hits.len(), 1, "acknowledged trace {order} lost after kill -9");
+            assert_eq!(hits[0].trace_id, trace_id(n * 10 + t));
+        }
+    }
+    let errors = TraceQuery { errors_only: true, limit: 1000, ..Default::default() };
+    assert!(idx.find_trace_ids(&errors).await.unwrap().hits.len() >= (acked as usize / 2 + 1) * 10);
+    idx.close().await.unwrap();
+}
+
+/// Indexing cost, printed (never asserted): `cargo test -p clew-store --features
+/// conformance --release --test tantivy_index index_cost -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand"]
+async fn index_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = open(dir.path(), 1000);
+    let batches: Vec<Arc<[clew_proto::Span]>> = (0..200u64)
+        .map(|b| {
+            let mut spans = Vec::with_capacity(1000);
+            for t in 0..250u64 {
+                let n = b * 250 + t;
+                spans.extend(checkout_trace(trace_id(n), &format!("order-{n}"), BASE_TIME + n * 1000, n % 20 == 0));
+            }
+            spans.into()
+        })
+        .collect();
+    let spans: usize = batches.iter().map(|b| b.len()).sum();
+    let started = std::time::Instant::now();
+    let cpu_before = cpu_seconds();
+    for batch in batches {
+        idx.index_spans(batch).await.unwrap();
+    }
+    let acked = started.elapsed();
+    idx.refresh().await.unwrap();
+    let total = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "{spans} spans: acked in {acked:?} ({:.0} spans/s), committed in {total:?} ({:.0} spans/s), \
+         process cpu {cpu:.2}s = {:.2} µs/span",
+        spans as f64 / acked.as_secs_f64(),
+        spans as f64 / total.as_secs_f64(),
+        cpu * 1e6 / spans as f64
+    );
+    let bytes: u64 = walk(&dir.path().join("index"));
+    println!("index on disk after commit: {bytes} bytes = {:.1} bytes/span", bytes as f64 / spans as f64);
+    let q = TraceQuery { service: Some("payments".into()), errors_only: true, limit: 20, ..Default::default() };
+    let t = std::time::Instant::now();
+    let page = idx.find_trace_ids(&q).await.unwrap();
+    println!("search service+errors: {} hits in {:?}", page.hits.len(), t.elapsed());
+    let t = std::time::Instant::now();
+    let page = idx.find_trace_ids(&key("order-4242")).await.unwrap();
+    println!("business key lookup: {} hits in {:?}", page.hits.len(), t.elapsed());
+    idx.close().await.unwrap();
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, from /proc (Linux only; 0 elsewhere).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn walk(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| if e.path().is_dir() { walk(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                .sum()
+        })
+        .unwrap_or(0)
+}
