@@ -39,9 +39,10 @@ pub struct TraceQuery {
     /// Exact business keys (`order_id=12345`).
     pub business_keys: Vec<(String, String)>,
     /// Free text over error text: status message, exception type and message. It is data,
-    /// never query syntax.
+    /// never query syntax: it is split into words, all of which must occur; text without
+    /// any word (`*`, `\`) adds no condition.
     pub text: Option<String>,
-    /// Page size, clamped to `1..=MAX_LIMIT`.
+    /// Page size; 0 means [`DEFAULT_LIMIT`], larger values are clamped to [`MAX_LIMIT`].
     pub limit: usize,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,
