@@ -1,0 +1,257 @@
+//! The collector's configuration: where it listens, how much it accepts, how it batches.
+//!
+//! Every default works for the all-in-one mode; `Default` reuses the same functions serde
+//! uses, so a missing key and `CollectorConfig::default()` agree.
+
+use std::net::SocketAddr;
+
+use clew_proto::from_otlp::Limits;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// `[collector]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// OTLP/gRPC listen address (port 0: any free port).
+    #[serde(default = "default_otlp_grpc_addr")]
+    pub otlp_grpc_addr: String,
+    /// OTLP/HTTP listen address (port 0: any free port).
+    #[serde(default = "default_otlp_http_addr")]
+    pub otlp_http_addr: String,
+    /// Largest accepted request, measured after decompression.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Attribute names whose values become business keys (`order_id`, `user_id`, …).
+    #[serde(default)]
+    pub business_keys: Vec<String>,
+    /// A batch is written once it holds this many spans…
+    #[serde(default = "default_batch_max_spans")]
+    pub batch_max_spans: usize,
+    /// …or once its first span has waited this long.
+    #[serde(default = "default_batch_timeout_ms")]
+    pub batch_timeout_ms: u64,
+    /// Most spans accepted but not yet acknowledged (queued or being written).
+    #[serde(default = "default_queue_max_spans")]
+    pub queue_max_spans: usize,
+    /// How long a request waits for queue room before it is answered "overloaded".
+    #[serde(default = "default_enqueue_timeout_ms")]
+    pub enqueue_timeout_ms: u64,
+    /// `Retry-After` / RetryInfo delay suggested to clients when overloaded.
+    #[serde(default = "default_retry_after_secs")]
+    pub retry_after_secs: u64,
+    /// Per-span limits applied on the way in.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[collector.limits]`: maps onto [`clew_proto::from_otlp::Limits`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "default_max_attribute_value_bytes")]
+    pub max_attribute_value_bytes: usize,
+    #[serde(default = "default_max_attributes")]
+    pub max_attributes: usize,
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    #[serde(default = "default_max_links")]
+    pub max_links: usize,
+    #[serde(default = "default_max_name_bytes")]
+    pub max_name_bytes: usize,
+    #[serde(default = "default_max_nesting_depth")]
+    pub max_nesting_depth: usize,
+    /// Spans starting further than this in the future are rejected.
+    #[serde(default = "default_max_future_skew_secs")]
+    pub max_future_skew_secs: u64,
+    /// Spans older than this are rejected (usually the retention period; unset: any age).
+    #[serde(default)]
+    pub max_age_days: Option<u64>,
+}
+
+fn default_otlp_grpc_addr() -> String {
+    "127.0.0.1:4317".to_string()
+}
+fn default_otlp_http_addr() -> String {
+    "127.0.0.1:4318".to_string()
+}
+fn default_max_request_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_batch_max_spans() -> usize {
+    8192
+}
+fn default_batch_timeout_ms() -> u64 {
+    20
+}
+fn default_queue_max_spans() -> usize {
+    200_000
+}
+fn default_enqueue_timeout_ms() -> u64 {
+    2_000
+}
+fn default_retry_after_secs() -> u64 {
+    1
+}
+fn default_max_attribute_value_bytes() -> usize {
+    Limits::default().max_attribute_value_bytes
+}
+fn default_max_attributes() -> usize {
+    Limits::default().max_attributes
+}
+fn default_max_events() -> usize {
+    Limits::default().max_events
+}
+fn default_max_links() -> usize {
+    Limits::default().max_links
+}
+fn default_max_name_bytes() -> usize {
+    Limits::default().max_name_bytes
+}
+fn default_max_nesting_depth() -> usize {
+    Limits::default().max_nesting_depth
+}
+fn default_max_future_skew_secs() -> u64 {
+    Limits::default().max_future_skew_nanos / NANOS_PER_SEC
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            otlp_grpc_addr: default_otlp_grpc_addr(),
+            otlp_http_addr: default_otlp_http_addr(),
+            max_request_bytes: default_max_request_bytes(),
+            business_keys: Vec::new(),
+            batch_max_spans: default_batch_max_spans(),
+            batch_timeout_ms: default_batch_timeout_ms(),
+            queue_max_spans: default_queue_max_spans(),
+            enqueue_timeout_ms: default_enqueue_timeout_ms(),
+            retry_after_secs: default_retry_after_secs(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_attribute_value_bytes: default_max_attribute_value_bytes(),
+            max_attributes: default_max_attributes(),
+            max_events: default_max_events(),
+            max_links: default_max_links(),
+            max_name_bytes: default_max_name_bytes(),
+            max_nesting_depth: default_max_nesting_depth(),
+            max_future_skew_secs: default_max_future_skew_secs(),
+            max_age_days: None,
+        }
+    }
+}
+
+/// Largest `queue_max_spans`: permits of a tokio semaphore are acquired as `u32`.
+const MAX_QUEUE_SPANS: usize = u32::MAX as usize;
+
+impl CollectorConfig {
+    /// Checks the values without doing any I/O. Errors name the offending key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &'static str, message: String| Err(Error::Config { key, message });
+        if let Err(e) = self.otlp_grpc_addr.parse::<SocketAddr>() {
+            return bad("collector.otlp_grpc_addr", format!("{:?} is not an ip:port address: {e}", self.otlp_grpc_addr));
+        }
+        if let Err(e) = self.otlp_http_addr.parse::<SocketAddr>() {
+            return bad("collector.otlp_http_addr", format!("{:?} is not an ip:port address: {e}", self.otlp_http_addr));
+        }
+        if self.max_request_bytes < 1024 {
+            return bad("collector.max_request_bytes", format!("{} is below the minimum of 1024", self.max_request_bytes));
+        }
+        if self.max_request_bytes > u32::MAX as usize {
+            return bad("collector.max_request_bytes", format!("{} is above the maximum of 4 GiB", self.max_request_bytes));
+        }
+        if self.batch_max_spans == 0 {
+            return bad("collector.batch_max_spans", "must be at least 1".into());
+        }
+        if self.batch_timeout_ms == 0 || self.batch_timeout_ms > 60_000 {
+            return bad("collector.batch_timeout_ms", format!("{} is outside 1..=60000", self.batch_timeout_ms));
+        }
+        if self.queue_max_spans < self.batch_max_spans || self.queue_max_spans > MAX_QUEUE_SPANS {
+            return bad(
+                "collector.queue_max_spans",
+                format!("{} must be at least batch_max_spans ({}) and at most {MAX_QUEUE_SPANS}", self.queue_max_spans, self.batch_max_spans),
+            );
+        }
+        if self.enqueue_timeout_ms > 600_000 {
+            return bad("collector.enqueue_timeout_ms", format!("{} is above the maximum of 600000", self.enqueue_timeout_ms));
+        }
+        for (i, key) in self.business_keys.iter().enumerate() {
+            if key.trim().is_empty() {
+                return Err(Error::Config { key: "collector.business_keys", message: format!("entry {i} is empty") });
+            }
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("collector.limits.max_attribute_value_bytes", l.max_attribute_value_bytes),
+            ("collector.limits.max_attributes", l.max_attributes),
+            ("collector.limits.max_name_bytes", l.max_name_bytes),
+            ("collector.limits.max_nesting_depth", l.max_nesting_depth),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        if l.max_nesting_depth > 64 {
+            return bad("collector.limits.max_nesting_depth", format!("{} is above the maximum of 64", l.max_nesting_depth));
+        }
+        if l.max_age_days == Some(0) {
+            return bad("collector.limits.max_age_days", "must be at least 1 (or unset for any age)".into());
+        }
+        Ok(())
+    }
+
+    /// The per-span limits in the form the OTLP conversion takes.
+    pub fn span_limits(&self) -> Limits {
+        let l = &self.limits;
+        Limits {
+            max_attribute_value_bytes: l.max_attribute_value_bytes,
+            max_attributes: l.max_attributes,
+            max_events: l.max_events,
+            max_links: l.max_links,
+            max_name_bytes: l.max_name_bytes,
+            max_nesting_depth: l.max_nesting_depth,
+            max_future_skew_nanos: l.max_future_skew_secs.saturating_mul(NANOS_PER_SEC),
+            max_age_nanos: l.max_age_days.map(|d| d.saturating_mul(86_400 * NANOS_PER_SEC)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_matches_empty_file() {
+        let d = CollectorConfig::default();
+        d.validate().unwrap();
+        let parsed: CollectorConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, d);
+        assert_eq!(d.span_limits(), Limits::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = serde_json::from_str::<CollectorConfig>(r#"{"max_request_byte": 5}"#).unwrap_err();
+        assert!(err.to_string().contains("max_request_byte"), "{err}");
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let c = CollectorConfig { queue_max_spans: 10, ..Default::default() };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("collector.queue_max_spans"), "{e}");
+        let c = CollectorConfig { otlp_http_addr: "nope".into(), ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("collector.otlp_http_addr"));
+        let c = CollectorConfig { limits: LimitsConfig { max_age_days: Some(3), ..Default::default() }, ..Default::default() };
+        assert_eq!(c.span_limits().max_age_nanos, Some(3 * 86_400 * NANOS_PER_SEC));
+    }
+}

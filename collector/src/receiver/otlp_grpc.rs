@@ -1,0 +1,142 @@
+//! OTLP/gRPC receiver (`opentelemetry.proto.collector.trace.v1.TraceService/Export`).
+//!
+//! gzip requests are accepted. Decoding happens inside tonic, before the service runs,
+//! and tonic's codes for its failures differ from what OTLP asks for; [`remap_codec_errors`]
+//! fixes them up on the way out:
+//!
+//! - a message over `max_request_bytes` (checked on the decompressed size): tonic says
+//!   OUT_OF_RANGE (retryable for OTLP clients!) → RESOURCE_EXHAUSTED without retry hint;
+//! - an undecodable message or corrupt gzip: tonic says INTERNAL → INVALID_ARGUMENT.
+//!   The service's own INTERNAL answers (permanent store failures) are marked with the
+//!   [`OWN_INTERNAL`] metadata key, which the layer removes, so they pass unchanged.
+//!
+//! Everything the service itself answers maps through [`crate::error::Error::to_grpc_status`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, Response};
+use clew_proto::otlp::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use clew_proto::otlp::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
+use tonic::{Code, Request, Status};
+use tower::util::MapResponseLayer;
+
+use super::{export, is_heavy_request, Shared};
+use crate::error::{Error, Result};
+use crate::metrics::Protocol;
+
+/// Marks INTERNAL answers produced by the service (not by tonic's decoder).
+const OWN_INTERNAL: &str = "x-clew-internal";
+
+/// The tonic service implementation.
+pub struct OtlpGrpc {
+    shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpGrpc {
+    async fn export(&self, request: Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
+        let req = request.into_inner();
+        let heavy = is_heavy_request(&req);
+        export(&self.shared, Protocol::Grpc, heavy, move || Ok(req))
+            .await
+            .map(tonic::Response::new)
+            .map_err(|e| {
+                let mut status = e.to_grpc_status(self.shared.retry_after);
+                if status.code() == Code::Internal {
+                    status.metadata_mut().insert(OWN_INTERNAL, tonic::metadata::MetadataValue::from_static("1"));
+                }
+                status
+            })
+    }
+}
+
+/// Serves OTLP/gRPC on `listener` until `shutdown` resolves, then finishes in-flight calls.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let limit = shared.max_request_bytes;
+    let service = TraceServiceServer::new(OtlpGrpc { shared })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit);
+    let incoming = futures::stream::unfold(listener, |listener| async move {
+        let conn = listener.accept().await.map(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((conn, listener))
+    });
+    tonic::transport::Server::builder()
+        .layer(MapResponseLayer::new(move |resp| remap_codec_errors(resp, limit)))
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| Error::Listen { what: "serve otlp grpc", addr, source: std::io::Error::other(e) })
+}
+
+/// See the module docs: maps tonic's decoder failures to the codes OTLP requires.
+fn remap_codec_errors<B>(mut resp: Response<B>, limit_bytes: usize) -> Response<B> {
+    let code = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
+    let replacement = match code.map(Code::from_i32) {
+        // The service never answers OUT_OF_RANGE; only tonic's size check does.
+        Some(Code::OutOfRange) => Error::TooLarge { limit_bytes }.to_grpc_status(Default::default()),
+        Some(Code::Internal) if resp.headers_mut().remove(OWN_INTERNAL).is_some() => return resp,
+        Some(Code::Internal) => {
+            let detail = resp.headers().get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let detail = percent_decode(&detail);
+            Error::decode("protobuf ExportTraceServiceRequest", detail).to_grpc_status(Default::default())
+        }
+        _ => return resp,
+    };
+    let headers = resp.headers_mut();
+    headers.insert("grpc-status", HeaderValue::from(replacement.code() as i32));
+    if let Ok(msg) = HeaderValue::from_str(&percent_encode(replacement.message())) {
+        headers.insert("grpc-message", msg);
+    }
+    resp
+}
+
+/// grpc-message is percent-encoded (gRPC over HTTP/2 spec).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_round_trip() {
+        let s = "bad: 100% \u{e9}t\u{e9}\n";
+        assert_eq!(percent_decode(&percent_encode(s)), s);
+        assert_eq!(percent_decode("a%2"), "a%2");
+    }
+}

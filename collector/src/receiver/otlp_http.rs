@@ -1,0 +1,101 @@
+//! OTLP/HTTP receiver: `POST /v1/traces` with `application/x-protobuf` or
+//! `application/json` bodies, optionally gzip-compressed; the answer uses the request's
+//! content type.
+//!
+//! The body is streamed and cut off at `max_request_bytes` whatever Content-Length says
+//! (a Content-Length over the limit is refused before reading). Errors carry an OTLP
+//! `google.rpc.Status` body; retryable ones add `Retry-After`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message;
+use tokio::net::TcpListener;
+
+use super::{export, Shared};
+use crate::decode::{decode_body, encode_response, Compression, Format};
+use crate::error::{Error, Result};
+use crate::metrics::{self, Protocol};
+
+/// Bodies larger than this are decoded on the blocking pool.
+const INLINE_MAX_BYTES: usize = 64 * 1024;
+
+pub const TRACES_PATH: &str = "/v1/traces";
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(TRACES_PATH, post(traces))
+        // The limit is enforced on the streamed (and decompressed) body below.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(shared)
+}
+
+/// Serves OTLP/HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Listen { what: "serve otlp http", addr, source })
+}
+
+async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let format = match Format::from_content_type(text(header::CONTENT_TYPE)) {
+        Ok(f) => f,
+        // No usable format to answer in: JSON is the readable choice.
+        Err(e) => return refused(&shared, e, Format::Json),
+    };
+    let compression = match Compression::from_content_encoding(text(header::CONTENT_ENCODING)) {
+        Ok(c) => c,
+        Err(e) => return refused(&shared, e, format),
+    };
+    let limit = shared.max_request_bytes;
+    let declared = text(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return refused(&shared, Error::TooLarge { limit_bytes: limit }, format);
+    }
+    // Compressed bytes are also capped at the limit: a body that does not shrink is
+    // too large anyway.
+    let body: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return refused(&shared, Error::TooLarge { limit_bytes: limit }, format),
+        Err(e) => return refused(&shared, Error::decode("request body", format!("failed to read it: {e}")), format),
+    };
+    let heavy = body.len() > INLINE_MAX_BYTES || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
+    match export(&shared, Protocol::Http, heavy, move || decode_body(body, compression, format, limit)).await {
+        Ok(resp) => (StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], encode_response(&resp, format)).into_response(),
+        // `export` has already counted the failure.
+        Err(e) => error_response(&shared, &e, format),
+    }
+}
+
+/// A request refused before `export` saw it.
+fn refused(shared: &Shared, e: Error, format: Format) -> Response {
+    metrics::request_failed(Protocol::Http, e.reason());
+    tracing::debug!(reason = e.reason(), error = %e, "otlp http request refused");
+    error_response(shared, &e, format)
+}
+
+/// `google.rpc.Status` body in the request's format; `Retry-After` when retryable.
+fn error_response(shared: &Shared, e: &Error, format: Format) -> Response {
+    let code = e.grpc_code() as i32;
+    let message = e.to_string();
+    let body = match format {
+        Format::Protobuf => tonic_types::Status { code, message, details: Vec::new() }.encode_to_vec(),
+        Format::Json => serde_json::to_vec(&serde_json::json!({ "code": code, "message": message })).unwrap_or_default(),
+    };
+    let mut resp = (e.http_status(), [(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    if e.is_retryable() {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(shared.retry_after.as_secs().max(1)));
+    }
+    resp
+}
