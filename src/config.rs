@@ -137,10 +137,10 @@ impl Config {
             self.data_dir = d.clone();
         }
         if let Some(a) = o.otlp_grpc_addr {
-            self.collector.otlp_grpc_addr = a;
+            self.collector.otlp_grpc_addr = a.to_string();
         }
         if let Some(a) = o.otlp_http_addr {
-            self.collector.otlp_http_addr = a;
+            self.collector.otlp_http_addr = a.to_string();
         }
         if let Some(a) = o.http_addr {
             self.query.http_addr = a;
@@ -192,8 +192,8 @@ mod tests {
         let c = Config::default();
         c.validate().unwrap();
         assert_eq!(c.query.http_addr.to_string(), "127.0.0.1:16686");
-        assert_eq!(c.collector.otlp_grpc_addr.to_string(), "127.0.0.1:4317");
-        assert_eq!(c.collector.otlp_http_addr.to_string(), "127.0.0.1:4318");
+        assert_eq!(c.collector.otlp_grpc_addr, "127.0.0.1:4317");
+        assert_eq!(c.collector.otlp_http_addr, "127.0.0.1:4318");
         assert_eq!(c.data_dir, PathBuf::from("./clew-data"));
     }
 
