@@ -103,7 +103,7 @@ async fn python_sdk_over_grpc_and_http_protobuf() {
         assert!(out.status.success(), "python sender failed: {}", String::from_utf8_lossy(&out.stderr));
         let trace_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
         assert_eq!(trace_id.len(), 32, "python printed {trace_id:?}");
-        assert_checkout_trace_is_findable(&clew, &trace_id, &order, "SELECT payments", "builtins.RuntimeError").await;
+        assert_checkout_trace_is_findable(&clew, &trace_id, &order, "SELECT payments", "RuntimeError").await;
     }
 }
 
