@@ -68,10 +68,9 @@ impl Workload {
                 s("server.address", format!("{}.svc.cluster.local", SERVICES[svc])),
                 i("server.port", 8080),
                 s("network.protocol.version", "1.1"),
-                s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) shop-client/4.2"),
                 s("thread.name", format!("worker-{}", self.rng.random_range(0..16u32))),
                 i("thread.id", self.rng.random_range(1..64i64)),
-                s("code.namespace", format!("shop.{}.handlers", SERVICES[svc])),
+                s("code.function", "handle"),
             ];
             let extra = self.rng.random_range(0..=8usize);
             for e in 0..extra {

@@ -50,7 +50,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use clew_proto::encoding::{encode_span, SharedDecoder};
 use clew_proto::{RejectReason, Span, SpanKind, TraceId};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::config::{BlockSizePolicy, CompressionPolicy};
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tracing::warn;
 
 use crate::config::{Common, StoreConfig};
@@ -177,6 +178,16 @@ struct TraceState {
     dirty: bool,
 }
 
+/// Options of every day bucket. Cells of one trace repeat resource and attribute keys, so
+/// LZ4 on every level (fjall's default leaves L0 and L1 uncompressed) and 32 KiB blocks —
+/// room for a whole typical trace row in one block — shrink the store several times over
+/// for little CPU; trace reads touch one or two blocks either way.
+fn bucket_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+        .data_block_size_policy(BlockSizePolicy::all(32 * 1024))
+}
+
 impl FjallSpanStore {
     /// Opens (or creates) the store under `<data_dir>/spans`.
     pub fn open(config: &StoreConfig, common: &Common) -> Result<Self> {
@@ -185,13 +196,14 @@ impl FjallSpanStore {
         std::fs::create_dir_all(&path).map_err(|e| Error::unavailable("failed to create span store directory", e))?;
         let db = Database::builder(&path)
             .cache_size(cache_mb.saturating_mul(1024 * 1024))
+            .journal_compression(CompressionType::Lz4)
             .open()
             .map_err(unavailable("failed to open span store"))?;
         let mut buckets = Vec::new();
         for name in db.list_keyspace_names() {
             let Some(day) = parse_bucket_name(&name) else { continue };
             let keyspace = db
-                .keyspace(&name, KeyspaceCreateOptions::default)
+                .keyspace(&name, bucket_options)
                 .map_err(unavailable("failed to open span bucket"))?;
             buckets.push(Bucket { day, keyspace });
         }
@@ -231,7 +243,7 @@ impl Inner {
         }
         let keyspace = self
             .db
-            .keyspace(&bucket_name(day), KeyspaceCreateOptions::default)
+            .keyspace(&bucket_name(day), bucket_options)
             .map_err(unavailable("failed to create span bucket"))?;
         let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
         buckets.push(Bucket { day, keyspace: keyspace.clone() });
