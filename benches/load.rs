@@ -46,13 +46,19 @@ fn parse_args() -> Args {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value")).clone();
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+                .clone()
+        };
         match flag.as_str() {
             "--spans" => a.spans = val().parse().expect("--spans N"),
             "--grpc" => a.grpc = val(),
             "--api" => a.api = val(),
             "--concurrency" => a.concurrency = val().parse().expect("--concurrency N"),
-            "--traces-per-request" => a.traces_per_request = val().parse().expect("--traces-per-request N"),
+            "--traces-per-request" => {
+                a.traces_per_request = val().parse().expect("--traces-per-request N")
+            }
             "--queries" => a.queries = val().parse().expect("--queries N"),
             "--seed" => a.seed = val().parse().expect("--seed N"),
             "--bench" => {} // passed by `cargo bench`
@@ -94,12 +100,17 @@ impl Decoder for RespDecoder {
     type Item = ExportTraceServiceResponse;
     type Error = Status;
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        ExportTraceServiceResponse::decode(src).map(Some).map_err(|e| Status::internal(e.to_string()))
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
     }
 }
 
 fn now_unix_nano() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -143,21 +154,35 @@ async fn main() {
             n += 1;
             traces.push(w.trace(t0 + n * 10_000));
         }
-        let orders = traces.iter().map(|t| (t.order_id.clone(), t.trace_id)).collect();
+        let orders = traces
+            .iter()
+            .map(|t| (t.order_id.clone(), t.trace_id))
+            .collect();
         let spans: u64 = traces.iter().map(|t| t.spans.len() as u64).sum();
         let body = Bytes::from(workload::request(&mut traces.into_iter()).encode_to_vec());
         bytes_total += body.len();
         total += spans;
-        batches.push(Batch { body, spans, orders });
+        batches.push(Batch {
+            body,
+            spans,
+            orders,
+        });
     }
-    eprintln!("{} requests, {} spans, {} B/span OTLP protobuf", batches.len(), total, bytes_total as u64 / total);
+    eprintln!(
+        "{} requests, {} spans, {} B/span OTLP protobuf",
+        batches.len(),
+        total,
+        bytes_total as u64 / total
+    );
 
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.grpc))
         .unwrap()
         .connect()
         .await
         .expect("connect to clew OTLP gRPC");
-    let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
@@ -174,11 +199,19 @@ async fn main() {
             let url = format!("http://{api}/api/v1/keys/order_id/{order}");
             loop {
                 let found = match http2.get(&url).send().await {
-                    Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["traces"].as_array().map(|a| !a.is_empty())).unwrap_or(false),
+                    Ok(r) => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["traces"].as_array().map(|a| !a.is_empty()))
+                        .unwrap_or(false),
                     Err(_) => false,
                 };
                 if found {
-                    fresh.lock().unwrap().push(acked_at.elapsed().as_secs_f64() * 1000.0);
+                    fresh
+                        .lock()
+                        .unwrap()
+                        .push(acked_at.elapsed().as_secs_f64() * 1000.0);
                     break;
                 }
                 if acked_at.elapsed() > Duration::from_secs(30) {
@@ -205,18 +238,30 @@ async fn main() {
                 let Some(b) = batches.get(i) else { break };
                 loop {
                     grpc.ready().await.expect("channel ready");
-                    match grpc.unary(tonic::Request::new(b.body.clone()), path.clone(), RawCodec).await {
+                    match grpc
+                        .unary(tonic::Request::new(b.body.clone()), path.clone(), RawCodec)
+                        .await
+                    {
                         Ok(resp) => {
                             let r = resp.into_inner();
                             if let Some(p) = r.partial_success {
-                                assert_eq!(p.rejected_spans, 0, "clew rejected spans: {}", p.error_message);
+                                assert_eq!(
+                                    p.rejected_spans, 0,
+                                    "clew rejected spans: {}",
+                                    p.error_message
+                                );
                             }
                             if i % 50 == 0 {
                                 let _ = fresh_tx.try_send((b.orders[0].0.clone(), Instant::now()));
                             }
                             break;
                         }
-                        Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::ResourceExhausted) => {
+                        Err(s)
+                            if matches!(
+                                s.code(),
+                                tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                            ) =>
+                        {
                             retries.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
@@ -236,13 +281,19 @@ async fn main() {
     println!("## ingest\n");
     println!("| spans | seconds | spans/s | OTLP bytes/span | retried requests (overload) |");
     println!("|---|---|---|---|---|");
-    println!("| {total} | {elapsed:.1} | {rate:.0} | {} | {} |\n", bytes_total as u64 / total, retries.load(Ordering::Relaxed));
+    println!(
+        "| {total} | {elapsed:.1} | {rate:.0} | {} | {} |\n",
+        bytes_total as u64 / total,
+        retries.load(Ordering::Relaxed)
+    );
 
     // Let the last commit land before timing queries.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut rng_i = 12345usize;
     let mut pick = |len: usize| {
-        rng_i = rng_i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng_i = rng_i
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (rng_i >> 33) % len
     };
     let all: Vec<&(String, [u8; 16])> = batches.iter().flat_map(|b| b.orders.iter()).collect();
@@ -253,7 +304,15 @@ async fn main() {
     for q in 0..args.queries {
         let (order, trace) = all[pick(all.len())];
         let t = Instant::now();
-        let r = http.get(format!("http://{}/api/v1/traces/{}", args.api, hex::encode(trace))).send().await.unwrap();
+        let r = http
+            .get(format!(
+                "http://{}/api/v1/traces/{}",
+                args.api,
+                hex::encode(trace)
+            ))
+            .send()
+            .await
+            .unwrap();
         let ok = r.status().is_success();
         let _ = r.bytes().await.unwrap();
         by_id.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -261,14 +320,24 @@ async fn main() {
             misses += 1;
         }
         let t = Instant::now();
-        let r = http.get(format!("http://{}/api/v1/keys/order_id/{}?full=true", args.api, order)).send().await.unwrap();
+        let r = http
+            .get(format!(
+                "http://{}/api/v1/keys/order_id/{}?full=true",
+                args.api, order
+            ))
+            .send()
+            .await
+            .unwrap();
         let _ = r.bytes().await.unwrap();
         by_key.push(t.elapsed().as_secs_f64() * 1000.0);
         let svc = workload::SERVICES[q % workload::SERVICES.len()];
         let (s, e) = (now_unix_nano() - 3_600_000_000_000, now_unix_nano());
         let t = Instant::now();
         let r = http
-            .get(format!("http://{}/api/v1/search?service={svc}&error=true&start={s}&end={e}&limit=20", args.api))
+            .get(format!(
+                "http://{}/api/v1/search?service={svc}&error=true&start={s}&end={e}&limit=20",
+                args.api
+            ))
             .send()
             .await
             .unwrap();
@@ -281,8 +350,17 @@ async fn main() {
     println!("|---|---|---|---|---|");
     println!("{}", summary("trace by id", by_id));
     println!("{}", summary("business-key lookup, full traces", by_key));
-    println!("{}", summary("search service+error+1h range, limit 20", search));
-    println!("{}", summary("acknowledged → searchable (sampled)", freshness.lock().unwrap().clone()));
+    println!(
+        "{}",
+        summary("search service+error+1h range, limit 20", search)
+    );
+    println!(
+        "{}",
+        summary(
+            "acknowledged → searchable (sampled)",
+            freshness.lock().unwrap().clone()
+        )
+    );
     if misses > 0 {
         println!("\n**{misses} trace-by-id lookups did not find an acknowledged trace**");
         std::process::exit(1);

@@ -15,11 +15,18 @@ use clew_store::{Common, IndexConfig, StoreConfig};
 
 fn arg(name: &str, default: usize) -> usize {
     let argv: Vec<String> = std::env::args().collect();
-    argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    argv.iter()
+        .position(|a| a == name)
+        .and_then(|i| argv.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -31,12 +38,27 @@ async fn main() {
     let mut ids: Vec<TraceId> = Vec::new();
     let t0 = now() - 3_600_000_000_000;
     while spans.len() < total {
-        let traces: Vec<_> = (0..25).map(|k| w.trace(t0 + (spans.len() as u64 + k) * 1000)).collect();
+        let traces: Vec<_> = (0..25)
+            .map(|k| w.trace(t0 + (spans.len() as u64 + k) * 1000))
+            .collect();
         ids.extend(traces.iter().map(|t| TraceId(t.trace_id)));
-        let mut converted = convert_request(workload::request(&mut traces.into_iter()), &Limits::default(), now()).spans;
+        let mut converted = convert_request(
+            workload::request(&mut traces.into_iter()),
+            &Limits::default(),
+            now(),
+        )
+        .spans;
         for s in &mut converted {
-            if let Some(v) = s.attributes.iter().find(|kv| kv.key == "order_id").and_then(|kv| kv.value.as_ref()) {
-                s.business_keys.push(BusinessKey { name: "order_id".into(), value: clew_proto::model::value_to_string(v) });
+            if let Some(v) = s
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "order_id")
+                .and_then(|kv| kv.value.as_ref())
+            {
+                s.business_keys.push(BusinessKey {
+                    name: "order_id".into(),
+                    value: clew_proto::model::value_to_string(v),
+                });
             }
         }
         spans.extend(converted);
@@ -45,7 +67,11 @@ async fn main() {
     let common = Common {
         data_dir: dir.path().to_path_buf(),
         retention_days: 7,
-        indexed_attributes: vec!["http.route".into(), "db.system".into(), "http.response.status_code".into()],
+        indexed_attributes: vec![
+            "http.route".into(),
+            "db.system".into(),
+            "http.response.status_code".into(),
+        ],
     };
     let store = clew_store::open_span_store(&StoreConfig::default(), &common).unwrap();
     let index = clew_store::open_trace_index(&IndexConfig::default(), &common).unwrap();
@@ -76,8 +102,16 @@ async fn main() {
     let n = spans.len() as f64;
     println!("| what | value |\n|---|---|");
     println!("| spans | {} in batches of {batch} |", spans.len());
-    println!("| store write (fjall, fsync per batch) | {:.2} µs/span ({:.0} spans/s) |", store_s * 1e6 / n, n / store_s);
-    println!("| index write (tantivy + WAL fsync per batch) | {:.2} µs/span ({:.0} spans/s) |", index_s * 1e6 / n, n / index_s);
+    println!(
+        "| store write (fjall, fsync per batch) | {:.2} µs/span ({:.0} spans/s) |",
+        store_s * 1e6 / n,
+        n / store_s
+    );
+    println!(
+        "| index write (tantivy + WAL fsync per batch) | {:.2} µs/span ({:.0} spans/s) |",
+        index_s * 1e6 / n,
+        n / index_s
+    );
     println!("| final index commit | {:.0} ms |", commit_s * 1e3);
     println!(
         "| get_trace p50 / p99 ({} reads) | {:.3} / {:.3} ms |",

@@ -12,14 +12,39 @@ use clew_proto::otlp::trace::v1::{span::Event, ResourceSpans, ScopeSpans, Span, 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub const SERVICES: [&str; 6] = ["frontend", "checkout", "payments", "inventory", "shipping", "users"];
-const ROUTES: [&str; 5] = ["/api/orders/{id}", "/api/cart", "/api/pay", "/api/stock/{sku}", "/api/users/{id}"];
+pub const SERVICES: [&str; 6] = [
+    "frontend",
+    "checkout",
+    "payments",
+    "inventory",
+    "shipping",
+    "users",
+];
+const ROUTES: [&str; 5] = [
+    "/api/orders/{id}",
+    "/api/cart",
+    "/api/pay",
+    "/api/stock/{sku}",
+    "/api/users/{id}",
+];
 
 fn s(key: &str, v: impl Into<String>) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
 }
 fn i(key: &str, v: i64) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::IntValue(v)) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(v)),
+        }),
+        ..Default::default()
+    }
 }
 
 /// One generated trace: its id, its order id and its spans grouped by service.
@@ -38,7 +63,11 @@ pub struct Workload {
 
 impl Workload {
     pub fn new(seed: u64) -> Self {
-        Workload { rng: StdRng::seed_from_u64(seed), next_order: 0, run: seed }
+        Workload {
+            rng: StdRng::seed_from_u64(seed),
+            next_order: 0,
+            run: seed,
+        }
     }
 
     pub fn trace(&mut self, start_unix_nano: u64) -> GenTrace {
@@ -48,33 +77,63 @@ impl Workload {
         let order_id = format!("{}-{:08}", self.run, self.next_order);
         let n = self.rng.random_range(10..=30usize);
         let failed = self.rng.random_bool(0.02);
-        let fail_at = if failed { self.rng.random_range(1..n) } else { usize::MAX };
+        let fail_at = if failed {
+            self.rng.random_range(1..n)
+        } else {
+            usize::MAX
+        };
         let mut spans = Vec::with_capacity(n);
         let mut ids: Vec<[u8; 8]> = Vec::with_capacity(n);
         for k in 0..n {
             let mut id: [u8; 8] = self.rng.random();
             id[0] |= 1;
-            let parent = if k == 0 { None } else { Some(ids[self.rng.random_range(0..k)]) };
+            let parent = if k == 0 {
+                None
+            } else {
+                Some(ids[self.rng.random_range(0..k)])
+            };
             ids.push(id);
-            let svc = if k == 0 { 0 } else { self.rng.random_range(0..SERVICES.len()) };
+            let svc = if k == 0 {
+                0
+            } else {
+                self.rng.random_range(0..SERVICES.len())
+            };
             let start = start_unix_nano + (k as u64) * 150_000;
             let dur = self.rng.random_range(50_000..20_000_000u64);
             let route = ROUTES[self.rng.random_range(0..ROUTES.len())];
             let mut attributes = vec![
-                s("http.request.method", if k % 3 == 0 { "POST" } else { "GET" }),
+                s(
+                    "http.request.method",
+                    if k % 3 == 0 { "POST" } else { "GET" },
+                ),
                 s("http.route", route),
-                i("http.response.status_code", if k == fail_at { 500 } else { 200 }),
-                s("url.path", route.replace("{id}", &self.rng.random_range(1..100_000u32).to_string())),
-                s("server.address", format!("{}.svc.cluster.local", SERVICES[svc])),
+                i(
+                    "http.response.status_code",
+                    if k == fail_at { 500 } else { 200 },
+                ),
+                s(
+                    "url.path",
+                    route.replace("{id}", &self.rng.random_range(1..100_000u32).to_string()),
+                ),
+                s(
+                    "server.address",
+                    format!("{}.svc.cluster.local", SERVICES[svc]),
+                ),
                 i("server.port", 8080),
                 s("network.protocol.version", "1.1"),
-                s("thread.name", format!("worker-{}", self.rng.random_range(0..16u32))),
+                s(
+                    "thread.name",
+                    format!("worker-{}", self.rng.random_range(0..16u32)),
+                ),
                 i("thread.id", self.rng.random_range(1..64i64)),
                 s("code.function", "handle"),
             ];
             let extra = self.rng.random_range(0..=8usize);
             for e in 0..extra {
-                attributes.push(s(&format!("app.attr_{e}"), format!("value-{}", self.rng.random_range(0..1000u32))));
+                attributes.push(s(
+                    &format!("app.attr_{e}"),
+                    format!("value-{}", self.rng.random_range(0..1000u32)),
+                ));
             }
             if k == 0 {
                 attributes.push(s("order_id", order_id.clone()));
@@ -83,14 +142,23 @@ impl Workload {
             let mut events = Vec::new();
             if k == fail_at {
                 attributes.push(s("db.system", "postgresql"));
-                status = Some(Status { code: 2, message: "payment provider timeout".into() });
+                status = Some(Status {
+                    code: 2,
+                    message: "payment provider timeout".into(),
+                });
                 events.push(Event {
                     time_unix_nano: start + dur / 2,
                     name: "exception".into(),
                     attributes: vec![
                         s("exception.type", "TimeoutError"),
-                        s("exception.message", format!("payment provider timed out for order {order_id}")),
-                        s("exception.stacktrace", "at pay (pay.rs:10)\nat handle (main.rs:3)"),
+                        s(
+                            "exception.message",
+                            format!("payment provider timed out for order {order_id}"),
+                        ),
+                        s(
+                            "exception.stacktrace",
+                            "at pay (pay.rs:10)\nat handle (main.rs:3)",
+                        ),
                     ],
                     dropped_attributes_count: 0,
                 });
@@ -113,7 +181,12 @@ impl Workload {
                 },
             ));
         }
-        GenTrace { trace_id, order_id, failed, spans }
+        GenTrace {
+            trace_id,
+            order_id,
+            failed,
+            spans,
+        }
     }
 }
 
@@ -142,7 +215,11 @@ pub fn request(traces: &mut dyn Iterator<Item = GenTrace>) -> ExportTraceService
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope { name: "shop".into(), version: "1.0".into(), ..Default::default() }),
+                    scope: Some(InstrumentationScope {
+                        name: "shop".into(),
+                        version: "1.0".into(),
+                        ..Default::default()
+                    }),
                     spans,
                     ..Default::default()
                 }],

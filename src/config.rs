@@ -59,15 +59,25 @@ pub struct QueryConfig {
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        QueryConfig { http_addr: SocketAddr::from(([127, 0, 0, 1], 16686)) }
+        QueryConfig {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 16686)),
+        }
     }
 }
 
 pub fn default_indexed_attributes() -> Vec<String> {
-    ["http.route", "http.status_code", "http.response.status_code", "http.request.method", "db.system", "peer.service", "rpc.method"]
-        .into_iter()
-        .map(String::from)
-        .collect()
+    [
+        "http.route",
+        "http.status_code",
+        "http.response.status_code",
+        "http.request.method",
+        "db.system",
+        "peer.service",
+        "rpc.method",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
 }
 
 impl Default for Config {
@@ -105,7 +115,12 @@ pub struct Overrides {
     pub http_addr: Option<SocketAddr>,
     /// Attribute name to index as a business key (repeatable; adds to the config file's list).
     /// The environment variable takes a comma-separated list.
-    #[arg(long = "business-key", env = "CLEW_BUSINESS_KEYS", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long = "business-key",
+        env = "CLEW_BUSINESS_KEYS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub business_keys: Vec<String>,
     /// Days of data to keep [default: 7].
     #[arg(long, env = "CLEW_RETENTION_DAYS", value_name = "N")]
@@ -128,8 +143,10 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("failed to read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("failed to parse config file {}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read config file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("failed to parse config file {}", path.display()))
     }
 
     fn apply(&mut self, o: &Overrides) {
@@ -215,8 +232,17 @@ mod tests {
         let c = Config::load(&o).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/clew"));
         assert_eq!(c.retention_days, 9);
-        assert_eq!(c.collector.business_keys, vec!["order_id".to_string(), "user_id".to_string()]);
-        assert!(matches!(c.store, StoreConfig::Embedded { max_spans_per_trace: 10, .. }));
+        assert_eq!(
+            c.collector.business_keys,
+            vec!["order_id".to_string(), "user_id".to_string()]
+        );
+        assert!(matches!(
+            c.store,
+            StoreConfig::Embedded {
+                max_spans_per_trace: 10,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -224,7 +250,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "retention_dayz = 3\n").unwrap();
-        let err = Config::load(&Overrides { config: Some(path.clone()), ..Default::default() }).unwrap_err();
+        let err = Config::load(&Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains("bad.toml"), "{text}");
         assert!(text.contains("retention_dayz"), "{text}");
@@ -232,7 +262,10 @@ mod tests {
 
     #[test]
     fn invalid_values_are_rejected() {
-        let o = Overrides { retention_days: Some(0), ..Default::default() };
+        let o = Overrides {
+            retention_days: Some(0),
+            ..Default::default()
+        };
         let err = Config::load(&o).unwrap_err();
         assert!(format!("{err:#}").contains("retention_days"));
     }

@@ -8,7 +8,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "clew", version, about = "Distributed-tracing collector and storage backend")]
+#[command(
+    name = "clew",
+    version,
+    about = "Distributed-tracing collector and storage backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +41,10 @@ fn main() -> Result<()> {
         Command::Serve(args) => {
             init_logging(&args.log);
             let config = config::Config::load(&args.overrides)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("clew").build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("clew")
+                .build()?;
             runtime.block_on(serve::serve(config))
         }
         Command::Config(args) => {
@@ -51,5 +58,8 @@ fn main() -> Result<()> {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -18,25 +18,41 @@ use tracing::{info, warn};
 use crate::config::Config;
 
 pub async fn serve(mut config: Config) -> Result<()> {
-    let prometheus = PrometheusBuilder::new().install_recorder().context("failed to install the metrics recorder")?;
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("failed to install the metrics recorder")?;
 
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("failed to create data directory {}", config.data_dir.display()))?;
-    config.data_dir = config.data_dir.canonicalize().context("failed to resolve the data directory")?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "failed to create data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    config.data_dir = config
+        .data_dir
+        .canonicalize()
+        .context("failed to resolve the data directory")?;
     let common = config.storage_common();
-    let store = clew_store::open_span_store(&config.store, &common).context("failed to open the span store")?;
-    let index = clew_store::open_trace_index(&config.index, &common).context("failed to open the trace index")?;
+    let store = clew_store::open_span_store(&config.store, &common)
+        .context("failed to open the span store")?;
+    let index = clew_store::open_trace_index(&config.index, &common)
+        .context("failed to open the trace index")?;
 
     let query_listener = tokio::net::TcpListener::bind(config.query.http_addr)
         .await
         .with_context(|| format!("failed to listen on {} (query API)", config.query.http_addr))?;
     let query_addr = query_listener.local_addr()?;
-    let collector = clew_collector::Collector::start(config.collector.clone(), store.clone(), index.clone())
-        .await
-        .context("failed to start the OTLP receivers")?;
+    let collector =
+        clew_collector::Collector::start(config.collector.clone(), store.clone(), index.clone())
+            .await
+            .context("failed to start the OTLP receivers")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = clew_query::QueryState::new(store.clone(), index.clone(), Arc::new(move || prometheus.render()));
+    let state = clew_query::QueryState::new(
+        store.clone(),
+        index.clone(),
+        Arc::new(move || prometheus.render()),
+    );
     let mut query_stop = stop_rx.clone();
     let query = tokio::spawn(clew_query::serve(query_listener, state, async move {
         let _ = query_stop.wait_for(|s| *s).await;
@@ -78,8 +94,14 @@ pub async fn serve(mut config: Config) -> Result<()> {
         Ok(Ok(())) => {}
     }
     let _ = retention.await;
-    index.close().await.context("failed to close the trace index")?;
-    store.close().await.context("failed to close the span store")?;
+    index
+        .close()
+        .await
+        .context("failed to close the trace index")?;
+    store
+        .close()
+        .await
+        .context("failed to close the span store")?;
     info!("clew stopped");
     Ok(())
 }
@@ -116,14 +138,15 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops clew");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(error) => {
+                    warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops clew");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

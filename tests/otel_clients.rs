@@ -15,12 +15,24 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Checks what every client test sends: frontend root with `order_id`, a checkout span and a
 /// failing payments database span with an exception event.
-async fn assert_checkout_trace_is_findable(clew: &Clew, trace_id: &str, order: &str, db_span: &str, exception_type: &str) {
+async fn assert_checkout_trace_is_findable(
+    clew: &Clew,
+    trace_id: &str,
+    order: &str,
+    db_span: &str,
+    exception_type: &str,
+) {
     // By business key: the key lookup API.
     let by_key = clew
-        .wait_for(&format!("/api/v1/keys/order_id/{order}"), WAIT, |b| trace_ids(b).iter().any(|t| t == trace_id))
+        .wait_for(&format!("/api/v1/keys/order_id/{order}"), WAIT, |b| {
+            trace_ids(b).iter().any(|t| t == trace_id)
+        })
         .await;
-    assert_eq!(trace_ids(&by_key), vec![trace_id.to_string()], "exactly this trace carries {order}");
+    assert_eq!(
+        trace_ids(&by_key),
+        vec![trace_id.to_string()],
+        "exactly this trace carries {order}"
+    );
     let summary = &by_key["traces"][0];
     assert_eq!(summary["root_service"], "frontend");
     assert_eq!(summary["root_operation"], "GET /checkout");
@@ -28,23 +40,37 @@ async fn assert_checkout_trace_is_findable(clew: &Clew, trace_id: &str, order: &
     assert!(summary["error_count"].as_u64().unwrap() >= 1, "{summary}");
 
     // By error in another service than the one carrying the key (conditions on different spans).
-    let (status, body) = clew.get(&format!("/api/v1/search?service=payments&error=true&key=order_id:{order}")).await;
+    let (status, body) = clew
+        .get(&format!(
+            "/api/v1/search?service=payments&error=true&key=order_id:{order}"
+        ))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(trace_ids(&body), vec![trace_id.to_string()]);
 
     // By service and time range.
     let now = now_unix_nano();
     let (status, body) = clew
-        .get(&format!("/api/v1/search?service=frontend&start={}&end={}&limit=1000", now - 600_000_000_000, now + 60_000_000_000))
+        .get(&format!(
+            "/api/v1/search?service=frontend&start={}&end={}&limit=1000",
+            now - 600_000_000_000,
+            now + 60_000_000_000
+        ))
         .await;
     assert_eq!(status, 200, "{body}");
     assert!(trace_ids(&body).iter().any(|t| t == trace_id), "{body}");
     // A time range that ended before the trace finds nothing of it.
-    let (_, body) = clew.get(&format!("/api/v1/search?service=frontend&start=1000&end=2000")).await;
+    let (_, body) = clew
+        .get(&format!(
+            "/api/v1/search?service=frontend&start=1000&end=2000"
+        ))
+        .await;
     assert!(!trace_ids(&body).iter().any(|t| t == trace_id), "{body}");
 
     // Free text over the exception message, narrowed to this order.
-    let (status, body) = clew.get(&format!("/api/v1/search?q=declined&key=order_id:{order}")).await;
+    let (status, body) = clew
+        .get(&format!("/api/v1/search?q=declined&key=order_id:{order}"))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(trace_ids(&body), vec![trace_id.to_string()]);
 
@@ -80,11 +106,30 @@ async fn assert_checkout_trace_is_findable(clew: &Clew, trace_id: &str, order: &
         .find(|e| e["name"] == "exception")
         .unwrap_or_else(|| panic!("no exception event in {db}"));
     assert_eq!(exception["attributes"]["exception.type"], exception_type);
-    assert!(exception["attributes"]["exception.message"].as_str().unwrap().contains("card declined"), "{exception}");
-    let cart = mid["events"].as_array().unwrap().iter().find(|e| e["name"] == "cart.loaded").expect("cart.loaded event");
+    assert!(
+        exception["attributes"]["exception.message"]
+            .as_str()
+            .unwrap()
+            .contains("card declined"),
+        "{exception}"
+    );
+    let cart = mid["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "cart.loaded")
+        .expect("cart.loaded event");
     assert_eq!(cart["attributes"]["items"], 3);
-    let start: u64 = root["start_time_unix_nano"].as_str().unwrap().parse().unwrap();
-    let end: u64 = root["end_time_unix_nano"].as_str().unwrap().parse().unwrap();
+    let start: u64 = root["start_time_unix_nano"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let end: u64 = root["end_time_unix_nano"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(end >= start && start > 1_600_000_000_000_000_000, "{root}");
 }
 
@@ -93,22 +138,47 @@ async fn assert_checkout_trace_is_findable(clew: &Clew, trace_id: &str, order: &
 async fn python_sdk_over_grpc_and_http_protobuf() {
     let clew = Clew::start(&[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send_traces.py");
-    for (protocol, endpoint) in [("grpc", clew.otlp_grpc_url()), ("http", format!("http://{}", clew.otlp_http))] {
+    for (protocol, endpoint) in [
+        ("grpc", clew.otlp_grpc_url()),
+        ("http", format!("http://{}", clew.otlp_http)),
+    ] {
         let order = unique(&format!("py-{protocol}"));
         let out = Command::new(python())
             .arg(script)
-            .args(["--protocol", protocol, "--endpoint", &endpoint, "--order-id", &order, "--run-id", "python"])
+            .args([
+                "--protocol",
+                protocol,
+                "--endpoint",
+                &endpoint,
+                "--order-id",
+                &order,
+                "--run-id",
+                "python",
+            ])
             .output()
             .expect("run python");
-        assert!(out.status.success(), "python sender failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "python sender failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let trace_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
         assert_eq!(trace_id.len(), 32, "python printed {trace_id:?}");
-        assert_checkout_trace_is_findable(&clew, &trace_id, &order, "SELECT payments", "RuntimeError").await;
+        assert_checkout_trace_is_findable(
+            &clew,
+            &trace_id,
+            &order,
+            "SELECT payments",
+            "RuntimeError",
+        )
+        .await;
     }
 }
 
 mod rust_sdk {
-    use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
+    use opentelemetry::trace::{
+        Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+    };
     use opentelemetry::{Context, KeyValue};
     use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
     use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -122,16 +192,29 @@ mod rust_sdk {
 
     fn provider(service: &str, transport: &Transport, grpc: &str, http: &str) -> SdkTracerProvider {
         let exporter = match transport {
-            Transport::Grpc => SpanExporter::builder().with_tonic().with_endpoint(grpc).build(),
-            Transport::HttpProtobuf => {
-                SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary).with_endpoint(http).build()
-            }
-            Transport::HttpJson => SpanExporter::builder().with_http().with_protocol(Protocol::HttpJson).with_endpoint(http).build(),
+            Transport::Grpc => SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(grpc)
+                .build(),
+            Transport::HttpProtobuf => SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpBinary)
+                .with_endpoint(http)
+                .build(),
+            Transport::HttpJson => SpanExporter::builder()
+                .with_http()
+                .with_protocol(Protocol::HttpJson)
+                .with_endpoint(http)
+                .build(),
         }
         .expect("exporter");
         SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_resource(Resource::builder().with_service_name(service.to_string()).build())
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(service.to_string())
+                    .build(),
+            )
             .build()
     }
 
@@ -144,22 +227,34 @@ mod rust_sdk {
         let t_check = check.tracer("shop.checkout");
         let t_pay = pay.tracer("shop.payments");
 
-        let mut root = t_front.span_builder("GET /checkout").with_kind(SpanKind::Server).start(&t_front);
+        let mut root = t_front
+            .span_builder("GET /checkout")
+            .with_kind(SpanKind::Server)
+            .start(&t_front);
         root.set_attribute(KeyValue::new("order_id", order.to_string()));
         root.set_attribute(KeyValue::new("http.route", "/checkout"));
         root.set_attribute(KeyValue::new("http.status_code", 500i64));
         let trace_id = root.span_context().trace_id().to_string();
         let cx_root = Context::current_with_span(root);
-        let mut mid = t_check.span_builder("PlaceOrder").with_kind(SpanKind::Server).start_with_context(&t_check, &cx_root);
+        let mut mid = t_check
+            .span_builder("PlaceOrder")
+            .with_kind(SpanKind::Server)
+            .start_with_context(&t_check, &cx_root);
         mid.add_event("cart.loaded", vec![KeyValue::new("items", 3i64)]);
         let cx_mid = Context::current_with_span(mid);
-        let mut db = t_pay.span_builder("SELECT payments").with_kind(SpanKind::Client).start_with_context(&t_pay, &cx_mid);
+        let mut db = t_pay
+            .span_builder("SELECT payments")
+            .with_kind(SpanKind::Client)
+            .start_with_context(&t_pay, &cx_mid);
         db.set_attribute(KeyValue::new("db.system", "postgresql"));
         db.add_event(
             "exception",
             vec![
                 KeyValue::new("exception.type", "PaymentDeclined"),
-                KeyValue::new("exception.message", format!("card declined for order {order}")),
+                KeyValue::new(
+                    "exception.message",
+                    format!("card declined for order {order}"),
+                ),
             ],
         );
         db.set_status(Status::error("card declined"));
@@ -180,8 +275,17 @@ async fn rust_sdk_round_trip(transport: rust_sdk::Transport, label: &str) {
     let order = unique(label);
     let (grpc, http, o) = (clew.otlp_grpc_url(), clew.otlp_http_url(), order.clone());
     // The SDK's batch processor blocks; keep it off the test's async workers.
-    let trace_id = tokio::task::spawn_blocking(move || rust_sdk::send(transport, &grpc, &http, &o)).await.unwrap();
-    assert_checkout_trace_is_findable(&clew, &trace_id, &order, "SELECT payments", "PaymentDeclined").await;
+    let trace_id = tokio::task::spawn_blocking(move || rust_sdk::send(transport, &grpc, &http, &o))
+        .await
+        .unwrap();
+    assert_checkout_trace_is_findable(
+        &clew,
+        &trace_id,
+        &order,
+        "SELECT payments",
+        "PaymentDeclined",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

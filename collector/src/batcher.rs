@@ -45,7 +45,11 @@ pub struct Batch {
 
 impl Batch {
     fn push(&mut self, s: Submission) {
-        self.parts.push(Part { len: s.spans.len(), ack: s.ack, permit: s.permit });
+        self.parts.push(Part {
+            len: s.spans.len(),
+            ack: s.ack,
+            permit: s.permit,
+        });
         if self.spans.is_empty() {
             self.spans = s.spans;
         } else {

@@ -158,40 +158,67 @@ impl CollectorConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &'static str, message: String| Err(Error::Config { key, message });
         if let Err(e) = self.otlp_grpc_addr.parse::<SocketAddr>() {
-            return bad("collector.otlp_grpc_addr", format!("{:?} is not an ip:port address: {e}", self.otlp_grpc_addr));
+            return bad(
+                "collector.otlp_grpc_addr",
+                format!("{:?} is not an ip:port address: {e}", self.otlp_grpc_addr),
+            );
         }
         if let Err(e) = self.otlp_http_addr.parse::<SocketAddr>() {
-            return bad("collector.otlp_http_addr", format!("{:?} is not an ip:port address: {e}", self.otlp_http_addr));
+            return bad(
+                "collector.otlp_http_addr",
+                format!("{:?} is not an ip:port address: {e}", self.otlp_http_addr),
+            );
         }
         if self.max_request_bytes < 1024 {
-            return bad("collector.max_request_bytes", format!("{} is below the minimum of 1024", self.max_request_bytes));
+            return bad(
+                "collector.max_request_bytes",
+                format!("{} is below the minimum of 1024", self.max_request_bytes),
+            );
         }
         if self.max_request_bytes > u32::MAX as usize {
-            return bad("collector.max_request_bytes", format!("{} is above the maximum of 4 GiB", self.max_request_bytes));
+            return bad(
+                "collector.max_request_bytes",
+                format!("{} is above the maximum of 4 GiB", self.max_request_bytes),
+            );
         }
         if self.batch_max_spans == 0 {
             return bad("collector.batch_max_spans", "must be at least 1".into());
         }
         if self.batch_timeout_ms == 0 || self.batch_timeout_ms > 60_000 {
-            return bad("collector.batch_timeout_ms", format!("{} is outside 1..=60000", self.batch_timeout_ms));
+            return bad(
+                "collector.batch_timeout_ms",
+                format!("{} is outside 1..=60000", self.batch_timeout_ms),
+            );
         }
         if self.queue_max_spans < self.batch_max_spans || self.queue_max_spans > MAX_QUEUE_SPANS {
             return bad(
                 "collector.queue_max_spans",
-                format!("{} must be at least batch_max_spans ({}) and at most {MAX_QUEUE_SPANS}", self.queue_max_spans, self.batch_max_spans),
+                format!(
+                    "{} must be at least batch_max_spans ({}) and at most {MAX_QUEUE_SPANS}",
+                    self.queue_max_spans, self.batch_max_spans
+                ),
             );
         }
         if self.enqueue_timeout_ms > 600_000 {
-            return bad("collector.enqueue_timeout_ms", format!("{} is above the maximum of 600000", self.enqueue_timeout_ms));
+            return bad(
+                "collector.enqueue_timeout_ms",
+                format!("{} is above the maximum of 600000", self.enqueue_timeout_ms),
+            );
         }
         for (i, key) in self.business_keys.iter().enumerate() {
             if key.trim().is_empty() {
-                return Err(Error::Config { key: "collector.business_keys", message: format!("entry {i} is empty") });
+                return Err(Error::Config {
+                    key: "collector.business_keys",
+                    message: format!("entry {i} is empty"),
+                });
             }
         }
         let l = &self.limits;
         for (key, v) in [
-            ("collector.limits.max_attribute_value_bytes", l.max_attribute_value_bytes),
+            (
+                "collector.limits.max_attribute_value_bytes",
+                l.max_attribute_value_bytes,
+            ),
             ("collector.limits.max_attributes", l.max_attributes),
             ("collector.limits.max_name_bytes", l.max_name_bytes),
             ("collector.limits.max_nesting_depth", l.max_nesting_depth),
@@ -201,10 +228,16 @@ impl CollectorConfig {
             }
         }
         if l.max_nesting_depth > 64 {
-            return bad("collector.limits.max_nesting_depth", format!("{} is above the maximum of 64", l.max_nesting_depth));
+            return bad(
+                "collector.limits.max_nesting_depth",
+                format!("{} is above the maximum of 64", l.max_nesting_depth),
+            );
         }
         if l.max_age_days == Some(0) {
-            return bad("collector.limits.max_age_days", "must be at least 1 (or unset for any age)".into());
+            return bad(
+                "collector.limits.max_age_days",
+                "must be at least 1 (or unset for any age)".into(),
+            );
         }
         Ok(())
     }
@@ -220,7 +253,9 @@ impl CollectorConfig {
             max_name_bytes: l.max_name_bytes,
             max_nesting_depth: l.max_nesting_depth,
             max_future_skew_nanos: l.max_future_skew_secs.saturating_mul(NANOS_PER_SEC),
-            max_age_nanos: l.max_age_days.map(|d| d.saturating_mul(86_400 * NANOS_PER_SEC)),
+            max_age_nanos: l
+                .max_age_days
+                .map(|d| d.saturating_mul(86_400 * NANOS_PER_SEC)),
         }
     }
 }
@@ -240,18 +275,38 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = serde_json::from_str::<CollectorConfig>(r#"{"max_request_byte": 5}"#).unwrap_err();
+        let err =
+            serde_json::from_str::<CollectorConfig>(r#"{"max_request_byte": 5}"#).unwrap_err();
         assert!(err.to_string().contains("max_request_byte"), "{err}");
     }
 
     #[test]
     fn validate_names_the_key() {
-        let c = CollectorConfig { queue_max_spans: 10, ..Default::default() };
+        let c = CollectorConfig {
+            queue_max_spans: 10,
+            ..Default::default()
+        };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("collector.queue_max_spans"), "{e}");
-        let c = CollectorConfig { otlp_http_addr: "nope".into(), ..Default::default() };
-        assert!(c.validate().unwrap_err().to_string().contains("collector.otlp_http_addr"));
-        let c = CollectorConfig { limits: LimitsConfig { max_age_days: Some(3), ..Default::default() }, ..Default::default() };
-        assert_eq!(c.span_limits().max_age_nanos, Some(3 * 86_400 * NANOS_PER_SEC));
+        let c = CollectorConfig {
+            otlp_http_addr: "nope".into(),
+            ..Default::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("collector.otlp_http_addr"));
+        let c = CollectorConfig {
+            limits: LimitsConfig {
+                max_age_days: Some(3),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            c.span_limits().max_age_nanos,
+            Some(3 * 86_400 * NANOS_PER_SEC)
+        );
     }
 }

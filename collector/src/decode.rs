@@ -81,7 +81,9 @@ impl Compression {
         match header.map(str::trim) {
             None | Some("") => Ok(Compression::None),
             Some(h) if h.eq_ignore_ascii_case("identity") => Ok(Compression::None),
-            Some(h) if h.eq_ignore_ascii_case("gzip") || h.eq_ignore_ascii_case("x-gzip") => Ok(Compression::Gzip),
+            Some(h) if h.eq_ignore_ascii_case("gzip") || h.eq_ignore_ascii_case("x-gzip") => {
+                Ok(Compression::Gzip)
+            }
             Some(h) => Err(Error::UnsupportedMediaType(format!(
                 "unsupported Content-Encoding {:?}; use gzip or none",
                 truncate_for_message(h)
@@ -96,7 +98,12 @@ fn truncate_for_message(s: &str) -> String {
 
 /// Decompresses (if needed) and decodes one body. CPU-heavy: call it off the reactor for
 /// large bodies.
-pub fn decode_body(body: Bytes, compression: Compression, format: Format, limit_bytes: usize) -> Result<ExportTraceServiceRequest> {
+pub fn decode_body(
+    body: Bytes,
+    compression: Compression,
+    format: Format,
+    limit_bytes: usize,
+) -> Result<ExportTraceServiceRequest> {
     let plain = match compression {
         Compression::None => {
             if body.len() > limit_bytes {
@@ -139,7 +146,8 @@ pub fn gunzip_bounded(compressed: &[u8], limit_bytes: usize) -> Result<Vec<u8>> 
 /// Decodes an uncompressed body.
 pub fn decode_plain(bytes: &[u8], format: Format) -> Result<ExportTraceServiceRequest> {
     match format {
-        Format::Protobuf => ExportTraceServiceRequest::decode(bytes).map_err(|e| Error::decode("protobuf ExportTraceServiceRequest", e)),
+        Format::Protobuf => ExportTraceServiceRequest::decode(bytes)
+            .map_err(|e| Error::decode("protobuf ExportTraceServiceRequest", e)),
         Format::Json => decode_json(bytes),
     }
 }
@@ -154,7 +162,8 @@ pub fn decode_json(bytes: &[u8]) -> Result<ExportTraceServiceRequest> {
         Err(e) => e,
     };
     // Syntax errors (and nesting past the recursion limit) fail here already.
-    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| Error::decode("json ExportTraceServiceRequest", e))?;
+    let mut value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::decode("json ExportTraceServiceRequest", e))?;
     if !normalize_json(&mut value) {
         return Err(Error::decode("json ExportTraceServiceRequest", first_err));
     }
@@ -180,7 +189,11 @@ fn walk(value: &mut Value, key: Option<&str>, changed: &mut bool) {
                     if !is_hex_id(v) {
                         // An empty trace/span id rejects just this span in the conversion;
                         // a 1-byte parent id is dropped there and the span flagged.
-                        *v = Value::String(if id_key == "parentSpanId" { "00".into() } else { String::new() });
+                        *v = Value::String(if id_key == "parentSpanId" {
+                            "00".into()
+                        } else {
+                            String::new()
+                        });
                         *changed = true;
                     }
                 }
@@ -244,11 +257,26 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(Format::from_content_type(Some("application/json; charset=utf-8")).unwrap(), Format::Json);
-        assert_eq!(Format::from_content_type(Some("Application/X-Protobuf")).unwrap(), Format::Protobuf);
-        assert!(matches!(Format::from_content_type(Some("text/plain")), Err(Error::UnsupportedMediaType(_))));
-        assert!(matches!(Format::from_content_type(None), Err(Error::UnsupportedMediaType(_))));
-        assert_eq!(Compression::from_content_encoding(Some("GZIP")).unwrap(), Compression::Gzip);
+        assert_eq!(
+            Format::from_content_type(Some("application/json; charset=utf-8")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            Format::from_content_type(Some("Application/X-Protobuf")).unwrap(),
+            Format::Protobuf
+        );
+        assert!(matches!(
+            Format::from_content_type(Some("text/plain")),
+            Err(Error::UnsupportedMediaType(_))
+        ));
+        assert!(matches!(
+            Format::from_content_type(None),
+            Err(Error::UnsupportedMediaType(_))
+        ));
+        assert_eq!(
+            Compression::from_content_encoding(Some("GZIP")).unwrap(),
+            Compression::Gzip
+        );
         assert!(Compression::from_content_encoding(Some("br")).is_err());
     }
 
@@ -256,16 +284,28 @@ mod tests {
     fn gunzip_stops_at_limit() {
         let bomb = gzip(&vec![0u8; 8 * 1024 * 1024]);
         assert!(bomb.len() < 64 * 1024);
-        assert!(matches!(gunzip_bounded(&bomb, 1024 * 1024), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            gunzip_bounded(&bomb, 1024 * 1024),
+            Err(Error::TooLarge { .. })
+        ));
         let ok = gunzip_bounded(&gzip(b"hello"), 5).unwrap();
         assert_eq!(ok, b"hello");
-        assert!(matches!(gunzip_bounded(&gzip(b"hello!"), 5), Err(Error::TooLarge { .. })));
-        assert!(matches!(gunzip_bounded(b"not gzip at all", 1024), Err(Error::Decode { .. })));
+        assert!(matches!(
+            gunzip_bounded(&gzip(b"hello!"), 5),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(matches!(
+            gunzip_bounded(b"not gzip at all", 1024),
+            Err(Error::Decode { .. })
+        ));
         let mut corrupt = gzip(b"hello world hello world");
         let n = corrupt.len();
         corrupt[n / 2] ^= 0xff;
         corrupt.truncate(n - 3);
-        assert!(matches!(gunzip_bounded(&corrupt, 1024), Err(Error::Decode { .. })));
+        assert!(matches!(
+            gunzip_bounded(&corrupt, 1024),
+            Err(Error::Decode { .. })
+        ));
     }
 
     #[test]
@@ -276,7 +316,10 @@ mod tests {
             "attributes":[{"key":"n","value":{"intValue":"42"}}],"someFutureField":{"a":1}}]}]}]}"#;
         let req = decode_json(body).unwrap();
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_700_000_000_000_001_000);
         assert_eq!(span.kind, 2);
@@ -297,21 +340,47 @@ mod tests {
 
     #[test]
     fn json_garbage_and_deep_nesting_fail_cleanly() {
-        assert!(matches!(decode_json(b"{not json"), Err(Error::Decode { .. })));
-        let mut deep = String::from(r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"k","value":"#);
+        assert!(matches!(
+            decode_json(b"{not json"),
+            Err(Error::Decode { .. })
+        ));
+        let mut deep = String::from(
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"k","value":"#,
+        );
         for _ in 0..100_000 {
             deep.push_str(r#"{"arrayValue":{"values":["#);
         }
-        assert!(matches!(decode_json(deep.as_bytes()), Err(Error::Decode { .. })));
-        assert_eq!(decode_json(b"  ").unwrap(), ExportTraceServiceRequest::default());
-        assert_eq!(decode_json(b"{}").unwrap(), ExportTraceServiceRequest::default());
+        assert!(matches!(
+            decode_json(deep.as_bytes()),
+            Err(Error::Decode { .. })
+        ));
+        assert_eq!(
+            decode_json(b"  ").unwrap(),
+            ExportTraceServiceRequest::default()
+        );
+        assert_eq!(
+            decode_json(b"{}").unwrap(),
+            ExportTraceServiceRequest::default()
+        );
     }
 
     #[test]
     fn protobuf_garbage_fails_cleanly() {
         // field 1, length-delimited, declared length far past the end
-        assert!(matches!(decode_plain(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2], Format::Protobuf), Err(Error::Decode { .. })));
-        assert!(matches!(decode_plain(&[0xff; 64], Format::Protobuf), Err(Error::Decode { .. })));
-        assert_eq!(decode_plain(&[], Format::Protobuf).unwrap(), ExportTraceServiceRequest::default());
+        assert!(matches!(
+            decode_plain(
+                &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2],
+                Format::Protobuf
+            ),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            decode_plain(&[0xff; 64], Format::Protobuf),
+            Err(Error::Decode { .. })
+        ));
+        assert_eq!(
+            decode_plain(&[], Format::Protobuf).unwrap(),
+            ExportTraceServiceRequest::default()
+        );
     }
 }

@@ -41,9 +41,16 @@ impl Enricher {
                 .attribute(name)
                 .map(value_to_string)
                 .filter(|v| !v.is_empty())
-                .or_else(|| span.attribute(baggage_name).map(value_to_string).filter(|v| !v.is_empty()));
+                .or_else(|| {
+                    span.attribute(baggage_name)
+                        .map(value_to_string)
+                        .filter(|v| !v.is_empty())
+                });
             if let Some(value) = value {
-                found.push(BusinessKey { name: name.clone(), value });
+                found.push(BusinessKey {
+                    name: name.clone(),
+                    value,
+                });
             }
         }
         span.business_keys = found;
@@ -67,7 +74,11 @@ mod tests {
     use std::sync::Arc;
 
     fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
     }
 
     fn span(attrs: Vec<KeyValue>, res: Vec<KeyValue>) -> Span {
@@ -89,7 +100,10 @@ mod tests {
             dropped_links_count: 0,
             status_code: Default::default(),
             status_message: String::new(),
-            resource: Arc::new(Resource { attributes: res, ..Default::default() }),
+            resource: Arc::new(Resource {
+                attributes: res,
+                ..Default::default()
+            }),
             scope: Default::default(),
             service_name: "s".into(),
             business_keys: vec![],
@@ -99,17 +113,36 @@ mod tests {
 
     #[test]
     fn span_then_resource_then_baggage_skipping_empty() {
-        let e = Enricher::new(&["order_id".into(), "user_id".into(), "tenant".into(), "missing".into()]);
+        let e = Enricher::new(&[
+            "order_id".into(),
+            "user_id".into(),
+            "tenant".into(),
+            "missing".into(),
+        ]);
         let mut s = span(
             vec![
                 kv("order_id", Value::IntValue(12345)),
                 kv("user_id", Value::StringValue(String::new())),
                 kv("baggage.user_id", Value::StringValue("u-7".into())),
             ],
-            vec![kv("tenant", Value::StringValue("acme".into())), kv("order_id", Value::StringValue("other".into()))],
+            vec![
+                kv("tenant", Value::StringValue("acme".into())),
+                kv("order_id", Value::StringValue("other".into())),
+            ],
         );
         e.enrich(&mut s);
-        let got: Vec<(&str, &str)> = s.business_keys.iter().map(|k| (k.name.as_str(), k.value.as_str())).collect();
-        assert_eq!(got, vec![("order_id", "12345"), ("user_id", "u-7"), ("tenant", "acme")]);
+        let got: Vec<(&str, &str)> = s
+            .business_keys
+            .iter()
+            .map(|k| (k.name.as_str(), k.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("order_id", "12345"),
+                ("user_id", "u-7"),
+                ("tenant", "acme")
+            ]
+        );
     }
 }

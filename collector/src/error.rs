@@ -58,7 +58,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn decode(what: &'static str, err: impl std::fmt::Display) -> Self {
-        Error::Decode { what, message: err.to_string() }
+        Error::Decode {
+            what,
+            message: err.to_string(),
+        }
     }
 
     /// Whether a client should send the same request again later.
@@ -89,11 +92,15 @@ impl Error {
     pub fn to_grpc_status(&self, retry_after: Duration) -> tonic::Status {
         let message = self.to_string();
         match self {
-            Error::Decode { .. } | Error::UnsupportedMediaType(_) => tonic::Status::invalid_argument(message),
-            Error::TooLarge { .. } => tonic::Status::resource_exhausted(message),
-            _ if self.is_retryable() => {
-                tonic::Status::with_error_details(Code::Unavailable, message, ErrorDetails::with_retry_info(Some(retry_after)))
+            Error::Decode { .. } | Error::UnsupportedMediaType(_) => {
+                tonic::Status::invalid_argument(message)
             }
+            Error::TooLarge { .. } => tonic::Status::resource_exhausted(message),
+            _ if self.is_retryable() => tonic::Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             _ => tonic::Status::internal(message),
         }
     }
@@ -123,16 +130,37 @@ mod tests {
     fn mapping() {
         let retry = Duration::from_secs(1);
         let cases: Vec<(Error, Code, HttpStatus)> = vec![
-            (Error::decode("protobuf", "bad"), Code::InvalidArgument, HttpStatus::BAD_REQUEST),
-            (Error::TooLarge { limit_bytes: 1 }, Code::ResourceExhausted, HttpStatus::PAYLOAD_TOO_LARGE),
-            (Error::Overloaded { spans: 1, waited_ms: 1 }, Code::Unavailable, HttpStatus::SERVICE_UNAVAILABLE),
             (
-                Error::Store { stage: "store", source: clew_store::Error::unavailable("write", "disk full") },
+                Error::decode("protobuf", "bad"),
+                Code::InvalidArgument,
+                HttpStatus::BAD_REQUEST,
+            ),
+            (
+                Error::TooLarge { limit_bytes: 1 },
+                Code::ResourceExhausted,
+                HttpStatus::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                Error::Overloaded {
+                    spans: 1,
+                    waited_ms: 1,
+                },
                 Code::Unavailable,
                 HttpStatus::SERVICE_UNAVAILABLE,
             ),
             (
-                Error::Store { stage: "store", source: clew_store::Error::corrupt("write", "bad") },
+                Error::Store {
+                    stage: "store",
+                    source: clew_store::Error::unavailable("write", "disk full"),
+                },
+                Code::Unavailable,
+                HttpStatus::SERVICE_UNAVAILABLE,
+            ),
+            (
+                Error::Store {
+                    stage: "store",
+                    source: clew_store::Error::corrupt("write", "bad"),
+                },
                 Code::Internal,
                 HttpStatus::INTERNAL_SERVER_ERROR,
             ),
@@ -141,9 +169,16 @@ mod tests {
             let st = e.to_grpc_status(retry);
             assert_eq!(st.code(), code, "{e}");
             assert_eq!(e.http_status(), http, "{e}");
-            assert_eq!(st.get_details_retry_info().is_some(), e.is_retryable(), "{e}");
+            assert_eq!(
+                st.get_details_retry_info().is_some(),
+                e.is_retryable(),
+                "{e}"
+            );
         }
         // too large must not carry a retry hint
-        assert!(Error::TooLarge { limit_bytes: 1 }.to_grpc_status(retry).get_details_retry_info().is_none());
+        assert!(Error::TooLarge { limit_bytes: 1 }
+            .to_grpc_status(retry)
+            .get_details_retry_info()
+            .is_none());
     }
 }

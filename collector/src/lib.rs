@@ -65,19 +65,37 @@ impl Collector {
     /// Validates `config`, binds both listeners, starts the pipeline and serves.
     /// The store and index are not closed by the collector; their owner closes them after
     /// [`Collector::shutdown`].
-    pub async fn start(config: CollectorConfig, store: Arc<dyn SpanStore>, index: Arc<dyn TraceIndex>) -> Result<Collector> {
+    pub async fn start(
+        config: CollectorConfig,
+        store: Arc<dyn SpanStore>,
+        index: Arc<dyn TraceIndex>,
+    ) -> Result<Collector> {
         config.validate()?;
         metrics::describe();
         let bind = |what: &'static str, addr: String| async move {
-            TcpListener::bind(&addr).await.map_err(|source| Error::Listen { what, addr, source })
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| Error::Listen { what, addr, source })
         };
         let grpc_listener = bind("bind otlp grpc listener", config.otlp_grpc_addr.clone()).await?;
         let http_listener = bind("bind otlp http listener", config.otlp_http_addr.clone()).await?;
         let local = |l: &TcpListener, what: &'static str, addr: &str| {
-            l.local_addr().map_err(|source| Error::Listen { what, addr: addr.to_string(), source })
+            l.local_addr().map_err(|source| Error::Listen {
+                what,
+                addr: addr.to_string(),
+                source,
+            })
         };
-        let grpc_addr = local(&grpc_listener, "read otlp grpc address", &config.otlp_grpc_addr)?;
-        let http_addr = local(&http_listener, "read otlp http address", &config.otlp_http_addr)?;
+        let grpc_addr = local(
+            &grpc_listener,
+            "read otlp grpc address",
+            &config.otlp_grpc_addr,
+        )?;
+        let http_addr = local(
+            &http_listener,
+            "read otlp http address",
+            &config.otlp_http_addr,
+        )?;
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
         let shared = receiver::Shared::new(&config, ingest.clone());
@@ -88,10 +106,21 @@ impl Collector {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let grpc = tokio::spawn(receiver::otlp_grpc::serve(grpc_listener, shared.clone(), signal()));
+        let grpc = tokio::spawn(receiver::otlp_grpc::serve(
+            grpc_listener,
+            shared.clone(),
+            signal(),
+        ));
         let http = tokio::spawn(receiver::otlp_http::serve(http_listener, shared, signal()));
         info!(%grpc_addr, %http_addr, "otlp receivers listening (grpc, http)");
-        Ok(Collector { grpc_addr, http_addr, stop, ingest, servers: vec![("otlp grpc", grpc), ("otlp http", http)], pipeline })
+        Ok(Collector {
+            grpc_addr,
+            http_addr,
+            stop,
+            ingest,
+            servers: vec![("otlp grpc", grpc), ("otlp http", http)],
+            pipeline,
+        })
     }
 
     /// Where OTLP/gRPC is served (the real port when configured with port 0).
@@ -107,7 +136,13 @@ impl Collector {
     /// Stops accepting, lets in-flight requests finish, writes and answers everything
     /// queued, then returns. The first server error, if any, is returned.
     pub async fn shutdown(self) -> Result<()> {
-        let Collector { stop, ingest, servers, pipeline, .. } = self;
+        let Collector {
+            stop,
+            ingest,
+            servers,
+            pipeline,
+            ..
+        } = self;
         let _ = stop.send(true);
         let mut first_error = None;
         for (what, task) in servers {
@@ -123,7 +158,9 @@ impl Collector {
         ingest.close();
         drop(ingest);
         if tokio::time::timeout(DRAIN_TIMEOUT, pipeline).await.is_err() {
-            warn!("ingest pipeline did not drain in time; unanswered requests were not acknowledged");
+            warn!(
+                "ingest pipeline did not drain in time; unanswered requests were not acknowledged"
+            );
         }
         info!("otlp receivers stopped, pipeline drained");
         first_error.map_or(Ok(()), Err)

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use clew_proto::RejectReason;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
 
 pub const SPANS_RECEIVED: &str = "clew_collector_spans_received_total";
 pub const SPANS_REJECTED: &str = "clew_collector_spans_rejected_total";
@@ -31,12 +33,36 @@ impl Protocol {
 
 /// Registers descriptions and pre-creates the reject series (so dashboards see zeros).
 pub fn describe() {
-    describe_counter!(SPANS_RECEIVED, Unit::Count, "spans received over OTLP, before validation");
-    describe_counter!(SPANS_REJECTED, Unit::Count, "spans refused alone (validation or store cap), by reason");
-    describe_counter!(REQUESTS_FAILED, Unit::Count, "whole requests refused, by protocol and reason");
-    describe_histogram!(BATCH_SPANS, Unit::Count, "spans per batch written to the store");
-    describe_gauge!(QUEUE_SPANS, Unit::Count, "spans accepted and not yet acknowledged");
-    describe_histogram!(ACK_SECONDS, Unit::Seconds, "time from receiving a request to answering it");
+    describe_counter!(
+        SPANS_RECEIVED,
+        Unit::Count,
+        "spans received over OTLP, before validation"
+    );
+    describe_counter!(
+        SPANS_REJECTED,
+        Unit::Count,
+        "spans refused alone (validation or store cap), by reason"
+    );
+    describe_counter!(
+        REQUESTS_FAILED,
+        Unit::Count,
+        "whole requests refused, by protocol and reason"
+    );
+    describe_histogram!(
+        BATCH_SPANS,
+        Unit::Count,
+        "spans per batch written to the store"
+    );
+    describe_gauge!(
+        QUEUE_SPANS,
+        Unit::Count,
+        "spans accepted and not yet acknowledged"
+    );
+    describe_histogram!(
+        ACK_SECONDS,
+        Unit::Seconds,
+        "time from receiving a request to answering it"
+    );
     for r in RejectReason::ALL {
         counter!(SPANS_REJECTED, "reason" => r.as_str()).absolute(0);
     }

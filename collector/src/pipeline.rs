@@ -44,7 +44,11 @@ const SUBMIT_CHANNEL: usize = 4096;
 ///                        ack each submission (oneshot) with its store rejections,
 ///                        release its queue permits; errors go back instead of acks
 /// ```
-pub fn start(config: &CollectorConfig, store: Arc<dyn SpanStore>, index: Arc<dyn TraceIndex>) -> (Ingest, JoinHandle<()>) {
+pub fn start(
+    config: &CollectorConfig,
+    store: Arc<dyn SpanStore>,
+    index: Arc<dyn TraceIndex>,
+) -> (Ingest, JoinHandle<()>) {
     let permits = Arc::new(Semaphore::new(config.queue_max_spans));
     let load = Arc::new(WriterLoad::default());
     let (submit_tx, submit_rx) = mpsc::channel::<Submission>(SUBMIT_CHANNEL);
@@ -59,10 +63,19 @@ pub fn start(config: &CollectorConfig, store: Arc<dyn SpanStore>, index: Arc<dyn
         Duration::from_millis(config.batch_timeout_ms),
     ));
     let store_writer = tokio::spawn(writer::write_store(batch_rx, stored_tx, store, load));
-    let index_writer = tokio::spawn(writer::write_index(stored_rx, index, permits.clone(), config.queue_max_spans));
+    let index_writer = tokio::spawn(writer::write_index(
+        stored_rx,
+        index,
+        permits.clone(),
+        config.queue_max_spans,
+    ));
 
     let done = tokio::spawn(async move {
-        for (stage, task) in [("batcher", batcher), ("store writer", store_writer), ("index writer", index_writer)] {
+        for (stage, task) in [
+            ("batcher", batcher),
+            ("store writer", store_writer),
+            ("index writer", index_writer),
+        ] {
             if let Err(e) = task.await {
                 error!(stage, error = %e, "ingest pipeline stage failed");
             }
@@ -109,12 +122,26 @@ impl Ingest {
         let n = spans.len();
         let (ack, answer) = oneshot::channel();
         let enqueue = async {
-            let permit = inner.permits.clone().acquire_many_owned(want).await.map_err(|_| Error::ShuttingDown)?;
-            inner.tx.send(Submission { spans, ack, permit }).await.map_err(|_| Error::ShuttingDown)
+            let permit = inner
+                .permits
+                .clone()
+                .acquire_many_owned(want)
+                .await
+                .map_err(|_| Error::ShuttingDown)?;
+            inner
+                .tx
+                .send(Submission { spans, ack, permit })
+                .await
+                .map_err(|_| Error::ShuttingDown)
         };
         match tokio::time::timeout(inner.enqueue_timeout, enqueue).await {
             Ok(r) => r?,
-            Err(_) => return Err(Error::Overloaded { spans: n, waited_ms: inner.enqueue_timeout.as_millis() as u64 }),
+            Err(_) => {
+                return Err(Error::Overloaded {
+                    spans: n,
+                    waited_ms: inner.enqueue_timeout.as_millis() as u64,
+                })
+            }
         }
         metrics::queue_spans(self.queued_spans());
         // A dropped sender means the pipeline stopped before writing: nothing was acked.
@@ -123,7 +150,9 @@ impl Ingest {
 
     /// Spans accepted and not yet answered.
     pub fn queued_spans(&self) -> usize {
-        self.inner.queue_max_spans.saturating_sub(self.inner.permits.available_permits())
+        self.inner
+            .queue_max_spans
+            .saturating_sub(self.inner.permits.available_permits())
     }
 
     /// Refuses new submissions from now on (they get [`Error::ShuttingDown`]); queued

@@ -28,7 +28,12 @@ pub struct StoredBatch {
 }
 
 /// Store stage: writes each batch, passes it on to the index stage.
-pub async fn write_store(mut rx: mpsc::Receiver<Batch>, tx: mpsc::Sender<StoredBatch>, store: Arc<dyn SpanStore>, load: Arc<WriterLoad>) {
+pub async fn write_store(
+    mut rx: mpsc::Receiver<Batch>,
+    tx: mpsc::Sender<StoredBatch>,
+    store: Arc<dyn SpanStore>,
+    load: Arc<WriterLoad>,
+) {
     while let Some(batch) = rx.recv().await {
         let spans: Arc<[Span]> = batch.spans.into();
         let result = store.write_spans(spans.clone()).await;
@@ -44,7 +49,15 @@ pub async fn write_store(mut rx: mpsc::Receiver<Batch>, tx: mpsc::Sender<StoredB
                     debug!(trace_id = %s.trace_id, span_id = %s.span_id, %reason, "span rejected by the store");
                     metrics::span_rejected(*reason, 1);
                 }
-                if tx.send(StoredBatch { spans, rejected, parts: batch.parts }).await.is_err() {
+                if tx
+                    .send(StoredBatch {
+                        spans,
+                        rejected,
+                        parts: batch.parts,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -57,7 +70,12 @@ pub async fn write_store(mut rx: mpsc::Receiver<Batch>, tx: mpsc::Sender<StoredB
 }
 
 /// Index stage: indexes what the store kept, then answers every submission of the batch.
-pub async fn write_index(mut rx: mpsc::Receiver<StoredBatch>, index: Arc<dyn TraceIndex>, permits: Arc<Semaphore>, queue_max_spans: usize) {
+pub async fn write_index(
+    mut rx: mpsc::Receiver<StoredBatch>,
+    index: Arc<dyn TraceIndex>,
+    permits: Arc<Semaphore>,
+    queue_max_spans: usize,
+) {
     while let Some(batch) = rx.recv().await {
         let to_index: Arc<[Span]> = if batch.rejected.is_empty() {
             batch.spans.clone()
@@ -75,7 +93,11 @@ pub async fn write_index(mut rx: mpsc::Receiver<StoredBatch>, index: Arc<dyn Tra
             }
             kept.into()
         };
-        let result = if to_index.is_empty() { Ok(()) } else { index.index_spans(to_index).await };
+        let result = if to_index.is_empty() {
+            Ok(())
+        } else {
+            index.index_spans(to_index).await
+        };
         match result {
             Ok(()) => ack(batch.parts, &batch.rejected),
             Err(error) => {
@@ -106,7 +128,10 @@ fn ack(parts: Vec<Part>, rejected: &[(usize, RejectReason)]) {
 
 fn fail(parts: Vec<Part>, stage: &'static str, error: &clew_store::Error) {
     for part in parts {
-        let _ = part.ack.send(Err(Error::Store { stage, source: copy_store_error(error) }));
+        let _ = part.ack.send(Err(Error::Store {
+            stage,
+            source: copy_store_error(error),
+        }));
     }
 }
 
@@ -114,8 +139,14 @@ fn fail(parts: Vec<Part>, stage: &'static str, error: &clew_store::Error) {
 fn copy_store_error(e: &clew_store::Error) -> clew_store::Error {
     use clew_store::Error as E;
     match e {
-        E::Unavailable { context, message } => E::Unavailable { context, message: message.clone() },
-        E::Corrupt { context, message } => E::Corrupt { context, message: message.clone() },
+        E::Unavailable { context, message } => E::Unavailable {
+            context,
+            message: message.clone(),
+        },
+        E::Corrupt { context, message } => E::Corrupt {
+            context,
+            message: message.clone(),
+        },
         E::InvalidRequest(m) => E::InvalidRequest(m.clone()),
         E::Config(m) => E::Config(m.clone()),
     }
@@ -133,13 +164,38 @@ mod tests {
         let mut parts = Vec::new();
         for len in [2usize, 3, 1] {
             let (tx, rx) = oneshot::channel();
-            parts.push(Part { len, ack: tx, permit: sem.clone().acquire_many_owned(len as u32).await.unwrap() });
+            parts.push(Part {
+                len,
+                ack: tx,
+                permit: sem.clone().acquire_many_owned(len as u32).await.unwrap(),
+            });
             rxs.push(rx);
         }
         assert_eq!(sem.available_permits(), 94);
-        ack(parts, &[(1, RejectReason::TraceTooLarge), (2, RejectReason::SpanTooLarge), (4, RejectReason::TraceTooLarge)]);
-        let got: Vec<StoreRejections> = futures::future::join_all(rxs).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
-        assert_eq!(got, vec![vec![(1, RejectReason::TraceTooLarge)], vec![(0, RejectReason::SpanTooLarge), (2, RejectReason::TraceTooLarge)], vec![]]);
+        ack(
+            parts,
+            &[
+                (1, RejectReason::TraceTooLarge),
+                (2, RejectReason::SpanTooLarge),
+                (4, RejectReason::TraceTooLarge),
+            ],
+        );
+        let got: Vec<StoreRejections> = futures::future::join_all(rxs)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                vec![(1, RejectReason::TraceTooLarge)],
+                vec![
+                    (0, RejectReason::SpanTooLarge),
+                    (2, RejectReason::TraceTooLarge)
+                ],
+                vec![]
+            ]
+        );
         assert_eq!(sem.available_permits(), 100);
     }
 }

@@ -43,8 +43,15 @@ async fn gzip_bomb_is_refused_with_bounded_memory() {
         }
         enc.finish().unwrap()
     };
-    assert!(bomb.len() < LIMIT, "the compressed bomb itself fits the limit");
-    let h = start(clew_collector::CollectorConfig { max_request_bytes: LIMIT, ..test_config() }).await;
+    assert!(
+        bomb.len() < LIMIT,
+        "the compressed bomb itself fits the limit"
+    );
+    let h = start(clew_collector::CollectorConfig {
+        max_request_bytes: LIMIT,
+        ..test_config()
+    })
+    .await;
     let client = reqwest::Client::new();
     let baseline = CURRENT.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);

@@ -15,9 +15,14 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 async fn client(h: &Harness, gzip: bool) -> TraceServiceClient<Channel> {
-    let mut c = TraceServiceClient::connect(h.grpc_url()).await.expect("connect").max_encoding_message_size(usize::MAX);
+    let mut c = TraceServiceClient::connect(h.grpc_url())
+        .await
+        .expect("connect")
+        .max_encoding_message_size(usize::MAX);
     if gzip {
-        c = c.send_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Gzip);
+        c = c
+            .send_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Gzip);
     }
     c
 }
@@ -33,18 +38,34 @@ async fn export_with_gzip_partial_success_and_business_keys() {
     let mut all = spans(100, "g");
     all.push(keyed);
     all.push(bad);
-    let resp = c.export(request(all, vec![kv("tenant", "t1")])).await.expect("ok").into_inner();
+    let resp = c
+        .export(request(all, vec![kv("tenant", "t1")]))
+        .await
+        .expect("ok")
+        .into_inner();
     let ps = resp.partial_success.expect("partial success");
     assert_eq!(ps.rejected_spans, 1);
-    assert!(ps.error_message.contains("invalid_span_id"), "{}", ps.error_message);
+    assert!(
+        ps.error_message.contains("invalid_span_id"),
+        "{}",
+        ps.error_message
+    );
     assert_eq!(h.store.len(), 101);
     assert_eq!(h.index.spans.lock().unwrap().len(), 101);
     let stored = h.store.spans.lock().unwrap().clone();
     let k = stored.iter().find(|s| s.name == "keyed").unwrap();
-    let keys: Vec<(&str, &str)> = k.business_keys.iter().map(|k| (k.name.as_str(), k.value.as_str())).collect();
+    let keys: Vec<(&str, &str)> = k
+        .business_keys
+        .iter()
+        .map(|k| (k.name.as_str(), k.value.as_str()))
+        .collect();
     assert_eq!(keys, vec![("order_id", "o-1"), ("tenant", "t1")]);
 
-    let resp = c.export(ExportTraceServiceRequest::default()).await.expect("empty ok").into_inner();
+    let resp = c
+        .export(ExportTraceServiceRequest::default())
+        .await
+        .expect("empty ok")
+        .into_inner();
     assert_eq!(resp.partial_success, None);
     assert_eq!(h.store.len(), 101);
     h.collector.shutdown().await.unwrap();
@@ -52,13 +73,19 @@ async fn export_with_gzip_partial_success_and_business_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_large_is_resource_exhausted_without_retry_info() {
-    let config = clew_collector::CollectorConfig { max_request_bytes: 64 * 1024, ..test_config() };
+    let config = clew_collector::CollectorConfig {
+        max_request_bytes: 64 * 1024,
+        ..test_config()
+    };
     let h = start(config).await;
     for gzip in [false, true] {
         let mut c = client(&h, gzip).await;
         let mut s = span(1, 1, "big");
         s.attributes = vec![kv("blob", &"y".repeat(200 * 1024))];
-        let err = c.export(request(vec![s], vec![])).await.expect_err("too large");
+        let err = c
+            .export(request(vec![s], vec![]))
+            .await
+            .expect_err("too large");
         assert_eq!(err.code(), Code::ResourceExhausted, "gzip={gzip}: {err:?}");
         assert!(err.get_details_retry_info().is_none());
     }
@@ -72,33 +99,62 @@ async fn undecodable_is_invalid_argument() {
     let mut c = client(&h, false).await;
     let mut s = span(1, 1, "x");
     // nested past prost's recursion limit: tonic's decoder refuses it
-    let mut v = clew_proto::otlp::common::v1::AnyValue { value: Some(clew_proto::otlp::common::v1::any_value::Value::StringValue("l".into())) };
+    let mut v = clew_proto::otlp::common::v1::AnyValue {
+        value: Some(clew_proto::otlp::common::v1::any_value::Value::StringValue(
+            "l".into(),
+        )),
+    };
     for _ in 0..300 {
         v = clew_proto::otlp::common::v1::AnyValue {
-            value: Some(clew_proto::otlp::common::v1::any_value::Value::ArrayValue(clew_proto::otlp::common::v1::ArrayValue { values: vec![v] })),
+            value: Some(clew_proto::otlp::common::v1::any_value::Value::ArrayValue(
+                clew_proto::otlp::common::v1::ArrayValue { values: vec![v] },
+            )),
         };
     }
-    s.attributes = vec![clew_proto::otlp::common::v1::KeyValue { key: "deep".into(), value: Some(v), ..Default::default() }];
-    let err = c.export(request(vec![s], vec![])).await.expect_err("refused");
+    s.attributes = vec![clew_proto::otlp::common::v1::KeyValue {
+        key: "deep".into(),
+        value: Some(v),
+        ..Default::default()
+    }];
+    let err = c
+        .export(request(vec![s], vec![]))
+        .await
+        .expect_err("refused");
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert!(err.message().contains("recursion limit"), "{}", err.message());
+    assert!(
+        err.message().contains("recursion limit"),
+        "{}",
+        err.message()
+    );
     assert_eq!(h.store.len(), 0);
     h.collector.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_and_store_down_are_unavailable_with_retry_info() {
-    let config = clew_collector::CollectorConfig { queue_max_spans: 10, batch_max_spans: 10, enqueue_timeout_ms: 100, ..test_config() };
+    let config = clew_collector::CollectorConfig {
+        queue_max_spans: 10,
+        batch_max_spans: 10,
+        enqueue_timeout_ms: 100,
+        ..test_config()
+    };
     let h = start(config).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     *h.store.gate.lock().unwrap() = Some(gate.clone());
     let mut c1 = client(&h, true).await;
-    let first = tokio::spawn(async move { c1.export(request(spans(10, "first"), vec![])).await.map(|_| ()) });
+    let first = tokio::spawn(async move {
+        c1.export(request(spans(10, "first"), vec![]))
+            .await
+            .map(|_| ())
+    });
     while h.store.writes_started.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut c = client(&h, true).await;
-    let err = c.export(request(vec![span(9, 9, "second")], vec![])).await.expect_err("overloaded");
+    let err = c
+        .export(request(vec![span(9, 9, "second")], vec![]))
+        .await
+        .expect_err("overloaded");
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.get_details_retry_info().is_some());
     gate.add_permits(1000);
@@ -106,11 +162,17 @@ async fn overload_and_store_down_are_unavailable_with_retry_info() {
     assert_eq!(h.store.len(), 10);
 
     h.store.fail.store(FAIL_RETRYABLE, Ordering::SeqCst);
-    let err = c.export(request(spans(2, "down"), vec![])).await.expect_err("store down");
+    let err = c
+        .export(request(spans(2, "down"), vec![]))
+        .await
+        .expect_err("store down");
     assert_eq!(err.code(), Code::Unavailable);
     assert!(err.message().contains("disk full"), "{}", err.message());
     h.store.fail.store(FAIL_PERMANENT, Ordering::SeqCst);
-    let err = c.export(request(spans(2, "broken"), vec![])).await.expect_err("store broken");
+    let err = c
+        .export(request(spans(2, "broken"), vec![]))
+        .await
+        .expect_err("store broken");
     assert_eq!(err.code(), Code::Internal);
     assert_eq!(h.store.len(), 10);
     assert_eq!(h.index.spans.lock().unwrap().len(), 10);
@@ -123,7 +185,11 @@ async fn shutdown_drains_what_was_accepted() {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     *h.store.gate.lock().unwrap() = Some(gate.clone());
     let mut c = client(&h, false).await;
-    let inflight = tokio::spawn(async move { c.export(request(spans(5, "late"), vec![])).await.map(|_| ()) });
+    let inflight = tokio::spawn(async move {
+        c.export(request(spans(5, "late"), vec![]))
+            .await
+            .map(|_| ())
+    });
     while h.store.writes_started.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -132,7 +198,10 @@ async fn shutdown_drains_what_was_accepted() {
     let shutdown = tokio::spawn(h.collector.shutdown());
     tokio::time::sleep(Duration::from_millis(50)).await;
     gate.add_permits(1000);
-    inflight.await.unwrap().expect("in-flight request acknowledged");
+    inflight
+        .await
+        .unwrap()
+        .expect("in-flight request acknowledged");
     shutdown.await.unwrap().unwrap();
     assert_eq!(store.len(), 5);
     assert_eq!(index.spans.lock().unwrap().len(), 5);

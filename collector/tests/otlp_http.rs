@@ -15,7 +15,12 @@ use reqwest::StatusCode;
 
 const PB: &str = "application/x-protobuf";
 
-async fn post(h: &Harness, content_type: Option<&str>, encoding: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+async fn post(
+    h: &Harness,
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut req = reqwest::Client::new().post(h.http_url()).body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
@@ -50,12 +55,20 @@ async fn partial_success_stores_good_spans_and_enriches_business_keys() {
     let body = pb_response(resp).await;
     let ps = body.partial_success.expect("partial success");
     assert_eq!(ps.rejected_spans, 1);
-    assert!(ps.error_message.contains("invalid_trace_id"), "{}", ps.error_message);
+    assert!(
+        ps.error_message.contains("invalid_trace_id"),
+        "{}",
+        ps.error_message
+    );
     assert_eq!(h.store.names(), vec!["good-a", "good-b"]);
     assert_eq!(h.index.names(), vec!["good-a", "good-b"]);
     let stored = h.store.spans.lock().unwrap().clone();
     let a = stored.iter().find(|s| s.name == "good-a").unwrap();
-    let keys: Vec<(&str, &str)> = a.business_keys.iter().map(|k| (k.name.as_str(), k.value.as_str())).collect();
+    let keys: Vec<(&str, &str)> = a
+        .business_keys
+        .iter()
+        .map(|k| (k.name.as_str(), k.value.as_str()))
+        .collect();
     assert_eq!(keys, vec![("order_id", "12345"), ("tenant", "acme")]);
     let b = stored.iter().find(|s| s.name == "good-b").unwrap();
     assert_eq!(b.business_keys.len(), 1, "tenant from the resource only");
@@ -77,7 +90,13 @@ async fn json_uppercase_ids_string_ints_unknown_fields() {
         now - 1000,
         now
     );
-    let resp = post(&h, Some("application/json; charset=utf-8"), None, body.into_bytes()).await;
+    let resp = post(
+        &h,
+        Some("application/json; charset=utf-8"),
+        None,
+        body.into_bytes(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let v: serde_json::Value = resp.json().await.unwrap();
@@ -108,7 +127,10 @@ async fn empty_requests_succeed() {
 }
 
 fn small_limit_config() -> clew_collector::CollectorConfig {
-    clew_collector::CollectorConfig { max_request_bytes: 64 * 1024, ..test_config() }
+    clew_collector::CollectorConfig {
+        max_request_bytes: 64 * 1024,
+        ..test_config()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +205,13 @@ async fn gzip_accepted_bomb_413_corrupt_400() {
     assert!(pb_status(resp).await.message.contains("gzip"));
 
     // gzip header on plain bytes
-    let resp = post(&h, Some(PB), Some("gzip"), request(vec![span(1, 2, "plain")], vec![]).encode_to_vec()).await;
+    let resp = post(
+        &h,
+        Some(PB),
+        Some("gzip"),
+        request(vec![span(1, 2, "plain")], vec![]).encode_to_vec(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(h.store.names(), vec!["zipped"]);
     h.collector.shutdown().await.unwrap();
@@ -198,7 +226,10 @@ async fn wrong_or_missing_content_type_is_415() {
     let resp = post(&h, None, None, body.clone()).await;
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let v: serde_json::Value = resp.json().await.unwrap();
-    assert!(v["message"].as_str().unwrap().contains("Content-Type"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("Content-Type"),
+        "{v}"
+    );
     let resp = post(&h, Some(PB), Some("br"), body).await;
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(h.store.len(), 0);
@@ -219,17 +250,32 @@ async fn garbage_and_truncated_protobuf_is_400() {
         .collect();
     let resp = post(&h, Some(PB), None, random).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(pb_status(resp).await.code, tonic::Code::InvalidArgument as i32);
+    assert_eq!(
+        pb_status(resp).await.code,
+        tonic::Code::InvalidArgument as i32
+    );
 
     let full = request(spans(10, "t"), vec![]).encode_to_vec();
     let resp = post(&h, Some(PB), None, full[..full.len() - 7].to_vec()).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 
     // a length prefix pointing far past the end
-    let resp = post(&h, Some(PB), None, vec![0x0a, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3]).await;
+    let resp = post(
+        &h,
+        Some(PB),
+        None,
+        vec![0x0a, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3],
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 
-    let resp = post(&h, Some("application/json"), None, b"{\"resourceSpans\": [".to_vec()).await;
+    let resp = post(
+        &h,
+        Some("application/json"),
+        None,
+        b"{\"resourceSpans\": [".to_vec(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["code"], 3);
@@ -238,9 +284,13 @@ async fn garbage_and_truncated_protobuf_is_400() {
 }
 
 fn nested(depth: usize) -> AnyValue {
-    let mut v = AnyValue { value: Some(Value::StringValue("leaf".into())) };
+    let mut v = AnyValue {
+        value: Some(Value::StringValue("leaf".into())),
+    };
     for _ in 0..depth {
-        v = AnyValue { value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })) };
+        v = AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })),
+        };
     }
     v
 }
@@ -250,21 +300,34 @@ async fn deep_nesting_is_refused_or_cut_without_overflow() {
     let h = start(test_config()).await;
     // Beyond prost's recursion limit: the request is refused.
     let mut s = span(1, 1, "too-deep");
-    s.attributes = vec![KeyValue { key: "deep".into(), value: Some(nested(500)), ..Default::default() }];
+    s.attributes = vec![KeyValue {
+        key: "deep".into(),
+        value: Some(nested(500)),
+        ..Default::default()
+    }];
     let resp = post(&h, Some(PB), None, request(vec![s], vec![]).encode_to_vec()).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 
     // Within the decoder's limit but past the span limit: kept and cut.
     let mut s = span(1, 2, "cut");
-    s.attributes = vec![KeyValue { key: "deep".into(), value: Some(nested(30)), ..Default::default() }];
+    s.attributes = vec![KeyValue {
+        key: "deep".into(),
+        value: Some(nested(30)),
+        ..Default::default()
+    }];
     let resp = post(&h, Some(PB), None, request(vec![s], vec![]).encode_to_vec()).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let stored = h.store.spans.lock().unwrap().clone();
     assert_eq!(stored.len(), 1);
-    assert_ne!(stored[0].repairs & clew_proto::model::repair::NESTING_CUT, 0);
+    assert_ne!(
+        stored[0].repairs & clew_proto::model::repair::NESTING_CUT,
+        0
+    );
 
     // JSON nested 100k deep: refused by the JSON recursion limit.
-    let mut deep = String::from(r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"k","value":"#);
+    let mut deep = String::from(
+        r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"k","value":"#,
+    );
     for _ in 0..100_000 {
         deep.push_str(r#"{"arrayValue":{"values":["#);
     }
@@ -285,14 +348,23 @@ async fn invalid_utf8_refuses_the_request() {
     let resp = post(&h, Some(PB), None, bytes).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let st = pb_status(resp).await;
-    assert!(st.message.contains("UTF-8") || st.message.contains("utf-8"), "{}", st.message);
+    assert!(
+        st.message.contains("UTF-8") || st.message.contains("utf-8"),
+        "{}",
+        st.message
+    );
     assert_eq!(h.store.len(), 0);
     h.collector.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_503_with_retry_after_and_nothing_dropped() {
-    let config = clew_collector::CollectorConfig { queue_max_spans: 10, batch_max_spans: 10, enqueue_timeout_ms: 100, ..test_config() };
+    let config = clew_collector::CollectorConfig {
+        queue_max_spans: 10,
+        batch_max_spans: 10,
+        enqueue_timeout_ms: 100,
+        ..test_config()
+    };
     let h = start(config).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     *h.store.gate.lock().unwrap() = Some(gate.clone());
@@ -312,7 +384,13 @@ async fn overload_is_503_with_retry_after_and_nothing_dropped() {
     while h.store.writes_started.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let resp = post(&h, Some(PB), None, request(vec![span(9, 9, "second")], vec![]).encode_to_vec()).await;
+    let resp = post(
+        &h,
+        Some(PB),
+        None,
+        request(vec![span(9, 9, "second")], vec![]).encode_to_vec(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()["retry-after"], "1");
     assert_eq!(pb_status(resp).await.code, tonic::Code::Unavailable as i32);
@@ -329,7 +407,13 @@ async fn overload_is_503_with_retry_after_and_nothing_dropped() {
 async fn store_or_index_failure_is_retryable_and_nothing_acked() {
     let h = start(test_config()).await;
     h.store.fail.store(FAIL_RETRYABLE, Ordering::SeqCst);
-    let resp = post(&h, Some(PB), None, request(spans(3, "down"), vec![]).encode_to_vec()).await;
+    let resp = post(
+        &h,
+        Some(PB),
+        None,
+        request(spans(3, "down"), vec![]).encode_to_vec(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(resp.headers().contains_key("retry-after"));
     assert!(pb_status(resp).await.message.contains("disk full"));
@@ -337,17 +421,35 @@ async fn store_or_index_failure_is_retryable_and_nothing_acked() {
     assert_eq!(h.index.names().len(), 0);
 
     h.store.fail.store(FAIL_PERMANENT, Ordering::SeqCst);
-    let resp = post(&h, Some(PB), None, request(spans(3, "broken"), vec![]).encode_to_vec()).await;
+    let resp = post(
+        &h,
+        Some(PB),
+        None,
+        request(spans(3, "broken"), vec![]).encode_to_vec(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(resp.headers().get("retry-after").is_none());
 
     // store fine, index down: still a retryable error (the retry rewrites idempotently)
     h.store.fail.store(FAIL_NONE, Ordering::SeqCst);
     h.index.fail.store(FAIL_RETRYABLE, Ordering::SeqCst);
-    let resp = post(&h, Some(PB), None, request(spans(2, "idx"), vec![]).encode_to_vec()).await;
+    let resp = post(
+        &h,
+        Some(PB),
+        None,
+        request(spans(2, "idx"), vec![]).encode_to_vec(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     h.index.fail.store(FAIL_NONE, Ordering::SeqCst);
-    let resp = post(&h, Some(PB), None, request(spans(2, "idx"), vec![]).encode_to_vec()).await;
+    let resp = post(
+        &h,
+        Some(PB),
+        None,
+        request(spans(2, "idx"), vec![]).encode_to_vec(),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(h.store.names(), vec!["idx0", "idx1"]);
     assert_eq!(h.index.names(), vec!["idx0", "idx1"]);
@@ -357,12 +459,23 @@ async fn store_or_index_failure_is_retryable_and_nothing_acked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_rejections_become_partial_success_and_are_not_indexed() {
     let h = start(test_config()).await;
-    let req = request(vec![span(1, 1, "kept"), span(1, 2, TOO_LARGE_NAME), span(1, 3, "kept2")], vec![]);
+    let req = request(
+        vec![
+            span(1, 1, "kept"),
+            span(1, 2, TOO_LARGE_NAME),
+            span(1, 3, "kept2"),
+        ],
+        vec![],
+    );
     let resp = post(&h, Some(PB), None, req.encode_to_vec()).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let ps = pb_response(resp).await.partial_success.unwrap();
     assert_eq!(ps.rejected_spans, 1);
-    assert!(ps.error_message.contains("trace_too_large"), "{}", ps.error_message);
+    assert!(
+        ps.error_message.contains("trace_too_large"),
+        "{}",
+        ps.error_message
+    );
     assert_eq!(h.store.names(), vec!["kept", "kept2"]);
     assert_eq!(h.index.names(), vec!["kept", "kept2"]);
     h.collector.shutdown().await.unwrap();
@@ -376,8 +489,17 @@ async fn many_concurrent_requests_are_batched_and_all_acked() {
     for t in 0..20u8 {
         let (client, url) = (client.clone(), h.http_url());
         tasks.push(tokio::spawn(async move {
-            let spans: Vec<_> = (0..50u8).map(|i| span(t + 1, i + 1, &format!("c{t}-{i}"))).collect();
-            client.post(url).header("content-type", PB).body(request(spans, vec![]).encode_to_vec()).send().await.unwrap().status()
+            let spans: Vec<_> = (0..50u8)
+                .map(|i| span(t + 1, i + 1, &format!("c{t}-{i}")))
+                .collect();
+            client
+                .post(url)
+                .header("content-type", PB)
+                .body(request(spans, vec![]).encode_to_vec())
+                .send()
+                .await
+                .unwrap()
+                .status()
         }));
     }
     for t in tasks {

@@ -111,11 +111,19 @@ fn scope_body_len(s: &Scope) -> usize {
 }
 
 fn str_len(tag: u32, s: &str) -> usize {
-    if s.is_empty() { 0 } else { pe::key_len(tag) + pe::encoded_len_varint(s.len() as u64) + s.len() }
+    if s.is_empty() {
+        0
+    } else {
+        pe::key_len(tag) + pe::encoded_len_varint(s.len() as u64) + s.len()
+    }
 }
 
 fn u32_len(tag: u32, v: u32) -> usize {
-    if v == 0 { 0 } else { pe::key_len(tag) + pe::encoded_len_varint(v as u64) }
+    if v == 0 {
+        0
+    } else {
+        pe::key_len(tag) + pe::encoded_len_varint(v as u64)
+    }
 }
 
 fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
@@ -264,7 +272,11 @@ impl SharedDecoder {
         Ok(Span {
             trace_id: TraceId::from_bytes(&m.trace_id)?,
             span_id: SpanId::from_bytes(&m.span_id)?,
-            parent_span_id: if m.parent_span_id.is_empty() { None } else { Some(SpanId::from_bytes(&m.parent_span_id)?) },
+            parent_span_id: if m.parent_span_id.is_empty() {
+                None
+            } else {
+                Some(SpanId::from_bytes(&m.parent_span_id)?)
+            },
             trace_state: m.trace_state,
             flags: m.flags,
             name: m.name,
@@ -282,7 +294,14 @@ impl SharedDecoder {
             resource,
             scope,
             service_name: m.service_name,
-            business_keys: m.business_keys.into_iter().map(|k| BusinessKey { name: k.name, value: k.value }).collect(),
+            business_keys: m
+                .business_keys
+                .into_iter()
+                .map(|k| BusinessKey {
+                    name: k.name,
+                    value: k.value,
+                })
+                .collect(),
             repairs: m.repairs,
         })
     }
@@ -294,7 +313,11 @@ mod tests {
     use crate::model::{any_value::Value, AnyValue, ArrayValue, KeyValueList};
 
     fn kv(key: &str, value: Value) -> KeyValue {
-        KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
     }
 
     /// A span that sets every field the encoding carries.
@@ -308,10 +331,20 @@ mod tests {
             kv(
                 "arr",
                 Value::ArrayValue(ArrayValue {
-                    values: vec![AnyValue { value: Some(Value::IntValue(1)) }, AnyValue { value: None }],
+                    values: vec![
+                        AnyValue {
+                            value: Some(Value::IntValue(1)),
+                        },
+                        AnyValue { value: None },
+                    ],
                 }),
             ),
-            kv("map", Value::KvlistValue(KeyValueList { values: vec![kv("inner", Value::StringValue("x".into()))] })),
+            kv(
+                "map",
+                Value::KvlistValue(KeyValueList {
+                    values: vec![kv("inner", Value::StringValue("x".into()))],
+                }),
+            ),
         ];
         Span {
             trace_id: TraceId([7; 16]),
@@ -343,7 +376,11 @@ mod tests {
             dropped_links_count: 5,
             status_code: StatusCode::Error,
             status_message: "boom".into(),
-            resource: Arc::new(Resource { attributes: attrs.clone(), dropped_attributes_count: 6, schema_url: "https://r".into() }),
+            resource: Arc::new(Resource {
+                attributes: attrs.clone(),
+                dropped_attributes_count: 6,
+                schema_url: "https://r".into(),
+            }),
             scope: Arc::new(Scope {
                 name: "lib".into(),
                 version: "1.2".into(),
@@ -352,7 +389,10 @@ mod tests {
                 schema_url: "https://s".into(),
             }),
             service_name: "checkout".into(),
-            business_keys: vec![BusinessKey { name: "order_id".into(), value: "12345".into() }],
+            business_keys: vec![BusinessKey {
+                name: "order_id".into(),
+                value: "12345".into(),
+            }],
             repairs: crate::model::repair::END_BEFORE_START,
         }
     }
@@ -394,8 +434,11 @@ mod tests {
     fn golden_v1_bytes_still_decode() {
         // Written by this version of the encoder for `full_span()`; if this file changes,
         // old cells in users' stores must still decode — add a new golden, keep this one.
-        let golden = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/span_v1.bin"))
-            .expect("golden file present");
+        let golden = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/span_v1.bin"
+        ))
+        .expect("golden file present");
         assert_eq!(decode_span(&golden).unwrap(), full_span());
     }
 
@@ -409,7 +452,10 @@ mod tests {
     #[test]
     fn rejects_unknown_version_and_garbage() {
         assert!(matches!(decode_span(&[]), Err(DecodeError::Empty)));
-        assert!(matches!(decode_span(&[9, 1, 2]), Err(DecodeError::UnknownVersion(9))));
+        assert!(matches!(
+            decode_span(&[9, 1, 2]),
+            Err(DecodeError::UnknownVersion(9))
+        ));
         assert!(decode_span(&[1, 0xff, 0xff, 0xff]).is_err());
     }
 

@@ -19,7 +19,9 @@ use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValu
 use opentelemetry_proto::tonic::trace::v1 as otlp;
 
 use crate::ids::{SpanId, TraceId};
-use crate::model::{repair, Resource, Scope, Span, SpanKind, StatusCode, UNKNOWN_SERVICE, UNNAMED_SPAN};
+use crate::model::{
+    repair, Resource, Scope, Span, SpanKind, StatusCode, UNKNOWN_SERVICE, UNNAMED_SPAN,
+};
 use crate::reject::RejectReason;
 
 /// Placeholder for attribute values nested deeper than [`Limits::max_nesting_depth`].
@@ -82,7 +84,11 @@ impl Converted {
 }
 
 /// Converts an OTLP export request into validated spans.
-pub fn convert_request(req: ExportTraceServiceRequest, limits: &Limits, now_unix_nano: u64) -> Converted {
+pub fn convert_request(
+    req: ExportTraceServiceRequest,
+    limits: &Limits,
+    now_unix_nano: u64,
+) -> Converted {
     let mut out = Converted::default();
     for rs in req.resource_spans {
         let otlp_resource = rs.resource.unwrap_or_default();
@@ -90,7 +96,9 @@ pub fn convert_request(req: ExportTraceServiceRequest, limits: &Limits, now_unix
         let mut res_dropped = otlp_resource.dropped_attributes_count;
         let mut res_repairs = 0;
         res_repairs |= limit_attributes(&mut res_attrs, &mut res_dropped, limits);
-        let service_name = match crate::model::find_attr(&res_attrs, "service.name").map(crate::model::value_to_string) {
+        let service_name = match crate::model::find_attr(&res_attrs, "service.name")
+            .map(crate::model::value_to_string)
+        {
             Some(s) if !s.is_empty() => s,
             _ => {
                 res_repairs |= repair::MISSING_SERVICE;
@@ -116,7 +124,14 @@ pub fn convert_request(req: ExportTraceServiceRequest, limits: &Limits, now_unix
             });
             out.spans.reserve(ss.spans.len());
             for span in ss.spans {
-                match convert_span(span, &resource, &scope, &service_name, limits, now_unix_nano) {
+                match convert_span(
+                    span,
+                    &resource,
+                    &scope,
+                    &service_name,
+                    limits,
+                    now_unix_nano,
+                ) {
                     Ok(mut s) => {
                         s.repairs |= res_repairs | scope_repairs;
                         out.spans.push(s);
@@ -142,8 +157,10 @@ fn convert_span(
         service_name: service_name.to_string(),
         span_name: name.chars().take(128).collect(),
     };
-    let trace_id = TraceId::from_bytes(&span.trace_id).map_err(|_| reject(RejectReason::InvalidTraceId, &span.name))?;
-    let span_id = SpanId::from_bytes(&span.span_id).map_err(|_| reject(RejectReason::InvalidSpanId, &span.name))?;
+    let trace_id = TraceId::from_bytes(&span.trace_id)
+        .map_err(|_| reject(RejectReason::InvalidTraceId, &span.name))?;
+    let span_id = SpanId::from_bytes(&span.span_id)
+        .map_err(|_| reject(RejectReason::InvalidSpanId, &span.name))?;
     let mut repairs = 0;
 
     let parent_span_id = match span.parent_span_id.len() {
@@ -191,7 +208,8 @@ fn convert_span(
     let mut events = span.events;
     let mut dropped_events_count = span.dropped_events_count;
     if events.len() > limits.max_events {
-        dropped_events_count = dropped_events_count.saturating_add((events.len() - limits.max_events) as u32);
+        dropped_events_count =
+            dropped_events_count.saturating_add((events.len() - limits.max_events) as u32);
         events.truncate(limits.max_events);
         repairs |= repair::TRUNCATED;
     }
@@ -205,7 +223,8 @@ fn convert_span(
     let mut links = span.links;
     let mut dropped_links_count = span.dropped_links_count;
     if links.len() > limits.max_links {
-        dropped_links_count = dropped_links_count.saturating_add((links.len() - limits.max_links) as u32);
+        dropped_links_count =
+            dropped_links_count.saturating_add((links.len() - limits.max_links) as u32);
         links.truncate(limits.max_links);
         repairs |= repair::TRUNCATED;
     }
@@ -213,7 +232,11 @@ fn convert_span(
         if truncate_str(&mut link.trace_state, limits.max_attribute_value_bytes) {
             repairs |= repair::TRUNCATED;
         }
-        repairs |= limit_attributes(&mut link.attributes, &mut link.dropped_attributes_count, limits);
+        repairs |= limit_attributes(
+            &mut link.attributes,
+            &mut link.dropped_attributes_count,
+            limits,
+        );
     }
 
     let mut trace_state = span.trace_state;
@@ -298,7 +321,9 @@ fn limit_value(v: &mut AnyValue, depth: usize, limits: &Limits) -> u32 {
                 repairs |= repair::TRUNCATED;
             }
         }
-        Some(Value::ArrayValue(_)) | Some(Value::KvlistValue(_)) if depth >= limits.max_nesting_depth => {
+        Some(Value::ArrayValue(_)) | Some(Value::KvlistValue(_))
+            if depth >= limits.max_nesting_depth =>
+        {
             v.value = Some(Value::StringValue(NESTING_PLACEHOLDER.to_string()));
             repairs |= repair::NESTING_CUT;
         }
@@ -352,15 +377,23 @@ mod tests {
             .map(|s| {
                 vec![KeyValue {
                     key: "service.name".into(),
-                    value: Some(AnyValue { value: Some(Value::StringValue(s.into())) }),
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue(s.into())),
+                    }),
                     ..Default::default()
                 }]
             })
             .unwrap_or_default();
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(OtlpResource { attributes, ..Default::default() }),
-                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                resource: Some(OtlpResource {
+                    attributes,
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         }
@@ -401,7 +434,11 @@ mod tests {
         bad_parent.parent_span_id = vec![5; 3];
         let mut good_parent = span(vec![1; 16], vec![3; 8]);
         good_parent.parent_span_id = vec![1; 8];
-        let out = convert_request(request(vec![zero_parent, bad_parent, good_parent], Some("s")), &Limits::default(), NOW);
+        let out = convert_request(
+            request(vec![zero_parent, bad_parent, good_parent], Some("s")),
+            &Limits::default(),
+            NOW,
+        );
         assert_eq!(out.spans.len(), 3);
         assert_eq!(out.spans[0].parent_span_id, None);
         assert_eq!(out.spans[0].repairs & repair::PARENT_ID_DROPPED, 0);
@@ -422,14 +459,24 @@ mod tests {
         let mut future = span(vec![1; 16], vec![4; 8]);
         future.start_time_unix_nano = u64::MAX - 1;
         future.end_time_unix_nano = u64::MAX;
-        let out = convert_request(request(vec![backwards, zero_start, both_zero, future], Some("s")), &Limits::default(), NOW);
+        let out = convert_request(
+            request(vec![backwards, zero_start, both_zero, future], Some("s")),
+            &Limits::default(),
+            NOW,
+        );
         assert_eq!(out.spans.len(), 2);
         assert_eq!(out.spans[0].end_unix_nano, out.spans[0].start_unix_nano);
         assert_ne!(out.spans[0].repairs & repair::END_BEFORE_START, 0);
         assert_eq!(out.spans[1].start_unix_nano, NOW);
         assert_ne!(out.spans[1].repairs & repair::ZERO_START, 0);
         let reasons: Vec<_> = out.rejected.iter().map(|r| r.reason).collect();
-        assert_eq!(reasons, vec![RejectReason::MissingTimestamps, RejectReason::TimestampInFuture]);
+        assert_eq!(
+            reasons,
+            vec![
+                RejectReason::MissingTimestamps,
+                RejectReason::TimestampInFuture
+            ]
+        );
     }
 
     #[test]
@@ -437,7 +484,10 @@ mod tests {
         let mut s = span(vec![1; 16], vec![1; 8]);
         s.name = String::new();
         s.kind = 42;
-        s.status = Some(Status { code: 7, message: "m".into() });
+        s.status = Some(Status {
+            code: 7,
+            message: "m".into(),
+        });
         let out = convert_request(request(vec![s], None), &Limits::default(), NOW);
         let s = &out.spans[0];
         assert_eq!(s.name, UNNAMED_SPAN);
@@ -450,23 +500,41 @@ mod tests {
 
     #[test]
     fn limits_cut_and_count() {
-        let limits = Limits { max_attributes: 2, max_events: 1, max_attribute_value_bytes: 4, max_nesting_depth: 2, ..Limits::default() };
+        let limits = Limits {
+            max_attributes: 2,
+            max_events: 1,
+            max_attribute_value_bytes: 4,
+            max_nesting_depth: 2,
+            ..Limits::default()
+        };
         let mut s = span(vec![1; 16], vec![1; 8]);
         let big = |k: &str| KeyValue {
             key: k.into(),
-            value: Some(AnyValue { value: Some(Value::StringValue("héllo world".into())) }),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue("héllo world".into())),
+            }),
             ..Default::default()
         };
         s.attributes = vec![big("a"), big("b"), big("c")];
         s.dropped_attributes_count = 1;
         s.events = vec![Default::default(), Default::default(), Default::default()];
         // nested 5 deep
-        let mut v = AnyValue { value: Some(Value::StringValue("leaf".into())) };
+        let mut v = AnyValue {
+            value: Some(Value::StringValue("leaf".into())),
+        };
         for _ in 0..5 {
-            v = AnyValue { value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })) };
+            v = AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })),
+            };
         }
         s.attributes[1].value = Some(AnyValue {
-            value: Some(Value::KvlistValue(KeyValueList { values: vec![KeyValue { key: "k".into(), value: Some(v), ..Default::default() }] })),
+            value: Some(Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue {
+                    key: "k".into(),
+                    value: Some(v),
+                    ..Default::default()
+                }],
+            })),
         });
         let out = convert_request(request(vec![s], Some("s")), &limits, NOW);
         let s = &out.spans[0];
@@ -475,15 +543,26 @@ mod tests {
         assert_eq!(s.events.len(), 1);
         assert_eq!(s.dropped_events_count, 2);
         // "héllo" cut at 4 bytes stays valid UTF-8: "hél" is 4 bytes
-        assert_eq!(crate::model::value_to_string(s.attributes[0].value.as_ref().unwrap()), "hél");
-        assert!(crate::model::value_to_json(s.attributes[1].value.as_ref().unwrap()).to_string().contains(NESTING_PLACEHOLDER));
+        assert_eq!(
+            crate::model::value_to_string(s.attributes[0].value.as_ref().unwrap()),
+            "hél"
+        );
+        assert!(
+            crate::model::value_to_json(s.attributes[1].value.as_ref().unwrap())
+                .to_string()
+                .contains(NESTING_PLACEHOLDER)
+        );
         assert_ne!(s.repairs & repair::TRUNCATED, 0);
         assert_ne!(s.repairs & repair::NESTING_CUT, 0);
     }
 
     #[test]
     fn empty_request_is_empty() {
-        let out = convert_request(ExportTraceServiceRequest::default(), &Limits::default(), NOW);
+        let out = convert_request(
+            ExportTraceServiceRequest::default(),
+            &Limits::default(),
+            NOW,
+        );
         assert_eq!(out.total(), 0);
         let out = convert_request(request(vec![], Some("s")), &Limits::default(), NOW);
         assert_eq!(out.total(), 0);

@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(TraceId::from_bytes(&[0; 16]), Err(IdError::AllZeros));
         assert_eq!(
             TraceId::from_bytes(&[1; 15]),
-            Err(IdError::WrongLength { expected: 16, got: 15 })
+            Err(IdError::WrongLength {
+                expected: 16,
+                got: 15
+            })
         );
         assert_eq!(SpanId::from_bytes(&[0; 8]), Err(IdError::AllZeros));
         assert!(SpanId::from_hex("0102030405060708").is_ok());

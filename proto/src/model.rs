@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-pub use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue, KeyValueList};
+pub use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, KeyValue, KeyValueList,
+};
 pub use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 
 use crate::ids::{SpanId, TraceId};
@@ -201,15 +203,22 @@ impl Span {
     /// `(exception.type, exception.message)` of the first exception event, if any.
     pub fn exception(&self) -> Option<(String, String)> {
         let ev = self.events.iter().find(|e| e.name == "exception")?;
-        let ty = find_attr(&ev.attributes, "exception.type").map(value_to_string).unwrap_or_default();
-        let msg = find_attr(&ev.attributes, "exception.message").map(value_to_string).unwrap_or_default();
+        let ty = find_attr(&ev.attributes, "exception.type")
+            .map(value_to_string)
+            .unwrap_or_default();
+        let msg = find_attr(&ev.attributes, "exception.message")
+            .map(value_to_string)
+            .unwrap_or_default();
         Some((ty, msg))
     }
 }
 
 /// First attribute named `key`.
 pub fn find_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref())
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
 }
 
 /// Text form of an attribute value, as used for index terms and business keys.
@@ -225,7 +234,12 @@ pub fn value_to_string(v: &AnyValue) -> String {
         Some(Value::BytesValue(b)) => hex::encode(b),
         Some(Value::StringValueStrindex(i)) => format!("strindex:{i}"),
         Some(Value::ArrayValue(a)) => {
-            let parts: Vec<String> = a.values.iter().map(value_to_json).map(|j| j.to_string()).collect();
+            let parts: Vec<String> = a
+                .values
+                .iter()
+                .map(value_to_json)
+                .map(|j| j.to_string())
+                .collect();
             format!("[{}]", parts.join(","))
         }
         Some(Value::KvlistValue(_)) => value_to_json(v).to_string(),
@@ -241,7 +255,9 @@ pub fn value_to_json(v: &AnyValue) -> serde_json::Value {
         Some(Value::StringValue(s)) => J::String(s.clone()),
         Some(Value::BoolValue(b)) => J::Bool(*b),
         Some(Value::IntValue(i)) => J::from(*i),
-        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(*d).map(J::Number).unwrap_or_else(|| J::String(d.to_string())),
+        Some(Value::DoubleValue(d)) => serde_json::Number::from_f64(*d)
+            .map(J::Number)
+            .unwrap_or_else(|| J::String(d.to_string())),
         Some(Value::BytesValue(b)) => J::String(hex::encode(b)),
         Some(Value::StringValueStrindex(i)) => J::String(format!("strindex:{i}")),
         Some(Value::ArrayValue(a)) => J::Array(a.values.iter().map(value_to_json).collect()),
@@ -253,7 +269,13 @@ pub fn value_to_json(v: &AnyValue) -> serde_json::Value {
 pub fn attributes_to_json(attrs: &[KeyValue]) -> serde_json::Value {
     let mut map = serde_json::Map::with_capacity(attrs.len());
     for kv in attrs {
-        map.insert(kv.key.clone(), kv.value.as_ref().map(value_to_json).unwrap_or(serde_json::Value::Null));
+        map.insert(
+            kv.key.clone(),
+            kv.value
+                .as_ref()
+                .map(value_to_json)
+                .unwrap_or(serde_json::Value::Null),
+        );
     }
     serde_json::Value::Object(map)
 }

@@ -101,12 +101,20 @@ impl StoreConfig {
     /// Checks values without touching the disk or network.
     pub fn validate(&self) -> Result<()> {
         match self {
-            StoreConfig::Embedded { max_spans_per_trace, max_bytes_per_trace, .. } => {
+            StoreConfig::Embedded {
+                max_spans_per_trace,
+                max_bytes_per_trace,
+                ..
+            } => {
                 if *max_spans_per_trace == 0 {
-                    return Err(Error::Config("store.max_spans_per_trace must be at least 1".into()));
+                    return Err(Error::Config(
+                        "store.max_spans_per_trace must be at least 1".into(),
+                    ));
                 }
                 if *max_bytes_per_trace < 1024 {
-                    return Err(Error::Config("store.max_bytes_per_trace must be at least 1024".into()));
+                    return Err(Error::Config(
+                        "store.max_bytes_per_trace must be at least 1024".into(),
+                    ));
                 }
                 Ok(())
             }
@@ -118,14 +126,19 @@ impl IndexConfig {
     /// Checks values without touching the disk or network.
     pub fn validate(&self) -> Result<()> {
         match self {
-            IndexConfig::Embedded { commit_interval_ms, writer_memory_mb } => {
+            IndexConfig::Embedded {
+                commit_interval_ms,
+                writer_memory_mb,
+            } => {
                 if !(10..=1500).contains(commit_interval_ms) {
                     return Err(Error::Config(
                         "index.commit_interval_ms must be between 10 and 1500 (searchable within 2 s)".into(),
                     ));
                 }
                 if *writer_memory_mb < 16 {
-                    return Err(Error::Config("index.writer_memory_mb must be at least 16".into()));
+                    return Err(Error::Config(
+                        "index.writer_memory_mb must be at least 16".into(),
+                    ));
                 }
                 Ok(())
             }
@@ -137,9 +150,9 @@ impl IndexConfig {
 pub fn open_span_store(config: &StoreConfig, common: &Common) -> Result<Arc<dyn SpanStore>> {
     config.validate()?;
     match config {
-        StoreConfig::Embedded { .. } => {
-            Ok(Arc::new(crate::embedded::fjall_store::FjallSpanStore::open(config, common)?))
-        }
+        StoreConfig::Embedded { .. } => Ok(Arc::new(
+            crate::embedded::fjall_store::FjallSpanStore::open(config, common)?,
+        )),
     }
 }
 
@@ -147,8 +160,8 @@ pub fn open_span_store(config: &StoreConfig, common: &Common) -> Result<Arc<dyn 
 pub fn open_trace_index(config: &IndexConfig, common: &Common) -> Result<Arc<dyn TraceIndex>> {
     config.validate()?;
     match config {
-        IndexConfig::Embedded { .. } => {
-            Ok(Arc::new(crate::embedded::tantivy_index::TantivyTraceIndex::open(config, common)?))
-        }
+        IndexConfig::Embedded { .. } => Ok(Arc::new(
+            crate::embedded::tantivy_index::TantivyTraceIndex::open(config, common)?,
+        )),
     }
 }

@@ -10,10 +10,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The backend could not do the work now (I/O error, disk full, server down, timeout).
     #[error("{context}: {message}")]
-    Unavailable { context: &'static str, message: String },
+    Unavailable {
+        context: &'static str,
+        message: String,
+    },
     /// Stored bytes could not be decoded.
     #[error("corrupt data in {context}: {message}")]
-    Corrupt { context: &'static str, message: String },
+    Corrupt {
+        context: &'static str,
+        message: String,
+    },
     /// The caller asked for something that cannot be answered (bad cursor, bad query).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -29,10 +35,16 @@ impl Error {
     }
 
     pub fn unavailable(context: &'static str, err: impl std::fmt::Display) -> Self {
-        Error::Unavailable { context, message: err.to_string() }
+        Error::Unavailable {
+            context,
+            message: err.to_string(),
+        }
     }
 
     pub fn corrupt(context: &'static str, err: impl std::fmt::Display) -> Self {
-        Error::Corrupt { context, message: err.to_string() }
+        Error::Corrupt {
+            context,
+            message: err.to_string(),
+        }
     }
 }

@@ -18,15 +18,26 @@ use clew_store::{Common, SpanStore, StoreConfig, StoredTrace};
 const CRASH_DIR_ENV: &str = "CLEW_TEST_CRASH_CHILD_DIR";
 
 fn config(max_spans_per_trace: u32, max_bytes_per_trace: u64) -> StoreConfig {
-    StoreConfig::Embedded { max_spans_per_trace, max_bytes_per_trace, cache_mb: 16 }
+    StoreConfig::Embedded {
+        max_spans_per_trace,
+        max_bytes_per_trace,
+        cache_mb: 16,
+    }
 }
 
 fn common(dir: &Path, retention_days: u32) -> Common {
-    Common { data_dir: dir.to_path_buf(), retention_days, indexed_attributes: vec![] }
+    Common {
+        data_dir: dir.to_path_buf(),
+        retention_days,
+        indexed_attributes: vec![],
+    }
 }
 
 fn open(dir: &Path, max_spans_per_trace: u32) -> Arc<dyn SpanStore> {
-    Arc::new(FjallSpanStore::open(&config(max_spans_per_trace, 64 << 20), &common(dir, 7)).expect("open fjall store"))
+    Arc::new(
+        FjallSpanStore::open(&config(max_spans_per_trace, 64 << 20), &common(dir, 7))
+            .expect("open fjall store"),
+    )
 }
 
 fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
@@ -35,7 +46,11 @@ fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
 }
 
 async fn fetch(store: &Arc<dyn SpanStore>, id: TraceId) -> StoredTrace {
-    store.get_trace(id).await.expect("get_trace").unwrap_or_else(|| panic!("trace {id} should exist"))
+    store
+        .get_trace(id)
+        .await
+        .expect("get_trace")
+        .unwrap_or_else(|| panic!("trace {id} should exist"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,15 +85,29 @@ async fn data_and_caps_survive_close_and_reopen() {
         store.close().await.unwrap();
     }
     let store = open(dir.path(), 5);
-    assert_eq!(sorted(fetch(&store, trace_id(1)).await.spans), sorted(checkout.clone()));
+    assert_eq!(
+        sorted(fetch(&store, trace_id(1)).await.spans),
+        sorted(checkout.clone())
+    );
     let got = fetch(&store, trace_id(2)).await;
     assert!(got.truncated, "the truncated flag is persisted");
     assert_eq!(sorted(got.spans), sorted(big[..5].to_vec()));
 
     // the per-trace counts were persisted too: a replay is fine, a new span is still refused,
     // and a late span of the other trace still joins it
-    let late = span(trace_id(1), span_id(9), Some(span_id(1)), "frontend", "late", now, 5);
-    let report = store.write_spans(vec![big[0].clone(), big[6].clone(), late.clone()].into()).await.unwrap();
+    let late = span(
+        trace_id(1),
+        span_id(9),
+        Some(span_id(1)),
+        "frontend",
+        "late",
+        now,
+        5,
+    );
+    let report = store
+        .write_spans(vec![big[0].clone(), big[6].clone(), late.clone()].into())
+        .await
+        .unwrap();
     assert_eq!(report.rejected, vec![(1, RejectReason::TraceTooLarge)]);
     let mut want = checkout;
     want.push(late);
@@ -92,13 +121,26 @@ async fn byte_cap_rejects_spans_past_it() {
         Arc::new(FjallSpanStore::open(&config(50_000, 1024), &common(dir.path(), 7)).unwrap());
     let t = wide_trace(trace_id(3), 40, now_unix_nano());
     let report = store.write_spans(t.clone().into()).await.unwrap();
-    assert!(!report.rejected.is_empty(), "40 spans of ~200 bytes exceed 1 KiB");
-    assert!(report.rejected.iter().all(|(_, r)| *r == RejectReason::TraceTooLarge));
+    assert!(
+        !report.rejected.is_empty(),
+        "40 spans of ~200 bytes exceed 1 KiB"
+    );
+    assert!(report
+        .rejected
+        .iter()
+        .all(|(_, r)| *r == RejectReason::TraceTooLarge));
     let got = fetch(&store, trace_id(3)).await;
     assert!(got.truncated);
     assert_eq!(got.spans.len() + report.rejected.len(), t.len());
-    let stored: usize = got.spans.iter().map(|s| clew_proto::encoding::encode_span_to_vec(s).len()).sum();
-    assert!(stored <= 1024, "stored {stored} bytes under a 1024-byte cap");
+    let stored: usize = got
+        .spans
+        .iter()
+        .map(|s| clew_proto::encoding::encode_span_to_vec(s).len())
+        .sum();
+    assert!(
+        stored <= 1024,
+        "stored {stored} bytes under a 1024-byte cap"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,9 +154,17 @@ async fn undecodable_cell_is_skipped_not_fatal() {
     }
     {
         // damage the row behind the store's back: one garbage cell in the trace's bucket
-        let db = fjall::Database::builder(dir.path().join("spans")).open().unwrap();
-        let name = db.list_keyspace_names().into_iter().find(|n| n.starts_with("day-")).expect("a day bucket");
-        let ks = db.keyspace(&name, fjall::KeyspaceCreateOptions::default).unwrap();
+        let db = fjall::Database::builder(dir.path().join("spans"))
+            .open()
+            .unwrap();
+        let name = db
+            .list_keyspace_names()
+            .into_iter()
+            .find(|n| n.starts_with("day-"))
+            .expect("a day bucket");
+        let ks = db
+            .keyspace(&name, fjall::KeyspaceCreateOptions::default)
+            .unwrap();
         let mut key = trace_id(4).0.to_vec();
         key.extend_from_slice(&span_id(77).0);
         key.push(SpanKind::Internal.as_i32() as u8);
@@ -140,9 +190,21 @@ async fn late_span_joins_the_older_bucket_holding_its_trace() {
     }
     {
         // age the trace: move its row from today's bucket to the bucket of three days ago
-        let db = fjall::Database::builder(dir.path().join("spans")).open().unwrap();
-        let new = db.keyspace(&format!("day-{today}"), fjall::KeyspaceCreateOptions::default).unwrap();
-        let old = db.keyspace(&format!("day-{}", today - 3), fjall::KeyspaceCreateOptions::default).unwrap();
+        let db = fjall::Database::builder(dir.path().join("spans"))
+            .open()
+            .unwrap();
+        let new = db
+            .keyspace(
+                &format!("day-{today}"),
+                fjall::KeyspaceCreateOptions::default,
+            )
+            .unwrap();
+        let old = db
+            .keyspace(
+                &format!("day-{}", today - 3),
+                fjall::KeyspaceCreateOptions::default,
+            )
+            .unwrap();
         for item in new.iter() {
             let (k, v) = item.into_inner().unwrap();
             old.insert(k, v).unwrap();
@@ -150,21 +212,48 @@ async fn late_span_joins_the_older_bucket_holding_its_trace() {
         db.delete_keyspace(new).unwrap();
         db.persist(fjall::PersistMode::SyncAll).unwrap();
     }
-    let late = span(trace_id(5), span_id(9), Some(span_id(1)), "frontend", "late", now, 5);
+    let late = span(
+        trace_id(5),
+        span_id(9),
+        Some(span_id(1)),
+        "frontend",
+        "late",
+        now,
+        5,
+    );
     {
         let store = open(dir.path(), 100);
-        store.write_spans(vec![late.clone(), t[0].clone()].into()).await.unwrap();
+        store
+            .write_spans(vec![late.clone(), t[0].clone()].into())
+            .await
+            .unwrap();
         let mut want = t.clone();
         want.push(late.clone());
         assert_eq!(sorted(fetch(&store, trace_id(5)).await.spans), sorted(want));
         store.close().await.unwrap();
     }
     {
-        let db = fjall::Database::builder(dir.path().join("spans")).open().unwrap();
-        let old = db.keyspace(&format!("day-{}", today - 3), fjall::KeyspaceCreateOptions::default).unwrap();
-        assert_eq!(old.prefix(trace_id(5).0).count(), 1 + 5, "meta + 5 cells, all in the old bucket");
+        let db = fjall::Database::builder(dir.path().join("spans"))
+            .open()
+            .unwrap();
+        let old = db
+            .keyspace(
+                &format!("day-{}", today - 3),
+                fjall::KeyspaceCreateOptions::default,
+            )
+            .unwrap();
+        assert_eq!(
+            old.prefix(trace_id(5).0).count(),
+            1 + 5,
+            "meta + 5 cells, all in the old bucket"
+        );
         if db.keyspace_exists(&format!("day-{today}")) {
-            let new = db.keyspace(&format!("day-{today}"), fjall::KeyspaceCreateOptions::default).unwrap();
+            let new = db
+                .keyspace(
+                    &format!("day-{today}"),
+                    fjall::KeyspaceCreateOptions::default,
+                )
+                .unwrap();
             assert_eq!(new.prefix(trace_id(5).0).count(), 0);
         }
     }
@@ -188,15 +277,25 @@ async fn second_open_of_same_directory_is_an_error_not_a_panic() {
 fn unusable_data_dir_is_a_retryable_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("spans"), b"not a directory").unwrap();
-    let err = FjallSpanStore::open(&config(100, 64 << 20), &common(dir.path(), 7)).err().expect("open must fail");
+    let err = FjallSpanStore::open(&config(100, 64 << 20), &common(dir.path(), 7))
+        .err()
+        .expect("open must fail");
     assert!(err.is_retryable(), "{err}");
 }
 
 /// The spans of crash-test batch `b`: three new traces, plus a late span of batch `b-1`'s
 /// first trace.
 fn crash_batch(b: u64) -> Vec<Span> {
-    let mut spans: Vec<Span> =
-        (0..3).flat_map(|k| checkout_trace(trace_id(1_000_000 + b * 3 + k), "order", BASE_TIME + b, k == 1)).collect();
+    let mut spans: Vec<Span> = (0..3)
+        .flat_map(|k| {
+            checkout_trace(
+                trace_id(1_000_000 + b * 3 + k),
+                "order",
+                BASE_TIME + b,
+                k == 1,
+            )
+        })
+        .collect();
     if b > 0 {
         spans.push(late_span(b - 1));
     }
@@ -204,7 +303,15 @@ fn crash_batch(b: u64) -> Vec<Span> {
 }
 
 fn late_span(of_batch: u64) -> Span {
-    span(trace_id(1_000_000 + of_batch * 3), span_id(100), Some(span_id(1)), "late", "late-op", BASE_TIME, 7)
+    span(
+        trace_id(1_000_000 + of_batch * 3),
+        span_id(100),
+        Some(span_id(1)),
+        "late",
+        "late-op",
+        BASE_TIME,
+        7,
+    )
 }
 
 /// Child half of [`acknowledged_spans_survive_kill_9`]: writes batches until killed,
@@ -212,7 +319,9 @@ fn late_span(of_batch: u64) -> Span {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "helper process of acknowledged_spans_survive_kill_9"]
 async fn crash_child_writer() {
-    let Ok(dir) = std::env::var(CRASH_DIR_ENV) else { return };
+    let Ok(dir) = std::env::var(CRASH_DIR_ENV) else {
+        return;
+    };
     let store = open(Path::new(&dir), 50_000);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut out = std::io::stdout();
@@ -220,7 +329,10 @@ async fn crash_child_writer() {
         if Instant::now() > deadline {
             break;
         }
-        let report = store.write_spans(crash_batch(b).into()).await.expect("child write");
+        let report = store
+            .write_spans(crash_batch(b).into())
+            .await
+            .expect("child write");
         assert!(report.rejected.is_empty());
         writeln!(out, "ACK {b}").unwrap();
         out.flush().unwrap();
@@ -231,7 +343,13 @@ async fn crash_child_writer() {
 async fn acknowledged_spans_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child_writer",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CRASH_DIR_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -254,7 +372,11 @@ async fn acknowledged_spans_survive_kill_9() {
         }
     }
     let status = child.wait().unwrap();
-    assert!(killed, "child ended before it was killed: {status:?}, {} acks", acked.len());
+    assert!(
+        killed,
+        "child ended before it was killed: {status:?}, {} acks",
+        acked.len()
+    );
     assert!(acked.len() >= 40);
 
     let store = open(dir.path(), 50_000);
@@ -263,18 +385,29 @@ async fn acknowledged_spans_survive_kill_9() {
     for &b in &acked {
         for k in 0..3 {
             let id = trace_id(1_000_000 + b * 3 + k);
-            let got = store.get_trace(id).await.unwrap().unwrap_or_else(|| panic!("acked trace of batch {b} lost"));
+            let got = store
+                .get_trace(id)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("acked trace of batch {b} lost"));
             let mut want = checkout_trace(id, "order", BASE_TIME + b, k == 1);
             if k == 0 && b < last {
                 want.push(late_span(b)); // written by the acked batch b + 1
             }
             let got = sorted(got.spans);
             for w in &want {
-                assert!(got.contains(w), "acked span {} of batch {b} lost", w.span_id);
+                assert!(
+                    got.contains(w),
+                    "acked span {} of batch {b} lost",
+                    w.span_id
+                );
             }
         }
     }
-    eprintln!("kill -9 after {} acknowledged batches: all readable after reopen", acked.len());
+    eprintln!(
+        "kill -9 after {} acknowledged batches: all readable after reopen",
+        acked.len()
+    );
 }
 
 /// Rough per-span write cost (not a benchmark; debug builds are slow). Run with
@@ -286,7 +419,12 @@ async fn write_cost_micro_measure() {
     let store = open(dir.path(), 50_000);
     let now = now_unix_nano();
     let batches: Vec<Arc<[Span]>> = (0..200u64)
-        .map(|b| (0..50u64).flat_map(|t| wide_trace(trace_id(b * 50 + t), 20, now)).collect::<Vec<_>>().into())
+        .map(|b| {
+            (0..50u64)
+                .flat_map(|t| wide_trace(trace_id(b * 50 + t), 20, now))
+                .collect::<Vec<_>>()
+                .into()
+        })
         .collect();
     let spans: usize = batches.iter().map(|b| b.len()).sum();
     let started = Instant::now();

@@ -20,12 +20,19 @@ fn common(dir: &Path) -> Common {
 }
 
 fn open(dir: &Path, commit_interval_ms: u64) -> TantivyTraceIndex {
-    let config = IndexConfig::Embedded { commit_interval_ms, writer_memory_mb: 32 };
+    let config = IndexConfig::Embedded {
+        commit_interval_ms,
+        writer_memory_mb: 32,
+    };
     TantivyTraceIndex::open(&config, &common(dir)).expect("open index")
 }
 
 fn key(order: &str) -> TraceQuery {
-    TraceQuery { business_keys: vec![("order_id".into(), order.into())], limit: 10, ..Default::default() }
+    TraceQuery {
+        business_keys: vec![("order_id".into(), order.into())],
+        limit: 10,
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,23 +55,42 @@ async fn reopen_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
     {
         let idx = open(dir.path(), 1000);
-        idx.index_spans(checkout_trace(trace_id(1), "committed", BASE_TIME, true).into()).await.unwrap();
+        idx.index_spans(checkout_trace(trace_id(1), "committed", BASE_TIME, true).into())
+            .await
+            .unwrap();
         idx.refresh().await.unwrap();
         // Acknowledged but not committed by refresh: close() must commit it.
-        idx.index_spans(checkout_trace(trace_id(2), "at-close", BASE_TIME, false).into()).await.unwrap();
+        idx.index_spans(checkout_trace(trace_id(2), "at-close", BASE_TIME, false).into())
+            .await
+            .unwrap();
         assert!(idx.ready().await.is_ok());
         idx.close().await.unwrap();
         idx.close().await.unwrap();
-        let after = idx.index_spans(checkout_trace(trace_id(3), "late", BASE_TIME, false).into()).await;
-        assert!(after.is_err_and(|e| e.is_retryable()), "writes after close fail, retryably");
+        let after = idx
+            .index_spans(checkout_trace(trace_id(3), "late", BASE_TIME, false).into())
+            .await;
+        assert!(
+            after.is_err_and(|e| e.is_retryable()),
+            "writes after close fail, retryably"
+        );
         assert!(idx.ready().await.is_err());
     }
     let idx = open(dir.path(), 1000);
     let found = idx.find_trace_ids(&key("committed")).await.unwrap();
     assert_eq!(found.hits.len(), 1);
     assert_eq!(found.hits[0].trace_id, trace_id(1));
-    assert_eq!(idx.find_trace_ids(&key("at-close")).await.unwrap().hits.len(), 1);
-    assert_eq!(idx.services().await.unwrap(), ["checkout", "frontend", "payments"]);
+    assert_eq!(
+        idx.find_trace_ids(&key("at-close"))
+            .await
+            .unwrap()
+            .hits
+            .len(),
+        1
+    );
+    assert_eq!(
+        idx.services().await.unwrap(),
+        ["checkout", "frontend", "payments"]
+    );
     idx.close().await.unwrap();
 }
 
@@ -72,11 +98,19 @@ async fn reopen_keeps_data() {
 async fn searchable_without_refresh_after_commit_interval() {
     let dir = tempfile::tempdir().unwrap();
     let idx = open(dir.path(), 100);
-    idx.index_spans(checkout_trace(trace_id(1), "soon", BASE_TIME, false).into()).await.unwrap();
+    idx.index_spans(checkout_trace(trace_id(1), "soon", BASE_TIME, false).into())
+        .await
+        .unwrap();
     let mut found = false;
     for _ in 0..40 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        if !idx.find_trace_ids(&key("soon")).await.unwrap().hits.is_empty() {
+        if !idx
+            .find_trace_ids(&key("soon"))
+            .await
+            .unwrap()
+            .hits
+            .is_empty()
+        {
             found = true;
             break;
         }
@@ -92,13 +126,20 @@ const CRASH_DIR_ENV: &str = "CLEW_TEST_INDEX_CRASH_DIR";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "helper run as a child process by kill_9_keeps_acknowledged_spans"]
 async fn crash_child() {
-    let Ok(dir) = std::env::var(CRASH_DIR_ENV) else { return };
+    let Ok(dir) = std::env::var(CRASH_DIR_ENV) else {
+        return;
+    };
     let idx = open(Path::new(&dir), 1500);
     for n in 0u64.. {
         let mut spans = Vec::new();
         for t in 0..10 {
             let id = n * 10 + t;
-            spans.extend(checkout_trace(trace_id(id), &format!("crash-{id}"), BASE_TIME + n, n % 2 == 0));
+            spans.extend(checkout_trace(
+                trace_id(id),
+                &format!("crash-{id}"),
+                BASE_TIME + n,
+                n % 2 == 0,
+            ));
         }
         idx.index_spans(spans.into()).await.unwrap();
         println!("acked {n}");
@@ -109,7 +150,13 @@ async fn crash_child() {
 async fn kill_9_keeps_acknowledged_spans() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CRASH_DIR_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -131,18 +178,29 @@ async fn kill_9_keeps_acknowledged_spans() {
     child.wait().unwrap();
     let acked = acked.expect("child acknowledged batches");
     let wal = std::fs::metadata(dir.path().join("index").join("wal.log")).expect("wal exists");
-    assert!(wal.len() > 0, "the child was killed before committing, so the WAL holds batches");
+    assert!(
+        wal.len() > 0,
+        "the child was killed before committing, so the WAL holds batches"
+    );
 
     let idx = open(dir.path(), 1000);
     for n in 0..=acked {
         for t in 0..10 {
             let order = format!("crash-{}", n * 10 + t);
             let hits = idx.find_trace_ids(&key(&order)).await.unwrap().hits;
-            assert_eq!(hits.len(), 1, "acknowledged trace {order} lost after kill -9");
+            assert_eq!(
+                hits.len(),
+                1,
+                "acknowledged trace {order} lost after kill -9"
+            );
             assert_eq!(hits[0].trace_id, trace_id(n * 10 + t));
         }
     }
-    let errors = TraceQuery { errors_only: true, limit: 1000, ..Default::default() };
+    let errors = TraceQuery {
+        errors_only: true,
+        limit: 1000,
+        ..Default::default()
+    };
     assert!(idx.find_trace_ids(&errors).await.unwrap().hits.len() >= (acked as usize / 2 + 1) * 10);
     idx.close().await.unwrap();
 }
@@ -159,7 +217,12 @@ async fn index_cost() {
             let mut spans = Vec::with_capacity(1000);
             for t in 0..250u64 {
                 let n = b * 250 + t;
-                spans.extend(checkout_trace(trace_id(n), &format!("order-{n}"), BASE_TIME + n * 1000, n % 20 == 0));
+                spans.extend(checkout_trace(
+                    trace_id(n),
+                    &format!("order-{n}"),
+                    BASE_TIME + n * 1000,
+                    n % 20 == 0,
+                ));
             }
             spans.into()
         })
@@ -182,22 +245,48 @@ async fn index_cost() {
         cpu * 1e6 / spans as f64
     );
     let bytes: u64 = walk(&dir.path().join("index"));
-    println!("index on disk after commit: {bytes} bytes = {:.1} bytes/span", bytes as f64 / spans as f64);
-    let q = TraceQuery { service: Some("payments".into()), errors_only: true, limit: 20, ..Default::default() };
+    println!(
+        "index on disk after commit: {bytes} bytes = {:.1} bytes/span",
+        bytes as f64 / spans as f64
+    );
+    let q = TraceQuery {
+        service: Some("payments".into()),
+        errors_only: true,
+        limit: 20,
+        ..Default::default()
+    };
     let t = std::time::Instant::now();
     let page = idx.find_trace_ids(&q).await.unwrap();
-    println!("search service+errors: {} hits in {:?}", page.hits.len(), t.elapsed());
+    println!(
+        "search service+errors: {} hits in {:?}",
+        page.hits.len(),
+        t.elapsed()
+    );
     let t = std::time::Instant::now();
     let page = idx.find_trace_ids(&key("order-4242")).await.unwrap();
-    println!("business key lookup: {} hits in {:?}", page.hits.len(), t.elapsed());
+    println!(
+        "business key lookup: {} hits in {:?}",
+        page.hits.len(),
+        t.elapsed()
+    );
     idx.close().await.unwrap();
 }
 
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, from /proc (Linux only; 0 elsewhere).
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -205,7 +294,13 @@ fn walk(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .map(|rd| {
             rd.flatten()
-                .map(|e| if e.path().is_dir() { walk(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
                 .sum()
         })
         .unwrap_or(0)

@@ -38,10 +38,20 @@ impl Clew {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args([
+                "--otlp-grpc-addr",
+                "127.0.0.1:0",
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
             .args(["--business-key", "order_id"])
             .args(extra_args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("CLEW_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -72,7 +82,11 @@ impl Clew {
                     }
                 }
                 let get = |k: &str| -> SocketAddr {
-                    addrs.get(k).unwrap_or_else(|| panic!("no {k} in {line:?}")).parse().expect("socket address")
+                    addrs
+                        .get(k)
+                        .unwrap_or_else(|| panic!("no {k} in {line:?}"))
+                        .parse()
+                        .expect("socket address")
                 };
                 return Clew {
                     otlp_grpc: get("otlp_grpc"),
@@ -100,7 +114,9 @@ impl Clew {
 
     /// GET on the query API: (status, JSON body or `Value::Null`).
     pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
-        let resp = reqwest::get(self.api_url(path_and_query)).await.expect("query API reachable");
+        let resp = reqwest::get(self.api_url(path_and_query))
+            .await
+            .expect("query API reachable");
         let status = resp.status().as_u16();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
         (status, body)
@@ -108,7 +124,12 @@ impl Clew {
 
     /// Polls `path` until `ready(body)` holds; panics after `timeout`. (Freshness is a
     /// target measured in benchmarks; tests only wait for it.)
-    pub async fn wait_for(&self, path: &str, timeout: Duration, ready: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let (status, body) = self.get(path).await;
@@ -155,12 +176,18 @@ impl Drop for Clew {
 
 /// A unique suffix for values in one test run.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
 pub fn now_unix_nano() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 /// The Python interpreter with the OpenTelemetry SDK (`scripts/setup-python` makes it).
@@ -171,14 +198,22 @@ pub fn python() -> PathBuf {
     let home = std::env::var("HOME").expect("HOME");
     let cache = std::env::var("CLEW_CACHE").unwrap_or_else(|_| format!("{home}/.cache/clew"));
     let p = PathBuf::from(cache).join("venv/bin/python");
-    assert!(p.exists(), "{} missing: run scripts/setup-python (scripts/test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/setup-python (scripts/test does)",
+        p.display()
+    );
     p
 }
 
 /// Span ids of a trace answer, as a sorted list.
 pub fn span_ids(trace: &Value) -> Vec<String> {
-    let mut ids: Vec<String> =
-        trace["spans"].as_array().expect("spans array").iter().map(|s| s["span_id"].as_str().unwrap().to_string()).collect();
+    let mut ids: Vec<String> = trace["spans"]
+        .as_array()
+        .expect("spans array")
+        .iter()
+        .map(|s| s["span_id"].as_str().unwrap().to_string())
+        .collect();
     ids.sort();
     ids
 }
@@ -197,6 +232,10 @@ pub fn span_named<'a>(trace: &'a Value, name: &str) -> &'a Value {
 pub fn trace_ids(answer: &Value) -> Vec<String> {
     answer["traces"]
         .as_array()
-        .map(|a| a.iter().map(|t| t["trace_id"].as_str().unwrap_or_default().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|t| t["trace_id"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }

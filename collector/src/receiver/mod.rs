@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clew_proto::from_otlp::{convert_request, Converted, Limits};
-use clew_proto::otlp::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use clew_proto::otlp::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use clew_proto::RejectReason;
 use tracing::debug;
 
@@ -45,7 +47,12 @@ impl Shared {
 
 /// Runs `decode` (if any work is left to do), converts, enriches, submits and builds the
 /// OTLP answer. Heavy work runs on the blocking pool when `heavy`.
-pub(crate) async fn export<F>(shared: &Arc<Shared>, protocol: Protocol, heavy: bool, decode: F) -> Result<ExportTraceServiceResponse>
+pub(crate) async fn export<F>(
+    shared: &Arc<Shared>,
+    protocol: Protocol,
+    heavy: bool,
+    decode: F,
+) -> Result<ExportTraceServiceResponse>
 where
     F: FnOnce() -> Result<ExportTraceServiceRequest> + Send + 'static,
 {
@@ -61,7 +68,12 @@ where
     result
 }
 
-async fn export_inner<F>(shared: &Arc<Shared>, protocol: Protocol, heavy: bool, decode: F) -> Result<ExportTraceServiceResponse>
+async fn export_inner<F>(
+    shared: &Arc<Shared>,
+    protocol: Protocol,
+    heavy: bool,
+    decode: F,
+) -> Result<ExportTraceServiceResponse>
 where
     F: FnOnce() -> Result<ExportTraceServiceRequest> + Send + 'static,
 {
@@ -102,7 +114,11 @@ where
 
 /// Counts spans of a decoded request without converting it.
 pub(crate) fn span_count(req: &ExportTraceServiceRequest) -> usize {
-    req.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum()
+    req.resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum()
 }
 
 pub(crate) fn is_heavy_request(req: &ExportTraceServiceRequest) -> bool {
@@ -113,19 +129,30 @@ pub(crate) fn is_heavy_request(req: &ExportTraceServiceRequest) -> bool {
 fn response(reasons: &BTreeMap<RejectReason, u64>) -> ExportTraceServiceResponse {
     let rejected: u64 = reasons.values().sum();
     if rejected == 0 {
-        return ExportTraceServiceResponse { partial_success: None };
+        return ExportTraceServiceResponse {
+            partial_success: None,
+        };
     }
-    let details: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {} ({})", r.as_str(), r.explain())).collect();
+    let details: Vec<String> = reasons
+        .iter()
+        .map(|(r, n)| format!("{n} {} ({})", r.as_str(), r.explain()))
+        .collect();
     ExportTraceServiceResponse {
         partial_success: Some(ExportTracePartialSuccess {
             rejected_spans: rejected as i64,
-            error_message: format!("{rejected} of the spans were rejected: {}", details.join("; ")),
+            error_message: format!(
+                "{rejected} of the spans were rejected: {}",
+                details.join("; ")
+            ),
         }),
     }
 }
 
 fn now_unix_nano() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -140,7 +167,16 @@ mod tests {
         m.insert(RejectReason::TraceTooLarge, 1);
         let p = response(&m).partial_success.unwrap();
         assert_eq!(p.rejected_spans, 3);
-        assert!(p.error_message.contains("2 invalid_trace_id (trace id is not 16 bytes"), "{}", p.error_message);
-        assert!(p.error_message.contains("1 trace_too_large"), "{}", p.error_message);
+        assert!(
+            p.error_message
+                .contains("2 invalid_trace_id (trace id is not 16 bytes"),
+            "{}",
+            p.error_message
+        );
+        assert!(
+            p.error_message.contains("1 trace_too_large"),
+            "{}",
+            p.error_message
+        );
     }
 }

@@ -16,8 +16,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::http::{HeaderValue, Response};
-use clew_proto::otlp::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use clew_proto::otlp::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use clew_proto::otlp::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use clew_proto::otlp::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::{Code, Request, Status};
@@ -37,7 +41,10 @@ pub struct OtlpGrpc {
 
 #[tonic::async_trait]
 impl TraceService for OtlpGrpc {
-    async fn export(&self, request: Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
         let req = request.into_inner();
         let heavy = is_heavy_request(&req);
         export(&self.shared, Protocol::Grpc, heavy, move || Ok(req))
@@ -46,7 +53,10 @@ impl TraceService for OtlpGrpc {
             .map_err(|e| {
                 let mut status = e.to_grpc_status(self.shared.retry_after);
                 if status.code() == Code::Internal {
-                    status.metadata_mut().insert(OWN_INTERNAL, tonic::metadata::MetadataValue::from_static("1"));
+                    status.metadata_mut().insert(
+                        OWN_INTERNAL,
+                        tonic::metadata::MetadataValue::from_static("1"),
+                    );
                 }
                 status
             })
@@ -54,8 +64,15 @@ impl TraceService for OtlpGrpc {
 }
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` resolves, then finishes in-flight calls.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let limit = shared.max_request_bytes;
     let service = TraceServiceServer::new(OtlpGrpc { shared })
         .accept_compressed(CompressionEncoding::Gzip)
@@ -69,24 +86,42 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: 
         Some((conn, listener))
     });
     tonic::transport::Server::builder()
-        .layer(MapResponseLayer::new(move |resp| remap_codec_errors(resp, limit)))
+        .layer(MapResponseLayer::new(move |resp| {
+            remap_codec_errors(resp, limit)
+        }))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .map_err(|e| Error::Listen { what: "serve otlp grpc", addr, source: std::io::Error::other(e) })
+        .map_err(|e| Error::Listen {
+            what: "serve otlp grpc",
+            addr,
+            source: std::io::Error::other(e),
+        })
 }
 
 /// See the module docs: maps tonic's decoder failures to the codes OTLP requires.
 fn remap_codec_errors<B>(mut resp: Response<B>, limit_bytes: usize) -> Response<B> {
-    let code = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
+    let code = resp
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok());
     let replacement = match code.map(Code::from_i32) {
         // The service never answers OUT_OF_RANGE; only tonic's size check does.
-        Some(Code::OutOfRange) => Error::TooLarge { limit_bytes }.to_grpc_status(Default::default()),
+        Some(Code::OutOfRange) => {
+            Error::TooLarge { limit_bytes }.to_grpc_status(Default::default())
+        }
         Some(Code::Internal) if resp.headers_mut().remove(OWN_INTERNAL).is_some() => return resp,
         Some(Code::Internal) => {
-            let detail = resp.headers().get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let detail = resp
+                .headers()
+                .get("grpc-message")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             let detail = percent_decode(&detail);
-            Error::decode("protobuf ExportTraceServiceRequest", detail).to_grpc_status(Default::default())
+            Error::decode("protobuf ExportTraceServiceRequest", detail)
+                .to_grpc_status(Default::default())
         }
         _ => return resp,
     };
@@ -117,7 +152,10 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(b);
                 i += 3;
                 continue;

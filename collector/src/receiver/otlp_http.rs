@@ -39,12 +39,23 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Serves OTLP/HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|source| Error::Listen { what: "serve otlp http", addr, source })
+        .map_err(|source| Error::Listen {
+            what: "serve otlp http",
+            addr,
+            source,
+        })
 }
 
 async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
@@ -67,12 +78,30 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     // too large anyway.
     let body: Bytes = match Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return refused(&shared, Error::TooLarge { limit_bytes: limit }, format),
-        Err(e) => return refused(&shared, Error::decode("request body", format!("failed to read it: {e}")), format),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return refused(&shared, Error::TooLarge { limit_bytes: limit }, format)
+        }
+        Err(e) => {
+            return refused(
+                &shared,
+                Error::decode("request body", format!("failed to read it: {e}")),
+                format,
+            )
+        }
     };
-    let heavy = body.len() > INLINE_MAX_BYTES || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
-    match export(&shared, Protocol::Http, heavy, move || decode_body(body, compression, format, limit)).await {
-        Ok(resp) => (StatusCode::OK, [(header::CONTENT_TYPE, format.content_type())], encode_response(&resp, format)).into_response(),
+    let heavy = body.len() > INLINE_MAX_BYTES
+        || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
+    match export(&shared, Protocol::Http, heavy, move || {
+        decode_body(body, compression, format, limit)
+    })
+    .await
+    {
+        Ok(resp) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, format.content_type())],
+            encode_response(&resp, format),
+        )
+            .into_response(),
         // `export` has already counted the failure.
         Err(e) => error_response(&shared, &e, format),
     }
@@ -90,12 +119,28 @@ fn error_response(shared: &Shared, e: &Error, format: Format) -> Response {
     let code = e.grpc_code() as i32;
     let message = e.to_string();
     let body = match format {
-        Format::Protobuf => tonic_types::Status { code, message, details: Vec::new() }.encode_to_vec(),
-        Format::Json => serde_json::to_vec(&serde_json::json!({ "code": code, "message": message })).unwrap_or_default(),
+        Format::Protobuf => tonic_types::Status {
+            code,
+            message,
+            details: Vec::new(),
+        }
+        .encode_to_vec(),
+        Format::Json => {
+            serde_json::to_vec(&serde_json::json!({ "code": code, "message": message }))
+                .unwrap_or_default()
+        }
     };
-    let mut resp = (e.http_status(), [(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    let mut resp = (
+        e.http_status(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response();
     if e.is_retryable() {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(shared.retry_after.as_secs().max(1)));
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(shared.retry_after.as_secs().max(1)),
+        );
     }
     resp
 }

@@ -25,7 +25,10 @@ pub const TOO_LARGE_NAME: &str = "store-says-too-large";
 
 fn failure(mode: u8, what: &'static str) -> clew_store::Result<()> {
     match mode {
-        FAIL_RETRYABLE => Err(clew_store::Error::unavailable(what, "disk full (simulated)")),
+        FAIL_RETRYABLE => Err(clew_store::Error::unavailable(
+            what,
+            "disk full (simulated)",
+        )),
         FAIL_PERMANENT => Err(clew_store::Error::corrupt(what, "broken (simulated)")),
         _ => Ok(()),
     }
@@ -43,7 +46,13 @@ pub struct RecordingStore {
 
 impl RecordingStore {
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.spans.lock().unwrap().iter().map(|s| s.name.clone()).collect();
+        let mut v: Vec<String> = self
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
         v.sort();
         v
     }
@@ -66,15 +75,29 @@ impl SpanStore for RecordingStore {
         for (i, s) in spans.iter().enumerate() {
             if s.name == TOO_LARGE_NAME {
                 report.rejected.push((i, RejectReason::TraceTooLarge));
-            } else if !stored.iter().any(|x| x.trace_id == s.trace_id && x.span_id == s.span_id) {
+            } else if !stored
+                .iter()
+                .any(|x| x.trace_id == s.trace_id && x.span_id == s.span_id)
+            {
                 stored.push(s.clone());
             }
         }
         Ok(report)
     }
     async fn get_trace(&self, trace_id: TraceId) -> clew_store::Result<Option<StoredTrace>> {
-        let spans: Vec<Span> = self.spans.lock().unwrap().iter().filter(|s| s.trace_id == trace_id).cloned().collect();
-        Ok((!spans.is_empty()).then_some(StoredTrace { trace_id, spans, truncated: false }))
+        let spans: Vec<Span> = self
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect();
+        Ok((!spans.is_empty()).then_some(StoredTrace {
+            trace_id,
+            spans,
+            truncated: false,
+        }))
     }
     async fn get_traces(&self, ids: &[TraceId]) -> clew_store::Result<Vec<StoredTrace>> {
         let mut out = Vec::new();
@@ -99,7 +122,13 @@ pub struct RecordingIndex {
 
 impl RecordingIndex {
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.spans.lock().unwrap().iter().map(|s| s.name.clone()).collect();
+        let mut v: Vec<String> = self
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
         v.sort();
         v
     }
@@ -160,16 +189,31 @@ pub fn test_config() -> CollectorConfig {
 pub async fn start(config: CollectorConfig) -> Harness {
     let store = Arc::new(RecordingStore::default());
     let index = Arc::new(RecordingIndex::default());
-    let collector = Collector::start(config, store.clone(), index.clone()).await.expect("collector starts");
-    Harness { collector, store, index }
+    let collector = Collector::start(config, store.clone(), index.clone())
+        .await
+        .expect("collector starts");
+    Harness {
+        collector,
+        store,
+        index,
+    }
 }
 
 pub fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 pub fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }), ..Default::default() }
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 /// A valid span named `name`; trace id derived from `trace`, span id from `id`.
@@ -192,8 +236,14 @@ pub fn request(spans: Vec<OtlpSpan>, resource_attrs: Vec<KeyValue>) -> ExportTra
     attributes.extend(resource_attrs);
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes, ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -201,7 +251,15 @@ pub fn request(spans: Vec<OtlpSpan>, resource_attrs: Vec<KeyValue>) -> ExportTra
 
 /// `n` valid spans named `{prefix}{i}`.
 pub fn spans(n: usize, prefix: &str) -> Vec<OtlpSpan> {
-    (0..n).map(|i| span(1 + (i % 200) as u8, 1 + (i % 250) as u8 + (i / 250) as u8, &format!("{prefix}{i}"))).collect()
+    (0..n)
+        .map(|i| {
+            span(
+                1 + (i % 200) as u8,
+                1 + (i % 250) as u8 + (i / 250) as u8,
+                &format!("{prefix}{i}"),
+            )
+        })
+        .collect()
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {

@@ -20,11 +20,23 @@ pub fn now_unix_nano() -> u64 {
 }
 
 pub fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::IntValue(value)) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
 }
 
 /// A trace id made from a number (distinct numbers give distinct, non-zero ids).
@@ -42,18 +54,34 @@ pub fn span_id(n: u64) -> SpanId {
 
 pub fn resource(service: &str) -> Arc<Resource> {
     Arc::new(Resource {
-        attributes: vec![kv("service.name", service), kv("host.name", "host-1"), kv("telemetry.sdk.language", "rust")],
+        attributes: vec![
+            kv("service.name", service),
+            kv("host.name", "host-1"),
+            kv("telemetry.sdk.language", "rust"),
+        ],
         dropped_attributes_count: 0,
         schema_url: String::new(),
     })
 }
 
 pub fn scope() -> Arc<Scope> {
-    Arc::new(Scope { name: "clew-fixtures".into(), version: "1.0".into(), ..Default::default() })
+    Arc::new(Scope {
+        name: "clew-fixtures".into(),
+        version: "1.0".into(),
+        ..Default::default()
+    })
 }
 
 /// A plain span with a few attributes.
-pub fn span(trace: TraceId, id: SpanId, parent: Option<SpanId>, service: &str, name: &str, start: u64, duration: u64) -> Span {
+pub fn span(
+    trace: TraceId,
+    id: SpanId,
+    parent: Option<SpanId>,
+    service: &str,
+    name: &str,
+    start: u64,
+    duration: u64,
+) -> Span {
     Span {
         trace_id: trace,
         span_id: id,
@@ -61,10 +89,17 @@ pub fn span(trace: TraceId, id: SpanId, parent: Option<SpanId>, service: &str, n
         trace_state: String::new(),
         flags: 1,
         name: name.into(),
-        kind: if parent.is_none() { SpanKind::Server } else { SpanKind::Client },
+        kind: if parent.is_none() {
+            SpanKind::Server
+        } else {
+            SpanKind::Client
+        },
         start_unix_nano: start,
         end_unix_nano: start + duration,
-        attributes: vec![kv("http.route", "/api/orders/{id}"), kv_int("http.status_code", 200)],
+        attributes: vec![
+            kv("http.route", "/api/orders/{id}"),
+            kv_int("http.status_code", 200),
+        ],
         dropped_attributes_count: 0,
         events: vec![],
         dropped_events_count: 0,
@@ -90,7 +125,10 @@ pub fn with_exception(mut span: Span, ty: &str, message: &str) -> Span {
         attributes: vec![
             kv("exception.type", ty),
             kv("exception.message", message),
-            kv("exception.stacktrace", "at db.query (db.rs:42)\nat handler (main.rs:7)"),
+            kv(
+                "exception.stacktrace",
+                "at db.query (db.rs:42)\nat handler (main.rs:7)",
+            ),
         ],
         dropped_attributes_count: 0,
     });
@@ -100,7 +138,10 @@ pub fn with_exception(mut span: Span, ty: &str, message: &str) -> Span {
 /// Adds a business key (as attribute and as enriched key) to `span`.
 pub fn with_key(mut span: Span, name: &str, value: &str) -> Span {
     span.attributes.push(kv(name, value));
-    span.business_keys.push(BusinessKey { name: name.into(), value: value.into() });
+    span.business_keys.push(BusinessKey {
+        name: name.into(),
+        value: value.into(),
+    });
     span
 }
 
@@ -108,10 +149,38 @@ pub fn with_key(mut span: Span, name: &str, value: &str) -> Span {
 /// `checkout` in the middle, and a `payments` database span that fails with an
 /// exception when `fail` is set. Returns 4 spans.
 pub fn checkout_trace(trace: TraceId, order: &str, start: u64, fail: bool) -> Vec<Span> {
-    let root = with_key(span(trace, span_id(1), None, "frontend", "GET /checkout", start, 50_000_000), "order_id", order);
-    let mut mid = span(trace, span_id(2), Some(span_id(1)), "checkout", "PlaceOrder", start + 1_000_000, 40_000_000);
+    let root = with_key(
+        span(
+            trace,
+            span_id(1),
+            None,
+            "frontend",
+            "GET /checkout",
+            start,
+            50_000_000,
+        ),
+        "order_id",
+        order,
+    );
+    let mut mid = span(
+        trace,
+        span_id(2),
+        Some(span_id(1)),
+        "checkout",
+        "PlaceOrder",
+        start + 1_000_000,
+        40_000_000,
+    );
     mid.kind = SpanKind::Server;
-    let mut pay = span(trace, span_id(3), Some(span_id(2)), "payments", "Charge", start + 2_000_000, 30_000_000);
+    let mut pay = span(
+        trace,
+        span_id(3),
+        Some(span_id(2)),
+        "payments",
+        "Charge",
+        start + 2_000_000,
+        30_000_000,
+    );
     pay.links.push(Link {
         trace_id: trace_id(999_999).0.to_vec(),
         span_id: span_id(7).0.to_vec(),
@@ -120,7 +189,15 @@ pub fn checkout_trace(trace: TraceId, order: &str, start: u64, fail: bool) -> Ve
         dropped_attributes_count: 0,
         flags: 0,
     });
-    let mut db = span(trace, span_id(4), Some(span_id(3)), "payments", "SELECT payments", start + 3_000_000, 20_000_000);
+    let mut db = span(
+        trace,
+        span_id(4),
+        Some(span_id(3)),
+        "payments",
+        "SELECT payments",
+        start + 3_000_000,
+        20_000_000,
+    );
     db.attributes.push(kv("db.system", "postgresql"));
     if fail {
         db = with_exception(db, "PaymentDeclinedError", "card declined for order");
@@ -132,9 +209,21 @@ pub fn checkout_trace(trace: TraceId, order: &str, start: u64, fail: bool) -> Ve
 pub fn wide_trace(trace: TraceId, n: usize, start: u64) -> Vec<Span> {
     (0..n)
         .map(|i| {
-            let parent = if i == 0 { None } else { Some(span_id(((i - 1) / 4) as u64)) };
+            let parent = if i == 0 {
+                None
+            } else {
+                Some(span_id(((i - 1) / 4) as u64))
+            };
             let service = ["frontend", "checkout", "payments", "inventory"][i % 4];
-            span(trace, span_id(i as u64), parent, service, &format!("op-{}", i % 7), start + i as u64 * 1000, 5_000)
+            span(
+                trace,
+                span_id(i as u64),
+                parent,
+                service,
+                &format!("op-{}", i % 7),
+                start + i as u64 * 1000,
+                5_000,
+            )
         })
         .collect()
 }

@@ -30,7 +30,10 @@ pub struct SuiteParams {
 
 impl Default for SuiteParams {
     fn default() -> Self {
-        SuiteParams { max_spans_per_trace: 50_000, retention_days: 7 }
+        SuiteParams {
+            max_spans_per_trace: 50_000,
+            retention_days: 7,
+        }
     }
 }
 
@@ -64,8 +67,15 @@ fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
 
 async fn write_ok(store: &Arc<dyn SpanStore>, spans: Vec<Span>) {
     let n = spans.len();
-    let report = store.write_spans(spans.into()).await.unwrap_or_else(|e| panic!("write of {n} spans failed: {e}"));
-    assert!(report.rejected.is_empty(), "nothing should be rejected, got {:?}", report.rejected);
+    let report = store
+        .write_spans(spans.into())
+        .await
+        .unwrap_or_else(|e| panic!("write of {n} spans failed: {e}"));
+    assert!(
+        report.rejected.is_empty(),
+        "nothing should be rejected, got {:?}",
+        report.rejected
+    );
 }
 
 async fn fetch(store: &Arc<dyn SpanStore>, id: TraceId) -> StoredTrace {
@@ -82,12 +92,19 @@ fn assert_spans(trace: &StoredTrace, expected: &[Span]) {
     let want = sorted(expected.to_vec());
     assert_eq!(got.len(), want.len(), "trace {} span count", trace.trace_id);
     for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g, w, "span {} of trace {} differs", w.span_id, trace.trace_id);
+        assert_eq!(
+            g, w,
+            "span {} of trace {} differs",
+            w.span_id, trace.trace_id
+        );
     }
 }
 
 fn too_large(indices: impl IntoIterator<Item = usize>) -> Vec<(usize, RejectReason)> {
-    indices.into_iter().map(|i| (i, RejectReason::TraceTooLarge)).collect()
+    indices
+        .into_iter()
+        .map(|i| (i, RejectReason::TraceTooLarge))
+        .collect()
 }
 
 /// A trace written in one batch comes back whole: every span, every field.
@@ -108,7 +125,10 @@ where
     assert_spans(&got, &checkout);
     // the fixture's error span, business key and link survive the round trip
     assert!(got.spans.iter().any(|s| s.is_error()));
-    assert!(got.spans.iter().any(|s| s.business_keys.iter().any(|k| k.value == "order-101")));
+    assert!(got
+        .spans
+        .iter()
+        .any(|s| s.business_keys.iter().any(|k| k.value == "order-101")));
     assert!(got.spans.iter().any(|s| !s.links.is_empty()));
 
     let got = fetch(&store, trace_id(102)).await;
@@ -123,11 +143,35 @@ where
     Fut: Future<Output = Arc<dyn SpanStore>>,
 {
     let store = open(SuiteParams::default()).await;
-    assert_eq!(store.get_trace(trace_id(201)).await.expect("get_trace on empty store"), None);
-    assert!(store.get_traces(&[]).await.expect("get_traces of nothing").is_empty());
-    write_ok(&store, checkout_trace(trace_id(202), "order-202", now_unix_nano(), false)).await;
-    assert_eq!(store.get_trace(trace_id(201)).await.expect("get_trace of unknown id"), None);
-    assert!(store.get_traces(&[trace_id(201), trace_id(203)]).await.expect("get_traces of unknown ids").is_empty());
+    assert_eq!(
+        store
+            .get_trace(trace_id(201))
+            .await
+            .expect("get_trace on empty store"),
+        None
+    );
+    assert!(store
+        .get_traces(&[])
+        .await
+        .expect("get_traces of nothing")
+        .is_empty());
+    write_ok(
+        &store,
+        checkout_trace(trace_id(202), "order-202", now_unix_nano(), false),
+    )
+    .await;
+    assert_eq!(
+        store
+            .get_trace(trace_id(201))
+            .await
+            .expect("get_trace of unknown id"),
+        None
+    );
+    assert!(store
+        .get_traces(&[trace_id(201), trace_id(203)])
+        .await
+        .expect("get_traces of unknown ids")
+        .is_empty());
 }
 
 /// `get_traces` answers in the order asked and skips unknown ids.
@@ -138,12 +182,19 @@ where
 {
     let store = open(SuiteParams::default()).await;
     let now = now_unix_nano();
-    let traces: Vec<Vec<Span>> =
-        (301..=303).map(|n| checkout_trace(trace_id(n), &format!("order-{n}"), now, n == 302)).collect();
+    let traces: Vec<Vec<Span>> = (301..=303)
+        .map(|n| checkout_trace(trace_id(n), &format!("order-{n}"), now, n == 302))
+        .collect();
     for t in &traces {
         write_ok(&store, t.clone()).await;
     }
-    let ask = [trace_id(303), trace_id(399), trace_id(301), trace_id(302), trace_id(398)];
+    let ask = [
+        trace_id(303),
+        trace_id(399),
+        trace_id(301),
+        trace_id(302),
+        trace_id(398),
+    ];
     let got = store.get_traces(&ask).await.expect("get_traces");
     let ids: Vec<TraceId> = got.iter().map(|t| t.trace_id).collect();
     assert_eq!(ids, vec![trace_id(303), trace_id(301), trace_id(302)]);
@@ -179,7 +230,11 @@ where
     F: Fn(SuiteParams) -> Fut,
     Fut: Future<Output = Arc<dyn SpanStore>>,
 {
-    let store = open(SuiteParams { max_spans_per_trace: 4, ..SuiteParams::default() }).await;
+    let store = open(SuiteParams {
+        max_spans_per_trace: 4,
+        ..SuiteParams::default()
+    })
+    .await;
     let now = now_unix_nano();
     let t = checkout_trace(trace_id(501), "order-501", now, false);
     let mut batch = t.clone();
@@ -188,10 +243,24 @@ where
     write_ok(&store, t.clone()).await; // replay of a full trace: not rejected
     let got = fetch(&store, trace_id(501)).await;
     assert_spans(&got, &t);
-    assert!(!got.truncated, "a trace exactly at the cap is not truncated");
+    assert!(
+        !got.truncated,
+        "a trace exactly at the cap is not truncated"
+    );
 
-    let fifth = span(trace_id(501), span_id(5), Some(span_id(1)), "frontend", "extra", now, 10);
-    let report = store.write_spans(vec![fifth].into()).await.expect("write past cap");
+    let fifth = span(
+        trace_id(501),
+        span_id(5),
+        Some(span_id(1)),
+        "frontend",
+        "extra",
+        now,
+        10,
+    );
+    let report = store
+        .write_spans(vec![fifth].into())
+        .await
+        .expect("write past cap");
     assert_eq!(report.rejected, too_large([0]));
     let got = fetch(&store, trace_id(501)).await;
     assert!(got.truncated);
@@ -206,11 +275,35 @@ where
 {
     let store = open(SuiteParams::default()).await;
     let now = now_unix_nano();
-    let mut client = span(trace_id(601), span_id(2), Some(span_id(1)), "frontend", "GET /cart", now, 100);
+    let mut client = span(
+        trace_id(601),
+        span_id(2),
+        Some(span_id(1)),
+        "frontend",
+        "GET /cart",
+        now,
+        100,
+    );
     client.kind = SpanKind::Client;
-    let mut server = span(trace_id(601), span_id(2), Some(span_id(1)), "cart", "GET /cart", now + 5, 80);
+    let mut server = span(
+        trace_id(601),
+        span_id(2),
+        Some(span_id(1)),
+        "cart",
+        "GET /cart",
+        now + 5,
+        80,
+    );
     server.kind = SpanKind::Server;
-    let root = span(trace_id(601), span_id(1), None, "frontend", "GET /", now, 200);
+    let root = span(
+        trace_id(601),
+        span_id(1),
+        None,
+        "frontend",
+        "GET /",
+        now,
+        200,
+    );
     let all = vec![root, client, server];
     write_ok(&store, all.clone()).await;
     write_ok(&store, all.clone()).await;
@@ -242,8 +335,16 @@ where
 {
     let store = open(SuiteParams::default()).await;
     let now = now_unix_nano();
-    let mut traces: Vec<Vec<Span>> =
-        (0..40u64).map(|n| checkout_trace(trace_id(800 + n), &format!("order-{n}"), now + n, n % 3 == 0)).collect();
+    let mut traces: Vec<Vec<Span>> = (0..40u64)
+        .map(|n| {
+            checkout_trace(
+                trace_id(800 + n),
+                &format!("order-{n}"),
+                now + n,
+                n % 3 == 0,
+            )
+        })
+        .collect();
     traces.push(wide_trace(trace_id(899), 100, now));
     // round-robin: span 0 of every trace, then span 1 of every trace, ...
     let mut batch = Vec::new();
@@ -268,24 +369,37 @@ where
     F: Fn(SuiteParams) -> Fut,
     Fut: Future<Output = Arc<dyn SpanStore>>,
 {
-    let store = open(SuiteParams { max_spans_per_trace: 10, ..SuiteParams::default() }).await;
+    let store = open(SuiteParams {
+        max_spans_per_trace: 10,
+        ..SuiteParams::default()
+    })
+    .await;
     let now = now_unix_nano();
     let big = wide_trace(trace_id(901), 25, now);
     let small = checkout_trace(trace_id(902), "order-902", now, false);
     let batch: Vec<Span> = big.iter().chain(&small).cloned().collect();
-    let report = store.write_spans(batch.into()).await.expect("write over cap");
+    let report = store
+        .write_spans(batch.into())
+        .await
+        .expect("write over cap");
     assert_eq!(report.rejected, too_large(10..25));
 
     let got = fetch(&store, trace_id(901)).await;
     assert!(got.truncated);
     assert_spans(&got, &big[..10]);
     let other = fetch(&store, trace_id(902)).await;
-    assert!(!other.truncated, "a trace next to a truncated one is not truncated");
+    assert!(
+        !other.truncated,
+        "a trace next to a truncated one is not truncated"
+    );
     assert_spans(&other, &small);
 
     // replaying stored spans of the full trace is fine, new ones are still refused
     write_ok(&store, big[..10].to_vec()).await;
-    let report = store.write_spans(vec![big[3].clone(), big[20].clone(), big[7].clone()].into()).await.expect("write");
+    let report = store
+        .write_spans(vec![big[3].clone(), big[20].clone(), big[7].clone()].into())
+        .await
+        .expect("write");
     assert_eq!(report.rejected, too_large([1]));
     assert_spans(&fetch(&store, trace_id(901)).await, &big[..10]);
 
@@ -293,7 +407,10 @@ where
     let third = wide_trace(trace_id(903), 12, now);
     write_ok(&store, third[..8].to_vec()).await;
     assert!(!fetch(&store, trace_id(903)).await.truncated);
-    let report = store.write_spans(third[8..].to_vec().into()).await.expect("write");
+    let report = store
+        .write_spans(third[8..].to_vec().into())
+        .await
+        .expect("write");
     assert_eq!(report.rejected, too_large([2, 3]));
     let got = fetch(&store, trace_id(903)).await;
     assert!(got.truncated);
@@ -312,7 +429,9 @@ where
     for k in 0..8 {
         let store = store.clone();
         let part: Vec<Span> = t[k * 5..k * 5 + 10].to_vec();
-        tasks.push(tokio::spawn(async move { store.write_spans(part.into()).await }));
+        tasks.push(tokio::spawn(
+            async move { store.write_spans(part.into()).await },
+        ));
     }
     for task in tasks {
         let report = task.await.expect("writer task").expect("concurrent write");
@@ -327,19 +446,37 @@ where
     F: Fn(SuiteParams) -> Fut,
     Fut: Future<Output = Arc<dyn SpanStore>>,
 {
-    let params = SuiteParams { retention_days: 7, ..SuiteParams::default() };
+    let params = SuiteParams {
+        retention_days: 7,
+        ..SuiteParams::default()
+    };
     let store = open(params).await;
     let now = now_unix_nano();
     let t = checkout_trace(trace_id(1101), "order-1101", now, false);
     write_ok(&store, t.clone()).await;
 
-    store.drop_expired(now_unix_nano()).await.expect("drop_expired(now)");
+    store
+        .drop_expired(now_unix_nano())
+        .await
+        .expect("drop_expired(now)");
     assert_spans(&fetch(&store, trace_id(1101)).await, &t);
 
     let later = now_unix_nano() + u64::from(params.retention_days + 2) * NANOS_PER_DAY;
-    let dropped = store.drop_expired(later).await.expect("drop_expired(later)");
-    assert!(dropped >= 1, "at least the bucket holding the trace is dropped");
-    assert_eq!(store.get_trace(trace_id(1101)).await.expect("get_trace after retention"), None);
+    let dropped = store
+        .drop_expired(later)
+        .await
+        .expect("drop_expired(later)");
+    assert!(
+        dropped >= 1,
+        "at least the bucket holding the trace is dropped"
+    );
+    assert_eq!(
+        store
+            .get_trace(trace_id(1101))
+            .await
+            .expect("get_trace after retention"),
+        None
+    );
 
     // the store keeps working after a drop
     let fresh = checkout_trace(trace_id(1102), "order-1102", now_unix_nano(), false);

@@ -106,7 +106,11 @@ impl Meta {
         out[0] = META_V1;
         out[1..5].copy_from_slice(&self.spans.to_le_bytes());
         out[5..13].copy_from_slice(&self.bytes.to_le_bytes());
-        out[13] = if self.truncated { META_FLAG_TRUNCATED } else { 0 };
+        out[13] = if self.truncated {
+            META_FLAG_TRUNCATED
+        } else {
+            0
+        };
         out
     }
 
@@ -153,7 +157,10 @@ fn parse_bucket_name(name: &str) -> Option<u64> {
 }
 
 fn wall_clock_nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn unavailable(context: &'static str) -> impl FnOnce(fjall::Error) -> Error {
@@ -191,9 +198,14 @@ fn bucket_options() -> KeyspaceCreateOptions {
 impl FjallSpanStore {
     /// Opens (or creates) the store under `<data_dir>/spans`.
     pub fn open(config: &StoreConfig, common: &Common) -> Result<Self> {
-        let StoreConfig::Embedded { max_spans_per_trace, max_bytes_per_trace, cache_mb } = *config;
+        let StoreConfig::Embedded {
+            max_spans_per_trace,
+            max_bytes_per_trace,
+            cache_mb,
+        } = *config;
         let path: PathBuf = common.data_dir.join("spans");
-        std::fs::create_dir_all(&path).map_err(|e| Error::unavailable("failed to create span store directory", e))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| Error::unavailable("failed to create span store directory", e))?;
         let db = Database::builder(&path)
             .cache_size(cache_mb.saturating_mul(1024 * 1024))
             .journal_compression(CompressionType::Lz4)
@@ -201,7 +213,9 @@ impl FjallSpanStore {
             .map_err(unavailable("failed to open span store"))?;
         let mut buckets = Vec::new();
         for name in db.list_keyspace_names() {
-            let Some(day) = parse_bucket_name(&name) else { continue };
+            let Some(day) = parse_bucket_name(&name) else {
+                continue;
+            };
             let keyspace = db
                 .keyspace(&name, bucket_options)
                 .map_err(unavailable("failed to open span bucket"))?;
@@ -226,18 +240,29 @@ impl FjallSpanStore {
         F: FnOnce(&Inner) -> Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| Error::unavailable(context, e))?
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| Error::unavailable(context, e))?
     }
 }
 
 impl Inner {
     fn live_buckets(&self) -> Vec<Bucket> {
-        self.buckets.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.buckets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The bucket for `day`, created if needed. Called with the write lock held.
     fn bucket_for_day(&self, day: u64) -> Result<Keyspace> {
-        if let Some(b) = self.buckets.read().unwrap_or_else(PoisonError::into_inner).iter().rev().find(|b| b.day == day)
+        if let Some(b) = self
+            .buckets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|b| b.day == day)
         {
             return Ok(b.keyspace.clone());
         }
@@ -246,7 +271,10 @@ impl Inner {
             .keyspace(&bucket_name(day), bucket_options)
             .map_err(unavailable("failed to create span bucket"))?;
         let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
-        buckets.push(Bucket { day, keyspace: keyspace.clone() });
+        buckets.push(Bucket {
+            day,
+            keyspace: keyspace.clone(),
+        });
         buckets.sort_by_key(|b| b.day);
         Ok(keyspace)
     }
@@ -255,7 +283,11 @@ impl Inner {
     fn find_trace(&self, buckets: &[Bucket], trace: &TraceId) -> Result<Option<(Keyspace, Meta)>> {
         let key = meta_key(trace);
         for bucket in buckets.iter().rev() {
-            let Some(raw) = bucket.keyspace.get(key).map_err(unavailable("failed to read trace meta"))? else {
+            let Some(raw) = bucket
+                .keyspace
+                .get(key)
+                .map_err(unavailable("failed to read trace meta"))?
+            else {
                 continue;
             };
             let meta = match Meta::decode(&raw) {
@@ -275,7 +307,10 @@ impl Inner {
         if spans.is_empty() {
             return Ok(out);
         }
-        let _writer = self.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _writer = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let buckets = self.live_buckets();
         let today = wall_clock_nanos() / NANOS_PER_DAY;
         let mut today_bucket: Option<Keyspace> = None;
@@ -292,13 +327,23 @@ impl Inner {
                 Entry::Occupied(e) => *e.get(),
                 Entry::Vacant(e) => {
                     let state = match self.find_trace(&buckets, &span.trace_id)? {
-                        Some((keyspace, meta)) => TraceState { keyspace, existed: true, meta, dirty: false },
+                        Some((keyspace, meta)) => TraceState {
+                            keyspace,
+                            existed: true,
+                            meta,
+                            dirty: false,
+                        },
                         None => {
                             let keyspace = match &today_bucket {
                                 Some(k) => k.clone(),
                                 None => today_bucket.insert(self.bucket_for_day(today)?).clone(),
                             };
-                            TraceState { keyspace, existed: false, meta: Meta::default(), dirty: false }
+                            TraceState {
+                                keyspace,
+                                existed: false,
+                                meta: Meta::default(),
+                                dirty: false,
+                            }
                         }
                     };
                     traces.push(state);
@@ -316,13 +361,18 @@ impl Inner {
                     if *e.get() {
                         out.duplicates += 1;
                     } else {
-                        out.report.rejected.push((index, RejectReason::TraceTooLarge));
+                        out.report
+                            .rejected
+                            .push((index, RejectReason::TraceTooLarge));
                     }
                     continue;
                 }
                 Entry::Vacant(e) => {
                     if state.existed
-                        && state.keyspace.contains_key(key).map_err(unavailable("failed to read span cell"))?
+                        && state
+                            .keyspace
+                            .contains_key(key)
+                            .map_err(unavailable("failed to read span cell"))?
                     {
                         e.insert(true);
                         out.duplicates += 1;
@@ -335,7 +385,9 @@ impl Inner {
                         || state.meta.bytes.saturating_add(len) > self.max_bytes_per_trace
                     {
                         e.insert(false);
-                        out.report.rejected.push((index, RejectReason::TraceTooLarge));
+                        out.report
+                            .rejected
+                            .push((index, RejectReason::TraceTooLarge));
                         if !state.meta.truncated {
                             state.meta.truncated = true;
                             state.dirty = true;
@@ -359,17 +411,28 @@ impl Inner {
                 batch.insert(&state.keyspace, meta_key(trace), state.meta.encode());
             }
         }
-        batch.commit().map_err(unavailable("failed to write spans durably"))?;
+        batch
+            .commit()
+            .map_err(unavailable("failed to write spans durably"))?;
         Ok(out)
     }
 
     /// Reads one whole trace from every bucket that has its meta (normally exactly one).
-    fn read_trace(&self, buckets: &[Bucket], trace: TraceId, corrupt: &mut u64) -> Result<Option<StoredTrace>> {
+    fn read_trace(
+        &self,
+        buckets: &[Bucket],
+        trace: TraceId,
+        corrupt: &mut u64,
+    ) -> Result<Option<StoredTrace>> {
         let mkey = meta_key(&trace);
         let mut found: Option<StoredTrace> = None;
         let mut decoder = SharedDecoder::default();
         for bucket in buckets.iter().rev() {
-            let Some(raw) = bucket.keyspace.get(mkey).map_err(unavailable("failed to read trace meta"))? else {
+            let Some(raw) = bucket
+                .keyspace
+                .get(mkey)
+                .map_err(unavailable("failed to read trace meta"))?
+            else {
                 continue;
             };
             let truncated = match Meta::decode(&raw) {
@@ -380,11 +443,16 @@ impl Inner {
                     false
                 }
             };
-            let stored =
-                found.get_or_insert_with(|| StoredTrace { trace_id: trace, spans: Vec::new(), truncated: false });
+            let stored = found.get_or_insert_with(|| StoredTrace {
+                trace_id: trace,
+                spans: Vec::new(),
+                truncated: false,
+            });
             stored.truncated |= truncated;
             for item in bucket.keyspace.prefix(trace.0) {
-                let (key, value) = item.into_inner().map_err(unavailable("failed to read trace row"))?;
+                let (key, value) = item
+                    .into_inner()
+                    .map_err(unavailable("failed to read trace row"))?;
                 if key.len() == META_KEY_LEN {
                     continue;
                 }
@@ -412,27 +480,40 @@ impl Inner {
         let result = ids.iter().try_for_each(|id| {
             let started = Instant::now();
             let trace = self.read_trace(&buckets, *id, &mut corrupt)?;
-            metrics::histogram!(m::STORE_READ_SECONDS, "backend" => BACKEND).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(m::STORE_READ_SECONDS, "backend" => BACKEND)
+                .record(started.elapsed().as_secs_f64());
             out.extend(trace);
             Ok::<_, Error>(())
         });
         if corrupt > 0 {
-            metrics::counter!(m::STORE_CORRUPT_CELLS_TOTAL, "backend" => BACKEND).increment(corrupt);
+            metrics::counter!(m::STORE_CORRUPT_CELLS_TOTAL, "backend" => BACKEND)
+                .increment(corrupt);
         }
         result.map(|()| out)
     }
 
     fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
-        let _writer = self.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _writer = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // A bucket holds data ingested before the end of its day; it expires once that end
         // is more than `retention_days` before `now`.
         let cutoff = now_unix_nano.saturating_sub(u64::from(self.retention_days) * NANOS_PER_DAY);
-        let expired: Vec<Bucket> =
-            self.live_buckets().into_iter().filter(|b| (b.day + 1).saturating_mul(NANOS_PER_DAY) <= cutoff).collect();
+        let expired: Vec<Bucket> = self
+            .live_buckets()
+            .into_iter()
+            .filter(|b| (b.day + 1).saturating_mul(NANOS_PER_DAY) <= cutoff)
+            .collect();
         let mut dropped = 0;
         for bucket in expired {
-            self.db.delete_keyspace(bucket.keyspace).map_err(unavailable("failed to drop expired span bucket"))?;
-            self.buckets.write().unwrap_or_else(PoisonError::into_inner).retain(|b| b.day != bucket.day);
+            self.db
+                .delete_keyspace(bucket.keyspace)
+                .map_err(unavailable("failed to drop expired span bucket"))?;
+            self.buckets
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|b| b.day != bucket.day);
             dropped += 1;
         }
         Ok(dropped)
@@ -443,7 +524,9 @@ impl Inner {
 fn recount_row(keyspace: &Keyspace, trace: &TraceId) -> Result<Meta> {
     let mut meta = Meta::default();
     for item in keyspace.prefix(trace.0) {
-        let (key, value) = item.into_inner().map_err(unavailable("failed to read trace row"))?;
+        let (key, value) = item
+            .into_inner()
+            .map_err(unavailable("failed to read trace row"))?;
         if key.len() == CELL_KEY_LEN {
             meta.spans += 1;
             meta.bytes += value.len() as u64;
@@ -456,12 +539,18 @@ fn recount_row(keyspace: &Keyspace, trace: &TraceId) -> Result<Meta> {
 impl SpanStore for FjallSpanStore {
     async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport> {
         let started = Instant::now();
-        let out = self.blocking("span store write task failed", move |inner| inner.write(&spans)).await?;
-        metrics::histogram!(m::STORE_WRITE_SECONDS, "backend" => BACKEND).record(started.elapsed().as_secs_f64());
+        let out = self
+            .blocking("span store write task failed", move |inner| {
+                inner.write(&spans)
+            })
+            .await?;
+        metrics::histogram!(m::STORE_WRITE_SECONDS, "backend" => BACKEND)
+            .record(started.elapsed().as_secs_f64());
         metrics::counter!(m::STORE_SPANS_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.stored);
         metrics::counter!(m::STORE_BYTES_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.bytes);
         if out.duplicates > 0 {
-            metrics::counter!(m::STORE_DUPLICATE_SPANS_TOTAL, "backend" => BACKEND).increment(out.duplicates);
+            metrics::counter!(m::STORE_DUPLICATE_SPANS_TOTAL, "backend" => BACKEND)
+                .increment(out.duplicates);
         }
         if !out.report.rejected.is_empty() {
             metrics::counter!(
@@ -475,8 +564,11 @@ impl SpanStore for FjallSpanStore {
     }
 
     async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
-        let mut traces =
-            self.blocking("span store read task failed", move |inner| inner.read_traces(&[trace_id])).await?;
+        let mut traces = self
+            .blocking("span store read task failed", move |inner| {
+                inner.read_traces(&[trace_id])
+            })
+            .await?;
         Ok(traces.pop())
     }
 
@@ -485,14 +577,21 @@ impl SpanStore for FjallSpanStore {
             return Ok(Vec::new());
         }
         let ids = trace_ids.to_vec();
-        self.blocking("span store read task failed", move |inner| inner.read_traces(&ids)).await
+        self.blocking("span store read task failed", move |inner| {
+            inner.read_traces(&ids)
+        })
+        .await
     }
 
     async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
-        let dropped =
-            self.blocking("span store retention task failed", move |inner| inner.drop_expired(now_unix_nano)).await?;
+        let dropped = self
+            .blocking("span store retention task failed", move |inner| {
+                inner.drop_expired(now_unix_nano)
+            })
+            .await?;
         if dropped > 0 {
-            metrics::counter!(m::STORE_BUCKETS_DROPPED_TOTAL, "backend" => BACKEND).increment(dropped);
+            metrics::counter!(m::STORE_BUCKETS_DROPPED_TOTAL, "backend" => BACKEND)
+                .increment(dropped);
         }
         Ok(dropped)
     }
@@ -501,15 +600,24 @@ impl SpanStore for FjallSpanStore {
     /// I/O error); every write would fail until the process restarts and recovers.
     async fn ready(&self) -> Result<()> {
         self.blocking("span store readiness task failed", |inner| {
-            inner.db.persist(PersistMode::Buffer).map_err(unavailable("span store is not writable"))
+            inner
+                .db
+                .persist(PersistMode::Buffer)
+                .map_err(unavailable("span store is not writable"))
         })
         .await
     }
 
     async fn close(&self) -> Result<()> {
         self.blocking("span store close task failed", |inner| {
-            let _writer = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            inner.db.persist(PersistMode::SyncAll).map_err(unavailable("failed to persist span store"))
+            let _writer = inner
+                .write_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            inner
+                .db
+                .persist(PersistMode::SyncAll)
+                .map_err(unavailable("failed to persist span store"))
         })
         .await
     }
@@ -521,7 +629,11 @@ mod tests {
 
     #[test]
     fn meta_round_trips_and_rejects_garbage() {
-        let meta = Meta { spans: 7, bytes: 12_345, truncated: true };
+        let meta = Meta {
+            spans: 7,
+            bytes: 12_345,
+            truncated: true,
+        };
         assert_eq!(Meta::decode(&meta.encode()), Some(meta));
         assert_eq!(Meta::decode(&[]), None);
         assert_eq!(Meta::decode(&[2; META_LEN]), None);
@@ -548,7 +660,15 @@ mod tests {
     #[test]
     fn client_and_server_spans_sharing_an_id_get_distinct_cells() {
         let trace = TraceId([5; 16]);
-        let mut a = crate::conformance::fixtures::span(trace, clew_proto::SpanId([3; 8]), None, "s", "n", 1, 1);
+        let mut a = crate::conformance::fixtures::span(
+            trace,
+            clew_proto::SpanId([3; 8]),
+            None,
+            "s",
+            "n",
+            1,
+            1,
+        );
         let mut b = a.clone();
         a.kind = SpanKind::Client;
         b.kind = SpanKind::Server;

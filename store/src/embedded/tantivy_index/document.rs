@@ -48,10 +48,17 @@ impl SpanDoc {
             }
             truncate_at_char(&mut error_text, MAX_ERROR_TEXT_BYTES);
         }
-        let keys = span.business_keys.iter().map(|k| term_pair(&k.name, &k.value)).collect();
+        let keys = span
+            .business_keys
+            .iter()
+            .map(|k| term_pair(&k.name, &k.value))
+            .collect();
         let attrs = indexed_attributes
             .iter()
-            .filter_map(|name| span.attribute(name).map(|v| term_pair(name, &value_to_string(v))))
+            .filter_map(|name| {
+                span.attribute(name)
+                    .map(|v| term_pair(name, &value_to_string(v)))
+            })
             .collect();
         SpanDoc {
             trace_id: span.trace_id.0,
@@ -79,7 +86,10 @@ impl SpanDoc {
         doc.add_u64(f.duration, self.duration_nanos);
         doc.add_text(f.service, &self.service);
         doc.add_text(f.operation, &self.operation);
-        doc.add_text(f.service_operation, service_operation_term(&self.service, &self.operation));
+        doc.add_text(
+            f.service_operation,
+            service_operation_term(&self.service, &self.operation),
+        );
         doc.add_text(f.kind, &self.kind);
         if self.error {
             doc.add_text(f.error, schema::ERROR_TERM);
@@ -214,11 +224,18 @@ mod tests {
     #[test]
     fn extracts_keys_attributes_and_error_text() {
         let spans = checkout_trace(trace_id(1), "12345", BASE_TIME, true);
-        let attrs = vec!["db.system".to_string(), "http.route".to_string(), "host.name".to_string()];
+        let attrs = vec![
+            "db.system".to_string(),
+            "http.route".to_string(),
+            "host.name".to_string(),
+        ];
         let root = SpanDoc::from_span(&spans[0], &attrs);
         assert_eq!(root.keys, vec!["order_id=12345"]);
         assert!(!root.error && root.error_text.is_empty());
-        assert!(root.attrs.contains(&"host.name=host-1".to_string()), "resource attribute");
+        assert!(
+            root.attrs.contains(&"host.name=host-1".to_string()),
+            "resource attribute"
+        );
         let db = SpanDoc::from_span(&spans[3], &attrs);
         assert!(db.error);
         assert!(db.error_text.contains("PaymentDeclinedError"));
@@ -231,7 +248,10 @@ mod tests {
     fn wal_encoding_round_trips_and_rejects_truncation() {
         let spans = checkout_trace(trace_id(2), "77", BASE_TIME, true);
         let attrs = vec!["db.system".to_string()];
-        let docs: Vec<SpanDoc> = spans.iter().map(|s| SpanDoc::from_span(s, &attrs)).collect();
+        let docs: Vec<SpanDoc> = spans
+            .iter()
+            .map(|s| SpanDoc::from_span(s, &attrs))
+            .collect();
         let mut buf = Vec::new();
         for d in &docs {
             d.encode(&mut buf);

@@ -55,7 +55,13 @@ impl Group {
             Group::Term(t) => Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic)),
             Group::AllTerms(ts) => Box::new(BooleanQuery::new(
                 ts.iter()
-                    .map(|t| (Occur::Must, Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic)) as Box<dyn Query>))
+                    .map(|t| {
+                        (
+                            Occur::Must,
+                            Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic))
+                                as Box<dyn Query>,
+                        )
+                    })
                     .collect(),
             )),
             Group::Duration(lo, hi) => Box::new(RangeQuery::new(
@@ -68,7 +74,12 @@ impl Group {
 
     /// Estimated matching documents, to run the most selective group first.
     fn estimate(&self, searchers: &[Searcher]) -> u64 {
-        let df = |t: &Term| searchers.iter().map(|s| s.doc_freq(t).unwrap_or(u64::MAX / 4)).sum::<u64>();
+        let df = |t: &Term| {
+            searchers
+                .iter()
+                .map(|s| s.doc_freq(t).unwrap_or(u64::MAX / 4))
+                .sum::<u64>()
+        };
         match self {
             Group::Term(t) => df(t),
             Group::AllTerms(ts) => ts.iter().map(df).min().unwrap_or(u64::MAX),
@@ -81,29 +92,41 @@ impl Group {
 fn plan(q: &TraceQuery, f: &Fields) -> Result<Vec<Group>> {
     let mut groups = Vec::new();
     match (&q.service, &q.operation) {
-        (Some(s), Some(o)) => {
-            groups.push(Group::Term(Term::from_field_text(f.service_operation, &service_operation_term(s, o))))
-        }
+        (Some(s), Some(o)) => groups.push(Group::Term(Term::from_field_text(
+            f.service_operation,
+            &service_operation_term(s, o),
+        ))),
         (Some(s), None) => groups.push(Group::Term(Term::from_field_text(f.service, s))),
         (None, Some(o)) => groups.push(Group::Term(Term::from_field_text(f.operation, o))),
         (None, None) => {}
     }
     if q.errors_only {
-        groups.push(Group::Term(Term::from_field_text(f.error, schema::ERROR_TERM)));
+        groups.push(Group::Term(Term::from_field_text(
+            f.error,
+            schema::ERROR_TERM,
+        )));
     }
     if q.min_duration_nanos.is_some() || q.max_duration_nanos.is_some() {
         let lo = q.min_duration_nanos.unwrap_or(0);
         let hi = q.max_duration_nanos.unwrap_or(u64::MAX);
         if lo > hi {
-            return Err(Error::InvalidRequest(format!("min duration {lo} ns is above max duration {hi} ns")));
+            return Err(Error::InvalidRequest(format!(
+                "min duration {lo} ns is above max duration {hi} ns"
+            )));
         }
         groups.push(Group::Duration(lo, hi));
     }
     for (name, value) in &q.attributes {
-        groups.push(Group::Term(Term::from_field_text(f.attrs, &term_pair(name, value))));
+        groups.push(Group::Term(Term::from_field_text(
+            f.attrs,
+            &term_pair(name, value),
+        )));
     }
     for (name, value) in &q.business_keys {
-        groups.push(Group::Term(Term::from_field_text(f.keys, &term_pair(name, value))));
+        groups.push(Group::Term(Term::from_field_text(
+            f.keys,
+            &term_pair(name, value),
+        )));
     }
     if let Some(text) = &q.text {
         let words = text_terms(text, f)?;
@@ -118,7 +141,9 @@ fn plan(q: &TraceQuery, f: &Fields) -> Result<Vec<Group>> {
 /// only ever split into words that become term queries: no query parser sees it.
 fn text_terms(text: &str, f: &Fields) -> Result<Vec<Term>> {
     if text.len() > MAX_TEXT_BYTES {
-        return Err(Error::InvalidRequest(format!("search text is longer than {MAX_TEXT_BYTES} bytes")));
+        return Err(Error::InvalidRequest(format!(
+            "search text is longer than {MAX_TEXT_BYTES} bytes"
+        )));
     }
     let mut analyzer = TokenizerManager::default()
         .get(schema::TEXT_TOKENIZER)
@@ -131,12 +156,19 @@ fn text_terms(text: &str, f: &Fields) -> Result<Vec<Term>> {
             words.push(w.clone());
         }
     }
-    Ok(words.iter().map(|w| Term::from_field_text(f.error_text, w)).collect())
+    Ok(words
+        .iter()
+        .map(|w| Term::from_field_text(f.error_text, w))
+        .collect())
 }
 
 /// Runs `q` against the partitions it can touch.
 pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
-    let limit = if q.limit == 0 { DEFAULT_LIMIT } else { q.limit.min(MAX_LIMIT) };
+    let limit = if q.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        q.limit.min(MAX_LIMIT)
+    };
     let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let f = &shared.fields;
     let groups = plan(q, f)?;
@@ -149,18 +181,24 @@ pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
     let last_day = hi.map_or(u32::MAX, |hi| schema::day_of(hi - 1));
     let partitions = shared.snapshot(schema::day_of(lo)..=last_day);
     let searchers: Vec<Searcher> = partitions.iter().map(|p| p.reader.searcher()).collect();
-    let time: Option<Box<dyn Query>> = (q.start_min_unix_nano.is_some() || hi.is_some()).then(|| {
-        Box::new(RangeQuery::new(
-            Bound::Included(Term::from_field_u64(f.start, lo)),
-            hi.map_or(Bound::Unbounded, |hi| Bound::Excluded(Term::from_field_u64(f.start, hi))),
-        )) as Box<dyn Query>
-    });
+    let time: Option<Box<dyn Query>> =
+        (q.start_min_unix_nano.is_some() || hi.is_some()).then(|| {
+            Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_u64(f.start, lo)),
+                hi.map_or(Bound::Unbounded, |hi| {
+                    Bound::Excluded(Term::from_field_u64(f.start, hi))
+                }),
+            )) as Box<dyn Query>
+        });
 
     let mut groups = groups;
     if groups.is_empty() {
         groups.push(Group::Any);
     }
-    let mut ordered: Vec<(u64, Group)> = groups.into_iter().map(|g| (g.estimate(&searchers), g)).collect();
+    let mut ordered: Vec<(u64, Group)> = groups
+        .into_iter()
+        .map(|g| (g.estimate(&searchers), g))
+        .collect();
     ordered.sort_by_key(|(estimate, _)| *estimate);
 
     let mut alive: Option<Arc<TraceMap>> = None;
@@ -170,15 +208,24 @@ pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
             must.push((Occur::Must, t.box_clone()));
         }
         if let Some(alive) = alive.as_ref().filter(|a| a.len() <= TERM_SET_FILTER_MAX) {
-            let ids = alive.keys().map(|id| Term::from_field_bytes(f.trace_id, id));
+            let ids = alive
+                .keys()
+                .map(|id| Term::from_field_bytes(f.trace_id, id));
             must.push((Occur::Must, Box::new(TermSetQuery::new(ids))));
         }
-        let query: Box<dyn Query> =
-            if must.len() == 1 { must.pop().expect("one").1 } else { Box::new(BooleanQuery::new(must)) };
-        let collector = TraceCollector { alive: alive.clone() };
+        let query: Box<dyn Query> = if must.len() == 1 {
+            must.pop().expect("one").1
+        } else {
+            Box::new(BooleanQuery::new(must))
+        };
+        let collector = TraceCollector {
+            alive: alive.clone(),
+        };
         let mut found = TraceMap::new();
         for searcher in &searchers {
-            let part = searcher.search(&*query, &collector).map_err(|e| Error::unavailable("index search failed", e))?;
+            let part = searcher
+                .search(&*query, &collector)
+                .map_err(|e| Error::unavailable("index search failed", e))?;
             merge_min(&mut found, part);
         }
         if let Some(prev) = &alive {
@@ -195,7 +242,9 @@ pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
         }
     }
 
-    let found = alive.map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone())).unwrap_or_default();
+    let found = alive
+        .map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()))
+        .unwrap_or_default();
     let mut hits: Vec<(u64, [u8; 16])> = found
         .into_iter()
         .map(|(id, start)| (start, id))
@@ -204,9 +253,19 @@ pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
     hits.sort_unstable_by(|a, b| b.cmp(a));
     let more = hits.len() > limit;
     hits.truncate(limit);
-    let next_cursor = if more { hits.last().map(|&(s, id)| encode_cursor(s, &id)) } else { None };
+    let next_cursor = if more {
+        hits.last().map(|&(s, id)| encode_cursor(s, &id))
+    } else {
+        None
+    };
     Ok(TraceIdPage {
-        hits: hits.into_iter().map(|(start, id)| TraceHit { trace_id: TraceId(id), start_unix_nano: start }).collect(),
+        hits: hits
+            .into_iter()
+            .map(|(start, id)| TraceHit {
+                trace_id: TraceId(id),
+                start_unix_nano: start,
+            })
+            .collect(),
         next_cursor,
     })
 }
@@ -217,7 +276,9 @@ fn merge_min(into: &mut TraceMap, from: TraceMap) {
         return;
     }
     for (id, start) in from {
-        into.entry(id).and_modify(|s| *s = (*s).min(start)).or_insert(start);
+        into.entry(id)
+            .and_modify(|s| *s = (*s).min(start))
+            .or_insert(start);
     }
 }
 
@@ -260,10 +321,19 @@ impl Collector for TraceCollector {
     type Fruit = TraceMap;
     type Child = TraceSegmentCollector;
 
-    fn for_segment(&self, _: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<TraceSegmentCollector> {
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<TraceSegmentCollector> {
         let ids = segment.fast_fields().bytes(schema::TRACE_ID)?;
         let starts = segment.fast_fields().u64(schema::START)?;
-        Ok(TraceSegmentCollector { ids, starts, alive: self.alive.clone(), by_ord: HashMap::new() })
+        Ok(TraceSegmentCollector {
+            ids,
+            starts,
+            alive: self.alive.clone(),
+            by_ord: HashMap::new(),
+        })
     }
 
     fn requires_scoring(&self) -> bool {
@@ -284,9 +354,14 @@ impl SegmentCollector for TraceSegmentCollector {
 
     fn collect(&mut self, doc: DocId, _: Score) {
         let Some(ids) = &self.ids else { return };
-        let Some(ord) = ids.ords().first(doc) else { return };
+        let Some(ord) = ids.ords().first(doc) else {
+            return;
+        };
         let start = self.starts.first(doc).unwrap_or(0);
-        self.by_ord.entry(ord).and_modify(|s| *s = (*s).min(start)).or_insert(start);
+        self.by_ord
+            .entry(ord)
+            .and_modify(|s| *s = (*s).min(start))
+            .or_insert(start);
     }
 
     fn harvest(self) -> TraceMap {
@@ -300,7 +375,9 @@ impl SegmentCollector for TraceSegmentCollector {
         let alive = self.alive.as_deref();
         let result = ids.dictionary().sorted_ords_to_term_cb(&sorted, |bytes| {
             let start = starts.next().unwrap_or(0);
-            let Ok(id) = <[u8; 16]>::try_from(bytes) else { return };
+            let Ok(id) = <[u8; 16]>::try_from(bytes) else {
+                return;
+            };
             if alive.is_none_or(|a| a.contains_key(&id)) {
                 out.insert(id, start);
             }
@@ -322,7 +399,10 @@ mod tests {
         let c = encode_cursor(42, &id);
         assert_eq!(decode_cursor(&c).unwrap(), (42, id));
         for bad in ["", "zz", &c[..47], &format!("{c}00"), &"g".repeat(48)] {
-            assert!(matches!(decode_cursor(bad), Err(Error::InvalidRequest(_))), "{bad:?}");
+            assert!(
+                matches!(decode_cursor(bad), Err(Error::InvalidRequest(_))),
+                "{bad:?}"
+            );
         }
     }
 
@@ -330,7 +410,10 @@ mod tests {
     fn text_is_split_into_bounded_words() {
         let f = Fields::new();
         let terms = text_terms("\"a:b OR (c", &f).unwrap();
-        let words: Vec<String> = terms.iter().map(|t| t.value().as_str().unwrap().to_string()).collect();
+        let words: Vec<String> = terms
+            .iter()
+            .map(|t| t.value().as_str().unwrap().to_string())
+            .collect();
         assert_eq!(words, ["a", "b", "or", "c"]);
         assert!(text_terms("*", &f).unwrap().is_empty());
         assert!(text_terms("\\", &f).unwrap().is_empty());

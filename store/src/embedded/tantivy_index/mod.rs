@@ -44,8 +44,8 @@ mod wal;
 mod writer;
 
 use std::collections::BTreeSet;
-use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,7 +82,10 @@ pub struct TantivyTraceIndex {
 impl TantivyTraceIndex {
     /// Opens (or creates) the index under `<data_dir>/index`, replaying its WAL.
     pub fn open(config: &IndexConfig, common: &Common) -> Result<Self> {
-        let IndexConfig::Embedded { commit_interval_ms, writer_memory_mb } = config;
+        let IndexConfig::Embedded {
+            commit_interval_ms,
+            writer_memory_mb,
+        } = config;
         let root = common.data_dir.join("index");
         let shared = Arc::new(Shared::open(root.join("days"))?);
         let writer = Writer::open(
@@ -110,7 +113,10 @@ impl TantivyTraceIndex {
         })
     }
 
-    async fn send<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command + Send + 'static) -> Result<T>
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command + Send + 'static,
+    ) -> Result<T>
     where
         T: Send + 'static,
     {
@@ -121,7 +127,11 @@ impl TantivyTraceIndex {
     }
 
     fn searchers(&self) -> Vec<Searcher> {
-        self.shared.snapshot(0..=u32::MAX).iter().map(|p| p.reader.searcher()).collect()
+        self.shared
+            .snapshot(0..=u32::MAX)
+            .iter()
+            .map(|p| p.reader.searcher())
+            .collect()
     }
 }
 
@@ -133,7 +143,9 @@ fn closed() -> Error {
 
 /// Runs blocking tantivy or file work off the async reactor.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::unavailable("index task failed", e))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::unavailable("index task failed", e))?
 }
 
 #[async_trait]
@@ -147,20 +159,32 @@ impl TraceIndex for TantivyTraceIndex {
         let shared = self.shared.clone();
         let tx = self.tx.clone();
         let ack = blocking(move || {
-            let docs: Vec<SpanDoc> = spans.iter().map(|s| SpanDoc::from_span(s, &attrs)).collect();
+            let docs: Vec<SpanDoc> = spans
+                .iter()
+                .map(|s| SpanDoc::from_span(s, &attrs))
+                .collect();
             let mut record = Vec::with_capacity(docs.len() * 160);
             // Bounded records: a huge batch becomes several, each replayable on its own.
             for chunk in docs.chunks(WAL_RECORD_DOCS) {
                 Wal::encode_record(chunk, &mut record);
             }
-            let docs = docs.iter().map(|d| (d.day(), d.to_document(&shared.fields))).collect();
+            let docs = docs
+                .iter()
+                .map(|d| (d.day(), d.to_document(&shared.fields)))
+                .collect();
             let (ack_tx, ack_rx) = oneshot::channel();
-            tx.send(Command::Append { docs, record, ack: ack_tx }).map_err(|_| closed())?;
+            tx.send(Command::Append {
+                docs,
+                record,
+                ack: ack_tx,
+            })
+            .map_err(|_| closed())?;
             Ok(ack_rx)
         })
         .await?;
         ack.await.map_err(|_| closed())??;
-        metrics::histogram!(m::INDEX_WRITE_SECONDS, "backend" => "embedded").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::INDEX_WRITE_SECONDS, "backend" => "embedded")
+            .record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -169,7 +193,8 @@ impl TraceIndex for TantivyTraceIndex {
         let shared = self.shared.clone();
         let query = query.clone();
         let page = blocking(move || find_trace_ids::find(&shared, &query)).await;
-        metrics::histogram!(m::INDEX_SEARCH_SECONDS, "backend" => "embedded").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::INDEX_SEARCH_SECONDS, "backend" => "embedded")
+            .record(started.elapsed().as_secs_f64());
         page
     }
 
@@ -180,8 +205,13 @@ impl TraceIndex for TantivyTraceIndex {
             let mut names = BTreeSet::new();
             for searcher in &searchers {
                 for segment in searcher.segment_readers() {
-                    let inverted = segment.inverted_index(field).map_err(|e| Error::unavailable("failed to list services", e))?;
-                    let mut terms = inverted.terms().stream().map_err(|e| Error::unavailable("failed to list services", e))?;
+                    let inverted = segment
+                        .inverted_index(field)
+                        .map_err(|e| Error::unavailable("failed to list services", e))?;
+                    let mut terms = inverted
+                        .terms()
+                        .stream()
+                        .map_err(|e| Error::unavailable("failed to list services", e))?;
                     while terms.advance() {
                         names.insert(String::from_utf8_lossy(terms.key()).into_owned());
                     }
@@ -202,10 +232,17 @@ impl TraceIndex for TantivyTraceIndex {
             let mut names = BTreeSet::new();
             for searcher in &searchers {
                 for segment in searcher.segment_readers() {
-                    let fail = |e: &dyn std::fmt::Display| Error::unavailable("failed to list operations", e);
+                    let fail = |e: &dyn std::fmt::Display| {
+                        Error::unavailable("failed to list operations", e)
+                    };
                     let inverted = segment.inverted_index(field).map_err(|e| fail(&e))?;
-                    let mut terms =
-                        inverted.terms().range().ge(prefix.as_bytes()).lt(&end).into_stream().map_err(|e| fail(&e))?;
+                    let mut terms = inverted
+                        .terms()
+                        .range()
+                        .ge(prefix.as_bytes())
+                        .lt(&end)
+                        .into_stream()
+                        .map_err(|e| fail(&e))?;
                     while terms.advance() {
                         let op = &terms.key()[prefix.len()..];
                         names.insert(String::from_utf8_lossy(op).into_owned());

@@ -65,7 +65,8 @@ impl Fields {
         let fast_u64 = NumericOptions::default().set_fast();
 
         let mut b = Schema::builder();
-        let trace_id = b.add_bytes_field(TRACE_ID, BytesOptions::default().set_indexed().set_fast());
+        let trace_id =
+            b.add_bytes_field(TRACE_ID, BytesOptions::default().set_indexed().set_fast());
         let start = b.add_u64_field(START, fast_u64.clone());
         let duration = b.add_u64_field(DURATION, fast_u64);
         let service = b.add_text_field(SERVICE, exact.clone());
@@ -149,7 +150,10 @@ mod tests {
     #[test]
     fn day_names_round_trip() {
         assert_eq!(day_dir_name(0), "1970-01-01");
-        assert_eq!(day_dir_name(day_of(1_700_000_000_000_000_000)), "2023-11-14");
+        assert_eq!(
+            day_dir_name(day_of(1_700_000_000_000_000_000)),
+            "2023-11-14"
+        );
         for day in [0u32, 1, 59, 60, 365, 10_957, 19_675, 213_503] {
             assert_eq!(parse_day_dir_name(&day_dir_name(day)), Some(day));
         }

@@ -27,7 +27,11 @@ pub struct Wal {
 impl Wal {
     /// Opens (or creates) the log and returns it with the documents it still holds.
     pub fn open(path: &Path) -> std::io::Result<(Wal, Vec<SpanDoc>)> {
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
         // Make the file's directory entry durable too (it may have just been created).
         if let Some(parent) = path.parent() {
             File::open(parent)?.sync_all()?;
@@ -40,7 +44,14 @@ impl Wal {
             file.set_len(valid as u64)?;
             file.sync_all()?;
         }
-        Ok((Wal { path: path.to_path_buf(), file, bytes: valid as u64 }, docs))
+        Ok((
+            Wal {
+                path: path.to_path_buf(),
+                file,
+                bytes: valid as u64,
+            },
+            docs,
+        ))
     }
 
     /// Encodes one batch as a record into `out` (done by the caller, off the writer thread).
@@ -109,7 +120,9 @@ fn parse(data: &[u8]) -> (Vec<SpanDoc>, usize) {
         if fnv1a(body) != sum {
             break;
         }
-        let Some(batch) = decode_body(body) else { break };
+        let Some(batch) = decode_body(body) else {
+            break;
+        };
         docs.extend(batch);
         pos += 8 + len;
     }
@@ -141,7 +154,10 @@ mod tests {
     use crate::conformance::fixtures::{checkout_trace, trace_id, BASE_TIME};
 
     fn docs(n: u64) -> Vec<SpanDoc> {
-        checkout_trace(trace_id(n), "1", BASE_TIME, true).iter().map(|s| SpanDoc::from_span(s, &[])).collect()
+        checkout_trace(trace_id(n), "1", BASE_TIME, true)
+            .iter()
+            .map(|s| SpanDoc::from_span(s, &[]))
+            .collect()
     }
 
     #[test]

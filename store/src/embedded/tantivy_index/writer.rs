@@ -46,12 +46,15 @@ pub struct Partition {
 
 impl Shared {
     pub fn open(days_dir: PathBuf) -> Result<Shared> {
-        std::fs::create_dir_all(&days_dir).map_err(|e| Error::unavailable("failed to create index directory", e))?;
+        std::fs::create_dir_all(&days_dir)
+            .map_err(|e| Error::unavailable("failed to create index directory", e))?;
         let fields = Fields::new();
         let mut partitions = BTreeMap::new();
-        let entries = std::fs::read_dir(&days_dir).map_err(|e| Error::unavailable("failed to list index partitions", e))?;
+        let entries = std::fs::read_dir(&days_dir)
+            .map_err(|e| Error::unavailable("failed to list index partitions", e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| Error::unavailable("failed to list index partitions", e))?;
+            let entry =
+                entry.map_err(|e| Error::unavailable("failed to list index partitions", e))?;
             let name = entry.file_name();
             let Some(day) = name.to_str().and_then(schema::parse_day_dir_name) else {
                 tracing::warn!(path = %entry.path().display(), "ignoring unknown entry in index directory");
@@ -59,7 +62,11 @@ impl Shared {
             };
             partitions.insert(day, Arc::new(Partition::open(&fields, &days_dir, day)?));
         }
-        Ok(Shared { fields, days_dir, partitions: RwLock::new(partitions) })
+        Ok(Shared {
+            fields,
+            days_dir,
+            partitions: RwLock::new(partitions),
+        })
     }
 
     pub fn snapshot(&self, days: std::ops::RangeInclusive<u32>) -> Vec<Arc<Partition>> {
@@ -68,11 +75,19 @@ impl Shared {
     }
 
     fn partition(&self, day: u32) -> Result<Arc<Partition>> {
-        if let Some(p) = self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&day) {
+        if let Some(p) = self
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&day)
+        {
             return Ok(p.clone());
         }
         let p = Arc::new(Partition::open(&self.fields, &self.days_dir, day)?);
-        self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert(day, p.clone());
+        self.partitions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(day, p.clone());
         Ok(p)
     }
 }
@@ -80,8 +95,10 @@ impl Shared {
 impl Partition {
     fn open(fields: &Fields, days_dir: &Path, day: u32) -> Result<Partition> {
         let dir = days_dir.join(schema::day_dir_name(day));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::unavailable("failed to create index partition", e))?;
-        let mmap = MmapDirectory::open(&dir).map_err(|e| Error::unavailable("failed to open index partition", e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::unavailable("failed to create index partition", e))?;
+        let mmap = MmapDirectory::open(&dir)
+            .map_err(|e| Error::unavailable("failed to open index partition", e))?;
         let index = Index::open_or_create(mmap, fields.schema.clone())
             .map_err(|e| Error::unavailable("failed to open index partition", e))?;
         let reader = index
@@ -89,16 +106,32 @@ impl Partition {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| Error::unavailable("failed to open index reader", e))?;
-        Ok(Partition { day, index, reader, dir })
+        Ok(Partition {
+            day,
+            index,
+            reader,
+            dir,
+        })
     }
 }
 
 pub enum Command {
-    Append { docs: Vec<(u32, TantivyDocument)>, record: Vec<u8>, ack: oneshot::Sender<Result<()>> },
-    Commit { ack: oneshot::Sender<Result<()>> },
+    Append {
+        docs: Vec<(u32, TantivyDocument)>,
+        record: Vec<u8>,
+        ack: oneshot::Sender<Result<()>>,
+    },
+    Commit {
+        ack: oneshot::Sender<Result<()>>,
+    },
     /// Drop partitions of days before this one.
-    DropBefore { day: u32, ack: oneshot::Sender<Result<u64>> },
-    Close { ack: oneshot::Sender<Result<()>> },
+    DropBefore {
+        day: u32,
+        ack: oneshot::Sender<Result<u64>>,
+    },
+    Close {
+        ack: oneshot::Sender<Result<()>>,
+    },
 }
 
 struct DayWriter {
@@ -122,8 +155,14 @@ pub struct Writer {
 
 impl Writer {
     /// Opens the WAL and replays (and commits) what it still holds.
-    pub fn open(shared: Arc<Shared>, wal_path: &Path, commit_interval: Duration, writer_memory_mb: usize) -> Result<Writer> {
-        let (wal, replay) = Wal::open(wal_path).map_err(|e| Error::unavailable("failed to open index wal", e))?;
+    pub fn open(
+        shared: Arc<Shared>,
+        wal_path: &Path,
+        commit_interval: Duration,
+        writer_memory_mb: usize,
+    ) -> Result<Writer> {
+        let (wal, replay) =
+            Wal::open(wal_path).map_err(|e| Error::unavailable("failed to open index wal", e))?;
         let mut w = Writer {
             shared,
             wal,
@@ -149,7 +188,8 @@ impl Writer {
         loop {
             let first = match self.dirty_since {
                 Some(since) => {
-                    let wait = (since + self.commit_interval).saturating_duration_since(Instant::now());
+                    let wait =
+                        (since + self.commit_interval).saturating_duration_since(Instant::now());
                     match rx.recv_timeout(wait) {
                         Ok(cmd) => cmd,
                         Err(RecvTimeoutError::Timeout) => {
@@ -174,7 +214,10 @@ impl Writer {
             if self.handle(group) {
                 return;
             }
-            if self.dirty_since.is_some_and(|s| s.elapsed() >= self.commit_interval) {
+            if self
+                .dirty_since
+                .is_some_and(|s| s.elapsed() >= self.commit_interval)
+            {
                 self.commit_logged();
             }
         }
@@ -229,12 +272,20 @@ impl Writer {
         false
     }
 
-    fn append_durably<'a>(&mut self, records: impl Iterator<Item = &'a [u8]>) -> std::io::Result<()> {
+    fn append_durably<'a>(
+        &mut self,
+        records: impl Iterator<Item = &'a [u8]>,
+    ) -> std::io::Result<()> {
         if self.wal_broken {
-            return Err(std::io::Error::other("index wal is unusable until the next commit"));
+            return Err(std::io::Error::other(
+                "index wal is unusable until the next commit",
+            ));
         }
         let before = self.wal.len();
-        let result = records.into_iter().try_for_each(|r| self.wal.append(r)).and_then(|()| self.wal.sync());
+        let result = records
+            .into_iter()
+            .try_for_each(|r| self.wal.append(r))
+            .and_then(|()| self.wal.sync());
         if result.is_err() && self.wal.len() != before {
             // Cut the partial records so later ones are not stranded behind a torn record.
             if let Err(e) = self.wal.rewind(before) {
@@ -250,7 +301,9 @@ impl Writer {
         for (day, doc) in docs {
             let result = self.writer(day).and_then(|w| {
                 w.dirty = true;
-                w.writer.add_document(doc).map_err(|e| Error::unavailable("failed to add index document", e))
+                w.writer
+                    .add_document(doc)
+                    .map_err(|e| Error::unavailable("failed to add index document", e))
             });
             match result {
                 Ok(_) => n += 1,
@@ -274,7 +327,13 @@ impl Writer {
                 .index
                 .writer_with_num_threads(1, self.writer_bytes)
                 .map_err(|e| Error::unavailable("failed to open index writer", e))?;
-            self.writers.insert(day, DayWriter { writer, dirty: false });
+            self.writers.insert(
+                day,
+                DayWriter {
+                    writer,
+                    dirty: false,
+                },
+            );
         }
         Ok(self.writers.get_mut(&day).expect("inserted above"))
     }
@@ -300,7 +359,13 @@ impl Writer {
             match w.writer.commit() {
                 Ok(_) => {
                     w.dirty = false;
-                    if let Some(p) = self.shared.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&day) {
+                    if let Some(p) = self
+                        .shared
+                        .partitions
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&day)
+                    {
                         if let Err(e) = p.reader.reload() {
                             tracing::warn!(error = %e, day, "failed to reload index reader");
                         }
@@ -316,11 +381,14 @@ impl Writer {
             return Err(e);
         }
         if !self.keep_wal {
-            self.wal.truncate().map_err(|e| Error::unavailable("failed to truncate index wal", e))?;
+            self.wal
+                .truncate()
+                .map_err(|e| Error::unavailable("failed to truncate index wal", e))?;
             self.wal_broken = false;
         }
         self.dirty_since = None;
-        metrics::histogram!(m::INDEX_COMMIT_SECONDS, "backend" => "embedded").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::INDEX_COMMIT_SECONDS, "backend" => "embedded")
+            .record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -328,7 +396,11 @@ impl Writer {
         // Commit first so nothing of the dropped days waits in the WAL to be replayed.
         self.commit()?;
         let expired: Vec<Arc<Partition>> = {
-            let mut map = self.shared.partitions.write().unwrap_or_else(|p| p.into_inner());
+            let mut map = self
+                .shared
+                .partitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
             let keep = map.split_off(&cutoff);
             std::mem::replace(&mut *map, keep).into_values().collect()
         };
@@ -340,10 +412,13 @@ impl Writer {
             // Open searches keep their mmaps; removing the files is safe on unix.
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => dropped += 1,
-                Err(e) => tracing::warn!(error = %e, path = %dir.display(), "failed to remove expired index partition"),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %dir.display(), "failed to remove expired index partition")
+                }
             }
         }
-        metrics::counter!(m::INDEX_PARTITIONS_DROPPED_TOTAL, "backend" => "embedded").increment(dropped);
+        metrics::counter!(m::INDEX_PARTITIONS_DROPPED_TOTAL, "backend" => "embedded")
+            .increment(dropped);
         Ok(dropped)
     }
 
