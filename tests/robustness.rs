@@ -459,3 +459,57 @@ async fn sigterm_shuts_down_cleanly_and_keeps_everything() {
     assert_eq!(status, 200);
     assert_eq!(trace_ids(&body), vec![hex::encode(trace)]);
 }
+
+/// A trace far larger than the per-trace cap (set in a config file): the cap holds, the
+/// excess is rejected and reported through partial success, and the stored part stays
+/// readable and marked truncated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_trace_cap_from_the_config_file_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("clew.toml");
+    std::fs::write(
+        &config,
+        "[store]\ntype = \"embedded\"\nmax_spans_per_trace = 10\n",
+    )
+    .unwrap();
+    let clew = Clew::start(&["--config", config.to_str().unwrap()]);
+    let trace = random_trace_id();
+    let spans: Vec<Span> = (1..=25)
+        .map(|i| otlp_span(trace, i, if i == 1 { None } else { Some(1) }, "s", vec![]))
+        .collect();
+    let mut client = TraceServiceClient::connect(clew.otlp_grpc_url())
+        .await
+        .unwrap();
+    let answer = client
+        .export(request("cap-svc", spans))
+        .await
+        .unwrap()
+        .into_inner();
+    let partial = answer.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 15);
+    assert!(
+        partial.error_message.contains("cap"),
+        "{}",
+        partial.error_message
+    );
+    let (status, t) = clew
+        .get(&format!("/api/v1/traces/{}", hex::encode(trace)))
+        .await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(span_ids(&t).len(), 10);
+    assert_eq!(t["truncated"], true);
+    // The rejections are counted by reason.
+    let metrics = reqwest::get(clew.api_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("clew_collector_spans_rejected_total") && l.contains("trace_too_large")
+        })
+        .unwrap_or_else(|| panic!("no trace_too_large rejection metric in:\n{metrics}"));
+    assert!(line.trim_end().ends_with(" 15"), "{line}");
+}
