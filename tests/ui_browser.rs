@@ -185,6 +185,19 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
     )
     .await;
 
+    // 4. a 10,000-span trace, three hours ago (outside the one-hour searches above)
+    let big_id = trace_id();
+    let start_big = now - 3 * 3_600_000_000_000;
+    let big: Vec<Span> = (0..10_000u64)
+        .map(|i| {
+            let parent = if i == 0 { None } else { Some((i - 1) / 4 + 1) };
+            span(big_id, start_big, spec(i + 1, parent, &format!("op-{}", i % 7), i / 10, 5))
+        })
+        .collect();
+    send(&clew, request(vec![("bulk", big)])).await;
+
+    let big_path = format!("/api/v1/traces/{}", hex::encode(big_id));
+    clew.wait_for(&big_path, Duration::from_secs(60), |b| b["span_count"] == 10_000).await;
     clew.wait_for("/api/v1/search?lookback=1h&limit=100", Duration::from_secs(30), |b| {
         b["traces"].as_array().is_some_and(|t| t.len() == 3)
     })
@@ -194,6 +207,7 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
         "checkout_trace": hex::encode(checkout_id),
         "healthy_trace": hex::encode(healthy_id),
         "xss_trace": hex::encode(xss_id),
+        "big_trace": hex::encode(big_id),
         "order": order,
         "xss_order": xss_order,
         "checkout_span_count": 5,

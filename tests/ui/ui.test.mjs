@@ -230,6 +230,28 @@ await step('an http(s) attribute value becomes a link, a malformed trace id an e
   assert.match(await page.locator('#summary').textContent(), /not a trace id/);
 });
 
+await step('a 10,000-span trace renders every row and stays usable', async () => {
+  const t0 = Date.now();
+  await page.goto(`${base}/trace/${expected.big_trace}`);
+  await ready();
+  const rendered = Date.now() - t0;
+  assert.equal(await page.locator('#waterfall .span-row').count(), 10000);
+  // collapse the root: one row stays visible; expand: all come back
+  const t1 = Date.now();
+  await page.locator('#waterfall .span-row').first().locator('.toggle').click();
+  assert.equal(await page.locator('#waterfall .span-row:not(.hidden)').count(), 1);
+  await page.locator('#waterfall .span-row').first().locator('.toggle').click();
+  assert.equal(await page.locator('#waterfall .span-row:not(.hidden)').count(), 10000);
+  const toggled = Date.now() - t1;
+  const last = page.locator('#waterfall .span-row').last();
+  await last.scrollIntoViewIfNeeded();
+  await last.locator('.span-name').click();
+  assert.equal(await page.locator('#detail .detail-title').textContent(), await last.locator('.span-name').textContent());
+  assert.equal(await page.locator('#detail .mono').first().textContent(), await last.getAttribute('data-span-id'));
+  // timings are reported, not asserted (tests do not assert on wall-clock time)
+  console.log(`# 10,000 spans: page ready in ${rendered} ms, collapse + expand in ${toggled} ms`);
+});
+
 await context.close();
 rmSync(profile, { recursive: true, force: true });
 if (failed) process.exit(1);

@@ -99,11 +99,11 @@ function renderSummary(trace) {
   for (const [k, v] of keys) {
     keyList.append(internalLink('/keys/' + encodeURIComponent(k) + '/' + encodeURIComponent(v), `${k} = ${v}`, 'key-pill'));
   }
-  summaryBox.replaceChildren(
+  summaryBox.replaceChildren(...[
     el('h1', { class: 'trace-title', text: title }),
-    trace.truncated ? el('p', { class: 'badge warn', text: 'truncated: spans past the per-trace cap were not stored' }) : null,
+    trace.truncated ? el('p', { class: 'badge warn', attrs: { id: 'truncated' }, text: 'truncated: spans past the per-trace cap were not stored' }) : null,
     facts, chips, keyList,
-  );
+  ].filter(Boolean));
 }
 
 function renderWaterfall() {
