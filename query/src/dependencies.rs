@@ -150,7 +150,10 @@ mod tests {
         let deps = dependencies(&[a, b], true);
         assert_eq!(
             deps.edges,
-            [edge("checkout", "payments", 2, 1), edge("frontend", "checkout", 2, 0)]
+            [
+                edge("checkout", "payments", 2, 1),
+                edge("frontend", "checkout", 2, 0)
+            ]
         );
         assert_eq!(deps.services, ["checkout", "frontend", "payments"]);
         assert_eq!(deps.traces_considered, 2);

@@ -35,13 +35,41 @@ mod ui {
     pub const MAP: &str = include_str!("ui/map.html");
     /// `/ui/{name}` → (content type, body).
     pub const ASSETS: &[(&str, &str, &str)] = &[
-        ("app.css", "text/css; charset=utf-8", include_str!("ui/app.css")),
-        ("common.js", "text/javascript; charset=utf-8", include_str!("ui/common.js")),
-        ("search.js", "text/javascript; charset=utf-8", include_str!("ui/search.js")),
-        ("trace.js", "text/javascript; charset=utf-8", include_str!("ui/trace.js")),
-        ("keys.js", "text/javascript; charset=utf-8", include_str!("ui/keys.js")),
-        ("map.js", "text/javascript; charset=utf-8", include_str!("ui/map.js")),
-        ("favicon.svg", "image/svg+xml", include_str!("ui/favicon.svg")),
+        (
+            "app.css",
+            "text/css; charset=utf-8",
+            include_str!("ui/app.css"),
+        ),
+        (
+            "common.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/common.js"),
+        ),
+        (
+            "search.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/search.js"),
+        ),
+        (
+            "trace.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/trace.js"),
+        ),
+        (
+            "keys.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/keys.js"),
+        ),
+        (
+            "map.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/map.js"),
+        ),
+        (
+            "favicon.svg",
+            "image/svg+xml",
+            include_str!("ui/favicon.svg"),
+        ),
     ];
 }
 
@@ -203,10 +231,7 @@ pub async fn map_page() -> Html<&'static str> {
 pub async fn ui_asset(path: Result<Path<String>, PathRejection>) -> Result<Response> {
     let Path(name) = path.map_err(path_error)?;
     let Some((_, content_type, body)) = ui::ASSETS.iter().find(|(n, _, _)| *n == name) else {
-        return Err(Error::NotFound(format!(
-            "no UI asset `{}`",
-            shorten(&name)
-        )));
+        return Err(Error::NotFound(format!("no UI asset `{}`", shorten(&name))));
     };
     Ok((
         [
