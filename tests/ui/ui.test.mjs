@@ -123,6 +123,42 @@ await step('scatter plot has a point per result and a click opens the trace', as
   assert.equal(await page.locator('#waterfall .span-row').count(), 2);
 });
 
+await step('"More" pages through the results with the cursor', async () => {
+  await page.goto(base + '/?lookback=1h&limit=1');
+  await ready();
+  await page.locator('#results .result').first().waitFor();
+  assert.equal(await page.inputValue('#limit'), '1');
+  assert.equal(await page.locator('#results .result').count(), 1);
+  for (const n of [2, 3]) {
+    await page.click('#more');
+    await page.waitForFunction((k) => document.querySelectorAll('#results .result').length === k, n);
+  }
+  assert.equal(await page.locator('#scatter circle.point').count(), 3);
+  await page.waitForSelector('#more.hidden', { state: 'attached' });
+});
+
+await step('a custom time range goes into the URL as RFC 3339', async () => {
+  await page.goto(base + '/');
+  await ready();
+  await page.selectOption('#range', 'custom');
+  const [from, to] = await page.evaluate(() => {
+    const local = (d) => {
+      const p = (x) => String(x).padStart(2, '0');
+      return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+    };
+    return [local(new Date(Date.now() - 3600e3)), local(new Date(Date.now() + 60e3))];
+  });
+  await page.fill('#start', from);
+  await page.fill('#end', to);
+  await page.click('#search-button');
+  await page.waitForFunction(() => new URLSearchParams(location.search).has('start'));
+  await ready();
+  await page.waitForFunction(() => document.querySelectorAll('#results .result').length === 3);
+  const params = new URL(page.url()).searchParams;
+  assert.match(params.get('start'), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.equal(params.has('lookback'), false);
+});
+
 await step('a deep link restores the form and the results', async () => {
   const url = `${base}/?service=frontend&key=${encodeURIComponent('order_id:' + expected.order)}&error=true&lookback=6h`;
   await page.goto(url);

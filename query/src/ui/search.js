@@ -226,6 +226,8 @@ function drawScatter() {
   const durations = shown.map((t) => Number(t.duration_nanos) || 0);
   let t0 = Math.min(...times), t1 = Math.max(...times);
   if (t1 - t0 < 1000) { t0 -= 500; t1 += 500; }
+  const pad = (t1 - t0) * 0.03; // keep the outermost points off the axes
+  t0 -= pad; t1 += pad;
   const dMax = Math.max(1, ...durations) * 1.1;
   const x = (ms) => L + ((ms - t0) / (t1 - t0)) * (W - L - R);
   const y = (d) => H - B - (d / dMax) * (H - T - B);
