@@ -13,16 +13,19 @@
 //! - [`params`]: query-string parsing and validation into a `TraceQuery`.
 //! - [`find_trace_ids`], [`fetch_traces`]: the two phases, each bounded by a timeout.
 //! - [`assemble`]: span tree order (safe against cycles and orphans) and trace summaries.
+//! - [`dependencies`]: service → service call counts for the service map.
 //! - [`json`]: the response shapes (timestamps as decimal strings).
 //! - [`error`]: the one error type and its one mapping to HTTP.
 //! - [`metrics`]: `clew_query_*` metrics.
-//! - `routes`: the handlers.
+//! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
+//!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`).
 //!
 //! The API serves on port [`DEFAULT_PORT`] by default. Every response carries a strict
 //! Content-Security-Policy and `X-Content-Type-Options: nosniff`: span data is returned as
 //! JSON string data, verbatim, and never as HTML.
 
 pub mod assemble;
+pub mod dependencies;
 pub mod error;
 pub mod fetch_traces;
 pub mod find_trace_ids;
@@ -91,7 +94,12 @@ impl QueryState {
 pub fn router(state: QueryState) -> Router {
     metrics::describe();
     Router::new()
-        .route("/", get(routes::landing))
+        .route("/", get(routes::search_page))
+        .route("/trace/{trace_id}", get(routes::trace_page))
+        .route("/keys/{name}/{value}", get(routes::keys_page))
+        .route("/map", get(routes::map_page))
+        .route("/ui/{name}", get(routes::ui_asset))
+        .route("/api/v1/dependencies", get(routes::dependencies))
         .route("/api/v1/traces/{trace_id}", get(routes::trace_by_id))
         .route("/api/v1/search", get(routes::search))
         .route("/api/v1/keys/{name}/{value}", get(routes::key_lookup))

@@ -18,6 +18,7 @@ use clew_store::StoredTrace;
 use serde::Serialize;
 
 use crate::assemble;
+use crate::dependencies;
 use crate::error::{Error, Result};
 use crate::fetch_traces::{fetch_trace, fetch_traces};
 use crate::find_trace_ids::find_trace_ids;
@@ -25,7 +26,52 @@ use crate::json::{OperationsJson, ServicesJson, SummaryJson, TraceJson, TracesPa
 use crate::params::{self, shorten, ErrorFilter};
 use crate::QueryState;
 
-const LANDING_PAGE: &str = include_str!("ui/landing.html");
+/// The UI: one HTML page per view, all scripts and styles same-origin files (the CSP
+/// forbids inline script and inline style), embedded in the binary.
+mod ui {
+    pub const SEARCH: &str = include_str!("ui/search.html");
+    pub const TRACE: &str = include_str!("ui/trace.html");
+    pub const KEYS: &str = include_str!("ui/keys.html");
+    pub const MAP: &str = include_str!("ui/map.html");
+    /// `/ui/{name}` → (content type, body).
+    pub const ASSETS: &[(&str, &str, &str)] = &[
+        (
+            "app.css",
+            "text/css; charset=utf-8",
+            include_str!("ui/app.css"),
+        ),
+        (
+            "common.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/common.js"),
+        ),
+        (
+            "search.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/search.js"),
+        ),
+        (
+            "trace.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/trace.js"),
+        ),
+        (
+            "keys.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/keys.js"),
+        ),
+        (
+            "map.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/map.js"),
+        ),
+        (
+            "favicon.svg",
+            "image/svg+xml",
+            include_str!("ui/favicon.svg"),
+        ),
+    ];
+}
 
 /// `GET /api/v1/traces/{trace_id}`
 pub async fn trace_by_id(
@@ -159,9 +205,59 @@ pub async fn metrics(State(state): State<QueryState>) -> Response {
     }
 }
 
-/// `GET /`: the landing page (the search UI comes later).
-pub async fn landing() -> Html<&'static str> {
-    Html(LANDING_PAGE)
+/// `GET /`: the search page.
+pub async fn search_page() -> Html<&'static str> {
+    Html(ui::SEARCH)
+}
+
+/// `GET /trace/{trace_id}`: the trace page. It is served for any id: the page's script
+/// checks the id and the API answers a malformed one with a 400 that the page shows (the
+/// HTML is static, so nothing from the path is ever reflected into it).
+pub async fn trace_page() -> Html<&'static str> {
+    Html(ui::TRACE)
+}
+
+/// `GET /keys/{name}/{value}`: every trace of a business key, as a timeline.
+pub async fn keys_page() -> Html<&'static str> {
+    Html(ui::KEYS)
+}
+
+/// `GET /map`: the service map.
+pub async fn map_page() -> Html<&'static str> {
+    Html(ui::MAP)
+}
+
+/// `GET /ui/{name}`: the UI's scripts, stylesheet and icon.
+pub async fn ui_asset(path: Result<Path<String>, PathRejection>) -> Result<Response> {
+    let Path(name) = path.map_err(path_error)?;
+    let Some((_, content_type, body)) = ui::ASSETS.iter().find(|(n, _, _)| *n == name) else {
+        return Err(Error::NotFound(format!("no UI asset `{}`", shorten(&name))));
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, *content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        *body,
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/dependencies?start=&end=|lookback=&limit=`: service → service call counts
+/// from the newest `limit` traces of the range (see [`crate::dependencies`]).
+pub async fn dependencies(
+    State(state): State<QueryState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let query = dependencies::parse(raw.as_deref(), now_unix_nano())?;
+    let page = find_trace_ids(state.index.as_ref(), &query, state.timeout).await?;
+    let ids: Vec<TraceId> = page.hits.iter().map(|hit| hit.trace_id).collect();
+    let traces = fetch_traces(state.store.as_ref(), &ids, state.timeout).await?;
+    let more_traces = page.next_cursor.is_some();
+    json_off_reactor("failed to compute service dependencies", move || {
+        dependencies::dependencies(&traces, more_traces)
+    })
+    .await
 }
 
 /// Any path no route matches.

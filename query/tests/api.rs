@@ -854,7 +854,7 @@ async fn services_and_operations() {
 }
 
 // ---------------------------------------------------------------------------------------
-// health, readiness, metrics, landing page, unknown routes
+// health, readiness, metrics, unknown routes
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -899,22 +899,183 @@ async fn metrics_come_from_the_render_function() {
     assert_eq!(answer.body, "# TYPE clew_up gauge\nclew_up 1\n");
 }
 
+// ---------------------------------------------------------------------------------------
+// the browser UI: pages and assets
+
 #[tokio::test]
-async fn landing_page_lists_the_api() {
+async fn ui_pages_are_static_html_under_the_strict_csp() {
     let f = Fixture::new();
+    for (path, script) in [
+        ("/", "/ui/search.js"),
+        ("/trace/0af7651916cd43dd8448eb211c80319c", "/ui/trace.js"),
+        ("/keys/order_id/12345", "/ui/keys.js"),
+        ("/map", "/ui/map.js"),
+    ] {
+        let answer = f.get(path).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            answer.header("content-type"),
+            "text/html; charset=utf-8",
+            "{path}"
+        );
+        answer.assert_security_headers();
+        let body = &answer.body;
+        assert!(
+            body.contains(&format!(
+                "<script type=\"module\" src=\"{script}\"></script>"
+            )),
+            "{path}"
+        );
+        assert!(
+            body.contains("<link rel=\"stylesheet\" href=\"/ui/app.css\">"),
+            "{path}"
+        );
+        // nothing inline that the CSP would have to allow, nothing from elsewhere
+        assert_eq!(
+            body.matches("<script").count(),
+            1,
+            "{path}: one script, by src"
+        );
+        assert!(
+            !body.contains("style=") && !body.contains("<style"),
+            "{path}: no inline style"
+        );
+        let inline_handler = body.split(" on").skip(1).any(|rest| {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
+            !name.is_empty() && rest[name.len()..].starts_with('=')
+        });
+        assert!(!inline_handler, "{path}: no inline event handler");
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path}: no external asset"
+        );
+    }
+    // the search page keeps the list of JSON endpoints
     let answer = f.get("/").await;
-    assert_eq!(answer.status, StatusCode::OK);
-    assert!(answer.header("content-type").starts_with("text/html"));
-    answer.assert_security_headers();
     for path in [
         "/api/v1/search?lookback=1h",
         "/api/v1/services",
-        "/api/v1/keys/order_id/12345",
+        "/api/v1/dependencies?lookback=1h",
         "/healthz",
     ] {
         assert!(answer.body.contains(&format!("href=\"{path}")), "{path}");
     }
-    assert!(!answer.body.contains("<script"), "no inline script");
+}
+
+#[tokio::test]
+async fn the_trace_page_is_served_for_any_id_and_reflects_none() {
+    // the page is static: its script validates the id and the API answers a bad one with a
+    // 400, which the page shows
+    let f = Fixture::new();
+    let good = f.get("/trace/0af7651916cd43dd8448eb211c80319c").await;
+    for bad in [
+        "/trace/not-hex",
+        "/trace/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    ] {
+        let answer = f.get(bad).await;
+        assert_eq!(answer.status, StatusCode::OK, "{bad}");
+        assert_eq!(answer.body, good.body, "{bad}: the same static page");
+        answer.assert_security_headers();
+    }
+    assert_eq!(
+        f.get("/api/v1/traces/not-hex").await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn ui_assets_have_their_content_types() {
+    let f = Fixture::new();
+    for (name, content_type) in [
+        ("app.css", "text/css; charset=utf-8"),
+        ("common.js", "text/javascript; charset=utf-8"),
+        ("search.js", "text/javascript; charset=utf-8"),
+        ("trace.js", "text/javascript; charset=utf-8"),
+        ("keys.js", "text/javascript; charset=utf-8"),
+        ("map.js", "text/javascript; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ] {
+        let answer = f.get(&format!("/ui/{name}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{name}");
+        assert_eq!(answer.header("content-type"), content_type, "{name}");
+        answer.assert_security_headers();
+        assert!(!answer.body.is_empty());
+        if name.ends_with(".js") {
+            // span data goes in as text only
+            assert!(!answer.body.contains("innerHTML"), "{name}");
+            assert!(!answer.body.contains("insertAdjacentHTML"), "{name}");
+            assert!(!answer.body.contains("document.write"), "{name}");
+            assert!(!answer.body.contains("eval("), "{name}");
+        }
+    }
+    for missing in ["/ui/nope.js", "/ui/..%2Fsearch.html", "/ui/search.html"] {
+        let message = f.get(missing).await.error(StatusCode::NOT_FOUND);
+        assert!(message.contains("no UI asset"), "{missing}: {message}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /api/v1/dependencies
+
+#[tokio::test]
+async fn dependencies_count_cross_service_calls_of_the_range() {
+    let f = Fixture::with_checkouts();
+    let answer = f.get("/api/v1/dependencies").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("content-type"), "application/json");
+    answer.assert_security_headers();
+    let v = answer.json();
+    assert_eq!(
+        v["edges"],
+        serde_json::json!([
+            {"parent": "checkout", "child": "payments", "call_count": 2, "error_count": 0},
+            {"parent": "frontend", "child": "checkout", "call_count": 2, "error_count": 0},
+        ])
+    );
+    assert_eq!(
+        v["services"],
+        serde_json::json!(["checkout", "frontend", "inventory", "payments"])
+    );
+    assert_eq!(v["traces_considered"], 3);
+    assert_eq!(v["more_traces"], false);
+    let q = f.index.last_query.lock().unwrap().clone().unwrap();
+    assert_eq!(q.limit, clew_query::dependencies::DEFAULT_TRACES);
+
+    // the sampling bound is said in the answer
+    let v = f.get("/api/v1/dependencies?limit=1").await.json();
+    assert_eq!(v["traces_considered"], 1);
+    assert_eq!(v["more_traces"], true);
+
+    // the time range reaches the index
+    f.get("/api/v1/dependencies?start=2023-11-14T22:13:20Z&end=2023-11-14T23:13:20Z")
+        .await
+        .json();
+    let q = f.index.last_query.lock().unwrap().clone().unwrap();
+    assert_eq!(q.start_min_unix_nano, Some(1_700_000_000_000_000_000));
+    assert_eq!(q.start_max_unix_nano, Some(1_700_003_600_000_000_000));
+}
+
+#[tokio::test]
+async fn dependencies_refuse_other_parameters_and_bad_ranges() {
+    let f = Fixture::with_checkouts();
+    for (query, needle) in [
+        ("service=frontend", "unknown query parameter `service`"),
+        ("lookback=banana", "lookback"),
+        (
+            "start=1700000000000000000&lookback=1h",
+            "either `start` or `lookback`",
+        ),
+        ("limit=0", "limit"),
+    ] {
+        let message = f
+            .get(&format!("/api/v1/dependencies?{query}"))
+            .await
+            .error(StatusCode::BAD_REQUEST);
+        assert!(message.contains(needle), "{query}: {message}");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,163 @@
+// Shared by every page of the clew UI. Every string that came from the server (span data
+// above all) reaches the page through textContent or setAttribute on a plain attribute;
+// nothing is ever parsed as HTML, and only http/https values become external links.
+
+export const HEX32 = /^[0-9a-f]{32}$/;
+const TRACE_ID = /^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{16})$/;
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** An element with optional class, text and children; attrs go through setAttribute. */
+export function el(tag, opts = {}, ...children) {
+  const node = document.createElement(tag);
+  fill(node, opts, children);
+  return node;
+}
+
+/** An SVG element (same rules as el). */
+export function svg(tag, opts = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  fill(node, opts, children);
+  return node;
+}
+
+function fill(node, opts, children) {
+  if (opts.class) node.setAttribute('class', opts.class);
+  if (opts.text !== undefined && opts.text !== null) node.textContent = String(opts.text);
+  for (const [name, value] of Object.entries(opts.attrs || {})) {
+    // event handlers, style and links never come from here: links go through link()
+    if (/^on/i.test(name) || name === 'style' || name === 'href' || name === 'src') {
+      throw new Error('refusing to set attribute ' + name);
+    }
+    if (value !== undefined && value !== null) node.setAttribute(name, String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(typeof child === 'string' ? document.createTextNode(child) : child);
+  }
+}
+
+/** A same-origin link to one of the UI's own paths (built here, never taken from data). */
+export function internalLink(path, text, cls) {
+  const a = el('a', { class: cls, text });
+  a.setAttribute('href', path);
+  return a;
+}
+
+/** The UI path of a trace, or null when the id is not a trace id. */
+export function tracePath(id) {
+  if (typeof id !== 'string' || !TRACE_ID.test(id) || /^0+$/.test(id)) return null;
+  return '/trace/' + id.toLowerCase();
+}
+
+/** A link to another trace only when `id` is exactly 32 hex digits; otherwise plain text. */
+export function traceLink(id, text) {
+  const path = typeof id === 'string' && HEX32.test(id) && !/^0+$/.test(id) ? tracePath(id) : null;
+  return path ? internalLink(path, text ?? id) : el('span', { text: text ?? String(id) });
+}
+
+/** `value` as an absolute http(s) URL string, or null. */
+export function safeUrl(value) {
+  if (typeof value !== 'string' || !/^https?:\/\//i.test(value)) return null;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** An attribute value shown as text; http(s) URLs become links that open elsewhere. */
+export function valueNode(value) {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  const url = safeUrl(value);
+  if (!url) return el('span', { class: 'value', text });
+  const a = el('a', { class: 'value', text, attrs: { rel: 'noopener noreferrer nofollow', target: '_blank' } });
+  a.setAttribute('href', url);
+  return a;
+}
+
+/** GET a JSON API path; errors carry the server's message. */
+export async function api(path) {
+  let response;
+  try {
+    response = await fetch(path, { headers: { accept: 'application/json' } });
+  } catch (e) {
+    throw new Error('the query API is unreachable: ' + e.message);
+  }
+  const text = await response.text();
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`unexpected answer (${response.status}) from ${path}`);
+  }
+  if (!response.ok) {
+    const why = body && typeof body.error === 'string' ? body.error : `status ${response.status}`;
+    throw new Error(why);
+  }
+  return { body, text };
+}
+
+/** Unix-nanosecond decimal string → milliseconds (Number; sub-ms precision dropped). */
+export function nsToMs(ns) {
+  try {
+    return Number(BigInt(ns) / 1000000n);
+  } catch {
+    return NaN;
+  }
+}
+
+/** Unix-nanosecond decimal string → BigInt (0n when malformed). */
+export function big(ns) {
+  try {
+    return BigInt(ns);
+  } catch {
+    return 0n;
+  }
+}
+
+export function formatDuration(nanos) {
+  const n = Number(nanos);
+  if (!Number.isFinite(n)) return '?';
+  if (n < 1e3) return n + ' ns';
+  if (n < 1e6) return (n / 1e3).toFixed(n < 1e4 ? 2 : 1) + ' µs';
+  if (n < 1e9) return (n / 1e6).toFixed(n < 1e7 ? 2 : 1) + ' ms';
+  if (n < 60e9) return (n / 1e9).toFixed(2) + ' s';
+  if (n < 3600e9) return (n / 60e9).toFixed(1) + ' min';
+  return (n / 3600e9).toFixed(1) + ' h';
+}
+
+export function formatTime(ms) {
+  if (!Number.isFinite(ms)) return '?';
+  const d = new Date(ms);
+  const pad = (x, w = 2) => String(x).padStart(w, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+/** A stable colour per service name. */
+export function serviceColor(name) {
+  let h = 2166136261;
+  for (const ch of String(name)) {
+    h ^= ch.codePointAt(0);
+    h = Math.imul(h, 16777619);
+  }
+  const hue = (h >>> 0) % 360;
+  return `hsl(${hue}, 55%, 52%)`;
+}
+
+/** A small coloured service label. */
+export function serviceChip(name) {
+  const chip = el('span', { class: 'chip', text: name });
+  chip.style.setProperty('--service', serviceColor(name));
+  return chip;
+}
+
+export function showError(container, message) {
+  container.replaceChildren(el('p', { class: 'error-message', text: message }));
+}
+
+/** Removes every child of `node`. */
+export function clear(node) {
+  node.replaceChildren();
+}

@@ -1,0 +1,294 @@
+// Browser test of the clew UI: headless Debian chromium driven by playwright-core.
+// Run by tests/ui_browser.rs (which starts clew and ingests the traces):
+//   node tests/ui/ui.test.mjs <base-url> <expected-json>
+// Exits 0 when every step passes; prints the failing step and exits 1 otherwise.
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir, homedir } from 'node:os';
+import path from 'node:path';
+
+const [base, expectedJson] = process.argv.slice(2);
+if (!base || !expectedJson) {
+  console.error('usage: node tests/ui/ui.test.mjs <base-url> <expected-json>');
+  process.exit(2);
+}
+const expected = JSON.parse(expectedJson);
+const cache = process.env.CLEW_CACHE || path.join(homedir(), '.cache', 'clew');
+const require = createRequire(path.join(cache, 'node', 'package.json'));
+const { chromium } = require('playwright-core');
+const shots = path.join('docs', 'screenshots');
+mkdirSync(shots, { recursive: true });
+
+const profile = mkdtempSync(path.join(tmpdir(), 'clew-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+  viewport: { width: 1400, height: 900 },
+});
+const page = context.pages()[0] ?? await context.newPage();
+page.setDefaultTimeout(15000);
+const problems = [];
+page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+page.on('console', (m) => { if (m.type() === 'error') problems.push('console error: ' + m.text()); });
+page.on('dialog', (d) => { problems.push('a dialog opened: ' + d.message()); d.dismiss(); });
+
+const ready = () => page.waitForSelector('body[data-state="ready"]');
+const xssFired = () => page.evaluate(() => window.__xss !== undefined);
+
+let failed = false;
+async function step(name, fn) {
+  if (failed) return;
+  try {
+    await fn();
+    assert.deepEqual(problems, [], 'no script errors, dialogs or CSP violations');
+    console.log('ok -', name);
+  } catch (e) {
+    failed = true;
+    console.error('not ok -', name);
+    console.error(e && e.stack ? e.stack : e);
+    try { await page.screenshot({ path: path.join(tmpdir(), 'clew-ui-failure.png'), fullPage: true }); } catch {}
+  }
+}
+
+await step('search by business key, open the trace', async () => {
+  await page.goto(base + '/');
+  await ready();
+  await page.fill('#key-name', 'order_id');
+  await page.fill('#key-value', expected.order);
+  await page.click('#search-button');
+  await page.waitForFunction(() => new URLSearchParams(location.search).has('key'));
+  await ready();
+  const rows = page.locator('#results .result');
+  await rows.first().waitFor();
+  assert.equal(await rows.count(), 1);
+  assert.equal(await rows.first().getAttribute('data-trace-id'), expected.checkout_trace);
+  assert.match(await rows.first().locator('.result-title').textContent(), /frontend: GET \/checkout/);
+  assert.equal(await rows.first().locator('.badge.error').count(), 1);
+  await rows.first().locator('a.result-title').click();
+  await page.waitForURL('**/trace/' + expected.checkout_trace);
+  await ready();
+});
+
+await step('waterfall shows every span and marks the error spans', async () => {
+  const rows = page.locator('#waterfall .span-row');
+  assert.equal(await rows.count(), expected.checkout_span_count);
+  assert.equal(await page.locator('#span-count').textContent(), String(expected.checkout_span_count));
+  const errorRow = page.locator(`.span-row[data-span-id="${expected.error_span_id}"]`);
+  assert.ok((await errorRow.getAttribute('class')).includes('error'));
+  assert.equal(await page.locator('#waterfall .span-row.error').count(), 2); // Charge and the db span
+  const orphan = page.locator(`.span-row[data-span-id="${expected.orphan_span_id}"]`);
+  assert.match(await orphan.textContent(), /parent missing/);
+  assert.equal(await page.locator('#error-count').textContent(), '2');
+  // collapse the root hides its subtree, expanding shows it again
+  await page.locator('#waterfall .span-row').first().locator('.toggle').click();
+  assert.equal(await page.locator('#waterfall .span-row:not(.hidden)').count(), 2); // root and orphan
+  await page.locator('#waterfall .span-row').first().locator('.toggle').click();
+  assert.equal(await page.locator('#waterfall .span-row:not(.hidden)').count(), expected.checkout_span_count);
+});
+
+await step('span detail shows the exception type, message and stack trace', async () => {
+  await page.locator(`.span-row[data-span-id="${expected.error_span_id}"] .span-name`).click();
+  const detail = page.locator('#detail');
+  assert.equal(await detail.locator('.exception-type').textContent(), 'PaymentDeclinedError');
+  assert.equal(await detail.locator('.exception-message').textContent(), 'card declined for order');
+  const stack = await detail.locator('pre.stacktrace').textContent();
+  assert.match(stack, /at charge \(payments\.js:42\)\n {4}at run/);
+  assert.match(await detail.textContent(), /postgresql/);
+  await page.screenshot({ path: path.join(shots, 'trace-with-error.png') });
+  // the business key is visible at a glance and leads to the key page
+  await page.locator('#summary .key-pill').click();
+  await page.waitForURL('**/keys/order_id/**');
+  await ready();
+  assert.equal(await page.locator('.timeline-row').count(), 1);
+  assert.equal(await page.locator('.timeline-row').getAttribute('data-trace-id'), expected.checkout_trace);
+});
+
+await step('scatter plot has a point per result and a click opens the trace', async () => {
+  await page.goto(base + '/?lookback=1h');
+  await ready();
+  await page.locator('#results .result').first().waitFor();
+  assert.equal(await page.locator('#results .result').count(), 3);
+  assert.equal(await page.locator('#scatter circle.point').count(), 3);
+  assert.equal(await page.locator('#scatter circle.point.error').count(), 2);
+  // newest first
+  const ids = await page.locator('#results .result').evaluateAll((els) => els.map((e) => e.dataset.traceId));
+  assert.deepEqual(ids, [expected.xss_trace, expected.checkout_trace, expected.healthy_trace]);
+  await page.screenshot({ path: path.join(shots, 'search.png') });
+  await page.locator(`#scatter circle.point[data-trace-id="${expected.healthy_trace}"]`).click();
+  await page.waitForURL('**/trace/' + expected.healthy_trace);
+  await ready();
+  assert.equal(await page.locator('#waterfall .span-row').count(), 2);
+});
+
+await step('"More" pages through the results with the cursor', async () => {
+  await page.goto(base + '/?lookback=1h&limit=1');
+  await ready();
+  await page.locator('#results .result').first().waitFor();
+  assert.equal(await page.inputValue('#limit'), '1');
+  assert.equal(await page.locator('#results .result').count(), 1);
+  for (const n of [2, 3]) {
+    await page.click('#more');
+    await page.waitForFunction((k) => document.querySelectorAll('#results .result').length === k, n);
+  }
+  assert.equal(await page.locator('#scatter circle.point').count(), 3);
+  await page.waitForSelector('#more.hidden', { state: 'attached' });
+});
+
+await step('a custom time range goes into the URL as RFC 3339', async () => {
+  await page.goto(base + '/');
+  await ready();
+  await page.selectOption('#range', 'custom');
+  const [from, to] = await page.evaluate(() => {
+    const local = (d) => {
+      const p = (x) => String(x).padStart(2, '0');
+      return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+    };
+    return [local(new Date(Date.now() - 3600e3)), local(new Date(Date.now() + 60e3))];
+  });
+  await page.fill('#start', from);
+  await page.fill('#end', to);
+  await page.click('#search-button');
+  await page.waitForFunction(() => new URLSearchParams(location.search).has('start'));
+  await ready();
+  await page.waitForFunction(() => document.querySelectorAll('#results .result').length === 3);
+  const params = new URL(page.url()).searchParams;
+  assert.match(params.get('start'), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.equal(params.has('lookback'), false);
+});
+
+await step('a deep link restores the form and the results', async () => {
+  const url = `${base}/?service=frontend&key=${encodeURIComponent('order_id:' + expected.order)}&error=true&lookback=6h`;
+  await page.goto(url);
+  await ready();
+  await page.locator('#results .result').first().waitFor();
+  assert.equal(await page.inputValue('#key-name'), 'order_id');
+  assert.equal(await page.inputValue('#key-value'), expected.order);
+  assert.equal(await page.inputValue('#service'), 'frontend');
+  assert.equal(await page.inputValue('#range'), '6h');
+  assert.equal(await page.isChecked('#errors-only'), true);
+  assert.equal(await page.locator('#results .result').count(), 1);
+});
+
+await step('the back button returns to the previous search', async () => {
+  await page.goto(base + '/?service=frontend&lookback=1h');
+  await ready();
+  await page.locator('#results .result').first().waitFor();
+  assert.equal(await page.locator('#results .result').count(), 2);
+  await page.check('#errors-only');
+  await page.click('#search-button');
+  await page.waitForFunction(() => new URLSearchParams(location.search).get('error') === 'true');
+  await ready();
+  await page.waitForFunction(() => document.querySelectorAll('#results .result').length === 1);
+  await page.goBack();
+  await page.waitForFunction(() => !new URLSearchParams(location.search).has('error'));
+  await page.waitForFunction(() => document.querySelectorAll('#results .result').length === 2);
+  assert.equal(await page.isChecked('#errors-only'), false);
+  assert.equal(await page.inputValue('#service'), 'frontend');
+});
+
+await step('the service map shows the call and error counts', async () => {
+  await page.goto(base + '/map?lookback=1h');
+  await ready();
+  const rows = await page.locator('#edges tbody tr').evaluateAll((trs) => trs.map((tr) => ({
+    parent: tr.dataset.parent, child: tr.dataset.child,
+    call_count: Number(tr.querySelector('.calls').textContent),
+    error_count: Number(tr.querySelector('.errors').textContent),
+  })));
+  const byKey = (e) => e.parent + '\u0000' + e.child;
+  assert.deepEqual(rows.map(byKey).sort(), expected.edges.map(byKey).sort());
+  for (const e of expected.edges) assert.deepEqual(rows.find((r) => byKey(r) === byKey(e)), e);
+  assert.equal(await page.locator('svg.service-map g.edge').count(), expected.edges.length);
+  assert.equal(await page.locator('svg.service-map g.node').count(), 6);
+  const label = await page.locator('svg.service-map g.edge[data-parent="frontend"] .edge-label').textContent();
+  assert.equal(label, '2 calls');
+  await page.screenshot({ path: path.join(shots, 'service-map.png') });
+});
+
+await step('the XSS check would notice a payload that ran', async () => {
+  await page.goto(base + '/');
+  await ready();
+  assert.equal(await xssFired(), false);
+  await page.evaluate(() => { window.__xss = 1; });
+  assert.equal(await xssFired(), true, 'the same check sees window.__xss once set');
+  await page.evaluate(() => { delete window.__xss; });
+  assert.equal(await xssFired(), false);
+});
+
+await step('XSS payloads in span data are shown literally and never run', async () => {
+  // search results (service names, span names, business keys)
+  await page.goto(`${base}/?key=${encodeURIComponent('order_id:' + expected.xss_order)}&lookback=1h`);
+  await ready();
+  await page.locator('#results .result').first().waitFor();
+  const resultText = await page.locator('#results').textContent();
+  assert.ok(resultText.includes(expected.payloads[0]), 'the service name shows as text');
+  assert.ok(resultText.includes(expected.payloads[1]), 'the span name shows as text');
+  assert.equal(await page.locator('#results img, #results script, #results svg').count(), 0);
+  assert.equal(await xssFired(), false);
+  // trace page: every span, its detail, events and exception
+  await page.goto(`${base}/trace/${expected.xss_trace}`);
+  await ready();
+  for (const row of await page.locator('#waterfall .span-row').all()) {
+    await row.locator('.span-name').click();
+    assert.equal(await page.locator('#detail img, #detail script, #detail svg, #waterfall img, #waterfall script, #waterfall svg').count(), 0);
+  }
+  const detailText = await page.locator('#detail').textContent();
+  for (const p of expected.payloads) assert.ok(detailText.includes(p), 'payload shown as text: ' + p);
+  assert.equal(await page.locator('#detail pre.stacktrace').textContent(), expected.payloads[1]);
+  await page.locator('#waterfall .span-row').first().locator('.span-name').click();
+  const rootDetail = await page.locator('#detail').textContent();
+  assert.ok(rootDetail.includes('javascript:window.__xss=1'));
+  assert.equal(await page.locator('#detail a[href^="javascript:"], #detail a[href^="data:"]').count(), 0, 'only http(s) becomes a link');
+  assert.equal(await page.locator('#summary img, #summary script').count(), 0);
+  // business-key page and service map carry the service names too
+  await page.goto(`${base}/keys/order_id/${encodeURIComponent(expected.xss_order)}`);
+  await ready();
+  assert.ok((await page.locator('#timeline').textContent()).includes(expected.payloads[1]));
+  await page.goto(`${base}/map?lookback=1h`);
+  await ready();
+  assert.ok((await page.locator('#graph').textContent()).includes(expected.payloads[0]));
+  assert.equal(await page.locator('#graph img, #graph script, #graph foreignObject').count(), 0);
+  await page.waitForTimeout(300); // give any injected handler (onerror, onload) time to fire
+  assert.equal(await xssFired(), false, 'no payload ran');
+});
+
+await step('an http(s) attribute value becomes a link, a malformed trace id an error', async () => {
+  await page.goto(`${base}/trace/${expected.checkout_trace}`);
+  await ready();
+  await page.locator('#waterfall .span-row').first().locator('.span-name').click();
+  const link = page.locator('#detail a.value');
+  assert.equal(await link.getAttribute('href'), 'https://shop.example/checkout?id=1');
+  assert.equal(await page.locator('#download').getAttribute('download'), `trace-${expected.checkout_trace}.json`);
+  await page.goto(`${base}/trace/not-a-trace-id`);
+  await ready();
+  assert.match(await page.locator('#summary').textContent(), /not a trace id/);
+});
+
+await step('a 10,000-span trace renders every row and stays usable', async () => {
+  const t0 = Date.now();
+  await page.goto(`${base}/trace/${expected.big_trace}`);
+  await ready();
+  const rendered = Date.now() - t0;
+  assert.equal(await page.locator('#waterfall .span-row').count(), 10000);
+  // collapse the root: one row stays visible; expand: all come back
+  const t1 = Date.now();
+  await page.locator('#waterfall .span-row').first().locator('.toggle').click();
+  assert.equal(await page.locator('#waterfall .span-row:not(.hidden)').count(), 1);
+  await page.locator('#waterfall .span-row').first().locator('.toggle').click();
+  assert.equal(await page.locator('#waterfall .span-row:not(.hidden)').count(), 10000);
+  const toggled = Date.now() - t1;
+  const last = page.locator('#waterfall .span-row').last();
+  await last.scrollIntoViewIfNeeded();
+  await last.locator('.span-name').click();
+  assert.equal(await page.locator('#detail .detail-title').textContent(), await last.locator('.span-name').textContent());
+  assert.equal(await page.locator('#detail .mono').first().textContent(), await last.getAttribute('data-span-id'));
+  // timings are reported, not asserted (tests do not assert on wall-clock time)
+  console.log(`# 10,000 spans: page ready in ${rendered} ms, collapse + expand in ${toggled} ms`);
+});
+
+await context.close();
+rmSync(profile, { recursive: true, force: true });
+if (failed) process.exit(1);
+console.log('all browser steps passed');

@@ -1,0 +1,232 @@
+//! The browser UI in real headless Chromium: this test starts the real binary, sends traces
+//! over OTLP/HTTP (protobuf), waits until they are searchable, then runs the browser test
+//! `tests/ui/ui.test.mjs` (playwright-core driving Debian's chromium) against it. The browser
+//! test saves screenshots to `docs/screenshots/`.
+//!
+//! Needs `/usr/bin/chromium` and playwright-core in the cache; `scripts/setup-browser`
+//! installs both and `scripts/test` runs this test.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use clew_proto::otlp::common::v1::{any_value, AnyValue, KeyValue};
+use clew_proto::otlp::resource::v1::Resource;
+use clew_proto::otlp::trace::v1::span::Event;
+use clew_proto::otlp::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+use common::*;
+use prost::Message;
+
+const XSS_IMG: &str = r#"<img src=x onerror="window.__xss=1">"#;
+const XSS_SCRIPT: &str = "<script>window.__xss=1</script>";
+const XSS_SVG: &str = "<svg onload=window.__xss=1></svg>";
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
+}
+
+struct SpanSpec<'a> {
+    id: u64,
+    parent: Option<u64>,
+    name: &'a str,
+    /// Offset from the trace start and duration, in milliseconds.
+    at_ms: u64,
+    ms: u64,
+    attrs: Vec<KeyValue>,
+    events: Vec<Event>,
+    error: bool,
+}
+
+fn span(trace: [u8; 16], start: u64, s: SpanSpec) -> Span {
+    let begin = start + s.at_ms * 1_000_000;
+    Span {
+        trace_id: trace.to_vec(),
+        span_id: s.id.to_be_bytes().to_vec(),
+        parent_span_id: s.parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
+        name: s.name.into(),
+        kind: 2,
+        start_time_unix_nano: begin,
+        end_time_unix_nano: begin + s.ms * 1_000_000,
+        attributes: s.attrs,
+        events: s.events,
+        status: s.error.then(|| Status { code: status::StatusCode::Error as i32, message: "failed".into() }),
+        ..Default::default()
+    }
+}
+
+fn spec<'a>(id: u64, parent: Option<u64>, name: &'a str, at_ms: u64, ms: u64) -> SpanSpec<'a> {
+    SpanSpec { id, parent, name, at_ms, ms, attrs: vec![], events: vec![], error: false }
+}
+
+fn request(by_service: Vec<(&str, Vec<Span>)>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: by_service
+            .into_iter()
+            .map(|(service, spans)| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", service), kv("host.name", "test-host")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+fn trace_id() -> [u8; 16] {
+    let mut t: [u8; 16] = rand::random();
+    t[0] |= 1;
+    t
+}
+
+async fn send(clew: &Clew, req: ExportTraceServiceRequest) {
+    let resp = reqwest::Client::new()
+        .post(clew.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .expect("otlp http reachable");
+    assert_eq!(resp.status().as_u16(), 200, "otlp export failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and playwright-core (scripts/setup-browser); scripts/test runs it"]
+async fn search_trace_keys_and_map_pages_in_headless_chromium() {
+    let clew = Clew::start(&[]);
+    let now = now_unix_nano();
+
+    // 1. an order that fails in the database: frontend → checkout → payments → db (exception),
+    //    plus an inventory span whose parent never arrived (an orphan)
+    let order = unique("order");
+    let checkout_id = trace_id();
+    let start = now - 60_000_000_000;
+    let mut root = spec(1, None, "GET /checkout", 0, 120);
+    root.attrs = vec![kv("order_id", &order), kv("http.url", "https://shop.example/checkout?id=1")];
+    let mut charge = spec(3, Some(2), "Charge", 10, 90);
+    charge.error = true;
+    let mut db = spec(4, Some(3), "SELECT payments", 20, 60);
+    db.error = true;
+    db.attrs = vec![kv("db.system", "postgresql"), kv("db.statement", "SELECT * FROM payments WHERE order_id = $1")];
+    db.events = vec![Event {
+        time_unix_nano: start + 70_000_000,
+        name: "exception".into(),
+        attributes: vec![
+            kv("exception.type", "PaymentDeclinedError"),
+            kv("exception.message", "card declined for order"),
+            kv("exception.stacktrace", "PaymentDeclinedError: card declined for order\n    at charge (payments.js:42)\n    at run (db.js:7)"),
+        ],
+        ..Default::default()
+    }];
+    send(
+        &clew,
+        request(vec![
+            ("frontend", vec![span(checkout_id, start, root)]),
+            ("checkout", vec![span(checkout_id, start, spec(2, Some(1), "PlaceOrder", 5, 100))]),
+            ("payments", vec![span(checkout_id, start, charge), span(checkout_id, start, db)]),
+            ("inventory", vec![span(checkout_id, start, spec(9, Some(77), "Reserve", 30, 10))]),
+        ]),
+    )
+    .await;
+
+    // 2. a healthy, slower order, a minute earlier
+    let healthy_id = trace_id();
+    let start_b = now - 120_000_000_000;
+    let mut root_b = spec(1, None, "GET /checkout", 0, 400);
+    root_b.attrs = vec![kv("order_id", &unique("order-ok"))];
+    send(
+        &clew,
+        request(vec![
+            ("frontend", vec![span(healthy_id, start_b, root_b)]),
+            ("checkout", vec![span(healthy_id, start_b, spec(2, Some(1), "PlaceOrder", 5, 300))]),
+        ]),
+    )
+    .await;
+
+    // 3. HTML and script everywhere a span carries a string
+    let xss_id = trace_id();
+    let xss_order = unique("xss");
+    let start_x = now - 30_000_000_000;
+    let mut xroot = spec(1, None, XSS_SCRIPT, 0, 50);
+    xroot.attrs = vec![
+        kv("order_id", &xss_order),
+        kv(XSS_IMG, XSS_SCRIPT),
+        kv("link.js", "javascript:window.__xss=1"),
+        kv("link.data", "data:text/html,<script>window.__xss=1</script>"),
+    ];
+    xroot.events = vec![Event {
+        time_unix_nano: start_x + 1_000_000,
+        name: XSS_IMG.into(),
+        attributes: vec![kv("message", XSS_SCRIPT)],
+        ..Default::default()
+    }];
+    let mut xchild = spec(2, Some(1), XSS_IMG, 5, 20);
+    xchild.error = true;
+    xchild.events = vec![Event {
+        time_unix_nano: start_x + 6_000_000,
+        name: "exception".into(),
+        attributes: vec![
+            kv("exception.type", XSS_SVG),
+            kv("exception.message", XSS_IMG),
+            kv("exception.stacktrace", XSS_SCRIPT),
+        ],
+        ..Default::default()
+    }];
+    send(
+        &clew,
+        request(vec![(XSS_IMG, vec![span(xss_id, start_x, xroot)]), (XSS_SVG, vec![span(xss_id, start_x, xchild)])]),
+    )
+    .await;
+
+    // 4. a 10,000-span trace, three hours ago (outside the one-hour searches above)
+    let big_id = trace_id();
+    let start_big = now - 3 * 3_600_000_000_000;
+    let big: Vec<Span> = (0..10_000u64)
+        .map(|i| {
+            let parent = if i == 0 { None } else { Some((i - 1) / 4 + 1) };
+            span(big_id, start_big, spec(i + 1, parent, &format!("op-{}", i % 7), i / 10, 5))
+        })
+        .collect();
+    send(&clew, request(vec![("bulk", big)])).await;
+
+    let big_path = format!("/api/v1/traces/{}", hex::encode(big_id));
+    clew.wait_for(&big_path, Duration::from_secs(60), |b| b["span_count"] == 10_000).await;
+    clew.wait_for("/api/v1/search?lookback=1h&limit=100", Duration::from_secs(30), |b| {
+        b["traces"].as_array().is_some_and(|t| t.len() == 3)
+    })
+    .await;
+
+    let expected = serde_json::json!({
+        "checkout_trace": hex::encode(checkout_id),
+        "healthy_trace": hex::encode(healthy_id),
+        "xss_trace": hex::encode(xss_id),
+        "big_trace": hex::encode(big_id),
+        "order": order,
+        "xss_order": xss_order,
+        "checkout_span_count": 5,
+        "error_span_id": hex::encode(4u64.to_be_bytes()),
+        "orphan_span_id": hex::encode(9u64.to_be_bytes()),
+        "edges": [
+            {"parent": "checkout", "child": "payments", "call_count": 1, "error_count": 1},
+            {"parent": "frontend", "child": "checkout", "call_count": 2, "error_count": 0},
+            {"parent": XSS_IMG, "child": XSS_SVG, "call_count": 1, "error_count": 1},
+        ],
+        "payloads": [XSS_IMG, XSS_SCRIPT, XSS_SVG],
+    });
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let status = Command::new("node")
+        .current_dir(repo)
+        .arg("tests/ui/ui.test.mjs")
+        .arg(format!("http://{}", clew.http))
+        .arg(expected.to_string())
+        .status()
+        .expect("run node (scripts/setup-browser checks it is installed)");
+    assert!(status.success(), "the browser test failed: {status}");
+}
