@@ -1,7 +1,8 @@
 //! The browser UI in real headless Chromium: this test starts the real binary, sends traces
 //! over OTLP/HTTP (protobuf), waits until they are searchable, then runs the browser test
 //! `tests/ui/ui.test.mjs` (playwright-core driving Debian's chromium) against it. The browser
-//! test saves screenshots to `docs/screenshots/`.
+//! test saves screenshots (to `docs/screenshots/` when `CLEW_UPDATE_SCREENSHOTS=1`, else to a
+//! temporary directory).
 //!
 //! Needs `/usr/bin/chromium` and playwright-core in the cache; `scripts/setup-browser`
 //! installs both and `scripts/test` runs this test.
@@ -26,7 +27,9 @@ const XSS_SVG: &str = "<svg onload=window.__xss=1></svg>";
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
         ..Default::default()
     }
 }
@@ -48,20 +51,35 @@ fn span(trace: [u8; 16], start: u64, s: SpanSpec) -> Span {
     Span {
         trace_id: trace.to_vec(),
         span_id: s.id.to_be_bytes().to_vec(),
-        parent_span_id: s.parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
+        parent_span_id: s
+            .parent
+            .map(|p| p.to_be_bytes().to_vec())
+            .unwrap_or_default(),
         name: s.name.into(),
         kind: 2,
         start_time_unix_nano: begin,
         end_time_unix_nano: begin + s.ms * 1_000_000,
         attributes: s.attrs,
         events: s.events,
-        status: s.error.then(|| Status { code: status::StatusCode::Error as i32, message: "failed".into() }),
+        status: s.error.then(|| Status {
+            code: status::StatusCode::Error as i32,
+            message: "failed".into(),
+        }),
         ..Default::default()
     }
 }
 
 fn spec<'a>(id: u64, parent: Option<u64>, name: &'a str, at_ms: u64, ms: u64) -> SpanSpec<'a> {
-    SpanSpec { id, parent, name, at_ms, ms, attrs: vec![], events: vec![], error: false }
+    SpanSpec {
+        id,
+        parent,
+        name,
+        at_ms,
+        ms,
+        attrs: vec![],
+        events: vec![],
+        error: false,
+    }
 }
 
 fn request(by_service: Vec<(&str, Vec<Span>)>) -> ExportTraceServiceRequest {
@@ -73,7 +91,10 @@ fn request(by_service: Vec<(&str, Vec<Span>)>) -> ExportTraceServiceRequest {
                     attributes: vec![kv("service.name", service), kv("host.name", "test-host")],
                     ..Default::default()
                 }),
-                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
                 ..Default::default()
             })
             .collect(),
@@ -109,12 +130,18 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
     let checkout_id = trace_id();
     let start = now - 60_000_000_000;
     let mut root = spec(1, None, "GET /checkout", 0, 120);
-    root.attrs = vec![kv("order_id", &order), kv("http.url", "https://shop.example/checkout?id=1")];
+    root.attrs = vec![
+        kv("order_id", &order),
+        kv("http.url", "https://shop.example/checkout?id=1"),
+    ];
     let mut charge = spec(3, Some(2), "Charge", 10, 90);
     charge.error = true;
     let mut db = spec(4, Some(3), "SELECT payments", 20, 60);
     db.error = true;
-    db.attrs = vec![kv("db.system", "postgresql"), kv("db.statement", "SELECT * FROM payments WHERE order_id = $1")];
+    db.attrs = vec![
+        kv("db.system", "postgresql"),
+        kv("db.statement", "SELECT * FROM payments WHERE order_id = $1"),
+    ];
     db.events = vec![Event {
         time_unix_nano: start + 70_000_000,
         name: "exception".into(),
@@ -129,9 +156,29 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
         &clew,
         request(vec![
             ("frontend", vec![span(checkout_id, start, root)]),
-            ("checkout", vec![span(checkout_id, start, spec(2, Some(1), "PlaceOrder", 5, 100))]),
-            ("payments", vec![span(checkout_id, start, charge), span(checkout_id, start, db)]),
-            ("inventory", vec![span(checkout_id, start, spec(9, Some(77), "Reserve", 30, 10))]),
+            (
+                "checkout",
+                vec![span(
+                    checkout_id,
+                    start,
+                    spec(2, Some(1), "PlaceOrder", 5, 100),
+                )],
+            ),
+            (
+                "payments",
+                vec![
+                    span(checkout_id, start, charge),
+                    span(checkout_id, start, db),
+                ],
+            ),
+            (
+                "inventory",
+                vec![span(
+                    checkout_id,
+                    start,
+                    spec(9, Some(77), "Reserve", 30, 10),
+                )],
+            ),
         ]),
     )
     .await;
@@ -145,7 +192,14 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
         &clew,
         request(vec![
             ("frontend", vec![span(healthy_id, start_b, root_b)]),
-            ("checkout", vec![span(healthy_id, start_b, spec(2, Some(1), "PlaceOrder", 5, 300))]),
+            (
+                "checkout",
+                vec![span(
+                    healthy_id,
+                    start_b,
+                    spec(2, Some(1), "PlaceOrder", 5, 300),
+                )],
+            ),
         ]),
     )
     .await;
@@ -159,7 +213,10 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
         kv("order_id", &xss_order),
         kv(XSS_IMG, XSS_SCRIPT),
         kv("link.js", "javascript:window.__xss=1"),
-        kv("link.data", "data:text/html,<script>window.__xss=1</script>"),
+        kv(
+            "link.data",
+            "data:text/html,<script>window.__xss=1</script>",
+        ),
     ];
     xroot.events = vec![Event {
         time_unix_nano: start_x + 1_000_000,
@@ -181,7 +238,10 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
     }];
     send(
         &clew,
-        request(vec![(XSS_IMG, vec![span(xss_id, start_x, xroot)]), (XSS_SVG, vec![span(xss_id, start_x, xchild)])]),
+        request(vec![
+            (XSS_IMG, vec![span(xss_id, start_x, xroot)]),
+            (XSS_SVG, vec![span(xss_id, start_x, xchild)]),
+        ]),
     )
     .await;
 
@@ -191,16 +251,25 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
     let big: Vec<Span> = (0..10_000u64)
         .map(|i| {
             let parent = if i == 0 { None } else { Some((i - 1) / 4 + 1) };
-            span(big_id, start_big, spec(i + 1, parent, &format!("op-{}", i % 7), i / 10, 5))
+            span(
+                big_id,
+                start_big,
+                spec(i + 1, parent, &format!("op-{}", i % 7), i / 10, 5),
+            )
         })
         .collect();
     send(&clew, request(vec![("bulk", big)])).await;
 
     let big_path = format!("/api/v1/traces/{}", hex::encode(big_id));
-    clew.wait_for(&big_path, Duration::from_secs(60), |b| b["span_count"] == 10_000).await;
-    clew.wait_for("/api/v1/search?lookback=1h&limit=100", Duration::from_secs(30), |b| {
-        b["traces"].as_array().is_some_and(|t| t.len() == 3)
+    clew.wait_for(&big_path, Duration::from_secs(60), |b| {
+        b["span_count"] == 10_000
     })
+    .await;
+    clew.wait_for(
+        "/api/v1/search?lookback=1h&limit=100",
+        Duration::from_secs(30),
+        |b| b["traces"].as_array().is_some_and(|t| t.len() == 3),
+    )
     .await;
 
     let expected = serde_json::json!({

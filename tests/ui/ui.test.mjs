@@ -17,7 +17,11 @@ const expected = JSON.parse(expectedJson);
 const cache = process.env.CLEW_CACHE || path.join(homedir(), '.cache', 'clew');
 const require = createRequire(path.join(cache, 'node', 'package.json'));
 const { chromium } = require('playwright-core');
-const shots = path.join('docs', 'screenshots');
+// The README's screenshots are refreshed only on request (CLEW_UPDATE_SCREENSHOTS=1), so
+// that an ordinary test run does not rewrite tracked files; otherwise they go to a temp dir.
+const shots = process.env.CLEW_UPDATE_SCREENSHOTS === '1'
+  ? path.join('docs', 'screenshots')
+  : mkdtempSync(path.join(tmpdir(), 'clew-screenshots-'));
 mkdirSync(shots, { recursive: true });
 
 const profile = mkdtempSync(path.join(tmpdir(), 'clew-chromium-'));
