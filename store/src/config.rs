@@ -233,3 +233,36 @@ pub fn open_trace_index(config: &IndexConfig, common: &Common) -> Result<Arc<dyn
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hbase_store_config_parses_with_defaults_and_validates() {
+        let config: StoreConfig = parse(r#"{"type": "hbase", "thrift_addrs": ["127.0.0.1:9090"]}"#);
+        assert_eq!(
+            config,
+            StoreConfig::Hbase {
+                thrift_addrs: vec!["127.0.0.1:9090".into()],
+                table: "clew_spans".into(),
+                pool_size: 4,
+                timeout_ms: 5000,
+                max_spans_per_trace: default_max_spans_per_trace(),
+                max_bytes_per_trace: default_max_bytes_per_trace(),
+            }
+        );
+        config.validate().unwrap();
+        let no_addrs: StoreConfig = parse(r#"{"type": "hbase", "thrift_addrs": []}"#);
+        let err = no_addrs.validate().unwrap_err().to_string();
+        assert!(err.contains("store.thrift_addrs"), "{err}");
+        let bad_table: StoreConfig =
+            parse(r#"{"type": "hbase", "thrift_addrs": ["h:1"], "table": "a:b:c"}"#);
+        assert!(bad_table.validate().is_err());
+        assert_eq!(StoreConfig::default(), parse(r#"{"type": "embedded"}"#));
+    }
+
+    fn parse(json: &str) -> StoreConfig {
+        serde_json::from_str(json).unwrap()
+    }
+}

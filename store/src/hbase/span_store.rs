@@ -583,3 +583,43 @@ impl SpanStore for HbaseSpanStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::fixtures::{now_unix_nano, span, span_id, trace_id};
+
+    #[test]
+    fn meta_round_trips_and_rejects_other_versions() {
+        let meta = Meta {
+            spans: 7,
+            bytes: 1234,
+            truncated: true,
+        };
+        let raw = meta.encode();
+        assert_eq!(raw.len(), META_LEN);
+        assert_eq!(Meta::decode(&raw), Some(meta));
+        let mut other = raw.clone();
+        other[0] = 2;
+        assert_eq!(Meta::decode(&other), None);
+        assert_eq!(Meta::decode(&raw[..5]), None);
+    }
+
+    #[test]
+    fn cell_qualifier_is_span_id_then_kind_and_never_the_meta() {
+        let s = span(
+            trace_id(1),
+            span_id(0x0102),
+            None,
+            "svc",
+            "op",
+            now_unix_nano(),
+            1,
+        );
+        let q = cell_qualifier(&s);
+        assert_eq!(&q[..8], &s.span_id.0);
+        assert_eq!(i32::from(q[8]), s.kind.as_i32());
+        assert_ne!(q.len(), META_QUALIFIER.len());
+        assert_eq!(column(&q)[..2], *b"s:");
+    }
+}
