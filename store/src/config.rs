@@ -2,8 +2,16 @@
 //!
 //! ```toml
 //! [store]
-//! type = "embedded"          # the default; "hbase" comes later
+//! type = "embedded"          # the default
 //! max_spans_per_trace = 50000
+//!
+//! # or, spans in HBase through its Thrift1 server:
+//! # [store]
+//! # type = "hbase"
+//! # thrift_addrs = ["127.0.0.1:9090"]
+//! # table = "clew_spans"      # created if missing (its namespace must exist)
+//! # pool_size = 4
+//! # timeout_ms = 5000
 //!
 //! [index]
 //! type = "embedded"          # the default; "opensearch" comes later
@@ -43,6 +51,26 @@ pub enum StoreConfig {
         /// fjall block cache, in MiB.
         #[serde(default = "default_cache_mb")]
         cache_mb: u64,
+    },
+    /// HBase through its Thrift1 server (`crate::hbase`); TTL = retention.
+    Hbase {
+        /// `host:port` of HBase Thrift1 servers, used round-robin.
+        thrift_addrs: Vec<String>,
+        /// Table name, `namespace:table` or `table`; created if missing.
+        #[serde(default = "default_hbase_table")]
+        table: String,
+        /// Thrift connections kept open.
+        #[serde(default = "default_hbase_pool_size")]
+        pool_size: usize,
+        /// Connect, read and write timeout of every Thrift call.
+        #[serde(default = "default_hbase_timeout_ms")]
+        timeout_ms: u64,
+        /// Spans kept per trace; later spans are rejected (`trace_too_large`).
+        #[serde(default = "default_max_spans_per_trace")]
+        max_spans_per_trace: u32,
+        /// Encoded bytes kept per trace.
+        #[serde(default = "default_max_bytes_per_trace")]
+        max_bytes_per_trace: u64,
     },
 }
 
@@ -90,6 +118,16 @@ pub fn default_max_bytes_per_trace() -> u64 {
 pub fn default_cache_mb() -> u64 {
     256
 }
+/// In the default namespace: HBase's Thrift1 interface cannot create namespaces.
+pub fn default_hbase_table() -> String {
+    "clew_spans".into()
+}
+pub fn default_hbase_pool_size() -> usize {
+    4
+}
+pub fn default_hbase_timeout_ms() -> u64 {
+    5000
+}
 pub fn default_commit_interval_ms() -> u64 {
     1000
 }
@@ -101,25 +139,52 @@ impl StoreConfig {
     /// Checks values without touching the disk or network.
     pub fn validate(&self) -> Result<()> {
         match self {
+            StoreConfig::Hbase {
+                thrift_addrs,
+                table,
+                pool_size,
+                timeout_ms,
+                max_spans_per_trace,
+                max_bytes_per_trace,
+            } => {
+                if thrift_addrs.is_empty() {
+                    return Err(Error::Config(
+                        "store.thrift_addrs must name at least one hbase thrift server".into(),
+                    ));
+                }
+                if table.is_empty() || table.matches(':').count() > 1 {
+                    return Err(Error::Config(format!(
+                        "store.table {table:?} must be `table` or `namespace:table`"
+                    )));
+                }
+                if *pool_size == 0 || *timeout_ms == 0 {
+                    return Err(Error::Config(
+                        "store.pool_size and store.timeout_ms must be at least 1".into(),
+                    ));
+                }
+                check_caps(*max_spans_per_trace, *max_bytes_per_trace)
+            }
             StoreConfig::Embedded {
                 max_spans_per_trace,
                 max_bytes_per_trace,
                 ..
-            } => {
-                if *max_spans_per_trace == 0 {
-                    return Err(Error::Config(
-                        "store.max_spans_per_trace must be at least 1".into(),
-                    ));
-                }
-                if *max_bytes_per_trace < 1024 {
-                    return Err(Error::Config(
-                        "store.max_bytes_per_trace must be at least 1024".into(),
-                    ));
-                }
-                Ok(())
-            }
+            } => check_caps(*max_spans_per_trace, *max_bytes_per_trace),
         }
     }
+}
+
+fn check_caps(max_spans_per_trace: u32, max_bytes_per_trace: u64) -> Result<()> {
+    if max_spans_per_trace == 0 {
+        return Err(Error::Config(
+            "store.max_spans_per_trace must be at least 1".into(),
+        ));
+    }
+    if max_bytes_per_trace < 1024 {
+        return Err(Error::Config(
+            "store.max_bytes_per_trace must be at least 1024".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl IndexConfig {
@@ -153,6 +218,9 @@ pub fn open_span_store(config: &StoreConfig, common: &Common) -> Result<Arc<dyn 
         StoreConfig::Embedded { .. } => Ok(Arc::new(
             crate::embedded::fjall_store::FjallSpanStore::open(config, common)?,
         )),
+        StoreConfig::Hbase { .. } => Ok(Arc::new(crate::hbase::HbaseSpanStore::open(
+            config, common,
+        )?)),
     }
 }
 
@@ -163,5 +231,38 @@ pub fn open_trace_index(config: &IndexConfig, common: &Common) -> Result<Arc<dyn
         IndexConfig::Embedded { .. } => Ok(Arc::new(
             crate::embedded::tantivy_index::TantivyTraceIndex::open(config, common)?,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hbase_store_config_parses_with_defaults_and_validates() {
+        let config: StoreConfig = parse(r#"{"type": "hbase", "thrift_addrs": ["127.0.0.1:9090"]}"#);
+        assert_eq!(
+            config,
+            StoreConfig::Hbase {
+                thrift_addrs: vec!["127.0.0.1:9090".into()],
+                table: "clew_spans".into(),
+                pool_size: 4,
+                timeout_ms: 5000,
+                max_spans_per_trace: default_max_spans_per_trace(),
+                max_bytes_per_trace: default_max_bytes_per_trace(),
+            }
+        );
+        config.validate().unwrap();
+        let no_addrs: StoreConfig = parse(r#"{"type": "hbase", "thrift_addrs": []}"#);
+        let err = no_addrs.validate().unwrap_err().to_string();
+        assert!(err.contains("store.thrift_addrs"), "{err}");
+        let bad_table: StoreConfig =
+            parse(r#"{"type": "hbase", "thrift_addrs": ["h:1"], "table": "a:b:c"}"#);
+        assert!(bad_table.validate().is_err());
+        assert_eq!(StoreConfig::default(), parse(r#"{"type": "embedded"}"#));
+    }
+
+    fn parse(json: &str) -> StoreConfig {
+        serde_json::from_str(json).unwrap()
     }
 }

@@ -7,7 +7,7 @@
 //!            ┌──────────── SpanStore ─────────────┐   ┌──────────── TraceIndex ────────────┐
 //!  write ──▶ │ row = trace id, cell = span        │   │ span docs: keys, errors, service,  │ ◀── index
 //!            │ embedded: fjall (embedded/fjall_…) │   │ operation, duration, time          │
-//!  fetch ◀── │ later: HBase via Thrift            │   │ embedded: tantivy (embedded/tant…) │ ──▶ find ids
+//!  fetch ◀── │ or HBase via Thrift1 (hbase/)      │   │ embedded: tantivy (embedded/tant…) │ ──▶ find ids
 //!            └────────────────────────────────────┘   └────────────────────────────────────┘
 //! ```
 //!
@@ -15,11 +15,13 @@
 //! - [`trace_index`]: the [`TraceIndex`] trait and [`TraceQuery`].
 //! - [`config`]: the serde-tagged backend configs and the factory functions.
 //! - [`embedded`]: the default backends (fjall, tantivy).
+//! - [`hbase`]: the span store on HBase through its Thrift1 server.
 //! - `conformance` (feature `conformance`): the suites every backend must pass.
 
 pub mod config;
 pub mod embedded;
 pub mod error;
+pub mod hbase;
 pub mod metrics;
 pub mod span_store;
 pub mod trace_index;

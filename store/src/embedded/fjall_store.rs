@@ -202,7 +202,10 @@ impl FjallSpanStore {
             max_spans_per_trace,
             max_bytes_per_trace,
             cache_mb,
-        } = *config;
+        } = *config
+        else {
+            return Err(Error::Config("store.type is not \"embedded\"".into()));
+        };
         let path: PathBuf = common.data_dir.join("spans");
         std::fs::create_dir_all(&path)
             .map_err(|e| Error::unavailable("failed to create span store directory", e))?;

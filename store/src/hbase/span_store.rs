@@ -1,0 +1,625 @@
+//! The span store on HBase, through HBase's Thrift1 server.
+//!
+//! # Layout (the storage contract of `design.md`, see `docs/adr/0001-row-layout.md`)
+//!
+//! ```text
+//! table <table>, one column family `s` (TTL = retention, 1 version, block cache on)
+//!   row key: trace_id(16)
+//!     s:meta                         → v1 | span count u32 LE | bytes u64 LE | flags u8
+//!     s:<span_id(8) ++ kind(1)>      → encoded span (clew_proto::encoding, version byte first)
+//! ```
+//!
+//! - **One row per trace, one Get per trace.** Late spans are new cells in the row.
+//! - **Meta cell** (`meta`, 4 bytes, so it can never be a 9-byte span qualifier): the size
+//!   cap costs one multi-get of the batch's metas, and the meta is written in the same
+//!   row mutation as the cells it counts — HBase applies one row's mutations atomically,
+//!   so count and cells never disagree.
+//! - **Idempotency.** For traces that already have a meta, the batch's qualifiers are read
+//!   first (one multi-get for all such traces); cells that exist are neither rewritten nor
+//!   counted. With one version kept, a re-write would be invisible anyway; the check is
+//!   for the cap.
+//! - **Retention** is the column family's TTL, applied by HBase with the server's clock at
+//!   read and compaction time, so [`SpanStore::drop_expired`] has nothing to do and returns 0.
+//! - **Concurrency.** Writers in one process are serialized (the meta is
+//!   read-modify-write); several clew processes writing the same trace at the same instant
+//!   could each admit spans up to the cap. All Thrift calls are blocking and run in
+//!   `spawn_blocking` on pooled connections; retryable failures are retried with back-off
+//!   before [`Error::Unavailable`] reaches the caller.
+//!
+//! Thrift1 can neither create namespaces nor pre-split tables: the store creates a missing
+//! table in an existing namespace; pre-splitting on the first byte of the row key is an
+//! operator step (see the ADR).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use clew_proto::encoding::{encode_span, SharedDecoder};
+use clew_proto::{RejectReason, Span, SpanKind, TraceId};
+use hbase_thrift::hbase::{
+    BatchMutation, ColumnDescriptor, Mutation, THbaseSyncClient, TRowResult,
+};
+use tracing::{info, warn};
+
+use super::connection::{is_already_exists, Pool};
+use crate::config::{Common, StoreConfig};
+use crate::metrics as m;
+use crate::{Error, Result, SpanStore, StoredTrace, WriteReport};
+
+const BACKEND: &str = "hbase";
+/// The one column family.
+pub const FAMILY: &[u8] = b"s";
+/// Qualifier of the per-trace meta cell.
+pub const META_QUALIFIER: &[u8] = b"meta";
+/// Length of a span cell qualifier: span id + discriminator.
+pub const CELL_QUALIFIER_LEN: usize = 9;
+const META_V1: u8 = 1;
+const META_LEN: usize = 14;
+const META_FLAG_TRUNCATED: u8 = 1;
+/// Attempts per call for retryable errors, with doubling back-off from `BACKOFF_START`.
+const ATTEMPTS: u32 = 4;
+const BACKOFF_START: Duration = Duration::from_millis(100);
+
+/// Per-trace bookkeeping kept in the trace's meta cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Meta {
+    pub spans: u32,
+    pub bytes: u64,
+    pub truncated: bool,
+}
+
+impl Meta {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(META_LEN);
+        out.push(META_V1);
+        out.extend_from_slice(&self.spans.to_le_bytes());
+        out.extend_from_slice(&self.bytes.to_le_bytes());
+        out.push(if self.truncated {
+            META_FLAG_TRUNCATED
+        } else {
+            0
+        });
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Meta> {
+        if bytes.len() != META_LEN || bytes[0] != META_V1 {
+            return None;
+        }
+        Some(Meta {
+            spans: u32::from_le_bytes(bytes[1..5].try_into().ok()?),
+            bytes: u64::from_le_bytes(bytes[5..13].try_into().ok()?),
+            truncated: bytes[13] & META_FLAG_TRUNCATED != 0,
+        })
+    }
+}
+
+/// `family:qualifier`, the column name Thrift1 takes and returns.
+pub fn column(qualifier: &[u8]) -> Vec<u8> {
+    let mut c = Vec::with_capacity(FAMILY.len() + 1 + qualifier.len());
+    c.extend_from_slice(FAMILY);
+    c.push(b':');
+    c.extend_from_slice(qualifier);
+    c
+}
+
+/// The qualifier of a span's cell: span id, then the kind (client and server spans that
+/// share one span id are two cells).
+pub fn cell_qualifier(span: &Span) -> [u8; CELL_QUALIFIER_LEN] {
+    let mut q = [0u8; CELL_QUALIFIER_LEN];
+    q[..8].copy_from_slice(&span.span_id.0);
+    q[8] = match span.kind {
+        SpanKind::Unknown(_) => 0xff,
+        known => known.as_i32() as u8,
+    };
+    q
+}
+
+/// The HBase span store. Cheap to share (`Arc` inside).
+pub struct HbaseSpanStore {
+    inner: Arc<Inner>,
+    /// Serializes writers: the meta cell is read-modify-write.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+struct Inner {
+    pool: Pool,
+    table: Vec<u8>,
+    max_spans_per_trace: u32,
+    max_bytes_per_trace: u64,
+}
+
+#[derive(Default)]
+struct WriteOutcome {
+    report: WriteReport,
+    stored: u64,
+    bytes: u64,
+    duplicates: u64,
+}
+
+fn no_attributes() -> BTreeMap<Vec<u8>, Vec<u8>> {
+    BTreeMap::new()
+}
+
+impl HbaseSpanStore {
+    /// Connects and creates the table if it is missing (blocking; call before serving).
+    pub fn open(config: &StoreConfig, common: &Common) -> Result<Self> {
+        let StoreConfig::Hbase {
+            thrift_addrs,
+            table,
+            pool_size,
+            timeout_ms,
+            max_spans_per_trace,
+            max_bytes_per_trace,
+        } = config
+        else {
+            return Err(Error::Config("store.type is not \"hbase\"".into()));
+        };
+        let inner = Inner {
+            pool: Pool::new(
+                thrift_addrs.clone(),
+                *pool_size,
+                Duration::from_millis(*timeout_ms),
+            ),
+            table: table.as_bytes().to_vec(),
+            max_spans_per_trace: *max_spans_per_trace,
+            max_bytes_per_trace: *max_bytes_per_trace,
+        };
+        let ttl_seconds = i32::try_from(u64::from(common.retention_days) * 86_400)
+            .map_err(|_| Error::Config("retention_days is too large for an hbase ttl".into()))?;
+        let mut attempt = 0;
+        loop {
+            match inner.ensure_table(ttl_seconds) {
+                Err(e) if e.is_retryable() && attempt + 1 < ATTEMPTS * 3 => {
+                    warn!(error = %e, "hbase not ready, retrying table set-up");
+                    std::thread::sleep(BACKOFF_START * 2u32.pow(attempt.min(4)));
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        }
+        Ok(HbaseSpanStore {
+            inner: Arc::new(inner),
+            write_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Runs `f` off the reactor, retrying retryable failures with doubling back-off.
+    async fn blocking<T, F>(&self, context: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Inner) -> Result<T> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let mut backoff = BACKOFF_START;
+        let mut attempt = 1;
+        loop {
+            let inner = self.inner.clone();
+            let f = f.clone();
+            let result = tokio::task::spawn_blocking(move || f(&inner))
+                .await
+                .map_err(|e| Error::unavailable(context, e))?;
+            match result {
+                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                    warn!(error = %e, attempt, "hbase call failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn ensure_table(&self, ttl_seconds: i32) -> Result<()> {
+        let table = self.table.clone();
+        let exists = self.pool.with_client("failed to list hbase tables", |c| {
+            Ok(c.get_table_names()?.contains(&table))
+        })?;
+        if exists {
+            return Ok(());
+        }
+        let family = ColumnDescriptor {
+            name: Some(FAMILY.to_vec()),
+            max_versions: Some(1),
+            compression: Some("NONE".into()),
+            in_memory: Some(false),
+            bloom_filter_type: Some("ROW".into()),
+            bloom_filter_vector_size: Some(0),
+            bloom_filter_nb_hashes: Some(0),
+            block_cache_enabled: Some(true),
+            time_to_live: Some(ttl_seconds),
+        };
+        let created = self.pool.with_client("failed to create hbase table", |c| {
+            match c.create_table(table.clone(), vec![family.clone()]) {
+                Ok(()) => Ok(true),
+                Err(e) if is_already_exists(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })?;
+        if created {
+            info!(table = %String::from_utf8_lossy(&self.table), ttl_seconds, "created hbase span table");
+        }
+        Ok(())
+    }
+
+    /// Reads whole rows; `ids` in order, unknown ones skipped.
+    fn read_rows(&self, ids: &[TraceId]) -> Result<Vec<TRowResult>> {
+        let rows: Vec<Vec<u8>> = ids.iter().map(|id| id.0.to_vec()).collect();
+        let table = self.table.clone();
+        self.pool
+            .with_client("failed to read traces from hbase", |c| {
+                c.get_rows(table.clone(), rows.clone(), no_attributes())
+            })
+    }
+
+    fn write(&self, spans: &[Span]) -> Result<WriteOutcome> {
+        let mut out = WriteOutcome::default();
+        if spans.is_empty() {
+            return Ok(out);
+        }
+        // Traces of the batch, in first-seen order.
+        let mut slots: HashMap<TraceId, usize> = HashMap::new();
+        let mut order: Vec<TraceId> = Vec::new();
+        for span in spans {
+            slots.entry(span.trace_id).or_insert_with(|| {
+                order.push(span.trace_id);
+                order.len() - 1
+            });
+        }
+        let rows: Vec<Vec<u8>> = order.iter().map(|id| id.0.to_vec()).collect();
+        let table = self.table.clone();
+
+        // 1. the metas of every trace in the batch, one multi-get
+        let meta_rows = self
+            .pool
+            .with_client("failed to read trace metas from hbase", |c| {
+                c.get_rows_with_columns(
+                    table.clone(),
+                    rows.clone(),
+                    vec![column(META_QUALIFIER)],
+                    no_attributes(),
+                )
+            })?;
+        let mut metas: Vec<Option<Meta>> = vec![None; order.len()];
+        let mut corrupt_metas: Vec<usize> = Vec::new();
+        for row in meta_rows {
+            let Some(slot) = row_slot(&row, &slots) else {
+                continue;
+            };
+            let raw = row
+                .columns
+                .as_ref()
+                .and_then(|cols| cols.get(&column(META_QUALIFIER)))
+                .and_then(|cell| cell.value.as_deref());
+            if let Some(raw) = raw {
+                match Meta::decode(raw) {
+                    Some(meta) => metas[slot] = Some(meta),
+                    None => corrupt_metas.push(slot),
+                }
+            }
+        }
+        // A meta that cannot be read is rebuilt from the row itself.
+        for slot in corrupt_metas {
+            warn!(trace_id = %order[slot], "corrupt trace meta cell, recounting the row");
+            let row = self.read_rows(&[order[slot]])?;
+            let mut meta = Meta::default();
+            for (name, cell) in row.iter().flat_map(|r| r.columns.iter().flatten()) {
+                if name.len() == FAMILY.len() + 1 + CELL_QUALIFIER_LEN {
+                    meta.spans += 1;
+                    meta.bytes += cell.value.as_ref().map_or(0, |v| v.len() as u64);
+                }
+            }
+            metas[slot] = Some(meta);
+        }
+
+        // 2. which of the batch's cells already exist, for traces already in the store
+        let mut existing: HashSet<(usize, [u8; CELL_QUALIFIER_LEN])> = HashSet::new();
+        let known: Vec<usize> = (0..order.len()).filter(|&s| metas[s].is_some()).collect();
+        if !known.is_empty() {
+            let known_set: HashSet<usize> = known.iter().copied().collect();
+            let mut columns: Vec<Vec<u8>> = spans
+                .iter()
+                .filter(|s| known_set.contains(&slots[&s.trace_id]))
+                .map(|s| column(&cell_qualifier(s)))
+                .collect();
+            columns.sort();
+            columns.dedup();
+            let known_rows: Vec<Vec<u8>> = known.iter().map(|&s| order[s].0.to_vec()).collect();
+            let found =
+                self.pool
+                    .with_client("failed to read existing span cells from hbase", |c| {
+                        c.get_rows_with_columns(
+                            table.clone(),
+                            known_rows.clone(),
+                            columns.clone(),
+                            no_attributes(),
+                        )
+                    })?;
+            for row in found {
+                let Some(slot) = row_slot(&row, &slots) else {
+                    continue;
+                };
+                for name in row.columns.iter().flat_map(|c| c.keys()) {
+                    if let Some(q) = name
+                        .strip_prefix(FAMILY)
+                        .and_then(|rest| rest.strip_prefix(b":"))
+                        .and_then(|q| <[u8; CELL_QUALIFIER_LEN]>::try_from(q).ok())
+                    {
+                        existing.insert((slot, q));
+                    }
+                }
+            }
+        }
+
+        // 3. admit spans against the cap, building one row mutation per trace
+        let mut state: Vec<(Meta, bool)> = metas
+            .iter()
+            .map(|m| (m.unwrap_or_default(), false))
+            .collect();
+        let mut mutations: Vec<Vec<Mutation>> = vec![Vec::new(); order.len()];
+        let mut seen: HashMap<(usize, [u8; CELL_QUALIFIER_LEN]), bool> = HashMap::new();
+        let mut scratch = Vec::with_capacity(1024);
+        for (index, span) in spans.iter().enumerate() {
+            let slot = slots[&span.trace_id];
+            let q = cell_qualifier(span);
+            if let Some(&stored) = seen.get(&(slot, q)) {
+                if stored {
+                    out.duplicates += 1;
+                } else {
+                    out.report
+                        .rejected
+                        .push((index, RejectReason::TraceTooLarge));
+                }
+                continue;
+            }
+            if existing.contains(&(slot, q)) {
+                seen.insert((slot, q), true);
+                out.duplicates += 1;
+                continue;
+            }
+            scratch.clear();
+            encode_span(span, &mut scratch);
+            let len = scratch.len() as u64;
+            let (meta, dirty) = &mut state[slot];
+            if meta.spans >= self.max_spans_per_trace
+                || meta.bytes.saturating_add(len) > self.max_bytes_per_trace
+            {
+                seen.insert((slot, q), false);
+                out.report
+                    .rejected
+                    .push((index, RejectReason::TraceTooLarge));
+                if !meta.truncated {
+                    meta.truncated = true;
+                    *dirty = true;
+                }
+                continue;
+            }
+            seen.insert((slot, q), true);
+            meta.spans += 1;
+            meta.bytes += len;
+            *dirty = true;
+            out.stored += 1;
+            out.bytes += len;
+            mutations[slot].push(put(column(&q), scratch.clone()));
+        }
+        let batches: Vec<BatchMutation> = mutations
+            .into_iter()
+            .enumerate()
+            .filter(|(slot, _)| state[*slot].1)
+            .map(|(slot, mut cells)| {
+                cells.push(put(column(META_QUALIFIER), state[slot].0.encode()));
+                BatchMutation {
+                    row: Some(order[slot].0.to_vec()),
+                    mutations: Some(cells),
+                }
+            })
+            .collect();
+        if !batches.is_empty() {
+            // 4. one mutateRows; each row's cells and meta are applied atomically
+            self.pool
+                .with_client("failed to write spans to hbase", |c| {
+                    c.mutate_rows(table.clone(), batches.clone(), no_attributes())
+                })?;
+        }
+        Ok(out)
+    }
+
+    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+        let started = Instant::now();
+        let rows = self.read_rows(ids)?;
+        let mut by_id: HashMap<TraceId, TRowResult> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            if let Some(id) = row
+                .row
+                .as_deref()
+                .and_then(|r| <[u8; 16]>::try_from(r).ok())
+            {
+                by_id.insert(TraceId(id), row);
+            }
+        }
+        let mut decoder = SharedDecoder::default();
+        let mut corrupt = 0u64;
+        let mut out = Vec::with_capacity(by_id.len());
+        for id in ids {
+            let Some(row) = by_id.remove(id) else {
+                continue;
+            };
+            let mut trace = StoredTrace {
+                trace_id: *id,
+                spans: Vec::new(),
+                truncated: false,
+            };
+            for (name, cell) in row.columns.iter().flatten() {
+                let Some(q) = name.strip_prefix(FAMILY).and_then(|r| r.strip_prefix(b":")) else {
+                    corrupt += 1;
+                    continue;
+                };
+                let value = cell.value.as_deref().unwrap_or_default();
+                if q == META_QUALIFIER {
+                    match Meta::decode(value) {
+                        Some(meta) => trace.truncated = meta.truncated,
+                        None => {
+                            warn!(trace_id = %id, "corrupt trace meta cell, reading the row anyway");
+                            corrupt += 1;
+                        }
+                    }
+                } else if q.len() != CELL_QUALIFIER_LEN {
+                    warn!(trace_id = %id, qualifier_len = q.len(), "unexpected cell in trace row, skipped");
+                    corrupt += 1;
+                } else {
+                    match decoder.decode(value) {
+                        Ok(span) => trace.spans.push(span),
+                        Err(error) => {
+                            warn!(%error, trace_id = %id, "undecodable span cell, skipped");
+                            corrupt += 1;
+                        }
+                    }
+                }
+            }
+            out.push(trace);
+        }
+        if corrupt > 0 {
+            metrics::counter!(m::STORE_CORRUPT_CELLS_TOTAL, "backend" => BACKEND)
+                .increment(corrupt);
+        }
+        metrics::histogram!(m::STORE_READ_SECONDS, "backend" => BACKEND)
+            .record(started.elapsed().as_secs_f64());
+        Ok(out)
+    }
+}
+
+fn row_slot(row: &TRowResult, slots: &HashMap<TraceId, usize>) -> Option<usize> {
+    let id = <[u8; 16]>::try_from(row.row.as_deref()?).ok()?;
+    slots.get(&TraceId(id)).copied()
+}
+
+fn put(column: Vec<u8>, value: Vec<u8>) -> Mutation {
+    Mutation {
+        is_delete: Some(false),
+        column: Some(column),
+        value: Some(value),
+        write_to_w_a_l: Some(true),
+    }
+}
+
+#[async_trait]
+impl SpanStore for HbaseSpanStore {
+    async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport> {
+        let started = Instant::now();
+        let _writer = self.write_lock.lock().await;
+        let out = self
+            .blocking("span store write task failed", move |inner| {
+                inner.write(&spans)
+            })
+            .await?;
+        metrics::histogram!(m::STORE_WRITE_SECONDS, "backend" => BACKEND)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(m::STORE_SPANS_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.stored);
+        metrics::counter!(m::STORE_BYTES_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.bytes);
+        if out.duplicates > 0 {
+            metrics::counter!(m::STORE_DUPLICATE_SPANS_TOTAL, "backend" => BACKEND)
+                .increment(out.duplicates);
+        }
+        if !out.report.rejected.is_empty() {
+            metrics::counter!(
+                m::STORE_SPANS_REJECTED_TOTAL,
+                "backend" => BACKEND,
+                "reason" => RejectReason::TraceTooLarge.as_str()
+            )
+            .increment(out.report.rejected.len() as u64);
+        }
+        Ok(out.report)
+    }
+
+    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
+        let mut traces = self
+            .blocking("span store read task failed", move |inner| {
+                inner.read_traces(&[trace_id])
+            })
+            .await?;
+        Ok(traces.pop())
+    }
+
+    async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = trace_ids.to_vec();
+        self.blocking("span store read task failed", move |inner| {
+            inner.read_traces(&ids)
+        })
+        .await
+    }
+
+    /// HBase expires cells itself through the column family's TTL (set to the retention
+    /// at table creation), so there is nothing to drop here.
+    async fn drop_expired(&self, _now_unix_nano: u64) -> Result<u64> {
+        Ok(0)
+    }
+
+    /// Every write is durable in HBase's WAL when `mutateRows` returns; nothing to flush.
+    async fn close(&self) -> Result<()> {
+        let _writer = self.write_lock.lock().await;
+        Ok(())
+    }
+
+    async fn ready(&self) -> Result<()> {
+        self.blocking("span store readiness task failed", |inner| {
+            let table = inner.table.clone();
+            inner
+                .pool
+                .with_client("hbase table is not available", |c| {
+                    c.is_table_enabled(table.clone())
+                })?
+                .then_some(())
+                .ok_or_else(|| {
+                    Error::unavailable("hbase table is not available", "table is disabled")
+                })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::fixtures::{now_unix_nano, span, span_id, trace_id};
+
+    #[test]
+    fn meta_round_trips_and_rejects_other_versions() {
+        let meta = Meta {
+            spans: 7,
+            bytes: 1234,
+            truncated: true,
+        };
+        let raw = meta.encode();
+        assert_eq!(raw.len(), META_LEN);
+        assert_eq!(Meta::decode(&raw), Some(meta));
+        let mut other = raw.clone();
+        other[0] = 2;
+        assert_eq!(Meta::decode(&other), None);
+        assert_eq!(Meta::decode(&raw[..5]), None);
+    }
+
+    #[test]
+    fn cell_qualifier_is_span_id_then_kind_and_never_the_meta() {
+        let s = span(
+            trace_id(1),
+            span_id(0x0102),
+            None,
+            "svc",
+            "op",
+            now_unix_nano(),
+            1,
+        );
+        let q = cell_qualifier(&s);
+        assert_eq!(&q[..8], &s.span_id.0);
+        assert_eq!(i32::from(q[8]), s.kind.as_i32());
+        assert_ne!(q.len(), META_QUALIFIER.len());
+        assert_eq!(column(&q)[..2], *b"s:");
+    }
+}

@@ -1,0 +1,197 @@
+//! The HBase span store against a real HBase (standalone, with its Thrift1 server): the
+//! shared conformance suite, plus the row layout as HBase itself shows it.
+//!
+//! Needs `HBASE_THRIFT=host:port`; `scripts/test` starts HBase with `scripts/hbase-start`
+//! and runs these with `--ignored`. Every run uses a fresh table with a unique name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clew_proto::encoding::decode_span;
+use clew_store::conformance::fixtures::{checkout_trace, now_unix_nano, trace_id, wide_trace};
+use clew_store::conformance::span_store as suite;
+use clew_store::conformance::span_store::SuiteParams;
+use clew_store::hbase::connection::connect;
+use clew_store::hbase::span_store::{cell_qualifier, Meta, CELL_QUALIFIER_LEN, META_QUALIFIER};
+use clew_store::hbase::HbaseSpanStore;
+use clew_store::{Common, SpanStore, StoreConfig};
+use hbase_thrift::hbase::THbaseSyncClient;
+
+fn thrift_addr() -> String {
+    std::env::var("HBASE_THRIFT").expect("HBASE_THRIFT=host:port of an HBase Thrift1 server")
+}
+
+/// A table name no other run uses.
+fn unique_table(what: &str) -> String {
+    format!(
+        "clew_test_{what}_{}_{}",
+        std::process::id(),
+        now_unix_nano() / 1_000_000
+    )
+}
+
+fn config(table: &str, max_spans_per_trace: u32, max_bytes_per_trace: u64) -> StoreConfig {
+    StoreConfig::Hbase {
+        thrift_addrs: vec![thrift_addr()],
+        table: table.to_string(),
+        pool_size: 4,
+        timeout_ms: 10_000,
+        max_spans_per_trace,
+        max_bytes_per_trace,
+    }
+}
+
+async fn open(table: String, params: SuiteParams) -> Arc<dyn SpanStore> {
+    let common = Common {
+        data_dir: std::env::temp_dir(),
+        retention_days: params.retention_days,
+        indexed_attributes: vec![],
+    };
+    let store = tokio::task::spawn_blocking(move || {
+        HbaseSpanStore::open(
+            &config(&table, params.max_spans_per_trace, 64 << 20),
+            &common,
+        )
+    })
+    .await
+    .unwrap()
+    .expect("open hbase span store");
+    Arc::new(store)
+}
+
+/// Every case of the shared suite, unchanged, but retention: HBase expires cells by the
+/// column family's TTL with the *server's* clock, so `drop_expired(now + 9 days)` cannot
+/// make a just-written trace vanish; the TTL itself is asserted in `table_and_row_layout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs HBase (scripts/hbase-start); scripts/test runs it"]
+async fn conformance_suite() {
+    let table = unique_table("suite");
+    let open = |params: SuiteParams| open(table.clone(), params);
+    suite::whole_trace_round_trips(&open).await;
+    suite::unknown_trace_is_none(&open).await;
+    suite::get_traces_keeps_order_and_skips_unknown(&open).await;
+    suite::rewrite_is_idempotent(&open).await;
+    suite::duplicates_count_once_against_cap(&open).await;
+    suite::shared_span_id_client_and_server_both_kept(&open).await;
+    suite::late_spans_are_appended(&open).await;
+    suite::many_traces_in_one_batch(&open).await;
+    suite::size_cap_rejects_and_marks_truncated(&open).await;
+    suite::concurrent_writers_of_one_trace(&open).await;
+}
+
+/// Rows read through HBase's own Thrift interface: key = trace id, one family `s`, one
+/// 9-byte qualifier (span id + kind) per span holding the versioned encoding, a `meta`
+/// cell with count, bytes and the truncated flag; the family has TTL = retention and
+/// keeps one version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs HBase (scripts/hbase-start); scripts/test runs it"]
+async fn table_and_row_layout() {
+    let table = unique_table("layout");
+    let store = open(
+        table.clone(),
+        SuiteParams {
+            max_spans_per_trace: 10,
+            retention_days: 3,
+        },
+    )
+    .await;
+    let now = now_unix_nano();
+    let checkout = checkout_trace(trace_id(1), "order-1", now, true);
+    let wide = wide_trace(trace_id(2), 12, now);
+    let batch: Vec<_> = checkout.iter().chain(&wide).cloned().collect();
+    let report = store.write_spans(batch.into()).await.unwrap();
+    assert_eq!(report.rejected.len(), 2, "12 spans against a cap of 10");
+
+    let addr = thrift_addr();
+    let (descriptors, rows) = tokio::task::spawn_blocking(move || {
+        let mut client = connect(&addr, Duration::from_secs(10)).unwrap();
+        let descriptors = client
+            .get_column_descriptors(table.clone().into_bytes())
+            .unwrap();
+        let rows = client
+            .get_rows(
+                table.into_bytes(),
+                vec![trace_id(1).0.to_vec(), trace_id(2).0.to_vec()],
+                BTreeMap::new(),
+            )
+            .unwrap();
+        (descriptors, rows)
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(descriptors.len(), 1, "one column family");
+    let family = descriptors.values().next().unwrap();
+    assert_eq!(family.name.as_deref(), Some(&b"s:"[..]));
+    assert_eq!(family.max_versions, Some(1));
+    assert_eq!(family.time_to_live, Some(3 * 86_400));
+    assert_eq!(family.block_cache_enabled, Some(true));
+
+    assert_eq!(rows.len(), 2);
+    for (row, spans, truncated) in [
+        (&rows[0], &checkout[..], false),
+        (&rows[1], &wide[..10], true),
+    ] {
+        let trace = spans[0].trace_id;
+        assert_eq!(
+            row.row.as_deref(),
+            Some(&trace.0[..]),
+            "row key = 16-byte trace id"
+        );
+        let columns = row.columns.as_ref().unwrap();
+        assert_eq!(columns.len(), spans.len() + 1, "one cell per span + meta");
+        let mut meta_column = b"s:".to_vec();
+        meta_column.extend_from_slice(META_QUALIFIER);
+        let meta = Meta::decode(columns[&meta_column].value.as_deref().unwrap()).unwrap();
+        assert_eq!(meta.spans as usize, spans.len());
+        assert_eq!(meta.truncated, truncated);
+        let mut bytes = 0;
+        for span in spans {
+            let mut name = b"s:".to_vec();
+            name.extend_from_slice(&cell_qualifier(span));
+            assert_eq!(name.len(), 2 + CELL_QUALIFIER_LEN);
+            assert_eq!(
+                &name[2..10],
+                &span.span_id.0[..],
+                "qualifier starts with the span id"
+            );
+            assert_eq!(name[10] as i32, span.kind.as_i32(), "then the kind");
+            let value = columns
+                .get(&name)
+                .unwrap_or_else(|| panic!("cell of span {}", span.span_id))
+                .value
+                .as_deref()
+                .unwrap();
+            assert_eq!(value[0], 1, "leading format-version byte");
+            assert_eq!(&decode_span(value).unwrap(), span);
+            bytes += value.len() as u64;
+        }
+        assert_eq!(meta.bytes, bytes);
+    }
+}
+
+/// An address nobody listens on is a retryable error, reported after the retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: open retries with back-off for ~15 s; scripts/test runs it"]
+async fn unreachable_server_is_retryable() {
+    let config = StoreConfig::Hbase {
+        thrift_addrs: vec!["127.0.0.1:1".into()],
+        table: "clew_unused".into(),
+        pool_size: 1,
+        timeout_ms: 500,
+        max_spans_per_trace: 10,
+        max_bytes_per_trace: 1 << 20,
+    };
+    let common = Common {
+        data_dir: std::env::temp_dir(),
+        retention_days: 1,
+        indexed_attributes: vec![],
+    };
+    let err = tokio::task::spawn_blocking(move || HbaseSpanStore::open(&config, &common))
+        .await
+        .unwrap()
+        .err()
+        .expect("open must fail");
+    assert!(err.is_retryable(), "{err}");
+}
