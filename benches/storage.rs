@@ -119,6 +119,43 @@ async fn main() {
         lat[lat.len() / 2],
         lat[(lat.len() as f64 * 0.99) as usize]
     );
+
+    // Search latency on what was just indexed: service + errors over the whole range, and
+    // a business-key lookup, as the query API would ask.
+    let mut search = Vec::new();
+    let mut by_key = Vec::new();
+    for k in 0..200usize {
+        let q = clew_store::TraceQuery {
+            service: Some(workload::SERVICES[k % workload::SERVICES.len()].to_string()),
+            errors_only: true,
+            start_min_unix_nano: Some(t0 - 1),
+            start_max_unix_nano: Some(now()),
+            limit: 20,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        index.find_trace_ids(&q).await.unwrap();
+        search.push(t.elapsed().as_secs_f64() * 1e3);
+        let order = spans
+            .iter()
+            .skip((k * 7919) % spans.len())
+            .find_map(|s| s.business_keys.first())
+            .map(|b| b.value.clone())
+            .unwrap_or_default();
+        let q = clew_store::TraceQuery {
+            business_keys: vec![("order_id".into(), order)],
+            limit: 20,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let page = index.find_trace_ids(&q).await.unwrap();
+        by_key.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(page.hits.len(), 1, "business key must find exactly its trace");
+    }
+    for (name, mut v) in [("find_trace_ids service + errors, whole range", search), ("find_trace_ids business key", by_key)] {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!("| {name} p50 / p99 ({} queries) | {:.2} / {:.2} ms |", v.len(), v[v.len() / 2], v[(v.len() as f64 * 0.99) as usize]);
+    }
     store.close().await.unwrap();
     index.close().await.unwrap();
 }
