@@ -165,15 +165,11 @@ impl Codec {
             },
             other => other,
         })?;
-        let reader = &self.current_schema().1;
+        // Decoded with the writer schema only; fields a newer schema adds are filled with
+        // their defaults by `value_to_request`. (apache-avro's reader-schema resolution picks
+        // union branches by shape, which turns an empty KeyValueList into an ArrayValue.)
         let mut cursor = datum;
-        let reader_opt = if std::ptr::eq(writer, reader) {
-            None
-        } else {
-            Some(reader)
-        };
-        let value =
-            apache_avro::from_avro_datum(writer, &mut cursor, reader_opt).map_err(Box::new)?;
+        let value = apache_avro::from_avro_datum(writer, &mut cursor, None).map_err(Box::new)?;
         value_to_request(value)
     }
 
