@@ -97,8 +97,7 @@ impl Codec {
     pub fn new(versions: &[&str]) -> Result<Self, AvroError> {
         let mut known = Vec::with_capacity(versions.len());
         for text in versions {
-            let schema =
-                Schema::parse_str(text).map_err(|e| AvroError::Schema(e.to_string()))?;
+            let schema = Schema::parse_str(text).map_err(|e| AvroError::Schema(e.to_string()))?;
             known.push((fingerprint(&schema), schema));
         }
         if known.is_empty() {
@@ -153,8 +152,11 @@ impl Codec {
             .find(|(k, _)| *k == fp)
             .map(|(_, s)| s)
             .ok_or_else(|| {
-                let known: Vec<String> =
-                    self.known.iter().map(|(k, _)| format!("{k:016x}")).collect();
+                let known: Vec<String> = self
+                    .known
+                    .iter()
+                    .map(|(k, _)| format!("{k:016x}"))
+                    .collect();
                 AvroError::UnknownFingerprint(fp, known.join(", "))
             })?;
         let datum = &bytes[HEADER_LEN..];
@@ -243,7 +245,12 @@ pub fn decode_batch(
 // ---------------------------------------------------------------- model → Avro value
 
 fn rec(fields: Vec<(&str, Value)>) -> Value {
-    Value::Record(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Record(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn s(v: &str) -> Value {
@@ -318,7 +325,10 @@ fn span_value(sp: &Span) -> Value {
         ("start_time_unix_nano", nanos(sp.start_unix_nano)),
         ("end_time_unix_nano", nanos(sp.end_unix_nano)),
         ("attributes", attrs_value(&sp.attributes)),
-        ("dropped_attributes_count", u32v(sp.dropped_attributes_count)),
+        (
+            "dropped_attributes_count",
+            u32v(sp.dropped_attributes_count),
+        ),
         (
             "events",
             Value::Array(
@@ -388,8 +398,7 @@ fn batch_value(spans: &[Span]) -> Value {
         while i < spans.len() && same(&spans[i].resource, res) {
             let scope = &spans[i].scope;
             let mut group = Vec::new();
-            while i < spans.len() && same(&spans[i].resource, res) && same(&spans[i].scope, scope)
-            {
+            while i < spans.len() && same(&spans[i].resource, res) && same(&spans[i].scope, scope) {
                 group.push(span_value(&spans[i]));
                 i += 1;
             }
@@ -400,7 +409,10 @@ fn batch_value(spans: &[Span]) -> Value {
                         ("name", s(&scope.name)),
                         ("version", s(&scope.version)),
                         ("attributes", attrs_value(&scope.attributes)),
-                        ("dropped_attributes_count", u32v(scope.dropped_attributes_count)),
+                        (
+                            "dropped_attributes_count",
+                            u32v(scope.dropped_attributes_count),
+                        ),
                     ]),
                 ),
                 ("schema_url", s(&scope.schema_url)),
@@ -412,7 +424,10 @@ fn batch_value(spans: &[Span]) -> Value {
                 "resource",
                 rec(vec![
                     ("attributes", attrs_value(&res.attributes)),
-                    ("dropped_attributes_count", u32v(res.dropped_attributes_count)),
+                    (
+                        "dropped_attributes_count",
+                        u32v(res.dropped_attributes_count),
+                    ),
                 ]),
             ),
             ("schema_url", s(&res.schema_url)),

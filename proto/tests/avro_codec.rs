@@ -7,7 +7,9 @@ use clew_proto::from_otlp::Limits;
 use clew_proto::model::{
     any_value::Value, repair, AnyValue, ArrayValue, Event, KeyValue, KeyValueList, Link,
 };
-use clew_proto::{BusinessKey, RejectReason, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId};
+use clew_proto::{
+    BusinessKey, RejectReason, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId,
+};
 
 const NOW: u64 = 1_800_000_000_000_000_000;
 
@@ -22,18 +24,27 @@ fn kv(key: &str, value: Value) -> KeyValue {
 fn all_value_types() -> Vec<KeyValue> {
     let nested = Value::ArrayValue(ArrayValue {
         values: vec![
-            AnyValue { value: Some(Value::IntValue(1)) },
+            AnyValue {
+                value: Some(Value::IntValue(1)),
+            },
             AnyValue { value: None },
             AnyValue {
                 value: Some(Value::ArrayValue(ArrayValue {
-                    values: vec![AnyValue { value: Some(Value::KvlistValue(KeyValueList { values: vec![] })) }],
+                    values: vec![AnyValue {
+                        value: Some(Value::KvlistValue(KeyValueList { values: vec![] })),
+                    }],
                 })),
             },
-            AnyValue { value: Some(Value::ArrayValue(ArrayValue { values: vec![] })) },
+            AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue { values: vec![] })),
+            },
         ],
     });
     vec![
-        kv("s", Value::StringValue("<script>alert(1)</script> ünï".into())),
+        kv(
+            "s",
+            Value::StringValue("<script>alert(1)</script> ünï".into()),
+        ),
         kv("b", Value::BoolValue(true)),
         kv("i", Value::IntValue(i64::MIN)),
         kv("d", Value::DoubleValue(1.5)),
@@ -45,11 +56,20 @@ fn all_value_types() -> Vec<KeyValue> {
                 values: vec![
                     kv("inner", Value::StringValue("x".into())),
                     kv("inner", Value::DoubleValue(-0.0)),
-                    kv("deeper", Value::KvlistValue(KeyValueList { values: vec![kv("z", Value::BoolValue(false))] })),
+                    kv(
+                        "deeper",
+                        Value::KvlistValue(KeyValueList {
+                            values: vec![kv("z", Value::BoolValue(false))],
+                        }),
+                    ),
                 ],
             }),
         ),
-        KeyValue { key: "absent".into(), value: Some(AnyValue { value: None }), ..Default::default() },
+        KeyValue {
+            key: "absent".into(),
+            value: Some(AnyValue { value: None }),
+            ..Default::default()
+        },
     ]
 }
 
@@ -101,7 +121,10 @@ fn full_span() -> Span {
             schema_url: "https://s".into(),
         }),
         service_name: "checkout".into(),
-        business_keys: vec![BusinessKey { name: "order_id".into(), value: "12345".into() }],
+        business_keys: vec![BusinessKey {
+            name: "order_id".into(),
+            value: "12345".into(),
+        }],
         repairs: repair::END_BEFORE_START,
     }
 }
@@ -150,7 +173,10 @@ fn minimal_span_round_trips() {
         repairs: 0,
         ..full_span()
     };
-    assert_eq!(decode(&avro::encode_batch(std::slice::from_ref(&span))).unwrap(), vec![span]);
+    assert_eq!(
+        decode(&avro::encode_batch(std::slice::from_ref(&span))).unwrap(),
+        vec![span]
+    );
 }
 
 #[test]
@@ -158,7 +184,10 @@ fn resources_and_scopes_group_and_stay_shared() {
     let a = full_span();
     let b = root(full_span(), 10); // same resource and scope content as `a`
     let mut c = root(full_span(), 11);
-    c.scope = Arc::new(Scope { name: "other".into(), ..(*c.scope).clone() });
+    c.scope = Arc::new(Scope {
+        name: "other".into(),
+        ..(*c.scope).clone()
+    });
     let mut d = root(full_span(), 12);
     d.resource = Arc::new(Resource {
         attributes: vec![kv("service.name", Value::StringValue("payments".into()))],
@@ -193,11 +222,18 @@ fn decoded_spans_are_validated_like_otlp() {
     let reasons: Vec<_> = out.rejected.iter().map(|r| r.reason).collect();
     assert_eq!(
         reasons,
-        vec![RejectReason::InvalidTraceId, RejectReason::MissingTimestamps, RejectReason::TimestampInFuture]
+        vec![
+            RejectReason::InvalidTraceId,
+            RejectReason::MissingTimestamps,
+            RejectReason::TimestampInFuture
+        ]
     );
     assert_eq!(out.spans.len(), 2);
     assert_eq!(out.spans[0].repairs, repair::END_BEFORE_START);
-    assert_eq!(out.spans[0].business_keys, good.business_keys, "extras stay with their span");
+    assert_eq!(
+        out.spans[0].business_keys, good.business_keys,
+        "extras stay with their span"
+    );
     assert_eq!(out.spans[1], good);
 }
 
@@ -206,7 +242,10 @@ fn record_key_is_the_trace_id() {
     assert_eq!(avro::record_key(&full_span()), [7; 16]);
 }
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/span_batch_v1.avro");
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/span_batch_v1.avro"
+);
 
 fn golden_spans() -> Vec<Span> {
     vec![full_span(), root(full_span(), 10)]
@@ -242,18 +281,30 @@ fn schema_v2() -> String {
 fn v1_record_decodes_with_a_reader_that_knows_v1_and_v2() {
     let v2 = schema_v2();
     let reader = Codec::new(&[SCHEMA_V1, &v2]).unwrap();
-    assert_ne!(reader.writer_fingerprint(), Codec::current().writer_fingerprint());
+    assert_ne!(
+        reader.writer_fingerprint(),
+        Codec::current().writer_fingerprint()
+    );
     let spans = golden_spans();
     let v1_record = avro::encode_batch(&spans);
     let out = reader.decode(&v1_record, &Limits::default(), NOW).unwrap();
     assert_eq!(out.spans, spans);
     // The golden v1 bytes too.
     let golden = std::fs::read(GOLDEN).expect("golden file present");
-    assert_eq!(reader.decode(&golden, &Limits::default(), NOW).unwrap().spans, spans);
+    assert_eq!(
+        reader
+            .decode(&golden, &Limits::default(), NOW)
+            .unwrap()
+            .spans,
+        spans
+    );
     // And the v2 writer's records decode with the v2 reader; a v1-only reader names the
     // fingerprint it does not know instead of misreading the bytes.
     let v2_record = reader.encode(&spans);
-    assert!(v2_record.is_err(), "v2 has a field our encoder does not fill: must error, not guess");
+    assert!(
+        v2_record.is_err(),
+        "v2 has a field our encoder does not fill: must error, not guess"
+    );
 }
 
 #[test]
@@ -269,15 +320,24 @@ fn v1_only_reader_refuses_an_unknown_fingerprint() {
 fn wrong_magic_and_short_input_are_clear_errors() {
     assert!(matches!(decode(&[]), Err(AvroError::TooShort(0))));
     assert!(matches!(decode(&[0xC3]), Err(AvroError::TooShort(1))));
-    assert!(matches!(decode(b"{\"resourceSpans\":[]}"), Err(AvroError::BadMagic(b'{', b'"'))));
-    assert!(matches!(decode(&[0x0a, 0x10, 1, 2, 3, 4, 5, 6, 7, 8]), Err(AvroError::BadMagic(..))));
+    assert!(matches!(
+        decode(b"{\"resourceSpans\":[]}"),
+        Err(AvroError::BadMagic(b'{', b'"'))
+    ));
+    assert!(matches!(
+        decode(&[0x0a, 0x10, 1, 2, 3, 4, 5, 6, 7, 8]),
+        Err(AvroError::BadMagic(..))
+    ));
 }
 
 #[test]
 fn every_truncation_is_an_error() {
     let bytes = avro::encode_batch(&golden_spans());
     for cut in 0..bytes.len() {
-        assert!(decode(&bytes[..cut]).is_err(), "prefix of {cut} bytes decoded");
+        assert!(
+            decode(&bytes[..cut]).is_err(),
+            "prefix of {cut} bytes decoded"
+        );
     }
     let mut longer = bytes.clone();
     longer.push(0);
