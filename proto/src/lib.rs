@@ -13,8 +13,11 @@
 //! - [`from_otlp`]: the one conversion from OTLP, with per-span validation, repairs and
 //!   limits (`robustness.md`).
 //! - [`encoding`]: the versioned stored-span encoding (`docs/adr/0003-span-encoding.md`).
+//! - [`avro`]: the Avro span-batch format agents ship through Kafka (single-object
+//!   encoding, schema `proto/schemas/span_batch_v1.avsc`, `docs/adr/0005-avro-wire-format.md`).
 //! - [`reject`]: why a span was refused, as metric labels and OTLP partial-success text.
 
+pub mod avro;
 pub mod encoding;
 pub mod from_otlp;
 pub mod ids;

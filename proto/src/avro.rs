@@ -1,0 +1,895 @@
+//! The Avro span format: what a clew agent writes to Kafka and a collector reads back.
+//!
+//! ```text
+//!  [Span] ──encode_batch──▶ C3 01 │ fingerprint (8 B, LE) │ SpanBatch datum   (Kafka value)
+//!                                   record_key(span) = 16-byte trace id        (Kafka key)
+//!  bytes ──decode_batch──▶ marker? ─▶ writer schema by fingerprint ─▶ bounds pre-scan
+//!        ─▶ apache-avro decode + resolve to the reader schema ─▶ OTLP request
+//!        ─▶ from_otlp::convert_request (same validation, repairs and limits as OTLP)
+//! ```
+//!
+//! The schema file `proto/schemas/span_batch_v1.avsc` is the contract (an independent
+//! implementation, e.g. Python `fastavro`, reads and writes it); this module is one
+//! implementation of it. Records use Avro *single-object encoding*, so every record names
+//! the exact schema it was written with and readers resolve old records against the newest
+//! schema they know. Evolution rules: `proto/schemas/README.md` and
+//! `docs/adr/0005-avro-wire-format.md`.
+//!
+//! Robustness (`robustness.md` item 20): apache-avro trusts declared lengths up to a
+//! process-wide 512 MiB and reserves array capacity from the declared item count before
+//! reading the items, and it recurses once per nesting level. So before handing a datum to
+//! it, [`Codec::decode`] walks the bytes against the writer schema without allocating:
+//! every string/bytes length and every array/map block count must fit in the bytes that
+//! are left, union branches must exist, nesting is capped at [`MAX_SCHEMA_DEPTH`], and the
+//! datum must end exactly at the end of the record. A record that fails is an error, never
+//! an allocation of what it claims.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use apache_avro::rabin::Rabin;
+use apache_avro::schema::Schema;
+use apache_avro::types::Value;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+use opentelemetry_proto::tonic::trace::v1 as otlp;
+
+use crate::from_otlp::{convert_request, Converted, Limits};
+use crate::model::{
+    any_value, AnyValue, ArrayValue, BusinessKey, Event, KeyValue, KeyValueList, Link, Span,
+};
+
+/// The published v1 schema (`proto/schemas/span_batch_v1.avsc`).
+pub const SCHEMA_V1: &str = include_str!("../schemas/span_batch_v1.avsc");
+
+/// The two marker bytes that open an Avro single-object-encoded record.
+pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
+
+/// Marker + 8-byte fingerprint.
+pub const HEADER_LEN: usize = 10;
+
+/// Deepest schema nesting the decoder walks (an AnyValue nesting level costs 4).
+pub const MAX_SCHEMA_DEPTH: usize = 128;
+
+/// Why an Avro record could not be decoded (or, for a bug, encoded).
+#[derive(Debug, thiserror::Error)]
+pub enum AvroError {
+    #[error("avro record is {0} bytes, shorter than the 10-byte single-object header")]
+    TooShort(usize),
+    #[error("not an avro single-object record: expected marker c3 01, got {0:02x} {1:02x}")]
+    BadMagic(u8, u8),
+    #[error("unknown avro schema fingerprint {0:016x} (known: {1})")]
+    UnknownFingerprint(u64, String),
+    #[error("malformed avro datum at byte {offset}: {what}")]
+    Malformed { offset: usize, what: String },
+    #[error("avro datum does not match the span batch schema: {0}")]
+    Shape(String),
+    #[error("invalid avro schema: {0}")]
+    Schema(String),
+    #[error("avro: {0}")]
+    Avro(#[from] Box<apache_avro::Error>),
+}
+
+/// The Kafka record key for a span: its trace id, so all spans of a trace land in one
+/// partition (and so one collector sees a trace's spans in order).
+pub fn record_key(span: &Span) -> [u8; 16] {
+    span.trace_id.0
+}
+
+/// CRC-64-AVRO (Rabin) fingerprint of a schema's parsing canonical form, as the `u64` whose
+/// little-endian bytes follow the marker.
+pub fn fingerprint(schema: &Schema) -> u64 {
+    let fp = schema.fingerprint::<Rabin>();
+    let bytes: [u8; 8] = fp.bytes[..8].try_into().expect("rabin digest is 8 bytes");
+    u64::from_le_bytes(bytes)
+}
+
+/// A set of known schema versions: the newest is written and is the reader schema that
+/// every older record is resolved to.
+pub struct Codec {
+    known: Vec<(u64, Schema)>,
+}
+
+impl Codec {
+    /// Parses schema versions, oldest first. The last one is the current (writer/reader)
+    /// schema.
+    pub fn new(versions: &[&str]) -> Result<Self, AvroError> {
+        let mut known = Vec::with_capacity(versions.len());
+        for text in versions {
+            let schema = Schema::parse_str(text).map_err(|e| AvroError::Schema(e.to_string()))?;
+            known.push((fingerprint(&schema), schema));
+        }
+        if known.is_empty() {
+            return Err(AvroError::Schema("no schema versions given".into()));
+        }
+        Ok(Codec { known })
+    }
+
+    /// The codec of this build: knows v1.
+    pub fn current() -> &'static Codec {
+        static CODEC: OnceLock<Codec> = OnceLock::new();
+        CODEC.get_or_init(|| Codec::new(&[SCHEMA_V1]).expect("the v1 schema parses"))
+    }
+
+    fn current_schema(&self) -> &(u64, Schema) {
+        self.known.last().expect("at least one schema")
+    }
+
+    /// Fingerprint written into new records.
+    pub fn writer_fingerprint(&self) -> u64 {
+        self.current_schema().0
+    }
+
+    /// Encodes spans as one single-object record. Consecutive spans sharing a resource
+    /// (and scope) are grouped under it, as in OTLP.
+    pub fn encode(&self, spans: &[Span]) -> Result<Vec<u8>, AvroError> {
+        let (fp, schema) = self.current_schema();
+        let datum = apache_avro::to_avro_datum(schema, batch_value(spans)).map_err(Box::new)?;
+        let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+        out.extend_from_slice(&SINGLE_OBJECT_MARKER);
+        out.extend_from_slice(&fp.to_le_bytes());
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// Decodes one record into the OTLP request it carries, plus what clew adds per span
+    /// (business keys, repair flags), in span order. No validation yet.
+    pub fn decode_request(&self, bytes: &[u8]) -> Result<DecodedRequest, AvroError> {
+        if bytes.len() < HEADER_LEN {
+            if bytes.len() >= 2 && bytes[..2] != SINGLE_OBJECT_MARKER {
+                return Err(AvroError::BadMagic(bytes[0], bytes[1]));
+            }
+            return Err(AvroError::TooShort(bytes.len()));
+        }
+        if bytes[..2] != SINGLE_OBJECT_MARKER {
+            return Err(AvroError::BadMagic(bytes[0], bytes[1]));
+        }
+        let fp = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
+        let writer = self
+            .known
+            .iter()
+            .find(|(k, _)| *k == fp)
+            .map(|(_, s)| s)
+            .ok_or_else(|| {
+                let known: Vec<String> = self
+                    .known
+                    .iter()
+                    .map(|(k, _)| format!("{k:016x}"))
+                    .collect();
+                AvroError::UnknownFingerprint(fp, known.join(", "))
+            })?;
+        let datum = &bytes[HEADER_LEN..];
+        prescan(writer, datum).map_err(|e| match e {
+            AvroError::Malformed { offset, what } => AvroError::Malformed {
+                offset: offset + HEADER_LEN,
+                what,
+            },
+            other => other,
+        })?;
+        // Decoded with the writer schema only; fields a newer schema adds are filled with
+        // their defaults by `value_to_request`. (apache-avro's reader-schema resolution picks
+        // union branches by shape, which turns an empty KeyValueList into an ArrayValue.)
+        let mut cursor = datum;
+        let value = apache_avro::from_avro_datum(writer, &mut cursor, None).map_err(Box::new)?;
+        value_to_request(value)
+    }
+
+    /// Decodes one record and validates its spans exactly like OTLP input
+    /// ([`convert_request`]): bad spans are rejected alone, with a reason.
+    pub fn decode(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+        now_unix_nano: u64,
+    ) -> Result<Converted, AvroError> {
+        let DecodedRequest { request, extras } = self.decode_request(bytes)?;
+        // (trace id, span id) of each input span, to pair kept spans with their extras:
+        // convert_request keeps input order and only drops rejected spans.
+        let ids: Vec<(Vec<u8>, Vec<u8>)> = request
+            .resource_spans
+            .iter()
+            .flat_map(|rs| rs.scope_spans.iter())
+            .flat_map(|ss| ss.spans.iter())
+            .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+            .collect();
+        let mut out = convert_request(request, limits, now_unix_nano);
+        let mut next = 0;
+        for span in &mut out.spans {
+            while next < ids.len()
+                && (ids[next].0 != span.trace_id.0 || ids[next].1 != span.span_id.0)
+            {
+                next += 1;
+            }
+            if let Some(extra) = extras.get(next) {
+                span.repairs |= extra.repairs;
+                span.business_keys = extra.business_keys.clone();
+            }
+            next += 1;
+        }
+        Ok(out)
+    }
+}
+
+/// What one record carries before validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedRequest {
+    pub request: ExportTraceServiceRequest,
+    /// Per span, in the order of `request`'s spans.
+    pub extras: Vec<SpanExtras>,
+}
+
+/// The fields clew adds to an OTLP span.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SpanExtras {
+    pub business_keys: Vec<BusinessKey>,
+    pub repairs: u32,
+}
+
+/// Encodes spans with the current schema (see [`Codec::encode`]).
+pub fn encode_batch(spans: &[Span]) -> Vec<u8> {
+    Codec::current()
+        .encode(spans)
+        .expect("span batch values are built to match the v1 schema")
+}
+
+/// Decodes and validates one record with the current schema set (see [`Codec::decode`]).
+pub fn decode_batch(
+    bytes: &[u8],
+    limits: &Limits,
+    now_unix_nano: u64,
+) -> Result<Converted, AvroError> {
+    Codec::current().decode(bytes, limits, now_unix_nano)
+}
+
+// ---------------------------------------------------------------- model → Avro value
+
+fn rec(fields: Vec<(&str, Value)>) -> Value {
+    Value::Record(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+fn s(v: &str) -> Value {
+    Value::String(v.to_string())
+}
+
+fn attrs_value(attrs: &[KeyValue]) -> Value {
+    Value::Array(attrs.iter().map(kv_value).collect())
+}
+
+fn kv_value(kv: &KeyValue) -> Value {
+    rec(vec![
+        ("key", s(&kv.key)),
+        ("value", any_value(kv.value.as_ref())),
+    ])
+}
+
+/// AnyValue union branches, in schema order.
+const U_NULL: u32 = 0;
+const U_STRING: u32 = 1;
+const U_BOOL: u32 = 2;
+const U_LONG: u32 = 3;
+const U_DOUBLE: u32 = 4;
+const U_BYTES: u32 = 5;
+const U_ARRAY: u32 = 6;
+const U_KVLIST: u32 = 7;
+
+fn any_value(v: Option<&AnyValue>) -> Value {
+    use any_value::Value as V;
+    let (branch, inner) = match v.and_then(|v| v.value.as_ref()) {
+        None => (U_NULL, Value::Null),
+        Some(V::StringValue(x)) => (U_STRING, s(x)),
+        Some(V::BoolValue(b)) => (U_BOOL, Value::Boolean(*b)),
+        Some(V::IntValue(i)) => (U_LONG, Value::Long(*i)),
+        Some(V::DoubleValue(d)) => (U_DOUBLE, Value::Double(*d)),
+        Some(V::BytesValue(b)) => (U_BYTES, Value::Bytes(b.clone())),
+        // Only meaningful in OTLP profiles (a dictionary index); traces never carry it.
+        Some(V::StringValueStrindex(_)) => (U_NULL, Value::Null),
+        Some(V::ArrayValue(a)) => (
+            U_ARRAY,
+            rec(vec![(
+                "values",
+                Value::Array(a.values.iter().map(|x| any_value(Some(x))).collect()),
+            )]),
+        ),
+        Some(V::KvlistValue(l)) => (U_KVLIST, rec(vec![("values", attrs_value(&l.values))])),
+    };
+    rec(vec![("value", Value::Union(branch, Box::new(inner)))])
+}
+
+fn u32v(v: u32) -> Value {
+    Value::Long(v as i64)
+}
+
+fn nanos(v: u64) -> Value {
+    Value::Long(v as i64) // two's-complement bit pattern; see the schema doc
+}
+
+fn span_value(sp: &Span) -> Value {
+    let parent = match &sp.parent_span_id {
+        Some(p) => Value::Union(1, Box::new(Value::Fixed(8, p.0.to_vec()))),
+        None => Value::Union(0, Box::new(Value::Null)),
+    };
+    rec(vec![
+        ("trace_id", Value::Fixed(16, sp.trace_id.0.to_vec())),
+        ("span_id", Value::Fixed(8, sp.span_id.0.to_vec())),
+        ("parent_span_id", parent),
+        ("trace_state", s(&sp.trace_state)),
+        ("flags", u32v(sp.flags)),
+        ("name", s(&sp.name)),
+        ("kind", Value::Int(sp.kind.as_i32())),
+        ("start_time_unix_nano", nanos(sp.start_unix_nano)),
+        ("end_time_unix_nano", nanos(sp.end_unix_nano)),
+        ("attributes", attrs_value(&sp.attributes)),
+        (
+            "dropped_attributes_count",
+            u32v(sp.dropped_attributes_count),
+        ),
+        (
+            "events",
+            Value::Array(
+                sp.events
+                    .iter()
+                    .map(|e| {
+                        rec(vec![
+                            ("time_unix_nano", nanos(e.time_unix_nano)),
+                            ("name", s(&e.name)),
+                            ("attributes", attrs_value(&e.attributes)),
+                            ("dropped_attributes_count", u32v(e.dropped_attributes_count)),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        ("dropped_events_count", u32v(sp.dropped_events_count)),
+        (
+            "links",
+            Value::Array(
+                sp.links
+                    .iter()
+                    .map(|l| {
+                        rec(vec![
+                            ("trace_id", Value::Bytes(l.trace_id.clone())),
+                            ("span_id", Value::Bytes(l.span_id.clone())),
+                            ("trace_state", s(&l.trace_state)),
+                            ("attributes", attrs_value(&l.attributes)),
+                            ("dropped_attributes_count", u32v(l.dropped_attributes_count)),
+                            ("flags", u32v(l.flags)),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        ("dropped_links_count", u32v(sp.dropped_links_count)),
+        (
+            "status",
+            rec(vec![
+                ("code", Value::Int(sp.status_code.as_i32())),
+                ("message", s(&sp.status_message)),
+            ]),
+        ),
+        (
+            "business_keys",
+            Value::Array(
+                sp.business_keys
+                    .iter()
+                    .map(|k| rec(vec![("name", s(&k.name)), ("value", s(&k.value))]))
+                    .collect(),
+            ),
+        ),
+        ("repairs", u32v(sp.repairs)),
+    ])
+}
+
+fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
+fn batch_value(spans: &[Span]) -> Value {
+    let mut resource_spans = Vec::new();
+    let mut i = 0;
+    while i < spans.len() {
+        let res = &spans[i].resource;
+        let mut scope_spans = Vec::new();
+        while i < spans.len() && same(&spans[i].resource, res) {
+            let scope = &spans[i].scope;
+            let mut group = Vec::new();
+            while i < spans.len() && same(&spans[i].resource, res) && same(&spans[i].scope, scope) {
+                group.push(span_value(&spans[i]));
+                i += 1;
+            }
+            scope_spans.push(rec(vec![
+                (
+                    "scope",
+                    rec(vec![
+                        ("name", s(&scope.name)),
+                        ("version", s(&scope.version)),
+                        ("attributes", attrs_value(&scope.attributes)),
+                        (
+                            "dropped_attributes_count",
+                            u32v(scope.dropped_attributes_count),
+                        ),
+                    ]),
+                ),
+                ("schema_url", s(&scope.schema_url)),
+                ("spans", Value::Array(group)),
+            ]));
+        }
+        resource_spans.push(rec(vec![
+            (
+                "resource",
+                rec(vec![
+                    ("attributes", attrs_value(&res.attributes)),
+                    (
+                        "dropped_attributes_count",
+                        u32v(res.dropped_attributes_count),
+                    ),
+                ]),
+            ),
+            ("schema_url", s(&res.schema_url)),
+            ("scope_spans", Value::Array(scope_spans)),
+        ]));
+    }
+    rec(vec![("resource_spans", Value::Array(resource_spans))])
+}
+
+// ---------------------------------------------------------------- Avro value → OTLP
+
+fn shape(what: impl Into<String>) -> AvroError {
+    AvroError::Shape(what.into())
+}
+
+/// Fields of a record, by name.
+struct Fields(HashMap<String, Value>);
+
+impl Fields {
+    fn of(v: Value, what: &str) -> Result<Self, AvroError> {
+        match v {
+            Value::Record(fields) => Ok(Fields(fields.into_iter().collect())),
+            other => Err(shape(format!("{what}: expected a record, got {other:?}"))),
+        }
+    }
+
+    fn take(&mut self, name: &str) -> Result<Value, AvroError> {
+        self.0
+            .remove(name)
+            .ok_or_else(|| shape(format!("missing field {name}")))
+    }
+
+    fn string(&mut self, name: &str) -> Result<String, AvroError> {
+        match self.take(name)? {
+            Value::String(s) => Ok(s),
+            other => Err(shape(format!("{name}: expected a string, got {other:?}"))),
+        }
+    }
+
+    fn bytes(&mut self, name: &str) -> Result<Vec<u8>, AvroError> {
+        match self.take(name)? {
+            Value::Bytes(b) | Value::Fixed(_, b) => Ok(b),
+            other => Err(shape(format!("{name}: expected bytes, got {other:?}"))),
+        }
+    }
+
+    fn long(&mut self, name: &str) -> Result<i64, AvroError> {
+        match self.take(name)? {
+            Value::Long(v) => Ok(v),
+            Value::Int(v) => Ok(v as i64),
+            other => Err(shape(format!("{name}: expected a long, got {other:?}"))),
+        }
+    }
+
+    fn u32(&mut self, name: &str) -> Result<u32, AvroError> {
+        let v = self.long(name)?;
+        u32::try_from(v).map_err(|_| shape(format!("{name}: {v} is outside 0..=4294967295")))
+    }
+
+    fn int(&mut self, name: &str) -> Result<i32, AvroError> {
+        match self.take(name)? {
+            Value::Int(v) => Ok(v),
+            other => Err(shape(format!("{name}: expected an int, got {other:?}"))),
+        }
+    }
+
+    fn array(&mut self, name: &str) -> Result<Vec<Value>, AvroError> {
+        match self.take(name)? {
+            Value::Array(a) => Ok(a),
+            other => Err(shape(format!("{name}: expected an array, got {other:?}"))),
+        }
+    }
+
+    fn record(&mut self, name: &str) -> Result<Fields, AvroError> {
+        let v = self.take(name)?;
+        Fields::of(v, name)
+    }
+}
+
+fn attrs_from(values: Vec<Value>) -> Result<Vec<KeyValue>, AvroError> {
+    values
+        .into_iter()
+        .map(|v| {
+            let mut f = Fields::of(v, "KeyValue")?;
+            Ok(KeyValue {
+                key: f.string("key")?,
+                value: Some(any_from(f.take("value")?)?),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+fn any_from(v: Value) -> Result<AnyValue, AvroError> {
+    use any_value::Value as V;
+    let mut f = Fields::of(v, "AnyValue")?;
+    let (branch, value) = match f.take("value")? {
+        Value::Union(i, inner) => (i, *inner),
+        other => return Err(shape(format!("AnyValue: expected a union, got {other:?}"))),
+    };
+    let value = match value {
+        Value::Null => None,
+        Value::String(s) => Some(V::StringValue(s)),
+        Value::Boolean(b) => Some(V::BoolValue(b)),
+        Value::Long(i) => Some(V::IntValue(i)),
+        Value::Double(d) => Some(V::DoubleValue(d)),
+        Value::Bytes(b) => Some(V::BytesValue(b)),
+        rec @ Value::Record(_) if branch == U_ARRAY => {
+            let items = Fields::of(rec, "ArrayValue")?.array("values")?;
+            Some(V::ArrayValue(ArrayValue {
+                values: items.into_iter().map(any_from).collect::<Result<_, _>>()?,
+            }))
+        }
+        rec @ Value::Record(_) if branch == U_KVLIST => {
+            let items = Fields::of(rec, "KeyValueList")?.array("values")?;
+            Some(V::KvlistValue(KeyValueList {
+                values: attrs_from(items)?,
+            }))
+        }
+        other => return Err(shape(format!("AnyValue: unexpected {other:?}"))),
+    };
+    Ok(AnyValue { value })
+}
+
+fn value_to_request(v: Value) -> Result<DecodedRequest, AvroError> {
+    let mut batch = Fields::of(v, "SpanBatch")?;
+    let mut request = ExportTraceServiceRequest::default();
+    let mut extras = Vec::new();
+    for rs in batch.array("resource_spans")? {
+        let mut rs = Fields::of(rs, "ResourceSpans")?;
+        let mut res = rs.record("resource")?;
+        let resource = OtlpResource {
+            attributes: attrs_from(res.array("attributes")?)?,
+            dropped_attributes_count: res.u32("dropped_attributes_count")?,
+            ..Default::default()
+        };
+        let mut out_rs = otlp::ResourceSpans {
+            resource: Some(resource),
+            schema_url: rs.string("schema_url")?,
+            scope_spans: Vec::new(),
+        };
+        for ss in rs.array("scope_spans")? {
+            let mut ss = Fields::of(ss, "ScopeSpans")?;
+            let mut sc = ss.record("scope")?;
+            let scope = InstrumentationScope {
+                name: sc.string("name")?,
+                version: sc.string("version")?,
+                attributes: attrs_from(sc.array("attributes")?)?,
+                dropped_attributes_count: sc.u32("dropped_attributes_count")?,
+            };
+            let mut out_ss = otlp::ScopeSpans {
+                scope: Some(scope),
+                schema_url: ss.string("schema_url")?,
+                spans: Vec::new(),
+            };
+            for sp in ss.array("spans")? {
+                let (span, extra) = span_from(sp)?;
+                out_ss.spans.push(span);
+                extras.push(extra);
+            }
+            out_rs.scope_spans.push(out_ss);
+        }
+        request.resource_spans.push(out_rs);
+    }
+    Ok(DecodedRequest { request, extras })
+}
+
+fn span_from(v: Value) -> Result<(otlp::Span, SpanExtras), AvroError> {
+    let mut f = Fields::of(v, "Span")?;
+    let parent_span_id = match f.take("parent_span_id")? {
+        Value::Union(_, inner) => match *inner {
+            Value::Null => Vec::new(),
+            Value::Fixed(_, b) => b,
+            other => return Err(shape(format!("parent_span_id: unexpected {other:?}"))),
+        },
+        other => return Err(shape(format!("parent_span_id: unexpected {other:?}"))),
+    };
+    let mut events = Vec::new();
+    for e in f.array("events")? {
+        let mut e = Fields::of(e, "Event")?;
+        events.push(Event {
+            time_unix_nano: e.long("time_unix_nano")? as u64,
+            name: e.string("name")?,
+            attributes: attrs_from(e.array("attributes")?)?,
+            dropped_attributes_count: e.u32("dropped_attributes_count")?,
+        });
+    }
+    let mut links = Vec::new();
+    for l in f.array("links")? {
+        let mut l = Fields::of(l, "Link")?;
+        links.push(Link {
+            trace_id: l.bytes("trace_id")?,
+            span_id: l.bytes("span_id")?,
+            trace_state: l.string("trace_state")?,
+            attributes: attrs_from(l.array("attributes")?)?,
+            dropped_attributes_count: l.u32("dropped_attributes_count")?,
+            flags: l.u32("flags")?,
+        });
+    }
+    let mut status = f.record("status")?;
+    let span = otlp::Span {
+        trace_id: f.bytes("trace_id")?,
+        span_id: f.bytes("span_id")?,
+        parent_span_id,
+        trace_state: f.string("trace_state")?,
+        flags: f.u32("flags")?,
+        name: f.string("name")?,
+        kind: f.int("kind")?,
+        start_time_unix_nano: f.long("start_time_unix_nano")? as u64,
+        end_time_unix_nano: f.long("end_time_unix_nano")? as u64,
+        attributes: attrs_from(f.array("attributes")?)?,
+        dropped_attributes_count: f.u32("dropped_attributes_count")?,
+        events,
+        dropped_events_count: f.u32("dropped_events_count")?,
+        links,
+        dropped_links_count: f.u32("dropped_links_count")?,
+        status: Some(otlp::Status {
+            code: status.int("code")?,
+            message: status.string("message")?,
+        }),
+    };
+    let mut business_keys = Vec::new();
+    for k in f.array("business_keys")? {
+        let mut k = Fields::of(k, "BusinessKey")?;
+        business_keys.push(BusinessKey {
+            name: k.string("name")?,
+            value: k.string("value")?,
+        });
+    }
+    let extra = SpanExtras {
+        business_keys,
+        repairs: f.u32("repairs")?,
+    };
+    Ok((span, extra))
+}
+
+// ---------------------------------------------------------------- bounds pre-scan
+
+/// Walks `datum` against `schema` without allocating anything sized by the data.
+fn prescan(schema: &Schema, datum: &[u8]) -> Result<(), AvroError> {
+    let mut names = HashMap::new();
+    collect_names(schema, &mut names);
+    let mut scan = Scan {
+        buf: datum,
+        pos: 0,
+        names,
+    };
+    scan.walk(schema, 0)?;
+    if scan.pos != datum.len() {
+        return Err(scan.err(format!(
+            "{} trailing bytes after the datum",
+            datum.len() - scan.pos
+        )));
+    }
+    Ok(())
+}
+
+fn collect_names<'s>(schema: &'s Schema, names: &mut HashMap<String, &'s Schema>) {
+    let mut add = |n: &apache_avro::schema::Name| {
+        names.insert(n.fullname(None), schema);
+        names.insert(n.name.clone(), schema);
+    };
+    match schema {
+        Schema::Record(r) => {
+            add(&r.name);
+            for f in &r.fields {
+                collect_names(&f.schema, names);
+            }
+        }
+        Schema::Enum(e) => add(&e.name),
+        Schema::Fixed(f) => add(&f.name),
+        Schema::Array(a) => collect_names(&a.items, names),
+        Schema::Map(m) => collect_names(&m.types, names),
+        Schema::Union(u) => u.variants().iter().for_each(|v| collect_names(v, names)),
+        _ => {}
+    }
+}
+
+struct Scan<'a, 's> {
+    buf: &'a [u8],
+    pos: usize,
+    names: HashMap<String, &'s Schema>,
+}
+
+impl<'s> Scan<'_, 's> {
+    fn err(&self, what: impl Into<String>) -> AvroError {
+        AvroError::Malformed {
+            offset: self.pos,
+            what: what.into(),
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn skip(&mut self, n: usize, what: &str) -> Result<(), AvroError> {
+        if n > self.remaining() {
+            return Err(self.err(format!(
+                "{what} of {n} bytes but only {} left (truncated or absurd length)",
+                self.remaining()
+            )));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn long(&mut self) -> Result<i64, AvroError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(self.err("truncated integer"));
+            };
+            self.pos += 1;
+            v |= ((b & 0x7f) as u64) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
+            }
+        }
+        Err(self.err("integer longer than 10 bytes"))
+    }
+
+    fn len(&mut self, what: &str) -> Result<usize, AvroError> {
+        let n = self.long()?;
+        if n < 0 {
+            return Err(self.err(format!("negative {what} length {n}")));
+        }
+        let n = n as u64;
+        if n > self.remaining() as u64 {
+            return Err(self.err(format!(
+                "{what} of {n} bytes but only {} left (truncated or absurd length)",
+                self.remaining()
+            )));
+        }
+        Ok(n as usize)
+    }
+
+    /// Array and map blocks: every item takes at least one byte in our schemas, so a count
+    /// larger than what is left is refused before anyone reserves room for it.
+    fn blocks(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<(), AvroError>,
+    ) -> Result<(), AvroError> {
+        loop {
+            let mut count = self.long()?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                count = count
+                    .checked_neg()
+                    .ok_or_else(|| self.err("block count overflow"))?;
+                self.long()?; // block size in bytes, not needed
+            }
+            if count as u64 > self.remaining() as u64 {
+                return Err(self.err(format!(
+                    "block of {count} items but only {} bytes left (truncated or absurd count)",
+                    self.remaining()
+                )));
+            }
+            for _ in 0..count {
+                item(self)?;
+            }
+        }
+    }
+
+    fn walk(&mut self, schema: &'s Schema, depth: usize) -> Result<(), AvroError> {
+        if depth > MAX_SCHEMA_DEPTH {
+            return Err(self.err(format!("nested deeper than {MAX_SCHEMA_DEPTH} levels")));
+        }
+        match schema {
+            Schema::Null => Ok(()),
+            Schema::Boolean => {
+                let b = *self
+                    .buf
+                    .get(self.pos)
+                    .ok_or_else(|| self.err("truncated boolean"))?;
+                if b > 1 {
+                    return Err(self.err(format!("boolean byte {b}")));
+                }
+                self.pos += 1;
+                Ok(())
+            }
+            Schema::Int | Schema::Long => self.long().map(|_| ()),
+            Schema::Float => self.skip(4, "float"),
+            Schema::Double => self.skip(8, "double"),
+            Schema::Bytes => {
+                let n = self.len("bytes")?;
+                self.skip(n, "bytes")
+            }
+            Schema::String => {
+                let n = self.len("string")?;
+                if std::str::from_utf8(&self.buf[self.pos..self.pos + n]).is_err() {
+                    return Err(self.err("string is not UTF-8"));
+                }
+                self.skip(n, "string")
+            }
+            Schema::Fixed(f) => self.skip(f.size, "fixed"),
+            Schema::Enum(e) => {
+                let i = self.long()?;
+                if i < 0 || i as u64 >= e.symbols.len() as u64 {
+                    return Err(self.err(format!("enum index {i} out of range")));
+                }
+                Ok(())
+            }
+            Schema::Array(a) => self.blocks(|s| s.walk(&a.items, depth + 1)),
+            Schema::Map(m) => self.blocks(|s| {
+                s.walk(&Schema::String, depth + 1)?;
+                s.walk(&m.types, depth + 1)
+            }),
+            Schema::Union(u) => {
+                let i = self.long()?;
+                let variant = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| u.variants().get(i))
+                    .ok_or_else(|| self.err(format!("union branch {i} does not exist")))?;
+                self.walk(variant, depth + 1)
+            }
+            Schema::Record(r) => {
+                for f in &r.fields {
+                    self.walk(&f.schema, depth + 1)?;
+                }
+                Ok(())
+            }
+            Schema::Ref { name } => {
+                let target = self
+                    .names
+                    .get(&name.fullname(None))
+                    .or_else(|| self.names.get(&name.name))
+                    .copied()
+                    .ok_or_else(|| self.err(format!("unknown named type {}", name.name)))?;
+                self.walk(target, depth + 1)
+            }
+            other => Err(self.err(format!("schema type {other:?} is not used by clew"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_marker_and_fingerprint() {
+        let bytes = encode_batch(&[]);
+        assert_eq!(bytes[..2], SINGLE_OBJECT_MARKER);
+        assert_eq!(
+            u64::from_le_bytes(bytes[2..10].try_into().unwrap()),
+            Codec::current().writer_fingerprint()
+        );
+    }
+
+    #[test]
+    fn zigzag_reader_matches_avro() {
+        let mut s = Scan {
+            buf: &[0x01, 0x02, 0x7f, 0x80, 0x01],
+            pos: 0,
+            names: HashMap::new(),
+        };
+        assert_eq!(s.long().unwrap(), -1);
+        assert_eq!(s.long().unwrap(), 1);
+        assert_eq!(s.long().unwrap(), -64);
+        assert_eq!(s.long().unwrap(), 64);
+    }
+}
