@@ -150,11 +150,23 @@ async fn main() {
         let t = Instant::now();
         let page = index.find_trace_ids(&q).await.unwrap();
         by_key.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(page.hits.len(), 1, "business key must find exactly its trace");
+        assert_eq!(
+            page.hits.len(),
+            1,
+            "business key must find exactly its trace"
+        );
     }
-    for (name, mut v) in [("find_trace_ids service + errors, whole range", search), ("find_trace_ids business key", by_key)] {
+    for (name, mut v) in [
+        ("find_trace_ids service + errors, whole range", search),
+        ("find_trace_ids business key", by_key),
+    ] {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        println!("| {name} p50 / p99 ({} queries) | {:.2} / {:.2} ms |", v.len(), v[v.len() / 2], v[(v.len() as f64 * 0.99) as usize]);
+        println!(
+            "| {name} p50 / p99 ({} queries) | {:.2} / {:.2} ms |",
+            v.len(),
+            v[v.len() / 2],
+            v[(v.len() as f64 * 0.99) as usize]
+        );
     }
     store.close().await.unwrap();
     index.close().await.unwrap();
