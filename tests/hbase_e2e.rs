@@ -157,6 +157,7 @@ fn thrift_server(action: &str) {
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("{script} --thrift-only did not finish within 240 s");
         }
         std::thread::sleep(Duration::from_millis(100));
