@@ -1,8 +1,13 @@
-//! Micro-benchmark of the embedded backends on the ingest path, without network or OTLP:
-//! per-span cost of `SpanStore::write_spans` (fjall) and `TraceIndex::index_spans` (tantivy,
-//! including its write-ahead log) in pipeline-sized batches, then trace-by-id read latency.
+//! Micro-benchmark of the backends on the ingest path, without OTLP: per-span cost of
+//! `SpanStore::write_spans` (fjall, or HBase over Thrift1) and `TraceIndex::index_spans`
+//! (tantivy, including its write-ahead log) in pipeline-sized batches, then trace-by-id read
+//! latency.
 //!
-//! `cargo bench --bench storage -- [--spans N] [--batch N]`
+//! `cargo bench --bench storage -- [--spans N] [--batch N] [--store embedded|hbase]`
+//!
+//! `--store hbase` writes to a fresh table (`clew_bench_<pid>`) on the Thrift server(s) in
+//! `HBASE_THRIFT` (`host:port[,host:port…]`; `eval "$(scripts/hbase-start)"` sets it), with
+//! `--pool N` connections (default 4).
 
 mod workload;
 
@@ -29,10 +34,36 @@ fn now() -> u64 {
         .as_nanos() as u64
 }
 
+fn arg_str(name: &str, default: &str) -> String {
+    let argv: Vec<String> = std::env::args().collect();
+    argv.iter()
+        .position(|a| a == name)
+        .and_then(|i| argv.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let total = arg("--spans", 300_000);
     let batch = arg("--batch", 8192);
+    let store_kind = arg_str("--store", "embedded");
+    let store_config = match store_kind.as_str() {
+        "embedded" => StoreConfig::default(),
+        "hbase" => {
+            let addrs = std::env::var("HBASE_THRIFT")
+                .expect("--store hbase needs HBASE_THRIFT=host:port (scripts/hbase-start)");
+            StoreConfig::Hbase {
+                thrift_addrs: addrs.split(',').map(str::to_string).collect(),
+                table: format!("clew_bench_{}", std::process::id()),
+                pool_size: arg("--pool", 4),
+                timeout_ms: clew_store::config::default_hbase_timeout_ms(),
+                max_spans_per_trace: clew_store::config::default_max_spans_per_trace(),
+                max_bytes_per_trace: clew_store::config::default_max_bytes_per_trace(),
+            }
+        }
+        other => panic!("--store {other}: expected embedded or hbase"),
+    };
     let mut w = workload::Workload::new(3);
     let mut spans: Vec<Span> = Vec::with_capacity(total);
     let mut ids: Vec<TraceId> = Vec::new();
@@ -73,7 +104,7 @@ async fn main() {
             "http.response.status_code".into(),
         ],
     };
-    let store = clew_store::open_span_store(&StoreConfig::default(), &common).unwrap();
+    let store = clew_store::open_span_store(&store_config, &common).unwrap();
     let index = clew_store::open_trace_index(&IndexConfig::default(), &common).unwrap();
     let batches: Vec<Arc<[Span]>> = spans.chunks(batch).map(|c| Arc::from(c.to_vec())).collect();
 
@@ -102,8 +133,12 @@ async fn main() {
     let n = spans.len() as f64;
     println!("| what | value |\n|---|---|");
     println!("| spans | {} in batches of {batch} |", spans.len());
+    let store_what = match store_kind.as_str() {
+        "hbase" => "HBase via Thrift1 mutateRows",
+        _ => "fjall, fsync per batch",
+    };
     println!(
-        "| store write (fjall, fsync per batch) | {:.2} µs/span ({:.0} spans/s) |",
+        "| store write ({store_what}) | {:.2} µs/span ({:.0} spans/s) |",
         store_s * 1e6 / n,
         n / store_s
     );
