@@ -13,6 +13,7 @@
 //!
 //! - [`span_store`]: the [`SpanStore`] trait (durability, idempotency, size cap).
 //! - [`trace_index`]: the [`TraceIndex`] trait and [`TraceQuery`].
+//! - [`row_layout`]: the meta cell and cell discriminator every span-store backend shares.
 //! - [`config`]: the serde-tagged backend configs and the factory functions.
 //! - [`embedded`]: the default backends (fjall, tantivy).
 //! - [`hbase`]: the span store on HBase through its Thrift1 server.
@@ -23,6 +24,7 @@ pub mod embedded;
 pub mod error;
 pub mod hbase;
 pub mod metrics;
+pub mod row_layout;
 pub mod span_store;
 pub mod trace_index;
 

@@ -13,8 +13,9 @@ use clew_store::conformance::fixtures::{checkout_trace, now_unix_nano, trace_id,
 use clew_store::conformance::span_store as suite;
 use clew_store::conformance::span_store::SuiteParams;
 use clew_store::hbase::connection::connect;
-use clew_store::hbase::span_store::{cell_qualifier, Meta, CELL_QUALIFIER_LEN, META_QUALIFIER};
+use clew_store::hbase::span_store::{cell_qualifier, CELL_QUALIFIER_LEN, META_QUALIFIER};
 use clew_store::hbase::HbaseSpanStore;
+use clew_store::row_layout::Meta;
 use clew_store::{Common, SpanStore, StoreConfig};
 use hbase_thrift::hbase::THbaseSyncClient;
 

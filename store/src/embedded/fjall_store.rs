@@ -49,13 +49,14 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use clew_proto::encoding::{encode_span, SharedDecoder};
-use clew_proto::{RejectReason, Span, SpanKind, TraceId};
+use clew_proto::{RejectReason, Span, TraceId};
 use fjall::config::{BlockSizePolicy, CompressionPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tracing::warn;
 
 use crate::config::{Common, StoreConfig};
 use crate::metrics as m;
+use crate::row_layout::{discriminator, Meta, WriteOutcome};
 use crate::{Error, Result, SpanStore, StoredTrace, WriteReport};
 
 const BACKEND: &str = "embedded";
@@ -66,9 +67,6 @@ const BUCKET_PREFIX: &str = "day-";
 const META_KEY_LEN: usize = 17;
 /// Length of a cell key: trace id + span id + discriminator.
 const CELL_KEY_LEN: usize = 25;
-const META_V1: u8 = 1;
-const META_LEN: usize = 14;
-const META_FLAG_TRUNCATED: u8 = 1;
 
 /// The embedded span store. Cheap to share (`Arc` inside).
 pub struct FjallSpanStore {
@@ -92,52 +90,10 @@ struct Bucket {
     keyspace: Keyspace,
 }
 
-/// Per-trace bookkeeping kept in the trace's meta cell.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Meta {
-    spans: u32,
-    bytes: u64,
-    truncated: bool,
-}
-
-impl Meta {
-    fn encode(&self) -> [u8; META_LEN] {
-        let mut out = [0u8; META_LEN];
-        out[0] = META_V1;
-        out[1..5].copy_from_slice(&self.spans.to_le_bytes());
-        out[5..13].copy_from_slice(&self.bytes.to_le_bytes());
-        out[13] = if self.truncated {
-            META_FLAG_TRUNCATED
-        } else {
-            0
-        };
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Meta> {
-        if bytes.len() != META_LEN || bytes[0] != META_V1 {
-            return None;
-        }
-        Some(Meta {
-            spans: u32::from_le_bytes(bytes[1..5].try_into().ok()?),
-            bytes: u64::from_le_bytes(bytes[5..13].try_into().ok()?),
-            truncated: bytes[13] & META_FLAG_TRUNCATED != 0,
-        })
-    }
-}
-
 fn meta_key(trace: &TraceId) -> [u8; META_KEY_LEN] {
     let mut key = [0u8; META_KEY_LEN];
     key[..16].copy_from_slice(&trace.0);
     key
-}
-
-/// The byte after the span id: the span kind, so shared client/server ids stay apart.
-fn discriminator(kind: SpanKind) -> u8 {
-    match kind {
-        SpanKind::Unknown(_) => 0xff,
-        known => known.as_i32() as u8,
-    }
 }
 
 fn cell_key(span: &Span) -> [u8; CELL_KEY_LEN] {
@@ -165,15 +121,6 @@ fn wall_clock_nanos() -> u64 {
 
 fn unavailable(context: &'static str) -> impl FnOnce(fjall::Error) -> Error {
     move |e| Error::unavailable(context, e)
-}
-
-/// What one write batch did, for the report and the metrics.
-#[derive(Default)]
-struct WriteOutcome {
-    report: WriteReport,
-    stored: u64,
-    bytes: u64,
-    duplicates: u64,
 }
 
 /// A trace touched by the current batch.
@@ -547,23 +494,7 @@ impl SpanStore for FjallSpanStore {
                 inner.write(&spans)
             })
             .await?;
-        metrics::histogram!(m::STORE_WRITE_SECONDS, "backend" => BACKEND)
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::STORE_SPANS_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.stored);
-        metrics::counter!(m::STORE_BYTES_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.bytes);
-        if out.duplicates > 0 {
-            metrics::counter!(m::STORE_DUPLICATE_SPANS_TOTAL, "backend" => BACKEND)
-                .increment(out.duplicates);
-        }
-        if !out.report.rejected.is_empty() {
-            metrics::counter!(
-                m::STORE_SPANS_REJECTED_TOTAL,
-                "backend" => BACKEND,
-                "reason" => RejectReason::TraceTooLarge.as_str()
-            )
-            .increment(out.report.rejected.len() as u64);
-        }
-        Ok(out.report)
+        Ok(out.finish(BACKEND, started))
     }
 
     async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
@@ -629,18 +560,7 @@ impl SpanStore for FjallSpanStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn meta_round_trips_and_rejects_garbage() {
-        let meta = Meta {
-            spans: 7,
-            bytes: 12_345,
-            truncated: true,
-        };
-        assert_eq!(Meta::decode(&meta.encode()), Some(meta));
-        assert_eq!(Meta::decode(&[]), None);
-        assert_eq!(Meta::decode(&[2; META_LEN]), None);
-    }
+    use clew_proto::SpanKind;
 
     #[test]
     fn meta_key_sorts_before_every_cell_of_its_row() {

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use clew_proto::encoding::{encode_span, SharedDecoder};
-use clew_proto::{RejectReason, Span, SpanKind, TraceId};
+use clew_proto::{RejectReason, Span, TraceId};
 use hbase_thrift::hbase::{
     BatchMutation, ColumnDescriptor, Mutation, THbaseSyncClient, TRowResult,
 };
@@ -45,6 +45,7 @@ use tracing::{info, warn};
 use super::connection::{is_already_exists, Pool};
 use crate::config::{Common, StoreConfig};
 use crate::metrics as m;
+use crate::row_layout::{discriminator, Meta, WriteOutcome};
 use crate::{Error, Result, SpanStore, StoredTrace, WriteReport};
 
 const BACKEND: &str = "hbase";
@@ -54,46 +55,9 @@ pub const FAMILY: &[u8] = b"s";
 pub const META_QUALIFIER: &[u8] = b"meta";
 /// Length of a span cell qualifier: span id + discriminator.
 pub const CELL_QUALIFIER_LEN: usize = 9;
-const META_V1: u8 = 1;
-const META_LEN: usize = 14;
-const META_FLAG_TRUNCATED: u8 = 1;
 /// Attempts per call for retryable errors, with doubling back-off from `BACKOFF_START`.
 const ATTEMPTS: u32 = 4;
 const BACKOFF_START: Duration = Duration::from_millis(100);
-
-/// Per-trace bookkeeping kept in the trace's meta cell.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Meta {
-    pub spans: u32,
-    pub bytes: u64,
-    pub truncated: bool,
-}
-
-impl Meta {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(META_LEN);
-        out.push(META_V1);
-        out.extend_from_slice(&self.spans.to_le_bytes());
-        out.extend_from_slice(&self.bytes.to_le_bytes());
-        out.push(if self.truncated {
-            META_FLAG_TRUNCATED
-        } else {
-            0
-        });
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<Meta> {
-        if bytes.len() != META_LEN || bytes[0] != META_V1 {
-            return None;
-        }
-        Some(Meta {
-            spans: u32::from_le_bytes(bytes[1..5].try_into().ok()?),
-            bytes: u64::from_le_bytes(bytes[5..13].try_into().ok()?),
-            truncated: bytes[13] & META_FLAG_TRUNCATED != 0,
-        })
-    }
-}
 
 /// `family:qualifier`, the column name Thrift1 takes and returns.
 pub fn column(qualifier: &[u8]) -> Vec<u8> {
@@ -109,10 +73,7 @@ pub fn column(qualifier: &[u8]) -> Vec<u8> {
 pub fn cell_qualifier(span: &Span) -> [u8; CELL_QUALIFIER_LEN] {
     let mut q = [0u8; CELL_QUALIFIER_LEN];
     q[..8].copy_from_slice(&span.span_id.0);
-    q[8] = match span.kind {
-        SpanKind::Unknown(_) => 0xff,
-        known => known.as_i32() as u8,
-    };
+    q[8] = discriminator(span.kind);
     q
 }
 
@@ -128,14 +89,6 @@ struct Inner {
     table: Vec<u8>,
     max_spans_per_trace: u32,
     max_bytes_per_trace: u64,
-}
-
-#[derive(Default)]
-struct WriteOutcome {
-    report: WriteReport,
-    stored: u64,
-    bytes: u64,
-    duplicates: u64,
 }
 
 fn no_attributes() -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -411,7 +364,7 @@ impl Inner {
             .enumerate()
             .filter(|(slot, _)| state[*slot].1)
             .map(|(slot, mut cells)| {
-                cells.push(put(column(META_QUALIFIER), state[slot].0.encode()));
+                cells.push(put(column(META_QUALIFIER), state[slot].0.encode().to_vec()));
                 BatchMutation {
                     row: Some(order[slot].0.to_vec()),
                     mutations: Some(cells),
@@ -516,23 +469,7 @@ impl SpanStore for HbaseSpanStore {
                 inner.write(&spans)
             })
             .await?;
-        metrics::histogram!(m::STORE_WRITE_SECONDS, "backend" => BACKEND)
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::STORE_SPANS_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.stored);
-        metrics::counter!(m::STORE_BYTES_WRITTEN_TOTAL, "backend" => BACKEND).increment(out.bytes);
-        if out.duplicates > 0 {
-            metrics::counter!(m::STORE_DUPLICATE_SPANS_TOTAL, "backend" => BACKEND)
-                .increment(out.duplicates);
-        }
-        if !out.report.rejected.is_empty() {
-            metrics::counter!(
-                m::STORE_SPANS_REJECTED_TOTAL,
-                "backend" => BACKEND,
-                "reason" => RejectReason::TraceTooLarge.as_str()
-            )
-            .increment(out.report.rejected.len() as u64);
-        }
-        Ok(out.report)
+        Ok(out.finish(BACKEND, started))
     }
 
     async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
@@ -588,22 +525,6 @@ impl SpanStore for HbaseSpanStore {
 mod tests {
     use super::*;
     use crate::conformance::fixtures::{now_unix_nano, span, span_id, trace_id};
-
-    #[test]
-    fn meta_round_trips_and_rejects_other_versions() {
-        let meta = Meta {
-            spans: 7,
-            bytes: 1234,
-            truncated: true,
-        };
-        let raw = meta.encode();
-        assert_eq!(raw.len(), META_LEN);
-        assert_eq!(Meta::decode(&raw), Some(meta));
-        let mut other = raw.clone();
-        other[0] = 2;
-        assert_eq!(Meta::decode(&other), None);
-        assert_eq!(Meta::decode(&raw[..5]), None);
-    }
 
     #[test]
     fn cell_qualifier_is_span_id_then_kind_and_never_the_meta() {
