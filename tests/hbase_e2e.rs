@@ -8,59 +8,8 @@ mod common;
 use std::time::Duration;
 
 use clew_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
-use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use clew_proto::otlp::common::v1::{any_value, AnyValue, KeyValue};
-use clew_proto::otlp::resource::v1::Resource;
-use clew_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use common::*;
 use prost::Message;
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
-
-fn otlp_span(
-    trace: [u8; 16],
-    id: u64,
-    parent: Option<u64>,
-    name: &str,
-    attrs: Vec<KeyValue>,
-) -> Span {
-    let start = now_unix_nano() - 1_000_000;
-    Span {
-        trace_id: trace.to_vec(),
-        span_id: id.to_be_bytes().to_vec(),
-        parent_span_id: parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
-        name: name.into(),
-        kind: 2,
-        start_time_unix_nano: start,
-        end_time_unix_nano: start + 500_000,
-        attributes: attrs,
-        ..Default::default()
-    }
-}
-
-fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", service)],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
 
 /// The tests here share one HBase, and the fault test takes its Thrift server away: they
 /// run one at a time even under the default parallel test runner.

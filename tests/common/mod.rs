@@ -10,6 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use clew_proto::otlp::common::v1::{any_value, AnyValue, KeyValue};
+use clew_proto::otlp::resource::v1::Resource;
+use clew_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde_json::Value;
 
 /// A running `clew serve`.
@@ -238,4 +242,59 @@ pub fn trace_ids(answer: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+// OTLP request builders shared by the tests that send raw OTLP.
+
+pub fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn otlp_span(
+    trace: [u8; 16],
+    id: u64,
+    parent: Option<u64>,
+    name: &str,
+    attrs: Vec<KeyValue>,
+) -> Span {
+    let start = now_unix_nano() - 1_000_000;
+    Span {
+        trace_id: trace.to_vec(),
+        span_id: id.to_be_bytes().to_vec(),
+        parent_span_id: parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 500_000,
+        attributes: attrs,
+        ..Default::default()
+    }
+}
+
+pub fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+pub fn random_trace_id() -> [u8; 16] {
+    let mut t: [u8; 16] = rand::random();
+    t[0] |= 1;
+    t
 }
