@@ -325,7 +325,7 @@ impl Shipper {
                 Ok(None) => {
                     tokio::select! {
                         _ = self.wake.notified() => {}
-                        _ = stop.changed() => {}
+                        r = stop.changed() => if r.is_err() { return },
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                     continue;
@@ -335,7 +335,7 @@ impl Shipper {
                     error!(%error, "failed to read the spool; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(MAX_BACKOFF) => {}
-                        _ = stop.changed() => {}
+                        r = stop.changed() => if r.is_err() { return },
                     }
                     continue;
                 }
@@ -370,7 +370,7 @@ impl Shipper {
             probing = true;
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => {}
+                r = stop.changed() => if r.is_err() { return },
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }

@@ -254,7 +254,11 @@ impl Sampler {
                     let s = self.clone();
                     let _ = tokio::task::spawn_blocking(move || s.reload()).await;
                 }
-                _ = stop.wait_for(|s| *s) => return,
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                }
             }
         }
     }

@@ -328,7 +328,8 @@ impl Spool {
     pub fn peek(&self, max_records: usize, max_bytes: u64) -> io::Result<Peeked> {
         let mut out = Peeked::default();
         let mut pos = self.cursor;
-        for seg in self.segments.iter().filter(|s| s.id >= pos.segment) {
+        let first = pos.segment;
+        for seg in self.segments.iter().filter(|s| s.id >= first) {
             if seg.id > pos.segment {
                 pos = Position {
                     segment: seg.id,
