@@ -158,6 +158,9 @@ mod tests {
         })
         .unwrap_err();
         let text = format!("{err:#}");
-        assert!(text.contains("bad-agent.toml") && text.contains("default_rate"), "{text}");
+        assert!(
+            text.contains("bad-agent.toml") && text.contains("default_rate"),
+            "{text}"
+        );
     }
 }

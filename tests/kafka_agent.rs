@@ -33,8 +33,9 @@ static BROKER: RwLock<()> = RwLock::const_new(());
 const PARTITIONS: i32 = 4;
 
 fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP")
-        .expect("KAFKA_BOOTSTRAP not set: run `eval \"$(scripts/kafka-start)\"` (scripts/test does)")
+    std::env::var("KAFKA_BOOTSTRAP").expect(
+        "KAFKA_BOOTSTRAP not set: run `eval \"$(scripts/kafka-start)\"` (scripts/test does)",
+    )
 }
 
 async fn create_topic(name: &str) {
@@ -99,7 +100,13 @@ fn read_topic(topic: &str, timeout: Duration) -> Vec<Rec> {
         let msg = msg.expect("consume");
         let value = msg.payload().unwrap_or_default();
         let converted = clew_proto::avro::decode_batch(value, &limits, common::now_unix_nano())
-            .unwrap_or_else(|e| panic!("record at {}/{} is not our Avro: {e}", msg.partition(), msg.offset()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "record at {}/{} is not our Avro: {e}",
+                    msg.partition(),
+                    msg.offset()
+                )
+            });
         assert!(converted.rejected.is_empty(), "{:?}", converted.rejected);
         next.insert(msg.partition(), msg.offset() + 1);
         out.push(Rec {
@@ -150,7 +157,10 @@ fn trace_request(service: &str, trace: [u8; 16], base: u64, n: u64) -> ExportTra
                 base + i,
                 (i > 1).then_some(base + 1),
                 &format!("op-{i}"),
-                vec![kv("order_id", &format!("o-{base}")), kv("seq", &i.to_string())],
+                vec![
+                    kv("order_id", &format!("o-{base}")),
+                    kv("seq", &i.to_string()),
+                ],
             )
         })
         .collect();
@@ -209,9 +219,13 @@ async fn agent_ships_otlp_grpc_and_http_as_avro_records_keyed_by_trace() {
         let trace = random_trace_id();
         let base = 100_000 + 1000 * r;
         let mut req = trace_request("checkout", trace, base, 5);
-        req.resource_spans[0].scope_spans[0]
-            .spans
-            .push(otlp_span([0; 16], base + 99, None, "bad", vec![]));
+        req.resource_spans[0].scope_spans[0].spans.push(otlp_span(
+            [0; 16],
+            base + 99,
+            None,
+            "bad",
+            vec![],
+        ));
         expect.extend((1..=5).map(|i| span_key(trace, base + i)));
         let resp = post_protobuf(&agent, &req).await;
         assert_eq!(resp.status(), 200);
@@ -219,9 +233,15 @@ async fn agent_ships_otlp_grpc_and_http_as_avro_records_keyed_by_trace() {
             resp.bytes().await.unwrap(),
         )
         .unwrap();
-        let p = body.partial_success.expect("partial success for the bad span");
+        let p = body
+            .partial_success
+            .expect("partial success for the bad span");
         assert_eq!(p.rejected_spans, 1);
-        assert!(p.error_message.contains("invalid_trace_id"), "{}", p.error_message);
+        assert!(
+            p.error_message.contains("invalid_trace_id"),
+            "{}",
+            p.error_message
+        );
     }
     // HTTP JSON.
     let json_trace = random_trace_id();
@@ -272,10 +292,17 @@ async fn agent_ships_otlp_grpc_and_http_as_avro_records_keyed_by_trace() {
     );
     let m = agent.metrics_text().await;
     assert_eq!(
-        metric_value(&m, "clew_agent_records_produced_total", &[("path", "direct")]),
+        metric_value(
+            &m,
+            "clew_agent_records_produced_total",
+            &[("path", "direct")]
+        ),
         recs.len() as f64
     );
-    assert_eq!(metric_value(&m, "clew_agent_records_spooled_total", &[]), 0.0);
+    assert_eq!(
+        metric_value(&m, "clew_agent_records_spooled_total", &[]),
+        0.0
+    );
 }
 
 /// Head sampling: a service at rate 0 only ships its error spans; other services are
@@ -310,9 +337,12 @@ async fn sampling_keeps_error_spans_and_reloads_its_file_at_run_time() {
         let base = 1000 * (t + 1);
         let mut req = trace_request("noisy", trace, base, 2);
         if t % 2 == 0 {
-            req.resource_spans[0].scope_spans[0]
-                .spans
-                .push(error_span(trace, base + 3, Some(base + 1), "db"));
+            req.resource_spans[0].scope_spans[0].spans.push(error_span(
+                trace,
+                base + 3,
+                Some(base + 1),
+                "db",
+            ));
             expect.insert(span_key(trace, base + 3));
         }
         let resp = client.export(req).await.unwrap().into_inner();
@@ -348,18 +378,27 @@ async fn sampling_keeps_error_spans_and_reloads_its_file_at_run_time() {
         .await
         <= ok_before
     {
-        assert!(Instant::now() < deadline, "sampling file was not reloaded within 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "sampling file was not reloaded within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Phase 3: a broken file is refused and the rates stay (noisy still at 1.0).
     std::fs::write(&rates, "[services]\nnoisy = 7\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while agent
-        .metric("clew_agent_sampling_reloads_total", &[("result", "invalid")])
+        .metric(
+            "clew_agent_sampling_reloads_total",
+            &[("result", "invalid")],
+        )
         .await
         < 1.0
     {
-        assert!(Instant::now() < deadline, "broken sampling file not noticed within 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "broken sampling file not noticed within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for t in 0..10u64 {
@@ -454,9 +493,16 @@ async fn broker_outage_spools_and_replays_every_acknowledged_span_once_in_order(
         round += 1;
     }
     let spooled = agent.metric("clew_agent_records_spooled_total", &[]).await;
-    assert!(spooled > 0.0, "nothing went to the spool while the broker was down");
+    assert!(
+        spooled > 0.0,
+        "nothing went to the spool while the broker was down"
+    );
     assert_eq!(refused, 0, "the spool had room: nothing may be refused");
-    assert_eq!(acked.len(), 3 * traces.len(), "every request acknowledged while the broker was down");
+    assert_eq!(
+        acked.len(),
+        3 * traces.len(),
+        "every request acknowledged while the broker was down"
+    );
     // Phase 2: broker back; traffic continues (behind the spool until it is drained).
     broker("kafka-start", &["--restart"]);
     send_all(&mut client, round_of(round), &mut acked, &mut refused).await;
@@ -469,16 +515,30 @@ async fn broker_outage_spools_and_replays_every_acknowledged_span_once_in_order(
         if pending == 0.0 {
             break;
         }
-        assert!(Instant::now() < deadline, "spool not drained within 120 s ({pending} records left)");
+        assert!(
+            Instant::now() < deadline,
+            "spool not drained within 120 s ({pending} records left)"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let recs = read_topic(&topic, Duration::from_secs(60));
     let seen = index(&recs);
     for (t, id) in &acked {
-        assert!(seen.contains_key(&span_key(*t, *id)), "acknowledged span {}/{id} missing", hex::encode(t));
+        assert!(
+            seen.contains_key(&span_key(*t, *id)),
+            "acknowledged span {}/{id} missing",
+            hex::encode(t)
+        );
     }
-    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(k, n)| (hex::encode(k.0), u64::from_be_bytes(k.1), *n)).collect();
-    assert!(dups.is_empty(), "spans in the topic more than once: {dups:?}");
+    let dups: Vec<_> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, n)| (hex::encode(k.0), u64::from_be_bytes(k.1), *n))
+        .collect();
+    assert!(
+        dups.is_empty(),
+        "spans in the topic more than once: {dups:?}"
+    );
     // Per trace, spans appear in the order they were acknowledged (offsets within the
     // trace's one partition).
     for t in &traces {
@@ -490,12 +550,24 @@ async fn broker_outage_spools_and_replays_every_acknowledged_span_once_in_order(
             .collect();
         order.sort();
         let ids: Vec<u64> = order.iter().map(|(_, id)| *id).collect();
-        assert_eq!(ids, (1..=4).collect::<Vec<_>>(), "trace {} out of order", hex::encode(t));
+        assert_eq!(
+            ids,
+            (1..=4).collect::<Vec<_>>(),
+            "trace {} out of order",
+            hex::encode(t)
+        );
     }
     let m = agent.metrics_text().await;
-    let replayed = metric_value(&m, "clew_agent_records_produced_total", &[("path", "replay")]);
+    let replayed = metric_value(
+        &m,
+        "clew_agent_records_produced_total",
+        &[("path", "replay")],
+    );
     let spooled = metric_value(&m, "clew_agent_records_spooled_total", &[]);
-    assert!(spooled >= 24.0, "both outage rounds went to the spool ({spooled})");
+    assert!(
+        spooled >= 24.0,
+        "both outage rounds went to the spool ({spooled})"
+    );
     assert_eq!(replayed, spooled, "every spooled record was replayed once");
 }
 
@@ -524,7 +596,14 @@ async fn full_spool_refuses_with_retryable_errors_and_keeps_everything_acknowled
     };
     let mut agent = Agent::start(
         &spool,
-        &["--kafka-brokers", &dead, "--kafka-topic", &topic, "--config", &config_arg],
+        &[
+            "--kafka-brokers",
+            &dead,
+            "--kafka-topic",
+            &topic,
+            "--config",
+            &config_arg,
+        ],
     );
     let mut client = TraceServiceClient::connect(agent.otlp_grpc_url())
         .await
@@ -550,7 +629,10 @@ async fn full_spool_refuses_with_retryable_errors_and_keeps_everything_acknowled
             match resp.status().as_u16() {
                 200 => acked.extend(keys),
                 503 => {
-                    assert!(resp.headers().contains_key("retry-after"), "503 without Retry-After");
+                    assert!(
+                        resp.headers().contains_key("retry-after"),
+                        "503 without Retry-After"
+                    );
                     refused.extend(keys);
                 }
                 other => panic!("unexpected HTTP status {other}"),
@@ -564,7 +646,10 @@ async fn full_spool_refuses_with_retryable_errors_and_keeps_everything_acknowled
     assert!(refused.len() >= 16, "the tiny spool never filled up");
     assert!(
         agent
-            .metric("clew_collector_requests_failed_total", &[("reason", "spool_full")])
+            .metric(
+                "clew_collector_requests_failed_total",
+                &[("reason", "spool_full")]
+            )
             .await
             >= 4.0
     );

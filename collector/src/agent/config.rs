@@ -368,7 +368,10 @@ impl AgentConfig {
         if !(50..=3_600_000).contains(&self.sampling.reload_interval_ms) {
             return bad(
                 "sampling.reload_interval_ms",
-                format!("{} is outside 50..=3600000", self.sampling.reload_interval_ms),
+                format!(
+                    "{} is outside 50..=3600000",
+                    self.sampling.reload_interval_ms
+                ),
             );
         }
         Ok(())
@@ -443,6 +446,10 @@ file = "/etc/clew/sampling.toml"
         assert!(e.contains("kafka.properties"), "{e}");
         let mut c = AgentConfig::default();
         c.kafka.topic = "bad topic".into();
-        assert!(c.validate().unwrap_err().to_string().contains("kafka.topic"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("kafka.topic"));
     }
 }

@@ -97,11 +97,9 @@ impl Agent {
                     addr: addr.clone(),
                     source,
                 })?;
-            let local = l.local_addr().map_err(|source| Error::Listen {
-                what,
-                addr,
-                source,
-            })?;
+            let local = l
+                .local_addr()
+                .map_err(|source| Error::Listen { what, addr, source })?;
             Ok::<_, Error>((l, local))
         };
         let (grpc_listener, grpc_addr) =
@@ -470,7 +468,8 @@ mod tests {
         // Interleave: trace 1's spans are not contiguous.
         input.swap(1, 3);
         let expect_order: Vec<u8> = vec![3, 1, 2];
-        let (records, rejected) = build_records(input.clone().into_iter().enumerate().collect(), 1 << 20);
+        let (records, rejected) =
+            build_records(input.clone().into_iter().enumerate().collect(), 1 << 20);
         assert!(rejected.is_empty());
         assert_eq!(records.len(), 3);
         for ((r, n), t) in records.iter().zip(expect_order) {
@@ -499,7 +498,9 @@ mod tests {
             ids.extend(got.into_iter().map(|s| s.span_id));
         }
         // Every span once, in the original order.
-        let expect: Vec<_> = (1..=40u64).map(|i| clew_proto::SpanId(i.to_be_bytes())).collect();
+        let expect: Vec<_> = (1..=40u64)
+            .map(|i| clew_proto::SpanId(i.to_be_bytes()))
+            .collect();
         assert_eq!(ids, expect);
     }
 }

@@ -30,7 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -49,6 +50,36 @@ const REPLAY_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// Room librdkafka needs around a record on top of key and value.
 const RECORD_OVERHEAD_BYTES: u64 = 1024;
 
+/// Routes librdkafka's logs and errors into `tracing`. An unreachable broker is something
+/// the agent handles (it spools), so connection errors are warnings, not errors; only fatal
+/// client errors are logged as errors.
+pub struct AgentContext;
+
+impl ClientContext for AgentContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+                error!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Error | RDKafkaLogLevel::Warning => {
+                warn!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", facility = fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+            error!(target: "librdkafka", %error, reason, "kafka producer failed fatally");
+        } else {
+            warn!(target: "librdkafka", %error, reason, "kafka client error (records are spooled until kafka acknowledges them)");
+        }
+    }
+}
+
 /// Where a call's records ended up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Shipped {
@@ -60,7 +91,7 @@ pub struct Shipped {
 
 /// The Kafka producer, the spool and the switch between them. See the module docs.
 pub struct Shipper {
-    producer: FutureProducer,
+    producer: FutureProducer<AgentContext>,
     topic: String,
     spool: Mutex<Spool>,
     /// True from the first spooled record until the replay task finds the spool empty
@@ -114,13 +145,12 @@ impl Shipper {
     /// Creates the producer (it connects in the background: an unreachable broker is not an
     /// error here) over an opened spool.
     pub fn new(k: &KafkaProducerConfig, s: &SpoolConfig, spool: Spool) -> Result<Arc<Shipper>> {
-        let producer: FutureProducer =
-            producer_config(k)
-                .create()
-                .map_err(|e: KafkaError| Error::Kafka {
-                    what: "create the kafka producer",
-                    message: e.to_string(),
-                })?;
+        let producer: FutureProducer<AgentContext> = producer_config(k)
+            .create_with_context(AgentContext)
+            .map_err(|e: KafkaError| Error::Kafka {
+                what: "create the kafka producer",
+                message: e.to_string(),
+            })?;
         let spooling = !spool.is_empty();
         metrics::spool_state(
             spool.pending_records(),
@@ -185,7 +215,9 @@ impl Shipper {
             failed
         };
         let spans: usize = records.iter().map(|(_, n)| n).sum();
-        let result = self.append(records.into_iter().map(|(r, _)| r).collect()).await;
+        let result = self
+            .append(records.into_iter().map(|(r, _)| r).collect())
+            .await;
         if result.is_ok() {
             shipped.spooled = spans;
             metrics::spans_accepted("spool", spans);

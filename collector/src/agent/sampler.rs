@@ -218,7 +218,11 @@ impl Sampler {
                 metrics::sampling_reload("ok");
             }
             Err(error) => {
-                let result = if stamp.is_none() { "missing" } else { "invalid" };
+                let result = if stamp.is_none() {
+                    "missing"
+                } else {
+                    "invalid"
+                };
                 warn!(file = %path.display(), %error, "sampling file not applied; keeping the previous rates");
                 metrics::sampling_reload(result);
             }
@@ -226,7 +230,11 @@ impl Sampler {
     }
 
     /// Polls the file every `every` until `stop` resolves; SIGHUP forces a reload.
-    pub async fn watch(self: Arc<Self>, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn watch(
+        self: Arc<Self>,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         if self.file.is_none() {
             return;
         }

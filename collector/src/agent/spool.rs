@@ -383,7 +383,11 @@ impl Spool {
             } else {
                 FRAME_HEADER
             };
-            let until = if seg.id == to.segment { to.offset } else { seg.len };
+            let until = if seg.id == to.segment {
+                to.offset
+            } else {
+                seg.len
+            };
             freed += until.saturating_sub(from);
         }
         self.cursor = to;
