@@ -452,7 +452,7 @@ fn read_frame(r: &mut impl Read, left: u64) -> io::Result<Option<Record>> {
     }
     let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as u64;
     let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
-    if len < KEY_LEN_BYTES || len > MAX_FRAME_BYTES || FRAME_HEADER + len > left {
+    if !(KEY_LEN_BYTES..=MAX_FRAME_BYTES).contains(&len) || FRAME_HEADER + len > left {
         return Ok(None);
     }
     let mut payload = vec![0u8; len as usize];
