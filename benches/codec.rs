@@ -95,21 +95,28 @@ fn bench(c: &mut Criterion) {
     // OTLP protobuf as the OpenTelemetry Collector's Kafka exporter writes it when it
     // partitions by trace id: one ExportTraceServiceRequest per trace.
     let per_trace_otlp: Vec<Vec<u8>> = {
-        let mut by_trace: std::collections::BTreeMap<Vec<u8>, ExportTraceServiceRequest> =
-            Default::default();
-        for rs in &req.resource_spans {
-            for ss in &rs.scope_spans {
-                for sp in &ss.spans {
-                    let r = by_trace.entry(sp.trace_id.clone()).or_default();
-                    let mut rs1 = rs.clone();
-                    let mut ss1 = ss.clone();
-                    ss1.spans = vec![sp.clone()];
-                    rs1.scope_spans = vec![ss1];
-                    r.resource_spans.push(rs1);
+        let mut ids: Vec<Vec<u8>> = req
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|sp| sp.trace_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.iter()
+            .map(|id| {
+                let mut one = req.clone();
+                for rs in &mut one.resource_spans {
+                    for ss in &mut rs.scope_spans {
+                        ss.spans.retain(|sp| &sp.trace_id == id);
+                    }
+                    rs.scope_spans.retain(|ss| !ss.spans.is_empty());
                 }
-            }
-        }
-        by_trace.values().map(|r| r.encode_to_vec()).collect()
+                one.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+                one.encode_to_vec()
+            })
+            .collect()
     };
     let otlp_trace_bytes: usize = per_trace_otlp.iter().map(|b| b.len() + 16).sum();
     eprintln!(
