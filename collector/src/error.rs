@@ -46,6 +46,13 @@ pub enum Error {
     /// A configuration value cannot be used.
     #[error("invalid configuration: {key}: {message}")]
     Config { key: &'static str, message: String },
+    /// A Kafka client could not be created or subscribed.
+    #[error("failed to {what}: {source}")]
+    Kafka {
+        what: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     /// A listener could not be bound or served.
     #[error("failed to {what} on {addr}: {source}")]
     Listen {
@@ -85,6 +92,7 @@ impl Error {
             Error::Store { .. } => "store_failed",
             Error::Config { .. } => "config",
             Error::Listen { .. } => "listen",
+            Error::Kafka { .. } => "kafka",
         }
     }
 
