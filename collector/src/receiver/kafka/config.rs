@@ -341,12 +341,14 @@ impl TopicFormats {
                     }
                     names.push((name.clone(), t.format));
                 }
-                (Some(name), None) => return Err(Error::Config {
-                    key: "collector.kafka.topics",
-                    message: format!(
+                (Some(name), None) => {
+                    return Err(Error::Config {
+                        key: "collector.kafka.topics",
+                        message: format!(
                         "name {name:?} is empty or starts with '^' (use pattern = … for a regex)"
                     ),
-                }),
+                    })
+                }
                 (None, Some(pattern)) => {
                     if !pattern.starts_with('^') {
                         return Err(Error::Config {

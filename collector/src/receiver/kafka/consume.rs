@@ -9,7 +9,7 @@
 //! limit for a while. It runs on its own OS thread so that waiting in a rebalance callback
 //! never blocks the async reactor.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -79,7 +79,8 @@ impl State {
     /// Applies finished records (waiting up to `wait` for the first one) and stores the
     /// committable offsets that moved.
     fn collect_finished(&mut self, consumer: &BaseConsumer<Context>, wait: Option<Duration>) {
-        let mut moved = TopicPartitionList::new();
+        // the newest committable offset of each partition that moved
+        let mut moved: HashMap<Tp, i64> = HashMap::new();
         let mut next = match wait {
             Some(w) => match self.finished.recv_timeout(w) {
                 Ok(f) => Some(f),
@@ -92,20 +93,25 @@ impl State {
                 self.offsets
                     .finish(&f.topic, f.partition, f.generation, f.offset, f.done)
             {
-                // A later move of the same partition overwrites the earlier one.
-                if let Err(e) =
-                    moved.add_partition_offset(&f.topic, f.partition, Offset::Offset(offset))
-                {
-                    warn!(error = %e, topic = %f.topic, partition = f.partition, "cannot record a kafka offset to store");
-                }
+                moved.insert((f.topic, f.partition), offset);
             }
             next = self.finished.try_recv().ok();
         }
-        if moved.count() > 0 {
-            if let Err(e) = consumer.store_offsets(&moved) {
-                // Partitions revoked meanwhile cannot be stored; their next owner re-reads.
-                debug!(error = %e, "storing kafka offsets failed");
+        if moved.is_empty() {
+            return;
+        }
+        // One element per partition: librdkafka would store a later duplicate element
+        // (even one without an offset) over an earlier one.
+        let mut tpl = TopicPartitionList::with_capacity(moved.len());
+        for ((topic, partition), offset) in &moved {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+                warn!(error = %e, topic, partition, "cannot record a kafka offset to store");
             }
+        }
+        match consumer.store_offsets(&tpl) {
+            Ok(()) => debug!(offsets = ?moved, "stored kafka offsets for the next commit"),
+            // Partitions revoked meanwhile cannot be stored; their next owner re-reads.
+            Err(e) => debug!(error = %e, "storing kafka offsets failed"),
         }
     }
 }
@@ -192,6 +198,7 @@ impl ConsumerContext for Context {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => {
+                debug!(?offsets, "kafka offsets committed");
                 metrics::kafka_commit(true);
                 for e in offsets.elements() {
                     if let Offset::Offset(o) = e.offset() {
