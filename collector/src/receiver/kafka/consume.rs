@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -82,10 +82,7 @@ impl State {
         // the newest committable offset of each partition that moved
         let mut moved: HashMap<Tp, i64> = HashMap::new();
         let mut next = match wait {
-            Some(w) => match self.finished.recv_timeout(w) {
-                Ok(f) => Some(f),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            },
+            Some(w) => self.finished.recv_timeout(w).ok(),
             None => self.finished.try_recv().ok(),
         };
         while let Some(f) = next {

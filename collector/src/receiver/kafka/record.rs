@@ -406,18 +406,18 @@ pub(super) fn decode_value(
     let now = now_unix_nano();
     let mut converted = match format {
         KafkaFormat::Avro => {
-            avro::decode_batch(value, &shared.limits, now).map_err(Poison::from_avro)?
+            avro::decode_batch(value, shared.limits, now).map_err(Poison::from_avro)?
         }
         KafkaFormat::OtlpProto => {
             let request = decode_plain(value, Format::Protobuf).map_err(Poison::from_decode)?;
-            convert_request(request, &shared.limits, now)
+            convert_request(request, shared.limits, now)
         }
         KafkaFormat::OtlpJson => {
             let request = decode_json(value).map_err(Poison::from_decode)?;
-            convert_request(request, &shared.limits, now)
+            convert_request(request, shared.limits, now)
         }
     };
-    enrich_keeping_carried_keys(&shared.enricher, &mut converted.spans);
+    enrich_keeping_carried_keys(shared.enricher, &mut converted.spans);
     Ok(converted)
 }
 
