@@ -881,3 +881,123 @@ async fn store_outage_pauses_consumption_commits_nothing_unstored_and_resumes() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Two collectors in one group: the second joining and the first leaving (SIGTERM: drain,
+/// commit, leave) move partitions while records arrive. Every span ends up stored by one
+/// of them and every record is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka (KAFKA_BOOTSTRAP; scripts/kafka-start); scripts/test runs it"]
+async fn rebalances_between_two_collectors_lose_no_span() {
+    const TRACES: usize = 120;
+    let topic = unique("clew-rebalance");
+    let group = unique("clew-group");
+    create_topic(&topic, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kafka_config(
+        dir.path(),
+        &group,
+        &format!(
+            "session_timeout_ms = 6000\ntopics = [{{ name = \"{topic}\", format = \"avro\" }}]"
+        ),
+    );
+    let args = ["--config", config.to_str().unwrap()];
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let mut a = Clew::start_in(&data_a, &args);
+
+    let traces: Vec<[u8; 16]> = (0..TRACES).map(|_| random_trace_id()).collect();
+    let feeder = {
+        let (traces, topic) = (traces.clone(), topic.clone());
+        tokio::spawn(async move {
+            let p = producer();
+            for i in 0..TRACES + 3 {
+                if i < TRACES {
+                    let spans = model_spans(trace_request(traces[i], "rebalance", 1..=4, "o"));
+                    produce(
+                        &p,
+                        &topic,
+                        None,
+                        &traces[i],
+                        &clew_proto::avro::encode_batch(&spans),
+                        None,
+                    )
+                    .await;
+                }
+                if i >= 3 {
+                    let t = traces[i - 3];
+                    let spans = model_spans(trace_request(t, "rebalance", 5..=6, "o"));
+                    produce(
+                        &p,
+                        &topic,
+                        None,
+                        &t,
+                        &clew_proto::avro::encode_batch(&spans),
+                        None,
+                    )
+                    .await;
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    let stored = |c: &Clew| {
+        let topic = topic.clone();
+        let url = c.api_url("/metrics");
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            metric_in(
+                &text,
+                "clew_kafka_records_done_total",
+                &[("topic", &topic), ("outcome", "stored")],
+            )
+            .unwrap_or(0.0)
+        }
+    };
+    wait_metric(
+        &a,
+        "clew_kafka_records_done_total",
+        &[("topic", &topic), ("outcome", "stored")],
+        30.0,
+        WAIT,
+    )
+    .await;
+    let b = Clew::start_in(&data_b, &args);
+    // both get partitions: b stores records too
+    wait_metric(
+        &b,
+        "clew_kafka_records_done_total",
+        &[("topic", &topic), ("outcome", "stored")],
+        10.0,
+        WAIT,
+    )
+    .await;
+    assert!(stored(&a).await > 30.0);
+    assert!(
+        a.terminate().success(),
+        "collector a did not shut down cleanly"
+    );
+    tokio::time::timeout(WAIT, feeder)
+        .await
+        .expect("producer finished")
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while committed_sum(&group, &topic, 4).await != 2 * TRACES as i64 {
+        assert!(Instant::now() < deadline, "not every record was committed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // a's store, read back by a collector without Kafka
+    let a = Clew::start_in(&data_a, &[]);
+    let want: Vec<String> = (1..=6).map(|i| format!("{i:016x}")).collect();
+    for t in &traces {
+        let id = hex::encode(t);
+        let mut ids = Vec::new();
+        for c in [&a, &b] {
+            let (status, trace) = c.get(&format!("/api/v1/traces/{id}")).await;
+            if status == 200 {
+                ids.extend(span_ids(&trace));
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids, want, "trace {id}: spans missing from both collectors");
+    }
+}
