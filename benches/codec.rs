@@ -1,6 +1,9 @@
 //! Micro-benchmarks of the per-span codec costs on the ingest path:
 //! OTLP protobuf decode → conversion/validation → stored-span encode, and the read-side
-//! decode. Run: `cargo bench --bench codec`.
+//! decode; and the Kafka wire formats side by side: Avro records as `clew agent` writes
+//! them (one single-object record per trace, `agent::build_records`) and as the collector
+//! reads them (`avro::decode_batch`, validation included), against OTLP protobuf.
+//! Bytes per span on the wire are printed. Run: `cargo bench --bench codec`.
 
 mod workload;
 
@@ -68,6 +71,88 @@ fn bench(c: &mut Criterion) {
                 .iter()
                 .map(|c| decode_span(c).unwrap().attributes.len())
                 .sum::<usize>()
+        })
+    });
+    g.finish();
+
+    // Kafka wire formats, per span: Avro (one record per trace) vs OTLP protobuf.
+    let mut g = c.benchmark_group("kafka_wire");
+    g.throughput(Throughput::Elements(spans as u64));
+    let indexed = || {
+        converted
+            .clone()
+            .into_iter()
+            .enumerate()
+            .collect::<Vec<_>>()
+    };
+    let (records, rejected) = clew_collector::agent::build_records(indexed(), 1_000_000);
+    assert!(rejected.is_empty());
+    let avro_bytes: usize = records
+        .iter()
+        .map(|(r, _)| r.key.len() + r.value.len())
+        .sum();
+    let avro_values: usize = records.iter().map(|(r, _)| r.value.len()).sum();
+    // OTLP protobuf as the OpenTelemetry Collector's Kafka exporter writes it when it
+    // partitions by trace id: one ExportTraceServiceRequest per trace.
+    let per_trace_otlp: Vec<Vec<u8>> = {
+        let mut by_trace: std::collections::BTreeMap<Vec<u8>, ExportTraceServiceRequest> =
+            Default::default();
+        for rs in &req.resource_spans {
+            for ss in &rs.scope_spans {
+                for sp in &ss.spans {
+                    let r = by_trace.entry(sp.trace_id.clone()).or_default();
+                    let mut rs1 = rs.clone();
+                    let mut ss1 = ss.clone();
+                    ss1.spans = vec![sp.clone()];
+                    rs1.scope_spans = vec![ss1];
+                    r.resource_spans.push(rs1);
+                }
+            }
+        }
+        by_trace.values().map(|r| r.encode_to_vec()).collect()
+    };
+    let otlp_trace_bytes: usize = per_trace_otlp.iter().map(|b| b.len() + 16).sum();
+    eprintln!(
+        "kafka wire, {spans} spans in {} traces: avro {} B/span (record values {} B/span, +16 B key), \
+         otlp protobuf one request for all {} B/span, otlp protobuf one request per trace {} B/span (+16 B key)",
+        records.len(),
+        avro_bytes / spans,
+        avro_values / spans,
+        bytes.len() / spans,
+        otlp_trace_bytes / spans,
+    );
+    g.bench_function("avro_encode_per_trace_records", |b| {
+        b.iter_batched(
+            indexed,
+            |v| clew_collector::agent::build_records(v, 1_000_000).0.len(),
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("otlp_protobuf_encode", |b| {
+        let mut buf = Vec::with_capacity(bytes.len());
+        b.iter(|| {
+            buf.clear();
+            req.encode(&mut buf).unwrap();
+            buf.len()
+        })
+    });
+    g.bench_function("avro_decode_and_validate", |b| {
+        b.iter(|| {
+            records
+                .iter()
+                .map(|(r, _)| {
+                    clew_proto::avro::decode_batch(&r.value, &limits, NOW)
+                        .unwrap()
+                        .spans
+                        .len()
+                })
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("otlp_protobuf_decode_and_validate", |b| {
+        b.iter(|| {
+            let r = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+            convert_request(r, &limits, NOW).spans.len()
         })
     });
     g.finish();

@@ -10,6 +10,11 @@
 //! ```
 //! `scripts/bench-e2e` starts a release `clew serve` on a fresh data directory, runs this,
 //! and adds disk bytes per span and peak memory.
+//!
+//! `--ingest-only` measures acknowledged spans/s and nothing else (no query API needed):
+//! `scripts/bench-e2e --agent` uses it against a release `clew agent` in front of a real
+//! Kafka broker, where an acknowledgement means Kafka acknowledged the Avro records
+//! (acks=all).
 
 mod workload;
 
@@ -31,6 +36,7 @@ struct Args {
     traces_per_request: usize,
     queries: usize,
     seed: u64,
+    ingest_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -42,6 +48,7 @@ fn parse_args() -> Args {
         traces_per_request: 25,
         queries: 2000,
         seed: 1,
+        ingest_only: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -61,6 +68,7 @@ fn parse_args() -> Args {
             }
             "--queries" => a.queries = val().parse().expect("--queries N"),
             "--seed" => a.seed = val().parse().expect("--seed N"),
+            "--ingest-only" => a.ingest_only = true,
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -224,6 +232,7 @@ async fn main() {
     });
 
     let start = Instant::now();
+    let ingest_only = args.ingest_only;
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let batches = batches.clone();
@@ -251,7 +260,7 @@ async fn main() {
                                     p.error_message
                                 );
                             }
-                            if i % 50 == 0 {
+                            if i % 50 == 0 && !ingest_only {
                                 let _ = fresh_tx.try_send((b.orders[0].0.clone(), Instant::now()));
                             }
                             break;
@@ -286,6 +295,9 @@ async fn main() {
         bytes_total as u64 / total,
         retries.load(Ordering::Relaxed)
     );
+    if args.ingest_only {
+        return;
+    }
 
     // Let the last commit land before timing queries.
     tokio::time::sleep(Duration::from_secs(3)).await;

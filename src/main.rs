@@ -1,6 +1,7 @@
 //! `clew`: the binary. It parses configuration, builds the parts and wires them; the
 //! libraries (`clew-collector`, `clew-store`, `clew-query`) do the work.
 
+mod agent;
 mod config;
 mod serve;
 
@@ -24,6 +25,21 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (file + environment + flags) as TOML and exit.
     Config(ServeArgs),
+    /// Run next to applications: OTLP in on localhost, Avro out to Kafka, disk spool while
+    /// Kafka is unreachable, head sampling.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    #[command(flatten)]
+    overrides: agent::AgentOverrides,
+    /// Print the effective agent configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Log filter (tracing-subscriber `EnvFilter` syntax); `RUST_LOG` wins when set.
+    #[arg(long, env = "CLEW_LOG", default_value = "info")]
+    log: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +62,19 @@ fn main() -> Result<()> {
                 .thread_name("clew")
                 .build()?;
             runtime.block_on(serve::serve(config))
+        }
+        Command::Agent(args) => {
+            let config = agent::load(&args.overrides)?;
+            if args.print_config {
+                print!("{}", toml::to_string_pretty(&config)?);
+                return Ok(());
+            }
+            init_logging(&args.log);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("clew-agent")
+                .build()?;
+            runtime.block_on(agent::run(config))
         }
         Command::Config(args) => {
             let config = config::Config::load(&args.overrides)?;

@@ -9,6 +9,8 @@
 //! | `Overloaded`, `ShuttingDown`  | UNAVAILABLE + RetryInfo | 503 + Retry-After | yes |
 //! | `Store` (retryable)           | UNAVAILABLE + RetryInfo | 503 + Retry-After | yes |
 //! | `Store` (permanent)           | INTERNAL             | 500  | no             |
+//! | `SpoolFull`, `Spool` (agent)  | UNAVAILABLE + RetryInfo | 503 + Retry-After | yes |
+//! | `Kafka` (client start-up)     | INTERNAL             | 500  | no             |
 
 use std::time::Duration;
 
@@ -43,16 +45,25 @@ pub enum Error {
         #[source]
         source: clew_store::Error,
     },
+    /// The agent could not reach Kafka and its disk spool has no room for the request
+    /// (nothing of the request is acknowledged; clients retry later).
+    #[error("kafka is unreachable and the agent's spool is full ({max_bytes} bytes), retry later")]
+    SpoolFull { max_bytes: u64 },
+    /// The agent could not reach Kafka and writing to its disk spool failed (disk full,
+    /// I/O error): nothing of the request is acknowledged.
+    #[error("kafka is unreachable and the agent failed to {what}: {source}")]
+    Spool {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Kafka client could not be set up (bad broker list or librdkafka property), or the
+    /// collector's Kafka receiver could not subscribe.
+    #[error("failed to {what}: {message}")]
+    Kafka { what: &'static str, message: String },
     /// A configuration value cannot be used.
     #[error("invalid configuration: {key}: {message}")]
     Config { key: &'static str, message: String },
-    /// A Kafka client could not be created or subscribed.
-    #[error("failed to {what}: {source}")]
-    Kafka {
-        what: &'static str,
-        #[source]
-        source: rdkafka::error::KafkaError,
-    },
     /// A listener could not be bound or served.
     #[error("failed to {what} on {addr}: {source}")]
     Listen {
@@ -74,7 +85,10 @@ impl Error {
     /// Whether a client should send the same request again later.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Overloaded { .. } | Error::ShuttingDown => true,
+            Error::Overloaded { .. }
+            | Error::ShuttingDown
+            | Error::SpoolFull { .. }
+            | Error::Spool { .. } => true,
             Error::Store { source, .. } => source.is_retryable(),
             _ => false,
         }
@@ -90,9 +104,11 @@ impl Error {
             Error::ShuttingDown => "shutting_down",
             Error::Store { source, .. } if source.is_retryable() => "store_unavailable",
             Error::Store { .. } => "store_failed",
+            Error::SpoolFull { .. } => "spool_full",
+            Error::Spool { .. } => "spool_failed",
+            Error::Kafka { .. } => "kafka",
             Error::Config { .. } => "config",
             Error::Listen { .. } => "listen",
-            Error::Kafka { .. } => "kafka",
         }
     }
 
@@ -160,6 +176,19 @@ mod tests {
                 Error::Store {
                     stage: "store",
                     source: clew_store::Error::unavailable("write", "disk full"),
+                },
+                Code::Unavailable,
+                HttpStatus::SERVICE_UNAVAILABLE,
+            ),
+            (
+                Error::SpoolFull { max_bytes: 1 },
+                Code::Unavailable,
+                HttpStatus::SERVICE_UNAVAILABLE,
+            ),
+            (
+                Error::Spool {
+                    what: "append to the spool",
+                    source: std::io::Error::other("disk full"),
                 },
                 Code::Unavailable,
                 HttpStatus::SERVICE_UNAVAILABLE,

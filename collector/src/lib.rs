@@ -23,9 +23,12 @@
 //! - [`pipeline`]: builds the ingest stages ([`pipeline::start`]); [`batcher`] and
 //!   [`writer`] are its stages.
 //! - [`error`]: the one error type and its gRPC/HTTP mapping; [`metrics`]: what is counted.
+//! - [`sink`]: the seam where receivers hand spans on: the pipeline here, or the agent.
+//! - [`agent`]: `clew agent` — the same receivers in front of Kafka (Avro) and a disk spool.
 //!
 //! Ack policy: `docs/adr/0004-ack-policy.md`.
 
+pub mod agent;
 pub mod batcher;
 pub mod config;
 pub mod decode;
@@ -34,6 +37,7 @@ pub mod error;
 pub mod metrics;
 pub mod pipeline;
 pub mod receiver;
+pub mod sink;
 pub mod writer;
 
 use std::future::Future;

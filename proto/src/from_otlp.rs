@@ -310,16 +310,13 @@ fn limit_attributes(attrs: &mut Vec<KeyValue>, dropped: &mut u32, limits: &Limit
 fn limit_value(v: &mut AnyValue, depth: usize, limits: &Limits) -> u32 {
     let mut repairs = 0;
     match v.value.as_mut() {
-        Some(Value::StringValue(s)) => {
-            if truncate_str(s, limits.max_attribute_value_bytes) {
-                repairs |= repair::TRUNCATED;
-            }
+        Some(Value::StringValue(s)) if s.len() > limits.max_attribute_value_bytes => {
+            truncate_str(s, limits.max_attribute_value_bytes);
+            repairs |= repair::TRUNCATED;
         }
-        Some(Value::BytesValue(b)) => {
-            if b.len() > limits.max_attribute_value_bytes {
-                b.truncate(limits.max_attribute_value_bytes);
-                repairs |= repair::TRUNCATED;
-            }
+        Some(Value::BytesValue(b)) if b.len() > limits.max_attribute_value_bytes => {
+            b.truncate(limits.max_attribute_value_bytes);
+            repairs |= repair::TRUNCATED;
         }
         Some(Value::ArrayValue(_)) | Some(Value::KvlistValue(_))
             if depth >= limits.max_nesting_depth =>

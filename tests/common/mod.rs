@@ -16,6 +16,8 @@ use clew_proto::otlp::resource::v1::Resource;
 use clew_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde_json::Value;
 
+pub mod agent;
+
 /// A running `clew serve`.
 pub struct Clew {
     child: Child,

@@ -22,14 +22,18 @@ use crate::enrich::Enricher;
 use crate::error::{Error, Result};
 use crate::metrics::{self, Protocol};
 use crate::pipeline::Ingest;
+use crate::sink::SpanSink;
 
 /// Requests with more spans than this are converted on the blocking pool.
 const INLINE_MAX_SPANS: usize = 64;
 
 /// What both receivers need.
 pub(crate) struct Shared {
-    pub ingest: Ingest,
-    pub enricher: Enricher,
+    /// Where validated spans go (the ingest pipeline, or the agent's Kafka producer).
+    pub sink: Arc<dyn SpanSink>,
+    /// Business-key lookup; `None` where a later hop enriches (the agent: the collector
+    /// behind Kafka applies its own configured keys).
+    pub enricher: Option<Enricher>,
     pub limits: Limits,
     pub max_request_bytes: usize,
     pub retry_after: Duration,
@@ -38,8 +42,8 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: &CollectorConfig, ingest: Ingest) -> Arc<Self> {
         Arc::new(Shared {
-            ingest,
-            enricher: Enricher::new(&config.business_keys),
+            sink: Arc::new(ingest),
+            enricher: Some(Enricher::new(&config.business_keys)),
             limits: config.span_limits(),
             max_request_bytes: config.max_request_bytes,
             retry_after: Duration::from_secs(config.retry_after_secs),
@@ -97,8 +101,8 @@ where
     for (reason, n) in &reasons {
         metrics::span_rejected(*reason, *n);
     }
-    // Store rejections are counted and logged by the store writer.
-    for (_, reason) in shared.ingest.submit(converted.spans).await? {
+    // Store rejections are counted and logged by the store writer (or the sink).
+    for (_, reason) in shared.sink.submit(converted.spans).await? {
         *reasons.entry(reason).or_default() += 1;
     }
     Ok(response(&reasons))
@@ -110,7 +114,9 @@ where
 {
     let request = decode()?;
     let mut converted = convert_request(request, &shared.limits, now_unix_nano());
-    shared.enricher.enrich_all(&mut converted.spans);
+    if let Some(enricher) = &shared.enricher {
+        enricher.enrich_all(&mut converted.spans);
+    }
     Ok(converted)
 }
 

@@ -28,7 +28,7 @@
 //! in Kafka and its partition waits, rather than its spans being lost. Fix the store, and
 //! consumption resumes on its own.
 //!
-//! Decisions: `docs/adr/0006-kafka-offsets.md`.
+//! Decisions: `docs/adr/0007-kafka-offsets.md`.
 
 pub mod config;
 mod consume;
@@ -80,22 +80,22 @@ pub(crate) fn start(config: &KafkaConfig, shared: Arc<Shared>) -> Result<KafkaRe
     let (finished_tx, finished_rx) = std::sync::mpsc::channel();
     let consumer: BaseConsumer<Context> = consumer_config(config)
         .create_with_context(Context::new(finished_rx, drain_timeout))
-        .map_err(|source| Error::Kafka {
+        .map_err(|e| Error::Kafka {
             what: "create the kafka consumer",
-            source,
+            message: e.to_string(),
         })?;
     let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|source| Error::Kafka {
+    consumer.subscribe(&topics).map_err(|e| Error::Kafka {
         what: "subscribe to the kafka topics",
-        source,
+        message: e.to_string(),
     })?;
     let dead_letter = match &config.dead_letter_topic {
         Some(topic) => Some(DeadLetter {
             producer: producer_config(config)
                 .create::<FutureProducer>()
-                .map_err(|source| Error::Kafka {
+                .map_err(|e| Error::Kafka {
                     what: "create the kafka dead-letter producer",
-                    source,
+                    message: e.to_string(),
                 })?,
             topic: topic.clone(),
         }),

@@ -226,7 +226,7 @@ impl Worker {
                 .acquire_many_owned(want)
                 .await
                 .map_err(|_| Abandoned)?;
-            let result = self.shared.ingest.submit(converted.spans).await;
+            let result = self.shared.sink.submit(converted.spans).await;
             drop(permit);
             match result {
                 // Store rejections are counted and logged by the store writer; the rest
@@ -373,7 +373,7 @@ fn count_received(converted: &Converted) {
 /// What decoding a value needs from the collector's configuration.
 pub(super) struct Decoding<'a> {
     pub limits: &'a Limits,
-    pub enricher: &'a Enricher,
+    pub enricher: Option<&'a Enricher>,
     pub max_request_bytes: usize,
 }
 
@@ -381,7 +381,7 @@ impl Shared {
     fn decoding(&self) -> Decoding<'_> {
         Decoding {
             limits: &self.limits,
-            enricher: &self.enricher,
+            enricher: self.enricher.as_ref(),
             max_request_bytes: self.max_request_bytes,
         }
     }
@@ -417,7 +417,9 @@ pub(super) fn decode_value(
             convert_request(request, shared.limits, now)
         }
     };
-    enrich_keeping_carried_keys(shared.enricher, &mut converted.spans);
+    if let Some(enricher) = shared.enricher {
+        enrich_keeping_carried_keys(enricher, &mut converted.spans);
+    }
     Ok(converted)
 }
 
@@ -534,7 +536,7 @@ mod tests {
         fn decoding(&self) -> Decoding<'_> {
             Decoding {
                 limits: &self.limits,
-                enricher: &self.enricher,
+                enricher: Some(&self.enricher),
                 max_request_bytes: 4096,
             }
         }

@@ -5,9 +5,12 @@
 //! span: `service`+`operation`, `min`+`max` duration, each attribute, each business key,
 //! errors, text), each restricted to the time range. The groups run most selective first
 //! (estimated from term document frequencies); the first collects `trace id → earliest
-//! matching start`, every following one only looks at the trace ids still alive (a
-//! term-set filter on the indexed trace id when few are left) and intersects. The
-//! surviving traces are sorted newest first by `(start, trace id)`, cut at the cursor and
+//! matching start`. Its candidates are then taken newest first, a chunk at a time: every
+//! following group only looks at the chunk's trace ids (a term-set filter on the indexed
+//! trace id) and intersects. Chunks stop as soon as the page is certain (see `find`), so a
+//! selective condition next to a broad one (`error` and a big service) costs the selective
+//! one plus a few term-set lookups, not a scan of the broad one. The survivors are sorted
+//! newest first by `(start, trace id)`, cut at the cursor and
 //! paged. A query whose conditions form one group is one tantivy search.
 
 use std::collections::HashMap;
@@ -32,7 +35,8 @@ use crate::{Error, Result, TraceHit, TraceIdPage, TraceQuery};
 pub const MAX_TEXT_BYTES: usize = 4096;
 /// Words of the free text that are searched; later ones are ignored.
 pub const MAX_TEXT_TOKENS: usize = 16;
-/// Up to this many surviving trace ids, later groups also filter on the trace-id terms.
+/// Candidates of the first group are checked against the other groups this many at a
+/// time, with a term-set filter on their trace ids.
 const TERM_SET_FILTER_MAX: usize = 4096;
 
 type TraceMap = HashMap<[u8; 16], u64>;
@@ -164,6 +168,11 @@ fn text_terms(text: &str, f: &Fields) -> Result<Vec<Term>> {
 
 /// Runs `q` against the partitions it can touch.
 pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
+    find_chunked(shared, q, TERM_SET_FILTER_MAX)
+}
+
+/// [`find`], checking candidates of the first group `chunk` at a time.
+fn find_chunked(shared: &Shared, q: &TraceQuery, chunk: usize) -> Result<TraceIdPage> {
     let limit = if q.limit == 0 {
         DEFAULT_LIMIT
     } else {
@@ -201,13 +210,15 @@ pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
         .collect();
     ordered.sort_by_key(|(estimate, _)| *estimate);
 
-    let mut alive: Option<Arc<TraceMap>> = None;
-    for (_, group) in ordered {
+    let mut groups = ordered.into_iter().map(|(_, g)| g);
+    let first = groups.next().expect("at least one group");
+    let rest: Vec<Group> = groups.collect();
+    let run = |group: &Group, alive: Option<Arc<TraceMap>>| -> Result<TraceMap> {
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, group.query(f))];
         if let Some(t) = &time {
             must.push((Occur::Must, t.box_clone()));
         }
-        if let Some(alive) = alive.as_ref().filter(|a| a.len() <= TERM_SET_FILTER_MAX) {
+        if let Some(alive) = &alive {
             let ids = alive
                 .keys()
                 .map(|id| Term::from_field_bytes(f.trace_id, id));
@@ -235,21 +246,49 @@ pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
                 }
             }
         }
-        let empty = found.is_empty();
-        alive = Some(Arc::new(found));
-        if empty {
-            break;
-        }
-    }
+        Ok(found)
+    };
+    let below_cursor = |key: &(u64, [u8; 16])| cursor.is_none_or(|c| *key < c);
 
-    let found = alive
-        .map(|a| Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()))
-        .unwrap_or_default();
-    let mut hits: Vec<(u64, [u8; 16])> = found
-        .into_iter()
-        .map(|(id, start)| (start, id))
-        .filter(|key| cursor.is_none_or(|c| *key < c))
-        .collect();
+    let first_found = run(&first, None)?;
+    let mut hits: Vec<(u64, [u8; 16])> = if rest.is_empty() {
+        first_found
+            .into_iter()
+            .map(|(id, start)| (start, id))
+            .filter(below_cursor)
+            .collect()
+    } else {
+        // The other groups only look at candidates of the first one, newest first, a
+        // chunk at a time. A trace's key (its earliest matching start) is at most its
+        // start in the first group, so once more than a page of hits is newer than the
+        // oldest candidate looked at, no later candidate can get into the page.
+        let mut candidates: Vec<(u64, [u8; 16])> = first_found
+            .into_iter()
+            .map(|(id, start)| (start, id))
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        let mut hits = Vec::new();
+        for chunk in candidates.chunks(chunk.max(1)) {
+            let mut alive: TraceMap = chunk.iter().map(|&(start, id)| (id, start)).collect();
+            for group in &rest {
+                alive = run(group, Some(Arc::new(alive)))?;
+                if alive.is_empty() {
+                    break;
+                }
+            }
+            hits.extend(
+                alive
+                    .into_iter()
+                    .map(|(id, start)| (start, id))
+                    .filter(below_cursor),
+            );
+            let floor = chunk.last().map_or(0, |&(start, _)| start);
+            if hits.iter().filter(|&&(start, _)| start > floor).count() > limit {
+                break;
+            }
+        }
+        hits
+    };
     hits.sort_unstable_by(|a, b| b.cmp(a));
     let more = hits.len() > limit;
     hits.truncate(limit);
@@ -392,6 +431,86 @@ impl SegmentCollector for TraceSegmentCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::fixtures::{checkout_trace, now_unix_nano, trace_id};
+    use crate::embedded::tantivy_index::TantivyTraceIndex;
+    use crate::{Common, IndexConfig, TraceIndex};
+
+    /// Paging through a multi-group query gives the same pages whether the first group's
+    /// candidates are checked in tiny chunks (early stop, many chunk boundaries) or all at
+    /// once — including a condition on another span with an earlier start than the first
+    /// group's, and ties on the start time.
+    #[tokio::test]
+    async fn chunked_intersection_pages_like_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let common = Common {
+            data_dir: dir.path().to_path_buf(),
+            retention_days: 7,
+            indexed_attributes: vec!["db.system".into()],
+        };
+        let index = TantivyTraceIndex::open(&IndexConfig::default(), &common).unwrap();
+        let base = now_unix_nano() - 3_600_000_000_000;
+        let mut spans = Vec::new();
+        for i in 0..120u64 {
+            // 40 distinct start times: many traces share one.
+            let start = base + (i * 7919 % 40) * 1_000_000_000;
+            let mut trace = checkout_trace(trace_id(i + 1), &format!("o{i}"), start, i % 3 != 1);
+            // The failing db span starts a varying while after the root, so the order of
+            // the first group's starts differs from the order of the traces' keys.
+            let db = &mut trace[3];
+            let shift = (i * 37 % 50) * 1_000_000_000;
+            db.start_unix_nano += shift;
+            db.end_unix_nano += shift;
+            spans.extend(trace);
+        }
+        index.index_spans(spans.into()).await.unwrap();
+        index.refresh().await.unwrap();
+
+        let queries = [
+            // errors (on the db span, 3 ms after the root) + a service of the root span
+            TraceQuery {
+                service: Some("frontend".into()),
+                errors_only: true,
+                ..Default::default()
+            },
+            TraceQuery {
+                service: Some("checkout".into()),
+                errors_only: true,
+                attributes: vec![("db.system".into(), "postgresql".into())],
+                text: Some("declined".into()),
+                ..Default::default()
+            },
+        ];
+        for base_query in queries {
+            for limit in [4, 30] {
+                let pages = |chunk: usize| {
+                    let mut all = Vec::new();
+                    let mut q = TraceQuery {
+                        limit,
+                        ..base_query.clone()
+                    };
+                    loop {
+                        let page = find_chunked(&index.shared, &q, chunk).unwrap();
+                        all.push(page.hits.clone());
+                        match page.next_cursor {
+                            Some(c) => q.cursor = Some(c),
+                            None => break,
+                        }
+                    }
+                    all
+                };
+                let reference = pages(usize::MAX);
+                let total: usize = reference.iter().map(Vec::len).sum();
+                assert_eq!(total, 80, "{base_query:?} limit {limit}");
+                for chunk in [1, 5, 32] {
+                    assert_eq!(
+                        pages(chunk),
+                        reference,
+                        "{base_query:?} limit {limit} chunk {chunk}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {

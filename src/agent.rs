@@ -1,0 +1,166 @@
+//! `clew agent`: loads the agent configuration (file, `CLEW_*` environment, flags), starts
+//! the agent and stops it cleanly on SIGTERM/SIGINT.
+//!
+//! ```text
+//!  agent.toml + env + flags ─▶ AgentConfig ─▶ clew_collector::agent::Agent
+//!                                              (OTLP gRPC + HTTP ─▶ Avro ─▶ Kafka | spool)
+//!  SIGTERM ─▶ stop OTLP listeners, finish in-flight requests ─▶ flush producer ─▶ exit
+//!             (undelivered records stay in the spool and are replayed on the next start)
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clew_collector::agent::{Agent, AgentConfig};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tracing::{info, warn};
+
+/// Overrides of the agent file, from the command line or `CLEW_*` variables.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AgentOverrides {
+    /// Agent configuration file (TOML; see `clew_collector::agent::config`).
+    #[arg(long, env = "CLEW_AGENT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap brokers, comma-separated host:port [default: localhost:9092].
+    #[arg(long, env = "CLEW_KAFKA_BROKERS", value_name = "HOSTS")]
+    pub kafka_brokers: Option<String>,
+    /// Kafka topic for the Avro span records [default: clew-spans].
+    #[arg(long, env = "CLEW_KAFKA_TOPIC", value_name = "TOPIC")]
+    pub kafka_topic: Option<String>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, env = "CLEW_OTLP_GRPC_ADDR", value_name = "ADDR")]
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, env = "CLEW_OTLP_HTTP_ADDR", value_name = "ADDR")]
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// Listen address of /metrics and /healthz [default: 127.0.0.1:9465].
+    #[arg(long, env = "CLEW_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Spool directory [default: ./clew-agent-spool].
+    #[arg(long, env = "CLEW_SPOOL_DIR", value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Most bytes the spool may take on disk [default: 1 GiB].
+    #[arg(long, env = "CLEW_SPOOL_MAX_BYTES", value_name = "BYTES")]
+    pub spool_max_bytes: Option<u64>,
+    /// Sampling rates file, re-read when it changes or on SIGHUP.
+    #[arg(long, env = "CLEW_SAMPLING_FILE", value_name = "FILE")]
+    pub sampling_file: Option<PathBuf>,
+}
+
+/// File, then overrides, then validation (errors name the file).
+pub fn load(o: &AgentOverrides) -> Result<AgentConfig> {
+    let mut config = match &o.config {
+        Some(path) => from_file(path)?,
+        None => AgentConfig::default(),
+    };
+    if let Some(v) = &o.kafka_brokers {
+        config.kafka.brokers = v.clone();
+    }
+    if let Some(v) = &o.kafka_topic {
+        config.kafka.topic = v.clone();
+    }
+    if let Some(v) = o.otlp_grpc_addr {
+        config.otlp_grpc_addr = v.to_string();
+    }
+    if let Some(v) = o.otlp_http_addr {
+        config.otlp_http_addr = v.to_string();
+    }
+    if let Some(v) = o.metrics_addr {
+        config.metrics_addr = v.to_string();
+    }
+    if let Some(v) = &o.spool_dir {
+        config.spool.dir = v.clone();
+    }
+    if let Some(v) = o.spool_max_bytes {
+        config.spool.max_bytes = v;
+    }
+    if let Some(v) = &o.sampling_file {
+        config.sampling.file = Some(v.clone());
+    }
+    config.validate().with_context(|| match &o.config {
+        Some(p) => format!("invalid agent configuration (file {})", p.display()),
+        None => "invalid agent configuration".to_string(),
+    })?;
+    Ok(config)
+}
+
+fn from_file(path: &Path) -> Result<AgentConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read agent config file {}", path.display()))?;
+    toml::from_str(&text)
+        .with_context(|| format!("failed to parse agent config file {}", path.display()))
+}
+
+pub async fn run(config: AgentConfig) -> Result<()> {
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("failed to install the metrics recorder")?;
+    let brokers = config.kafka.brokers.clone();
+    let topic = config.kafka.topic.clone();
+    let agent = Agent::start(config, Arc::new(move || prometheus.render()))
+        .await
+        .context("failed to start the agent")?;
+    // One machine-readable line on stdout (tests and scripts read it), details in the log.
+    println!(
+        "clew agent listening otlp_grpc={} otlp_http={} metrics={} kafka={} topic={} spool={}",
+        agent.grpc_addr(),
+        agent.http_addr(),
+        agent.metrics_addr(),
+        brokers,
+        topic,
+        agent.spool_dir().display()
+    );
+    crate::serve::wait_for_signal().await;
+    info!("shutting down: finishing in-flight requests, flushing the producer");
+    if let Err(error) = agent.shutdown().await {
+        warn!(%error, "agent did not shut down cleanly");
+    }
+    info!("clew agent stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"a:1\"\ntopic = \"t1\"\n[spool]\ndir = \"/s\"\n",
+        )
+        .unwrap();
+        let c = load(&AgentOverrides {
+            config: Some(path),
+            kafka_topic: Some("t2".into()),
+            spool_max_bytes: Some(10 << 20),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "a:1");
+        assert_eq!(c.kafka.topic, "t2");
+        assert_eq!(c.spool.dir, PathBuf::from("/s"));
+        assert_eq!(c.spool.max_bytes, 10 << 20);
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad-agent.toml");
+        std::fs::write(&path, "[sampling]\ndefault_rate = 3.0\n").unwrap();
+        let err = load(&AgentOverrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("bad-agent.toml") && text.contains("default_rate"),
+            "{text}"
+        );
+    }
+}
