@@ -16,6 +16,10 @@
 //! otlp_http_addr = "127.0.0.1:4318"
 //! business_keys = ["order_id"]
 //!
+//! [collector.kafka]          # optional: consume spans from Kafka too
+//! brokers = ["127.0.0.1:9092"]
+//! topics = [{ name = "clew-spans", format = "avro" }]
+//!
 //! [store]
 //! type = "embedded"
 //!
@@ -125,6 +129,16 @@ pub struct Overrides {
     /// Days of data to keep [default: 7].
     #[arg(long, env = "CLEW_RETENTION_DAYS", value_name = "N")]
     pub retention_days: Option<u32>,
+    /// Kafka bootstrap brokers of the Kafka receiver (replaces `[collector.kafka] brokers`;
+    /// needs a `[collector.kafka]` section naming the topics). The environment variable
+    /// takes a comma-separated list.
+    #[arg(
+        long = "kafka-brokers",
+        env = "CLEW_KAFKA_BROKERS",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub kafka_brokers: Vec<String>,
 }
 
 impl Config {
@@ -134,7 +148,7 @@ impl Config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        config.apply(overrides);
+        config.apply(overrides)?;
         config.validate().with_context(|| match &overrides.config {
             Some(p) => format!("invalid configuration (file {})", p.display()),
             None => "invalid configuration".to_string(),
@@ -149,7 +163,7 @@ impl Config {
             .with_context(|| format!("failed to parse config file {}", path.display()))
     }
 
-    fn apply(&mut self, o: &Overrides) {
+    fn apply(&mut self, o: &Overrides) -> Result<()> {
         if let Some(d) = &o.data_dir {
             self.data_dir = d.clone();
         }
@@ -171,6 +185,21 @@ impl Config {
         if let Some(r) = o.retention_days {
             self.retention_days = r;
         }
+        let brokers: Vec<String> = o
+            .kafka_brokers
+            .iter()
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
+        if !brokers.is_empty() {
+            match &mut self.collector.kafka {
+                Some(kafka) => kafka.brokers = brokers,
+                None => bail!(
+                    "--kafka-brokers / CLEW_KAFKA_BROKERS needs a [collector.kafka] section in the config file naming the topics to consume"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// Checks every value without touching the disk or the network.
@@ -258,6 +287,50 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("bad.toml"), "{text}");
         assert!(text.contains("retention_dayz"), "{text}");
+    }
+
+    #[test]
+    fn kafka_section_and_brokers_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "[collector.kafka]\nbrokers = [\"old:9092\"]\ntopics = [{ name = \"clew-spans\", format = \"avro\" }]\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            kafka_brokers: vec!["a:1".into(), " b:2 ".into()],
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        let kafka = c.collector.kafka.as_ref().unwrap();
+        assert_eq!(kafka.brokers, vec!["a:1".to_string(), "b:2".to_string()]);
+        assert_eq!(kafka.group_id, "clew-collector");
+        // the printed configuration reads back the same
+        let printed = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(toml::from_str::<Config>(&printed).unwrap(), c);
+
+        let err = Config::load(&Overrides {
+            kafka_brokers: vec!["a:1".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("[collector.kafka]"), "{err:#}");
+
+        std::fs::write(
+            &path,
+            "[collector.kafka]\nbrokers = [\"a:1\"]\ntopics = [{ pattern = \"no-caret\", format = \"otlp_proto\" }]\n",
+        )
+        .unwrap();
+        let err = Config::load(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("collector.kafka.topics"), "{text}");
+        assert!(text.contains("clew.toml"), "{text}");
     }
 
     #[test]

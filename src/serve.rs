@@ -2,10 +2,10 @@
 //! and shuts down cleanly on SIGTERM/SIGINT.
 //!
 //! ```text
-//!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP ─▶ pipeline)
+//!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline)
 //!                                    ├─▶ query API (+ /metrics from the Prometheus recorder)
 //!                                    └─▶ retention loop (drop expired buckets)
-//!  SIGTERM ─▶ stop receivers, drain pipeline ─▶ stop query API ─▶ close index, close store
+//!  SIGTERM ─▶ stop receivers (Kafka: commit durable records, leave the group), drain pipeline ─▶ stop query API ─▶ close index, close store
 //! ```
 
 use std::sync::Arc;
@@ -45,7 +45,7 @@ pub async fn serve(mut config: Config) -> Result<()> {
     let collector =
         clew_collector::Collector::start(config.collector.clone(), store.clone(), index.clone())
             .await
-            .context("failed to start the OTLP receivers")?;
+            .context("failed to start the collector (OTLP and Kafka receivers)")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = clew_query::QueryState::new(

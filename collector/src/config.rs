@@ -9,6 +9,7 @@ use clew_proto::from_otlp::Limits;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::receiver::kafka::KafkaConfig;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
@@ -46,6 +47,9 @@ pub struct CollectorConfig {
     /// Per-span limits applied on the way in.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// `[collector.kafka]`: consume spans from Kafka too (absent: no Kafka receiver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaConfig>,
 }
 
 /// `[collector.limits]`: maps onto [`clew_proto::from_otlp::Limits`].
@@ -131,6 +135,7 @@ impl Default for CollectorConfig {
             enqueue_timeout_ms: default_enqueue_timeout_ms(),
             retry_after_secs: default_retry_after_secs(),
             limits: LimitsConfig::default(),
+            kafka: None,
         }
     }
 }
@@ -238,6 +243,9 @@ impl CollectorConfig {
                 "collector.limits.max_age_days",
                 "must be at least 1 (or unset for any age)".into(),
             );
+        }
+        if let Some(kafka) = &self.kafka {
+            kafka.validate()?;
         }
         Ok(())
     }

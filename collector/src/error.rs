@@ -10,7 +10,7 @@
 //! | `Store` (retryable)           | UNAVAILABLE + RetryInfo | 503 + Retry-After | yes |
 //! | `Store` (permanent)           | INTERNAL             | 500  | no             |
 //! | `SpoolFull`, `Spool` (agent)  | UNAVAILABLE + RetryInfo | 503 + Retry-After | yes |
-//! | `Kafka` (agent start-up)      | INTERNAL             | 500  | no             |
+//! | `Kafka` (client start-up)     | INTERNAL             | 500  | no             |
 
 use std::time::Duration;
 
@@ -57,7 +57,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The Kafka client could not be set up (bad broker list or librdkafka property).
+    /// A Kafka client could not be set up (bad broker list or librdkafka property), or the
+    /// collector's Kafka receiver could not subscribe.
     #[error("failed to {what}: {message}")]
     Kafka { what: &'static str, message: String },
     /// A configuration value cannot be used.

@@ -7,14 +7,17 @@
 //! ```text
 //!  OTLP gRPC ─▶ receiver/otlp_grpc ─┐
 //!                                   ├─▶ decode ─▶ convert + validate ─▶ enrich ─▶ pipeline::Ingest::submit
-//!  OTLP HTTP ─▶ receiver/otlp_http ─┘   (decode.rs)  (clew_proto::from_otlp)  (enrich.rs)     │  bounded by spans
-//!                                                                                             ▼
+//!  OTLP HTTP ─▶ receiver/otlp_http ─┤   (decode.rs)  (clew_proto::from_otlp)  (enrich.rs)     │  bounded by spans
+//!  Kafka ─────▶ receiver/kafka ─────┘   (+ avro)                                              ▼
+//!               (offsets committed after the ack; poison → dead-letter topic)
 //!       answer ◀── ack (per request: partial success) ◀── index writer ◀── store writer ◀── batcher
 //!                                                        (writer.rs)        (writer.rs)     (batcher.rs)
 //! ```
 //!
 //! - [`config`]: [`CollectorConfig`] and its validation.
-//! - [`receiver`]: the OTLP transports; both end in one shared `export` path.
+//! - [`receiver`]: the OTLP transports, which end in one shared `export` path, and the
+//!   Kafka receiver ([`receiver::kafka`]: consumer group, Avro / OTLP protobuf / OTLP JSON
+//!   per topic, offsets committed only for durable records, dead-letter topic).
 //! - [`decode`]: content types, bounded gzip, protobuf and OTLP/JSON decoding.
 //! - [`enrich`]: business keys from span, resource and baggage attributes.
 //! - [`pipeline`]: builds the ingest stages ([`pipeline::start`]); [`batcher`] and
@@ -55,12 +58,14 @@ pub use pipeline::Ingest;
 /// How long [`Collector::shutdown`] waits for queued spans to be written and answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A running collector: both OTLP listeners and the ingest pipeline.
+/// A running collector: both OTLP listeners, the Kafka receiver when configured, and the
+/// ingest pipeline.
 pub struct Collector {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     ingest: Ingest,
+    kafka: Option<receiver::kafka::KafkaReceiver>,
     servers: Vec<(&'static str, JoinHandle<Result<()>>)>,
     pipeline: JoinHandle<()>,
 }
@@ -103,6 +108,10 @@ impl Collector {
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
         let shared = receiver::Shared::new(&config, ingest.clone());
+        let kafka = match &config.kafka {
+            Some(k) => Some(receiver::kafka::start(k, shared.clone())?),
+            None => None,
+        };
         let (stop, stopped) = watch::channel(false);
         let signal = move || {
             let mut rx = stopped.clone();
@@ -122,6 +131,7 @@ impl Collector {
             http_addr,
             stop,
             ingest,
+            kafka,
             servers: vec![("otlp grpc", grpc), ("otlp http", http)],
             pipeline,
         })
@@ -138,16 +148,21 @@ impl Collector {
     }
 
     /// Stops accepting, lets in-flight requests finish, writes and answers everything
-    /// queued, then returns. The first server error, if any, is returned.
+    /// queued (the Kafka receiver commits what became durable and leaves its group), then
+    /// returns. The first server error, if any, is returned.
     pub async fn shutdown(self) -> Result<()> {
         let Collector {
             stop,
             ingest,
+            kafka,
             servers,
             pipeline,
             ..
         } = self;
         let _ = stop.send(true);
+        if let Some(kafka) = kafka {
+            kafka.shutdown().await;
+        }
         let mut first_error = None;
         for (what, task) in servers {
             match task.await {

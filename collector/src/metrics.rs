@@ -15,11 +15,24 @@ pub const BATCH_SPANS: &str = "clew_collector_batch_spans";
 pub const QUEUE_SPANS: &str = "clew_collector_queue_spans";
 pub const ACK_SECONDS: &str = "clew_collector_ack_seconds";
 
+pub const KAFKA_RECORDS_CONSUMED: &str = "clew_kafka_records_consumed_total";
+pub const KAFKA_RECORDS_DONE: &str = "clew_kafka_records_done_total";
+pub const KAFKA_RECORDS_POISON: &str = "clew_kafka_records_poison_total";
+pub const KAFKA_DEAD_LETTER_FAILURES: &str = "clew_kafka_dead_letter_failures_total";
+pub const KAFKA_WRITE_RETRIES: &str = "clew_kafka_write_retries_total";
+pub const KAFKA_COMMITS: &str = "clew_kafka_commits_total";
+pub const KAFKA_COMMITTED_OFFSET: &str = "clew_kafka_committed_offset";
+pub const KAFKA_CONSUMER_LAG: &str = "clew_kafka_consumer_lag";
+pub const KAFKA_RECORDS_IN_FLIGHT: &str = "clew_kafka_records_in_flight";
+pub const KAFKA_PAUSED: &str = "clew_kafka_paused";
+pub const KAFKA_REBALANCES: &str = "clew_kafka_rebalances_total";
+
 /// The receiving protocol, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Grpc,
     Http,
+    Kafka,
 }
 
 impl Protocol {
@@ -27,6 +40,7 @@ impl Protocol {
         match self {
             Protocol::Grpc => "grpc",
             Protocol::Http => "http",
+            Protocol::Kafka => "kafka",
         }
     }
 }
@@ -66,6 +80,124 @@ pub fn describe() {
     for r in RejectReason::ALL {
         counter!(SPANS_REJECTED, "reason" => r.as_str()).absolute(0);
     }
+}
+
+/// Registers the Kafka receiver's descriptions (only when it runs) and pre-creates the
+/// poison and outcome series of the topics subscribed by name.
+pub fn describe_kafka(topics: &[String], poison_reasons: &[&'static str]) {
+    describe_counter!(
+        KAFKA_RECORDS_CONSUMED,
+        Unit::Count,
+        "kafka records fetched by the receiver, by topic"
+    );
+    describe_counter!(
+        KAFKA_RECORDS_DONE,
+        Unit::Count,
+        "kafka records finished, by topic and outcome: stored (spans durable in store and index), dead_lettered (poison, in the dead-letter topic), skipped (poison, no dead-letter topic configured)"
+    );
+    describe_counter!(
+        KAFKA_RECORDS_POISON,
+        Unit::Count,
+        "kafka records whose value cannot be decoded, by topic and reason"
+    );
+    describe_counter!(
+        KAFKA_DEAD_LETTER_FAILURES,
+        Unit::Count,
+        "failed produces to the dead-letter topic (retried; nothing is committed past the record)"
+    );
+    describe_counter!(
+        KAFKA_WRITE_RETRIES,
+        Unit::Count,
+        "failed writes of a kafka record's spans, retried with back-off while consumption is paused, by reason"
+    );
+    describe_counter!(
+        KAFKA_COMMITS,
+        Unit::Count,
+        "offset commits of the consumer group, by result"
+    );
+    describe_gauge!(
+        KAFKA_COMMITTED_OFFSET,
+        Unit::Count,
+        "last offset committed, by topic and partition (next record to read)"
+    );
+    describe_gauge!(
+        KAFKA_CONSUMER_LAG,
+        Unit::Count,
+        "records behind: high watermark minus committed offset, by topic and partition (0 for partitions this collector gave up)"
+    );
+    describe_gauge!(
+        KAFKA_RECORDS_IN_FLIGHT,
+        Unit::Count,
+        "kafka records being decoded, written or dead-lettered"
+    );
+    describe_gauge!(
+        KAFKA_PAUSED,
+        Unit::Count,
+        "1 while consumption is paused (the store is failing, or the receiver is at its in-flight limit)"
+    );
+    describe_counter!(
+        KAFKA_REBALANCES,
+        Unit::Count,
+        "consumer group rebalances, by kind (assign, revoke, error)"
+    );
+    for topic in topics {
+        for outcome in ["stored", "dead_lettered", "skipped"] {
+            counter!(KAFKA_RECORDS_DONE, "topic" => topic.clone(), "outcome" => outcome)
+                .absolute(0);
+        }
+        for reason in poison_reasons {
+            counter!(KAFKA_RECORDS_POISON, "topic" => topic.clone(), "reason" => *reason)
+                .absolute(0);
+        }
+    }
+    counter!(KAFKA_DEAD_LETTER_FAILURES).absolute(0);
+    gauge!(KAFKA_PAUSED).set(0.0);
+}
+
+pub fn kafka_consumed(topic: &str) {
+    counter!(KAFKA_RECORDS_CONSUMED, "topic" => topic.to_string()).increment(1);
+}
+
+pub fn kafka_record_done(topic: &str, outcome: &'static str) {
+    counter!(KAFKA_RECORDS_DONE, "topic" => topic.to_string(), "outcome" => outcome).increment(1);
+}
+
+pub fn kafka_poison(topic: &str, reason: &'static str) {
+    counter!(KAFKA_RECORDS_POISON, "topic" => topic.to_string(), "reason" => reason).increment(1);
+}
+
+pub fn kafka_dead_letter_failed() {
+    counter!(KAFKA_DEAD_LETTER_FAILURES).increment(1);
+}
+
+pub fn kafka_write_retried(reason: &'static str) {
+    counter!(KAFKA_WRITE_RETRIES, "reason" => reason).increment(1);
+}
+
+pub fn kafka_commit(ok: bool) {
+    counter!(KAFKA_COMMITS, "result" => if ok { "ok" } else { "failed" }).increment(1);
+}
+
+pub fn kafka_committed_offset(topic: &str, partition: i32, offset: i64) {
+    gauge!(KAFKA_COMMITTED_OFFSET, "topic" => topic.to_string(), "partition" => partition.to_string())
+        .set(offset as f64);
+}
+
+pub fn kafka_lag(topic: &str, partition: i32, lag: i64) {
+    gauge!(KAFKA_CONSUMER_LAG, "topic" => topic.to_string(), "partition" => partition.to_string())
+        .set(lag as f64);
+}
+
+pub fn kafka_in_flight(records: usize) {
+    gauge!(KAFKA_RECORDS_IN_FLIGHT).set(records as f64);
+}
+
+pub fn kafka_paused(paused: bool) {
+    gauge!(KAFKA_PAUSED).set(if paused { 1.0 } else { 0.0 });
+}
+
+pub fn kafka_rebalance(kind: &'static str) {
+    counter!(KAFKA_REBALANCES, "kind" => kind).increment(1);
 }
 
 pub fn spans_received(protocol: Protocol, n: usize) {

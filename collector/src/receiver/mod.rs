@@ -1,6 +1,8 @@
-//! OTLP receivers. Each protocol file only deals with its transport; the shared path
-//! from a decoded request to an OTLP answer is [`export`].
+//! Receivers. Each OTLP protocol file only deals with its transport; the shared path
+//! from a decoded request to an OTLP answer is [`export`]. [`kafka`] consumes span records
+//! from Kafka and shares the decoders, conversion, enrichment and [`Ingest`].
 
+pub mod kafka;
 pub mod otlp_grpc;
 pub mod otlp_http;
 

@@ -1,0 +1,666 @@
+//! One Kafka record, from its bytes to "done": decode by the topic's format, convert and
+//! validate like OTLP, enrich, write through [`Ingest::submit`](crate::Ingest::submit) and
+//! retry the *same* record until it is durable; or, for a poison record, count it,
+//! dead-letter it and move on.
+//!
+//! A record is *done* only when its spans are durable in the store and handed to the index
+//! (or when it was poison and is safely in the dead-letter topic). Only then may the
+//! consumer commit past it. A record that was not done when the receiver stopped is
+//! *abandoned*: not committed, read again after the restart.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clew_proto::avro::{self, AvroError};
+use clew_proto::from_otlp::{convert_request, Converted, Limits};
+use clew_proto::{RejectReason, Span};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, warn};
+
+use super::config::{KafkaFormat, TopicFormats};
+use crate::decode::{decode_json, decode_plain, Format};
+use crate::enrich::Enricher;
+use crate::error::Error;
+use crate::metrics::{self, Protocol};
+use crate::receiver::{now_unix_nano, Shared};
+
+/// Values larger than this are decoded on the blocking pool.
+const INLINE_MAX_BYTES: usize = 16 * 1024;
+
+/// How long a dead-letter produce may wait for room in the producer's local queue.
+const DEAD_LETTER_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A record that finished: done (durable or dead-lettered) or abandoned.
+#[derive(Debug)]
+pub(super) struct Finished {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub generation: u64,
+    pub done: bool,
+}
+
+/// Why a record can never be written: the value itself is bad.
+#[derive(Debug)]
+pub(super) struct Poison {
+    /// Bounded metric label.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Poison {
+    fn new(reason: &'static str, message: impl std::fmt::Display) -> Self {
+        Poison {
+            reason,
+            message: message.to_string(),
+        }
+    }
+
+    fn from_avro(e: AvroError) -> Self {
+        let reason = match e {
+            AvroError::TooShort(_) | AvroError::BadMagic(..) => "avro_bad_header",
+            AvroError::UnknownFingerprint(..) => "avro_unknown_schema",
+            _ => "avro_malformed",
+        };
+        Poison::new(reason, format!("failed to decode avro span batch: {e}"))
+    }
+
+    fn from_decode(e: Error) -> Self {
+        match e {
+            Error::TooLarge { .. } => Poison::new("too_large", e),
+            e => Poison::new("undecodable", e),
+        }
+    }
+}
+
+/// Every reason label of [`Poison`], for pre-registering the series.
+pub(super) const POISON_REASONS: [&str; 6] = [
+    "too_large",
+    "undecodable",
+    "avro_bad_header",
+    "avro_unknown_schema",
+    "avro_malformed",
+    "unknown_topic",
+];
+
+/// The record was not done and must not be committed (the receiver is stopping).
+#[derive(Debug)]
+pub(super) struct Abandoned;
+
+/// Where poison records go.
+pub(super) struct DeadLetter {
+    pub producer: FutureProducer,
+    pub topic: String,
+}
+
+/// What every record task shares.
+pub(super) struct Worker {
+    pub shared: Arc<Shared>,
+    pub formats: TopicFormats,
+    /// Spans of Kafka records inside the ingest pipeline (`max_in_flight_spans`).
+    pub span_permits: Arc<Semaphore>,
+    pub max_in_flight_spans: usize,
+    /// Decodes running on the blocking pool at once (one per core).
+    pub decode_slots: Arc<Semaphore>,
+    pub dead_letter: Option<DeadLetter>,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Records currently failing to be written (or dead-lettered): while > 0 the consumer
+    /// keeps its partitions paused.
+    pub failing: Arc<AtomicUsize>,
+    pub stop: watch::Receiver<bool>,
+    pub finished: Sender<Finished>,
+}
+
+/// Sends the record's [`Finished`] exactly once, also when its task panics or is dropped
+/// (then as abandoned), so the consumer never waits for a record nobody works on.
+struct FinishGuard {
+    finished: Sender<Finished>,
+    record: Option<Finished>,
+}
+
+impl FinishGuard {
+    fn finish(mut self, done: bool) {
+        if let Some(mut r) = self.record.take() {
+            r.done = done;
+            let _ = self.finished.send(r);
+        }
+    }
+}
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        if let Some(r) = self.record.take() {
+            let _ = self.finished.send(r);
+        }
+    }
+}
+
+/// Counts a record as failing while it lives.
+struct Failing(Arc<AtomicUsize>);
+
+impl Failing {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Failing(counter.clone())
+    }
+}
+
+impl Drop for Failing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Capped exponential back-off.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Backoff { next: min, max }
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+}
+
+/// Processes one record to the end and reports it to the consumer.
+pub(super) async fn process(worker: Arc<Worker>, msg: OwnedMessage, generation: u64) {
+    let guard = FinishGuard {
+        finished: worker.finished.clone(),
+        record: Some(Finished {
+            topic: msg.topic().to_string(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            generation,
+            done: false,
+        }),
+    };
+    let done = worker.handle(Arc::new(msg)).await.is_ok();
+    guard.finish(done);
+}
+
+impl Worker {
+    async fn handle(&self, msg: Arc<OwnedMessage>) -> Result<(), Abandoned> {
+        let Some(format) = self.formats.format_of(msg.topic()) else {
+            let p = Poison::new(
+                "unknown_topic",
+                format!(
+                    "topic {:?} matches no entry of collector.kafka.topics (librdkafka and the receiver read the pattern differently?)",
+                    msg.topic()
+                ),
+            );
+            return self.poison(&msg, None, p).await;
+        };
+        let mut backoff = Backoff::new(self.backoff_min, self.backoff_max);
+        let mut failing: Option<Failing> = None;
+        let mut first = true;
+        loop {
+            let converted = match self.decode(&msg, format).await {
+                Ok(c) => c,
+                Err(p) => return self.poison(&msg, Some(format), p).await,
+            };
+            if first {
+                count_received(&converted);
+                first = false;
+            }
+            if converted.spans.is_empty() {
+                metrics::kafka_record_done(msg.topic(), "stored");
+                return Ok(());
+            }
+            let want = converted.spans.len().min(self.max_in_flight_spans) as u32;
+            let permit = self
+                .span_permits
+                .clone()
+                .acquire_many_owned(want)
+                .await
+                .map_err(|_| Abandoned)?;
+            let result = self.shared.sink.submit(converted.spans).await;
+            drop(permit);
+            match result {
+                // Store rejections are counted and logged by the store writer; the rest
+                // of the record is durable.
+                Ok(_) => {
+                    metrics::kafka_record_done(msg.topic(), "stored");
+                    return Ok(());
+                }
+                Err(Error::ShuttingDown) => return Err(Abandoned),
+                Err(error) => {
+                    metrics::kafka_write_retried(error.reason());
+                    if failing.is_none() {
+                        warn!(
+                            topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
+                            %error, retryable = error.is_retryable(),
+                            "writing the spans of a kafka record failed; pausing consumption and retrying the record"
+                        );
+                        failing = Some(Failing::new(&self.failing));
+                    } else {
+                        debug!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), %error, "kafka record write failed again");
+                    }
+                    self.sleep_unless_stopping(backoff.next()).await?;
+                }
+            }
+        }
+    }
+
+    /// Decodes, converts and enriches (on the blocking pool for large values). The value is
+    /// decoded again on each retry instead of keeping a copy of the spans.
+    async fn decode(
+        &self,
+        msg: &Arc<OwnedMessage>,
+        format: KafkaFormat,
+    ) -> Result<Converted, Poison> {
+        let len = msg.payload().map_or(0, <[u8]>::len);
+        if len <= INLINE_MAX_BYTES {
+            return decode_value(
+                &self.shared.decoding(),
+                format,
+                msg.payload().unwrap_or_default(),
+            );
+        }
+        let _slot = self.decode_slots.acquire().await.expect("never closed");
+        let (shared, msg) = (self.shared.clone(), msg.clone());
+        tokio::task::spawn_blocking(move || {
+            decode_value(
+                &shared.decoding(),
+                format,
+                msg.payload().unwrap_or_default(),
+            )
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(Poison::new(
+                "undecodable",
+                format!("decoder task failed: {e}"),
+            ))
+        })
+    }
+
+    /// Counts and logs a poison record and dead-letters it when configured.
+    async fn poison(
+        &self,
+        msg: &OwnedMessage,
+        format: Option<KafkaFormat>,
+        poison: Poison,
+    ) -> Result<(), Abandoned> {
+        metrics::kafka_poison(msg.topic(), poison.reason);
+        warn!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            format = format.map_or("none", KafkaFormat::as_str),
+            reason = poison.reason,
+            error = %poison.message,
+            dead_letter_topic = self.dead_letter.as_ref().map(|d| d.topic.as_str()),
+            "poison kafka record"
+        );
+        let Some(dead_letter) = &self.dead_letter else {
+            metrics::kafka_record_done(msg.topic(), "skipped");
+            return Ok(());
+        };
+        let mut backoff = Backoff::new(self.backoff_min, self.backoff_max);
+        let mut failing: Option<Failing> = None;
+        loop {
+            let headers = dead_letter_headers(msg, format, &poison);
+            let mut record = FutureRecord::<[u8], [u8]>::to(&dead_letter.topic).headers(headers);
+            if let Some(key) = msg.key() {
+                record = record.key(key);
+            }
+            if let Some(value) = msg.payload() {
+                record = record.payload(value);
+            }
+            match dead_letter
+                .producer
+                .send(record, Timeout::After(DEAD_LETTER_QUEUE_TIMEOUT))
+                .await
+            {
+                Ok(_) => {
+                    metrics::kafka_record_done(msg.topic(), "dead_lettered");
+                    return Ok(());
+                }
+                Err((error, _)) => {
+                    metrics::kafka_dead_letter_failed();
+                    warn!(
+                        topic = msg.topic(), partition = msg.partition(), offset = msg.offset(),
+                        dead_letter_topic = %dead_letter.topic, %error,
+                        "producing a poison record to the dead-letter topic failed; not committing past it, retrying"
+                    );
+                    failing.get_or_insert_with(|| Failing::new(&self.failing));
+                    self.sleep_unless_stopping(backoff.next()).await?;
+                }
+            }
+        }
+    }
+
+    async fn sleep_unless_stopping(&self, d: Duration) -> Result<(), Abandoned> {
+        let mut stop = self.stop.clone();
+        if *stop.borrow() {
+            return Err(Abandoned);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = stop.wait_for(|s| *s) => Err(Abandoned),
+        }
+    }
+}
+
+fn count_received(converted: &Converted) {
+    metrics::spans_received(Protocol::Kafka, converted.total());
+    let mut reasons: Vec<(RejectReason, u64)> = Vec::new();
+    for r in &converted.rejected {
+        debug!(reason = %r.reason, service = %r.service_name, span = %r.span_name, "span of a kafka record rejected");
+        match reasons.iter_mut().find(|(k, _)| *k == r.reason) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((r.reason, 1)),
+        }
+    }
+    for (reason, n) in reasons {
+        metrics::span_rejected(reason, n);
+    }
+}
+
+/// What decoding a value needs from the collector's configuration.
+pub(super) struct Decoding<'a> {
+    pub limits: &'a Limits,
+    pub enricher: Option<&'a Enricher>,
+    pub max_request_bytes: usize,
+}
+
+impl Shared {
+    fn decoding(&self) -> Decoding<'_> {
+        Decoding {
+            limits: &self.limits,
+            enricher: self.enricher.as_ref(),
+            max_request_bytes: self.max_request_bytes,
+        }
+    }
+}
+
+/// Value → validated, enriched spans, exactly as the OTLP receivers do it.
+pub(super) fn decode_value(
+    shared: &Decoding<'_>,
+    format: KafkaFormat,
+    value: &[u8],
+) -> Result<Converted, Poison> {
+    if value.len() > shared.max_request_bytes {
+        return Err(Poison::new(
+            "too_large",
+            format!(
+                "record value is {} bytes, above collector.max_request_bytes ({})",
+                value.len(),
+                shared.max_request_bytes
+            ),
+        ));
+    }
+    let now = now_unix_nano();
+    let mut converted = match format {
+        KafkaFormat::Avro => {
+            avro::decode_batch(value, shared.limits, now).map_err(Poison::from_avro)?
+        }
+        KafkaFormat::OtlpProto => {
+            let request = decode_plain(value, Format::Protobuf).map_err(Poison::from_decode)?;
+            convert_request(request, shared.limits, now)
+        }
+        KafkaFormat::OtlpJson => {
+            let request = decode_json(value).map_err(Poison::from_decode)?;
+            convert_request(request, shared.limits, now)
+        }
+    };
+    if let Some(enricher) = shared.enricher {
+        enrich_keeping_carried_keys(enricher, &mut converted.spans);
+    }
+    Ok(converted)
+}
+
+/// Business keys the agent already found (Avro carries them) are kept; the collector's
+/// configured keys are added.
+fn enrich_keeping_carried_keys(enricher: &Enricher, spans: &mut [Span]) {
+    for span in spans {
+        let carried = std::mem::take(&mut span.business_keys);
+        enricher.enrich(span);
+        for key in carried {
+            if !span.business_keys.contains(&key) {
+                span.business_keys.push(key);
+            }
+        }
+    }
+}
+
+/// The source record's headers, then `clew.dlq.*` headers naming where it came from and
+/// why it is here.
+fn dead_letter_headers(
+    msg: &OwnedMessage,
+    format: Option<KafkaFormat>,
+    poison: &Poison,
+) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = msg.headers() {
+        for h in original.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let partition = msg.partition().to_string();
+    let offset = msg.offset().to_string();
+    for (key, value) in [
+        ("clew.dlq.source.topic", msg.topic()),
+        ("clew.dlq.source.partition", partition.as_str()),
+        ("clew.dlq.source.offset", offset.as_str()),
+        (
+            "clew.dlq.format",
+            format.map_or("none", KafkaFormat::as_str),
+        ),
+        ("clew.dlq.reason", poison.reason),
+        ("clew.dlq.error", poison.message.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+    use clew_proto::otlp::common::v1::{any_value, AnyValue, KeyValue};
+    use clew_proto::otlp::resource::v1::Resource;
+    use clew_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
+    use prost::Message as _;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn request() -> ExportTraceServiceRequest {
+        let now = now_unix_nano();
+        let span = |id: u8, trace: u8| OtlpSpan {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            name: format!("op{id}"),
+            start_time_unix_nano: now - 1_000_000,
+            end_time_unix_nano: now,
+            attributes: vec![kv("order_id", "o-1")],
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", "svc")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    // the second span has an all-zero trace id: rejected alone
+                    spans: vec![span(1, 7), span(2, 0), span(3, 7)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    struct Setup {
+        limits: Limits,
+        enricher: Enricher,
+    }
+
+    impl Setup {
+        fn new() -> Self {
+            Setup {
+                limits: Limits::default(),
+                enricher: Enricher::new(&["order_id".to_string()]),
+            }
+        }
+
+        fn decoding(&self) -> Decoding<'_> {
+            Decoding {
+                limits: &self.limits,
+                enricher: Some(&self.enricher),
+                max_request_bytes: 4096,
+            }
+        }
+    }
+
+    #[test]
+    fn every_format_decodes_validates_and_enriches() {
+        let setup = Setup::new();
+        let shared = setup.decoding();
+        let req = request();
+        let proto = req.encode_to_vec();
+        let json = serde_json::to_vec(&req).unwrap();
+        for (format, bytes) in [
+            (KafkaFormat::OtlpProto, proto.clone()),
+            (KafkaFormat::OtlpJson, json),
+        ] {
+            let c = decode_value(&shared, format, &bytes).unwrap();
+            assert_eq!(c.spans.len(), 2, "{format:?}");
+            assert_eq!(c.rejected.len(), 1, "{format:?}");
+            assert_eq!(c.rejected[0].reason, RejectReason::InvalidTraceId);
+            assert_eq!(c.spans[0].business_keys[0].value, "o-1");
+        }
+        // avro: keys the agent carried are kept alongside the collector's
+        let mut spans = decode_value(&shared, KafkaFormat::OtlpProto, &proto)
+            .unwrap()
+            .spans;
+        spans[0].business_keys = vec![clew_proto::BusinessKey {
+            name: "user_id".into(),
+            value: "u-9".into(),
+        }];
+        let c = decode_value(&shared, KafkaFormat::Avro, &avro::encode_batch(&spans)).unwrap();
+        assert_eq!(c.spans.len(), 2);
+        let keys: Vec<_> = c.spans[0]
+            .business_keys
+            .iter()
+            .map(|k| format!("{}={}", k.name, k.value))
+            .collect();
+        assert_eq!(keys, vec!["order_id=o-1", "user_id=u-9"]);
+    }
+
+    #[test]
+    fn poison_is_classified() {
+        let setup = Setup::new();
+        let shared = setup.decoding();
+        let reason =
+            |format, bytes: &[u8]| decode_value(&shared, format, bytes).unwrap_err().reason;
+        assert_eq!(
+            reason(KafkaFormat::Avro, b"garbage!garbage!"),
+            "avro_bad_header"
+        );
+        assert_eq!(reason(KafkaFormat::Avro, b""), "avro_bad_header");
+        let mut unknown = avro::encode_batch(&[]);
+        unknown[5] ^= 0xff;
+        assert_eq!(reason(KafkaFormat::Avro, &unknown), "avro_unknown_schema");
+        let mut truncated =
+            decode_value(&shared, KafkaFormat::OtlpProto, &request().encode_to_vec())
+                .map(|c| avro::encode_batch(&c.spans))
+                .unwrap();
+        truncated.truncate(truncated.len() - 3);
+        assert_eq!(reason(KafkaFormat::Avro, &truncated), "avro_malformed");
+        assert_eq!(reason(KafkaFormat::OtlpProto, &[0xff; 64]), "undecodable");
+        assert_eq!(reason(KafkaFormat::OtlpJson, b"{not json"), "undecodable");
+        assert_eq!(reason(KafkaFormat::OtlpJson, &[b' '; 5000]), "too_large");
+        for r in [
+            "avro_bad_header",
+            "avro_unknown_schema",
+            "avro_malformed",
+            "undecodable",
+            "too_large",
+        ] {
+            assert!(POISON_REASONS.contains(&r));
+        }
+    }
+
+    #[test]
+    fn dead_letter_headers_keep_the_original_and_name_the_source() {
+        let original = OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some("00-abc"),
+        });
+        let msg = OwnedMessage::new(
+            Some(b"value".to_vec()),
+            Some(b"key".to_vec()),
+            "spans".into(),
+            rdkafka::Timestamp::NotAvailable,
+            3,
+            42,
+            Some(original),
+        );
+        let h = dead_letter_headers(
+            &msg,
+            Some(KafkaFormat::Avro),
+            &Poison::new("avro_bad_header", "bad magic"),
+        );
+        let got: Vec<(String, String)> = h
+            .iter()
+            .map(|h| {
+                (
+                    h.key.to_string(),
+                    String::from_utf8_lossy(h.value.unwrap()).into_owned(),
+                )
+            })
+            .collect();
+        let want = [
+            ("traceparent", "00-abc"),
+            ("clew.dlq.source.topic", "spans"),
+            ("clew.dlq.source.partition", "3"),
+            ("clew.dlq.source.offset", "42"),
+            ("clew.dlq.format", "avro"),
+            ("clew.dlq.reason", "avro_bad_header"),
+            ("clew.dlq.error", "bad magic"),
+        ];
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let got: Vec<u128> = (0..5).map(|_| b.next().as_millis()).collect();
+        assert_eq!(got, vec![100, 200, 400, 500, 500]);
+    }
+}
