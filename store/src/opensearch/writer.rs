@@ -81,7 +81,10 @@ pub async fn bulk(
                 // The whole request failed retryably (node down, 429 on the request):
                 // the chunk is sent again with the rest.
                 Err(e) if e.is_retryable() => {
-                    last_retry_reason = e.to_string();
+                    last_retry_reason = match e {
+                        Error::Unavailable { message, .. } => message,
+                        other => other.to_string(),
+                    };
                     retry.extend(chunk);
                 }
                 Err(e) => return Err(e),
