@@ -1,4 +1,5 @@
-//! The trace index on OpenSearch (or Elasticsearch 7/8, which speak the same REST subset)
+//! The trace index on OpenSearch 2.x (it uses only REST calls Elasticsearch 7.8+ also has,
+//! but is tested on OpenSearch only)
 //! over its REST API: one span document per span in daily indices, searched at trace level.
 //! See `docs/adr/0006-opensearch-index.md` for the decisions.
 //!
