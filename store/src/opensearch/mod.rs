@@ -1,7 +1,6 @@
-//! The trace index on OpenSearch 2.x (it uses only REST calls Elasticsearch 7.8+ also has,
-//! but is tested on OpenSearch only)
-//! over its REST API: one span document per span in daily indices, searched at trace level.
-//! See `docs/adr/0006-opensearch-index.md` for the decisions.
+//! The trace index on OpenSearch 2.x over its REST API: one document per span in daily
+//! indices, searched at trace level. It only uses REST calls Elasticsearch 7.8+ also has,
+//! but is tested on OpenSearch only. See `docs/adr/0006-opensearch-index.md`.
 //!
 //! ```text
 //!  index_spans ─▶ SpanDoc (shared with tantivy) ─▶ JSON docs ─▶ _bulk (writer) ─▶ <prefix>-YYYY.MM.DD
