@@ -448,3 +448,46 @@ async fn all_pages(idx: &dyn TraceIndex, q: &TraceQuery) -> (Vec<(String, u64)>,
     }
     (out, pages)
 }
+
+/// Two deployments whose prefixes share a beginning (`p` and `p-eu`) on one cluster: both
+/// templates install (overlapping patterns, different priorities), each index sees only its
+/// own traces, and retention in one never deletes the other's daily indices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs OpenSearch (scripts/opensearch-start); scripts/test runs it"]
+async fn prefixes_sharing_a_beginning_stay_apart() {
+    let base = unique_prefix("pair");
+    let eu = format!("{base}-eu");
+    let (a, b) = (open(&base), open(&eu));
+    let old = BASE_TIME - 30 * 86_400 * 1_000_000_000;
+    a.index_spans(checkout_trace(trace_id(1), "A", BASE_TIME, false).into())
+        .await
+        .unwrap();
+    b.index_spans(checkout_trace(trace_id(2), "B", BASE_TIME, false).into())
+        .await
+        .unwrap();
+    b.index_spans(checkout_trace(trace_id(3), "B-old", old, false).into())
+        .await
+        .unwrap();
+    a.refresh().await.unwrap();
+    b.refresh().await.unwrap();
+    let all = |idx: Arc<dyn TraceIndex>| async move {
+        idx.find_trace_ids(&TraceQuery::default())
+            .await
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.trace_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all(a.clone()).await, [trace_id(1)]);
+    assert_eq!(all(b.clone()).await, [trace_id(2), trace_id(3)]);
+    assert_eq!(
+        a.drop_expired(BASE_TIME).await.unwrap(),
+        0,
+        "not a's to drop"
+    );
+    assert_eq!(b.drop_expired(BASE_TIME).await.unwrap(), 1);
+    assert_eq!(all(b).await, [trace_id(2)]);
+    delete_indices(&eu).await;
+    delete_indices(&base).await;
+}

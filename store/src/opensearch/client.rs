@@ -260,6 +260,41 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_or_invalid_ca_certificates_are_config_errors() {
+        let config = |path: &std::path::Path| IndexConfig::Opensearch {
+            urls: vec!["https://127.0.0.1:9200".into()],
+            index_prefix: "clew-spans".into(),
+            username: Some("clew".into()),
+            password: Some(crate::config::Secret::new("hunter2")),
+            bearer_token: None,
+            ca_cert_path: Some(path.to_path_buf()),
+            insecure_skip_verify: false,
+            timeout_ms: 1000,
+            bulk_max_docs: 10,
+            bulk_max_bytes: 1 << 20,
+            number_of_shards: 1,
+            number_of_replicas: 0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Client::new(&config(&dir.path().join("nope.pem")))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(missing, Error::Config(ref m) if m.contains("nope.pem")),
+            "{missing}"
+        );
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let invalid = Client::new(&config(&garbage)).err().unwrap();
+        assert!(matches!(invalid, Error::Config(_)), "{invalid}");
+        assert!(!invalid.to_string().contains("hunter2"));
+    }
+
+    #[test]
     fn basic_auth_is_standard_base64() {
         assert_eq!(base64_encode_std(b"clew:hunter2"), "Y2xldzpodW50ZXIy");
     }

@@ -49,7 +49,9 @@ pub fn index_template(prefix: &str, shards: u32, replicas: u32) -> Value {
     let keyword = |doc_values: bool| json!({"type": "keyword", "doc_values": doc_values});
     json!({
         "index_patterns": [format!("{prefix}-*")],
-        "priority": 100,
+        // Composable templates with overlapping patterns must differ in priority: a
+        // longer prefix (`clew-spans-eu` next to `clew-spans`) is more specific and wins.
+        "priority": 100 + prefix.len(),
         "template": {
             "settings": {
                 "index": {
