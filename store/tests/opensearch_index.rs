@@ -491,3 +491,42 @@ async fn prefixes_sharing_a_beginning_stay_apart() {
     delete_indices(&eu).await;
     delete_indices(&base).await;
 }
+
+/// A `_bulk` answer of 200 with some items refused is an error naming the reason, never a
+/// silent success: here one day's index exists with a conflicting mapping (made by hand),
+/// so the spans of that day are refused while those of the next day are indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs OpenSearch (scripts/opensearch-start); scripts/test runs it"]
+async fn refused_bulk_items_are_reported() {
+    let prefix = unique_prefix("refused");
+    let idx = open(&prefix);
+    // Install the template first, then make the BASE_TIME day's index by hand with
+    // `duration` as a boolean: every span document of that day is refused (400).
+    idx.ready().await.unwrap();
+    let resp = reqwest::Client::new()
+        .put(format!("{}/{prefix}-2023.11.14", url()))
+        .json(&serde_json::json!({
+            "settings": {"number_of_replicas": 0},
+            "mappings": {"properties": {"duration": {"type": "boolean"}}}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let next_day = BASE_TIME + 86_400 * 1_000_000_000;
+    let mut spans = checkout_trace(trace_id(1), "bad", BASE_TIME, false);
+    spans.extend(checkout_trace(trace_id(2), "good", next_day, false));
+    let err = idx.index_spans(spans.into()).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("rejected 4 span document(s)"), "{text}");
+    assert!(text.contains("parsing_exception"), "{text}");
+    idx.refresh().await.unwrap();
+    let found = idx.find_trace_ids(&TraceQuery::default()).await.unwrap();
+    assert_eq!(
+        found.hits.iter().map(|h| h.trace_id).collect::<Vec<_>>(),
+        [trace_id(2)],
+        "the other day's spans were indexed"
+    );
+    delete_indices(&prefix).await;
+}
