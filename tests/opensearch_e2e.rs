@@ -57,10 +57,9 @@ fn exception(ty: &str, message: &str, at: u64) -> span::Event {
     }
 }
 
-/// 24 checkout traces over three services, 10 minutes apart to 10 s apart, some failing
-/// in the database with one of two exceptions; each a list of per-service requests.
-fn dataset(run: &str) -> (Vec<ExportTraceServiceRequest>, Vec<String>, Vec<String>) {
-    let base = now_unix_nano() - 3_600_000_000_000;
+/// 24 checkout traces over three services, 97 s apart from `base`, some failing in the
+/// database with one of two exceptions; one request per service and trace.
+fn dataset(run: &str, base: u64) -> (Vec<ExportTraceServiceRequest>, Vec<String>, Vec<String>) {
     let mut requests = Vec::new();
     let mut traces = Vec::new();
     let mut orders = Vec::new();
@@ -144,7 +143,14 @@ async fn scale_out_answers_every_query_like_embedded() {
     let (scale_out, _dir) = start_scale_out("", "");
     let embedded = Clew::start(&[]);
     let run = unique("r").replace('.', "-");
-    let (requests, traces, orders) = dataset(&run);
+    let base = now_unix_nano() - 3_600_000_000_000;
+    let (requests, traces, orders) = dataset(&run, base);
+    // A fixed window (not `lookback`, which moves between the two clews' answers).
+    let window = format!(
+        "start={}&end={}",
+        base + 19 * 97_000_000_000 - 1,
+        base + 22 * 97_000_000_000 + 1
+    );
     for clew in [&scale_out, &embedded] {
         let mut client = TraceServiceClient::connect(clew.otlp_grpc_url())
             .await
@@ -182,7 +188,8 @@ async fn scale_out_answers_every_query_like_embedded() {
         format!("/api/v1/search?service={checkout}&q=timed%20out%2030s&error=true"),
         format!("/api/v1/search?service={payments}&min_duration=45ms&limit=100"),
         format!("/api/v1/search?service={payments}&min_duration=25ms&max_duration=35ms&limit=100"),
-        format!("/api/v1/search?service={frontend}&lookback=30m&limit=100"),
+        format!("/api/v1/search?service={frontend}&{window}&limit=100"),
+        format!("/api/v1/search?service={payments}&error=true&{window}"),
         format!("/api/v1/search?service={frontend}&lookback=2h&q=declined&limit=4"),
         "/api/v1/search?q=%22a%3Ab%20OR%20(c&limit=5".to_string(),
         format!("/api/v1/keys/order_id/{}", orders[0]),
