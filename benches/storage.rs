@@ -3,11 +3,19 @@
 //! (tantivy, including its write-ahead log) in pipeline-sized batches, then trace-by-id read
 //! latency.
 //!
-//! `cargo bench --bench storage -- [--spans N] [--batch N] [--store embedded|hbase]`
+//! `cargo bench --bench storage -- [--spans N] [--batch N] [--store embedded|hbase]
+//! [--index embedded|opensearch] [--index-concurrency N]`
 //!
 //! `--store hbase` writes to a fresh table (`clew_bench_<pid>`) on the Thrift server(s) in
 //! `HBASE_THRIFT` (`host:port[,host:port…]`; `eval "$(scripts/hbase-start)"` sets it), with
 //! `--pool N` connections (default 4).
+//!
+//! `--index opensearch` indexes into fresh daily indices `clew-bench-<pid>-*` (one shard, no
+//! replica) on the node(s) in `OPENSEARCH_URL` (`eval "$(scripts/opensearch-start)"` sets
+//! it), deleted at the end. `--index-concurrency N` keeps N `index_spans` calls in flight
+//! (the collector's writers run concurrently); default 1. Index bytes per span are the
+//! tantivy directory size after the final commit, or OpenSearch's primary store size after
+//! a flush and a force-merge to one segment.
 
 mod workload;
 
@@ -48,6 +56,34 @@ async fn main() {
     let total = arg("--spans", 300_000);
     let batch = arg("--batch", 8192);
     let store_kind = arg_str("--store", "embedded");
+    let index_kind = arg_str("--index", "embedded");
+    let index_concurrency = arg("--index-concurrency", 1).max(1);
+    let os_url = std::env::var("OPENSEARCH_URL").unwrap_or_default();
+    let os_prefix = format!("clew-bench-{}", std::process::id());
+    let index_config = match index_kind.as_str() {
+        "embedded" => IndexConfig::default(),
+        "opensearch" => {
+            assert!(
+                !os_url.is_empty(),
+                "--index opensearch needs OPENSEARCH_URL=http://host:port (scripts/opensearch-start)"
+            );
+            IndexConfig::Opensearch {
+                urls: os_url.split(',').map(str::to_string).collect(),
+                index_prefix: os_prefix.clone(),
+                username: None,
+                password: None,
+                bearer_token: None,
+                ca_cert_path: None,
+                insecure_skip_verify: false,
+                timeout_ms: 30_000,
+                bulk_max_docs: clew_store::config::default_opensearch_bulk_max_docs(),
+                bulk_max_bytes: clew_store::config::default_opensearch_bulk_max_bytes(),
+                number_of_shards: 1,
+                number_of_replicas: 0,
+            }
+        }
+        other => panic!("--index {other}: expected embedded or opensearch"),
+    };
     let store_config = match store_kind.as_str() {
         "embedded" => StoreConfig::default(),
         "hbase" => {
@@ -105,7 +141,7 @@ async fn main() {
         ],
     };
     let store = clew_store::open_span_store(&store_config, &common).unwrap();
-    let index = clew_store::open_trace_index(&IndexConfig::default(), &common).unwrap();
+    let index = clew_store::open_trace_index(&index_config, &common).unwrap();
     let batches: Vec<Arc<[Span]>> = spans.chunks(batch).map(|c| Arc::from(c.to_vec())).collect();
 
     let t = Instant::now();
@@ -114,13 +150,25 @@ async fn main() {
     }
     let store_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
+    let mut in_flight: tokio::task::JoinSet<clew_store::Result<()>> = tokio::task::JoinSet::new();
     for b in &batches {
-        index.index_spans(b.clone()).await.unwrap();
+        if in_flight.len() >= index_concurrency {
+            in_flight.join_next().await.unwrap().unwrap().unwrap();
+        }
+        let (index, b) = (index.clone(), b.clone());
+        in_flight.spawn(async move { index.index_spans(b).await });
+    }
+    while let Some(r) = in_flight.join_next().await {
+        r.unwrap().unwrap();
     }
     let index_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     index.refresh().await.unwrap();
     let commit_s = t.elapsed().as_secs_f64();
+    let index_bytes = match index_kind.as_str() {
+        "opensearch" => opensearch_store_bytes(&os_url, &os_prefix).await,
+        _ => dir_bytes(&dir.path().join("index")),
+    };
 
     let mut lat = Vec::new();
     for (k, id) in ids.iter().enumerate().step_by((ids.len() / 2000).max(1)) {
@@ -142,12 +190,24 @@ async fn main() {
         store_s * 1e6 / n,
         n / store_s
     );
+    let index_what = match index_kind.as_str() {
+        "opensearch" => format!("OpenSearch _bulk, {index_concurrency} call(s) in flight"),
+        _ => format!("tantivy + WAL fsync per batch, {index_concurrency} call(s) in flight"),
+    };
     println!(
-        "| index write (tantivy + WAL fsync per batch) | {:.2} µs/span ({:.0} spans/s) |",
+        "| index write ({index_what}) | {:.2} µs/span ({:.0} spans/s) |",
         index_s * 1e6 / n,
         n / index_s
     );
-    println!("| final index commit | {:.0} ms |", commit_s * 1e3);
+    println!(
+        "| final index commit / refresh | {:.0} ms |",
+        commit_s * 1e3
+    );
+    println!(
+        "| index size | {:.1} bytes/span ({:.1} MiB) |",
+        index_bytes as f64 / n,
+        index_bytes as f64 / (1 << 20) as f64
+    );
     println!(
         "| get_trace p50 / p99 ({} reads) | {:.3} / {:.3} ms |",
         lat.len(),
@@ -205,4 +265,58 @@ async fn main() {
     }
     store.close().await.unwrap();
     index.close().await.unwrap();
+    if index_kind == "opensearch" {
+        let http = reqwest::Client::new();
+        let _ = http.delete(format!("{os_url}/{os_prefix}-*")).send().await;
+        let _ = http
+            .delete(format!("{os_url}/_index_template/{os_prefix}"))
+            .send()
+            .await;
+    }
+}
+
+/// Bytes of all files under `path`.
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+/// Primary store size of the bench's indices after a flush and a force-merge to one segment
+/// (what the data settles to once OpenSearch's background merges are done).
+async fn opensearch_store_bytes(url: &str, prefix: &str) -> u64 {
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let url = url.split(',').next().unwrap();
+    for path in [
+        format!("{prefix}/_flush"),
+        format!("{prefix}/_forcemerge?max_num_segments=1"),
+        format!("{prefix}/_refresh"),
+    ] {
+        let r = http.post(format!("{url}/{path}")).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    let stats: serde_json::Value = http
+        .get(format!("{url}/{prefix}/_stats/store,docs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p = &stats["_all"]["primaries"];
+    eprintln!(
+        "opensearch: {} docs, {} bytes in primaries",
+        p["docs"]["count"], p["store"]["size_in_bytes"]
+    );
+    p["store"]["size_in_bytes"].as_u64().unwrap()
 }

@@ -8,7 +8,8 @@
 //!  write ──▶ │ row = trace id, cell = span        │   │ span docs: keys, errors, service,  │ ◀── index
 //!            │ embedded: fjall (embedded/fjall_…) │   │ operation, duration, time          │
 //!  fetch ◀── │ or HBase via Thrift1 (hbase/)      │   │ embedded: tantivy (embedded/tant…) │ ──▶ find ids
-//!            └────────────────────────────────────┘   └────────────────────────────────────┘
+//!            └────────────────────────────────────┘   │ or OpenSearch over REST (opens…)   │
+//!                                                     └────────────────────────────────────┘
 //! ```
 //!
 //! - [`span_store`]: the [`SpanStore`] trait (durability, idempotency, size cap).
@@ -17,6 +18,7 @@
 //! - [`config`]: the serde-tagged backend configs and the factory functions.
 //! - [`embedded`]: the default backends (fjall, tantivy).
 //! - [`hbase`]: the span store on HBase through its Thrift1 server.
+//! - [`opensearch`]: the trace index on OpenSearch (or Elasticsearch) over its REST API.
 //! - `conformance` (feature `conformance`): the suites every backend must pass.
 
 pub mod config;
@@ -24,6 +26,7 @@ pub mod embedded;
 pub mod error;
 pub mod hbase;
 pub mod metrics;
+pub mod opensearch;
 pub mod row_layout;
 pub mod span_store;
 pub mod trace_index;
@@ -31,7 +34,7 @@ pub mod trace_index;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use config::{open_span_store, open_trace_index, Common, IndexConfig, StoreConfig};
+pub use config::{open_span_store, open_trace_index, Common, IndexConfig, Secret, StoreConfig};
 pub use error::{Error, Result};
 pub use span_store::{SpanStore, StoredTrace, WriteReport};
 pub use trace_index::{TraceHit, TraceIdPage, TraceIndex, TraceQuery};

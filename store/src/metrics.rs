@@ -27,5 +27,8 @@ pub const INDEX_DOCS_TOTAL: &str = "clew_index_documents_total";
 pub const INDEX_COMMIT_SECONDS: &str = "clew_index_commit_seconds";
 /// Seconds per search (histogram), label `backend`.
 pub const INDEX_SEARCH_SECONDS: &str = "clew_index_search_seconds";
+/// Span documents sent again after the index backend refused them for now (counter),
+/// label `backend`.
+pub const INDEX_RETRIES_TOTAL: &str = "clew_index_retries_total";
 /// Index partitions dropped by retention (counter), label `backend`.
 pub const INDEX_PARTITIONS_DROPPED_TOTAL: &str = "clew_index_partitions_dropped_total";

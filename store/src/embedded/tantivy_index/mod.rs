@@ -37,9 +37,10 @@
 //! A day partition is deleted as a whole once its day ended more than `retention_days`
 //! ago.
 
-mod document;
+// The span → document extraction is shared with the OpenSearch backend.
+pub(crate) mod document;
 mod find_trace_ids;
-mod schema;
+pub(crate) mod schema;
 mod wal;
 mod writer;
 
@@ -85,7 +86,12 @@ impl TantivyTraceIndex {
         let IndexConfig::Embedded {
             commit_interval_ms,
             writer_memory_mb,
-        } = config;
+        } = config
+        else {
+            return Err(Error::Config(
+                "the tantivy index needs an embedded index config".into(),
+            ));
+        };
         let root = common.data_dir.join("index");
         let shared = Arc::new(Shared::open(root.join("days"))?);
         let writer = Writer::open(

@@ -1,0 +1,481 @@
+//! Trace-level search over span documents in OpenSearch (`docs/adr/0008-opensearch-index.md`).
+//!
+//! Every condition must hold on *some* span of a trace, different conditions possibly on
+//! different spans, and results are distinct traces ordered newest first by the start of
+//! their earliest span that matches any condition (then by trace id). OpenSearch matches
+//! documents, not groups of documents, so the search runs in two alternating steps:
+//!
+//! ```text
+//!  plan: conditions ─▶ groups (what must hold on one span) ─▶ counts per group (1 request)
+//!                      drive = the group with the fewest spans
+//!  loop:
+//!    scan   drive spans ∧ time range, sorted (start, trace id) desc, search_after
+//!           ─▶ new candidate trace ids
+//!    verify candidates: terms(trace_id) aggregation over (ids ∧ time ∧ any group), with
+//!           per group a filter count and the earliest matching span (top_hits, exact ns)
+//!           ─▶ trace passes iff every group counted ≥ 1; its key = earliest start
+//!    until limit + 1 passing traces lie above the scan position, or the scan ends
+//! ```
+//!
+//! Why that is exact: every matching trace has a drive span, and its key is at most that
+//! span's start. Once the scan has passed position `(p, id)`, any trace not seen yet has
+//! all its drive spans below it, so its `(key, id)` is below it too: every result above
+//! the scan position is known, with its exact key from the verify step. Paging uses the
+//! same `(key, trace id)` as keyset cursor as the embedded index, so pages stay stable
+//! under concurrent writes of older data.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::client::{Body, Client};
+use super::document::{
+    clamp_i64, words, ERROR, ERROR_TEXT, KEYS, OPERATION, SERVICE, START, TRACE_ID,
+};
+use super::document::{ATTRS, DURATION};
+use crate::embedded::tantivy_index::document::term_pair;
+use crate::embedded::tantivy_index::{MAX_TEXT_BYTES, MAX_TEXT_TOKENS};
+use crate::metrics as m;
+use crate::trace_index::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::{Error, Result, TraceHit, TraceIdPage, TraceQuery};
+
+/// Most spans one search may scan before it gives up as too broad.
+pub const SCAN_BUDGET_SPANS: usize = 500_000;
+/// Largest scan request (OpenSearch's default `index.max_result_window`).
+const MAX_SCAN_BATCH: usize = 10_000;
+/// Most trace ids verified by one request.
+const MAX_VERIFY_IDS: usize = 1_000;
+/// Most conditions (groups) in one query: each is a filter aggregation per trace bucket.
+const MAX_GROUPS: usize = 48;
+
+type Id = [u8; 16];
+
+/// Where searches go: the alias over every daily index of this prefix, and missing
+/// indices are no error (a fresh cluster has none yet).
+pub fn search_path(alias: &str) -> String {
+    format!("/{alias}/_search?ignore_unavailable=true&allow_no_indices=true")
+}
+
+/// The query clauses of `q`, one per group; no group means "any span".
+fn plan(q: &TraceQuery) -> Result<Vec<Value>> {
+    let term = |field: &str, value: &str| json!({"term": {field: value}});
+    let mut groups = Vec::new();
+    match (&q.service, &q.operation) {
+        (Some(s), Some(o)) => groups.push(json!({"bool": {"filter": [
+            term(SERVICE, s), term(OPERATION, o)
+        ]}})),
+        (Some(s), None) => groups.push(term(SERVICE, s)),
+        (None, Some(o)) => groups.push(term(OPERATION, o)),
+        (None, None) => {}
+    }
+    if q.errors_only {
+        groups.push(json!({"term": {ERROR: true}}));
+    }
+    if q.min_duration_nanos.is_some() || q.max_duration_nanos.is_some() {
+        let lo = q.min_duration_nanos.unwrap_or(0);
+        let hi = q.max_duration_nanos.unwrap_or(u64::MAX);
+        if lo > hi {
+            return Err(Error::InvalidRequest(format!(
+                "min duration {lo} ns is above max duration {hi} ns"
+            )));
+        }
+        groups.push(json!({"range": {DURATION: {"gte": clamp_i64(lo), "lte": clamp_i64(hi)}}}));
+    }
+    for (name, value) in &q.attributes {
+        groups.push(term(ATTRS, &term_pair(name, value)));
+    }
+    for (name, value) in &q.business_keys {
+        groups.push(term(KEYS, &term_pair(name, value)));
+    }
+    if let Some(text) = &q.text {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(Error::InvalidRequest(format!(
+                "search text is longer than {MAX_TEXT_BYTES} bytes"
+            )));
+        }
+        // Words, never query syntax: a `match` query with `and` over the same words the
+        // documents were indexed with (see `document::words`).
+        let mut unique: Vec<String> = Vec::new();
+        for w in words(text) {
+            if unique.len() == MAX_TEXT_TOKENS {
+                break;
+            }
+            if !unique.contains(&w) {
+                unique.push(w);
+            }
+        }
+        if !unique.is_empty() {
+            groups.push(json!({"match": {ERROR_TEXT: {
+                "query": unique.join(" "),
+                "operator": "and",
+            }}}));
+        }
+    }
+    if groups.len() > MAX_GROUPS {
+        return Err(Error::InvalidRequest(format!(
+            "a search holds at most {MAX_GROUPS} conditions"
+        )));
+    }
+    Ok(groups)
+}
+
+/// Runs `q` against the indices behind `alias`.
+pub async fn find(client: &Client, alias: &str, q: &TraceQuery) -> Result<TraceIdPage> {
+    let started = Instant::now();
+    let limit = if q.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        q.limit.min(MAX_LIMIT)
+    };
+    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let groups = plan(q)?;
+    let lo = q.start_min_unix_nano;
+    let hi = q.start_max_unix_nano; // exclusive
+    if hi.is_some_and(|hi| hi <= lo.unwrap_or(0)) {
+        return Ok(TraceIdPage::default());
+    }
+    let time = (lo.is_some() || hi.is_some()).then(|| {
+        let mut range = serde_json::Map::new();
+        if let Some(lo) = lo {
+            range.insert("gte".into(), json!(clamp_i64(lo)));
+        }
+        if let Some(hi) = hi {
+            range.insert("lt".into(), json!(clamp_i64(hi)));
+        }
+        json!({"range": {START: range}})
+    });
+    let search = Search {
+        client,
+        path: search_path(alias),
+        groups,
+        time,
+    };
+
+    let drive = match search.groups.len() {
+        0 => json!({"match_all": {}}),
+        1 => search.groups[0].clone(),
+        _ => match search.most_selective_group().await? {
+            Some(i) => search.groups[i].clone(),
+            None => return Ok(TraceIdPage::default()),
+        },
+    };
+
+    let mut verified: HashMap<Id, Option<u64>> = HashMap::new();
+    // Passing traces below the cursor, as (key, id).
+    let mut found: Vec<(u64, Id)> = Vec::new();
+    let mut after: Option<(i64, String)> = None;
+    let mut batch = ((limit + 1) * 10).clamp(100, MAX_SCAN_BATCH);
+    let mut scanned = 0usize;
+    let complete_above = loop {
+        let hits = search.scan(&drive, batch, after.as_ref()).await?;
+        scanned += hits.len();
+        let exhausted = hits.len() < batch;
+        let mut fresh: Vec<Id> = Vec::new();
+        let mut fresh_set: HashSet<Id> = HashSet::new();
+        for (_, id) in &hits {
+            if !verified.contains_key(id) && fresh_set.insert(*id) {
+                fresh.push(*id);
+            }
+        }
+        for ids in fresh.chunks(search.verify_chunk()) {
+            let keys = search.verify(ids).await?;
+            for id in ids {
+                let key = keys.get(id).copied();
+                verified.insert(*id, key);
+                if let Some(key) = key {
+                    if cursor.is_none_or(|c| (key, *id) < c) {
+                        found.push((key, *id));
+                    }
+                }
+            }
+        }
+        let position = hits.last().map(|(start, id)| (*start, *id));
+        let complete_above = if exhausted { None } else { position };
+        let complete = found
+            .iter()
+            .filter(|k| complete_above.is_none_or(|p| **k > p))
+            .count();
+        if exhausted || complete > limit {
+            break complete_above;
+        }
+        if scanned >= SCAN_BUDGET_SPANS {
+            return Err(Error::InvalidRequest(format!(
+                "the search scanned {scanned} spans without completing a page: add conditions or narrow the time range"
+            )));
+        }
+        after = hits
+            .last()
+            .map(|(start, id)| (clamp_i64(*start), hex::encode(id)));
+        batch = (batch * 2).min(MAX_SCAN_BATCH);
+    };
+
+    let mut hits: Vec<(u64, Id)> = found
+        .into_iter()
+        .filter(|k| complete_above.is_none_or(|p| *k > p))
+        .collect();
+    hits.sort_unstable_by(|a, b| b.cmp(a));
+    let more = hits.len() > limit;
+    hits.truncate(limit);
+    let next_cursor = if more {
+        hits.last().map(|&(s, id)| encode_cursor(s, &id))
+    } else {
+        None
+    };
+    metrics::histogram!(m::INDEX_SEARCH_SECONDS, "backend" => "opensearch")
+        .record(started.elapsed().as_secs_f64());
+    Ok(TraceIdPage {
+        hits: hits
+            .into_iter()
+            .map(|(start, id)| TraceHit {
+                trace_id: clew_proto::TraceId(id),
+                start_unix_nano: start,
+            })
+            .collect(),
+        next_cursor,
+    })
+}
+
+struct Search<'a> {
+    client: &'a Client,
+    path: String,
+    groups: Vec<Value>,
+    time: Option<Value>,
+}
+
+impl Search<'_> {
+    async fn post(&self, body: Value) -> Result<Value> {
+        self.client
+            .send(
+                "index search failed",
+                Method::POST,
+                &self.path,
+                &Body::Json(body),
+            )
+            .await
+    }
+
+    fn filter(&self, clause: Value) -> Vec<Value> {
+        let mut f = vec![clause];
+        f.extend(self.time.clone());
+        f
+    }
+
+    /// Index of the group matching the fewest spans in the time range; `None` when some
+    /// group matches nothing (then no trace can match).
+    async fn most_selective_group(&self) -> Result<Option<usize>> {
+        let filters: serde_json::Map<String, Value> = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (i.to_string(), g.clone()))
+            .collect();
+        let query = match &self.time {
+            Some(t) => t.clone(),
+            None => json!({"match_all": {}}),
+        };
+        let answer = self
+            .post(json!({
+                "size": 0,
+                "track_total_hits": false,
+                "query": query,
+                "aggs": {"g": {"filters": {"filters": filters}}},
+            }))
+            .await?;
+        let buckets = &answer["aggregations"]["g"]["buckets"];
+        let mut best: Option<(u64, usize)> = None;
+        for i in 0..self.groups.len() {
+            // No aggregations at all: no index exists yet.
+            let count = buckets[i.to_string()]["doc_count"].as_u64().unwrap_or(0);
+            if best.is_none_or(|(c, _)| count < c) {
+                best = Some((count, i));
+            }
+        }
+        Ok(best.filter(|(c, _)| *c > 0).map(|(_, i)| i))
+    }
+
+    /// One page of drive spans below `after`, newest first: `(start, trace id)`.
+    async fn scan(
+        &self,
+        drive: &Value,
+        size: usize,
+        after: Option<&(i64, String)>,
+    ) -> Result<Vec<(u64, Id)>> {
+        let mut body = json!({
+            "size": size,
+            "_source": false,
+            "track_total_hits": false,
+            "query": {"bool": {"filter": self.filter(drive.clone())}},
+            "sort": [{START: {"order": "desc"}}, {TRACE_ID: {"order": "desc"}}],
+        });
+        if let Some((start, id)) = after {
+            body["search_after"] = json!([start, id]);
+        }
+        let answer = self.post(body).await?;
+        let hits = answer["hits"]["hits"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        hits.iter()
+            .map(|h| {
+                let sort = &h["sort"];
+                let start = sort[0].as_i64().ok_or_else(|| bad_answer("sort value"))?;
+                let id = parse_id(sort[1].as_str())?;
+                Ok((start.max(0) as u64, id))
+            })
+            .collect()
+    }
+
+    fn verify_chunk(&self) -> usize {
+        // Buckets per request stay far below OpenSearch's `search.max_buckets` (65 535).
+        (60_000 / (self.groups.len() + 2)).min(MAX_VERIFY_IDS)
+    }
+
+    /// The key (earliest start of a span matching any group) of each of `ids` that has a
+    /// span matching every group within the time range.
+    async fn verify(&self, ids: &[Id]) -> Result<HashMap<Id, u64>> {
+        let hex_ids: Vec<String> = ids.iter().map(hex::encode).collect();
+        let mut bool_query = json!({"filter": self.filter(json!({"terms": {TRACE_ID: hex_ids}}))});
+        if !self.groups.is_empty() {
+            bool_query["should"] = json!(self.groups);
+            bool_query["minimum_should_match"] = json!(1);
+        }
+        let mut per_trace = json!({
+            "first": {"top_hits": {
+                "size": 1,
+                "_source": false,
+                "sort": [{START: {"order": "asc"}}],
+            }}
+        });
+        // With one group every document of the bucket matches it.
+        if self.groups.len() > 1 {
+            for (i, g) in self.groups.iter().enumerate() {
+                per_trace[format!("g{i}")] = json!({"filter": g});
+            }
+        }
+        let answer = self
+            .post(json!({
+                "size": 0,
+                "track_total_hits": false,
+                "query": {"bool": bool_query},
+                "aggs": {"t": {
+                    "terms": {"field": TRACE_ID, "size": ids.len(), "execution_hint": "map"},
+                    "aggs": per_trace,
+                }},
+            }))
+            .await?;
+        let mut out = HashMap::new();
+        let Some(buckets) = answer["aggregations"]["t"]["buckets"].as_array() else {
+            return Ok(out);
+        };
+        for b in buckets {
+            let all = (0..self.groups.len()).all(|i| {
+                self.groups.len() == 1 || b[format!("g{i}")]["doc_count"].as_u64() > Some(0)
+            });
+            if !all {
+                continue;
+            }
+            let id = parse_id(b["key"].as_str())?;
+            let start = b["first"]["hits"]["hits"][0]["sort"][0]
+                .as_i64()
+                .ok_or_else(|| bad_answer("earliest start"))?;
+            out.insert(id, start.max(0) as u64);
+        }
+        Ok(out)
+    }
+}
+
+fn parse_id(hex_id: Option<&str>) -> Result<Id> {
+    hex_id
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| <Id>::try_from(b).ok())
+        .ok_or_else(|| bad_answer("trace id"))
+}
+
+fn bad_answer(what: &str) -> Error {
+    Error::corrupt(
+        "opensearch search answer",
+        format!("missing or malformed {what}"),
+    )
+}
+
+/// The cursor is the hex of the last hit's `(start, trace id)`; the next page holds the
+/// keys strictly below it.
+fn encode_cursor(start: u64, id: &Id) -> String {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&start.to_be_bytes());
+    b[8..].copy_from_slice(id);
+    hex::encode(b)
+}
+
+fn decode_cursor(text: &str) -> Result<(u64, Id)> {
+    let bad = || Error::InvalidRequest("malformed cursor".into());
+    if text.len() != 48 {
+        return Err(bad());
+    }
+    let b = hex::decode(text).map_err(|_| bad())?;
+    let start = u64::from_be_bytes(b[..8].try_into().map_err(|_| bad())?);
+    let id: Id = b[8..].try_into().map_err(|_| bad())?;
+    Ok((start, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let id = [7u8; 16];
+        let c = encode_cursor(42, &id);
+        assert_eq!(decode_cursor(&c).unwrap(), (42, id));
+        for bad in ["", "zz", &c[..47], &format!("{c}00"), &"g".repeat(48)] {
+            assert!(
+                matches!(decode_cursor(bad), Err(Error::InvalidRequest(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plan_makes_one_group_per_condition_and_text_is_words() {
+        let q = TraceQuery {
+            service: Some("payments".into()),
+            operation: Some("Charge".into()),
+            errors_only: true,
+            min_duration_nanos: Some(5),
+            business_keys: vec![("order_id".into(), "A-1".into())],
+            attributes: vec![("db.system".into(), "postgresql".into())],
+            text: Some("\"a:b OR (c".into()),
+            ..Default::default()
+        };
+        let groups = plan(&q).unwrap();
+        assert_eq!(groups.len(), 6);
+        assert_eq!(groups[1], json!({"term": {"error": true}}));
+        assert_eq!(
+            groups[2],
+            json!({"range": {"duration": {"gte": 5, "lte": i64::MAX}}})
+        );
+        assert_eq!(groups[4], json!({"term": {"keys": "order_id=A-1"}}));
+        assert_eq!(groups[5]["match"]["error_text"]["query"], "a b or c");
+        let only_syntax = TraceQuery {
+            text: Some("* \\".into()),
+            ..Default::default()
+        };
+        assert!(
+            plan(&only_syntax).unwrap().is_empty(),
+            "no words, no condition"
+        );
+        let long = TraceQuery {
+            text: Some("x".repeat(MAX_TEXT_BYTES + 1)),
+            ..Default::default()
+        };
+        assert!(matches!(plan(&long), Err(Error::InvalidRequest(_))));
+        let backwards = TraceQuery {
+            min_duration_nanos: Some(2),
+            max_duration_nanos: Some(1),
+            ..Default::default()
+        };
+        assert!(matches!(plan(&backwards), Err(Error::InvalidRequest(_))));
+    }
+}
