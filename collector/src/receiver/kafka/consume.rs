@@ -133,7 +133,13 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(%error, reason, "kafka consumer error (librdkafka retries on its own)");
+        // While brokers are down librdkafka reports this several times a second: warn at
+        // most every WARN_EVERY_SECS, the rest goes to debug.
+        if warn_now() {
+            warn!(%error, reason, "kafka consumer error (librdkafka retries on its own; repeats are logged at debug for {WARN_EVERY_SECS} s)");
+        } else {
+            debug!(%error, reason, "kafka consumer error (librdkafka retries on its own)");
+        }
     }
 
     /// Refreshes the lag gauge of every partition this consumer holds.
@@ -342,7 +348,8 @@ pub(super) fn run(
                 drop(m);
                 ctx.lock().held.push_back(owned);
             }
-            Some(Err(error)) => warn!(%error, "kafka consumer error"),
+            // The same condition reaches the context's `error` callback, which warns.
+            Some(Err(error)) => debug!(%error, "kafka consumer error"),
             None => {}
         }
     }
@@ -374,4 +381,21 @@ pub(super) fn run(
     // Dropping closes the consumer: it leaves the group (the revoke callback commits again).
     drop(consumer);
     info!("kafka receiver stopped");
+}
+
+/// Seconds between two warnings about consumer errors.
+const WARN_EVERY_SECS: u64 = 10;
+
+/// True at most once every [`WARN_EVERY_SECS`] (process-wide).
+fn warn_now() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    now >= last + WARN_EVERY_SECS
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
