@@ -17,10 +17,9 @@ use clew_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceCl
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use clew_proto::otlp::trace::v1::{Span as OtlpSpan, Status};
 use common::agent::{metric_value, Agent};
+use common::kafka::{bootstrap, broker, create_topic};
 use common::{kv, otlp_span, random_trace_id, request, unique};
 use prost::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
@@ -31,28 +30,6 @@ use tokio::sync::RwLock;
 static BROKER: RwLock<()> = RwLock::const_new(());
 
 const PARTITIONS: i32 = 4;
-
-fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").expect(
-        "KAFKA_BOOTSTRAP not set: run `eval \"$(scripts/kafka-start)\"` (scripts/test does)",
-    )
-}
-
-async fn create_topic(name: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let res = admin
-        .create_topics([&topic], &opts)
-        .await
-        .expect("create topic");
-    for r in res {
-        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
-    }
-}
 
 /// One record read back from the topic.
 #[derive(Debug, Clone)]
@@ -189,7 +166,7 @@ fn agent_args<'a>(topic: &'a str, brokers: &'a str) -> Vec<&'a str> {
 async fn agent_ships_otlp_grpc_and_http_as_avro_records_keyed_by_trace() {
     let _broker = BROKER.read().await;
     let topic = unique("agent-ship");
-    create_topic(&topic).await;
+    create_topic(&topic, PARTITIONS).await;
     let tmp = tempfile::tempdir().unwrap();
     let brokers = bootstrap();
     let agent = Agent::start(&tmp.path().join("spool"), &agent_args(&topic, &brokers));
@@ -313,7 +290,7 @@ async fn agent_ships_otlp_grpc_and_http_as_avro_records_keyed_by_trace() {
 async fn sampling_keeps_error_spans_and_reloads_its_file_at_run_time() {
     let _broker = BROKER.read().await;
     let topic = unique("agent-sampling");
-    create_topic(&topic).await;
+    create_topic(&topic, PARTITIONS).await;
     let tmp = tempfile::tempdir().unwrap();
     let rates = tmp.path().join("sampling.toml");
     std::fs::write(&rates, "[services]\nnoisy = 0.0\n").unwrap();
@@ -415,29 +392,6 @@ async fn sampling_keeps_error_spans_and_reloads_its_file_at_run_time() {
     assert_eq!(got, expect, "after the reload every noisy span is kept");
 }
 
-/// `scripts/kafka-stop` / `scripts/kafka-start --restart`, bounded in time.
-fn broker(script: &str, args: &[&str]) {
-    let path = format!("{}/scripts/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = std::process::Command::new(&path)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{path} {args:?} failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{path} {args:?} did not finish within 180 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Issue 3 fault test: the broker is stopped while the agent receives traffic. The agent
 /// keeps acknowledging (it spools), the broker comes back (same port, same data), and every
 /// acknowledged span reaches the topic exactly once, each trace's spans in the order the
@@ -450,7 +404,7 @@ fn broker(script: &str, args: &[&str]) {
 async fn broker_outage_spools_and_replays_every_acknowledged_span_once_in_order() {
     let _broker = BROKER.write().await;
     let topic = unique("agent-outage");
-    create_topic(&topic).await;
+    create_topic(&topic, PARTITIONS).await;
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("agent.toml");
     std::fs::write(&config, "[kafka]\ndelivery_timeout_ms = 2000\n").unwrap();
@@ -579,7 +533,7 @@ async fn broker_outage_spools_and_replays_every_acknowledged_span_once_in_order(
 async fn full_spool_refuses_with_retryable_errors_and_keeps_everything_acknowledged() {
     let _broker = BROKER.read().await;
     let topic = unique("agent-full");
-    create_topic(&topic).await;
+    create_topic(&topic, PARTITIONS).await;
     let tmp = tempfile::tempdir().unwrap();
     let spool = tmp.path().join("spool");
     let config = tmp.path().join("agent.toml");

@@ -17,37 +17,13 @@ use std::time::{Duration, Instant};
 
 use clew_proto::from_otlp::{convert_request, Limits};
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use common::kafka::{bootstrap, create_topic};
 use common::*;
 use prost::Message as _;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
-fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP")
-        .expect("KAFKA_BOOTSTRAP=host:port (eval \"$(scripts/kafka-start)\")")
-}
-
-async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("admin client");
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &opts,
-        )
-        .await
-        .expect("create topics");
-    for r in results {
-        r.unwrap_or_else(|(topic, e)| panic!("create topic {topic}: {e}"));
-    }
-}
 
 fn producer() -> FutureProducer {
     ClientConfig::new()

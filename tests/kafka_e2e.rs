@@ -15,34 +15,9 @@ use clew_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceCl
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use clew_proto::otlp::trace::v1::Status;
 use common::agent::Agent;
+use common::kafka::{bootstrap, broker, create_topic};
 use common::{kv, otlp_span, random_trace_id, request, span_ids, unique, Clew};
 use prost::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-
-fn bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP")
-        .expect("KAFKA_BOOTSTRAP=host:port (eval \"$(scripts/kafka-start)\")")
-}
-
-async fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("admin client");
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &opts,
-        )
-        .await
-        .expect("create topics");
-    for r in results {
-        r.unwrap_or_else(|(topic, e)| panic!("create topic {topic}: {e}"));
-    }
-}
 
 /// `clew serve` consuming `topic` (Avro, as the agent writes it) with `order_id` as a
 /// business key.
@@ -207,29 +182,6 @@ async fn otlp_through_agent_kafka_and_collector_reaches_the_query_api() {
             "not searchable in time: keys {s1} {keys}, search {s2} {found}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// `scripts/kafka-stop` / `scripts/kafka-start --restart`, bounded in time.
-fn broker(script: &str, args: &[&str]) {
-    let path = format!("{}/scripts/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = std::process::Command::new(&path)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{path} {args:?} failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{path} {args:?} did not finish within 180 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

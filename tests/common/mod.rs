@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod ingest;
+pub mod kafka;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
