@@ -125,7 +125,7 @@ struct Seen {
     acked_traces: Vec<([u8; 16], Vec<u64>)>,
 }
 
-/// `robustness.md` 23 on HBase: the span store's backend goes away mid-ingest (HBase's
+/// `docs/robustness.md` input 23 on HBase: the span store's backend goes away mid-ingest (HBase's
 /// Thrift server is stopped), OTLP clients get retryable answers (gRPC UNAVAILABLE, HTTP 503
 /// with Retry-After) and no OK for what was not written; the Thrift server comes back on
 /// the same port, ingest resumes, and every acknowledged span is readable by trace id.

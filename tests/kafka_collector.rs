@@ -756,7 +756,7 @@ async fn committed_sum(group: &str, topic: &str, partitions: i32) -> i64 {
         .sum()
 }
 
-/// `robustness.md` 21: the span store (HBase, through its Thrift server) goes away while
+/// `docs/robustness.md` input 21: the span store (HBase, through its Thrift server) goes away while
 /// records arrive. The receiver pauses, commits nothing it could not store, the lag grows;
 /// when the Thrift server is back, every record is stored and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -236,7 +236,7 @@ async fn scale_out_answers_every_query_like_embedded() {
     assert_eq!(pages[0].concat().len(), traces.len());
 }
 
-/// `robustness.md` 23 with the index as the failing backend: OpenSearch is stopped
+/// `docs/robustness.md` input 23 with the index as the failing backend: OpenSearch is stopped
 /// mid-ingest, OTLP clients get retryable answers (gRPC UNAVAILABLE, HTTP 503 with
 /// Retry-After) and no OK; OpenSearch comes back on the same port with its data, ingest
 /// resumes, and every acknowledged trace is found by search (and read by id).

@@ -1,5 +1,5 @@
 //! Bad input and crashes against the real binary with the real embedded store and index
-//! (`robustness.md`): partial success keeps the good spans, `kill -9` loses nothing that
+//! (`docs/robustness.md`): partial success keeps the good spans, `kill -9` loses nothing that
 //! was acknowledged, the query API answers malformed input with 400s.
 
 mod common;

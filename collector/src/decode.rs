@@ -1,7 +1,7 @@
 //! Request bodies → [`ExportTraceServiceRequest`]: content negotiation, bounded gzip
 //! decompression, protobuf and OTLP/JSON decoding.
 //!
-//! Decisions (`robustness.md`, inputs 1–8):
+//! Decisions (`docs/robustness.md`, inputs 1–8):
 //!
 //! - **Size**: `max_request_bytes` bounds the *decompressed* body. Decompression streams
 //!   through a reader capped at the limit and stops as soon as it is crossed, so a

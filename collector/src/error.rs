@@ -1,5 +1,5 @@
 //! The collector's one error type, and the one place where errors become gRPC and HTTP
-//! answers (OTLP specification 1.x, `robustness.md` "OTLP rules").
+//! answers (OTLP specification 1.x, `docs/robustness.md` "OTLP answers").
 //!
 //! | error                         | gRPC                 | HTTP | client retries |
 //! |-------------------------------|----------------------|------|----------------|

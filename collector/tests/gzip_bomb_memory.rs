@@ -1,5 +1,5 @@
 //! A gzip bomb is refused while decompressing, with memory staying near the limit
-//! (robustness.md input 2). Own test binary: it counts every allocation of the process.
+//! (`docs/robustness.md` input 2). Own test binary: it counts every allocation of the process.
 
 mod common;
 

@@ -1,4 +1,5 @@
-//! OTLP/HTTP receiver over real sockets with reqwest (robustness.md inputs 1–8, OTLP rules).
+//! OTLP/HTTP receiver over real sockets with reqwest (`docs/robustness.md`: inputs 1–8,
+//! OTLP answers).
 
 mod common;
 

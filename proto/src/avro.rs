@@ -15,7 +15,7 @@
 //! schema they know. Evolution rules: `proto/schemas/README.md` and
 //! `docs/adr/0005-avro-wire-format.md`.
 //!
-//! Robustness (`robustness.md` item 20): apache-avro trusts declared lengths up to a
+//! Robustness (`docs/robustness.md` input 20): apache-avro trusts declared lengths up to a
 //! process-wide 512 MiB and reserves array capacity from the declared item count before
 //! reading the items, and it recurses once per nesting level. So before handing a datum to
 //! it, [`Codec::decode`] walks the bytes against the writer schema without allocating:

@@ -2,7 +2,7 @@
 //!
 //! A bad span is rejected alone with a [`RejectReason`]; the other spans of the request
 //! are kept. Repairable problems are repaired and flagged in [`Span::repairs`]
-//! (`robustness.md`, inputs 9–17):
+//! (`docs/robustness.md`, inputs 9–17):
 //!
 //! - trace/span id of the wrong length or all zeros: rejected;
 //! - parent id all zeros or empty: root; wrong length: dropped, span kept and flagged;

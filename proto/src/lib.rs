@@ -11,7 +11,7 @@
 //! - [`ids`]: `TraceId` / `SpanId` newtypes with hex text forms.
 //! - [`model`]: the validated span, sharing its resource and scope through `Arc`.
 //! - [`from_otlp`]: the one conversion from OTLP, with per-span validation, repairs and
-//!   limits (`robustness.md`).
+//!   limits (`docs/robustness.md`).
 //! - [`encoding`]: the versioned stored-span encoding (`docs/adr/0003-span-encoding.md`).
 //! - [`avro`]: the Avro span-batch format agents ship through Kafka (single-object
 //!   encoding, schema `proto/schemas/span_batch_v1.avsc`, `docs/adr/0005-avro-wire-format.md`).

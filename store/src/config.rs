@@ -156,7 +156,7 @@ pub enum IndexConfig {
 }
 
 /// A credential read from the configuration: its `Debug` and its serialized form are
-/// redacted, so it never reaches a log line or `clew print-config`.
+/// redacted, so it never reaches a log line or `clew config` output.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! fjall has no columns, so the wide-column contract of `design.md` ("Storage layout") is
+//! fjall has no columns, so the row contract of `docs/design.md` ("Storage layout") is
 //! mapped onto sorted keys: a row is every key that starts with the 16-byte trace id, and
 //! a cell is one key inside that prefix.
 //!

@@ -1,6 +1,6 @@
 //! The span store on HBase, through HBase's Thrift1 server.
 //!
-//! # Layout (the storage contract of `design.md`, see `docs/adr/0001-row-layout.md`)
+//! # Layout (the row contract of `docs/design.md`, see `docs/adr/0001-row-layout.md`)
 //!
 //! ```text
 //! table <table>, one column family `s` (TTL = retention, 1 version, block cache on)
