@@ -20,9 +20,10 @@
 //! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
 //!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`).
 //!
-//! The API serves on port [`DEFAULT_PORT`] by default. Every response carries a strict
-//! Content-Security-Policy and `X-Content-Type-Options: nosniff`: span data is returned as
-//! JSON string data, verbatim, and never as HTML.
+//! The address it listens on is the binary's to choose (`query.http_addr`, by default
+//! 127.0.0.1:16686). Every response carries a strict Content-Security-Policy and
+//! `X-Content-Type-Options: nosniff`: span data is returned as JSON string data, verbatim,
+//! and never as HTML.
 
 pub mod assemble;
 pub mod dependencies;
@@ -45,9 +46,6 @@ use clew_store::{SpanStore, TraceIndex};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use error::{Error, Result};
-
-/// Default port of the query API (Jaeger's query port, so tools find it where they expect).
-pub const DEFAULT_PORT: u16 = 16686;
 
 /// How long one store or index call may take before the request fails with a 503.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
