@@ -95,7 +95,11 @@ async fn start_serving(
         store.clone(),
         index.clone(),
         Arc::new(move || prometheus.render()),
-    );
+    )
+    .with_indexed(clew_query::Indexed {
+        attributes: config.indexed_attributes.clone(),
+        business_keys: config.collector.business_keys.clone(),
+    });
     let mut query_stop = stop_rx.clone();
     let query = tokio::spawn(clew_query::serve(query_listener, state, async move {
         let _ = query_stop.wait_for(|s| *s).await;

@@ -65,6 +65,19 @@ pub struct QueryState {
     pub metrics_render: MetricsRender,
     /// Upper bound for each store or index call; see [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
+    /// What the index can search by `attr=`; `None` (the default) checks nothing.
+    pub indexed: Option<Arc<Indexed>>,
+}
+
+/// The attribute names the trace index holds terms for, as configured where spans are
+/// indexed. An `attr=` condition on any other name could never match, so the search
+/// refuses it with a message instead of answering "no traces".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Indexed {
+    /// `indexed_attributes` of the configuration.
+    pub attributes: Vec<String>,
+    /// `collector.business_keys`: `attr=` on one of these searches the business key.
+    pub business_keys: Vec<String>,
 }
 
 impl QueryState {
@@ -78,7 +91,14 @@ impl QueryState {
             index,
             metrics_render,
             timeout: DEFAULT_TIMEOUT,
+            indexed: None,
         }
+    }
+
+    /// Checks `attr=` conditions against what is indexed (see [`Indexed`]).
+    pub fn with_indexed(mut self, indexed: Indexed) -> Self {
+        self.indexed = Some(Arc::new(indexed));
+        self
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {

@@ -1,5 +1,5 @@
-//! `GET /api/v1/search`: filters, paging, bad input (through the router, with the
-//! in-memory stand-ins of `common`).
+//! `GET /api/v1/search`: filters, paging, bad input, what is indexed (through the router,
+//! with the in-memory stand-ins of `common`).
 
 mod common;
 
@@ -154,4 +154,41 @@ async fn traces_the_store_no_longer_has_are_skipped() {
     let v = f.get("/api/v1/search").await.json();
     assert_eq!(v["traces"].as_array().unwrap().len(), 3);
     assert_eq!(v["traces"][0]["trace_id"], trace_id(2).to_hex());
+}
+
+#[tokio::test]
+async fn attributes_that_are_not_indexed_are_refused_with_what_is() {
+    let mut f = Fixture::with_checkouts();
+    f.state = f.state.clone().with_indexed(clew_query::Indexed {
+        attributes: vec!["http.route".into(), "db.system".into()],
+        business_keys: vec!["order_id".into()],
+    });
+    let message = f
+        .get("/api/v1/search?attr=user.email:a@example.com")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    for needle in [
+        "attribute `user.email` is not indexed",
+        "indexed attributes: http.route, db.system",
+        "business keys: order_id",
+        "`indexed_attributes`",
+    ] {
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+    // a business key is searchable through `attr=` too
+    let v = f.get("/api/v1/search?attr=order_id:222").await.json();
+    assert_eq!(v["traces"].as_array().unwrap().len(), 1);
+    assert_eq!(v["traces"][0]["trace_id"], trace_id(2).to_hex());
+    let q = f.index.last_query.lock().unwrap().clone().unwrap();
+    assert!(q.attributes.is_empty());
+    assert_eq!(q.business_keys, vec![("order_id".into(), "222".into())]);
+    // an indexed attribute reaches the index as it is
+    f.get("/api/v1/search?attr=db.system:postgresql")
+        .await
+        .json();
+    let q = f.index.last_query.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        q.attributes,
+        vec![("db.system".into(), "postgresql".into())]
+    );
 }
