@@ -127,6 +127,14 @@ export function formatDuration(nanos) {
   return (n / 3600e9).toFixed(1) + ' h';
 }
 
+/** A duration field's text as the API's duration with a unit, or null when it has none:
+ * a bare number would be read as nanoseconds, which is rarely what was meant. */
+export function durationWithUnit(text) {
+  const t = String(text ?? '').trim();
+  if (!t) return '';
+  return /^\d+(\.\d*)?$/.test(t) ? null : t;
+}
+
 export function formatTime(ms) {
   if (!Number.isFinite(ms)) return '?';
   const d = new Date(ms);
