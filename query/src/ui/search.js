@@ -3,7 +3,7 @@
 // `range` for the preset.
 import {
   api, el, svg, clear, internalLink, tracePath, serviceChip, formatDuration, formatTime,
-  nsToMs, showError, durationWithUnit,
+  nsToMs, showError, durationScale, durationWithUnit,
 } from '/ui/common.js';
 
 const PRESETS = ['15m', '1h', '6h', '24h', '7d'];
@@ -253,9 +253,10 @@ function drawScatter() {
   const chart = svg('svg', { class: 'scatter-plot', attrs: { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'duration over time' } });
   chart.append(svg('line', { class: 'axis', attrs: { x1: L, y1: H - B, x2: W - R, y2: H - B } }));
   chart.append(svg('line', { class: 'axis', attrs: { x1: L, y1: T, x2: L, y2: H - B } }));
+  const scale = durationScale(dMax / 1.1); // one unit for the whole axis
   for (const f of [0, 0.5, 1]) {
     const d = (dMax / 1.1) * f;
-    chart.append(svg('text', { class: 'tick', text: formatDuration(Math.round(d)), attrs: { x: L - 6, y: y(d) + 4, 'text-anchor': 'end' } }));
+    chart.append(svg('text', { class: 'tick y-tick', text: scale.format(d), attrs: { x: L - 6, y: y(d) + 4, 'text-anchor': 'end' } }));
   }
   for (const [f, anchor] of [[0, 'start'], [1, 'end']]) {
     const ms = t0 + (t1 - t0) * f;
