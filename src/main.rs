@@ -5,6 +5,9 @@ mod agent;
 mod config;
 mod serve;
 
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -51,8 +54,18 @@ struct ServeArgs {
     log: String,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", error_chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_logging(&args.log);
@@ -84,11 +97,74 @@ fn main() -> Result<()> {
     }
 }
 
+/// The error and its causes on one line, each cause once: many errors already end with
+/// their source's text (`failed to bind on …: {source}`), and printing the chain as well
+/// would say the same thing twice.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour(std::io::stderr().is_terminal()))
         .init();
+}
+
+/// Colour codes only for a terminal: in a log file or a pipe they are noise. `NO_COLOR`
+/// (any non-empty value, <https://no-color.org>) turns them off on a terminal too.
+fn use_colour(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Like `clew_collector::Error::Listen`: the source in the text and as `source()`.
+    #[derive(Debug)]
+    struct Listen(std::io::Error);
+
+    impl std::fmt::Display for Listen {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "failed to bind on 127.0.0.1:4317: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Listen {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let listen = anyhow::Error::new(Listen(io())).context("failed to start the collector");
+        assert_eq!(
+            error_chain(&listen),
+            "failed to start the collector: failed to bind on 127.0.0.1:4317: address in use"
+        );
+        let plain = anyhow::Error::new(io()).context("failed to listen");
+        assert_eq!(error_chain(&plain), "failed to listen: address in use");
+    }
+
+    #[test]
+    fn no_colour_off_a_terminal() {
+        assert!(!use_colour(false));
+    }
 }

@@ -20,9 +20,10 @@
 //! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
 //!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`).
 //!
-//! The API serves on port [`DEFAULT_PORT`] by default. Every response carries a strict
-//! Content-Security-Policy and `X-Content-Type-Options: nosniff`: span data is returned as
-//! JSON string data, verbatim, and never as HTML.
+//! The address it listens on is the binary's to choose (`query.http_addr`, by default
+//! 127.0.0.1:16686). Every response carries a strict Content-Security-Policy and
+//! `X-Content-Type-Options: nosniff`: span data is returned as JSON string data, verbatim,
+//! and never as HTML.
 
 pub mod assemble;
 pub mod dependencies;
@@ -46,9 +47,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use error::{Error, Result};
 
-/// Default port of the query API (Jaeger's query port, so tools find it where they expect).
-pub const DEFAULT_PORT: u16 = 16686;
-
 /// How long one store or index call may take before the request fails with a 503.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -67,6 +65,19 @@ pub struct QueryState {
     pub metrics_render: MetricsRender,
     /// Upper bound for each store or index call; see [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
+    /// What the index can search by `attr=`; `None` (the default) checks nothing.
+    pub indexed: Option<Arc<Indexed>>,
+}
+
+/// The attribute names the trace index holds terms for, as configured where spans are
+/// indexed. An `attr=` condition on any other name could never match, so the search
+/// refuses it with a message instead of answering "no traces".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Indexed {
+    /// `indexed_attributes` of the configuration.
+    pub attributes: Vec<String>,
+    /// `collector.business_keys`: `attr=` on one of these searches the business key.
+    pub business_keys: Vec<String>,
 }
 
 impl QueryState {
@@ -80,7 +91,14 @@ impl QueryState {
             index,
             metrics_render,
             timeout: DEFAULT_TIMEOUT,
+            indexed: None,
         }
+    }
+
+    /// Checks `attr=` conditions against what is indexed (see [`Indexed`]).
+    pub fn with_indexed(mut self, indexed: Indexed) -> Self {
+        self.indexed = Some(Arc::new(indexed));
+        self
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Self {

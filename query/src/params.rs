@@ -13,6 +13,9 @@
 //!   `start`. The start must be before the end.
 //! - `limit` must be a positive integer; more than [`MAX_LIMIT`] is clamped (more than
 //!   [`MAX_FULL_LIMIT`] for key lookups that return whole traces).
+//! - `attr=name:value` needs `name` to be indexed ([`check_attributes`]): a configured
+//!   indexed attribute, or a business key (then it searches the business key). Anything
+//!   else could never match and is refused with the list of what is indexed.
 //! - Sizes are bounded (number of parameters, length of values, free text) so that a request
 //!   cannot make the index do unbounded work.
 
@@ -20,6 +23,7 @@ use clew_store::trace_index::{DEFAULT_LIMIT, MAX_LIMIT};
 use clew_store::TraceQuery;
 
 use crate::error::{Error, Result};
+use crate::Indexed;
 
 /// Most parameters one request may carry.
 pub const MAX_PARAMS: usize = 64;
@@ -113,6 +117,40 @@ pub fn parse_search(raw_query: Option<&str>, now_unix_nano: u64) -> Result<Searc
     query.business_keys = params.all_with("key", parse_name_value)?;
     fill_page_and_time(&mut params, &mut query, now_unix_nano)?;
     Ok(SearchParams { query, errors })
+}
+
+/// Checks every `attr=` condition of `query` against what the index holds terms for: a
+/// condition on a business key becomes a business-key condition (the index keeps business
+/// keys apart from attributes), one on a name that is not indexed at all is a 400 that says
+/// what is indexed and which setting to change.
+pub fn check_attributes(query: &mut TraceQuery, indexed: &Indexed) -> Result<()> {
+    let mut attributes = Vec::with_capacity(query.attributes.len());
+    for (name, value) in std::mem::take(&mut query.attributes) {
+        if indexed.attributes.contains(&name) {
+            attributes.push((name, value));
+        } else if indexed.business_keys.contains(&name) {
+            query.business_keys.push((name, value));
+        } else {
+            let list = |names: &[String]| {
+                if names.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            };
+            let name = shorten(&name);
+            return Err(Error::bad_request(format!(
+                "attribute `{name}` is not indexed, so `attr={name}:…` can never match; \
+                 indexed attributes: {}; business keys: {}; to search by `{name}`, add it to \
+                 `indexed_attributes` (or `collector.business_keys`) in the configuration \
+                 (it applies to spans received from then on)",
+                list(&indexed.attributes),
+                list(&indexed.business_keys),
+            )));
+        }
+    }
+    query.attributes = attributes;
+    Ok(())
 }
 
 /// Parses the query string of a business-key lookup of `name`=`value` (from the path).
@@ -651,6 +689,44 @@ mod tests {
             );
             assert!(!message.ends_with('.'), "no trailing period: {message}");
         }
+    }
+
+    #[test]
+    fn attributes_must_be_indexed() {
+        let indexed = Indexed {
+            attributes: vec!["http.route".into(), "db.system".into()],
+            business_keys: vec!["order_id".into()],
+        };
+        let mut q = search("attr=http.route:/a&attr=order_id:7&key=tenant:t")
+            .unwrap()
+            .query;
+        check_attributes(&mut q, &indexed).unwrap();
+        assert_eq!(q.attributes, vec![("http.route".into(), "/a".into())]);
+        assert_eq!(
+            q.business_keys,
+            vec![
+                ("tenant".into(), "t".into()),
+                ("order_id".into(), "7".into())
+            ],
+            "attr= on a business key searches the business key"
+        );
+        let mut q = search("attr=user.email:a@b").unwrap().query;
+        let message = check_attributes(&mut q, &indexed).unwrap_err().to_string();
+        for needle in [
+            "attribute `user.email` is not indexed",
+            "indexed attributes: http.route, db.system",
+            "business keys: order_id",
+            "`indexed_attributes`",
+        ] {
+            assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+        }
+        assert!(!message.ends_with('.'));
+        let nothing = Indexed::default();
+        let mut q = search("attr=a:b").unwrap().query;
+        assert!(check_attributes(&mut q, &nothing)
+            .unwrap_err()
+            .to_string()
+            .contains("indexed attributes: (none); business keys: (none)"));
     }
 
     #[test]

@@ -86,7 +86,10 @@ pub async fn trace_by_id(
 
 /// `GET /api/v1/search?…`
 pub async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Result<Response> {
-    let params = params::parse_search(raw.as_deref(), now_unix_nano())?;
+    let mut params = params::parse_search(raw.as_deref(), now_unix_nano())?;
+    if let Some(indexed) = &state.indexed {
+        params::check_attributes(&mut params.query, indexed)?;
+    }
     let page = find_trace_ids(state.index.as_ref(), &params.query, state.timeout).await?;
     let ids: Vec<TraceId> = page.hits.iter().map(|hit| hit.trace_id).collect();
     let mut traces = fetch_traces(state.store.as_ref(), &ids, state.timeout).await?;

@@ -40,6 +40,13 @@ page.on('console', (m) => { if (m.type() === 'error') problems.push('console err
 page.on('dialog', (d) => { problems.push('a dialog opened: ' + d.message()); d.dismiss(); });
 
 const ready = () => page.waitForSelector('body[data-state="ready"]');
+// The browser logs every HTTP error answer to the console; where the test asks for one on
+// purpose, that one entry is expected and not a problem.
+const expectFailedRequest = (status) => {
+  const i = problems.findIndex((p) => p.includes(`the server responded with a status of ${status}`));
+  assert.ok(i >= 0, `the browser saw the ${status} answer`);
+  problems.splice(i, 1);
+};
 const xssFired = () => page.evaluate(() => window.__xss !== undefined);
 
 let failed = false;
@@ -93,6 +100,40 @@ await step('waterfall shows every span and marks the error spans', async () => {
   assert.equal(await page.locator('#waterfall .span-row:not(.hidden)').count(), expected.checkout_span_count);
 });
 
+await step('the trace id is one unbroken monospace line and the duration labels are readable', async () => {
+  const id = page.locator('#trace-id');
+  assert.equal(await id.textContent(), expected.checkout_trace);
+  const look = await id.evaluate((node) => {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    const style = getComputedStyle(node);
+    return { lines: range.getClientRects().length, font: style.fontFamily, select: style.userSelect };
+  });
+  assert.equal(look.lines, 1, 'the trace id does not wrap');
+  assert.match(look.font, /monospace/);
+  assert.equal(look.select, 'all', 'one click selects the whole id for copying');
+  // WCAG contrast of every duration label against what is behind it
+  const ratios = await page.locator('#waterfall .bar-text').evaluateAll((labels) => {
+    const rgb = (c) => c.match(/[\d.]+/g).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    return labels.map((l) => {
+      const style = getComputedStyle(l);
+      const bg = rgb(style.backgroundColor);
+      if (bg.length === 4 && bg[3] < 1) return 0; // must be an opaque plate
+      const [a, b] = [lum(rgb(style.color)), lum(bg)].sort((x, y) => y - x);
+      return (a + 0.05) / (b + 0.05);
+    });
+  });
+  assert.equal(ratios.length, expected.checkout_span_count);
+  for (const r of ratios) assert.ok(r >= 4.5, `duration label contrast ${r.toFixed(2)} is below 4.5`);
+  // the ruler uses one unit
+  const units = await page.locator('#ruler .tick').evaluateAll((ts) => ts.map((t) => t.textContent.split(' ')[1]));
+  assert.equal(new Set(units).size, 1, 'one unit along the ruler: ' + units.join(', '));
+});
+
 await step('span detail shows the exception type, message and stack trace', async () => {
   await page.locator(`.span-row[data-span-id="${expected.error_span_id}"] .span-name`).click();
   const detail = page.locator('#detail');
@@ -110,6 +151,20 @@ await step('span detail shows the exception type, message and stack trace', asyn
   assert.equal(await page.locator('.timeline-row').getAttribute('data-trace-id'), expected.checkout_trace);
 });
 
+await step('the key page rows have room to breathe', async () => {
+  await page.goto(`${base}/keys/order_id/${encodeURIComponent(expected.order)}`);
+  await ready();
+  const row = page.locator('.timeline-row').first();
+  const box = await row.evaluate((r) => {
+    const s = getComputedStyle(r);
+    return { height: r.getBoundingClientRect().height, padTop: parseFloat(s.paddingTop), padBottom: parseFloat(s.paddingBottom), gap: parseFloat(s.columnGap) };
+  });
+  assert.ok(box.height >= 40, 'row height ' + box.height);
+  assert.ok(box.padTop >= 6 && box.padBottom >= 6, 'row padding ' + box.padTop + '/' + box.padBottom);
+  assert.ok(box.gap >= 12, 'gap between label and bar ' + box.gap);
+  await page.screenshot({ path: path.join(shots, 'business-key.png') });
+});
+
 await step('scatter plot has a point per result and a click opens the trace', async () => {
   await page.goto(base + '/?lookback=1h');
   await ready();
@@ -120,6 +175,11 @@ await step('scatter plot has a point per result and a click opens the trace', as
   // newest first
   const ids = await page.locator('#results .result').evaluateAll((els) => els.map((e) => e.dataset.traceId));
   assert.deepEqual(ids, [expected.xss_trace, expected.checkout_trace, expected.healthy_trace]);
+  const ticks = await page.locator('#scatter text.y-tick').evaluateAll((ts) => ts.map((t) => t.textContent));
+  assert.equal(ticks.length, 3);
+  const units = new Set(ticks.map((t) => t.split(' ')[1]));
+  assert.equal(units.size, 1, 'one unit on the duration axis: ' + ticks.join(', '));
+  assert.equal(ticks[0], '0 ms', 'these traces last 50–400 ms');
   await page.screenshot({ path: path.join(shots, 'search.png') });
   await page.locator(`#scatter circle.point[data-trace-id="${expected.healthy_trace}"]`).click();
   await page.waitForURL('**/trace/' + expected.healthy_trace);
@@ -174,6 +234,43 @@ await step('a deep link restores the form and the results', async () => {
   assert.equal(await page.inputValue('#range'), '6h');
   assert.equal(await page.isChecked('#errors-only'), true);
   assert.equal(await page.locator('#results .result').count(), 1);
+});
+
+await step('a duration needs a unit; a bare number in a link is shown as nanoseconds', async () => {
+  await page.goto(base + '/?lookback=1h');
+  await ready();
+  await page.fill('#min-duration', '10');
+  await page.click('#search-button');
+  assert.match(await page.locator('#status').textContent(), /the minimum duration `10` needs a unit: e\.g\. 10ms/);
+  assert.equal(new URL(page.url()).searchParams.has('min_duration'), false, 'nothing was searched');
+  assert.equal(await page.getAttribute('#min-duration', 'aria-invalid'), '');
+  await page.fill('#min-duration', '100ms');
+  await page.click('#search-button');
+  await page.waitForFunction(() => new URLSearchParams(location.search).get('min_duration') === '100ms');
+  await ready();
+  await page.waitForFunction(() => document.querySelectorAll('#results .result').length === 2); // 120 ms and 400 ms
+  assert.equal(await page.getAttribute('#min-duration', 'aria-invalid'), null);
+  await page.goto(base + '/?lookback=1h&min_duration=10');
+  await ready();
+  assert.equal(await page.inputValue('#min-duration'), '10ns');
+  await page.waitForFunction(() => document.querySelectorAll('#results .result').length === 3);
+});
+
+await step('an attribute that is not indexed gets a message naming what is indexed', async () => {
+  await page.goto(base + '/?lookback=1h&attr=' + encodeURIComponent('user.email:a@example.com'));
+  await ready();
+  const status = await page.locator('#status').textContent();
+  assert.match(status, /attribute `user\.email` is not indexed/);
+  assert.match(status, /indexed attributes: http\.route, /);
+  assert.match(status, /business keys: order_id/);
+  assert.match(status, /`indexed_attributes`/);
+  assert.equal(await page.locator('#results .result').count(), 0);
+  expectFailedRequest(400);
+  // a business key works through attr= too
+  await page.goto(base + '/?lookback=1h&attr=' + encodeURIComponent('order_id:' + expected.order));
+  await ready();
+  await page.waitForFunction(() => document.querySelectorAll('#results .result').length === 1);
+  assert.equal(await page.locator('#results .result').first().getAttribute('data-trace-id'), expected.checkout_trace);
 });
 
 await step('the back button returns to the previous search', async () => {
@@ -268,6 +365,19 @@ await step('an http(s) attribute value becomes a link, a malformed trace id an e
   await page.goto(`${base}/trace/not-a-trace-id`);
   await ready();
   assert.match(await page.locator('#summary').textContent(), /not a trace id/);
+  assert.equal(await page.locator('#no-trace').textContent(), 'Not a valid trace id');
+  assert.equal(await page.isVisible('#waterfall'), false, 'no empty waterfall');
+  assert.equal(await page.isVisible('#expand-all'), false, 'no buttons for a waterfall that is not there');
+  const unknown = 'ab'.repeat(16);
+  await page.goto(`${base}/trace/${unknown}`);
+  await ready();
+  assert.equal(await page.locator('#no-trace').textContent(), 'Trace not found');
+  assert.match(await page.locator('#summary').textContent(), new RegExp(`no trace ${unknown} is stored`));
+  assert.equal(await page.isVisible('#waterfall'), false);
+  assert.equal(await page.isVisible('#expand-all'), false);
+  assert.equal(await page.isVisible('#download'), false);
+  expectFailedRequest(404);
+  await page.screenshot({ path: path.join(shots, 'trace-not-found.png') });
 });
 
 await step('a 10,000-span trace renders every row and stays usable', async () => {

@@ -93,7 +93,9 @@ export async function api(path) {
   }
   if (!response.ok) {
     const why = body && typeof body.error === 'string' ? body.error : `status ${response.status}`;
-    throw new Error(why);
+    const error = new Error(why);
+    error.status = response.status;
+    throw error;
   }
   return { body, text };
 }
@@ -125,6 +127,27 @@ export function formatDuration(nanos) {
   if (n < 60e9) return (n / 1e9).toFixed(2) + ' s';
   if (n < 3600e9) return (n / 60e9).toFixed(1) + ' min';
   return (n / 3600e9).toFixed(1) + ' h';
+}
+
+const UNITS = [['ns', 1], ['µs', 1e3], ['ms', 1e6], ['s', 1e9], ['min', 60e9], ['h', 3600e9]];
+
+/** One unit for a whole axis that runs up to `maxNanos`: the largest unit the maximum
+ * reaches, with the decimals that keep ticks apart ("0 ms · 5.6 ms · 11.1 ms"). */
+export function durationScale(maxNanos) {
+  const max = Math.max(0, Number(maxNanos) || 0);
+  let [unit, size] = UNITS[0];
+  for (const [u, n] of UNITS) if (max >= n) [unit, size] = [u, n];
+  const top = max / size;
+  const decimals = size === 1 ? 0 : top < 10 ? 2 : top < 100 ? 1 : 0;
+  return { unit, format: (nanos) => (Number(nanos) / size).toFixed(decimals) + ' ' + unit };
+}
+
+/** A duration field's text as the API's duration with a unit, or null when it has none:
+ * a bare number would be read as nanoseconds, which is rarely what was meant. */
+export function durationWithUnit(text) {
+  const t = String(text ?? '').trim();
+  if (!t) return '';
+  return /^\d+(\.\d*)?$/.test(t) ? null : t;
 }
 
 export function formatTime(ms) {

@@ -3,7 +3,7 @@
 // `range` for the preset.
 import {
   api, el, svg, clear, internalLink, tracePath, serviceChip, formatDuration, formatTime,
-  nsToMs, showError,
+  nsToMs, showError, durationScale, durationWithUnit,
 } from '/ui/common.js';
 
 const PRESETS = ['15m', '1h', '6h', '24h', '7d'];
@@ -58,8 +58,8 @@ async function paramsToForm(p) {
   set('key-name', colon >= 0 ? key.slice(0, colon) : key);
   set('key-value', colon >= 0 ? key.slice(colon + 1) : '');
   document.getElementById('errors-only').checked = p.get('error') === 'true';
-  set('min-duration', p.get('min_duration'));
-  set('max-duration', p.get('max_duration'));
+  set('min-duration', explicitNanos(p.get('min_duration')));
+  set('max-duration', explicitNanos(p.get('max_duration')));
   const lookback = p.get('lookback');
   if (p.has('start') || p.has('end')) {
     rangeSelect.value = 'custom';
@@ -83,12 +83,31 @@ async function paramsToForm(p) {
   operationSelect.value = operation;
 }
 
+/** A bare number in a duration parameter of a shared URL is nanoseconds to the API; the
+ * UI says so by writing the unit. */
+function explicitNanos(value) {
+  return value && /^\d+$/.test(value.trim()) ? value.trim() + 'ns' : value;
+}
+
+/** The first duration field without a unit, as a message (null when both are fine). */
+function durationProblem() {
+  for (const [id, what] of [['min-duration', 'minimum'], ['max-duration', 'maximum']]) {
+    const input = document.getElementById(id);
+    const ok = durationWithUnit(input.value) !== null;
+    input.toggleAttribute('aria-invalid', !ok);
+    if (!ok) {
+      return `the ${what} duration \`${input.value.trim()}\` needs a unit: e.g. ${input.value.trim()}ms, 1.5s, 250us or 100ns`;
+    }
+  }
+  return null;
+}
+
 /** The API query for page state `p` (the page state uses the API's names already). */
 function apiParams(p) {
   const q = new URLSearchParams();
   for (const [name, value] of p) {
     if (name === 'range') continue;
-    q.append(name, value);
+    q.append(name, name === 'min_duration' || name === 'max_duration' ? explicitNanos(value) : value);
   }
   if (!q.has('lookback') && !q.has('start') && !q.has('end')) q.set('lookback', '1h');
   return q;
@@ -234,9 +253,10 @@ function drawScatter() {
   const chart = svg('svg', { class: 'scatter-plot', attrs: { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'duration over time' } });
   chart.append(svg('line', { class: 'axis', attrs: { x1: L, y1: H - B, x2: W - R, y2: H - B } }));
   chart.append(svg('line', { class: 'axis', attrs: { x1: L, y1: T, x2: L, y2: H - B } }));
+  const scale = durationScale(dMax / 1.1); // one unit for the whole axis
   for (const f of [0, 0.5, 1]) {
     const d = (dMax / 1.1) * f;
-    chart.append(svg('text', { class: 'tick', text: formatDuration(Math.round(d)), attrs: { x: L - 6, y: y(d) + 4, 'text-anchor': 'end' } }));
+    chart.append(svg('text', { class: 'tick y-tick', text: scale.format(d), attrs: { x: L - 6, y: y(d) + 4, 'text-anchor': 'end' } }));
   }
   for (const [f, anchor] of [[0, 'start'], [1, 'end']]) {
     const ms = t0 + (t1 - t0) * f;
@@ -261,6 +281,11 @@ function drawScatter() {
 
 form.addEventListener('submit', (e) => {
   e.preventDefault();
+  const problem = durationProblem();
+  if (problem) {
+    showError(statusBox, problem);
+    return;
+  }
   const p = formToParams();
   const url = location.pathname + (p.toString() ? '?' + p.toString() : '');
   if (url !== location.pathname + location.search) history.pushState(null, '', url);

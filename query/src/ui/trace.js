@@ -1,7 +1,7 @@
 // The trace page: summary, waterfall (built once; collapsing toggles a class), span detail.
 import {
   api, el, clear, internalLink, traceLink, serviceChip, serviceColor, valueNode,
-  formatDuration, formatTime, nsToMs, big, showError,
+  formatDuration, formatTime, nsToMs, big, durationScale,
 } from '/ui/common.js';
 
 const summaryBox = document.getElementById('summary');
@@ -9,6 +9,7 @@ const ruler = document.getElementById('ruler');
 const waterfall = document.getElementById('waterfall');
 const detail = document.getElementById('detail');
 const download = document.getElementById('download');
+const traceBody = document.getElementById('trace-body');
 
 const rawId = decodeURIComponent(location.pathname.slice('/trace/'.length));
 let spans = [];
@@ -22,20 +23,34 @@ function isError(span) {
   return span.status?.code === 'error' || (span.events || []).some((e) => e.name === 'exception');
 }
 
+/** A message instead of the trace; the waterfall and its buttons stay hidden. */
+function noTrace(title, why) {
+  summaryBox.replaceChildren(
+    el('h1', { class: 'trace-title', attrs: { id: 'no-trace' }, text: title }),
+    el('p', { class: 'error-message', text: why }),
+  );
+  traceBody.classList.add('hidden');
+  document.body.dataset.state = 'ready';
+}
+
 async function main() {
+  const shown = rawId.length > 64 ? rawId.slice(0, 64) + '…' : rawId;
   if (!/^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{16})$/.test(rawId)) {
-    showError(summaryBox, 'not a trace id: expected 32 (or 16) hex digits');
-    document.body.dataset.state = 'ready';
+    noTrace('Not a valid trace id', `“${shown}” is not a trace id: expected 32 (or 16) hex digits`);
     return;
   }
   let trace, text;
   try {
     ({ body: trace, text } = await api('/api/v1/traces/' + rawId.toLowerCase()));
   } catch (e) {
-    showError(summaryBox, 'could not load the trace: ' + e.message);
-    document.body.dataset.state = 'ready';
+    if (e.status === 404) {
+      noTrace('Trace not found', `no trace ${rawId.toLowerCase()} is stored: it may not have arrived yet, or it expired`);
+    } else {
+      noTrace('Could not load the trace', e.message);
+    }
     return;
   }
+  traceBody.classList.remove('hidden');
   spans = Array.isArray(trace.spans) ? trace.spans : [];
   document.title = 'clew · trace ' + String(trace.trace_id).slice(0, 8);
   const blob = new Blob([text], { type: 'application/json' });
@@ -88,7 +103,7 @@ function renderSummary(trace) {
   for (const s of spans) for (const [k, v] of Object.entries(s.business_keys || {})) if (!keys.has(k)) keys.set(k, v);
   const title = root ? `${root.service}: ${root.name}` : '(empty trace)';
   const facts = el('dl', { class: 'facts' },
-    el('dt', { text: 'Trace' }), el('dd', { class: 'mono', text: trace.trace_id }),
+    el('dt', { text: 'Trace' }), el('dd', { class: 'mono trace-id', attrs: { id: 'trace-id', title: 'trace id (click to select)' }, text: trace.trace_id }),
     el('dt', { text: 'Start' }), el('dd', { text: formatTime(Number(start / 1000000n)) }),
     el('dt', { text: 'Duration' }), el('dd', { attrs: { id: 'trace-duration' }, text: formatDuration(Number(end - start)) }),
     el('dt', { text: 'Spans' }), el('dd', { attrs: { id: 'span-count' }, text: String(trace.span_count ?? spans.length) }),
@@ -111,8 +126,9 @@ function renderWaterfall() {
   const total = Number(end - start) || 1;
   // ruler
   const ticks = el('div', { class: 'ruler-ticks' });
+  const scale = durationScale(total); // one unit along the ruler
   for (let k = 0; k <= 4; k++) {
-    const tick = el('span', { class: 'tick', text: formatDuration(Math.round((total * k) / 4)) });
+    const tick = el('span', { class: 'tick', text: scale.format(Math.round((total * k) / 4)) });
     tick.style.left = (k * 25) + '%';
     ticks.append(tick);
   }

@@ -154,13 +154,32 @@ impl FjallSpanStore {
             return Err(Error::Config("store.type is not \"embedded\"".into()));
         };
         let path: PathBuf = common.data_dir.join("spans");
-        std::fs::create_dir_all(&path)
-            .map_err(|e| Error::unavailable("failed to create span store directory", e))?;
+        std::fs::create_dir_all(&path).map_err(|e| {
+            Error::unavailable(
+                "failed to create span store directory",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
         let db = Database::builder(&path)
             .cache_size(cache_mb.saturating_mul(1024 * 1024))
             .journal_compression(CompressionType::Lz4)
             .open()
-            .map_err(unavailable("failed to open span store"))?;
+            .map_err(|e| match e {
+                // fjall's own text is just `FjallError: Locked`
+                fjall::Error::Locked => Error::unavailable(
+                    "failed to open span store",
+                    format!(
+                        "data directory {} is in use by another clew process (lock held on {}); \
+                         stop it or pass another --data-dir",
+                        common.data_dir.display(),
+                        path.join("lock").display()
+                    ),
+                ),
+                e => Error::unavailable(
+                    "failed to open span store",
+                    format!("{}: {e}", path.display()),
+                ),
+            })?;
         let mut buckets = Vec::new();
         for name in db.list_keyspace_names() {
             let Some(day) = parse_bucket_name(&name) else {

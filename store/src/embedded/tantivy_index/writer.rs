@@ -46,8 +46,12 @@ pub struct Partition {
 
 impl Shared {
     pub fn open(days_dir: PathBuf) -> Result<Shared> {
-        std::fs::create_dir_all(&days_dir)
-            .map_err(|e| Error::unavailable("failed to create index directory", e))?;
+        std::fs::create_dir_all(&days_dir).map_err(|e| {
+            Error::unavailable(
+                "failed to create index directory",
+                format!("{}: {e}", days_dir.display()),
+            )
+        })?;
         let fields = Fields::new();
         let mut partitions = BTreeMap::new();
         let entries = std::fs::read_dir(&days_dir)
@@ -95,8 +99,12 @@ impl Shared {
 impl Partition {
     fn open(fields: &Fields, days_dir: &Path, day: u32) -> Result<Partition> {
         let dir = days_dir.join(schema::day_dir_name(day));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::unavailable("failed to create index partition", e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::unavailable(
+                "failed to create index partition",
+                format!("{}: {e}", dir.display()),
+            )
+        })?;
         let mmap = MmapDirectory::open(&dir)
             .map_err(|e| Error::unavailable("failed to open index partition", e))?;
         let index = Index::open_or_create(mmap, fields.schema.clone())
