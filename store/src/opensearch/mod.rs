@@ -3,9 +3,9 @@
 //! but is tested on OpenSearch only. See `docs/adr/0008-opensearch-index.md`.
 //!
 //! ```text
-//!  index_spans ─▶ SpanDoc (shared with tantivy) ─▶ JSON docs ─▶ _bulk (writer) ─▶ <prefix>-YYYY.MM.DD
-//!                                                                                       │ alias <prefix>
-//!  find_trace_ids ─▶ plan groups ─▶ scan drive spans ⇄ verify candidates (find_trace_ids) ◀──┘
+//!  index_spans ─▶ SpanDoc (trace_index::span_doc) ─▶ JSON docs ─▶ _bulk (writer) ─▶ <prefix>-YYYY.MM.DD
+//!                                                                                          │ alias <prefix>
+//!  find_trace_ids ─▶ QueryPlan (trace_index::query_plan) ─▶ scan drive spans ⇄ verify ◀─────┘
 //! ```
 //!
 //! - [`config`]: `[index] type = "opensearch"`, always compiled so every binary reads it.
@@ -15,8 +15,10 @@
 //! - [`document`]: field names, the index template (settings and explicit mappings), index
 //!   names, span → document.
 //! - [`writer`]: `_bulk` with per-item outcome checks and retries.
-//! - [`find_trace_ids`]: trace-level search (scan + verify), keyset cursor.
+//! - [`find_trace_ids`]: trace-level search (scan + verify) over the shared query plan and
+//!   keyset cursor (`trace_index::query_plan`, `trace_index::cursor`).
 //! - [`client`]: node selection, credentials, TLS, error classification.
+//! - `trace_index`: [`OpenSearchTraceIndex`], the [`crate::TraceIndex`] over those.
 //!
 //! # Lifecycle
 //!

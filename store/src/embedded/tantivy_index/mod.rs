@@ -30,7 +30,9 @@
 //! # Searches
 //!
 //! See [`find_trace_ids`]: trace-level semantics by intersecting per-condition trace-id
-//! sets, most selective first, over the day partitions the time range touches.
+//! sets, most selective first, over the day partitions the time range touches. The
+//! conditions, limits and cursor are the shared `trace_index::query_plan` and
+//! `trace_index::cursor`, so both index backends answer alike.
 //!
 //! # Retention
 //!
