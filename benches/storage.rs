@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use clew_proto::from_otlp::{convert_request, Limits};
 use clew_proto::{BusinessKey, Span, TraceId};
-use clew_store::{Common, IndexConfig, StoreConfig};
+use clew_store::{Common, HbaseStoreConfig, IndexConfig, OpenSearchIndexConfig, StoreConfig};
 
 fn arg(name: &str, default: usize) -> usize {
     let argv: Vec<String> = std::env::args().collect();
@@ -67,20 +67,13 @@ async fn main() {
                 !os_url.is_empty(),
                 "--index opensearch needs OPENSEARCH_URL=http://host:port (scripts/opensearch-start)"
             );
-            IndexConfig::Opensearch {
-                urls: os_url.split(',').map(str::to_string).collect(),
+            IndexConfig::Opensearch(OpenSearchIndexConfig {
                 index_prefix: os_prefix.clone(),
-                username: None,
-                password: None,
-                bearer_token: None,
-                ca_cert_path: None,
-                insecure_skip_verify: false,
                 timeout_ms: 30_000,
-                bulk_max_docs: clew_store::config::default_opensearch_bulk_max_docs(),
-                bulk_max_bytes: clew_store::config::default_opensearch_bulk_max_bytes(),
                 number_of_shards: 1,
                 number_of_replicas: 0,
-            }
+                ..OpenSearchIndexConfig::new(os_url.split(',').map(str::to_string).collect())
+            })
         }
         other => panic!("--index {other}: expected embedded or opensearch"),
     };
@@ -89,14 +82,11 @@ async fn main() {
         "hbase" => {
             let addrs = std::env::var("HBASE_THRIFT")
                 .expect("--store hbase needs HBASE_THRIFT=host:port (scripts/hbase-start)");
-            StoreConfig::Hbase {
-                thrift_addrs: addrs.split(',').map(str::to_string).collect(),
+            StoreConfig::Hbase(HbaseStoreConfig {
                 table: format!("clew_bench_{}", std::process::id()),
                 pool_size: arg("--pool", 4),
-                timeout_ms: clew_store::config::default_hbase_timeout_ms(),
-                max_spans_per_trace: clew_store::config::default_max_spans_per_trace(),
-                max_bytes_per_trace: clew_store::config::default_max_bytes_per_trace(),
-            }
+                ..HbaseStoreConfig::new(addrs.split(',').map(str::to_string).collect())
+            })
         }
         other => panic!("--store {other}: expected embedded or hbase"),
     };

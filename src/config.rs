@@ -267,10 +267,10 @@ mod tests {
         );
         assert!(matches!(
             c.store,
-            StoreConfig::Embedded {
+            StoreConfig::Embedded(clew_store::EmbeddedStoreConfig {
                 max_spans_per_trace: 10,
                 ..
-            }
+            })
         ));
     }
 

@@ -1,14 +1,10 @@
 //! Pieces of the wide-column row layout that every span-store backend shares
-//! (`docs/adr/0001-row-layout.md`): the per-trace meta cell, the span-kind discriminator
-//! that follows the span id in a cell's column, and the accounting of one write batch.
-//! Keeping them in one place keeps the embedded and HBase rows byte-for-byte alike.
+//! (`docs/adr/0001-row-layout.md`): the per-trace meta cell, and a span's cell within the
+//! row (span id, then the span-kind discriminator). Keeping them in one place keeps the
+//! embedded and HBase rows byte-for-byte alike; what is admitted into a row is decided in
+//! `span_store::admission`.
 
-use std::time::Instant;
-
-use clew_proto::{RejectReason, SpanKind};
-
-use crate::metrics as m;
-use crate::WriteReport;
+use clew_proto::{Span, SpanKind};
 
 const META_V1: u8 = 1;
 /// Encoded length of a meta cell.
@@ -61,37 +57,16 @@ pub fn discriminator(kind: SpanKind) -> u8 {
     }
 }
 
-/// What one write batch did, for the report and the metrics.
-#[derive(Default)]
-pub(crate) struct WriteOutcome {
-    pub report: WriteReport,
-    pub stored: u64,
-    pub bytes: u64,
-    pub duplicates: u64,
-}
+/// Length of the part of a cell's column that follows the trace: span id + discriminator.
+pub const CELL_SUFFIX_LEN: usize = 9;
 
-impl WriteOutcome {
-    /// Emits the batch's store metrics for `backend` and hands back the report.
-    pub fn finish(self, backend: &'static str, started: Instant) -> WriteReport {
-        metrics::histogram!(m::STORE_WRITE_SECONDS, "backend" => backend)
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::STORE_SPANS_WRITTEN_TOTAL, "backend" => backend)
-            .increment(self.stored);
-        metrics::counter!(m::STORE_BYTES_WRITTEN_TOTAL, "backend" => backend).increment(self.bytes);
-        if self.duplicates > 0 {
-            metrics::counter!(m::STORE_DUPLICATE_SPANS_TOTAL, "backend" => backend)
-                .increment(self.duplicates);
-        }
-        if !self.report.rejected.is_empty() {
-            metrics::counter!(
-                m::STORE_SPANS_REJECTED_TOTAL,
-                "backend" => backend,
-                "reason" => RejectReason::TraceTooLarge.as_str()
-            )
-            .increment(self.report.rejected.len() as u64);
-        }
-        self.report
-    }
+/// A span's cell within its trace's row: span id, then [`discriminator`] (client and
+/// server spans that share one span id are two cells).
+pub fn cell_suffix(span: &Span) -> [u8; CELL_SUFFIX_LEN] {
+    let mut q = [0u8; CELL_SUFFIX_LEN];
+    q[..8].copy_from_slice(&span.span_id.0);
+    q[8] = discriminator(span.kind);
+    q
 }
 
 #[cfg(test)]

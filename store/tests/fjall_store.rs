@@ -11,14 +11,14 @@ use clew_proto::{RejectReason, Span, SpanKind, TraceId};
 use clew_store::conformance::fixtures::{
     checkout_trace, now_unix_nano, span, span_id, trace_id, wide_trace, BASE_TIME,
 };
-use clew_store::conformance::span_store::{run_all, SuiteParams};
+use clew_store::conformance::span_store::{run_all, StoreBackend, SuiteParams};
 use clew_store::embedded::fjall_store::FjallSpanStore;
-use clew_store::{Common, SpanStore, StoreConfig, StoredTrace};
+use clew_store::{Common, EmbeddedStoreConfig, SpanStore, StoredTrace};
 
 const CRASH_DIR_ENV: &str = "CLEW_TEST_CRASH_CHILD_DIR";
 
-fn config(max_spans_per_trace: u32, max_bytes_per_trace: u64) -> StoreConfig {
-    StoreConfig::Embedded {
+fn config(max_spans_per_trace: u32, max_bytes_per_trace: u64) -> EmbeddedStoreConfig {
+    EmbeddedStoreConfig {
         max_spans_per_trace,
         max_bytes_per_trace,
         cache_mb: 16,
@@ -53,22 +53,43 @@ async fn fetch(store: &Arc<dyn SpanStore>, id: TraceId) -> StoredTrace {
         .unwrap_or_else(|| panic!("trace {id} should exist"))
 }
 
+/// Each store in its own temporary directory, kept until the suite ends.
+#[derive(Default)]
+struct Fjall {
+    dirs: Mutex<Vec<tempfile::TempDir>>,
+}
+
+impl Fjall {
+    fn open_in(dir: &Path, params: SuiteParams) -> Arc<dyn SpanStore> {
+        Arc::new(
+            FjallSpanStore::open(
+                &config(params.max_spans_per_trace, 64 << 20),
+                &common(dir, params.retention_days),
+            )
+            .expect("open fjall store"),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreBackend for Fjall {
+    async fn open(&self, params: SuiteParams) -> Arc<dyn SpanStore> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Fjall::open_in(dir.path(), params);
+        self.dirs.lock().unwrap().push(dir);
+        store
+    }
+
+    async fn reopen(&self, params: SuiteParams) -> Arc<dyn SpanStore> {
+        let dirs = self.dirs.lock().unwrap();
+        Fjall::open_in(dirs.last().expect("a store was opened").path(), params)
+    }
+}
+
+/// Every case of the shared suite; fjall can do everything it asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {
-    let dirs = Arc::new(Mutex::new(Vec::new()));
-    let keep = dirs.clone();
-    run_all(move |params: SuiteParams| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = FjallSpanStore::open(
-            &config(params.max_spans_per_trace, 64 << 20),
-            &common(dir.path(), params.retention_days),
-        )
-        .expect("open fjall store");
-        keep.lock().unwrap().push(dir);
-        std::future::ready(Arc::new(store) as Arc<dyn SpanStore>)
-    })
-    .await;
-    drop(dirs);
+    run_all(&Fjall::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use clew_proto::encoding::decode_span;
 use clew_store::conformance::fixtures::{checkout_trace, now_unix_nano, trace_id, wide_trace};
-use clew_store::conformance::span_store as suite;
-use clew_store::conformance::span_store::SuiteParams;
+use clew_store::conformance::span_store::{
+    self as suite, Capabilities, Retention, StoreBackend, SuiteParams,
+};
 use clew_store::hbase::connection::connect;
 use clew_store::hbase::span_store::{cell_qualifier, CELL_QUALIFIER_LEN, META_QUALIFIER};
 use clew_store::hbase::HbaseSpanStore;
 use clew_store::row_layout::Meta;
-use clew_store::{Common, SpanStore, StoreConfig};
+use clew_store::{Common, HbaseStoreConfig, SpanStore};
 use hbase_thrift::hbase::THbaseSyncClient;
 
 fn thrift_addr() -> String {
@@ -32,8 +33,8 @@ fn unique_table(what: &str) -> String {
     )
 }
 
-fn config(table: &str, max_spans_per_trace: u32, max_bytes_per_trace: u64) -> StoreConfig {
-    StoreConfig::Hbase {
+fn config(table: &str, max_spans_per_trace: u32, max_bytes_per_trace: u64) -> HbaseStoreConfig {
+    HbaseStoreConfig {
         thrift_addrs: vec![thrift_addr()],
         table: table.to_string(),
         pool_size: 4,
@@ -61,24 +62,40 @@ async fn open(table: String, params: SuiteParams) -> Arc<dyn SpanStore> {
     Arc::new(store)
 }
 
-/// Every case of the shared suite, unchanged, but retention: HBase expires cells by the
-/// column family's TTL with the *server's* clock, so `drop_expired(now + 9 days)` cannot
-/// make a just-written trace vanish; the TTL itself is asserted in `table_and_row_layout`.
+/// Every store of the suite on one table (each case uses its own trace ids); a reopen is a
+/// new store, with its own connections, on the same table.
+struct Hbase {
+    table: String,
+}
+
+#[async_trait::async_trait]
+impl StoreBackend for Hbase {
+    /// HBase expires cells by the column family's TTL with the *server's* clock, so
+    /// `drop_expired(now + 9 days)` cannot make a just-written trace vanish; the TTL
+    /// itself is asserted in `table_and_row_layout`.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            retention: Retention::ServerTtl,
+        }
+    }
+
+    async fn open(&self, params: SuiteParams) -> Arc<dyn SpanStore> {
+        open(self.table.clone(), params).await
+    }
+
+    async fn reopen(&self, params: SuiteParams) -> Arc<dyn SpanStore> {
+        open(self.table.clone(), params).await
+    }
+}
+
+/// Every case of the shared suite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs HBase (scripts/hbase-start); scripts/test runs it"]
 async fn conformance_suite() {
-    let table = unique_table("suite");
-    let open = |params: SuiteParams| open(table.clone(), params);
-    suite::whole_trace_round_trips(&open).await;
-    suite::unknown_trace_is_none(&open).await;
-    suite::get_traces_keeps_order_and_skips_unknown(&open).await;
-    suite::rewrite_is_idempotent(&open).await;
-    suite::duplicates_count_once_against_cap(&open).await;
-    suite::shared_span_id_client_and_server_both_kept(&open).await;
-    suite::late_spans_are_appended(&open).await;
-    suite::many_traces_in_one_batch(&open).await;
-    suite::size_cap_rejects_and_marks_truncated(&open).await;
-    suite::concurrent_writers_of_one_trace(&open).await;
+    suite::run_all(&Hbase {
+        table: unique_table("suite"),
+    })
+    .await;
 }
 
 /// Rows read through HBase's own Thrift interface: key = trace id, one family `s`, one
@@ -176,7 +193,7 @@ async fn table_and_row_layout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "slow: open retries with back-off for ~15 s; scripts/test runs it"]
 async fn unreachable_server_is_retryable() {
-    let config = StoreConfig::Hbase {
+    let config = HbaseStoreConfig {
         thrift_addrs: vec!["127.0.0.1:1".into()],
         table: "clew_unused".into(),
         pool_size: 1,

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use clew_store::conformance::fixtures::{checkout_trace, now_unix_nano, trace_id, BASE_TIME};
-use clew_store::conformance::trace_index::{self as suite, INDEXED_ATTRIBUTES, RETENTION_DAYS};
+use clew_store::conformance::trace_index::{
+    self as suite, IndexBackend, INDEXED_ATTRIBUTES, RETENTION_DAYS,
+};
 use clew_store::opensearch::OpenSearchTraceIndex;
-use clew_store::{Common, IndexConfig, TraceIndex, TraceQuery};
+use clew_store::{Common, EmbeddedIndexConfig, OpenSearchIndexConfig, TraceIndex, TraceQuery};
 use serde_json::Value;
 
 fn url() -> String {
@@ -30,8 +32,8 @@ fn unique_prefix(what: &str) -> String {
     )
 }
 
-fn config(urls: Vec<String>, prefix: &str, timeout_ms: u64) -> IndexConfig {
-    IndexConfig::Opensearch {
+fn config(urls: Vec<String>, prefix: &str, timeout_ms: u64) -> OpenSearchIndexConfig {
+    OpenSearchIndexConfig {
         urls,
         index_prefix: prefix.to_string(),
         username: None,
@@ -80,21 +82,38 @@ async fn delete_indices(prefix: &str) {
         .await;
 }
 
-/// Every case of the shared suite, unchanged, each on a fresh prefix.
+/// Each index on a fresh prefix of this run; a reopen is a new index object (client) on
+/// the last prefix. The indices are deleted when the suite ends.
+struct OpenSearch {
+    run: String,
+    prefixes: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl IndexBackend for OpenSearch {
+    async fn open(&self) -> Arc<dyn TraceIndex> {
+        let mut prefixes = self.prefixes.lock().unwrap();
+        let prefix = format!("{}-{}", self.run, prefixes.len());
+        prefixes.push(prefix.clone());
+        open(&prefix)
+    }
+
+    async fn reopen(&self) -> Arc<dyn TraceIndex> {
+        let prefixes = self.prefixes.lock().unwrap();
+        open(prefixes.last().expect("an index was opened"))
+    }
+}
+
+/// Every case of the shared suite, each on a fresh prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs OpenSearch (scripts/opensearch-start); scripts/test runs it"]
 async fn conformance_suite() {
-    let run = unique_prefix("suite");
-    let n = AtomicU64::new(0);
-    let prefixes = std::sync::Mutex::new(Vec::new());
-    suite::run_all(|| {
-        let prefix = format!("{run}-{}", n.fetch_add(1, Ordering::Relaxed));
-        prefixes.lock().unwrap().push(prefix.clone());
-        let idx = open(&prefix);
-        async move { idx }
-    })
-    .await;
-    for p in prefixes.into_inner().unwrap() {
+    let backend = OpenSearch {
+        run: unique_prefix("suite"),
+        prefixes: Default::default(),
+    };
+    suite::run_all(&backend).await;
+    for p in backend.prefixes.into_inner().unwrap() {
         delete_indices(&p).await;
     }
 }
@@ -303,7 +322,7 @@ async fn same_answers_as_the_embedded_index() {
     let mut common = common();
     common.data_dir = dir.path().to_path_buf();
     let embedded: Arc<dyn TraceIndex> =
-        Arc::new(TantivyTraceIndex::open(&IndexConfig::default(), &common).unwrap());
+        Arc::new(TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap());
     let prefix = unique_prefix("diff");
     let remote = open(&prefix);
     for chunk in spans.chunks(97) {

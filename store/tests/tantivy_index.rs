@@ -7,9 +7,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use clew_store::conformance::fixtures::{checkout_trace, trace_id, BASE_TIME};
-use clew_store::conformance::trace_index::{self, INDEXED_ATTRIBUTES, RETENTION_DAYS};
+use clew_store::conformance::trace_index::{
+    self, IndexBackend, INDEXED_ATTRIBUTES, RETENTION_DAYS,
+};
 use clew_store::embedded::tantivy_index::TantivyTraceIndex;
-use clew_store::{Common, IndexConfig, TraceIndex, TraceQuery};
+use clew_store::{Common, EmbeddedIndexConfig, TraceIndex, TraceQuery};
 
 fn common(dir: &Path) -> Common {
     Common {
@@ -20,7 +22,7 @@ fn common(dir: &Path) -> Common {
 }
 
 fn open(dir: &Path, commit_interval_ms: u64) -> TantivyTraceIndex {
-    let config = IndexConfig::Embedded {
+    let config = EmbeddedIndexConfig {
         commit_interval_ms,
         writer_memory_mb: 32,
     };
@@ -35,19 +37,31 @@ fn key(order: &str) -> TraceQuery {
     }
 }
 
+/// Each index in its own temporary directory, kept until the suite ends.
+#[derive(Default)]
+struct Tantivy {
+    dirs: std::sync::Mutex<Vec<tempfile::TempDir>>,
+}
+
+#[async_trait::async_trait]
+impl IndexBackend for Tantivy {
+    async fn open(&self) -> Arc<dyn TraceIndex> {
+        let dir = tempfile::tempdir().unwrap();
+        let idx: Arc<dyn TraceIndex> = Arc::new(open(dir.path(), 1000));
+        self.dirs.lock().unwrap().push(dir);
+        idx
+    }
+
+    async fn reopen(&self) -> Arc<dyn TraceIndex> {
+        let dirs = self.dirs.lock().unwrap();
+        Arc::new(open(dirs.last().expect("an index was opened").path(), 1000))
+    }
+}
+
+/// Every case of the shared suite; tantivy can do everything it asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance() {
-    let dirs = Arc::new(std::sync::Mutex::new(Vec::new()));
-    trace_index::run_all(|| {
-        let dirs = dirs.clone();
-        async move {
-            let dir = tempfile::tempdir().unwrap();
-            let idx: Arc<dyn TraceIndex> = Arc::new(open(dir.path(), 1000));
-            dirs.lock().unwrap().push(dir);
-            idx
-        }
-    })
-    .await;
+    trace_index::run_all(&Tantivy::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

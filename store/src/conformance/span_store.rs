@@ -1,16 +1,17 @@
 //! The span-store conformance suite: what every [`SpanStore`] backend must do.
 //!
-//! A backend's test calls [`run_all`] with a factory that opens a FRESH, empty store for the
-//! [`SuiteParams`] it is given, or calls single cases. Only the trait is used, so the HBase
-//! backend runs the same assertions as the embedded one. Every case uses its own trace ids,
-//! so a backend whose "fresh" store shares a table still gets meaningful results.
-//!
-//! ```text
-//! clew_store::conformance::span_store::run_all(|params| async move { open_my_store(params) }).await;
-//! ```
+//! A backend's test implements [`StoreBackend`] (open a store for the [`SuiteParams`] it is
+//! given; open the same data again after a close; what it legitimately cannot do, as
+//! [`Capabilities`]) and calls [`run_all`], which runs every one of [`cases`]: there is no
+//! hand-picked subset, so a new case reaches every backend. Only the trait is used, so the
+//! HBase backend runs the same assertions as the embedded one. Every case uses its own
+//! trace ids, so a backend whose "fresh" store shares a table still gets meaningful results.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use clew_proto::{RejectReason, Span, SpanKind, TraceId};
 
@@ -37,23 +38,92 @@ impl Default for SuiteParams {
     }
 }
 
-/// Runs every case, each against a freshly opened store.
-pub async fn run_all<F, Fut>(open: F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    whole_trace_round_trips(&open).await;
-    unknown_trace_is_none(&open).await;
-    get_traces_keeps_order_and_skips_unknown(&open).await;
-    rewrite_is_idempotent(&open).await;
-    duplicates_count_once_against_cap(&open).await;
-    shared_span_id_client_and_server_both_kept(&open).await;
-    late_spans_are_appended(&open).await;
-    many_traces_in_one_batch(&open).await;
-    size_cap_rejects_and_marks_truncated(&open).await;
-    concurrent_writers_of_one_trace(&open).await;
-    retention_drops_expired_data(&open).await;
+/// How a backend applies retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// `drop_expired` deletes whole buckets older than the retention (fjall).
+    DropsBuckets,
+    /// The server expires data by its own clock (HBase's column-family TTL), so
+    /// `drop_expired` has nothing to do and data written now cannot be made to expire by
+    /// passing a later `now`; the TTL itself is the backend's own test.
+    ServerTtl,
+}
+
+/// What a backend legitimately cannot do; every case still runs and asserts what the
+/// backend does instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub retention: Retention,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            retention: Retention::DropsBuckets,
+        }
+    }
+}
+
+/// A span-store backend under test.
+#[async_trait]
+pub trait StoreBackend: Send + Sync {
+    /// What this backend cannot do.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// A store for `params`: fresh and empty, or (for a server backend whose tables are
+    /// shared) one where no case's trace ids were written before.
+    async fn open(&self, params: SuiteParams) -> Arc<dyn SpanStore>;
+
+    /// The data of the store most recently returned by [`StoreBackend::open`] (closed by
+    /// the caller), opened again as a new store object with `params`: a process restart.
+    async fn reopen(&self, params: SuiteParams) -> Arc<dyn SpanStore>;
+}
+
+/// A case's future.
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// One conformance case.
+pub struct Case {
+    pub name: &'static str,
+    pub run: for<'a> fn(&'a dyn StoreBackend) -> CaseFuture<'a>,
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        vec![$(Case {
+            name: stringify!($name),
+            run: |backend| Box::pin($name(backend)),
+        }),*]
+    };
+}
+
+/// Every case, in the order [`run_all`] runs them.
+pub fn cases() -> Vec<Case> {
+    cases![
+        whole_trace_round_trips,
+        unknown_trace_is_none,
+        get_traces_keeps_order_and_skips_unknown,
+        rewrite_is_idempotent,
+        duplicates_count_once_against_cap,
+        shared_span_id_client_and_server_both_kept,
+        late_spans_are_appended,
+        many_traces_in_one_batch,
+        size_cap_rejects_and_marks_truncated,
+        concurrent_writers_of_one_trace,
+        retention_drops_expired_data,
+        survives_close_and_reopen,
+        ready_when_open,
+    ]
+}
+
+/// Runs every case; each opens the stores it needs.
+pub async fn run_all(backend: &dyn StoreBackend) {
+    for case in cases() {
+        eprintln!("span store conformance: {}", case.name);
+        (case.run)(backend).await;
+    }
 }
 
 fn sort_key(s: &Span) -> ([u8; 8], i32) {
@@ -108,12 +178,8 @@ fn too_large(indices: impl IntoIterator<Item = usize>) -> Vec<(usize, RejectReas
 }
 
 /// A trace written in one batch comes back whole: every span, every field.
-pub async fn whole_trace_round_trips<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams::default()).await;
+pub async fn whole_trace_round_trips(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
     let now = now_unix_nano();
     let checkout = checkout_trace(trace_id(101), "order-101", now, true);
     let wide = wide_trace(trace_id(102), 30, now);
@@ -137,12 +203,8 @@ where
 }
 
 /// Unknown ids are `Ok(None)` / skipped, never an error.
-pub async fn unknown_trace_is_none<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams::default()).await;
+pub async fn unknown_trace_is_none(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
     assert_eq!(
         store
             .get_trace(trace_id(201))
@@ -175,12 +237,8 @@ where
 }
 
 /// `get_traces` answers in the order asked and skips unknown ids.
-pub async fn get_traces_keeps_order_and_skips_unknown<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams::default()).await;
+pub async fn get_traces_keeps_order_and_skips_unknown(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
     let now = now_unix_nano();
     let traces: Vec<Vec<Span>> = (301..=303)
         .map(|n| checkout_trace(trace_id(n), &format!("order-{n}"), now, n == 302))
@@ -204,12 +262,8 @@ where
 }
 
 /// The same span written twice, in one batch or across batches, is stored once.
-pub async fn rewrite_is_idempotent<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams::default()).await;
+pub async fn rewrite_is_idempotent(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
     let t = checkout_trace(trace_id(401), "order-401", now_unix_nano(), true);
     let mut batch = t.clone();
     batch.push(t[0].clone());
@@ -225,16 +279,13 @@ where
 }
 
 /// Re-delivered spans do not count twice against the per-trace cap.
-pub async fn duplicates_count_once_against_cap<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams {
-        max_spans_per_trace: 4,
-        ..SuiteParams::default()
-    })
-    .await;
+pub async fn duplicates_count_once_against_cap(backend: &dyn StoreBackend) {
+    let store = backend
+        .open(SuiteParams {
+            max_spans_per_trace: 4,
+            ..SuiteParams::default()
+        })
+        .await;
     let now = now_unix_nano();
     let t = checkout_trace(trace_id(501), "order-501", now, false);
     let mut batch = t.clone();
@@ -268,12 +319,8 @@ where
 }
 
 /// A client and a server span sharing one span id are two cells, each idempotent.
-pub async fn shared_span_id_client_and_server_both_kept<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams::default()).await;
+pub async fn shared_span_id_client_and_server_both_kept(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
     let now = now_unix_nano();
     let mut client = span(
         trace_id(601),
@@ -311,12 +358,8 @@ where
 }
 
 /// Spans arriving after their trace was first written join the same trace.
-pub async fn late_spans_are_appended<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams::default()).await;
+pub async fn late_spans_are_appended(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
     let t = checkout_trace(trace_id(701), "order-701", now_unix_nano(), true);
     write_ok(&store, t[..2].to_vec()).await;
     assert_spans(&fetch(&store, trace_id(701)).await, &t[..2]);
@@ -328,12 +371,8 @@ where
 }
 
 /// One batch mixing the spans of many traces, interleaved.
-pub async fn many_traces_in_one_batch<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams::default()).await;
+pub async fn many_traces_in_one_batch(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
     let now = now_unix_nano();
     let mut traces: Vec<Vec<Span>> = (0..40u64)
         .map(|n| {
@@ -364,16 +403,13 @@ where
 
 /// Spans past the cap are rejected by index, the trace reads as truncated, the stored part
 /// stays readable, and replays of stored spans of a full trace are not rejected.
-pub async fn size_cap_rejects_and_marks_truncated<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams {
-        max_spans_per_trace: 10,
-        ..SuiteParams::default()
-    })
-    .await;
+pub async fn size_cap_rejects_and_marks_truncated(backend: &dyn StoreBackend) {
+    let store = backend
+        .open(SuiteParams {
+            max_spans_per_trace: 10,
+            ..SuiteParams::default()
+        })
+        .await;
     let now = now_unix_nano();
     let big = wide_trace(trace_id(901), 25, now);
     let small = checkout_trace(trace_id(902), "order-902", now, false);
@@ -418,12 +454,8 @@ where
 }
 
 /// Concurrent writers of overlapping spans of one trace: every span once, none lost.
-pub async fn concurrent_writers_of_one_trace<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
-    let store = open(SuiteParams::default()).await;
+pub async fn concurrent_writers_of_one_trace(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
     let t = wide_trace(trace_id(1001), 45, now_unix_nano());
     let mut tasks = Vec::new();
     for k in 0..8 {
@@ -440,17 +472,14 @@ where
     assert_spans(&fetch(&store, trace_id(1001)).await, &t[..45]);
 }
 
-/// `drop_expired` keeps fresh data and removes data older than the retention period.
-pub async fn retention_drops_expired_data<F, Fut>(open: &F)
-where
-    F: Fn(SuiteParams) -> Fut,
-    Fut: Future<Output = Arc<dyn SpanStore>>,
-{
+/// `drop_expired` keeps fresh data and removes data older than the retention period (a
+/// server-TTL backend: `drop_expired` is a harmless no-op).
+pub async fn retention_drops_expired_data(backend: &dyn StoreBackend) {
     let params = SuiteParams {
         retention_days: 7,
         ..SuiteParams::default()
     };
-    let store = open(params).await;
+    let store = backend.open(params).await;
     let now = now_unix_nano();
     let t = checkout_trace(trace_id(1101), "order-1101", now, false);
     write_ok(&store, t.clone()).await;
@@ -462,6 +491,15 @@ where
     assert_spans(&fetch(&store, trace_id(1101)).await, &t);
 
     let later = now_unix_nano() + u64::from(params.retention_days + 2) * NANOS_PER_DAY;
+    if backend.capabilities().retention == Retention::ServerTtl {
+        let dropped = store
+            .drop_expired(later)
+            .await
+            .expect("drop_expired(later)");
+        assert_eq!(dropped, 0, "the server expires data, there are no buckets");
+        assert_spans(&fetch(&store, trace_id(1101)).await, &t);
+        return;
+    }
     let dropped = store
         .drop_expired(later)
         .await
@@ -482,4 +520,60 @@ where
     let fresh = checkout_trace(trace_id(1102), "order-1102", now_unix_nano(), false);
     write_ok(&store, fresh.clone()).await;
     assert_spans(&fetch(&store, trace_id(1102)).await, &fresh);
+}
+
+/// Durability across a restart: spans, the truncated flag and the per-trace counts are read
+/// back after `close` and a new open of the same data, and the cap still holds.
+pub async fn survives_close_and_reopen(backend: &dyn StoreBackend) {
+    let params = SuiteParams {
+        max_spans_per_trace: 5,
+        ..SuiteParams::default()
+    };
+    let store = backend.open(params).await;
+    let now = now_unix_nano();
+    let checkout = checkout_trace(trace_id(1201), "order-1201", now, true);
+    let big = wide_trace(trace_id(1202), 8, now);
+    let report = store
+        .write_spans(
+            checkout
+                .iter()
+                .chain(&big)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+        )
+        .await
+        .expect("write before close");
+    assert_eq!(
+        report.rejected,
+        too_large(checkout.len() + 5..checkout.len() + 8)
+    );
+    store.close().await.expect("close");
+    drop(store);
+
+    let store = backend.reopen(params).await;
+    assert_spans(&fetch(&store, trace_id(1201)).await, &checkout);
+    let got = fetch(&store, trace_id(1202)).await;
+    assert!(got.truncated, "the truncated flag is durable");
+    assert_spans(&got, &big[..5]);
+    // the counts are durable too: a replay is fine, a new span is still refused
+    let report = store
+        .write_spans(vec![big[0].clone(), big[6].clone()].into())
+        .await
+        .expect("write after reopen");
+    assert_eq!(report.rejected, too_large([1]));
+    store.close().await.expect("close after reopen");
+}
+
+/// Readiness: an open store says it can serve, before and after it holds data.
+pub async fn ready_when_open(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
+    store
+        .ready()
+        .await
+        .expect("a freshly opened store is ready");
+    let t = checkout_trace(trace_id(1301), "order-1301", now_unix_nano(), false);
+    write_ok(&store, t.clone()).await;
+    store.ready().await.expect("a store holding data is ready");
+    assert_spans(&fetch(&store, trace_id(1301)).await, &t);
 }

@@ -36,28 +36,28 @@
 //! # Durability and concurrency
 //!
 //! A write is one fjall batch (cells + metas) committed with `PersistMode::SyncData`
-//! before `write_spans` returns. Writes are serialized by a mutex because the cap is a
-//! read-modify-write of the meta cell; reads never take it. Every fjall error becomes the
-//! retryable [`Error::Unavailable`]; all blocking work (including encoding) runs in
-//! `spawn_blocking`. See `docs/adr/0001-row-layout.md`.
+//! before `write_spans` returns. Which spans are stored is decided by the shared
+//! `span_store::admission`; the shared adapter (`span_store::blocking`) serializes writers,
+//! because the cap is a read-modify-write of the meta cell, and runs all blocking work
+//! (including encoding) in `spawn_blocking`; reads never wait for writers. Every fjall
+//! error becomes the retryable [`Error::Unavailable`]. See `docs/adr/0001-row-layout.md`.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
 
-use async_trait::async_trait;
-use clew_proto::encoding::{encode_span, SharedDecoder};
-use clew_proto::{RejectReason, Span, TraceId};
+use clew_proto::encoding::SharedDecoder;
+use clew_proto::{Span, TraceId};
 use fjall::config::{BlockSizePolicy, CompressionPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tracing::warn;
 
-use crate::config::{Common, StoreConfig};
+use super::config::EmbeddedStoreConfig;
 use crate::metrics as m;
-use crate::row_layout::{discriminator, Meta, WriteOutcome};
-use crate::{Error, Result, SpanStore, StoredTrace, WriteReport};
+use crate::row_layout::{cell_suffix, Meta};
+use crate::span_store::admission::{Admission, Caps, WriteOutcome};
+use crate::span_store::blocking::{BlockingBackend, BlockingSpanStore, Retry};
+use crate::{Common, Error, Result, StoredTrace};
 
 const BACKEND: &str = "embedded";
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
@@ -69,18 +69,15 @@ const META_KEY_LEN: usize = 17;
 const CELL_KEY_LEN: usize = 25;
 
 /// The embedded span store. Cheap to share (`Arc` inside).
-pub struct FjallSpanStore {
-    inner: Arc<Inner>,
-}
+pub type FjallSpanStore = BlockingSpanStore<FjallRows>;
 
-struct Inner {
+/// The blocking half of [`FjallSpanStore`]: the database and its day buckets.
+pub struct FjallRows {
     db: Database,
-    /// Live buckets, oldest first.
+    /// Live buckets, oldest first. Changed only by `write` and `drop_expired`, which the
+    /// adapter never runs concurrently.
     buckets: RwLock<Vec<Bucket>>,
-    /// Serializes writers and retention (meta cells are read-modify-write).
-    write_lock: Mutex<()>,
-    max_spans_per_trace: u32,
-    max_bytes_per_trace: u64,
+    caps: Caps,
     retention_days: u32,
 }
 
@@ -99,8 +96,7 @@ fn meta_key(trace: &TraceId) -> [u8; META_KEY_LEN] {
 fn cell_key(span: &Span) -> [u8; CELL_KEY_LEN] {
     let mut key = [0u8; CELL_KEY_LEN];
     key[..16].copy_from_slice(&span.trace_id.0);
-    key[16..24].copy_from_slice(&span.span_id.0);
-    key[24] = discriminator(span.kind);
+    key[16..].copy_from_slice(&cell_suffix(span));
     key
 }
 
@@ -123,13 +119,11 @@ fn unavailable(context: &'static str) -> impl FnOnce(fjall::Error) -> Error {
     move |e| Error::unavailable(context, e)
 }
 
-/// A trace touched by the current batch.
-struct TraceState {
+/// Where a trace touched by the current batch lives.
+struct TraceBucket {
     keyspace: Keyspace,
     /// Whether the trace had cells before this batch (only then can a cell already exist).
     existed: bool,
-    meta: Meta,
-    dirty: bool,
 }
 
 /// Options of every day bucket. Cells of one trace repeat resource and attribute keys, so
@@ -144,15 +138,7 @@ fn bucket_options() -> KeyspaceCreateOptions {
 
 impl FjallSpanStore {
     /// Opens (or creates) the store under `<data_dir>/spans`.
-    pub fn open(config: &StoreConfig, common: &Common) -> Result<Self> {
-        let StoreConfig::Embedded {
-            max_spans_per_trace,
-            max_bytes_per_trace,
-            cache_mb,
-        } = *config
-        else {
-            return Err(Error::Config("store.type is not \"embedded\"".into()));
-        };
+    pub fn open(config: &EmbeddedStoreConfig, common: &Common) -> Result<Self> {
         let path: PathBuf = common.data_dir.join("spans");
         std::fs::create_dir_all(&path).map_err(|e| {
             Error::unavailable(
@@ -161,7 +147,7 @@ impl FjallSpanStore {
             )
         })?;
         let db = Database::builder(&path)
-            .cache_size(cache_mb.saturating_mul(1024 * 1024))
+            .cache_size(config.cache_mb.saturating_mul(1024 * 1024))
             .journal_compression(CompressionType::Lz4)
             .open()
             .map_err(|e| match e {
@@ -191,31 +177,19 @@ impl FjallSpanStore {
             buckets.push(Bucket { day, keyspace });
         }
         buckets.sort_by_key(|b| b.day);
-        Ok(FjallSpanStore {
-            inner: Arc::new(Inner {
-                db,
-                buckets: RwLock::new(buckets),
-                write_lock: Mutex::new(()),
-                max_spans_per_trace,
-                max_bytes_per_trace,
-                retention_days: common.retention_days,
-            }),
-        })
-    }
-
-    async fn blocking<T, F>(&self, context: &'static str, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| Error::unavailable(context, e))?
+        Ok(BlockingSpanStore::new(FjallRows {
+            db,
+            buckets: RwLock::new(buckets),
+            caps: Caps {
+                max_spans_per_trace: config.max_spans_per_trace,
+                max_bytes_per_trace: config.max_bytes_per_trace,
+            },
+            retention_days: common.retention_days,
+        }))
     }
 }
 
-impl Inner {
+impl FjallRows {
     fn live_buckets(&self) -> Vec<Bucket> {
         self.buckets
             .read()
@@ -223,7 +197,7 @@ impl Inner {
             .clone()
     }
 
-    /// The bucket for `day`, created if needed. Called with the write lock held.
+    /// The bucket for `day`, created if needed. Called by `write` only.
     fn bucket_for_day(&self, day: u64) -> Result<Keyspace> {
         if let Some(b) = self
             .buckets
@@ -271,119 +245,67 @@ impl Inner {
         Ok(None)
     }
 
-    fn write(&self, spans: &[Span]) -> Result<WriteOutcome> {
-        let mut out = WriteOutcome::default();
+    fn write_batch(&self, spans: &[Span]) -> Result<WriteOutcome> {
         if spans.is_empty() {
-            return Ok(out);
+            return Ok(WriteOutcome::default());
         }
-        let _writer = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         let buckets = self.live_buckets();
         let today = wall_clock_nanos() / NANOS_PER_DAY;
         let mut today_bucket: Option<Keyspace> = None;
-
-        let mut trace_slots: HashMap<TraceId, u32> = HashMap::new();
-        let mut traces: Vec<TraceState> = Vec::new();
-        // Cells seen earlier in this batch: (trace slot, span id + discriminator) → stored?
-        let mut seen: HashMap<(u32, [u8; 9]), bool> = HashMap::with_capacity(spans.len());
+        let mut admission = Admission::new(self.caps);
+        // By admission slot.
+        let mut traces: Vec<TraceBucket> = Vec::new();
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        let mut scratch = Vec::with_capacity(1024);
 
         for (index, span) in spans.iter().enumerate() {
-            let slot = match trace_slots.entry(span.trace_id) {
-                Entry::Occupied(e) => *e.get(),
-                Entry::Vacant(e) => {
-                    let state = match self.find_trace(&buckets, &span.trace_id)? {
-                        Some((keyspace, meta)) => TraceState {
-                            keyspace,
-                            existed: true,
-                            meta,
-                            dirty: false,
-                        },
+            let slot = match admission.slot(&span.trace_id) {
+                Some(slot) => slot,
+                None => {
+                    let (bucket, meta) = match self.find_trace(&buckets, &span.trace_id)? {
+                        Some((keyspace, meta)) => (
+                            TraceBucket {
+                                keyspace,
+                                existed: true,
+                            },
+                            Some(meta),
+                        ),
                         None => {
                             let keyspace = match &today_bucket {
                                 Some(k) => k.clone(),
                                 None => today_bucket.insert(self.bucket_for_day(today)?).clone(),
                             };
-                            TraceState {
+                            let bucket = TraceBucket {
                                 keyspace,
                                 existed: false,
-                                meta: Meta::default(),
-                                dirty: false,
-                            }
+                            };
+                            (bucket, None)
                         }
                     };
-                    traces.push(state);
-                    *e.insert((traces.len() - 1) as u32)
+                    traces.push(bucket);
+                    admission.add_trace(span.trace_id, meta)
                 }
             };
-            let state = &mut traces[slot as usize];
+            let bucket = &traces[slot];
             let key = cell_key(span);
-            let mut suffix = [0u8; 9];
-            suffix.copy_from_slice(&key[16..]);
-            match seen.entry((slot, suffix)) {
-                Entry::Occupied(e) => {
-                    // Same cell earlier in this batch: a no-op if it was stored, and
-                    // rejected again if it was rejected.
-                    if *e.get() {
-                        out.duplicates += 1;
-                    } else {
-                        out.report
-                            .rejected
-                            .push((index, RejectReason::TraceTooLarge));
-                    }
-                    continue;
-                }
-                Entry::Vacant(e) => {
-                    if state.existed
-                        && state
-                            .keyspace
-                            .contains_key(key)
-                            .map_err(unavailable("failed to read span cell"))?
-                    {
-                        e.insert(true);
-                        out.duplicates += 1;
-                        continue;
-                    }
-                    scratch.clear();
-                    encode_span(span, &mut scratch);
-                    let len = scratch.len() as u64;
-                    if state.meta.spans >= self.max_spans_per_trace
-                        || state.meta.bytes.saturating_add(len) > self.max_bytes_per_trace
-                    {
-                        e.insert(false);
-                        out.report
-                            .rejected
-                            .push((index, RejectReason::TraceTooLarge));
-                        if !state.meta.truncated {
-                            state.meta.truncated = true;
-                            state.dirty = true;
-                        }
-                        continue;
-                    }
-                    e.insert(true);
-                    state.meta.spans += 1;
-                    state.meta.bytes += len;
-                    state.dirty = true;
-                    out.stored += 1;
-                    out.bytes += len;
-                    batch.insert(&state.keyspace, key, scratch.as_slice());
-                }
+            let exists = || {
+                Ok(bucket.existed
+                    && bucket
+                        .keyspace
+                        .contains_key(key)
+                        .map_err(unavailable("failed to read span cell"))?)
+            };
+            if let Some(encoded) = admission.admit(index, span, slot, exists)? {
+                batch.insert(&bucket.keyspace, key, encoded);
             }
         }
 
-        for (trace, slot) in &trace_slots {
-            let state = &traces[*slot as usize];
-            if state.dirty {
-                batch.insert(&state.keyspace, meta_key(trace), state.meta.encode());
-            }
+        for (slot, trace, meta) in admission.changed_metas() {
+            batch.insert(&traces[slot].keyspace, meta_key(&trace), meta.encode());
         }
         batch
             .commit()
             .map_err(unavailable("failed to write spans durably"))?;
-        Ok(out)
+        Ok(admission.finish())
     }
 
     /// Reads one whole trace from every bucket that has its meta (normally exactly one).
@@ -442,7 +364,7 @@ impl Inner {
         Ok(found)
     }
 
-    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+    fn read_batch(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
         let buckets = self.live_buckets();
         let mut out = Vec::with_capacity(ids.len());
         let mut corrupt = 0;
@@ -461,11 +383,7 @@ impl Inner {
         result.map(|()| out)
     }
 
-    fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
-        let _writer = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    fn drop_expired_buckets(&self, now_unix_nano: u64) -> Result<u64> {
         // A bucket holds data ingested before the end of its day; it expires once that end
         // is more than `retention_days` before `now`.
         let cutoff = now_unix_nano.saturating_sub(u64::from(self.retention_days) * NANOS_PER_DAY);
@@ -504,75 +422,34 @@ fn recount_row(keyspace: &Keyspace, trace: &TraceId) -> Result<Meta> {
     Ok(meta)
 }
 
-#[async_trait]
-impl SpanStore for FjallSpanStore {
-    async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport> {
-        let started = Instant::now();
-        let out = self
-            .blocking("span store write task failed", move |inner| {
-                inner.write(&spans)
-            })
-            .await?;
-        Ok(out.finish(BACKEND, started))
+impl BlockingBackend for FjallRows {
+    const NAME: &'static str = BACKEND;
+    const RETRY: Retry = Retry::NEVER;
+
+    fn write(&self, spans: &[Span]) -> Result<WriteOutcome> {
+        self.write_batch(spans)
     }
 
-    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
-        let mut traces = self
-            .blocking("span store read task failed", move |inner| {
-                inner.read_traces(&[trace_id])
-            })
-            .await?;
-        Ok(traces.pop())
+    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+        self.read_batch(ids)
     }
 
-    async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
-        if trace_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids = trace_ids.to_vec();
-        self.blocking("span store read task failed", move |inner| {
-            inner.read_traces(&ids)
-        })
-        .await
+    fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
+        self.drop_expired_buckets(now_unix_nano)
     }
 
-    async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
-        let dropped = self
-            .blocking("span store retention task failed", move |inner| {
-                inner.drop_expired(now_unix_nano)
-            })
-            .await?;
-        if dropped > 0 {
-            metrics::counter!(m::STORE_BUCKETS_DROPPED_TOTAL, "backend" => BACKEND)
-                .increment(dropped);
-        }
-        Ok(dropped)
+    fn close(&self) -> Result<()> {
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(unavailable("failed to persist span store"))
     }
 
     /// Not ready once fjall has poisoned itself (a journal write or fsync failed: disk full,
     /// I/O error); every write would fail until the process restarts and recovers.
-    async fn ready(&self) -> Result<()> {
-        self.blocking("span store readiness task failed", |inner| {
-            inner
-                .db
-                .persist(PersistMode::Buffer)
-                .map_err(unavailable("span store is not writable"))
-        })
-        .await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.blocking("span store close task failed", |inner| {
-            let _writer = inner
-                .write_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            inner
-                .db
-                .persist(PersistMode::SyncAll)
-                .map_err(unavailable("failed to persist span store"))
-        })
-        .await
+    fn ready(&self) -> Result<()> {
+        self.db
+            .persist(PersistMode::Buffer)
+            .map_err(unavailable("span store is not writable"))
     }
 }
 
@@ -615,7 +492,10 @@ mod tests {
         a.kind = SpanKind::Client;
         b.kind = SpanKind::Server;
         assert_ne!(cell_key(&a), cell_key(&b));
-        assert_eq!(discriminator(SpanKind::Unknown(77)), 0xff);
+        assert_eq!(
+            crate::row_layout::discriminator(SpanKind::Unknown(77)),
+            0xff
+        );
     }
 
     #[test]

@@ -31,22 +31,22 @@
 //! operator step (see the ADR).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use clew_proto::encoding::{encode_span, SharedDecoder};
-use clew_proto::{RejectReason, Span, TraceId};
+use clew_proto::encoding::SharedDecoder;
+use clew_proto::{Span, TraceId};
 use hbase_thrift::hbase::{
     BatchMutation, ColumnDescriptor, Mutation, THbaseSyncClient, TRowResult,
 };
 use tracing::{info, warn};
 
+use super::config::HbaseStoreConfig;
 use super::connection::{is_already_exists, Pool};
-use crate::config::{Common, StoreConfig};
 use crate::metrics as m;
-use crate::row_layout::{discriminator, Meta, WriteOutcome};
-use crate::{Error, Result, SpanStore, StoredTrace, WriteReport};
+use crate::row_layout::{cell_suffix, Meta, CELL_SUFFIX_LEN};
+use crate::span_store::admission::{Admission, Caps, WriteOutcome};
+use crate::span_store::blocking::{BlockingBackend, BlockingSpanStore, Retry};
+use crate::{Common, Error, Result, StoredTrace};
 
 const BACKEND: &str = "hbase";
 /// The one column family.
@@ -54,7 +54,7 @@ pub const FAMILY: &[u8] = b"s";
 /// Qualifier of the per-trace meta cell.
 pub const META_QUALIFIER: &[u8] = b"meta";
 /// Length of a span cell qualifier: span id + discriminator.
-pub const CELL_QUALIFIER_LEN: usize = 9;
+pub const CELL_QUALIFIER_LEN: usize = CELL_SUFFIX_LEN;
 /// Attempts per call for retryable errors, with doubling back-off from `BACKOFF_START`.
 const ATTEMPTS: u32 = 4;
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -71,25 +71,21 @@ pub fn column(qualifier: &[u8]) -> Vec<u8> {
 /// The qualifier of a span's cell: span id, then the kind (client and server spans that
 /// share one span id are two cells).
 pub fn cell_qualifier(span: &Span) -> [u8; CELL_QUALIFIER_LEN] {
-    let mut q = [0u8; CELL_QUALIFIER_LEN];
-    q[..8].copy_from_slice(&span.span_id.0);
-    q[8] = discriminator(span.kind);
-    q
+    cell_suffix(span)
 }
 
 /// The HBase span store. Cheap to share (`Arc` inside).
-pub struct HbaseSpanStore {
-    inner: Arc<Inner>,
-    /// Serializes writers: the meta cell is read-modify-write.
-    write_lock: tokio::sync::Mutex<()>,
-}
+pub type HbaseSpanStore = BlockingSpanStore<HbaseRows>;
 
-struct Inner {
+/// The blocking half of [`HbaseSpanStore`]: the connection pool and the table.
+pub struct HbaseRows {
     pool: Pool,
     table: Vec<u8>,
-    max_spans_per_trace: u32,
-    max_bytes_per_trace: u64,
+    caps: Caps,
 }
+
+/// Cells of the batch that are already stored: (admission slot, qualifier).
+type ExistingCells = HashSet<(usize, [u8; CELL_QUALIFIER_LEN])>;
 
 fn no_attributes() -> BTreeMap<Vec<u8>, Vec<u8>> {
     BTreeMap::new()
@@ -97,33 +93,24 @@ fn no_attributes() -> BTreeMap<Vec<u8>, Vec<u8>> {
 
 impl HbaseSpanStore {
     /// Connects and creates the table if it is missing (blocking; call before serving).
-    pub fn open(config: &StoreConfig, common: &Common) -> Result<Self> {
-        let StoreConfig::Hbase {
-            thrift_addrs,
-            table,
-            pool_size,
-            timeout_ms,
-            max_spans_per_trace,
-            max_bytes_per_trace,
-        } = config
-        else {
-            return Err(Error::Config("store.type is not \"hbase\"".into()));
-        };
-        let inner = Inner {
+    pub fn open(config: &HbaseStoreConfig, common: &Common) -> Result<Self> {
+        let rows = HbaseRows {
             pool: Pool::new(
-                thrift_addrs.clone(),
-                *pool_size,
-                Duration::from_millis(*timeout_ms),
+                config.thrift_addrs.clone(),
+                config.pool_size,
+                Duration::from_millis(config.timeout_ms),
             ),
-            table: table.as_bytes().to_vec(),
-            max_spans_per_trace: *max_spans_per_trace,
-            max_bytes_per_trace: *max_bytes_per_trace,
+            table: config.table.as_bytes().to_vec(),
+            caps: Caps {
+                max_spans_per_trace: config.max_spans_per_trace,
+                max_bytes_per_trace: config.max_bytes_per_trace,
+            },
         };
         let ttl_seconds = i32::try_from(u64::from(common.retention_days) * 86_400)
             .map_err(|_| Error::Config("retention_days is too large for an hbase ttl".into()))?;
         let mut attempt = 0;
         loop {
-            match inner.ensure_table(ttl_seconds) {
+            match rows.ensure_table(ttl_seconds) {
                 Err(e) if e.is_retryable() && attempt + 1 < ATTEMPTS * 3 => {
                     warn!(error = %e, "hbase not ready, retrying table set-up");
                     std::thread::sleep(BACKOFF_START * 2u32.pow(attempt.min(4)));
@@ -132,41 +119,11 @@ impl HbaseSpanStore {
                 other => break other?,
             }
         }
-        Ok(HbaseSpanStore {
-            inner: Arc::new(inner),
-            write_lock: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    /// Runs `f` off the reactor, retrying retryable failures with doubling back-off.
-    async fn blocking<T, F>(&self, context: &'static str, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: Fn(&Inner) -> Result<T> + Send + Sync + 'static,
-    {
-        let f = Arc::new(f);
-        let mut backoff = BACKOFF_START;
-        let mut attempt = 1;
-        loop {
-            let inner = self.inner.clone();
-            let f = f.clone();
-            let result = tokio::task::spawn_blocking(move || f(&inner))
-                .await
-                .map_err(|e| Error::unavailable(context, e))?;
-            match result {
-                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
-                    warn!(error = %e, attempt, "hbase call failed, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        Ok(BlockingSpanStore::new(rows))
     }
 }
 
-impl Inner {
+impl HbaseRows {
     fn ensure_table(&self, ttl_seconds: i32) -> Result<()> {
         let table = self.table.clone();
         let exists = self.pool.with_client("failed to list hbase tables", |c| {
@@ -209,24 +166,44 @@ impl Inner {
             })
     }
 
-    fn write(&self, spans: &[Span]) -> Result<WriteOutcome> {
-        let mut out = WriteOutcome::default();
+    /// One batch, in four steps: the metas of its traces (one multi-get), the cells that
+    /// already exist in traces already stored (one multi-get), admission, and one
+    /// `mutateRows` in which each row's cells and meta are applied atomically.
+    fn write_batch(&self, spans: &[Span]) -> Result<WriteOutcome> {
         if spans.is_empty() {
-            return Ok(out);
+            return Ok(WriteOutcome::default());
         }
-        // Traces of the batch, in first-seen order.
-        let mut slots: HashMap<TraceId, usize> = HashMap::new();
-        let mut order: Vec<TraceId> = Vec::new();
-        for span in spans {
-            slots.entry(span.trace_id).or_insert_with(|| {
-                order.push(span.trace_id);
-                order.len() - 1
-            });
+        let order = traces_in_order(spans);
+        let metas = self.read_metas(&order)?;
+        let mut admission = Admission::new(self.caps);
+        for (trace, meta) in order.iter().zip(&metas) {
+            admission.add_trace(*trace, *meta);
         }
+        let existing = self.read_existing_cells(spans, &order, &metas)?;
+        let mut cells: Vec<Vec<Mutation>> = vec![Vec::new(); order.len()];
+        for (index, span) in spans.iter().enumerate() {
+            let slot = admission
+                .slot(&span.trace_id)
+                .expect("every trace was added");
+            let q = cell_qualifier(span);
+            let exists = || Ok(existing.contains(&(slot, q)));
+            if let Some(encoded) = admission.admit(index, span, slot, exists)? {
+                cells[slot].push(put(column(&q), encoded.to_vec()));
+            }
+        }
+        let rows = row_mutations(&admission, cells);
+        if !rows.is_empty() {
+            self.mutate_rows(rows)?;
+        }
+        Ok(admission.finish())
+    }
+
+    /// The stored meta of each trace (`None`: not stored yet), in the order of `order`.
+    /// A meta that cannot be read is rebuilt from the row itself.
+    fn read_metas(&self, order: &[TraceId]) -> Result<Vec<Option<Meta>>> {
+        let slots = slots_of(order);
         let rows: Vec<Vec<u8>> = order.iter().map(|id| id.0.to_vec()).collect();
         let table = self.table.clone();
-
-        // 1. the metas of every trace in the batch, one multi-get
         let meta_rows = self
             .pool
             .with_client("failed to read trace metas from hbase", |c| {
@@ -255,133 +232,94 @@ impl Inner {
                 }
             }
         }
-        // A meta that cannot be read is rebuilt from the row itself.
         for slot in corrupt_metas {
             warn!(trace_id = %order[slot], "corrupt trace meta cell, recounting the row");
-            let row = self.read_rows(&[order[slot]])?;
-            let mut meta = Meta::default();
-            for (name, cell) in row.iter().flat_map(|r| r.columns.iter().flatten()) {
-                if name.len() == FAMILY.len() + 1 + CELL_QUALIFIER_LEN {
-                    meta.spans += 1;
-                    meta.bytes += cell.value.as_ref().map_or(0, |v| v.len() as u64);
-                }
-            }
-            metas[slot] = Some(meta);
+            metas[slot] = Some(self.recount_row(order[slot])?);
         }
-
-        // 2. which of the batch's cells already exist, for traces already in the store
-        let mut existing: HashSet<(usize, [u8; CELL_QUALIFIER_LEN])> = HashSet::new();
-        let known: Vec<usize> = (0..order.len()).filter(|&s| metas[s].is_some()).collect();
-        if !known.is_empty() {
-            let known_set: HashSet<usize> = known.iter().copied().collect();
-            let mut columns: Vec<Vec<u8>> = spans
-                .iter()
-                .filter(|s| known_set.contains(&slots[&s.trace_id]))
-                .map(|s| column(&cell_qualifier(s)))
-                .collect();
-            columns.sort();
-            columns.dedup();
-            let known_rows: Vec<Vec<u8>> = known.iter().map(|&s| order[s].0.to_vec()).collect();
-            let found =
-                self.pool
-                    .with_client("failed to read existing span cells from hbase", |c| {
-                        c.get_rows_with_columns(
-                            table.clone(),
-                            known_rows.clone(),
-                            columns.clone(),
-                            no_attributes(),
-                        )
-                    })?;
-            for row in found {
-                let Some(slot) = row_slot(&row, &slots) else {
-                    continue;
-                };
-                for name in row.columns.iter().flat_map(|c| c.keys()) {
-                    if let Some(q) = name
-                        .strip_prefix(FAMILY)
-                        .and_then(|rest| rest.strip_prefix(b":"))
-                        .and_then(|q| <[u8; CELL_QUALIFIER_LEN]>::try_from(q).ok())
-                    {
-                        existing.insert((slot, q));
-                    }
-                }
-            }
-        }
-
-        // 3. admit spans against the cap, building one row mutation per trace
-        let mut state: Vec<(Meta, bool)> = metas
-            .iter()
-            .map(|m| (m.unwrap_or_default(), false))
-            .collect();
-        let mut mutations: Vec<Vec<Mutation>> = vec![Vec::new(); order.len()];
-        let mut seen: HashMap<(usize, [u8; CELL_QUALIFIER_LEN]), bool> = HashMap::new();
-        let mut scratch = Vec::with_capacity(1024);
-        for (index, span) in spans.iter().enumerate() {
-            let slot = slots[&span.trace_id];
-            let q = cell_qualifier(span);
-            if let Some(&stored) = seen.get(&(slot, q)) {
-                if stored {
-                    out.duplicates += 1;
-                } else {
-                    out.report
-                        .rejected
-                        .push((index, RejectReason::TraceTooLarge));
-                }
-                continue;
-            }
-            if existing.contains(&(slot, q)) {
-                seen.insert((slot, q), true);
-                out.duplicates += 1;
-                continue;
-            }
-            scratch.clear();
-            encode_span(span, &mut scratch);
-            let len = scratch.len() as u64;
-            let (meta, dirty) = &mut state[slot];
-            if meta.spans >= self.max_spans_per_trace
-                || meta.bytes.saturating_add(len) > self.max_bytes_per_trace
-            {
-                seen.insert((slot, q), false);
-                out.report
-                    .rejected
-                    .push((index, RejectReason::TraceTooLarge));
-                if !meta.truncated {
-                    meta.truncated = true;
-                    *dirty = true;
-                }
-                continue;
-            }
-            seen.insert((slot, q), true);
-            meta.spans += 1;
-            meta.bytes += len;
-            *dirty = true;
-            out.stored += 1;
-            out.bytes += len;
-            mutations[slot].push(put(column(&q), scratch.clone()));
-        }
-        let batches: Vec<BatchMutation> = mutations
-            .into_iter()
-            .enumerate()
-            .filter(|(slot, _)| state[*slot].1)
-            .map(|(slot, mut cells)| {
-                cells.push(put(column(META_QUALIFIER), state[slot].0.encode().to_vec()));
-                BatchMutation {
-                    row: Some(order[slot].0.to_vec()),
-                    mutations: Some(cells),
-                }
-            })
-            .collect();
-        if !batches.is_empty() {
-            // 4. one mutateRows; each row's cells and meta are applied atomically
-            self.pool
-                .with_client("failed to write spans to hbase", |c| {
-                    c.mutate_rows(table.clone(), batches.clone(), no_attributes())
-                })?;
-        }
-        Ok(out)
+        Ok(metas)
     }
 
-    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+    /// Rebuilds a meta from the row itself (only when the stored meta is unreadable).
+    fn recount_row(&self, trace: TraceId) -> Result<Meta> {
+        let row = self.read_rows(&[trace])?;
+        let mut meta = Meta::default();
+        for (name, cell) in row.iter().flat_map(|r| r.columns.iter().flatten()) {
+            if name.len() == FAMILY.len() + 1 + CELL_QUALIFIER_LEN {
+                meta.spans += 1;
+                meta.bytes += cell.value.as_ref().map_or(0, |v| v.len() as u64);
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Which of the batch's cells already exist, for traces already in the store (only
+    /// those can have any): one multi-get of the batch's qualifiers over their rows.
+    fn read_existing_cells(
+        &self,
+        spans: &[Span],
+        order: &[TraceId],
+        metas: &[Option<Meta>],
+    ) -> Result<ExistingCells> {
+        let mut existing = ExistingCells::new();
+        let known: HashSet<TraceId> = order
+            .iter()
+            .zip(metas)
+            .filter(|(_, m)| m.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        if known.is_empty() {
+            return Ok(existing);
+        }
+        let mut columns: Vec<Vec<u8>> = spans
+            .iter()
+            .filter(|s| known.contains(&s.trace_id))
+            .map(|s| column(&cell_qualifier(s)))
+            .collect();
+        columns.sort();
+        columns.dedup();
+        let known_rows: Vec<Vec<u8>> = order
+            .iter()
+            .filter(|id| known.contains(id))
+            .map(|id| id.0.to_vec())
+            .collect();
+        let table = self.table.clone();
+        let found =
+            self.pool
+                .with_client("failed to read existing span cells from hbase", |c| {
+                    c.get_rows_with_columns(
+                        table.clone(),
+                        known_rows.clone(),
+                        columns.clone(),
+                        no_attributes(),
+                    )
+                })?;
+        let slots = slots_of(order);
+        for row in found {
+            let Some(slot) = row_slot(&row, &slots) else {
+                continue;
+            };
+            for name in row.columns.iter().flat_map(|c| c.keys()) {
+                if let Some(q) = name
+                    .strip_prefix(FAMILY)
+                    .and_then(|rest| rest.strip_prefix(b":"))
+                    .and_then(|q| <[u8; CELL_QUALIFIER_LEN]>::try_from(q).ok())
+                {
+                    existing.insert((slot, q));
+                }
+            }
+        }
+        Ok(existing)
+    }
+
+    fn mutate_rows(&self, rows: Vec<BatchMutation>) -> Result<()> {
+        let table = self.table.clone();
+        self.pool
+            .with_client("failed to write spans to hbase", |c| {
+                c.mutate_rows(table.clone(), rows.clone(), no_attributes())
+            })
+    }
+
+    fn read_batch(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
         let started = Instant::now();
         let rows = self.read_rows(ids)?;
         let mut by_id: HashMap<TraceId, TRowResult> = HashMap::with_capacity(rows.len());
@@ -445,9 +383,42 @@ impl Inner {
     }
 }
 
+/// The batch's traces, in first-seen order; a trace's position is its admission slot.
+fn traces_in_order(spans: &[Span]) -> Vec<TraceId> {
+    let mut seen = HashSet::new();
+    spans
+        .iter()
+        .map(|s| s.trace_id)
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+fn slots_of(order: &[TraceId]) -> HashMap<TraceId, usize> {
+    order
+        .iter()
+        .enumerate()
+        .map(|(slot, id)| (*id, slot))
+        .collect()
+}
+
 fn row_slot(row: &TRowResult, slots: &HashMap<TraceId, usize>) -> Option<usize> {
     let id = <[u8; 16]>::try_from(row.row.as_deref()?).ok()?;
     slots.get(&TraceId(id)).copied()
+}
+
+/// One row mutation per trace whose meta changed: its new cells, then its meta.
+fn row_mutations(admission: &Admission, mut cells: Vec<Vec<Mutation>>) -> Vec<BatchMutation> {
+    admission
+        .changed_metas()
+        .map(|(slot, trace, meta)| {
+            let mut mutations = std::mem::take(&mut cells[slot]);
+            mutations.push(put(column(META_QUALIFIER), meta.encode().to_vec()));
+            BatchMutation {
+                row: Some(trace.0.to_vec()),
+                mutations: Some(mutations),
+            }
+        })
+        .collect()
 }
 
 fn put(column: Vec<u8>, value: Vec<u8>) -> Mutation {
@@ -459,65 +430,40 @@ fn put(column: Vec<u8>, value: Vec<u8>) -> Mutation {
     }
 }
 
-#[async_trait]
-impl SpanStore for HbaseSpanStore {
-    async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport> {
-        let started = Instant::now();
-        let _writer = self.write_lock.lock().await;
-        let out = self
-            .blocking("span store write task failed", move |inner| {
-                inner.write(&spans)
-            })
-            .await?;
-        Ok(out.finish(BACKEND, started))
+impl BlockingBackend for HbaseRows {
+    const NAME: &'static str = BACKEND;
+    const RETRY: Retry = Retry {
+        attempts: ATTEMPTS,
+        backoff_start: BACKOFF_START,
+    };
+
+    fn write(&self, spans: &[Span]) -> Result<WriteOutcome> {
+        self.write_batch(spans)
     }
 
-    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
-        let mut traces = self
-            .blocking("span store read task failed", move |inner| {
-                inner.read_traces(&[trace_id])
-            })
-            .await?;
-        Ok(traces.pop())
-    }
-
-    async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
-        if trace_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids = trace_ids.to_vec();
-        self.blocking("span store read task failed", move |inner| {
-            inner.read_traces(&ids)
-        })
-        .await
+    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+        self.read_batch(ids)
     }
 
     /// HBase expires cells itself through the column family's TTL (set to the retention
     /// at table creation), so there is nothing to drop here.
-    async fn drop_expired(&self, _now_unix_nano: u64) -> Result<u64> {
+    fn drop_expired(&self, _now_unix_nano: u64) -> Result<u64> {
         Ok(0)
     }
 
     /// Every write is durable in HBase's WAL when `mutateRows` returns; nothing to flush.
-    async fn close(&self) -> Result<()> {
-        let _writer = self.write_lock.lock().await;
+    fn close(&self) -> Result<()> {
         Ok(())
     }
 
-    async fn ready(&self) -> Result<()> {
-        self.blocking("span store readiness task failed", |inner| {
-            let table = inner.table.clone();
-            inner
-                .pool
-                .with_client("hbase table is not available", |c| {
-                    c.is_table_enabled(table.clone())
-                })?
-                .then_some(())
-                .ok_or_else(|| {
-                    Error::unavailable("hbase table is not available", "table is disabled")
-                })
-        })
-        .await
+    fn ready(&self) -> Result<()> {
+        let table = self.table.clone();
+        self.pool
+            .with_client("hbase table is not available", |c| {
+                c.is_table_enabled(table.clone())
+            })?
+            .then_some(())
+            .ok_or_else(|| Error::unavailable("hbase table is not available", "table is disabled"))
     }
 }
 

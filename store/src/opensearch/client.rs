@@ -20,7 +20,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::config::IndexConfig;
+use super::config::OpenSearchIndexConfig;
 use crate::{Error, Result};
 
 /// Longest part of an error body quoted in an error message.
@@ -43,9 +43,9 @@ pub enum Body {
 }
 
 impl Client {
-    /// Builds the client from an `IndexConfig::Opensearch`; no network I/O.
-    pub fn new(config: &IndexConfig) -> Result<Client> {
-        let IndexConfig::Opensearch {
+    /// Builds the client from the index config; no network I/O.
+    pub fn new(config: &OpenSearchIndexConfig) -> Result<Client> {
+        let OpenSearchIndexConfig {
             urls,
             username,
             password,
@@ -54,12 +54,7 @@ impl Client {
             insecure_skip_verify,
             timeout_ms,
             ..
-        } = config
-        else {
-            return Err(Error::Config(
-                "the opensearch index needs an opensearch index config".into(),
-            ));
-        };
+        } = config;
         let mut headers = HeaderMap::new();
         let auth = match (username, password, bearer_token) {
             (Some(user), Some(pass), _) => Some(format!(
@@ -261,11 +256,11 @@ mod tests {
 
     #[test]
     fn unreadable_or_invalid_ca_certificates_are_config_errors() {
-        let config = |path: &std::path::Path| IndexConfig::Opensearch {
+        let config = |path: &std::path::Path| OpenSearchIndexConfig {
             urls: vec!["https://127.0.0.1:9200".into()],
             index_prefix: "clew-spans".into(),
             username: Some("clew".into()),
-            password: Some(crate::config::Secret::new("hunter2")),
+            password: Some(crate::Secret::new("hunter2")),
             bearer_token: None,
             ca_cert_path: Some(path.to_path_buf()),
             insecure_skip_verify: false,

@@ -1,7 +1,7 @@
 //! The OpenSearch side of the index contract, in one place: field names, the index
 //! template (settings + explicit mappings), daily index names, and the span → document
-//! conversion (built on the embedded index's [`SpanDoc`], so both backends index exactly
-//! the same values).
+//! conversion (built on the shared [`SpanDoc`], so both backends index exactly the same
+//! values).
 //!
 //! | field | mapping | why |
 //! |---|---|---|
@@ -24,9 +24,10 @@ use base64::Engine as _;
 use clew_proto::Span;
 use serde_json::{json, Value};
 
-use crate::embedded::tantivy_index::document::SpanDoc;
-use crate::embedded::tantivy_index::schema::{day_dir_name, parse_day_dir_name, TEXT_TOKENIZER};
 use crate::row_layout::discriminator;
+use crate::trace_index::days::{day_dir_name, parse_day_dir_name};
+use crate::trace_index::query_plan::words;
+use crate::trace_index::span_doc::SpanDoc;
 
 pub const TRACE_ID: &str = "trace_id";
 pub const START: &str = "start";
@@ -39,9 +40,6 @@ pub const ERROR: &str = "error";
 pub const ERROR_TEXT: &str = "error_text";
 pub const KEYS: &str = "keys";
 pub const ATTRS: &str = "attrs";
-
-/// Longest word kept by the text analysis (the embedded index drops longer ones too).
-const MAX_WORD_BYTES: usize = 40;
 
 /// The index template clew installs as `<prefix>`: every index `<prefix>-*` gets these
 /// settings and mappings and joins the alias `<prefix>`, which searches go through.
@@ -132,6 +130,8 @@ pub fn to_document(doc: &SpanDoc) -> Value {
     let map = v.as_object_mut().expect("object");
     if doc.error {
         map.insert(ERROR.into(), Value::Bool(true));
+        // The shared words, so OpenSearch's `standard` analyzer only ever sees words it
+        // keeps as they are (`java.net.SocketTimeoutException` is one word in `standard`).
         let words = words(&doc.error_text);
         if !words.is_empty() {
             map.insert(ERROR_TEXT.into(), Value::String(words.join(" ")));
@@ -146,26 +146,6 @@ pub fn to_document(doc: &SpanDoc) -> Value {
     v
 }
 
-/// Splits text into the lowercase words the embedded index uses (tantivy's default
-/// analysis: runs of letters and digits, lowercased, words over 40 bytes dropped). Both
-/// documents and query text go through this, so OpenSearch's `standard` analyzer only
-/// ever sees words it keeps as they are: free text finds the same spans on both backends
-/// (`java.net.SocketTimeoutException` is three words here, one in `standard`).
-pub fn words(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut analyzer = tantivy::tokenizer::TokenizerManager::default()
-        .get(TEXT_TOKENIZER)
-        .expect("tantivy's default tokenizer is always registered");
-    let mut stream = analyzer.token_stream(text);
-    while stream.advance() {
-        let w = &stream.token().text;
-        if w.len() <= MAX_WORD_BYTES {
-            out.push(w.clone());
-        }
-    }
-    out
-}
-
 /// Nanosecond values past 2262 do not fit OpenSearch's signed long; they are clamped.
 pub fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -175,7 +155,7 @@ pub fn clamp_i64(v: u64) -> i64 {
 mod tests {
     use super::*;
     use crate::conformance::fixtures::{checkout_trace, trace_id, BASE_TIME};
-    use crate::embedded::tantivy_index::schema::day_of;
+    use crate::trace_index::days::day_of;
 
     #[test]
     fn index_names_round_trip_and_reject_other_prefixes() {
@@ -213,15 +193,5 @@ mod tests {
         );
         assert_ne!(doc_id(&spans[0]), doc_id(&spans[1]));
         assert_eq!(doc_id(&spans[0]).len(), 34);
-    }
-
-    #[test]
-    fn words_split_like_the_embedded_index() {
-        assert_eq!(
-            words("java.net.SocketTimeoutException: a:b 30s!"),
-            ["java", "net", "sockettimeoutexception", "a", "b", "30s"]
-        );
-        assert!(words("* \\ ((").is_empty());
-        assert!(words(&"x".repeat(41)).is_empty());
     }
 }

@@ -32,14 +32,11 @@ use serde_json::{json, Value};
 
 use super::client::{Body, Client};
 use super::document::{
-    clamp_i64, words, ERROR, ERROR_TEXT, KEYS, OPERATION, SERVICE, START, TRACE_ID,
+    clamp_i64, ATTRS, DURATION, ERROR, ERROR_TEXT, KEYS, OPERATION, SERVICE, START, TRACE_ID,
 };
-use super::document::{ATTRS, DURATION};
-use crate::embedded::tantivy_index::document::term_pair;
-use crate::embedded::tantivy_index::{MAX_TEXT_BYTES, MAX_TEXT_TOKENS};
 use crate::metrics as m;
-use crate::trace_index::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::{Error, Result, TraceHit, TraceIdPage, TraceQuery};
+use crate::trace_index::query_plan::{Condition, QueryPlan};
+use crate::{Error, Result, TraceIdPage, TraceQuery};
 
 /// Most spans one search may scan before it gives up as too broad.
 pub const SCAN_BUDGET_SPANS: usize = 500_000;
@@ -47,8 +44,6 @@ pub const SCAN_BUDGET_SPANS: usize = 500_000;
 const MAX_SCAN_BATCH: usize = 10_000;
 /// Most trace ids verified by one request.
 const MAX_VERIFY_IDS: usize = 1_000;
-/// Most conditions (groups) in one query: each is a filter aggregation per trace bucket.
-const MAX_GROUPS: usize = 48;
 
 type Id = [u8; 16];
 
@@ -58,85 +53,42 @@ pub fn search_path(alias: &str) -> String {
     format!("/{alias}/_search?ignore_unavailable=true&allow_no_indices=true")
 }
 
-/// The query clauses of `q`, one per group; no group means "any span".
-fn plan(q: &TraceQuery) -> Result<Vec<Value>> {
+/// The query clause of one planned condition.
+fn clause(condition: &Condition) -> Value {
     let term = |field: &str, value: &str| json!({"term": {field: value}});
-    let mut groups = Vec::new();
-    match (&q.service, &q.operation) {
-        (Some(s), Some(o)) => groups.push(json!({"bool": {"filter": [
-            term(SERVICE, s), term(OPERATION, o)
-        ]}})),
-        (Some(s), None) => groups.push(term(SERVICE, s)),
-        (None, Some(o)) => groups.push(term(OPERATION, o)),
-        (None, None) => {}
-    }
-    if q.errors_only {
-        groups.push(json!({"term": {ERROR: true}}));
-    }
-    if q.min_duration_nanos.is_some() || q.max_duration_nanos.is_some() {
-        let lo = q.min_duration_nanos.unwrap_or(0);
-        let hi = q.max_duration_nanos.unwrap_or(u64::MAX);
-        if lo > hi {
-            return Err(Error::InvalidRequest(format!(
-                "min duration {lo} ns is above max duration {hi} ns"
-            )));
+    match condition {
+        Condition::ServiceOperation { service, operation } => json!({"bool": {"filter": [
+            term(SERVICE, service), term(OPERATION, operation)
+        ]}}),
+        Condition::Service(s) => term(SERVICE, s),
+        Condition::Operation(o) => term(OPERATION, o),
+        Condition::Error => json!({"term": {ERROR: true}}),
+        Condition::Duration { min, max } => {
+            json!({"range": {DURATION: {"gte": clamp_i64(*min), "lte": clamp_i64(*max)}}})
         }
-        groups.push(json!({"range": {DURATION: {"gte": clamp_i64(lo), "lte": clamp_i64(hi)}}}));
-    }
-    for (name, value) in &q.attributes {
-        groups.push(term(ATTRS, &term_pair(name, value)));
-    }
-    for (name, value) in &q.business_keys {
-        groups.push(term(KEYS, &term_pair(name, value)));
-    }
-    if let Some(text) = &q.text {
-        if text.len() > MAX_TEXT_BYTES {
-            return Err(Error::InvalidRequest(format!(
-                "search text is longer than {MAX_TEXT_BYTES} bytes"
-            )));
-        }
+        Condition::Attribute(pair) => term(ATTRS, pair),
+        Condition::BusinessKey(pair) => term(KEYS, pair),
         // Words, never query syntax: a `match` query with `and` over the same words the
-        // documents were indexed with (see `document::words`).
-        let mut unique: Vec<String> = Vec::new();
-        for w in words(text) {
-            if unique.len() == MAX_TEXT_TOKENS {
-                break;
-            }
-            if !unique.contains(&w) {
-                unique.push(w);
-            }
-        }
-        if !unique.is_empty() {
-            groups.push(json!({"match": {ERROR_TEXT: {
-                "query": unique.join(" "),
-                "operator": "and",
-            }}}));
-        }
+        // documents were indexed with (see `document::to_document`).
+        Condition::Words(words) => json!({"match": {ERROR_TEXT: {
+            "query": words.join(" "),
+            "operator": "and",
+        }}}),
     }
-    if groups.len() > MAX_GROUPS {
-        return Err(Error::InvalidRequest(format!(
-            "a search holds at most {MAX_GROUPS} conditions"
-        )));
-    }
-    Ok(groups)
 }
 
 /// Runs `q` against the indices behind `alias`.
 pub async fn find(client: &Client, alias: &str, q: &TraceQuery) -> Result<TraceIdPage> {
     let started = Instant::now();
-    let limit = if q.limit == 0 {
-        DEFAULT_LIMIT
-    } else {
-        q.limit.min(MAX_LIMIT)
-    };
-    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let groups = plan(q)?;
-    let lo = q.start_min_unix_nano;
-    let hi = q.start_max_unix_nano; // exclusive
-    if hi.is_some_and(|hi| hi <= lo.unwrap_or(0)) {
+    let plan = QueryPlan::new(q)?;
+    if plan.empty_time_range() {
         return Ok(TraceIdPage::default());
     }
-    let time = (lo.is_some() || hi.is_some()).then(|| {
+    let limit = plan.limit;
+    let groups: Vec<Value> = plan.conditions.iter().map(clause).collect();
+    let lo = plan.start_min_unix_nano;
+    let hi = plan.start_max_unix_nano; // exclusive
+    let time = plan.has_time_range().then(|| {
         let mut range = serde_json::Map::new();
         if let Some(lo) = lo {
             range.insert("gte".into(), json!(clamp_i64(lo)));
@@ -185,7 +137,7 @@ pub async fn find(client: &Client, alias: &str, q: &TraceQuery) -> Result<TraceI
                 let key = keys.get(id).copied();
                 verified.insert(*id, key);
                 if let Some(key) = key {
-                    if cursor.is_none_or(|c| (key, *id) < c) {
+                    if plan.below_cursor(&(key, *id)) {
                         found.push((key, *id));
                     }
                 }
@@ -211,30 +163,13 @@ pub async fn find(client: &Client, alias: &str, q: &TraceQuery) -> Result<TraceI
         batch = (batch * 2).min(MAX_SCAN_BATCH);
     };
 
-    let mut hits: Vec<(u64, Id)> = found
+    let hits: Vec<(u64, Id)> = found
         .into_iter()
         .filter(|k| complete_above.is_none_or(|p| *k > p))
         .collect();
-    hits.sort_unstable_by(|a, b| b.cmp(a));
-    let more = hits.len() > limit;
-    hits.truncate(limit);
-    let next_cursor = if more {
-        hits.last().map(|&(s, id)| encode_cursor(s, &id))
-    } else {
-        None
-    };
     metrics::histogram!(m::INDEX_SEARCH_SECONDS, "backend" => "opensearch")
         .record(started.elapsed().as_secs_f64());
-    Ok(TraceIdPage {
-        hits: hits
-            .into_iter()
-            .map(|(start, id)| TraceHit {
-                trace_id: clew_proto::TraceId(id),
-                start_unix_nano: start,
-            })
-            .collect(),
-        next_cursor,
-    })
+    Ok(plan.page(hits))
 }
 
 struct Search<'a> {
@@ -400,41 +335,15 @@ fn bad_answer(what: &str) -> Error {
     )
 }
 
-/// The cursor is the hex of the last hit's `(start, trace id)`; the next page holds the
-/// keys strictly below it.
-fn encode_cursor(start: u64, id: &Id) -> String {
-    let mut b = [0u8; 24];
-    b[..8].copy_from_slice(&start.to_be_bytes());
-    b[8..].copy_from_slice(id);
-    hex::encode(b)
-}
-
-fn decode_cursor(text: &str) -> Result<(u64, Id)> {
-    let bad = || Error::InvalidRequest("malformed cursor".into());
-    if text.len() != 48 {
-        return Err(bad());
-    }
-    let b = hex::decode(text).map_err(|_| bad())?;
-    let start = u64::from_be_bytes(b[..8].try_into().map_err(|_| bad())?);
-    let id: Id = b[8..].try_into().map_err(|_| bad())?;
-    Ok((start, id))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn cursor_round_trips_and_rejects_garbage() {
-        let id = [7u8; 16];
-        let c = encode_cursor(42, &id);
-        assert_eq!(decode_cursor(&c).unwrap(), (42, id));
-        for bad in ["", "zz", &c[..47], &format!("{c}00"), &"g".repeat(48)] {
-            assert!(
-                matches!(decode_cursor(bad), Err(Error::InvalidRequest(_))),
-                "{bad:?}"
-            );
-        }
+    use crate::trace_index::query_plan::MAX_TEXT_BYTES;
+
+    /// The clauses of `q`, one per group.
+    fn plan(q: &TraceQuery) -> Result<Vec<Value>> {
+        Ok(QueryPlan::new(q)?.conditions.iter().map(clause).collect())
     }
 
     #[test]

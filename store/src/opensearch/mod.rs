@@ -3,16 +3,22 @@
 //! but is tested on OpenSearch only. See `docs/adr/0008-opensearch-index.md`.
 //!
 //! ```text
-//!  index_spans ─▶ SpanDoc (shared with tantivy) ─▶ JSON docs ─▶ _bulk (writer) ─▶ <prefix>-YYYY.MM.DD
-//!                                                                                       │ alias <prefix>
-//!  find_trace_ids ─▶ plan groups ─▶ scan drive spans ⇄ verify candidates (find_trace_ids) ◀──┘
+//!  index_spans ─▶ SpanDoc (trace_index::span_doc) ─▶ JSON docs ─▶ _bulk (writer) ─▶ <prefix>-YYYY.MM.DD
+//!                                                                                          │ alias <prefix>
+//!  find_trace_ids ─▶ QueryPlan (trace_index::query_plan) ─▶ scan drive spans ⇄ verify ◀─────┘
 //! ```
+//!
+//! - [`config`]: `[index] type = "opensearch"`, always compiled so every binary reads it.
+//!
+//! The rest needs the `opensearch` feature:
 //!
 //! - [`document`]: field names, the index template (settings and explicit mappings), index
 //!   names, span → document.
 //! - [`writer`]: `_bulk` with per-item outcome checks and retries.
-//! - [`find_trace_ids`]: trace-level search (scan + verify), keyset cursor.
+//! - [`find_trace_ids`]: trace-level search (scan + verify) over the shared query plan and
+//!   keyset cursor (`trace_index::query_plan`, `trace_index::cursor`).
 //! - [`client`]: node selection, credentials, TLS, error classification.
+//! - `trace_index`: [`OpenSearchTraceIndex`], the [`crate::TraceIndex`] over those.
 //!
 //! # Lifecycle
 //!
@@ -31,268 +37,19 @@
 //!   one document.
 //! - A cluster that cannot be reached, or refuses for load, is [`Error::Unavailable`].
 
+pub mod config;
+
+#[cfg(feature = "opensearch")]
 pub mod client;
+#[cfg(feature = "opensearch")]
 pub mod document;
+#[cfg(feature = "opensearch")]
 pub mod find_trace_ids;
+#[cfg(feature = "opensearch")]
+mod trace_index;
+#[cfg(feature = "opensearch")]
 pub mod writer;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
-use clew_proto::Span;
-use reqwest::Method;
-use serde_json::Value;
-use tokio::sync::OnceCell;
-
-use self::client::{Body, Client};
-use self::document::{day_of_index, doc_id, index_name, index_template, to_document};
-use crate::config::{Common, IndexConfig};
-use crate::embedded::tantivy_index::document::SpanDoc;
-use crate::embedded::tantivy_index::schema::{day_of, DAY_NANOS};
-use crate::metrics as m;
-use crate::{Error, Result, TraceIdPage, TraceIndex, TraceQuery};
-
-/// Most names `services()` and `operations()` return.
-const MAX_NAMES: usize = 10_000;
-
-/// The OpenSearch [`TraceIndex`].
-pub struct OpenSearchTraceIndex {
-    client: Client,
-    prefix: String,
-    shards: u32,
-    replicas: u32,
-    bulk_max_docs: usize,
-    bulk_max_bytes: usize,
-    timeout: Duration,
-    indexed_attributes: Arc<[String]>,
-    retention_days: u32,
-    template: OnceCell<()>,
-}
-
-impl OpenSearchTraceIndex {
-    /// Builds the index client; no network I/O (see the module docs).
-    pub fn open(config: &IndexConfig, common: &Common) -> Result<Self> {
-        let IndexConfig::Opensearch {
-            index_prefix,
-            timeout_ms,
-            bulk_max_docs,
-            bulk_max_bytes,
-            number_of_shards,
-            number_of_replicas,
-            ..
-        } = config
-        else {
-            return Err(Error::Config(
-                "the opensearch index needs an opensearch index config".into(),
-            ));
-        };
-        Ok(OpenSearchTraceIndex {
-            client: Client::new(config)?,
-            prefix: index_prefix.clone(),
-            shards: *number_of_shards,
-            replicas: *number_of_replicas,
-            bulk_max_docs: *bulk_max_docs,
-            bulk_max_bytes: *bulk_max_bytes,
-            timeout: Duration::from_millis(*timeout_ms),
-            indexed_attributes: common.indexed_attributes.clone().into(),
-            retention_days: common.retention_days,
-            template: OnceCell::new(),
-        })
-    }
-
-    /// The alias every daily index joins; searches, refreshes and listings go through it.
-    pub fn alias(&self) -> &str {
-        &self.prefix
-    }
-
-    /// Installs the index template once per process (again after a failure).
-    async fn ensure_template(&self) -> Result<()> {
-        self.template
-            .get_or_try_init(|| async {
-                self.client
-                    .send(
-                        "failed to install the opensearch index template",
-                        Method::PUT,
-                        &format!("/_index_template/{}", self.prefix),
-                        &Body::Json(index_template(&self.prefix, self.shards, self.replicas)),
-                    )
-                    .await
-                    .map(|_| ())
-            })
-            .await
-            .map(|_| ())
-    }
-
-    async fn send(
-        &self,
-        context: &'static str,
-        method: Method,
-        path: &str,
-        body: Body,
-    ) -> Result<Value> {
-        self.client.send(context, method, path, &body).await
-    }
-
-    /// Sorted distinct values of `field` among documents matching `query`.
-    async fn names(&self, field: &str, query: Value) -> Result<Vec<String>> {
-        let answer = self
-            .send(
-                "failed to list names in the index",
-                Method::POST,
-                &find_trace_ids::search_path(self.alias()),
-                Body::Json(serde_json::json!({
-                    "size": 0,
-                    "track_total_hits": false,
-                    "query": query,
-                    "aggs": {"n": {"terms": {"field": field, "size": MAX_NAMES}}},
-                })),
-            )
-            .await?;
-        let mut names: Vec<String> = answer["aggregations"]["n"]["buckets"]
-            .as_array()
-            .map(|b| {
-                b.iter()
-                    .filter_map(|b| b["key"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        Ok(names)
-    }
-}
-
-#[async_trait]
-impl TraceIndex for OpenSearchTraceIndex {
-    async fn index_spans(&self, spans: Arc<[Span]>) -> Result<()> {
-        if spans.is_empty() {
-            return Ok(());
-        }
-        self.ensure_template().await?;
-        let prefix = self.prefix.clone();
-        let attrs = self.indexed_attributes.clone();
-        let batch = spans.clone();
-        // Building documents is CPU work: off the reactor.
-        let items = tokio::task::spawn_blocking(move || {
-            batch
-                .iter()
-                .map(|span| {
-                    let doc = SpanDoc::from_span(span, &attrs);
-                    writer::Item::new(
-                        &index_name(&prefix, doc.day()),
-                        &doc_id(span),
-                        &to_document(&doc),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| Error::unavailable("failed to build index documents", e))?;
-        writer::bulk(
-            &self.client,
-            items,
-            self.bulk_max_docs,
-            self.bulk_max_bytes,
-            self.timeout,
-        )
-        .await?;
-        metrics::counter!(m::INDEX_DOCS_TOTAL, "backend" => "opensearch")
-            .increment(spans.len() as u64);
-        Ok(())
-    }
-
-    async fn find_trace_ids(&self, query: &TraceQuery) -> Result<TraceIdPage> {
-        find_trace_ids::find(&self.client, self.alias(), query).await
-    }
-
-    async fn services(&self) -> Result<Vec<String>> {
-        self.names(document::SERVICE, serde_json::json!({"match_all": {}}))
-            .await
-    }
-
-    async fn operations(&self, service: &str) -> Result<Vec<String>> {
-        self.names(
-            document::OPERATION,
-            serde_json::json!({"term": {document::SERVICE: service}}),
-        )
-        .await
-    }
-
-    async fn refresh(&self) -> Result<()> {
-        self.send(
-            "failed to refresh the index",
-            Method::POST,
-            &format!(
-                "/{}/_refresh?ignore_unavailable=true&allow_no_indices=true",
-                self.alias()
-            ),
-            Body::None,
-        )
-        .await
-        .map(|_| ())
-    }
-
-    async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
-        let horizon = now_unix_nano.saturating_sub(u64::from(self.retention_days) * DAY_NANOS);
-        // A day is expired once all of it lies before the horizon (as in the embedded index).
-        let first_kept = day_of(horizon);
-        let listing = self
-            .send(
-                "failed to list daily indices",
-                Method::GET,
-                &format!(
-                    "/_cat/indices/{}-*?format=json&h=index&expand_wildcards=all",
-                    self.prefix
-                ),
-                Body::None,
-            )
-            .await?;
-        let expired: Vec<String> = listing
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| r["index"].as_str())
-                    .filter(|name| day_of_index(&self.prefix, name).is_some_and(|d| d < first_kept))
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for name in &expired {
-            self.send(
-                "failed to delete an expired daily index",
-                Method::DELETE,
-                &format!("/{name}"),
-                Body::None,
-            )
-            .await?;
-            tracing::info!(index = %name, "deleted expired daily index");
-            metrics::counter!(m::INDEX_PARTITIONS_DROPPED_TOTAL, "backend" => "opensearch")
-                .increment(1);
-        }
-        Ok(expired.len() as u64)
-    }
-
-    async fn close(&self) -> Result<()> {
-        // Every acknowledged write is already durable in the cluster.
-        Ok(())
-    }
-
-    async fn ready(&self) -> Result<()> {
-        self.ensure_template().await?;
-        let health = self
-            .send(
-                "opensearch cluster health",
-                Method::GET,
-                "/_cluster/health",
-                Body::None,
-            )
-            .await?;
-        match health["status"].as_str() {
-            Some("green" | "yellow") => Ok(()),
-            other => Err(Error::unavailable(
-                "opensearch cluster health",
-                format!("status {}", other.unwrap_or("unknown")),
-            )),
-        }
-    }
-}
+pub use config::OpenSearchIndexConfig;
+#[cfg(feature = "opensearch")]
+pub use trace_index::OpenSearchTraceIndex;

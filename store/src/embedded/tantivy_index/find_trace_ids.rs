@@ -1,13 +1,15 @@
 //! Trace-level search over span documents.
 //!
 //! Every condition of a [`TraceQuery`] must hold on *some* span of a trace, not on one
-//! span. So the query is cut into condition groups (one group = what must hold on one
-//! span: `service`+`operation`, `min`+`max` duration, each attribute, each business key,
-//! errors, text), each restricted to the time range. The groups run most selective first
+//! span. So the query is cut into condition groups by the shared
+//! `trace_index::query_plan` (one group = what must hold on one span: `service`+`operation`,
+//! `min`+`max` duration, each attribute, each business key, errors, text), each restricted
+//! to the time range. The groups run most selective first
 //! (estimated from term document frequencies); the first collects `trace id → earliest
 //! matching start`. Its candidates are then taken newest first, a chunk at a time: every
 //! following group only looks at the chunk's trace ids (a term-set filter on the indexed
-//! trace id) and intersects. Chunks stop as soon as the page is certain (see `find`), so a
+//! trace id) and intersects. Chunks stop as soon as the page is certain (see
+//! `Search::intersect_in_chunks`), so a
 //! selective condition next to a broad one (`error` and a big service) costs the selective
 //! one plus a few term-set lookups, not a scan of the broad one. The survivors are sorted
 //! newest first by `(start, trace id)`, cut at the cursor and
@@ -17,31 +19,26 @@ use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use clew_proto::TraceId;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{BytesColumn, Column};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::tokenizer::TokenizerManager;
 use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
 
-use super::document::{service_operation_term, term_pair};
+use super::document::service_operation_term;
 use super::schema::{self, Fields};
 use super::writer::Shared;
-use crate::trace_index::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::{Error, Result, TraceHit, TraceIdPage, TraceQuery};
+use crate::trace_index::cursor::Key;
+use crate::trace_index::query_plan::{Condition, QueryPlan};
+use crate::{Error, Result, TraceIdPage, TraceQuery};
 
-/// Longest accepted free text (bytes).
-pub const MAX_TEXT_BYTES: usize = 4096;
-/// Words of the free text that are searched; later ones are ignored.
-pub const MAX_TEXT_TOKENS: usize = 16;
 /// Candidates of the first group are checked against the other groups this many at a
 /// time, with a term-set filter on their trace ids.
 const TERM_SET_FILTER_MAX: usize = 4096;
 
 type TraceMap = HashMap<[u8; 16], u64>;
 
-/// What must hold on one span.
+/// What must hold on one span, as tantivy searches it.
 enum Group {
     /// One exact term.
     Term(Term),
@@ -54,6 +51,29 @@ enum Group {
 }
 
 impl Group {
+    /// The tantivy form of one planned condition.
+    fn of(condition: &Condition, f: &Fields) -> Group {
+        let term = |field, text: &str| Group::Term(Term::from_field_text(field, text));
+        match condition {
+            Condition::ServiceOperation { service, operation } => term(
+                f.service_operation,
+                &service_operation_term(service, operation),
+            ),
+            Condition::Service(s) => term(f.service, s),
+            Condition::Operation(o) => term(f.operation, o),
+            Condition::Error => term(f.error, schema::ERROR_TERM),
+            Condition::Duration { min, max } => Group::Duration(*min, *max),
+            Condition::Attribute(pair) => term(f.attrs, pair),
+            Condition::BusinessKey(pair) => term(f.keys, pair),
+            Condition::Words(words) => Group::AllTerms(
+                words
+                    .iter()
+                    .map(|w| Term::from_field_text(f.error_text, w))
+                    .collect(),
+            ),
+        }
+    }
+
     fn query(&self, f: &Fields) -> Box<dyn Query> {
         match self {
             Group::Term(t) => Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic)),
@@ -92,80 +112,6 @@ impl Group {
     }
 }
 
-/// Parses and checks `q` into groups; errors are the caller's fault.
-fn plan(q: &TraceQuery, f: &Fields) -> Result<Vec<Group>> {
-    let mut groups = Vec::new();
-    match (&q.service, &q.operation) {
-        (Some(s), Some(o)) => groups.push(Group::Term(Term::from_field_text(
-            f.service_operation,
-            &service_operation_term(s, o),
-        ))),
-        (Some(s), None) => groups.push(Group::Term(Term::from_field_text(f.service, s))),
-        (None, Some(o)) => groups.push(Group::Term(Term::from_field_text(f.operation, o))),
-        (None, None) => {}
-    }
-    if q.errors_only {
-        groups.push(Group::Term(Term::from_field_text(
-            f.error,
-            schema::ERROR_TERM,
-        )));
-    }
-    if q.min_duration_nanos.is_some() || q.max_duration_nanos.is_some() {
-        let lo = q.min_duration_nanos.unwrap_or(0);
-        let hi = q.max_duration_nanos.unwrap_or(u64::MAX);
-        if lo > hi {
-            return Err(Error::InvalidRequest(format!(
-                "min duration {lo} ns is above max duration {hi} ns"
-            )));
-        }
-        groups.push(Group::Duration(lo, hi));
-    }
-    for (name, value) in &q.attributes {
-        groups.push(Group::Term(Term::from_field_text(
-            f.attrs,
-            &term_pair(name, value),
-        )));
-    }
-    for (name, value) in &q.business_keys {
-        groups.push(Group::Term(Term::from_field_text(
-            f.keys,
-            &term_pair(name, value),
-        )));
-    }
-    if let Some(text) = &q.text {
-        let words = text_terms(text, f)?;
-        if !words.is_empty() {
-            groups.push(Group::AllTerms(words));
-        }
-    }
-    Ok(groups)
-}
-
-/// Tokenizes free text exactly like `error_text` is tokenized at index time. The text is
-/// only ever split into words that become term queries: no query parser sees it.
-fn text_terms(text: &str, f: &Fields) -> Result<Vec<Term>> {
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(Error::InvalidRequest(format!(
-            "search text is longer than {MAX_TEXT_BYTES} bytes"
-        )));
-    }
-    let mut analyzer = TokenizerManager::default()
-        .get(schema::TEXT_TOKENIZER)
-        .ok_or_else(|| Error::unavailable("failed to tokenize search text", "tokenizer missing"))?;
-    let mut words: Vec<String> = Vec::new();
-    let mut stream = analyzer.token_stream(text);
-    while words.len() < MAX_TEXT_TOKENS && stream.advance() {
-        let w = &stream.token().text;
-        if !words.contains(w) {
-            words.push(w.clone());
-        }
-    }
-    Ok(words
-        .iter()
-        .map(|w| Term::from_field_text(f.error_text, w))
-        .collect())
-}
-
 /// Runs `q` against the partitions it can touch.
 pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
     find_chunked(shared, q, TERM_SET_FILTER_MAX)
@@ -173,25 +119,43 @@ pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
 
 /// [`find`], checking candidates of the first group `chunk` at a time.
 fn find_chunked(shared: &Shared, q: &TraceQuery, chunk: usize) -> Result<TraceIdPage> {
-    let limit = if q.limit == 0 {
-        DEFAULT_LIMIT
-    } else {
-        q.limit.min(MAX_LIMIT)
-    };
-    let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let f = &shared.fields;
-    let groups = plan(q, f)?;
-
-    let lo = q.start_min_unix_nano.unwrap_or(0);
-    let hi = q.start_max_unix_nano; // exclusive
-    if hi.is_some_and(|hi| hi <= lo) {
+    let plan = QueryPlan::new(q)?;
+    if plan.empty_time_range() {
         return Ok(TraceIdPage::default());
     }
-    let last_day = hi.map_or(u32::MAX, |hi| schema::day_of(hi - 1));
-    let partitions = shared.snapshot(schema::day_of(lo)..=last_day);
-    let searchers: Vec<Searcher> = partitions.iter().map(|p| p.reader.searcher()).collect();
-    let time: Option<Box<dyn Query>> =
-        (q.start_min_unix_nano.is_some() || hi.is_some()).then(|| {
+    let search = Search::new(shared, &plan);
+    let mut groups = search.most_selective_first(&plan);
+    let first = groups.remove(0);
+    let first_found = search.run(&first, None)?;
+    let hits: Vec<Key> = if groups.is_empty() {
+        first_found
+            .into_iter()
+            .map(|(id, start)| (start, id))
+            .filter(|key| plan.below_cursor(key))
+            .collect()
+    } else {
+        search.intersect_in_chunks(first_found, &groups, &plan, chunk)?
+    };
+    Ok(plan.page(hits))
+}
+
+/// One search over the day partitions of the plan's time range.
+struct Search<'a> {
+    fields: &'a Fields,
+    searchers: Vec<Searcher>,
+    /// The time range as a query, when the plan has one.
+    time: Option<Box<dyn Query>>,
+}
+
+impl<'a> Search<'a> {
+    fn new(shared: &'a Shared, plan: &QueryPlan) -> Self {
+        let f = &shared.fields;
+        let lo = plan.start_min_unix_nano.unwrap_or(0);
+        let hi = plan.start_max_unix_nano; // exclusive
+        let last_day = hi.map_or(u32::MAX, |hi| schema::day_of(hi - 1));
+        let partitions = shared.snapshot(schema::day_of(lo)..=last_day);
+        let searchers = partitions.iter().map(|p| p.reader.searcher()).collect();
+        let time = plan.has_time_range().then(|| {
             Box::new(RangeQuery::new(
                 Bound::Included(Term::from_field_u64(f.start, lo)),
                 hi.map_or(Bound::Unbounded, |hi| {
@@ -199,23 +163,38 @@ fn find_chunked(shared: &Shared, q: &TraceQuery, chunk: usize) -> Result<TraceId
                 }),
             )) as Box<dyn Query>
         });
-
-    let mut groups = groups;
-    if groups.is_empty() {
-        groups.push(Group::Any);
+        Search {
+            fields: f,
+            searchers,
+            time,
+        }
     }
-    let mut ordered: Vec<(u64, Group)> = groups
-        .into_iter()
-        .map(|g| (g.estimate(&searchers), g))
-        .collect();
-    ordered.sort_by_key(|(estimate, _)| *estimate);
 
-    let mut groups = ordered.into_iter().map(|(_, g)| g);
-    let first = groups.next().expect("at least one group");
-    let rest: Vec<Group> = groups.collect();
-    let run = |group: &Group, alive: Option<Arc<TraceMap>>| -> Result<TraceMap> {
+    /// The plan's groups (at least one: "any span"), most selective first.
+    fn most_selective_first(&self, plan: &QueryPlan) -> Vec<Group> {
+        let mut groups: Vec<Group> = plan
+            .conditions
+            .iter()
+            .map(|c| Group::of(c, self.fields))
+            .collect();
+        if groups.is_empty() {
+            groups.push(Group::Any);
+        }
+        let mut ordered: Vec<(u64, Group)> = groups
+            .into_iter()
+            .map(|g| (g.estimate(&self.searchers), g))
+            .collect();
+        ordered.sort_by_key(|(estimate, _)| *estimate);
+        ordered.into_iter().map(|(_, g)| g).collect()
+    }
+
+    /// `trace id → earliest matching start` of the traces with a span matching `group`
+    /// in the time range; with `alive`, only those traces, each keeping the earlier of
+    /// its start there and here.
+    fn run(&self, group: &Group, alive: Option<Arc<TraceMap>>) -> Result<TraceMap> {
+        let f = self.fields;
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, group.query(f))];
-        if let Some(t) = &time {
+        if let Some(t) = &self.time {
             must.push((Occur::Must, t.box_clone()));
         }
         if let Some(alive) = &alive {
@@ -233,7 +212,7 @@ fn find_chunked(shared: &Shared, q: &TraceQuery, chunk: usize) -> Result<TraceId
             alive: alive.clone(),
         };
         let mut found = TraceMap::new();
-        for searcher in &searchers {
+        for searcher in &self.searchers {
             let part = searcher
                 .search(&*query, &collector)
                 .map_err(|e| Error::unavailable("index search failed", e))?;
@@ -247,22 +226,21 @@ fn find_chunked(shared: &Shared, q: &TraceQuery, chunk: usize) -> Result<TraceId
             }
         }
         Ok(found)
-    };
-    let below_cursor = |key: &(u64, [u8; 16])| cursor.is_none_or(|c| *key < c);
+    }
 
-    let first_found = run(&first, None)?;
-    let mut hits: Vec<(u64, [u8; 16])> = if rest.is_empty() {
-        first_found
-            .into_iter()
-            .map(|(id, start)| (start, id))
-            .filter(below_cursor)
-            .collect()
-    } else {
-        // The other groups only look at candidates of the first one, newest first, a
-        // chunk at a time. A trace's key (its earliest matching start) is at most its
-        // start in the first group, so once more than a page of hits is newer than the
-        // oldest candidate looked at, no later candidate can get into the page.
-        let mut candidates: Vec<(u64, [u8; 16])> = first_found
+    /// The keys of the first group's candidates that pass every other group, below the
+    /// cursor. The other groups only look at candidates of the first one, newest first,
+    /// a chunk at a time. A trace's key (its earliest matching start) is at most its
+    /// start in the first group, so once more than a page of hits is newer than the
+    /// oldest candidate looked at, no later candidate can get into the page.
+    fn intersect_in_chunks(
+        &self,
+        first_found: TraceMap,
+        rest: &[Group],
+        plan: &QueryPlan,
+        chunk: usize,
+    ) -> Result<Vec<Key>> {
+        let mut candidates: Vec<Key> = first_found
             .into_iter()
             .map(|(id, start)| (start, id))
             .collect();
@@ -270,8 +248,8 @@ fn find_chunked(shared: &Shared, q: &TraceQuery, chunk: usize) -> Result<TraceId
         let mut hits = Vec::new();
         for chunk in candidates.chunks(chunk.max(1)) {
             let mut alive: TraceMap = chunk.iter().map(|&(start, id)| (id, start)).collect();
-            for group in &rest {
-                alive = run(group, Some(Arc::new(alive)))?;
+            for group in rest {
+                alive = self.run(group, Some(Arc::new(alive)))?;
                 if alive.is_empty() {
                     break;
                 }
@@ -280,33 +258,15 @@ fn find_chunked(shared: &Shared, q: &TraceQuery, chunk: usize) -> Result<TraceId
                 alive
                     .into_iter()
                     .map(|(id, start)| (start, id))
-                    .filter(below_cursor),
+                    .filter(|key| plan.below_cursor(key)),
             );
             let floor = chunk.last().map_or(0, |&(start, _)| start);
-            if hits.iter().filter(|&&(start, _)| start > floor).count() > limit {
+            if hits.iter().filter(|&&(start, _)| start > floor).count() > plan.limit {
                 break;
             }
         }
-        hits
-    };
-    hits.sort_unstable_by(|a, b| b.cmp(a));
-    let more = hits.len() > limit;
-    hits.truncate(limit);
-    let next_cursor = if more {
-        hits.last().map(|&(s, id)| encode_cursor(s, &id))
-    } else {
-        None
-    };
-    Ok(TraceIdPage {
-        hits: hits
-            .into_iter()
-            .map(|(start, id)| TraceHit {
-                trace_id: TraceId(id),
-                start_unix_nano: start,
-            })
-            .collect(),
-        next_cursor,
-    })
+        Ok(hits)
+    }
 }
 
 fn merge_min(into: &mut TraceMap, from: TraceMap) {
@@ -319,26 +279,6 @@ fn merge_min(into: &mut TraceMap, from: TraceMap) {
             .and_modify(|s| *s = (*s).min(start))
             .or_insert(start);
     }
-}
-
-/// The cursor is the hex of the last hit's `(start, trace id)`; the next page holds the
-/// keys strictly below it.
-fn encode_cursor(start: u64, id: &[u8; 16]) -> String {
-    let mut b = [0u8; 24];
-    b[..8].copy_from_slice(&start.to_be_bytes());
-    b[8..].copy_from_slice(id);
-    hex::encode(b)
-}
-
-fn decode_cursor(text: &str) -> Result<(u64, [u8; 16])> {
-    let bad = || Error::InvalidRequest("malformed cursor".into());
-    if text.len() != 48 {
-        return Err(bad());
-    }
-    let b = hex::decode(text).map_err(|_| bad())?;
-    let start = u64::from_be_bytes(b[..8].try_into().map_err(|_| bad())?);
-    let id: [u8; 16] = b[8..].try_into().map_err(|_| bad())?;
-    Ok((start, id))
 }
 
 /// Collects `trace id → earliest start` of matching span documents, optionally keeping
@@ -432,8 +372,9 @@ impl SegmentCollector for TraceSegmentCollector {
 mod tests {
     use super::*;
     use crate::conformance::fixtures::{checkout_trace, now_unix_nano, trace_id};
+    use crate::embedded::config::EmbeddedIndexConfig;
     use crate::embedded::tantivy_index::TantivyTraceIndex;
-    use crate::{Common, IndexConfig, TraceIndex};
+    use crate::{Common, TraceIndex};
 
     /// Paging through a multi-group query gives the same pages whether the first group's
     /// candidates are checked in tiny chunks (early stop, many chunk boundaries) or all at
@@ -447,7 +388,7 @@ mod tests {
             retention_days: 7,
             indexed_attributes: vec!["db.system".into()],
         };
-        let index = TantivyTraceIndex::open(&IndexConfig::default(), &common).unwrap();
+        let index = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
         let base = now_unix_nano() - 3_600_000_000_000;
         let mut spans = Vec::new();
         for i in 0..120u64 {
@@ -510,36 +451,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn cursor_round_trips_and_rejects_garbage() {
-        let id = [7u8; 16];
-        let c = encode_cursor(42, &id);
-        assert_eq!(decode_cursor(&c).unwrap(), (42, id));
-        for bad in ["", "zz", &c[..47], &format!("{c}00"), &"g".repeat(48)] {
-            assert!(
-                matches!(decode_cursor(bad), Err(Error::InvalidRequest(_))),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn text_is_split_into_bounded_words() {
-        let f = Fields::new();
-        let terms = text_terms("\"a:b OR (c", &f).unwrap();
-        let words: Vec<String> = terms
-            .iter()
-            .map(|t| t.value().as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(words, ["a", "b", "or", "c"]);
-        assert!(text_terms("*", &f).unwrap().is_empty());
-        assert!(text_terms("\\", &f).unwrap().is_empty());
-        let long = "word ".repeat(100);
-        assert_eq!(text_terms(&long, &f).unwrap().len(), 1);
-        let many: String = (0..100).map(|i| format!("w{i} ")).collect();
-        assert_eq!(text_terms(&many, &f).unwrap().len(), MAX_TEXT_TOKENS);
-        assert!(text_terms(&"x".repeat(MAX_TEXT_BYTES + 1), &f).is_err());
     }
 }

@@ -30,14 +30,15 @@
 //! # Searches
 //!
 //! See [`find_trace_ids`]: trace-level semantics by intersecting per-condition trace-id
-//! sets, most selective first, over the day partitions the time range touches.
+//! sets, most selective first, over the day partitions the time range touches. The
+//! conditions, limits and cursor are the shared `trace_index::query_plan` and
+//! `trace_index::cursor`, so both index backends answer alike.
 //!
 //! # Retention
 //!
 //! A day partition is deleted as a whole once its day ended more than `retention_days`
 //! ago.
 
-// The span → document extraction is shared with the OpenSearch backend.
 pub(crate) mod document;
 mod find_trace_ids;
 pub(crate) mod schema;
@@ -59,11 +60,9 @@ use self::document::SpanDoc;
 use self::schema::DAY_NANOS;
 use self::wal::Wal;
 use self::writer::{Command, Shared, Writer};
-use crate::config::{Common, IndexConfig};
+use super::config::EmbeddedIndexConfig;
 use crate::metrics as m;
-use crate::{Error, Result, TraceIdPage, TraceIndex, TraceQuery};
-
-pub use self::find_trace_ids::{MAX_TEXT_BYTES, MAX_TEXT_TOKENS};
+use crate::{Common, Error, Result, TraceIdPage, TraceIndex, TraceQuery};
 
 /// Batches queued for the writer thread before `index_spans` callers wait.
 const QUEUE_DEPTH: usize = 64;
@@ -82,23 +81,14 @@ pub struct TantivyTraceIndex {
 
 impl TantivyTraceIndex {
     /// Opens (or creates) the index under `<data_dir>/index`, replaying its WAL.
-    pub fn open(config: &IndexConfig, common: &Common) -> Result<Self> {
-        let IndexConfig::Embedded {
-            commit_interval_ms,
-            writer_memory_mb,
-        } = config
-        else {
-            return Err(Error::Config(
-                "the tantivy index needs an embedded index config".into(),
-            ));
-        };
+    pub fn open(config: &EmbeddedIndexConfig, common: &Common) -> Result<Self> {
         let root = common.data_dir.join("index");
         let shared = Arc::new(Shared::open(root.join("days"))?);
         let writer = Writer::open(
             shared.clone(),
             &root.join("wal.log"),
-            Duration::from_millis(*commit_interval_ms),
-            *writer_memory_mb,
+            Duration::from_millis(config.commit_interval_ms),
+            config.writer_memory_mb,
         )?;
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
         let writer_alive = Arc::new(AtomicBool::new(true));

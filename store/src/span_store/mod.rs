@@ -1,7 +1,15 @@
 //! The span store seam: one row per trace, keyed by trace id, one cell per span.
 //!
 //! Every backend (embedded fjall, HBase) implements [`SpanStore`] and passes the same
-//! conformance suite (`crate::conformance::span_store`).
+//! conformance suite (`crate::conformance::span_store`). What the backends share is here:
+//!
+//! - [`admission`]: which spans of a batch are stored, skipped as duplicates or rejected
+//!   for the per-trace cap, and the caps' defaults and validation.
+//! - [`blocking`]: the one [`SpanStore`] adapter over a blocking backend (blocking pool,
+//!   retries, writer serialization, metrics).
+
+pub mod admission;
+pub mod blocking;
 
 use std::sync::Arc;
 

@@ -1,7 +1,19 @@
 //! The trace index seam: find trace ids by what people search for.
 //!
 //! Every backend (embedded tantivy, OpenSearch) implements [`TraceIndex`] and passes the
-//! same conformance suite (`crate::conformance::trace_index`).
+//! same conformance suite (`crate::conformance::trace_index`). What the backends share is
+//! here, so neither imports the other:
+//!
+//! - [`query_plan`]: a [`TraceQuery`] checked and cut into condition groups, every limit
+//!   (page size, group cap, text size and words) and the words of free text.
+//! - [`cursor`]: the keyset cursor codec.
+//! - [`span_doc`]: span → the values both backends index.
+//! - [`days`]: UTC day partitions and their names.
+
+pub mod cursor;
+pub mod days;
+pub mod query_plan;
+pub mod span_doc;
 
 use std::sync::Arc;
 

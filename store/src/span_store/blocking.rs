@@ -1,0 +1,163 @@
+//! The one [`SpanStore`] adapter for backends whose work blocks (fjall's file I/O,
+//! HBase's Thrift calls): every call runs on tokio's blocking pool, retryable failures are
+//! retried with doubling back-off where the backend asks for it, writers are serialized
+//! (the meta cell is read-modify-write), and the store metrics are emitted per batch.
+//!
+//! ```text
+//!  SpanStore call ─▶ BlockingSpanStore ─▶ spawn_blocking ─▶ BlockingBackend (fjall, hbase)
+//!                     (writer lock for write / drop_expired / close, retries, metrics)
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use clew_proto::{Span, TraceId};
+use tracing::warn;
+
+use super::admission::WriteOutcome;
+use crate::metrics as m;
+use crate::{Error, Result, SpanStore, StoredTrace, WriteReport};
+
+/// How often a failed call is tried, and how long to wait before the second attempt
+/// (doubling after that).
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    pub backoff_start: Duration,
+}
+
+impl Retry {
+    /// One attempt: errors reach the caller at once.
+    pub const NEVER: Retry = Retry {
+        attempts: 1,
+        backoff_start: Duration::ZERO,
+    };
+}
+
+/// The blocking half of a span store. The adapter never runs two of `write`,
+/// `drop_expired` and `close` at once; reads and `ready` run concurrently with anything.
+pub trait BlockingBackend: Send + Sync + 'static {
+    /// The `backend` label of the store metrics.
+    const NAME: &'static str;
+    /// Retries of retryable failures, for writes, reads and readiness checks.
+    const RETRY: Retry;
+
+    /// Stores a batch (see the [`SpanStore`] contract); durable when it returns `Ok`.
+    fn write(&self, spans: &[Span]) -> Result<WriteOutcome>;
+    /// Reads whole traces, in the order asked, unknown ids skipped.
+    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>>;
+    /// Drops data older than the retention period; returns how many buckets went.
+    fn drop_expired(&self, now_unix_nano: u64) -> Result<u64>;
+    /// Makes everything written durable and releases what can be released.
+    fn close(&self) -> Result<()>;
+    /// Whether reads and writes can be served now.
+    fn ready(&self) -> Result<()>;
+}
+
+/// A [`SpanStore`] over a [`BlockingBackend`]. Cheap to share (`Arc` inside).
+pub struct BlockingSpanStore<B> {
+    backend: Arc<B>,
+    /// Serializes writers, retention and close.
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl<B: BlockingBackend> BlockingSpanStore<B> {
+    pub fn new(backend: B) -> Self {
+        BlockingSpanStore {
+            backend: Arc::new(backend),
+            writer: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The backend, for what only it can do (tests of its layout).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Runs `f` off the reactor, retrying retryable failures as the backend asks.
+    async fn blocking<T, F>(&self, context: &'static str, retry: Retry, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&B) -> Result<T> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let mut backoff = retry.backoff_start;
+        let mut attempt = 1;
+        loop {
+            let backend = self.backend.clone();
+            let f = f.clone();
+            let result = tokio::task::spawn_blocking(move || f(&backend))
+                .await
+                .map_err(|e| Error::unavailable(context, e))?;
+            match result {
+                Err(e) if e.is_retryable() && attempt < retry.attempts => {
+                    warn!(error = %e, attempt, backend = B::NAME, "span store call failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<B: BlockingBackend> SpanStore for BlockingSpanStore<B> {
+    async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport> {
+        let started = Instant::now();
+        let _writer = self.writer.lock().await;
+        let out = self
+            .blocking("span store write task failed", B::RETRY, move |b| {
+                b.write(&spans)
+            })
+            .await?;
+        Ok(out.finish(B::NAME, started))
+    }
+
+    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
+        let mut traces = self
+            .blocking("span store read task failed", B::RETRY, move |b| {
+                b.read_traces(&[trace_id])
+            })
+            .await?;
+        Ok(traces.pop())
+    }
+
+    async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+        if trace_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = trace_ids.to_vec();
+        self.blocking("span store read task failed", B::RETRY, move |b| {
+            b.read_traces(&ids)
+        })
+        .await
+    }
+
+    async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        let dropped = self
+            .blocking("span store retention task failed", Retry::NEVER, move |b| {
+                b.drop_expired(now_unix_nano)
+            })
+            .await?;
+        if dropped > 0 {
+            metrics::counter!(m::STORE_BUCKETS_DROPPED_TOTAL, "backend" => B::NAME)
+                .increment(dropped);
+        }
+        Ok(dropped)
+    }
+
+    async fn close(&self) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        self.blocking("span store close task failed", Retry::NEVER, |b| b.close())
+            .await
+    }
+
+    async fn ready(&self) -> Result<()> {
+        self.blocking("span store readiness task failed", B::RETRY, |b| b.ready())
+            .await
+    }
+}
