@@ -62,7 +62,7 @@ use tracing::{info, warn};
 pub use config::{CollectorConfig, LimitsConfig, KAFKA_UNAVAILABLE};
 pub use error::{Error, Result};
 pub use pipeline::Ingest;
-use receiver::{bind, stopped};
+use receiver::{bind, spawn_otlp, Server};
 
 /// How long [`Collector::shutdown`] waits for queued spans to be written and answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -76,7 +76,7 @@ pub struct Collector {
     ingest: Ingest,
     #[cfg(feature = "kafka")]
     kafka: Option<receiver::kafka::KafkaReceiver>,
-    servers: Vec<(&'static str, JoinHandle<Result<()>>)>,
+    servers: Vec<Server>,
     pipeline: JoinHandle<()>,
 }
 
@@ -104,16 +104,7 @@ impl Collector {
             None => None,
         };
         let (stop, stop_rx) = watch::channel(false);
-        let grpc = tokio::spawn(receiver::otlp_grpc::serve(
-            grpc_listener,
-            shared.clone(),
-            stopped(&stop_rx),
-        ));
-        let http = tokio::spawn(receiver::otlp_http::serve(
-            http_listener,
-            shared,
-            stopped(&stop_rx),
-        ));
+        let servers = spawn_otlp(grpc_listener, http_listener, shared, &stop_rx);
         info!(%grpc_addr, %http_addr, "otlp receivers listening (grpc, http)");
         Ok(Collector {
             grpc_addr,
@@ -122,7 +113,7 @@ impl Collector {
             ingest,
             #[cfg(feature = "kafka")]
             kafka,
-            servers: vec![("otlp grpc", grpc), ("otlp http", http)],
+            servers,
             pipeline,
         })
     }

@@ -60,7 +60,7 @@ use spool::{Record, Recovery, Spool};
 use crate::batcher::StoreRejections;
 use crate::error::{Error, Result};
 use crate::ingest::Front;
-use crate::receiver::{self, bind, serve_http, stopped, Shared};
+use crate::receiver::{bind, serve_http, spawn_otlp, stopped, Server, Shared};
 use crate::sink::SpanSink;
 
 /// Requests with more spans than this are encoded on the blocking pool.
@@ -79,7 +79,7 @@ pub struct Agent {
     spool_dir: PathBuf,
     stop_otlp: watch::Sender<bool>,
     stop_background: watch::Sender<bool>,
-    servers: Vec<(&'static str, JoinHandle<Result<()>>)>,
+    servers: Vec<Server>,
     background: Vec<JoinHandle<()>>,
     shipper: Arc<Shipper>,
     delivery_timeout: Duration,
@@ -120,21 +120,13 @@ impl Agent {
             http: (http_listener, http_addr),
             metrics: (metrics_listener, metrics_addr),
         } = listeners;
-        let grpc = tokio::spawn(receiver::otlp_grpc::serve(
-            grpc_listener,
-            shared.clone(),
-            stopped(&otlp_stop),
-        ));
-        let http = tokio::spawn(receiver::otlp_http::serve(
-            http_listener,
-            shared,
-            stopped(&otlp_stop),
-        ));
+        let mut servers = spawn_otlp(grpc_listener, http_listener, shared, &otlp_stop);
         let metrics_server = tokio::spawn(serve_metrics(
             metrics_listener,
             render,
             stopped(&background_stop),
         ));
+        servers.push(("metrics", metrics_server));
         let replay = tokio::spawn(shipper.clone().replay(background_stop.clone()));
         let watch = tokio::spawn(sampler.watch(
             Duration::from_millis(config.sampling.reload_interval_ms),
@@ -154,11 +146,7 @@ impl Agent {
             spool_dir,
             stop_otlp,
             stop_background,
-            servers: vec![
-                ("otlp grpc", grpc),
-                ("otlp http", http),
-                ("metrics", metrics_server),
-            ],
+            servers,
             background: vec![replay, watch],
             shipper,
             delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),

@@ -18,6 +18,7 @@ use clew_proto::otlp::collector::trace::v1::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::debug;
 
 use crate::config::CollectorConfig;
@@ -99,6 +100,25 @@ pub(crate) async fn bind(what: &'static str, addr: &str) -> Result<(TcpListener,
     let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
     let local = listener.local_addr().map_err(listen_error)?;
     Ok((listener, local))
+}
+
+/// A server task, named for logs.
+pub(crate) type Server = (&'static str, JoinHandle<Result<()>>);
+
+/// Spawns the OTLP/gRPC and OTLP/HTTP servers over `shared`; both finish their in-flight
+/// requests and stop once `stop` turns true.
+pub(crate) fn spawn_otlp(
+    grpc: TcpListener,
+    http: TcpListener,
+    shared: Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<Server> {
+    let grpc = otlp_grpc::serve(grpc, shared.clone(), stopped(stop));
+    let http = otlp_http::serve(http, shared, stopped(stop));
+    vec![
+        ("otlp grpc", tokio::spawn(grpc)),
+        ("otlp http", tokio::spawn(http)),
+    ]
 }
 
 /// Resolves once `stop` turns true: a server's graceful-shutdown signal.
