@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clew_proto::from_otlp::{convert_request, Converted, Limits};
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use clew_proto::RejectReason;
+use clew_proto::{RejectReason, Span};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
@@ -148,7 +148,8 @@ impl Front {
             .await
             .map_err(Refused::Decode)?;
         let mut rejections = prepared.rejections;
-        // Store rejections are counted and logged by the store writer (or the sink).
+        // 7. hand to the sink. Store rejections are counted and logged by the store writer
+        //    (or the sink).
         let stored = self.sink.submit(prepared.converted.spans).await;
         for (_, reason) in stored.map_err(Refused::Sink)? {
             *rejections.entry(reason).or_default() += 1;
@@ -156,25 +157,33 @@ impl Front {
         Ok(rejections)
     }
 
-    /// The CPU-bound stages, in flow order.
+    /// The CPU-bound stages, in flow order (7, the sink, follows in [`Front::ingest`]).
     pub fn prepare<D, E>(&self, protocol: Protocol, count: bool, decode: D) -> Result<Prepared, E>
     where
         D: FnOnce(&Limits, u64) -> Result<Decoded, E>,
     {
         let now = now_unix_nano();
+        // 1. decode, by source
         let decoded = decode(&self.limits, now)?;
+        // 2. validate + convert
         let mut converted = convert(decoded, &self.limits, now);
+        // 3. count rejections
         let rejections = count_rejections(protocol, count, &converted);
-        // Redaction goes here: after validation, before enrich and before anything is
-        // written, so no later stage (or the sink) sees a redacted value.
-        if let Some(enricher) = &self.enricher {
-            enricher.enrich_all(&mut converted.spans);
-        }
-        // Span metrics go here: after enrich (business keys known), before the sink.
+        // 4. redaction goes here: after validation, before enrich and before anything is
+        //    written, so no later stage and no sink sees an unredacted value.
+        // 5. enrich
+        self.enrich(&mut converted.spans);
+        // 6. span metrics go here: after enrich (business keys known), before the sink.
         Ok(Prepared {
             converted,
             rejections,
         })
+    }
+
+    fn enrich(&self, spans: &mut [Span]) {
+        if let Some(enricher) = &self.enricher {
+            enricher.enrich_all(spans);
+        }
     }
 
     async fn off_the_reactor<T, E>(
