@@ -214,3 +214,18 @@ mod tests {
         );
     }
 }
+
+#[cfg(all(test, not(feature = "kafka")))]
+mod tests_without_kafka {
+    use super::*;
+
+    #[test]
+    fn agent_says_it_needs_the_kafka_feature() {
+        let err = main(&AgentOverrides::default(), false, "info").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("clew was built without the \"kafka\" feature"),
+            "{err}"
+        );
+    }
+}

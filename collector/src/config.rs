@@ -318,6 +318,20 @@ mod tests {
         assert!(err.to_string().contains("max_request_byte"), "{err}");
     }
 
+    #[cfg(not(feature = "kafka"))]
+    #[test]
+    fn kafka_section_needs_the_kafka_feature() {
+        let c = CollectorConfig {
+            kafka: Some(KafkaConfig::new(vec!["a:1".into()], Vec::new())),
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("collector.kafka") && e.contains(KAFKA_UNAVAILABLE),
+            "{e}"
+        );
+    }
+
     #[test]
     fn validate_names_the_key() {
         let c = CollectorConfig {
