@@ -117,6 +117,7 @@ impl Collector {
             pipeline,
         })
     }
+
     /// Where OTLP/gRPC is served (the real port when configured with port 0).
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
