@@ -540,21 +540,21 @@ mod tests {
             (KafkaFormat::OtlpProto, proto.clone()),
             (KafkaFormat::OtlpJson, json),
         ] {
-            let c = decode_value(&shared, format, &bytes).unwrap();
+            let c = decode_value(shared, format, &bytes).unwrap();
             assert_eq!(c.spans.len(), 2, "{format:?}");
             assert_eq!(c.rejected.len(), 1, "{format:?}");
             assert_eq!(c.rejected[0].reason, RejectReason::InvalidTraceId);
             assert_eq!(c.spans[0].business_keys[0].value, "o-1");
         }
         // avro: keys the agent carried are kept alongside the collector's
-        let mut spans = decode_value(&shared, KafkaFormat::OtlpProto, &proto)
+        let mut spans = decode_value(shared, KafkaFormat::OtlpProto, &proto)
             .unwrap()
             .spans;
         spans[0].business_keys = vec![clew_proto::BusinessKey {
             name: "user_id".into(),
             value: "u-9".into(),
         }];
-        let c = decode_value(&shared, KafkaFormat::Avro, &avro::encode_batch(&spans)).unwrap();
+        let c = decode_value(shared, KafkaFormat::Avro, &avro::encode_batch(&spans)).unwrap();
         assert_eq!(c.spans.len(), 2);
         let keys: Vec<_> = c.spans[0]
             .business_keys
@@ -568,8 +568,7 @@ mod tests {
     fn poison_is_classified() {
         let setup = Setup::new();
         let shared = setup.decoding();
-        let reason =
-            |format, bytes: &[u8]| decode_value(&shared, format, bytes).unwrap_err().reason;
+        let reason = |format, bytes: &[u8]| decode_value(shared, format, bytes).unwrap_err().reason;
         assert_eq!(
             reason(KafkaFormat::Avro, b"garbage!garbage!"),
             "avro_bad_header"
@@ -579,7 +578,7 @@ mod tests {
         unknown[5] ^= 0xff;
         assert_eq!(reason(KafkaFormat::Avro, &unknown), "avro_unknown_schema");
         let mut truncated =
-            decode_value(&shared, KafkaFormat::OtlpProto, &request().encode_to_vec())
+            decode_value(shared, KafkaFormat::OtlpProto, &request().encode_to_vec())
                 .map(|c| avro::encode_batch(&c.spans))
                 .unwrap();
         truncated.truncate(truncated.len() - 3);
