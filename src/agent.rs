@@ -8,14 +8,23 @@
 //!             (undelivered records stay in the spool and are replayed on the next start)
 //! ```
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+//!
+//! The agent ships to Kafka: a build without the cargo feature `kafka` has no agent, and
+//! `clew agent` says so.
 
-use anyhow::{Context, Result};
-use clew_collector::agent::{Agent, AgentConfig};
-use metrics_exporter_prometheus::PrometheusBuilder;
-use tracing::{info, warn};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+#[cfg(feature = "kafka")]
+use {
+    anyhow::Context,
+    clew_collector::agent::{Agent, AgentConfig},
+    metrics_exporter_prometheus::PrometheusBuilder,
+    std::path::Path,
+    std::sync::Arc,
+    tracing::{info, warn},
+};
 
 /// Overrides of the agent file, from the command line or `CLEW_*` variables.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -49,14 +58,37 @@ pub struct AgentOverrides {
     pub sampling_file: Option<PathBuf>,
 }
 
+/// `clew agent`: loads the configuration, prints it (`print_config`) or runs the agent
+/// until SIGTERM/SIGINT.
+#[cfg(feature = "kafka")]
+pub fn main(overrides: &AgentOverrides, print_config: bool, log: &str) -> Result<()> {
+    let config = load(overrides)?;
+    if print_config {
+        print!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    crate::init_logging(log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("clew-agent")
+        .build()?;
+    runtime.block_on(run(config))
+}
+
+#[cfg(not(feature = "kafka"))]
+pub fn main(_: &AgentOverrides, _: bool, _: &str) -> Result<()> {
+    anyhow::bail!("clew agent is not available: clew was built without the \"kafka\" feature")
+}
+
 /// File, then overrides, then validation (errors name the file).
+#[cfg(feature = "kafka")]
 pub fn load(o: &AgentOverrides) -> Result<AgentConfig> {
     let mut config = match &o.config {
         Some(path) => from_file(path)?,
         None => AgentConfig::default(),
     };
     if let Some(v) = &o.kafka_brokers {
-        config.kafka.brokers = v.clone();
+        config.kafka.brokers = crate::config::parse_kafka_brokers(&[v])?.join(",");
     }
     if let Some(v) = &o.kafka_topic {
         config.kafka.topic = v.clone();
@@ -86,6 +118,7 @@ pub fn load(o: &AgentOverrides) -> Result<AgentConfig> {
     Ok(config)
 }
 
+#[cfg(feature = "kafka")]
 fn from_file(path: &Path) -> Result<AgentConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read agent config file {}", path.display()))?;
@@ -93,7 +126,8 @@ fn from_file(path: &Path) -> Result<AgentConfig> {
         .with_context(|| format!("failed to parse agent config file {}", path.display()))
 }
 
-pub async fn run(config: AgentConfig) -> Result<()> {
+#[cfg(feature = "kafka")]
+async fn run(config: AgentConfig) -> Result<()> {
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("failed to install the metrics recorder")?;
@@ -121,7 +155,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "kafka"))]
 mod tests {
     use super::*;
 
@@ -148,6 +182,22 @@ mod tests {
     }
 
     #[test]
+    fn brokers_override_is_parsed_like_serve() {
+        let c = load(&AgentOverrides {
+            kafka_brokers: Some(" a:1 ,b:2".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "a:1,b:2");
+        let err = load(&AgentOverrides {
+            kafka_brokers: Some("a:1,,b:2".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("CLEW_KAFKA_BROKERS"), "{err:#}");
+    }
+
+    #[test]
     fn errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad-agent.toml");
@@ -161,6 +211,21 @@ mod tests {
         assert!(
             text.contains("bad-agent.toml") && text.contains("default_rate"),
             "{text}"
+        );
+    }
+}
+
+#[cfg(all(test, not(feature = "kafka")))]
+mod tests_without_kafka {
+    use super::*;
+
+    #[test]
+    fn agent_says_it_needs_the_kafka_feature() {
+        let err = main(&AgentOverrides::default(), false, "info").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("clew was built without the \"kafka\" feature"),
+            "{err}"
         );
     }
 }

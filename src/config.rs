@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clew_collector::CollectorConfig;
+use clew_collector::{CollectorConfig, KAFKA_UNAVAILABLE};
 use clew_store::{IndexConfig, StoreConfig};
 use serde::{Deserialize, Serialize};
 
@@ -135,8 +135,7 @@ pub struct Overrides {
     #[arg(
         long = "kafka-brokers",
         env = "CLEW_KAFKA_BROKERS",
-        value_name = "HOST:PORT",
-        value_delimiter = ','
+        value_name = "HOST:PORT"
     )]
     pub kafka_brokers: Vec<String>,
 }
@@ -185,13 +184,11 @@ impl Config {
         if let Some(r) = o.retention_days {
             self.retention_days = r;
         }
-        let brokers: Vec<String> = o
-            .kafka_brokers
-            .iter()
-            .map(|b| b.trim().to_string())
-            .filter(|b| !b.is_empty())
-            .collect();
+        let brokers = parse_kafka_brokers(&o.kafka_brokers)?;
         if !brokers.is_empty() {
+            if !cfg!(feature = "kafka") {
+                bail!("{KAFKA_UNAVAILABLE} (--kafka-brokers / CLEW_KAFKA_BROKERS)");
+            }
             match &mut self.collector.kafka {
                 Some(kafka) => kafka.brokers = brokers,
                 None => bail!(
@@ -227,6 +224,27 @@ impl Config {
             indexed_attributes: self.indexed_attributes.clone(),
         }
     }
+}
+
+/// The Kafka broker list of `--kafka-brokers` / `CLEW_KAFKA_BROKERS`, for `clew serve` and
+/// `clew agent` alike: each value is a comma-separated list of `host:port` (a repeated flag
+/// adds to it), each entry trimmed; an empty entry is an error.
+pub fn parse_kafka_brokers<S: AsRef<str>>(values: &[S]) -> Result<Vec<String>> {
+    let mut brokers = Vec::new();
+    for value in values {
+        let value = value.as_ref();
+        for (i, entry) in value.split(',').enumerate() {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                bail!(
+                    "invalid --kafka-brokers / CLEW_KAFKA_BROKERS {value:?}: entry {} is empty (expected host:port[,host:port…])",
+                    i + 1
+                );
+            }
+            brokers.push(entry.to_string());
+        }
+    }
+    Ok(brokers)
 }
 
 #[cfg(test)]
@@ -289,6 +307,7 @@ mod tests {
         assert!(text.contains("retention_dayz"), "{text}");
     }
 
+    #[cfg(feature = "kafka")]
     #[test]
     fn kafka_section_and_brokers_override() {
         let dir = tempfile::tempdir().unwrap();
@@ -331,6 +350,44 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("collector.kafka.topics"), "{text}");
         assert!(text.contains("clew.toml"), "{text}");
+    }
+
+    #[test]
+    fn kafka_brokers_are_split_trimmed_and_empties_refused() {
+        assert_eq!(
+            parse_kafka_brokers(&["a:1, b:2", "c:3"]).unwrap(),
+            vec!["a:1".to_string(), "b:2".to_string(), "c:3".to_string()]
+        );
+        assert!(parse_kafka_brokers::<&str>(&[]).unwrap().is_empty());
+        for bad in ["a:1,,b:2", "a:1,", " ", ""] {
+            let err = parse_kafka_brokers(&[bad]).unwrap_err().to_string();
+            assert!(err.contains("CLEW_KAFKA_BROKERS"), "{bad:?}: {err}");
+            assert!(err.contains("is empty"), "{bad:?}: {err}");
+        }
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    #[test]
+    fn kafka_settings_need_the_kafka_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "[collector.kafka]\nbrokers = [\"a:1\"]\ntopics = [{ name = \"clew-spans\", format = \"avro\" }]\n",
+        )
+        .unwrap();
+        let err = Config::load(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains(KAFKA_UNAVAILABLE), "{err:#}");
+        let err = Config::load(&Overrides {
+            kafka_brokers: vec!["a:1".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains(KAFKA_UNAVAILABLE), "{err:#}");
     }
 
     #[test]

@@ -76,19 +76,7 @@ fn run(cli: Cli) -> Result<()> {
                 .build()?;
             runtime.block_on(serve::serve(config))
         }
-        Command::Agent(args) => {
-            let config = agent::load(&args.overrides)?;
-            if args.print_config {
-                print!("{}", toml::to_string_pretty(&config)?);
-                return Ok(());
-            }
-            init_logging(&args.log);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("clew-agent")
-                .build()?;
-            runtime.block_on(agent::run(config))
-        }
+        Command::Agent(args) => agent::main(&args.overrides, args.print_config, &args.log),
         Command::Config(args) => {
             let config = config::Config::load(&args.overrides)?;
             print!("{}", toml::to_string_pretty(&config)?);

@@ -155,25 +155,72 @@ impl Default for LimitsConfig {
     }
 }
 
+impl LimitsConfig {
+    /// Checks the limits (keys `collector.limits.*`; the agent's `[limits]` shares them).
+    pub fn validate(&self) -> Result<()> {
+        for (key, v) in [
+            (
+                "collector.limits.max_attribute_value_bytes",
+                self.max_attribute_value_bytes,
+            ),
+            ("collector.limits.max_attributes", self.max_attributes),
+            ("collector.limits.max_name_bytes", self.max_name_bytes),
+            ("collector.limits.max_nesting_depth", self.max_nesting_depth),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.max_nesting_depth > 64 {
+            return bad(
+                "collector.limits.max_nesting_depth",
+                format!("{} is above the maximum of 64", self.max_nesting_depth),
+            );
+        }
+        if self.max_age_days == Some(0) {
+            return bad(
+                "collector.limits.max_age_days",
+                "must be at least 1 (or unset for any age)",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Largest `queue_max_spans`: permits of a tokio semaphore are acquired as `u32`.
 const MAX_QUEUE_SPANS: usize = u32::MAX as usize;
+
+/// The error text for Kafka settings in a build without the `kafka` cargo feature.
+pub const KAFKA_UNAVAILABLE: &str =
+    "kafka ingest is not available: clew was built without the \"kafka\" feature";
+
+fn bad(key: &'static str, message: impl Into<String>) -> Result<()> {
+    Err(Error::Config {
+        key,
+        message: message.into(),
+    })
+}
+
+fn check_addr(key: &'static str, addr: &str) -> Result<()> {
+    match addr.parse::<SocketAddr>() {
+        Ok(_) => Ok(()),
+        Err(e) => bad(key, format!("{addr:?} is not an ip:port address: {e}")),
+    }
+}
 
 impl CollectorConfig {
     /// Checks the values without doing any I/O. Errors name the offending key.
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &'static str, message: String| Err(Error::Config { key, message });
-        if let Err(e) = self.otlp_grpc_addr.parse::<SocketAddr>() {
-            return bad(
-                "collector.otlp_grpc_addr",
-                format!("{:?} is not an ip:port address: {e}", self.otlp_grpc_addr),
-            );
-        }
-        if let Err(e) = self.otlp_http_addr.parse::<SocketAddr>() {
-            return bad(
-                "collector.otlp_http_addr",
-                format!("{:?} is not an ip:port address: {e}", self.otlp_http_addr),
-            );
-        }
+        check_addr("collector.otlp_grpc_addr", &self.otlp_grpc_addr)?;
+        check_addr("collector.otlp_http_addr", &self.otlp_http_addr)?;
+        self.validate_request_size()?;
+        self.validate_queue()?;
+        self.validate_business_keys()?;
+        self.limits.validate()?;
+        self.validate_kafka()
+    }
+
+    fn validate_request_size(&self) -> Result<()> {
         if self.max_request_bytes < 1024 {
             return bad(
                 "collector.max_request_bytes",
@@ -186,8 +233,13 @@ impl CollectorConfig {
                 format!("{} is above the maximum of 4 GiB", self.max_request_bytes),
             );
         }
+        Ok(())
+    }
+
+    /// Batching and the ingest queue.
+    fn validate_queue(&self) -> Result<()> {
         if self.batch_max_spans == 0 {
-            return bad("collector.batch_max_spans", "must be at least 1".into());
+            return bad("collector.batch_max_spans", "must be at least 1");
         }
         if self.batch_timeout_ms == 0 || self.batch_timeout_ms > 60_000 {
             return bad(
@@ -210,44 +262,22 @@ impl CollectorConfig {
                 format!("{} is above the maximum of 600000", self.enqueue_timeout_ms),
             );
         }
-        for (i, key) in self.business_keys.iter().enumerate() {
-            if key.trim().is_empty() {
-                return Err(Error::Config {
-                    key: "collector.business_keys",
-                    message: format!("entry {i} is empty"),
-                });
-            }
-        }
-        let l = &self.limits;
-        for (key, v) in [
-            (
-                "collector.limits.max_attribute_value_bytes",
-                l.max_attribute_value_bytes,
-            ),
-            ("collector.limits.max_attributes", l.max_attributes),
-            ("collector.limits.max_name_bytes", l.max_name_bytes),
-            ("collector.limits.max_nesting_depth", l.max_nesting_depth),
-        ] {
-            if v == 0 {
-                return bad(key, "must be at least 1".into());
-            }
-        }
-        if l.max_nesting_depth > 64 {
-            return bad(
-                "collector.limits.max_nesting_depth",
-                format!("{} is above the maximum of 64", l.max_nesting_depth),
-            );
-        }
-        if l.max_age_days == Some(0) {
-            return bad(
-                "collector.limits.max_age_days",
-                "must be at least 1 (or unset for any age)".into(),
-            );
-        }
-        if let Some(kafka) = &self.kafka {
-            kafka.validate()?;
-        }
         Ok(())
+    }
+
+    fn validate_business_keys(&self) -> Result<()> {
+        match self.business_keys.iter().position(|k| k.trim().is_empty()) {
+            Some(i) => bad("collector.business_keys", format!("entry {i} is empty")),
+            None => Ok(()),
+        }
+    }
+
+    fn validate_kafka(&self) -> Result<()> {
+        match &self.kafka {
+            None => Ok(()),
+            Some(_) if !cfg!(feature = "kafka") => bad("collector.kafka", KAFKA_UNAVAILABLE),
+            Some(kafka) => kafka.validate(),
+        }
     }
 
     /// The per-span limits in the form the OTLP conversion takes.
@@ -286,6 +316,20 @@ mod tests {
         let err =
             serde_json::from_str::<CollectorConfig>(r#"{"max_request_byte": 5}"#).unwrap_err();
         assert!(err.to_string().contains("max_request_byte"), "{err}");
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    #[test]
+    fn kafka_section_needs_the_kafka_feature() {
+        let c = CollectorConfig {
+            kafka: Some(KafkaConfig::new(vec!["a:1".into()], Vec::new())),
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("collector.kafka") && e.contains(KAFKA_UNAVAILABLE),
+            "{e}"
+        );
     }
 
     #[test]

@@ -56,12 +56,20 @@ impl Enricher {
         span.business_keys = found;
     }
 
+    /// Enriches every span. Keys a span already carries (an Avro record from `clew agent`)
+    /// are kept after the configured ones; spans converted from OTLP carry none.
     pub fn enrich_all(&self, spans: &mut [Span]) {
         if self.keys.is_empty() {
             return;
         }
-        for s in spans {
-            self.enrich(s);
+        for span in spans {
+            let carried = std::mem::take(&mut span.business_keys);
+            self.enrich(span);
+            for key in carried {
+                if !span.business_keys.contains(&key) {
+                    span.business_keys.push(key);
+                }
+            }
         }
     }
 }

@@ -1,59 +1,68 @@
 //! # clew-collector: OTLP in, durable spans out
 //!
-//! The collector receives spans over OTLP (gRPC and HTTP), validates and enriches them,
-//! batches them and writes them through `clew-store`'s [`SpanStore`] and [`TraceIndex`]
-//! traits. A request is acknowledged only once both writes of its spans returned `Ok`.
+//! The collector receives spans over OTLP (gRPC and HTTP) and from Kafka, validates and
+//! enriches them, batches them and writes them through `clew-store`'s [`SpanStore`] and
+//! [`TraceIndex`] traits. A request is acknowledged only once both writes of its spans
+//! returned `Ok`.
 //!
 //! ```text
 //!  OTLP gRPC ─▶ receiver/otlp_grpc ─┐
-//!                                   ├─▶ decode ─▶ convert + validate ─▶ enrich ─▶ pipeline::Ingest::submit
-//!  OTLP HTTP ─▶ receiver/otlp_http ─┤   (decode.rs)  (clew_proto::from_otlp)  (enrich.rs)     │  bounded by spans
-//!  Kafka ─────▶ receiver/kafka ─────┘   (+ avro)                                              ▼
-//!               (offsets committed after the ack; poison → dead-letter topic)
-//!       answer ◀── ack (per request: partial success) ◀── index writer ◀── store writer ◀── batcher
-//!                                                        (writer.rs)        (writer.rs)     (batcher.rs)
+//!  OTLP HTTP ─▶ receiver/otlp_http ─┼─▶ ingest::Front::ingest ─────────────────────────────────▶ SpanSink::submit
+//!  Kafka ─────▶ receiver/kafka ─────┘   decode ─▶ validate + convert ─▶ count rejections            │ = pipeline::Ingest
+//!               (offsets committed      ─▶ (redact) ─▶ enrich ─▶ (span metrics)                     ▼   bounded by spans
+//!                after the ack; poison                                                 batcher (batcher.rs)
+//!                → dead-letter topic)                                                      ▼
+//!                                                                          store writer ─▶ index writer (writer.rs)
+//!       answer ◀── ack (per request: partial success) ◀────────────────────────────────────┘
 //! ```
+//!
+//! The whole path reads from two places: [`ingest`] (receiver to sink: every stage in
+//! order in [`ingest::Front`]) and [`pipeline::start`] (sink to ack).
 //!
 //! - [`config`]: [`CollectorConfig`] and its validation.
 //! - [`receiver`]: the OTLP transports, which end in one shared `export` path, and the
 //!   Kafka receiver ([`receiver::kafka`]: consumer group, Avro / OTLP protobuf / OTLP JSON
-//!   per topic, offsets committed only for durable records, dead-letter topic).
+//!   per topic, offsets committed only for durable records, dead-letter topic; cargo
+//!   feature `kafka`).
 //! - [`decode`]: content types, bounded gzip, protobuf and OTLP/JSON decoding.
+//! - [`ingest`]: the front half every receiver calls: decode → … → the sink.
 //! - [`enrich`]: business keys from span, resource and baggage attributes.
-//! - [`pipeline`]: builds the ingest stages ([`pipeline::start`]); [`batcher`] and
+//! - [`pipeline`]: builds the stages behind the sink ([`pipeline::start`]); [`batcher`] and
 //!   [`writer`] are its stages.
 //! - [`error`]: the one error type and its gRPC/HTTP mapping; [`metrics`]: what is counted.
-//! - [`sink`]: the seam where receivers hand spans on: the pipeline here, or the agent.
-//! - [`agent`]: `clew agent` — the same receivers in front of Kafka (Avro) and a disk spool.
+//! - [`sink`]: the seam where the front half hands spans on: the pipeline here, or the agent.
+//! - `agent` (cargo feature `kafka`): `clew agent` — the same receivers and front half in
+//!   front of Kafka (Avro) and a disk spool.
 //!
 //! Ack policy: `docs/adr/0004-ack-policy.md`.
 
+#[cfg(feature = "kafka")]
 pub mod agent;
 pub mod batcher;
 pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod error;
+pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod receiver;
 pub mod sink;
 pub mod writer;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clew_store::{SpanStore, TraceIndex};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-pub use config::{CollectorConfig, LimitsConfig};
+pub use config::{CollectorConfig, LimitsConfig, KAFKA_UNAVAILABLE};
 pub use error::{Error, Result};
 pub use pipeline::Ingest;
+use receiver::{bind, spawn_otlp, Server};
 
 /// How long [`Collector::shutdown`] waits for queued spans to be written and answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -65,8 +74,9 @@ pub struct Collector {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     ingest: Ingest,
+    #[cfg(feature = "kafka")]
     kafka: Option<receiver::kafka::KafkaReceiver>,
-    servers: Vec<(&'static str, JoinHandle<Result<()>>)>,
+    servers: Vec<Server>,
     pipeline: JoinHandle<()>,
 }
 
@@ -81,58 +91,29 @@ impl Collector {
     ) -> Result<Collector> {
         config.validate()?;
         metrics::describe();
-        let bind = |what: &'static str, addr: String| async move {
-            TcpListener::bind(&addr)
-                .await
-                .map_err(|source| Error::Listen { what, addr, source })
-        };
-        let grpc_listener = bind("bind otlp grpc listener", config.otlp_grpc_addr.clone()).await?;
-        let http_listener = bind("bind otlp http listener", config.otlp_http_addr.clone()).await?;
-        let local = |l: &TcpListener, what: &'static str, addr: &str| {
-            l.local_addr().map_err(|source| Error::Listen {
-                what,
-                addr: addr.to_string(),
-                source,
-            })
-        };
-        let grpc_addr = local(
-            &grpc_listener,
-            "read otlp grpc address",
-            &config.otlp_grpc_addr,
-        )?;
-        let http_addr = local(
-            &http_listener,
-            "read otlp http address",
-            &config.otlp_http_addr,
-        )?;
+        let (grpc_listener, grpc_addr) =
+            bind("bind otlp grpc listener", &config.otlp_grpc_addr).await?;
+        let (http_listener, http_addr) =
+            bind("bind otlp http listener", &config.otlp_http_addr).await?;
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
         let shared = receiver::Shared::new(&config, ingest.clone());
+        #[cfg(feature = "kafka")]
         let kafka = match &config.kafka {
             Some(k) => Some(receiver::kafka::start(k, shared.clone())?),
             None => None,
         };
-        let (stop, stopped) = watch::channel(false);
-        let signal = move || {
-            let mut rx = stopped.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let grpc = tokio::spawn(receiver::otlp_grpc::serve(
-            grpc_listener,
-            shared.clone(),
-            signal(),
-        ));
-        let http = tokio::spawn(receiver::otlp_http::serve(http_listener, shared, signal()));
+        let (stop, stop_rx) = watch::channel(false);
+        let servers = spawn_otlp(grpc_listener, http_listener, shared, &stop_rx);
         info!(%grpc_addr, %http_addr, "otlp receivers listening (grpc, http)");
         Ok(Collector {
             grpc_addr,
             http_addr,
             stop,
             ingest,
+            #[cfg(feature = "kafka")]
             kafka,
-            servers: vec![("otlp grpc", grpc), ("otlp http", http)],
+            servers,
             pipeline,
         })
     }
@@ -154,12 +135,14 @@ impl Collector {
         let Collector {
             stop,
             ingest,
+            #[cfg(feature = "kafka")]
             kafka,
             servers,
             pipeline,
             ..
         } = self;
         let _ = stop.send(true);
+        #[cfg(feature = "kafka")]
         if let Some(kafka) = kafka {
             kafka.shutdown().await;
         }
@@ -184,16 +167,4 @@ impl Collector {
         info!("otlp receivers stopped, pipeline drained");
         first_error.map_or(Ok(()), Err)
     }
-}
-
-/// Runs the collector until `shutdown` resolves, then shuts it down cleanly.
-pub async fn run(
-    config: CollectorConfig,
-    store: Arc<dyn SpanStore>,
-    index: Arc<dyn TraceIndex>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let collector = Collector::start(config, store, index).await?;
-    shutdown.await;
-    collector.shutdown().await
 }

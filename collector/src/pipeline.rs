@@ -1,4 +1,6 @@
-//! The ingest pipeline, built in one place: [`start`].
+//! The ingest pipeline behind the sink, built in one place: [`start`]. Together with the
+//! front half in [`crate::ingest`] (receiver → decode → … → [`Ingest::submit`]) it is the
+//! whole path from a receiver to the ack.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +26,10 @@ const SUBMIT_CHANNEL: usize = 4096;
 /// answered.
 ///
 /// ```text
-///  receivers (otlp_grpc, otlp_http)
-///    receive ─▶ decode ─▶ convert + validate ─▶ enrich        (per request, off the reactor)
-///                                                  │
+///  receivers (otlp_grpc, otlp_http, kafka) ─▶ ingest::Front::ingest (ingest.rs):
+///    decode ─▶ validate + convert ─▶ count rejections ─▶ (redact) ─▶ enrich ─▶ (span metrics)
+///    (per request or record, off the reactor when large)
+///                                                  │ SpanSink::submit
 ///                            Ingest::submit: wait ≤ enqueue_timeout_ms for queue room
 ///                            (semaphore of queue_max_spans permits), else Overloaded
 ///                                                  │ mpsc<Submission>

@@ -1,13 +1,14 @@
-//! Where the OTLP receivers hand validated spans: the seam between the transports and
+//! Where the ingest front half hands validated spans: the seam between the receivers and
 //! what happens next.
 //!
 //! ```text
-//!  receiver::export ─▶ convert + validate ─▶ (enrich) ─▶ SpanSink::submit
+//!  ingest::Front::ingest ─▶ decode … enrich … ─▶ SpanSink::submit
 //!                                                           ├─ pipeline::Ingest  (clew serve: store + index)
 //!                                                           └─ agent::AgentSink  (clew agent: Avro to Kafka, or the spool)
 //! ```
 //!
-//! The receivers answer the OTLP client from what `submit` returns, so both sinks share the
+//! The Kafka receiver puts its own `InFlightSpans` limit in front of `pipeline::Ingest`.
+//! The OTLP receivers answer the client from what `submit` returns, so both sinks share the
 //! same status codes, partial-success messages and retry hints (`error.rs`).
 
 use async_trait::async_trait;

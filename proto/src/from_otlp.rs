@@ -144,6 +144,8 @@ pub fn convert_request(
     out
 }
 
+/// One span: identity and times decide whether it is kept; everything else is cut to the
+/// limits. Each step returns the repair flags it set.
 fn convert_span(
     span: otlp::Span,
     resource: &Arc<Resource>,
@@ -152,102 +154,31 @@ fn convert_span(
     limits: &Limits,
     now_unix_nano: u64,
 ) -> Result<Span, Rejected> {
-    let reject = |reason: RejectReason, name: &str| Rejected {
+    let reject = |reason: RejectReason| Rejected {
         reason,
         service_name: service_name.to_string(),
-        span_name: name.chars().take(128).collect(),
+        span_name: span.name.chars().take(128).collect(),
     };
-    let trace_id = TraceId::from_bytes(&span.trace_id)
-        .map_err(|_| reject(RejectReason::InvalidTraceId, &span.name))?;
-    let span_id = SpanId::from_bytes(&span.span_id)
-        .map_err(|_| reject(RejectReason::InvalidSpanId, &span.name))?;
-    let mut repairs = 0;
-
-    let parent_span_id = match span.parent_span_id.len() {
-        0 => None,
-        8 => SpanId::from_bytes(&span.parent_span_id).ok(), // all zeros: root
-        _ => {
-            repairs |= repair::PARENT_ID_DROPPED;
-            None
-        }
-    };
-
-    let (mut start, mut end) = (span.start_time_unix_nano, span.end_time_unix_nano);
-    if start == 0 && end == 0 {
-        return Err(reject(RejectReason::MissingTimestamps, &span.name));
-    }
-    if start == 0 {
-        start = end;
-        repairs |= repair::ZERO_START;
-    }
-    if end < start {
-        end = start;
-        repairs |= repair::END_BEFORE_START;
-    }
-    if start > now_unix_nano.saturating_add(limits.max_future_skew_nanos) {
-        return Err(reject(RejectReason::TimestampInFuture, &span.name));
-    }
-    if let Some(max_age) = limits.max_age_nanos {
-        if start < now_unix_nano.saturating_sub(max_age) {
-            return Err(reject(RejectReason::TimestampTooOld, &span.name));
-        }
-    }
+    let (trace_id, span_id, parent_span_id, mut repairs) = span_ids(&span).map_err(reject)?;
+    let (start, end, time_repairs) = span_times(&span, limits, now_unix_nano).map_err(reject)?;
+    repairs |= time_repairs;
 
     let mut name = span.name;
-    if name.is_empty() {
-        name = UNNAMED_SPAN.to_string();
-        repairs |= repair::EMPTY_NAME;
-    } else if truncate_str(&mut name, limits.max_name_bytes) {
-        repairs |= repair::TRUNCATED;
-    }
-
+    repairs |= limit_name(&mut name, limits);
     let mut attributes = span.attributes;
     let mut dropped_attributes_count = span.dropped_attributes_count;
     repairs |= limit_attributes(&mut attributes, &mut dropped_attributes_count, limits);
-
     let mut events = span.events;
     let mut dropped_events_count = span.dropped_events_count;
-    if events.len() > limits.max_events {
-        dropped_events_count =
-            dropped_events_count.saturating_add((events.len() - limits.max_events) as u32);
-        events.truncate(limits.max_events);
-        repairs |= repair::TRUNCATED;
-    }
-    for ev in &mut events {
-        if truncate_str(&mut ev.name, limits.max_name_bytes) {
-            repairs |= repair::TRUNCATED;
-        }
-        repairs |= limit_attributes(&mut ev.attributes, &mut ev.dropped_attributes_count, limits);
-    }
-
+    repairs |= limit_events(&mut events, &mut dropped_events_count, limits);
     let mut links = span.links;
     let mut dropped_links_count = span.dropped_links_count;
-    if links.len() > limits.max_links {
-        dropped_links_count =
-            dropped_links_count.saturating_add((links.len() - limits.max_links) as u32);
-        links.truncate(limits.max_links);
-        repairs |= repair::TRUNCATED;
-    }
-    for link in &mut links {
-        if truncate_str(&mut link.trace_state, limits.max_attribute_value_bytes) {
-            repairs |= repair::TRUNCATED;
-        }
-        repairs |= limit_attributes(
-            &mut link.attributes,
-            &mut link.dropped_attributes_count,
-            limits,
-        );
-    }
-
+    repairs |= limit_links(&mut links, &mut dropped_links_count, limits);
     let mut trace_state = span.trace_state;
-    if truncate_str(&mut trace_state, limits.max_attribute_value_bytes) {
-        repairs |= repair::TRUNCATED;
-    }
+    repairs |= limit_text(&mut trace_state, limits);
     let status = span.status.unwrap_or_default();
     let mut status_message = status.message;
-    if truncate_str(&mut status_message, limits.max_attribute_value_bytes) {
-        repairs |= repair::TRUNCATED;
-    }
+    repairs |= limit_text(&mut status_message, limits);
 
     Ok(Span {
         trace_id,
@@ -275,6 +206,105 @@ fn convert_span(
     })
 }
 
+/// Trace and span id (wrong length or all zeros: rejected) and the parent id (empty or all
+/// zeros: a root; wrong length: dropped and flagged).
+fn span_ids(span: &otlp::Span) -> Result<(TraceId, SpanId, Option<SpanId>, u32), RejectReason> {
+    let trace_id = TraceId::from_bytes(&span.trace_id).map_err(|_| RejectReason::InvalidTraceId)?;
+    let span_id = SpanId::from_bytes(&span.span_id).map_err(|_| RejectReason::InvalidSpanId)?;
+    let (parent_span_id, repairs) = match span.parent_span_id.len() {
+        0 => (None, 0),
+        8 => (SpanId::from_bytes(&span.parent_span_id).ok(), 0), // all zeros: root
+        _ => (None, repair::PARENT_ID_DROPPED),
+    };
+    Ok((trace_id, span_id, parent_span_id, repairs))
+}
+
+/// Start and end, repaired when one is missing or end is before start; rejected when both
+/// are missing or start is outside the accepted window around `now_unix_nano`.
+fn span_times(
+    span: &otlp::Span,
+    limits: &Limits,
+    now_unix_nano: u64,
+) -> Result<(u64, u64, u32), RejectReason> {
+    let (mut start, mut end) = (span.start_time_unix_nano, span.end_time_unix_nano);
+    let mut repairs = 0;
+    if start == 0 && end == 0 {
+        return Err(RejectReason::MissingTimestamps);
+    }
+    if start == 0 {
+        start = end;
+        repairs |= repair::ZERO_START;
+    }
+    if end < start {
+        end = start;
+        repairs |= repair::END_BEFORE_START;
+    }
+    if start > now_unix_nano.saturating_add(limits.max_future_skew_nanos) {
+        return Err(RejectReason::TimestampInFuture);
+    }
+    if let Some(max_age) = limits.max_age_nanos {
+        if start < now_unix_nano.saturating_sub(max_age) {
+            return Err(RejectReason::TimestampTooOld);
+        }
+    }
+    Ok((start, end, repairs))
+}
+
+/// An empty name gets the placeholder; a long one is cut.
+fn limit_name(name: &mut String, limits: &Limits) -> u32 {
+    if name.is_empty() {
+        *name = UNNAMED_SPAN.to_string();
+        repair::EMPTY_NAME
+    } else if truncate_str(name, limits.max_name_bytes) {
+        repair::TRUNCATED
+    } else {
+        0
+    }
+}
+
+/// Free text (trace state, status message) is cut like an attribute value.
+fn limit_text(text: &mut String, limits: &Limits) -> u32 {
+    if truncate_str(text, limits.max_attribute_value_bytes) {
+        repair::TRUNCATED
+    } else {
+        0
+    }
+}
+
+/// Cuts a list to `max` entries, counting what it dropped.
+fn limit_count<T>(items: &mut Vec<T>, dropped: &mut u32, max: usize) -> u32 {
+    if items.len() <= max {
+        return 0;
+    }
+    *dropped = dropped.saturating_add((items.len() - max) as u32);
+    items.truncate(max);
+    repair::TRUNCATED
+}
+
+fn limit_events(events: &mut Vec<otlp::span::Event>, dropped: &mut u32, limits: &Limits) -> u32 {
+    let mut repairs = limit_count(events, dropped, limits.max_events);
+    for ev in events {
+        if truncate_str(&mut ev.name, limits.max_name_bytes) {
+            repairs |= repair::TRUNCATED;
+        }
+        repairs |= limit_attributes(&mut ev.attributes, &mut ev.dropped_attributes_count, limits);
+    }
+    repairs
+}
+
+fn limit_links(links: &mut Vec<otlp::span::Link>, dropped: &mut u32, limits: &Limits) -> u32 {
+    let mut repairs = limit_count(links, dropped, limits.max_links);
+    for link in links {
+        repairs |= limit_text(&mut link.trace_state, limits);
+        repairs |= limit_attributes(
+            &mut link.attributes,
+            &mut link.dropped_attributes_count,
+            limits,
+        );
+    }
+    repairs
+}
+
 /// Cuts `s` to at most `max` bytes at a char boundary. Returns whether it cut.
 fn truncate_str(s: &mut String, max: usize) -> bool {
     if s.len() <= max {
@@ -290,12 +320,7 @@ fn truncate_str(s: &mut String, max: usize) -> bool {
 
 /// Applies count, size and nesting limits to a list of attributes. Returns repair flags.
 fn limit_attributes(attrs: &mut Vec<KeyValue>, dropped: &mut u32, limits: &Limits) -> u32 {
-    let mut repairs = 0;
-    if attrs.len() > limits.max_attributes {
-        *dropped = dropped.saturating_add((attrs.len() - limits.max_attributes) as u32);
-        attrs.truncate(limits.max_attributes);
-        repairs |= repair::TRUNCATED;
-    }
+    let mut repairs = limit_count(attrs, dropped, limits.max_attributes);
     for kv in attrs.iter_mut() {
         if truncate_str(&mut kv.key, limits.max_name_bytes) {
             repairs |= repair::TRUNCATED;

@@ -255,7 +255,111 @@ impl Default for SamplingConfig {
     }
 }
 
+impl KafkaProducerConfig {
+    fn validate(&self) -> Result<()> {
+        if self.brokers.trim().is_empty() {
+            return bad("kafka.brokers", "must name at least one host:port");
+        }
+        if !is_topic_name(&self.topic) {
+            return bad(
+                "kafka.topic",
+                format!(
+                    "{:?} is not a Kafka topic name (1–249 of a-z A-Z 0-9 . _ -)",
+                    self.topic
+                ),
+            );
+        }
+        if self.linger_ms > 60_000 {
+            return bad(
+                "kafka.linger_ms",
+                format!("{} is above 60000", self.linger_ms),
+            );
+        }
+        if !(1024..=1_000_000_000).contains(&self.message_max_bytes) {
+            return bad(
+                "kafka.message_max_bytes",
+                format!("{} is outside 1024..=1000000000", self.message_max_bytes),
+            );
+        }
+        if self.batch_max_bytes == 0 {
+            return bad("kafka.batch_max_bytes", "must be at least 1");
+        }
+        if !(100..=3_600_000).contains(&self.delivery_timeout_ms) {
+            return bad(
+                "kafka.delivery_timeout_ms",
+                format!("{} is outside 100..=3600000", self.delivery_timeout_ms),
+            );
+        }
+        if !(1..=10_000_000).contains(&self.queue_max_records) {
+            return bad(
+                "kafka.queue_max_records",
+                format!("{} is outside 1..=10000000", self.queue_max_records),
+            );
+        }
+        match self
+            .properties
+            .keys()
+            .find(|key| FIXED_PRODUCER_PROPERTIES.contains(&key.as_str()))
+        {
+            Some(key) => bad(
+                "kafka.properties",
+                format!("{key:?} is set by the agent itself (its delivery guarantees depend on it); use the [kafka] keys"),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+fn is_topic_name(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 249
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+impl SpoolConfig {
+    /// `message_max_bytes`: the largest record the spool must hold.
+    fn validate(&self, message_max_bytes: u64) -> Result<()> {
+        if self.dir.as_os_str().is_empty() {
+            return bad("spool.dir", "must not be empty");
+        }
+        if self.segment_bytes < 4096 {
+            return bad(
+                "spool.segment_bytes",
+                format!("{} is below the minimum of 4096", self.segment_bytes),
+            );
+        }
+        if self.max_bytes < self.segment_bytes.min(message_max_bytes) {
+            return bad(
+                "spool.max_bytes",
+                format!(
+                    "{} is below one segment ({}) or one record ({})",
+                    self.max_bytes, self.segment_bytes, message_max_bytes
+                ),
+            );
+        }
+        if self.replay_batch_records == 0 {
+            return bad("spool.replay_batch_records", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 impl SamplingConfig {
+    fn validate(&self) -> Result<()> {
+        if let Err(message) = self.rates().validate("sampling.") {
+            return bad("sampling", message);
+        }
+        if !(50..=3_600_000).contains(&self.reload_interval_ms) {
+            return bad(
+                "sampling.reload_interval_ms",
+                format!("{} is outside 50..=3600000", self.reload_interval_ms),
+            );
+        }
+        Ok(())
+    }
+
     pub fn rates(&self) -> Rates {
         Rates {
             default_rate: self.default_rate,
@@ -264,10 +368,16 @@ impl SamplingConfig {
     }
 }
 
+fn bad(key: &'static str, message: impl Into<String>) -> Result<()> {
+    Err(Error::Config {
+        key,
+        message: message.into(),
+    })
+}
+
 impl AgentConfig {
     /// Checks the values without doing any I/O. Errors name the offending key.
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &'static str, message: String| Err(Error::Config { key, message });
         for (key, addr) in [
             ("otlp_grpc_addr", &self.otlp_grpc_addr),
             ("otlp_http_addr", &self.otlp_http_addr),
@@ -283,98 +393,11 @@ impl AgentConfig {
                 format!("{} is outside 1024..=4 GiB", self.max_request_bytes),
             );
         }
-        // The limits section is the collector's: reuse its checks (keys say `collector.`).
-        CollectorConfig {
-            limits: self.limits.clone(),
-            ..Default::default()
-        }
-        .validate()?;
-        let k = &self.kafka;
-        if k.brokers.trim().is_empty() {
-            return bad("kafka.brokers", "must name at least one host:port".into());
-        }
-        if k.topic.is_empty()
-            || k.topic.len() > 249
-            || !k
-                .topic
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            return bad(
-                "kafka.topic",
-                format!(
-                    "{:?} is not a Kafka topic name (1–249 of a-z A-Z 0-9 . _ -)",
-                    k.topic
-                ),
-            );
-        }
-        if k.linger_ms > 60_000 {
-            return bad("kafka.linger_ms", format!("{} is above 60000", k.linger_ms));
-        }
-        if !(1024..=1_000_000_000).contains(&k.message_max_bytes) {
-            return bad(
-                "kafka.message_max_bytes",
-                format!("{} is outside 1024..=1000000000", k.message_max_bytes),
-            );
-        }
-        if k.batch_max_bytes == 0 {
-            return bad("kafka.batch_max_bytes", "must be at least 1".into());
-        }
-        if !(100..=3_600_000).contains(&k.delivery_timeout_ms) {
-            return bad(
-                "kafka.delivery_timeout_ms",
-                format!("{} is outside 100..=3600000", k.delivery_timeout_ms),
-            );
-        }
-        if !(1..=10_000_000).contains(&k.queue_max_records) {
-            return bad(
-                "kafka.queue_max_records",
-                format!("{} is outside 1..=10000000", k.queue_max_records),
-            );
-        }
-        for key in k.properties.keys() {
-            if FIXED_PRODUCER_PROPERTIES.contains(&key.as_str()) {
-                return bad(
-                    "kafka.properties",
-                    format!("{key:?} is set by the agent itself (its delivery guarantees depend on it); use the [kafka] keys"),
-                );
-            }
-        }
-        let s = &self.spool;
-        if s.dir.as_os_str().is_empty() {
-            return bad("spool.dir", "must not be empty".into());
-        }
-        if s.segment_bytes < 4096 {
-            return bad(
-                "spool.segment_bytes",
-                format!("{} is below the minimum of 4096", s.segment_bytes),
-            );
-        }
-        if s.max_bytes < s.segment_bytes.min(k.message_max_bytes) {
-            return bad(
-                "spool.max_bytes",
-                format!(
-                    "{} is below one segment ({}) or one record ({})",
-                    s.max_bytes, s.segment_bytes, k.message_max_bytes
-                ),
-            );
-        }
-        if s.replay_batch_records == 0 {
-            return bad("spool.replay_batch_records", "must be at least 1".into());
-        }
-        if let Err(message) = self.sampling.rates().validate("sampling.") {
-            return bad("sampling", message);
-        }
-        if !(50..=3_600_000).contains(&self.sampling.reload_interval_ms) {
-            return bad(
-                "sampling.reload_interval_ms",
-                format!(
-                    "{} is outside 50..=3600000",
-                    self.sampling.reload_interval_ms
-                ),
-            );
-        }
-        Ok(())
+        // The limits section is the collector's: its checks (keys say `collector.`).
+        self.limits.validate()?;
+        self.kafka.validate()?;
+        self.spool.validate(self.kafka.message_max_bytes)?;
+        self.sampling.validate()
     }
 
     /// The per-span limits in the form the OTLP conversion takes.

@@ -3,9 +3,10 @@
 //!
 //! ```text
 //!  OTLP gRPC ─▶ receiver/otlp_grpc ─┐
-//!                                   ├─▶ decode ─▶ convert + validate ─▶ AgentSink::submit
-//!  OTLP HTTP ─▶ receiver/otlp_http ─┘   (same code, limits and answers as the collector;
-//!                                        no business keys: the collector adds those)
+//!                                   ├─▶ ingest::Front::ingest ─▶ AgentSink::submit
+//!  OTLP HTTP ─▶ receiver/otlp_http ─┘   (decode, validate + convert, count: the collector's
+//!                                        code, limits and answers; no enrich: the collector
+//!                                        behind Kafka adds the business keys)
 //!
 //!  AgentSink::submit ─▶ sampler (per service, per trace id; errors always kept)
 //!                    ─▶ group by trace id ─▶ Avro single-object records ≤ message_max_bytes
@@ -51,13 +52,15 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use config::AgentConfig;
+use config::SpoolConfig;
 use producer::Shipper;
 use sampler::Sampler;
-use spool::{Record, Spool};
+use spool::{Record, Recovery, Spool};
 
 use crate::batcher::StoreRejections;
 use crate::error::{Error, Result};
-use crate::receiver::{self, Shared};
+use crate::ingest::Front;
+use crate::receiver::{bind, serve_http, spawn_otlp, stopped, Server, Shared};
 use crate::sink::SpanSink;
 
 /// Requests with more spans than this are encoded on the blocking pool.
@@ -76,10 +79,17 @@ pub struct Agent {
     spool_dir: PathBuf,
     stop_otlp: watch::Sender<bool>,
     stop_background: watch::Sender<bool>,
-    servers: Vec<(&'static str, JoinHandle<Result<()>>)>,
+    servers: Vec<Server>,
     background: Vec<JoinHandle<()>>,
     shipper: Arc<Shipper>,
     delivery_timeout: Duration,
+}
+
+/// The agent's three listeners, bound.
+struct Listeners {
+    grpc: (TcpListener, SocketAddr),
+    http: (TcpListener, SocketAddr),
+    metrics: (TcpListener, SocketAddr),
 }
 
 impl Agent {
@@ -89,40 +99,8 @@ impl Agent {
         config.validate()?;
         crate::metrics::describe();
         metrics::describe();
-        let bind = |what: &'static str, addr: String| async move {
-            let l = TcpListener::bind(&addr)
-                .await
-                .map_err(|source| Error::Listen {
-                    what,
-                    addr: addr.clone(),
-                    source,
-                })?;
-            let local = l
-                .local_addr()
-                .map_err(|source| Error::Listen { what, addr, source })?;
-            Ok::<_, Error>((l, local))
-        };
-        let (grpc_listener, grpc_addr) =
-            bind("bind otlp grpc listener", config.otlp_grpc_addr.clone()).await?;
-        let (http_listener, http_addr) =
-            bind("bind otlp http listener", config.otlp_http_addr.clone()).await?;
-        let (metrics_listener, metrics_addr) =
-            bind("bind metrics listener", config.metrics_addr.clone()).await?;
-
-        let spool_cfg = config.spool.clone();
-        let (spool, recovery) = tokio::task::spawn_blocking(move || {
-            Spool::open(&spool_cfg.dir, spool_cfg.max_bytes, spool_cfg.segment_bytes)
-        })
-        .await
-        .map_err(|e| Error::Spool {
-            what: "open the spool",
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .map_err(|source| Error::Spool {
-            what: "open the spool",
-            source,
-        })?;
-        metrics::spool_corrupt(recovery.truncated_segments);
+        let listeners = bind_listeners(&config).await?;
+        let (spool, recovery) = open_spool(&config.spool).await?;
         let spool_dir = config
             .spool
             .dir
@@ -133,46 +111,26 @@ impl Agent {
             config.sampling.rates(),
             config.sampling.file.clone(),
         ));
-        let sink = AgentSink {
-            sampler: sampler.clone(),
-            shipper: shipper.clone(),
-            message_max_bytes: config.kafka.message_max_bytes as usize,
-        };
-        let shared = Arc::new(Shared {
-            sink: Arc::new(sink),
-            enricher: None,
-            limits: config.span_limits(),
-            max_request_bytes: config.max_request_bytes,
-            retry_after: Duration::from_secs(config.retry_after_secs),
-        });
+        let shared = receivers_shared(&config, sampler.clone(), shipper.clone());
 
-        let (stop_otlp, otlp_stopped) = watch::channel(false);
-        let (stop_background, background_stopped) = watch::channel(false);
-        let signal = |rx: &watch::Receiver<bool>| {
-            let mut rx = rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let grpc = tokio::spawn(receiver::otlp_grpc::serve(
-            grpc_listener,
-            shared.clone(),
-            signal(&otlp_stopped),
-        ));
-        let http = tokio::spawn(receiver::otlp_http::serve(
-            http_listener,
-            shared,
-            signal(&otlp_stopped),
-        ));
+        let (stop_otlp, otlp_stop) = watch::channel(false);
+        let (stop_background, background_stop) = watch::channel(false);
+        let Listeners {
+            grpc: (grpc_listener, grpc_addr),
+            http: (http_listener, http_addr),
+            metrics: (metrics_listener, metrics_addr),
+        } = listeners;
+        let mut servers = spawn_otlp(grpc_listener, http_listener, shared, &otlp_stop);
         let metrics_server = tokio::spawn(serve_metrics(
             metrics_listener,
             render,
-            signal(&background_stopped),
+            stopped(&background_stop),
         ));
-        let replay = tokio::spawn(shipper.clone().replay(background_stopped.clone()));
+        servers.push(("metrics", metrics_server));
+        let replay = tokio::spawn(shipper.clone().replay(background_stop.clone()));
         let watch = tokio::spawn(sampler.watch(
             Duration::from_millis(config.sampling.reload_interval_ms),
-            background_stopped,
+            background_stop,
         ));
         info!(
             %grpc_addr, %http_addr, %metrics_addr,
@@ -188,11 +146,7 @@ impl Agent {
             spool_dir,
             stop_otlp,
             stop_background,
-            servers: vec![
-                ("otlp grpc", grpc),
-                ("otlp http", http),
-                ("metrics", metrics_server),
-            ],
+            servers,
             background: vec![replay, watch],
             shipper,
             delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
@@ -274,15 +228,53 @@ fn server_result(
     }
 }
 
-/// Runs the agent until `shutdown` resolves, then shuts it down cleanly.
-pub async fn run(
-    config: AgentConfig,
-    render: RenderMetrics,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let agent = Agent::start(config, render).await?;
-    shutdown.await;
-    agent.shutdown().await
+async fn bind_listeners(config: &AgentConfig) -> Result<Listeners> {
+    Ok(Listeners {
+        grpc: bind("bind otlp grpc listener", &config.otlp_grpc_addr).await?,
+        http: bind("bind otlp http listener", &config.otlp_http_addr).await?,
+        metrics: bind("bind metrics listener", &config.metrics_addr).await?,
+    })
+}
+
+/// Opens the spool off the reactor (recovery reads every segment) and counts what it
+/// had to truncate.
+async fn open_spool(config: &SpoolConfig) -> Result<(Spool, Recovery)> {
+    let spool_error = |source| Error::Spool {
+        what: "open the spool",
+        source,
+    };
+    let config = config.clone();
+    let (spool, recovery) = tokio::task::spawn_blocking(move || {
+        Spool::open(&config.dir, config.max_bytes, config.segment_bytes)
+    })
+    .await
+    .map_err(|e| spool_error(std::io::Error::other(e.to_string())))?
+    .map_err(spool_error)?;
+    metrics::spool_corrupt(recovery.truncated_segments);
+    Ok((spool, recovery))
+}
+
+/// The receivers' settings: the collector's ingest front half without enrichment (the
+/// collector behind Kafka applies its own business keys), ending in the [`AgentSink`].
+fn receivers_shared(
+    config: &AgentConfig,
+    sampler: Arc<Sampler>,
+    shipper: Arc<Shipper>,
+) -> Arc<Shared> {
+    let sink = AgentSink {
+        sampler,
+        shipper,
+        message_max_bytes: config.kafka.message_max_bytes as usize,
+    };
+    Arc::new(Shared {
+        front: Arc::new(Front {
+            limits: config.span_limits(),
+            enricher: None,
+            sink: Arc::new(sink),
+        }),
+        max_request_bytes: config.max_request_bytes,
+        retry_after: Duration::from_secs(config.retry_after_secs),
+    })
 }
 
 async fn serve_metrics(
@@ -290,21 +282,10 @@ async fn serve_metrics(
     render: RenderMetrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     let app = Router::new()
         .route("/metrics", get(move || async move { render() }))
         .route("/healthz", get(|| async { "ok" }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| Error::Listen {
-            what: "serve metrics",
-            addr,
-            source,
-        })
+    serve_http("serve metrics", listener, app, shutdown).await
 }
 
 /// The agent's end of the receivers: sample, encode, ship.

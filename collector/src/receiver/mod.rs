@@ -1,40 +1,40 @@
-//! Receivers. Each OTLP protocol file only deals with its transport; the shared path
-//! from a decoded request to an OTLP answer is [`export`]. [`kafka`] consumes span records
-//! from Kafka and shares the decoders, conversion, enrichment and [`Ingest`].
+//! Receivers: each protocol file only deals with its transport and hands its input to the
+//! one ingest front half ([`crate::ingest::Front::ingest`]). For OTLP the shared path from
+//! a decoded request to an OTLP answer is [`export`]; [`kafka`] consumes span records and
+//! goes through the same front half with its own decoders.
 
 pub mod kafka;
 pub mod otlp_grpc;
 pub mod otlp_http;
 
-use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use clew_proto::from_otlp::{convert_request, Converted, Limits};
+use axum::Router;
 use clew_proto::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use clew_proto::RejectReason;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::debug;
 
 use crate::config::CollectorConfig;
 use crate::enrich::Enricher;
 use crate::error::{Error, Result};
+use crate::ingest::{Decoded, Front, Input, Offload, Refused, Rejections};
 use crate::metrics::{self, Protocol};
 use crate::pipeline::Ingest;
-use crate::sink::SpanSink;
 
 /// Requests with more spans than this are converted on the blocking pool.
 const INLINE_MAX_SPANS: usize = 64;
 
-/// What both receivers need.
+/// What every receiver needs.
 pub(crate) struct Shared {
-    /// Where validated spans go (the ingest pipeline, or the agent's Kafka producer).
-    pub sink: Arc<dyn SpanSink>,
-    /// Business-key lookup; `None` where a later hop enriches (the agent: the collector
-    /// behind Kafka applies its own configured keys).
-    pub enricher: Option<Enricher>,
-    pub limits: Limits,
+    /// The ingest stages and where they end (the pipeline, or the agent's Kafka producer).
+    pub front: Arc<Front>,
     pub max_request_bytes: usize,
     pub retry_after: Duration,
 }
@@ -42,17 +42,19 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: &CollectorConfig, ingest: Ingest) -> Arc<Self> {
         Arc::new(Shared {
-            sink: Arc::new(ingest),
-            enricher: Some(Enricher::new(&config.business_keys)),
-            limits: config.span_limits(),
+            front: Arc::new(Front {
+                limits: config.span_limits(),
+                enricher: Some(Enricher::new(&config.business_keys)),
+                sink: Arc::new(ingest),
+            }),
             max_request_bytes: config.max_request_bytes,
             retry_after: Duration::from_secs(config.retry_after_secs),
         })
     }
 }
 
-/// Runs `decode` (if any work is left to do), converts, enriches, submits and builds the
-/// OTLP answer. Heavy work runs on the blocking pool when `heavy`.
+/// Takes one OTLP request in through the ingest front half (`decode` runs there, on the
+/// blocking pool when `heavy`) and builds the OTLP answer; counts the request's outcome.
 pub(crate) async fn export<F>(
     shared: &Arc<Shared>,
     protocol: Protocol,
@@ -63,7 +65,21 @@ where
     F: FnOnce() -> Result<ExportTraceServiceRequest> + Send + 'static,
 {
     let started = Instant::now();
-    let result = export_inner(shared, protocol, heavy, decode).await;
+    let input = Input {
+        protocol,
+        offload: if heavy {
+            Offload::Blocking
+        } else {
+            Offload::Inline
+        },
+        count: true,
+    };
+    let result = shared
+        .front
+        .ingest(input, move |_, _| decode().map(Decoded::Otlp))
+        .await
+        .map(|rejections| response(&rejections))
+        .map_err(Refused::into_error);
     match &result {
         Ok(_) => metrics::acked(protocol, started.elapsed()),
         Err(e) => {
@@ -74,50 +90,61 @@ where
     result
 }
 
-async fn export_inner<F>(
-    shared: &Arc<Shared>,
-    protocol: Protocol,
-    heavy: bool,
-    decode: F,
-) -> Result<ExportTraceServiceResponse>
-where
-    F: FnOnce() -> Result<ExportTraceServiceRequest> + Send + 'static,
-{
-    let converted = if heavy {
-        let s = shared.clone();
-        tokio::task::spawn_blocking(move || prepare(&s, decode))
-            .await
-            .map_err(|e| Error::decode("request", format!("decoder task failed: {e}")))??
-    } else {
-        prepare(shared, decode)?
+/// Binds a listener; errors name `what` and the address.
+pub(crate) async fn bind(what: &'static str, addr: &str) -> Result<(TcpListener, SocketAddr)> {
+    let listen_error = |source| Error::Listen {
+        what,
+        addr: addr.to_string(),
+        source,
     };
-    metrics::spans_received(protocol, converted.total());
-
-    let mut reasons: BTreeMap<RejectReason, u64> = BTreeMap::new();
-    for r in &converted.rejected {
-        debug!(reason = %r.reason, service = %r.service_name, span = %r.span_name, "span rejected");
-        *reasons.entry(r.reason).or_default() += 1;
-    }
-    for (reason, n) in &reasons {
-        metrics::span_rejected(*reason, *n);
-    }
-    // Store rejections are counted and logged by the store writer (or the sink).
-    for (_, reason) in shared.sink.submit(converted.spans).await? {
-        *reasons.entry(reason).or_default() += 1;
-    }
-    Ok(response(&reasons))
+    let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    Ok((listener, local))
 }
 
-fn prepare<F>(shared: &Shared, decode: F) -> Result<Converted>
-where
-    F: FnOnce() -> Result<ExportTraceServiceRequest>,
-{
-    let request = decode()?;
-    let mut converted = convert_request(request, &shared.limits, now_unix_nano());
-    if let Some(enricher) = &shared.enricher {
-        enricher.enrich_all(&mut converted.spans);
+/// A server task, named for logs.
+pub(crate) type Server = (&'static str, JoinHandle<Result<()>>);
+
+/// Spawns the OTLP/gRPC and OTLP/HTTP servers over `shared`; both finish their in-flight
+/// requests and stop once `stop` turns true.
+pub(crate) fn spawn_otlp(
+    grpc: TcpListener,
+    http: TcpListener,
+    shared: Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<Server> {
+    let grpc = otlp_grpc::serve(grpc, shared.clone(), stopped(stop));
+    let http = otlp_http::serve(http, shared, stopped(stop));
+    vec![
+        ("otlp grpc", tokio::spawn(grpc)),
+        ("otlp http", tokio::spawn(http)),
+    ]
+}
+
+/// Resolves once `stop` turns true: a server's graceful-shutdown signal.
+pub(crate) fn stopped(stop: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut stop = stop.clone();
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
     }
-    Ok(converted)
+}
+
+/// Serves `app` over HTTP on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests.
+pub(crate) async fn serve_http(
+    what: &'static str,
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| Error::Listen { what, addr, source })
 }
 
 /// Counts spans of a decoded request without converting it.
@@ -134,7 +161,7 @@ pub(crate) fn is_heavy_request(req: &ExportTraceServiceRequest) -> bool {
 }
 
 /// OTLP answer: plain success, or partial success naming every reason with its count.
-fn response(reasons: &BTreeMap<RejectReason, u64>) -> ExportTraceServiceResponse {
+fn response(reasons: &Rejections) -> ExportTraceServiceResponse {
     let rejected: u64 = reasons.values().sum();
     if rejected == 0 {
         return ExportTraceServiceResponse {
@@ -156,20 +183,14 @@ fn response(reasons: &BTreeMap<RejectReason, u64>) -> ExportTraceServiceResponse
     }
 }
 
-fn now_unix_nano() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clew_proto::RejectReason;
 
     #[test]
     fn partial_success_names_reasons() {
-        let mut m = BTreeMap::new();
+        let mut m = Rejections::new();
         assert_eq!(response(&m).partial_success, None);
         m.insert(RejectReason::InvalidTraceId, 2);
         m.insert(RejectReason::TraceTooLarge, 1);

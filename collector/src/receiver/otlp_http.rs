@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use tokio::net::TcpListener;
 
-use super::{export, Shared};
+use super::{export, serve_http, Shared};
 use crate::decode::{decode_body, encode_response, Compression, Format};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Protocol};
@@ -44,18 +44,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| Error::Listen {
-            what: "serve otlp http",
-            addr,
-            source,
-        })
+    serve_http("serve otlp http", listener, router(shared), shutdown).await
 }
 
 async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {

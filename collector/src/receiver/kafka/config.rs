@@ -22,6 +22,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+fn bad(key: &'static str, message: impl Into<String>) -> Result<()> {
+    Err(Error::Config {
+        key,
+        message: message.into(),
+    })
+}
+
 /// How the values of one topic are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -197,38 +204,46 @@ impl KafkaConfig {
 
     /// Checks the values without I/O. Errors name the key (`collector.kafka.…`).
     pub fn validate(&self) -> Result<()> {
-        let bad = |key: &'static str, message: String| Err(Error::Config { key, message });
         if self.brokers.is_empty() || self.brokers.iter().any(|b| b.trim().is_empty()) {
             return bad(
                 "collector.kafka.brokers",
-                "needs at least one host:port and no empty entries".into(),
+                "needs at least one host:port and no empty entries",
             );
         }
         if self.group_id.trim().is_empty() {
-            return bad("collector.kafka.group_id", "must not be empty".into());
+            return bad("collector.kafka.group_id", "must not be empty");
         }
+        self.validate_topics()?;
+        self.validate_in_flight()?;
+        self.validate_timings()?;
+        self.validate_properties()
+    }
+
+    /// The subscriptions, and a dead-letter topic outside them.
+    fn validate_topics(&self) -> Result<()> {
         if self.topics.is_empty() {
             return bad(
                 "collector.kafka.topics",
-                "needs at least one { name = …, format = … } or { pattern = \"^…\", format = … }"
-                    .into(),
+                "needs at least one { name = …, format = … } or { pattern = \"^…\", format = … }",
             );
         }
         let formats = TopicFormats::new(&self.topics)?;
-        if let Some(dlq) = &self.dead_letter_topic {
-            if dlq.trim().is_empty() {
-                return bad(
-                    "collector.kafka.dead_letter_topic",
-                    "must not be empty".into(),
-                );
-            }
-            if formats.format_of(dlq).is_some() {
-                return bad(
-                    "collector.kafka.dead_letter_topic",
-                    format!("{dlq:?} is also consumed (it matches collector.kafka.topics): poison records would come back forever"),
-                );
-            }
+        let Some(dlq) = &self.dead_letter_topic else {
+            return Ok(());
+        };
+        if dlq.trim().is_empty() {
+            return bad("collector.kafka.dead_letter_topic", "must not be empty");
         }
+        if formats.format_of(dlq).is_some() {
+            return bad(
+                "collector.kafka.dead_letter_topic",
+                format!("{dlq:?} is also consumed (it matches collector.kafka.topics): poison records would come back forever"),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_in_flight(&self) -> Result<()> {
         if self.max_in_flight_records == 0 || self.max_in_flight_records > 100_000 {
             return bad(
                 "collector.kafka.max_in_flight_records",
@@ -241,6 +256,11 @@ impl KafkaConfig {
                 format!("{} is outside 1..=4294967295", self.max_in_flight_spans),
             );
         }
+        Ok(())
+    }
+
+    /// Each interval in its range, then how they must relate.
+    fn validate_timings(&self) -> Result<()> {
         for (key, v, min, max) in [
             (
                 "collector.kafka.session_timeout_ms",
@@ -307,6 +327,10 @@ impl KafkaConfig {
                 ),
             );
         }
+        Ok(())
+    }
+
+    fn validate_properties(&self) -> Result<()> {
         for key in self.properties.keys() {
             if RESERVED_PROPERTIES.contains(&key.as_str()) {
                 return bad(

@@ -7,14 +7,16 @@
 //!           │ callbacks; pauses the assignment while writes fail or it is at its limit)
 //!           │ ≤ max_in_flight_records records in flight; offsets tracked per partition
 //!           ▼ one tokio task per record (record.rs)
-//!  decode by the topic's format ─▶ convert + validate ─▶ enrich      (blocking pool if large)
-//!    avro:       clew_proto::avro::decode_batch        (same limits and per-span
-//!    otlp_proto: prost ExportTraceServiceRequest        rejections as OTLP)
+//!  decode by the topic's format                                      (blocking pool if large)
+//!    avro:       clew_proto::avro::decode_batch (validates while decoding, same limits)
+//!    otlp_proto: prost ExportTraceServiceRequest
 //!    otlp_json:  decode.rs OTLP/JSON
 //!           │                          └─ undecodable: poison ─▶ counted, logged ─▶
 //!           │                             dead-letter topic (wait for delivery) ─┐
 //!           ▼                                                                    │
-//!  ≤ max_in_flight_spans ─▶ Ingest::submit ─▶ store + index durable               │
+//!  ingest::Front::ingest: the OTLP receivers' front half (validate + convert,   │
+//!    count, enrich) ─▶ InFlightSpans (≤ max_in_flight_spans) ─▶ Ingest::submit   │
+//!    ─▶ store + index durable                                                    │
 //!           │  fails: pause consumption, back off (100 ms → 5 s), the same record │
 //!           │  again, until it is written; nothing is skipped                     │
 //!           ▼                                                                    ▼
@@ -30,191 +32,22 @@
 //!
 //! Decisions: `docs/adr/0007-kafka-offsets.md`.
 
+//!
+//! Everything but [`config`] needs librdkafka and is built with the cargo feature `kafka`
+//! (on by default); without it a `[collector.kafka]` section is a configuration error.
+
 pub mod config;
+#[cfg(feature = "kafka")]
 mod consume;
+#[cfg(feature = "kafka")]
 mod offsets;
+#[cfg(feature = "kafka")]
+mod receiver;
+#[cfg(feature = "kafka")]
 mod record;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureProducer;
-use tokio::sync::{oneshot, watch, Semaphore};
-use tracing::{info, warn};
-
 pub use config::{KafkaConfig, KafkaFormat, OffsetReset, TopicConfig};
-
-use crate::error::{Error, Result};
-use crate::metrics;
-use crate::receiver::Shared;
-use config::TopicFormats;
-use consume::Context;
-use record::{DeadLetter, Worker};
-
-/// A running Kafka receiver.
-pub struct KafkaReceiver {
-    stop: Arc<AtomicBool>,
-    stop_tasks: watch::Sender<bool>,
-    stopped: oneshot::Receiver<()>,
-    thread: std::thread::JoinHandle<()>,
-    drain_timeout: Duration,
-}
-
-/// Creates the consumer (and the dead-letter producer), subscribes and starts consuming.
-/// Brokers need not be reachable yet: librdkafka keeps connecting in the background.
-pub(crate) fn start(config: &KafkaConfig, shared: Arc<Shared>) -> Result<KafkaReceiver> {
-    config.validate()?;
-    let formats = TopicFormats::new(&config.topics)?;
-    let subscription = formats.subscription();
-    let named: Vec<String> = config
-        .topics
-        .iter()
-        .filter_map(|t| t.name.clone())
-        .collect();
-    metrics::describe_kafka(&named, &record::POISON_REASONS);
-
-    let drain_timeout = Duration::from_millis(config.drain_timeout_ms);
-    let (finished_tx, finished_rx) = std::sync::mpsc::channel();
-    let consumer: BaseConsumer<Context> = consumer_config(config)
-        .create_with_context(Context::new(finished_rx, drain_timeout))
-        .map_err(|e| Error::Kafka {
-            what: "create the kafka consumer",
-            message: e.to_string(),
-        })?;
-    let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(|e| Error::Kafka {
-        what: "subscribe to the kafka topics",
-        message: e.to_string(),
-    })?;
-    let dead_letter = match &config.dead_letter_topic {
-        Some(topic) => Some(DeadLetter {
-            producer: producer_config(config)
-                .create::<FutureProducer>()
-                .map_err(|e| Error::Kafka {
-                    what: "create the kafka dead-letter producer",
-                    message: e.to_string(),
-                })?,
-            topic: topic.clone(),
-        }),
-        None => None,
-    };
-
-    let (stop_tasks, stop_rx) = watch::channel(false);
-    let worker = Arc::new(Worker {
-        shared,
-        formats,
-        span_permits: Arc::new(Semaphore::new(config.max_in_flight_spans)),
-        max_in_flight_spans: config.max_in_flight_spans,
-        decode_slots: Arc::new(Semaphore::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-        )),
-        dead_letter,
-        backoff_min: Duration::from_millis(config.retry_backoff_min_ms),
-        backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
-        failing: Arc::new(AtomicUsize::new(0)),
-        stop: stop_rx,
-        finished: finished_tx,
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let (stopped_tx, stopped) = oneshot::channel();
-    let runtime = tokio::runtime::Handle::current();
-    let max_records = config.max_in_flight_records;
-    let thread_stop = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("clew-kafka".into())
-        .spawn(move || {
-            consume::run(consumer, worker, runtime, thread_stop, max_records);
-            let _ = stopped_tx.send(());
-        })
-        .map_err(|source| Error::Listen {
-            what: "start the kafka consumer thread",
-            addr: config.brokers.join(","),
-            source,
-        })?;
-    info!(
-        brokers = %config.brokers.join(","),
-        group_id = %config.group_id,
-        topics = ?subscription,
-        dead_letter_topic = ?config.dead_letter_topic,
-        "kafka receiver consuming"
-    );
-    Ok(KafkaReceiver {
-        stop,
-        stop_tasks,
-        stopped,
-        thread,
-        drain_timeout,
-    })
-}
-
-impl KafkaReceiver {
-    /// Stops fetching, lets records in flight finish (at most `drain_timeout_ms`; records
-    /// still failing are abandoned at once, uncommitted), commits what is durable and
-    /// leaves the group. Call it before the ingest pipeline is closed.
-    pub async fn shutdown(self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = self.stop_tasks.send(true);
-        // drain, then librdkafka's close (leave group, final commit)
-        let limit = self.drain_timeout + Duration::from_secs(30);
-        match tokio::time::timeout(limit, self.stopped).await {
-            Ok(_) => {
-                let thread = self.thread;
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-            }
-            Err(_) => warn!("kafka consumer did not close in time; leaving it behind"),
-        }
-    }
-}
-
-fn base_config(config: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", config.brokers.join(","));
-    c.set("client.id", "clew-collector");
-    for (k, v) in &config.properties {
-        c.set(k, v);
-    }
-    c
-}
-
-fn consumer_config(config: &KafkaConfig) -> ClientConfig {
-    let mut c = base_config(config);
-    c.set("group.id", &config.group_id)
-        // librdkafka commits what the receiver *stores*, and the receiver stores only the
-        // offsets of records that are durable.
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.commit.interval.ms",
-            config.commit_interval_ms.to_string(),
-        )
-        .set(
-            "auto.offset.reset",
-            match config.auto_offset_reset {
-                OffsetReset::Earliest => "earliest",
-                OffsetReset::Latest => "latest",
-            },
-        )
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set(
-            "max.poll.interval.ms",
-            config.max_poll_interval_ms.to_string(),
-        )
-        .set(
-            "statistics.interval.ms",
-            config.statistics_interval_ms.to_string(),
-        )
-        .set("enable.partition.eof", "false");
-    c
-}
-
-fn producer_config(config: &KafkaConfig) -> ClientConfig {
-    let mut c = base_config(config);
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        // fail a dead-letter produce after 30 s and retry it, rather than wait 5 min
-        .set("message.timeout.ms", "30000");
-    c
-}
+#[cfg(feature = "kafka")]
+pub(crate) use receiver::start;
+#[cfg(feature = "kafka")]
+pub use receiver::KafkaReceiver;

@@ -1,7 +1,7 @@
-//! One Kafka record, from its bytes to "done": decode by the topic's format, convert and
-//! validate like OTLP, enrich, write through [`Ingest::submit`](crate::Ingest::submit) and
-//! retry the *same* record until it is durable; or, for a poison record, count it,
-//! dead-letter it and move on.
+//! One Kafka record, from its bytes to "done": decode by the topic's format, then the same
+//! ingest front half as OTLP ([`Front::ingest`]: validate, convert, count, enrich, submit
+//! within `max_in_flight_spans`), retrying the *same* record until it is durable; or, for a
+//! poison record, count it, dead-letter it and move on.
 //!
 //! A record is *done* only when its spans are durable in the store and handed to the index
 //! (or when it was poison and is safely in the dead-letter topic). Only then may the
@@ -13,9 +13,10 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use clew_proto::avro::{self, AvroError};
-use clew_proto::from_otlp::{convert_request, Converted, Limits};
-use clew_proto::{RejectReason, Span};
+use clew_proto::from_otlp::Limits;
+use clew_proto::Span;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -23,11 +24,12 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{debug, warn};
 
 use super::config::{KafkaFormat, TopicFormats};
+use crate::batcher::StoreRejections;
 use crate::decode::{decode_json, decode_plain, Format};
-use crate::enrich::Enricher;
-use crate::error::Error;
+use crate::error::{Error, Result};
+use crate::ingest::{Decoded, DecoderFailed, Front, Input, Offload, Refused};
 use crate::metrics::{self, Protocol};
-use crate::receiver::{now_unix_nano, Shared};
+use crate::sink::SpanSink;
 
 /// Values larger than this are decoded on the blocking pool.
 const INLINE_MAX_BYTES: usize = 16 * 1024;
@@ -78,6 +80,12 @@ impl Poison {
     }
 }
 
+impl From<DecoderFailed> for Poison {
+    fn from(e: DecoderFailed) -> Self {
+        Poison::new("undecodable", e)
+    }
+}
+
 /// Every reason label of [`Poison`], for pre-registering the series.
 pub(super) const POISON_REASONS: [&str; 6] = [
     "too_large",
@@ -100,11 +108,10 @@ pub(super) struct DeadLetter {
 
 /// What every record task shares.
 pub(super) struct Worker {
-    pub shared: Arc<Shared>,
+    /// The ingest front half, ending in an [`InFlightSpans`] in front of the pipeline.
+    pub front: Arc<Front>,
+    pub max_request_bytes: usize,
     pub formats: TopicFormats,
-    /// Spans of Kafka records inside the ingest pipeline (`max_in_flight_spans`).
-    pub span_permits: Arc<Semaphore>,
-    pub max_in_flight_spans: usize,
     /// Decodes running on the blocking pool at once (one per core).
     pub decode_slots: Arc<Semaphore>,
     pub dead_letter: Option<DeadLetter>,
@@ -207,27 +214,12 @@ impl Worker {
         let mut failing: Option<Failing> = None;
         let mut first = true;
         loop {
-            let converted = match self.decode(&msg, format).await {
-                Ok(c) => c,
-                Err(p) => return self.poison(&msg, Some(format), p).await,
-            };
-            if first {
-                count_received(&converted);
-                first = false;
-            }
-            if converted.spans.is_empty() {
-                metrics::kafka_record_done(msg.topic(), "stored");
-                return Ok(());
-            }
-            let want = converted.spans.len().min(self.max_in_flight_spans) as u32;
-            let permit = self
-                .span_permits
-                .clone()
-                .acquire_many_owned(want)
-                .await
-                .map_err(|_| Abandoned)?;
-            let result = self.shared.sink.submit(converted.spans).await;
-            drop(permit);
+            // The value is decoded again on each retry instead of keeping a copy of the spans.
+            let result = self
+                .front
+                .ingest(self.input(&msg, first), self.decoder(&msg, format))
+                .await;
+            first = false;
             match result {
                 // Store rejections are counted and logged by the store writer; the rest
                 // of the record is durable.
@@ -235,8 +227,9 @@ impl Worker {
                     metrics::kafka_record_done(msg.topic(), "stored");
                     return Ok(());
                 }
-                Err(Error::ShuttingDown) => return Err(Abandoned),
-                Err(error) => {
+                Err(Refused::Decode(p)) => return self.poison(&msg, Some(format), p).await,
+                Err(Refused::Sink(Error::ShuttingDown)) => return Err(Abandoned),
+                Err(Refused::Sink(error)) => {
                     metrics::kafka_write_retried(error.reason());
                     if failing.is_none() {
                         warn!(
@@ -254,37 +247,36 @@ impl Worker {
         }
     }
 
-    /// Decodes, converts and enriches (on the blocking pool for large values). The value is
-    /// decoded again on each retry instead of keeping a copy of the spans.
-    async fn decode(
+    /// Large values are decoded on the blocking pool; a record is counted on its first try.
+    fn input(&self, msg: &OwnedMessage, first: bool) -> Input<'_> {
+        let len = msg.payload().map_or(0, <[u8]>::len);
+        Input {
+            protocol: Protocol::Kafka,
+            offload: if len <= INLINE_MAX_BYTES {
+                Offload::Inline
+            } else {
+                Offload::BlockingIn(&self.decode_slots)
+            },
+            count: first,
+        }
+    }
+
+    /// The decode stage for this record's value.
+    fn decoder(
         &self,
         msg: &Arc<OwnedMessage>,
         format: KafkaFormat,
-    ) -> Result<Converted, Poison> {
-        let len = msg.payload().map_or(0, <[u8]>::len);
-        if len <= INLINE_MAX_BYTES {
-            return decode_value(
-                &self.shared.decoding(),
+    ) -> impl FnOnce(&Limits, u64) -> Result<Decoded, Poison> + Send + 'static {
+        let (msg, max_request_bytes) = (msg.clone(), self.max_request_bytes);
+        move |limits, now| {
+            decode_record(
                 format,
                 msg.payload().unwrap_or_default(),
-            );
-        }
-        let _slot = self.decode_slots.acquire().await.expect("never closed");
-        let (shared, msg) = (self.shared.clone(), msg.clone());
-        tokio::task::spawn_blocking(move || {
-            decode_value(
-                &shared.decoding(),
-                format,
-                msg.payload().unwrap_or_default(),
+                max_request_bytes,
+                limits,
+                now,
             )
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(Poison::new(
-                "undecodable",
-                format!("decoder task failed: {e}"),
-            ))
-        })
+        }
     }
 
     /// Counts and logs a poison record and dead-letters it when configured.
@@ -355,85 +347,58 @@ impl Worker {
     }
 }
 
-fn count_received(converted: &Converted) {
-    metrics::spans_received(Protocol::Kafka, converted.total());
-    let mut reasons: Vec<(RejectReason, u64)> = Vec::new();
-    for r in &converted.rejected {
-        debug!(reason = %r.reason, service = %r.service_name, span = %r.span_name, "span of a kafka record rejected");
-        match reasons.iter_mut().find(|(k, _)| *k == r.reason) {
-            Some((_, n)) => *n += 1,
-            None => reasons.push((r.reason, 1)),
-        }
-    }
-    for (reason, n) in reasons {
-        metrics::span_rejected(reason, n);
-    }
-}
-
-/// What decoding a value needs from the collector's configuration.
-pub(super) struct Decoding<'a> {
-    pub limits: &'a Limits,
-    pub enricher: Option<&'a Enricher>,
-    pub max_request_bytes: usize,
-}
-
-impl Shared {
-    fn decoding(&self) -> Decoding<'_> {
-        Decoding {
-            limits: &self.limits,
-            enricher: self.enricher.as_ref(),
-            max_request_bytes: self.max_request_bytes,
-        }
-    }
-}
-
-/// Value → validated, enriched spans, exactly as the OTLP receivers do it.
-pub(super) fn decode_value(
-    shared: &Decoding<'_>,
+/// Value → decoded input, by the topic's format. Avro batches are validated against
+/// `limits` while they are decoded; OTLP requests are validated by the next stage.
+pub(super) fn decode_record(
     format: KafkaFormat,
     value: &[u8],
-) -> Result<Converted, Poison> {
-    if value.len() > shared.max_request_bytes {
+    max_request_bytes: usize,
+    limits: &Limits,
+    now_unix_nano: u64,
+) -> Result<Decoded, Poison> {
+    if value.len() > max_request_bytes {
         return Err(Poison::new(
             "too_large",
             format!(
                 "record value is {} bytes, above collector.max_request_bytes ({})",
                 value.len(),
-                shared.max_request_bytes
+                max_request_bytes
             ),
         ));
     }
-    let now = now_unix_nano();
-    let mut converted = match format {
-        KafkaFormat::Avro => {
-            avro::decode_batch(value, shared.limits, now).map_err(Poison::from_avro)?
-        }
+    Ok(match format {
+        KafkaFormat::Avro => Decoded::Validated(
+            avro::decode_batch(value, limits, now_unix_nano).map_err(Poison::from_avro)?,
+        ),
         KafkaFormat::OtlpProto => {
-            let request = decode_plain(value, Format::Protobuf).map_err(Poison::from_decode)?;
-            convert_request(request, shared.limits, now)
+            Decoded::Otlp(decode_plain(value, Format::Protobuf).map_err(Poison::from_decode)?)
         }
-        KafkaFormat::OtlpJson => {
-            let request = decode_json(value).map_err(Poison::from_decode)?;
-            convert_request(request, shared.limits, now)
-        }
-    };
-    if let Some(enricher) = shared.enricher {
-        enrich_keeping_carried_keys(enricher, &mut converted.spans);
-    }
-    Ok(converted)
+        KafkaFormat::OtlpJson => Decoded::Otlp(decode_json(value).map_err(Poison::from_decode)?),
+    })
 }
 
-/// Business keys the agent already found (Avro carries them) are kept; the collector's
-/// configured keys are added.
-fn enrich_keeping_carried_keys(enricher: &Enricher, spans: &mut [Span]) {
-    for span in spans {
-        let carried = std::mem::take(&mut span.business_keys);
-        enricher.enrich(span);
-        for key in carried {
-            if !span.business_keys.contains(&key) {
-                span.business_keys.push(key);
-            }
+/// The sink in front of the pipeline that keeps the spans of Kafka records in it below
+/// `max_in_flight_spans`, leaving queue room for OTLP clients.
+pub(super) struct InFlightSpans {
+    pub sink: Arc<dyn SpanSink>,
+    pub permits: Arc<Semaphore>,
+    pub max_in_flight_spans: usize,
+}
+
+#[async_trait]
+impl SpanSink for InFlightSpans {
+    async fn submit(&self, spans: Vec<Span>) -> Result<StoreRejections> {
+        if spans.is_empty() {
+            return Ok(Vec::new());
         }
+        let want = spans.len().min(self.max_in_flight_spans) as u32;
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        self.sink.submit(spans).await
     }
 }
 
@@ -477,10 +442,14 @@ fn dead_letter_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enrich::Enricher;
+    use crate::ingest::now_unix_nano;
+    use clew_proto::from_otlp::Converted;
     use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
     use clew_proto::otlp::common::v1::{any_value, AnyValue, KeyValue};
     use clew_proto::otlp::resource::v1::Resource;
     use clew_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
+    use clew_proto::RejectReason;
     use prost::Message as _;
 
     fn kv(k: &str, v: &str) -> KeyValue {
@@ -521,25 +490,43 @@ mod tests {
     }
 
     struct Setup {
-        limits: Limits,
-        enricher: Enricher,
+        front: Front,
+    }
+
+    /// The tests only decode: nothing reaches a sink.
+    struct NoSink;
+
+    #[async_trait]
+    impl SpanSink for NoSink {
+        async fn submit(&self, _: Vec<Span>) -> Result<StoreRejections> {
+            unreachable!("the tests only decode")
+        }
     }
 
     impl Setup {
         fn new() -> Self {
             Setup {
-                limits: Limits::default(),
-                enricher: Enricher::new(&["order_id".to_string()]),
+                front: Front {
+                    limits: Limits::default(),
+                    enricher: Some(Enricher::new(&["order_id".to_string()])),
+                    sink: Arc::new(NoSink),
+                },
             }
         }
 
-        fn decoding(&self) -> Decoding<'_> {
-            Decoding {
-                limits: &self.limits,
-                enricher: Some(&self.enricher),
-                max_request_bytes: 4096,
-            }
+        fn decoding(&self) -> &Front {
+            &self.front
         }
+    }
+
+    /// Decodes, validates, converts and enriches one value as `Worker::handle` does before
+    /// it submits.
+    fn decode_value(front: &Front, format: KafkaFormat, value: &[u8]) -> Result<Converted, Poison> {
+        front
+            .prepare(Protocol::Kafka, false, |limits, now| {
+                decode_record(format, value, 4096, limits, now)
+            })
+            .map(|p| p.converted)
     }
 
     #[test]
@@ -553,21 +540,21 @@ mod tests {
             (KafkaFormat::OtlpProto, proto.clone()),
             (KafkaFormat::OtlpJson, json),
         ] {
-            let c = decode_value(&shared, format, &bytes).unwrap();
+            let c = decode_value(shared, format, &bytes).unwrap();
             assert_eq!(c.spans.len(), 2, "{format:?}");
             assert_eq!(c.rejected.len(), 1, "{format:?}");
             assert_eq!(c.rejected[0].reason, RejectReason::InvalidTraceId);
             assert_eq!(c.spans[0].business_keys[0].value, "o-1");
         }
         // avro: keys the agent carried are kept alongside the collector's
-        let mut spans = decode_value(&shared, KafkaFormat::OtlpProto, &proto)
+        let mut spans = decode_value(shared, KafkaFormat::OtlpProto, &proto)
             .unwrap()
             .spans;
         spans[0].business_keys = vec![clew_proto::BusinessKey {
             name: "user_id".into(),
             value: "u-9".into(),
         }];
-        let c = decode_value(&shared, KafkaFormat::Avro, &avro::encode_batch(&spans)).unwrap();
+        let c = decode_value(shared, KafkaFormat::Avro, &avro::encode_batch(&spans)).unwrap();
         assert_eq!(c.spans.len(), 2);
         let keys: Vec<_> = c.spans[0]
             .business_keys
@@ -581,8 +568,7 @@ mod tests {
     fn poison_is_classified() {
         let setup = Setup::new();
         let shared = setup.decoding();
-        let reason =
-            |format, bytes: &[u8]| decode_value(&shared, format, bytes).unwrap_err().reason;
+        let reason = |format, bytes: &[u8]| decode_value(shared, format, bytes).unwrap_err().reason;
         assert_eq!(
             reason(KafkaFormat::Avro, b"garbage!garbage!"),
             "avro_bad_header"
@@ -592,7 +578,7 @@ mod tests {
         unknown[5] ^= 0xff;
         assert_eq!(reason(KafkaFormat::Avro, &unknown), "avro_unknown_schema");
         let mut truncated =
-            decode_value(&shared, KafkaFormat::OtlpProto, &request().encode_to_vec())
+            decode_value(shared, KafkaFormat::OtlpProto, &request().encode_to_vec())
                 .map(|c| avro::encode_batch(&c.spans))
                 .unwrap();
         truncated.truncate(truncated.len() - 3);

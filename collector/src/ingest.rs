@@ -1,0 +1,242 @@
+//! The front half of the ingest path, written once: every receiver — OTLP gRPC and HTTP
+//! ([`crate::receiver`]), the Kafka receiver ([`crate::receiver::kafka`]) and the agent's
+//! receivers — hands its input to [`Front::ingest`], which runs the stages below in order
+//! and hands the spans to the [`SpanSink`] at the end.
+//!
+//! ```text
+//!  receiver ─▶ decode ─▶ validate + convert ─▶ count rejections ─▶ (redact) ─▶ enrich ─▶ (span metrics) ─▶ SpanSink::submit
+//!              by source  clew_proto::from_otlp  metrics.rs                    enrich.rs                    pipeline::Ingest (clew serve)
+//!              (closure)  (avro: while decoding)                               (not in the agent)           agent::AgentSink (clew agent)
+//!             └───────────────── Front::prepare: CPU work, on the blocking pool for large inputs ─────────┘
+//! ```
+//!
+//! Only decoding differs by source, so a receiver passes a decode closure returning
+//! [`Decoded`]: an OTLP request, or spans its decoder already validated (Avro batches).
+//! Redaction and span metrics are not built yet; [`Front::prepare`] marks the line where
+//! each goes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clew_proto::from_otlp::{convert_request, Converted, Limits};
+use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use clew_proto::{RejectReason, Span};
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+use crate::enrich::Enricher;
+use crate::error::Error;
+use crate::metrics::{self, Protocol};
+use crate::sink::SpanSink;
+
+/// What a source's decode step produced.
+pub(crate) enum Decoded {
+    /// An OTLP export request (OTLP gRPC and HTTP bodies, Kafka `otlp_proto` and
+    /// `otlp_json` records); the next stage validates and converts it.
+    Otlp(ExportTraceServiceRequest),
+    /// Spans that their decoder validated against the same limits while decoding (Kafka
+    /// `avro` records: [`clew_proto::avro::decode_batch`]).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    Validated(Converted),
+}
+
+/// Rejected spans per reason: the conversion's and the sink's.
+pub(crate) type Rejections = BTreeMap<RejectReason, u64>;
+
+/// Where the decode-to-enrich stages run.
+pub(crate) enum Offload<'a> {
+    /// On the calling task (small inputs).
+    Inline,
+    /// On the blocking pool.
+    Blocking,
+    /// On the blocking pool once one of these slots is free (a burst of large records
+    /// takes at most that many threads).
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    BlockingIn(&'a Semaphore),
+}
+
+/// How one input is taken in.
+pub(crate) struct Input<'a> {
+    /// Label of `clew_collector_spans_received_total{protocol}`.
+    pub protocol: Protocol,
+    pub offload: Offload<'a>,
+    /// Whether the input's spans are counted as received and rejected: `false` when a
+    /// source takes in again an input it counted before (a Kafka record retried).
+    pub count: bool,
+}
+
+/// A decode task that panicked; each source turns it into its own decode error.
+pub(crate) struct DecoderFailed(String);
+
+impl std::fmt::Display for DecoderFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "decoder task failed: {}", self.0)
+    }
+}
+
+impl From<DecoderFailed> for Error {
+    fn from(e: DecoderFailed) -> Self {
+        Error::decode("request", e)
+    }
+}
+
+/// Why an input was not acknowledged.
+#[derive(Debug)]
+pub(crate) enum Refused<E> {
+    /// The input could not be decoded (the source's own error type: an OTLP error answer,
+    /// a poison Kafka record).
+    Decode(E),
+    /// The sink did not take the spans; nothing of them is acknowledged.
+    Sink(Error),
+}
+
+impl Refused<Error> {
+    pub fn into_error(self) -> Error {
+        match self {
+            Refused::Decode(e) | Refused::Sink(e) => e,
+        }
+    }
+}
+
+/// A converted input on its way to the sink.
+pub(crate) struct Prepared {
+    pub converted: Converted,
+    /// `converted.rejected` counted per reason.
+    pub rejections: Rejections,
+}
+
+/// The settings of the front-half stages and the sink they end in.
+pub(crate) struct Front {
+    pub limits: Limits,
+    /// `None` where a later hop enriches (the agent: the collector behind Kafka applies
+    /// its own configured keys).
+    pub enricher: Option<Enricher>,
+    pub sink: Arc<dyn SpanSink>,
+}
+
+impl Front {
+    /// The same stages in front of another sink.
+    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    pub fn with_sink(&self, sink: Arc<dyn SpanSink>) -> Front {
+        Front {
+            limits: self.limits.clone(),
+            enricher: self.enricher.clone(),
+            sink,
+        }
+    }
+
+    /// Takes one input in: [`Front::prepare`] (decode → … → span metrics) where `input`
+    /// says, then [`SpanSink::submit`]. `Ok` carries every rejected span per reason; all
+    /// other spans are durable at the sink.
+    pub async fn ingest<D, E>(
+        self: &Arc<Self>,
+        input: Input<'_>,
+        decode: D,
+    ) -> Result<Rejections, Refused<E>>
+    where
+        D: FnOnce(&Limits, u64) -> Result<Decoded, E> + Send + 'static,
+        E: From<DecoderFailed> + Send + 'static,
+    {
+        let Input {
+            protocol,
+            offload,
+            count,
+        } = input;
+        let prepared = self
+            .off_the_reactor(offload, move |front| front.prepare(protocol, count, decode))
+            .await
+            .map_err(Refused::Decode)?;
+        let mut rejections = prepared.rejections;
+        // 7. hand to the sink. Store rejections are counted and logged by the store writer
+        //    (or the sink).
+        let stored = self.sink.submit(prepared.converted.spans).await;
+        for (_, reason) in stored.map_err(Refused::Sink)? {
+            *rejections.entry(reason).or_default() += 1;
+        }
+        Ok(rejections)
+    }
+
+    /// The CPU-bound stages, in flow order (7, the sink, follows in [`Front::ingest`]).
+    pub fn prepare<D, E>(&self, protocol: Protocol, count: bool, decode: D) -> Result<Prepared, E>
+    where
+        D: FnOnce(&Limits, u64) -> Result<Decoded, E>,
+    {
+        let now = now_unix_nano();
+        // 1. decode, by source
+        let decoded = decode(&self.limits, now)?;
+        // 2. validate + convert
+        let mut converted = convert(decoded, &self.limits, now);
+        // 3. count rejections
+        let rejections = count_rejections(protocol, count, &converted);
+        // 4. redaction goes here: after validation, before enrich and before anything is
+        //    written, so no later stage and no sink sees an unredacted value.
+        // 5. enrich
+        self.enrich(&mut converted.spans);
+        // 6. span metrics go here: after enrich (business keys known), before the sink.
+        Ok(Prepared {
+            converted,
+            rejections,
+        })
+    }
+
+    fn enrich(&self, spans: &mut [Span]) {
+        if let Some(enricher) = &self.enricher {
+            enricher.enrich_all(spans);
+        }
+    }
+
+    async fn off_the_reactor<T, E>(
+        self: &Arc<Self>,
+        offload: Offload<'_>,
+        work: impl FnOnce(&Front) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DecoderFailed> + Send + 'static,
+    {
+        let slot = match offload {
+            Offload::Inline => return work(self),
+            Offload::Blocking => None,
+            Offload::BlockingIn(slots) => Some(slots.acquire().await.expect("never closed")),
+        };
+        let front = self.clone();
+        let done = tokio::task::spawn_blocking(move || work(&front)).await;
+        drop(slot);
+        done.unwrap_or_else(|e| Err(E::from(DecoderFailed(e.to_string()))))
+    }
+}
+
+/// Validate + convert: OTLP requests through [`convert_request`]; validated batches pass.
+fn convert(decoded: Decoded, limits: &Limits, now_unix_nano: u64) -> Converted {
+    match decoded {
+        Decoded::Otlp(request) => convert_request(request, limits, now_unix_nano),
+        Decoded::Validated(converted) => converted,
+    }
+}
+
+/// Counts the input's spans and its conversion rejections (when `count`), and groups the
+/// rejections by reason for the answer.
+fn count_rejections(protocol: Protocol, count: bool, converted: &Converted) -> Rejections {
+    let mut reasons = Rejections::new();
+    for r in &converted.rejected {
+        if count {
+            debug!(protocol = protocol.as_str(), reason = %r.reason, service = %r.service_name, span = %r.span_name, "span rejected");
+        }
+        *reasons.entry(r.reason).or_default() += 1;
+    }
+    if count {
+        metrics::spans_received(protocol, converted.total());
+        for (reason, n) in &reasons {
+            metrics::span_rejected(*reason, *n);
+        }
+    }
+    reasons
+}
+
+pub(crate) fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
