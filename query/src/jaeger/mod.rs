@@ -227,15 +227,16 @@ async fn trace_by_id(
         Ok(id) => id,
         Err(msg) => return bad_request(msg),
     };
-    if let Err(msg) = params::check_trace_params(&Form::parse(raw.as_deref())) {
-        return bad_request(msg);
-    }
+    let raw = match params::check_trace_params(&Form::parse(raw.as_deref())) {
+        Ok(raw) => raw,
+        Err(msg) => return bad_request(msg),
+    };
     let Ok(trace_id) = TraceId::from_bytes(&id) else {
         // the all-zero id: no span can have it
         return fail(StatusCode::NOT_FOUND, "trace not found");
     };
     match fetch_trace(state.store.as_ref(), trace_id, state.timeout).await {
-        Ok(trace) => traces_answer(vec![trace], Json::Null).await,
+        Ok(trace) => traces_answer(vec![trace], Json::Null, !raw).await,
         Err(e) => from_error(e),
     }
 }
@@ -257,7 +258,7 @@ async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Res
         (search.limit as usize).min(MAX_LIMIT)
     };
     let Some(query) = index_query(&search, state.indexed.as_deref()) else {
-        return traces_answer(Vec::new(), Json::Null).await;
+        return traces_answer(Vec::new(), Json::Null, true).await;
     };
     let mut found = Vec::new();
     let scan = scan(&state, &query, |trace| {
@@ -268,7 +269,7 @@ async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Res
     })
     .await;
     match scan {
-        Ok(()) => traces_answer(found, Json::Null).await,
+        Ok(()) => traces_answer(found, Json::Null, !search.raw).await,
         Err(e) => from_error(e),
     }
 }
@@ -293,7 +294,7 @@ async fn traces_by_ids(state: &QueryState, search: &TraceSearch) -> Response {
         }
     }
     let errors = list_or_null(errors);
-    traces_answer(traces, errors).await
+    traces_answer(traces, errors, !search.raw).await
 }
 
 fn not_found_entry(id: &[u8]) -> Json {
@@ -407,12 +408,12 @@ async fn scan(
 }
 
 /// `{"data": [trace, …]}` built off the reactor (a big trace is milliseconds of CPU).
-async fn traces_answer(traces: Vec<StoredTrace>, errors: Json) -> Response {
+async fn traces_answer(traces: Vec<StoredTrace>, errors: Json, adjust: bool) -> Response {
     let built = tokio::task::spawn_blocking(move || {
         traces
             .iter()
             .filter(|t| !t.spans.is_empty())
-            .map(|t| translate::trace_json(&t.spans))
+            .map(|t| translate::trace_json(&t.spans, adjust))
             .collect::<Vec<_>>()
     })
     .await;

@@ -20,6 +20,7 @@
 //!    (clew keeps a client and a server span that share an id as two spans already).
 //!
 //! Processes are numbered `p1`, `p2`, … in span order, equal processes sharing a number.
+//! `raw=true` skips step 2, as in Jaeger.
 
 use std::cmp::Ordering;
 
@@ -357,7 +358,7 @@ struct JaegerSpan<'a> {
     process: Process,
 }
 
-fn jaeger_span(span: &Span) -> JaegerSpan<'_> {
+fn jaeger_span(span: &Span, adjust: bool) -> JaegerSpan<'_> {
     // tags, in the translator's order (the sort below makes the order Jaeger's)
     let mut tags = Vec::with_capacity(span.attributes.len() + 6);
     if !span.scope.name.is_empty() {
@@ -399,21 +400,24 @@ fn jaeger_span(span: &Span) -> JaegerSpan<'_> {
             .collect(),
     };
 
-    // adjusters: sort, then OTel library tags to the process, then IP tags
-    sort_tags(&mut tags);
-    sort_tags(&mut process.tags);
-    let (library, mut tags): (Vec<Tag>, Vec<Tag>) = tags
-        .into_iter()
-        .partition(|t| OTEL_LIBRARY_KEYS.contains(&t.key.as_str()));
-    process.tags.extend(library);
-    fix_ip_tags(&mut tags);
-    fix_ip_tags(&mut process.tags);
-    sort_tags(&mut process.tags);
+    if adjust {
+        // adjusters: sort, then OTel library tags to the process, then IP tags
+        sort_tags(&mut tags);
+        sort_tags(&mut process.tags);
+        let library;
+        (library, tags) = tags
+            .into_iter()
+            .partition(|t| OTEL_LIBRARY_KEYS.contains(&t.key.as_str()));
+        process.tags.extend(library);
+        fix_ip_tags(&mut tags);
+        fix_ip_tags(&mut process.tags);
+        sort_tags(&mut process.tags);
+    }
 
     JaegerSpan {
         span,
         tags,
-        references: references(span),
+        references: references(span, adjust),
         process,
     }
 }
@@ -434,7 +438,7 @@ fn fix_ip_tags(tags: &mut [Tag]) {
     }
 }
 
-fn references(span: &Span) -> Vec<Reference> {
+fn references(span: &Span, adjust: bool) -> Vec<Reference> {
     let trace_id = span.trace_id.as_bytes().to_vec();
     let mut refs = Vec::with_capacity(span.links.len() + 1);
     let parent = span.parent_span_id.map(|p| p.as_bytes().to_vec());
@@ -461,6 +465,9 @@ fn references(span: &Span) -> Vec<Reference> {
             span_id: link.span_id.clone(),
         });
     }
+    if !adjust {
+        return refs;
+    }
     // span references adjuster: a reference into trace 0 is dropped
     refs.retain(|r| id_halves(&r.trace_id) != (0, 0));
     // parent reference adjuster: the first CHILD_OF into the same trace goes first
@@ -475,13 +482,19 @@ fn references(span: &Span) -> Vec<Reference> {
     refs
 }
 
-/// Log fields of one event: `event` first, the other fields sorted.
-fn log_json(event: &clew_proto::model::Event) -> Json {
+/// Log fields of one event: `event` first, the other fields sorted (when adjusting).
+fn log_json(event: &clew_proto::model::Event, adjust: bool) -> Json {
     let mut fields: Vec<Tag> = Vec::with_capacity(event.attributes.len() + 1);
     if !event.name.is_empty() && !event.attributes.iter().any(|kv| kv.key == "event") {
         fields.push(Tag::str("event", &event.name));
     }
     fields.extend(event.attributes.iter().map(attribute_tag));
+    if !adjust {
+        return json!({
+            "timestamp": event.time_unix_nano / 1000,
+            "fields": fields.iter().map(Tag::to_json).collect::<Vec<_>>(),
+        });
+    }
     let offset = match fields
         .iter()
         .position(|f| f.key == "event" && matches!(f.value, TagValue::Str(_)))
@@ -501,14 +514,15 @@ fn log_json(event: &clew_proto::model::Event) -> Json {
     })
 }
 
-/// A whole trace in Jaeger's JSON (`uimodel.Trace`). `spans` must not be empty.
-pub fn trace_json(spans: &[Span]) -> Json {
+/// A whole trace in Jaeger's JSON (`uimodel.Trace`); `adjust: false` is Jaeger's
+/// `raw=true`, the translation without the adjusters.
+pub fn trace_json(spans: &[Span], adjust: bool) -> Json {
     let mut ordered: Vec<&Span> = spans.iter().collect();
     ordered.sort_by_key(|s| (s.start_unix_nano, s.span_id));
     let mut processes: Vec<Process> = Vec::new();
     let mut spans_json = Vec::with_capacity(ordered.len());
     for span in ordered {
-        let js = jaeger_span(span);
+        let js = jaeger_span(span, adjust);
         let index = match processes.iter().position(|p| *p == js.process) {
             Some(i) => i,
             None => {
@@ -516,7 +530,7 @@ pub fn trace_json(spans: &[Span]) -> Json {
                 processes.len() - 1
             }
         };
-        spans_json.push(span_json(&js, &format!("p{}", index + 1)));
+        spans_json.push(span_json(&js, &format!("p{}", index + 1), adjust));
     }
     let mut processes_json = Map::new();
     for (i, p) in processes.iter().enumerate() {
@@ -536,7 +550,7 @@ pub fn trace_json(spans: &[Span]) -> Json {
     })
 }
 
-fn span_json(js: &JaegerSpan<'_>, process_id: &str) -> Json {
+fn span_json(js: &JaegerSpan<'_>, process_id: &str, adjust: bool) -> Json {
     let span = js.span;
     json!({
         "traceID": trace_id_text(span.trace_id.as_bytes()),
@@ -550,7 +564,7 @@ fn span_json(js: &JaegerSpan<'_>, process_id: &str) -> Json {
         "startTime": span.start_unix_nano / 1000,
         "duration": span.duration_nanos() / 1000,
         "tags": js.tags.iter().map(Tag::to_json).collect::<Vec<_>>(),
-        "logs": span.events.iter().map(log_json).collect::<Vec<_>>(),
+        "logs": span.events.iter().map(|e| log_json(e, adjust)).collect::<Vec<_>>(),
         "processID": process_id,
         "warnings": Json::Null,
     })
@@ -649,7 +663,7 @@ mod tests {
             span_id: vec![0, 0, 0, 0, 0, 0, 0, 9],
             ..Default::default()
         }];
-        let trace = trace_json(&spans);
+        let trace = trace_json(&spans, true);
         let j = trace["spans"]
             .as_array()
             .unwrap()
