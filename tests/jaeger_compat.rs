@@ -518,6 +518,17 @@ async fn jaeger_api_answers_like_jaeger_v2() {
         (s("service=frontend&limit=1"), 1),
         (s("service=notifier&operation=consume+order"), 1),
         (s("service=nosuch"), 0),
+        // start after end: nothing, and no error
+        (
+            format!(
+                "service=frontend&start={}&end={}",
+                base_us + 2_000_000,
+                base_us
+            ),
+            0,
+        ),
+        // `lookback` is the UI's: the API ignores it
+        (s("service=frontend&lookback=1h"), 3),
         (format!("traceID={failed}&traceID={health}"), 2),
     ];
     for (q, count) in &searches {
@@ -573,6 +584,15 @@ async fn jaeger_api_answers_like_jaeger_v2() {
         "clew: the errors"
     );
 
+    // Deliberate difference: `limit=0`. Jaeger's memory store refuses a search depth below
+    // 1 with a 500; clew reads it as "no limit given" (the default, 100), as a client that
+    // sends 0 for "unset" means.
+    let path = "/api/traces?service=frontend&limit=0";
+    let (js, jb) = get(&j, path).await;
+    let (cs, cb) = get(&c, path).await;
+    assert_eq!(js, 500, "{jb}");
+    assert_eq!((cs, trace_ids_of(&cb).len()), (200, 3), "{cb}");
+
     // dependencies
     let now_ms = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -611,6 +631,16 @@ async fn jaeger_api_answers_like_jaeger_v2() {
         format!("/api/traces?service=frontend&tags={}", enc("{bad")),
         format!("/api/traces?service=frontend&tags={}", enc(r#"{"a":1}"#)),
         "/api/traces?service=frontend&tags=".to_string(),
+        format!("/api/traces?service=frontend&tags={}", enc("[1]")),
+        format!("/api/traces?service=frontend&tags={}", enc(r#"{"a":"b",}"#)),
+        format!("/api/traces?service=frontend&tags={}", enc(r#"{"a":"b"}x"#)),
+        format!("/api/traces?service=frontend&tags={}", enc("nul")),
+        format!(
+            "/api/traces?service=frontend&tags={}",
+            enc(r#"{"b":1,"a":true}"#)
+        ),
+        "/api/traces?service=frontend&raw=maybe".to_string(),
+        "/api/dependencies?lookback=-5".to_string(),
         "/api/traces?traceID=xyz".to_string(),
         "/api/traces?traceID=0000000000000000000000000000abcd".to_string(),
         "/api/operations".to_string(),

@@ -199,31 +199,12 @@ pub fn parse_tags(simple: &[&str], json: &[&str]) -> Result<BTreeMap<String, Str
     Ok(tags)
 }
 
-/// A JSON object of strings, with Go's `encoding/json` messages for the usual mistakes.
+/// A JSON object of strings, decoded as Go's `json.Unmarshal` into `map[string]string`
+/// decodes it: the whole text is syntax-checked first (Go's scanner messages), then the
+/// entries are read in document order, the first one that is not a string (or null)
+/// being the error.
 fn parse_tags_json(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        if e.is_eof() || text.trim().is_empty() {
-            "unexpected end of JSON input".to_string()
-        } else {
-            let c = text.trim_start().chars().next().unwrap_or(' ');
-            if text.trim_start().starts_with('{') {
-                let after = text.trim_start()[1..]
-                    .trim_start()
-                    .chars()
-                    .next()
-                    .unwrap_or(' ');
-                format!(
-                    "invalid character {} looking for beginning of object key string",
-                    go_quote_char(after)
-                )
-            } else {
-                format!(
-                    "invalid character {} looking for beginning of value",
-                    go_quote_char(c)
-                )
-            }
-        }
-    })?;
+    go_json_syntax(text)?;
     let kind = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "bool",
@@ -232,14 +213,20 @@ fn parse_tags_json(text: &str) -> Result<BTreeMap<String, String>, String> {
         serde_json::Value::Array(_) => "array",
         serde_json::Value::Object(_) => "object",
     };
-    let serde_json::Value::Object(map) = value else {
-        return Err(format!(
-            "json: cannot unmarshal {} into Go value of type map[string]string",
-            kind(&value)
-        ));
-    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    match &value {
+        serde_json::Value::Object(_) => {}
+        serde_json::Value::Null => return Ok(BTreeMap::new()),
+        other => {
+            return Err(format!(
+                "json: cannot unmarshal {} into Go value of type map[string]string",
+                kind(other)
+            ))
+        }
+    }
+    let entries: OrderedEntries = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
-    for (k, v) in map {
+    for (k, v) in entries.0 {
         match v {
             serde_json::Value::String(s) => {
                 out.insert(k, s);
@@ -256,6 +243,275 @@ fn parse_tags_json(text: &str) -> Result<BTreeMap<String, String>, String> {
         }
     }
     Ok(out)
+}
+
+/// A JSON object's entries in document order.
+struct OrderedEntries(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = OrderedEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OrderedEntries, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(OrderedEntries(out))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+/// Go's `encoding/json` syntax check (`checkValid`, the scanner of `scanner.go`): the same
+/// states, so the same message for the same mistake. Bytes are quoted as Go quotes them.
+fn go_json_syntax(text: &str) -> Result<(), String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Ctx {
+        ObjectKey,
+        ObjectValue,
+        ArrayValue,
+    }
+    #[derive(Clone, Copy, PartialEq)]
+    enum St {
+        BeginValueOrEmpty,
+        BeginValue,
+        BeginStringOrEmpty,
+        BeginString,
+        EndValue,
+        EndTop,
+        InString,
+        InStringEsc,
+        InStringEscU(u8),
+        Neg,
+        One,
+        Zero,
+        Dot,
+        Dot0,
+        E,
+        ESign,
+        E0,
+        /// Inside `true`, `false` or `null`: the literal and how much of it was read.
+        Literal(&'static str, usize),
+    }
+    let is_space = |c: u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    let err = |c: u8, context: &str| {
+        Err(format!(
+            "invalid character {} {context}",
+            go_quote_char(char::from(c))
+        ))
+    };
+    let mut stack: Vec<Ctx> = Vec::new();
+    let mut state = St::BeginValue;
+    let mut end_top = false;
+    let step = |state: &mut St, stack: &mut Vec<Ctx>, end_top: &mut bool, c: u8| {
+        // a state that ends a value hands the byte on to EndValue, as Go's do
+        let mut c_state = *state;
+        loop {
+            match c_state {
+                St::BeginValueOrEmpty | St::BeginValue => {
+                    if is_space(c) {
+                        return Ok(());
+                    }
+                    if c_state == St::BeginValueOrEmpty && c == b']' {
+                        stack.pop();
+                        *state = St::EndValue;
+                        return Ok(());
+                    }
+                    *state = match c {
+                        b'{' => {
+                            stack.push(Ctx::ObjectKey);
+                            St::BeginStringOrEmpty
+                        }
+                        b'[' => {
+                            stack.push(Ctx::ArrayValue);
+                            St::BeginValueOrEmpty
+                        }
+                        b'"' => St::InString,
+                        b'-' => St::Neg,
+                        b'0' => St::Zero,
+                        b'1'..=b'9' => St::One,
+                        b't' => St::Literal("true", 1),
+                        b'f' => St::Literal("false", 1),
+                        b'n' => St::Literal("null", 1),
+                        _ => return err(c, "looking for beginning of value"),
+                    };
+                    return Ok(());
+                }
+                St::BeginStringOrEmpty | St::BeginString => {
+                    if is_space(c) {
+                        return Ok(());
+                    }
+                    if c_state == St::BeginStringOrEmpty && c == b'}' {
+                        stack.pop();
+                        *state = St::EndValue;
+                        return Ok(());
+                    }
+                    if c == b'"' {
+                        *state = St::InString;
+                        return Ok(());
+                    }
+                    return err(c, "looking for beginning of object key string");
+                }
+                St::EndValue => {
+                    let Some(top) = stack.last_mut() else {
+                        *end_top = true;
+                        c_state = St::EndTop;
+                        *state = St::EndTop;
+                        continue;
+                    };
+                    if is_space(c) {
+                        *state = St::EndValue;
+                        return Ok(());
+                    }
+                    match (*top, c) {
+                        (Ctx::ObjectKey, b':') => {
+                            *top = Ctx::ObjectValue;
+                            *state = St::BeginValue;
+                        }
+                        (Ctx::ObjectKey, _) => return err(c, "after object key"),
+                        (Ctx::ObjectValue, b',') => {
+                            *top = Ctx::ObjectKey;
+                            *state = St::BeginString;
+                        }
+                        (Ctx::ObjectValue, b'}') | (Ctx::ArrayValue, b']') => {
+                            stack.pop();
+                            *state = St::EndValue;
+                        }
+                        (Ctx::ObjectValue, _) => return err(c, "after object key:value pair"),
+                        (Ctx::ArrayValue, b',') => *state = St::BeginValue,
+                        (Ctx::ArrayValue, _) => return err(c, "after array element"),
+                    }
+                    return Ok(());
+                }
+                St::EndTop => {
+                    if !is_space(c) {
+                        return err(c, "after top-level value");
+                    }
+                    return Ok(());
+                }
+                St::InString => {
+                    match c {
+                        b'"' => *state = St::EndValue,
+                        b'\\' => *state = St::InStringEsc,
+                        c if c < 0x20 => return err(c, "in string literal"),
+                        _ => {}
+                    }
+                    return Ok(());
+                }
+                St::InStringEsc => {
+                    *state = match c {
+                        b'b' | b'f' | b'n' | b'r' | b't' | b'\\' | b'/' | b'"' => St::InString,
+                        b'u' => St::InStringEscU(0),
+                        _ => return err(c, "in string escape code"),
+                    };
+                    return Ok(());
+                }
+                St::InStringEscU(n) => {
+                    if !c.is_ascii_hexdigit() {
+                        return err(c, "in \\u hexadecimal character escape");
+                    }
+                    *state = if n == 3 {
+                        St::InString
+                    } else {
+                        St::InStringEscU(n + 1)
+                    };
+                    return Ok(());
+                }
+                St::Neg => {
+                    *state = match c {
+                        b'0' => St::Zero,
+                        b'1'..=b'9' => St::One,
+                        _ => return err(c, "in numeric literal"),
+                    };
+                    return Ok(());
+                }
+                St::One if c.is_ascii_digit() => return Ok(()),
+                St::One | St::Zero => match c {
+                    b'.' => {
+                        *state = St::Dot;
+                        return Ok(());
+                    }
+                    b'e' | b'E' => {
+                        *state = St::E;
+                        return Ok(());
+                    }
+                    _ => c_state = St::EndValue,
+                },
+                St::Dot => {
+                    if !c.is_ascii_digit() {
+                        return err(c, "after decimal point in numeric literal");
+                    }
+                    *state = St::Dot0;
+                    return Ok(());
+                }
+                St::Dot0 => match c {
+                    b'0'..=b'9' => return Ok(()),
+                    b'e' | b'E' => {
+                        *state = St::E;
+                        return Ok(());
+                    }
+                    _ => c_state = St::EndValue,
+                },
+                St::E if c == b'+' || c == b'-' => {
+                    *state = St::ESign;
+                    return Ok(());
+                }
+                St::E | St::ESign => {
+                    if !c.is_ascii_digit() {
+                        return err(c, "in exponent of numeric literal");
+                    }
+                    *state = St::E0;
+                    return Ok(());
+                }
+                St::E0 => {
+                    if c.is_ascii_digit() {
+                        return Ok(());
+                    }
+                    c_state = St::EndValue;
+                }
+                St::Literal(word, n) => {
+                    let want = word.as_bytes()[n];
+                    if c != want {
+                        return err(
+                            c,
+                            &format!(
+                                "in literal {word} (expecting {})",
+                                go_quote_char(char::from(want))
+                            ),
+                        );
+                    }
+                    *state = if n + 1 == word.len() {
+                        St::EndValue
+                    } else {
+                        St::Literal(word, n + 1)
+                    };
+                    return Ok(());
+                }
+            }
+            *state = c_state;
+        }
+    };
+    for &c in text.as_bytes() {
+        step(&mut state, &mut stack, &mut end_top, c)?;
+    }
+    if end_top {
+        return Ok(());
+    }
+    // Go's eof(): one more space, which ends a number and breaks a literal
+    step(&mut state, &mut stack, &mut end_top, b' ')?;
+    if end_top {
+        return Ok(());
+    }
+    Err("unexpected end of JSON input".into())
 }
 
 /// `model.TraceIDFromString`: up to 32 hex digits, short ids left-padded with zeros.
@@ -548,6 +804,71 @@ mod tests {
             search("service=a&traceID=xyz").unwrap_err(),
             "cannot parse traceID param: strconv.ParseUint: parsing \"xyz\": invalid syntax"
         );
+    }
+
+    /// Pairs seen from Jaeger v2 (`tags=` of `GET /api/traces`).
+    #[test]
+    fn tags_json_errors_are_gos() {
+        let cases = [
+            (
+                "[1]",
+                "json: cannot unmarshal array into Go value of type map[string]string",
+            ),
+            (
+                r#"{"a":"b",}"#,
+                "invalid character '}' looking for beginning of object key string",
+            ),
+            (r#"{"a" "b"}"#, "invalid character '\"' after object key"),
+            ("x", "invalid character 'x' looking for beginning of value"),
+            (
+                r#"{"a":"b"}x"#,
+                "invalid character 'x' after top-level value",
+            ),
+            (
+                r#""s""#,
+                "json: cannot unmarshal string into Go value of type map[string]string",
+            ),
+            (
+                r#"{"a":true}"#,
+                "json: cannot unmarshal bool into Go value of type string",
+            ),
+            (r#"{"a":"b"#, "unexpected end of JSON input"),
+            (
+                "nul",
+                "invalid character ' ' in literal null (expecting 'l')",
+            ),
+            (
+                r#"{"a":{}}"#,
+                "json: cannot unmarshal object into Go value of type string",
+            ),
+            ("  ", "unexpected end of JSON input"),
+            (
+                r#"{"a":1.5}"#,
+                "json: cannot unmarshal number into Go value of type string",
+            ),
+            (
+                r#"{"b":1,"a":true}"#,
+                "json: cannot unmarshal number into Go value of type string",
+            ),
+            (
+                "[1.]",
+                "invalid character ']' after decimal point in numeric literal",
+            ),
+            ("01", "invalid character '1' after top-level value"),
+            (
+                r#"{"a":"\x"}"#,
+                "invalid character 'x' in string escape code",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_tags_json(text).unwrap_err(), want, "{text}");
+        }
+        assert_eq!(parse_tags_json("null").unwrap(), BTreeMap::new());
+        let ok = parse_tags_json(r#" {"a":"1","b":null,"a":"2","c":"\u00e9"} "#).unwrap();
+        assert_eq!(ok["a"], "2");
+        assert_eq!(ok["b"], "");
+        assert_eq!(ok["c"], "é");
+        assert!(go_json_syntax(r#"[1,-2.5e+3,true,false,null,{},[],"\""]"#).is_ok());
     }
 
     #[test]
