@@ -282,6 +282,11 @@ mod send {
             .span_builder("consume order")
             .with_kind(SpanKind::Consumer)
             .with_start_time(at(5000))
+            // Jaeger's attribute for warnings recorded on a span
+            .with_attributes(vec![KeyValue::new(
+                "@jaeger@warnings",
+                Value::Array(Array::String(vec![StringValue::from("late span")])),
+            )])
             .start_with_context(&notify, &Context::new());
         traces.push(consume.span_context().trace_id().to_string());
         consume.end_with_timestamp(at(5001));
@@ -559,6 +564,11 @@ async fn jaeger_api_answers_like_jaeger_v2() {
     assert_eq!(trace_ids_of(&body), BTreeSet::from([short(failed)]));
     let (_, body) = get(&c, "/api/traces?service=payments&minDuration=50ms").await;
     assert_eq!(trace_ids_of(&body), BTreeSet::from([short(failed)]));
+    let (_, body) = get(&c, &format!("/api/traces/{consumer}")).await;
+    assert_eq!(
+        body["data"][0]["spans"][0]["warnings"],
+        json!(["late span"])
+    );
     let (_, body) = get(&c, "/api/traces?service=frontend&limit=1").await;
     assert_eq!(
         trace_ids_of(&body),
@@ -660,5 +670,4 @@ async fn jaeger_api_answers_like_jaeger_v2() {
             assert_eq!((js, &jb), (cs, &cb), "{path}");
         }
     }
-    let _ = consumer;
 }

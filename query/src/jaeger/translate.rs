@@ -9,7 +9,8 @@
 //!    `otel.status_code`, `error=true`, `otel.status_description` and `w3c.tracestate`;
 //!    the parent becomes a `CHILD_OF` reference and links `FOLLOWS_FROM` references
 //!    (`CHILD_OF` when the link says `opentracing.ref_type=child_of`); events become logs
-//!    with an `event` field. Maps and arrays become JSON strings, bytes base64.
+//!    with an `event` field. Maps and arrays become JSON strings, bytes base64. The
+//!    `@jaeger@warnings` attribute becomes the span's `warnings`.
 //! 2. **The query service's adjusters** (`querysvc/adjusters.go`), in Jaeger's order: sort
 //!    tags and log fields (the `event` field first), move `telemetry.sdk.*` and
 //!    `telemetry.distro.*` span tags to the process, turn integer `ip`/`peer.ipv4` tags
@@ -356,6 +357,32 @@ struct JaegerSpan<'a> {
     tags: Vec<Tag>,
     references: Vec<Reference>,
     process: Process,
+    warnings: Vec<String>,
+}
+
+/// Jaeger's span attribute for warnings recorded on the span (a list of texts).
+pub const WARNINGS_ATTRIBUTE: &str = "@jaeger@warnings";
+
+/// The warnings a span carries in [`WARNINGS_ATTRIBUTE`] (`jptrace.GetWarnings`).
+fn warnings(span: &Span) -> Vec<String> {
+    let Some(kv) = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key == WARNINGS_ATTRIBUTE)
+    else {
+        return Vec::new();
+    };
+    match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(Value::ArrayValue(items)) => items
+            .values
+            .iter()
+            .map(|v| match &v.value {
+                Some(Value::StringValue(s)) => s.clone(),
+                _ => String::new(),
+            })
+            .collect(),
+        _ => vec![kv.value.as_ref().map(as_string).unwrap_or_default()],
+    }
 }
 
 fn jaeger_span(span: &Span, adjust: bool) -> JaegerSpan<'_> {
@@ -368,6 +395,10 @@ fn jaeger_span(span: &Span, adjust: bool) -> JaegerSpan<'_> {
         tags.push(Tag::str("otel.scope.version", &span.scope.version));
     }
     tags.extend(span.attributes.iter().map(attribute_tag));
+    let warnings = warnings(span);
+    if !warnings.is_empty() {
+        tags.retain(|t| t.key != WARNINGS_ATTRIBUTE);
+    }
     if let Some(kind) = kind_text(span.kind) {
         tags.push(Tag::str("span.kind", kind));
     }
@@ -419,6 +450,7 @@ fn jaeger_span(span: &Span, adjust: bool) -> JaegerSpan<'_> {
         tags,
         references: references(span, adjust),
         process,
+        warnings,
     }
 }
 
@@ -566,7 +598,7 @@ fn span_json(js: &JaegerSpan<'_>, process_id: &str, adjust: bool) -> Json {
         "tags": js.tags.iter().map(Tag::to_json).collect::<Vec<_>>(),
         "logs": span.events.iter().map(|e| log_json(e, adjust)).collect::<Vec<_>>(),
         "processID": process_id,
-        "warnings": Json::Null,
+        "warnings": if js.warnings.is_empty() { Json::Null } else { json!(js.warnings) },
     })
 }
 
@@ -718,5 +750,28 @@ mod tests {
             .any(|t| t["key"] == "telemetry.sdk.name"));
         assert_eq!(process["serviceName"], json!(service_name(&spans[1])));
         assert_eq!(trace["warnings"], Json::Null);
+        assert_eq!(j["warnings"], Json::Null);
+    }
+
+    #[test]
+    fn jaeger_warnings_attribute_becomes_span_warnings() {
+        let mut spans = checkout_trace(trace_id(9), "9", BASE_TIME, false);
+        spans.truncate(1);
+        spans[0].attributes.push(kv(
+            WARNINGS_ATTRIBUTE,
+            Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue {
+                    value: Some(Value::StringValue("clock skew".into())),
+                }],
+            }),
+        ));
+        let trace = trace_json(&spans, true);
+        let span = &trace["spans"][0];
+        assert_eq!(span["warnings"], json!(["clock skew"]));
+        assert!(!span["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == WARNINGS_ATTRIBUTE));
     }
 }
