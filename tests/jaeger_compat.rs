@@ -269,6 +269,13 @@ mod send {
                 .start_with_context(&notify, &cx_place);
             publish.end_with_timestamp(at(t0 + 97));
 
+            // outlives its parent: Jaeger computes a clock skew and warns about it
+            let mut audit = check
+                .span_builder("audit")
+                .with_kind(SpanKind::Internal)
+                .with_start_time(at(t0 + 60))
+                .start_with_context(&check, &cx_place);
+            audit.end_with_timestamp(at(t0 + 150));
             cx_place.span().end_with_timestamp(at(t0 + 98));
             if failing {
                 cx_root.span().set_status(Status::error("payment failed"));
@@ -619,6 +626,93 @@ async fn jaeger_api_answers_like_jaeger_v2() {
         let (cs, cb) = get(&c, &path).await;
         assert_eq!((js, sorted_data(&jb)), (cs, sorted_data(&cb)), "{path}");
     }
+
+    // Zipkin-style shared span: a client and a server span with one id (raw OTLP, as a
+    // Zipkin bridge sends it); Jaeger gives the server span a new id under the client span
+    let shared = random_trace_id();
+    let span = |id: u64, parent: Option<u64>, name: &str, kind: i32| {
+        let mut s = otlp_span(shared, id, parent, name, vec![]);
+        s.kind = kind;
+        s
+    };
+    let mut export = request(
+        "gateway",
+        vec![
+            span(0x0f, None, "GET /", 2),
+            span(0x10, Some(0x0f), "call backend", 3),
+        ],
+    );
+    export.resource_spans.extend(
+        request(
+            "backend",
+            vec![
+                span(0x10, Some(0x0f), "handle", 2),
+                span(0x11, Some(0x10), "work", 1),
+                // its parent never arrives
+                span(0x12, Some(0x99), "orphan", 1),
+            ],
+        )
+        .resource_spans,
+    );
+    let body = prost::Message::encode_to_vec(&export);
+    for url in [&jaeger.otlp_http, &clew.otlp_http_url()] {
+        let resp = reqwest::Client::new()
+            .post(url.as_str())
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("otlp post");
+        assert!(resp.status().is_success(), "{url}: {}", resp.status());
+    }
+    let shared_id = hex::encode(shared);
+    let path = format!("/api/traces/{shared_id}");
+    let mut answers = Vec::new();
+    for base in [&j, &c] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, body) = get(base, &path).await;
+            if status == 200 && body["data"][0]["spans"].as_array().map(Vec::len) == Some(5) {
+                answers.push(body);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{base}{path}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        normalise_trace(&answers[0]["data"][0]),
+        normalise_trace(&answers[1]["data"][0])
+    );
+    let ids: BTreeSet<&str> = answers[1]["data"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["spanID"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains("0000000000000001"),
+        "the server span's new id: {ids:?}"
+    );
+    let warnings_of = |answer: &Value, name: &str| {
+        answer["data"][0]["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["operationName"] == name)
+            .unwrap_or_else(|| panic!("no span {name}"))["warnings"]
+            .to_string()
+    };
+    assert!(
+        warnings_of(&answers[1], "orphan").contains("invalid parent span IDs=0000000000000099"),
+        "{}",
+        answers[1]
+    );
+    let (_, failed_trace) = get(&c, &format!("/api/traces/{failed}")).await;
+    assert!(
+        warnings_of(&failed_trace, "audit").contains("clock skew adjustment disabled"),
+        "{failed_trace}"
+    );
 
     // bad requests: same status, same body
     let known = failed;

@@ -16,14 +16,17 @@
 //!    `telemetry.distro.*` span tags to the process, turn integer `ip`/`peer.ipv4` tags
 //!    into dotted quads, drop references with a zero trace id, put the parent reference
 //!    first. Clock-skew adjustment is off in Jaeger's default v2 configuration
-//!    (`max_clock_skew_adjust: 0s`) and is not done; span deduplication is the store's
-//!    (writing a span twice is a no-op), and the Zipkin shared-span-id split is not done
-//!    (clew keeps a client and a server span that share an id as two spans already).
+//!    (`max_clock_skew_adjust: 0s`): no time is moved, but Jaeger still computes the skew
+//!    and warns on each span it would move, and on duplicate ids and missing parents, and
+//!    so does clew; span deduplication is the store's
+//!    (writing a span twice is a no-op). First of all, as in Jaeger, a server span sharing
+//!    its id with a client span (Zipkin style) gets a new id under the client span.
 //!
 //! Processes are numbered `p1`, `p2`, … in span order, equal processes sharing a number.
 //! `raw=true` skips step 2, as in Jaeger.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use clew_proto::model::{any_value::Value, AnyValue, KeyValue};
 use clew_proto::{Span, SpanKind, StatusCode};
@@ -354,6 +357,10 @@ struct Reference {
 /// One span in Jaeger's model, adjusted, with its process.
 struct JaegerSpan<'a> {
     span: &'a Span,
+    /// The span id as answered (the uniquifier may change it).
+    span_id: Vec<u8>,
+    /// The first `span.kind` tag as text, in translation order (`model.Span.HasSpanKind`).
+    rpc_kind: Option<String>,
     tags: Vec<Tag>,
     references: Vec<Reference>,
     process: Process,
@@ -431,6 +438,13 @@ fn jaeger_span(span: &Span, adjust: bool) -> JaegerSpan<'_> {
             .collect(),
     };
 
+    let rpc_kind = tags
+        .iter()
+        .find(|t| t.key == "span.kind")
+        .map(|t| match &t.value {
+            TagValue::Str(s) => s.clone(),
+            _ => String::new(),
+        });
     if adjust {
         // adjusters: sort, then OTel library tags to the process, then IP tags
         sort_tags(&mut tags);
@@ -447,8 +461,10 @@ fn jaeger_span(span: &Span, adjust: bool) -> JaegerSpan<'_> {
 
     JaegerSpan {
         span,
+        span_id: span.span_id.as_bytes().to_vec(),
+        rpc_kind,
         tags,
-        references: references(span, adjust),
+        references: references(span),
         process,
         warnings,
     }
@@ -470,7 +486,7 @@ fn fix_ip_tags(tags: &mut [Tag]) {
     }
 }
 
-fn references(span: &Span, adjust: bool) -> Vec<Reference> {
+fn references(span: &Span) -> Vec<Reference> {
     let trace_id = span.trace_id.as_bytes().to_vec();
     let mut refs = Vec::with_capacity(span.links.len() + 1);
     let parent = span.parent_span_id.map(|p| p.as_bytes().to_vec());
@@ -497,9 +513,11 @@ fn references(span: &Span, adjust: bool) -> Vec<Reference> {
             span_id: link.span_id.clone(),
         });
     }
-    if !adjust {
-        return refs;
-    }
+    refs
+}
+
+/// The span references and parent reference adjusters.
+fn adjust_references(refs: &mut Vec<Reference>, trace_id: &[u8]) {
     // span references adjuster: a reference into trace 0 is dropped
     refs.retain(|r| id_halves(&r.trace_id) != (0, 0));
     // parent reference adjuster: the first CHILD_OF into the same trace goes first
@@ -511,7 +529,233 @@ fn references(span: &Span, adjust: bool) -> Vec<Reference> {
     if let Some(i) = first {
         refs.swap(0, i);
     }
-    refs
+}
+
+/// `model.Span.ParentSpanID`: the first `CHILD_OF` into the same trace, else the first
+/// `FOLLOWS_FROM` into it.
+fn parent_of(refs: &[Reference], trace_id: &[u8]) -> Option<Vec<u8>> {
+    let same = |r: &&Reference| r.trace_id == trace_id;
+    refs.iter()
+        .filter(same)
+        .find(|r| r.child_of)
+        .or_else(|| refs.iter().find(same))
+        .map(|r| r.span_id.clone())
+}
+
+/// `model.Span.ReplaceParentID`.
+fn replace_parent(refs: &mut Vec<Reference>, trace_id: &[u8], new_parent: &[u8]) {
+    let old = parent_of(refs, trace_id).unwrap_or_else(|| vec![0; 8]);
+    if let Some(r) = refs
+        .iter_mut()
+        .find(|r| r.span_id == old && r.trace_id == trace_id)
+    {
+        r.span_id = new_parent.to_vec();
+        return;
+    }
+    // MaybeAddParentSpanID
+    if new_parent.iter().all(|b| *b == 0)
+        || refs
+            .iter()
+            .any(|r| r.span_id == new_parent && r.trace_id == trace_id)
+    {
+        return;
+    }
+    refs.insert(
+        0,
+        Reference {
+            child_of: true,
+            trace_id: trace_id.to_vec(),
+            span_id: new_parent.to_vec(),
+        },
+    );
+}
+
+/// Jaeger's clock-skew adjuster with `max_clock_skew_adjust: 0s` (Jaeger v2's default):
+/// nothing is moved, but each span whose computed skew is not zero gets Jaeger's warning,
+/// and so do spans with a duplicate id or a parent missing from the trace.
+fn clock_skew_warnings(spans: &mut [JaegerSpan<'_>], trace_id: &[u8]) {
+    // nodes: the first span of each id
+    let mut node_of: HashMap<Vec<u8>, usize> = HashMap::new();
+    for i in 0..spans.len() {
+        if node_of.contains_key(&spans[i].span_id) {
+            spans[i]
+                .warnings
+                .push("duplicate span IDs; skipping clock skew adjustment".into());
+        } else {
+            node_of.insert(spans[i].span_id.clone(), i);
+        }
+    }
+    let mut nodes: Vec<usize> = node_of.values().copied().collect();
+    nodes.sort_unstable();
+    let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    for &i in &nodes {
+        match parent_of(&spans[i].references, trace_id).filter(|p| p.iter().any(|b| *b != 0)) {
+            None => roots.push(i),
+            Some(parent) => match node_of.get(&parent) {
+                Some(&p) => children.entry(p).or_default().push(i),
+                None => {
+                    spans[i].warnings.push(format!(
+                        "invalid parent span IDs={}; skipping clock skew adjustment",
+                        span_id_text(&parent)
+                    ));
+                    roots.push(i);
+                }
+            },
+        }
+    }
+    let host: Vec<String> = spans.iter().map(|s| host_key(&s.process)).collect();
+    // (node, its parent, the skew it inherits: host and delta)
+    let mut work: Vec<(usize, Option<usize>, String, i128)> = roots
+        .iter()
+        .map(|&r| (r, None, host[r].clone(), 0))
+        .collect();
+    while let Some((n, parent, mut skew_host, mut delta)) = work.pop() {
+        if let Some(p) = parent {
+            if host[n] != skew_host || host[n].is_empty() {
+                skew_host = host[n].clone();
+                delta = skew(spans[n].span, spans[p].span);
+            }
+        }
+        if delta != 0 {
+            spans[n].warnings.push(format!(
+                "clock skew adjustment disabled; not applying calculated delta of {}",
+                go_duration(delta)
+            ));
+        }
+        for &c in children.get(&n).map(Vec::as_slice).unwrap_or(&[]) {
+            work.push((c, Some(n), skew_host.clone(), delta));
+        }
+    }
+}
+
+/// `calculateSkew`: how far the child must move to sit inside its parent (nanoseconds).
+fn skew(child: &Span, parent: &Span) -> i128 {
+    let (ps, cs) = (
+        parent.start_unix_nano as i128,
+        child.start_unix_nano as i128,
+    );
+    let (pd, cd) = (
+        parent.duration_nanos() as i128,
+        child.duration_nanos() as i128,
+    );
+    if cd > pd {
+        return if cs < ps { ps - cs } else { 0 };
+    }
+    if cs >= ps && cs + cd <= ps + pd {
+        return 0;
+    }
+    ps + (pd - cd) / 2 - cs
+}
+
+/// The host of a process for the clock-skew adjuster: its `ip` tag.
+fn host_key(process: &Process) -> String {
+    let Some(tag) = process.tags.iter().find(|t| t.key == "ip") else {
+        return String::new();
+    };
+    match &tag.value {
+        TagValue::Str(s) => s.clone(),
+        TagValue::Int(i) => std::net::Ipv4Addr::from(*i as u32).to_string(),
+        TagValue::Binary(b) if b.len() == 4 => {
+            std::net::Ipv4Addr::from(<[u8; 4]>::try_from(b.as_slice()).expect("4 bytes"))
+                .to_string()
+        }
+        TagValue::Binary(b) if b.len() == 16 => {
+            let v6 = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b.as_slice()).expect("16"));
+            match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => v6.to_string(),
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// Go's `time.Duration.String()`: `270ns`, `3.976µs`, `1.5ms`, `2m3.5s`, `1h0m0s`.
+pub fn go_duration(nanos: i128) -> String {
+    let neg = nanos < 0;
+    let u = nanos.unsigned_abs();
+    let frac = |v: u128, prec: u32| -> (u128, String) {
+        let scale = 10u128.pow(prec);
+        let digits = format!("{:0width$}", v % scale, width = prec as usize);
+        let digits = digits.trim_end_matches('0');
+        (
+            v / scale,
+            if digits.is_empty() {
+                String::new()
+            } else {
+                format!(".{digits}")
+            },
+        )
+    };
+    let text = if u == 0 {
+        "0s".to_string()
+    } else if u < 1_000 {
+        format!("{u}ns")
+    } else if u < 1_000_000 {
+        let (i, f) = frac(u, 3);
+        format!("{i}{f}\u{b5}s")
+    } else if u < 1_000_000_000 {
+        let (i, f) = frac(u, 6);
+        format!("{i}{f}ms")
+    } else {
+        let (secs, f) = frac(u, 9);
+        let (mins, hours) = (secs / 60, secs / 3600);
+        if hours > 0 {
+            format!("{hours}h{}m{}{f}s", mins % 60, secs % 60)
+        } else if mins > 0 {
+            format!("{mins}m{}{f}s", secs % 60)
+        } else {
+            format!("{secs}{f}s")
+        }
+    };
+    if neg {
+        format!("-{text}")
+    } else {
+        text
+    }
+}
+
+/// Jaeger's Zipkin span id uniquifier: a server span that shares its id with a client
+/// span (Zipkin's shared spans) gets a new id, becomes the client span's child, and the
+/// children of the shared id become its children.
+fn uniquify_shared_span_ids(spans: &mut [JaegerSpan<'_>], trace_id: &[u8]) {
+    let mut by_id: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for (i, s) in spans.iter().enumerate() {
+        by_id.entry(s.span_id.clone()).or_default().push(i);
+    }
+    let mut max_used: u64 = 0;
+    let mut old_to_new: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    for i in 0..spans.len() {
+        let shared_with_client = by_id[&spans[i].span_id]
+            .iter()
+            .any(|&k| spans[k].rpc_kind.as_deref() == Some("client"));
+        if spans[i].rpc_kind.as_deref() != Some("server") || !shared_with_client {
+            continue;
+        }
+        let Some(new_id) =
+            (max_used + 1..u64::MAX).find(|id| !by_id.contains_key(id.to_be_bytes().as_slice()))
+        else {
+            spans[i]
+                .warnings
+                .push("cannot assign unique span ID, too many spans in the trace".into());
+            continue;
+        };
+        max_used = new_id;
+        let new_id = new_id.to_be_bytes().to_vec();
+        let old = std::mem::replace(&mut spans[i].span_id, new_id.clone());
+        replace_parent(&mut spans[i].references, trace_id, &old);
+        old_to_new.insert(old, new_id);
+    }
+    for s in spans.iter_mut() {
+        let new_parent = parent_of(&s.references, trace_id).and_then(|p| old_to_new.get(&p));
+        if let Some(new_parent) = new_parent {
+            if s.span_id != *new_parent {
+                let new_parent = new_parent.clone();
+                replace_parent(&mut s.references, trace_id, &new_parent);
+            }
+        }
+    }
 }
 
 /// Log fields of one event: `event` first, the other fields sorted (when adjusting).
@@ -551,10 +795,22 @@ fn log_json(event: &clew_proto::model::Event, adjust: bool) -> Json {
 pub fn trace_json(spans: &[Span], adjust: bool) -> Json {
     let mut ordered: Vec<&Span> = spans.iter().collect();
     ordered.sort_by_key(|s| (s.start_unix_nano, s.span_id));
+    let mut jaeger_spans: Vec<JaegerSpan<'_>> = ordered
+        .into_iter()
+        .map(|s| jaeger_span(s, adjust))
+        .collect();
+    if adjust {
+        let trace_id = spans.first().map(|s| s.trace_id.as_bytes().to_vec());
+        let trace_id = trace_id.unwrap_or_default();
+        uniquify_shared_span_ids(&mut jaeger_spans, &trace_id);
+        clock_skew_warnings(&mut jaeger_spans, &trace_id);
+        for js in &mut jaeger_spans {
+            adjust_references(&mut js.references, &trace_id);
+        }
+    }
     let mut processes: Vec<Process> = Vec::new();
-    let mut spans_json = Vec::with_capacity(ordered.len());
-    for span in ordered {
-        let js = jaeger_span(span, adjust);
+    let mut spans_json = Vec::with_capacity(jaeger_spans.len());
+    for js in &jaeger_spans {
         let index = match processes.iter().position(|p| *p == js.process) {
             Some(i) => i,
             None => {
@@ -562,7 +818,7 @@ pub fn trace_json(spans: &[Span], adjust: bool) -> Json {
                 processes.len() - 1
             }
         };
-        spans_json.push(span_json(&js, &format!("p{}", index + 1), adjust));
+        spans_json.push(span_json(js, &format!("p{}", index + 1), adjust));
     }
     let mut processes_json = Map::new();
     for (i, p) in processes.iter().enumerate() {
@@ -586,7 +842,7 @@ fn span_json(js: &JaegerSpan<'_>, process_id: &str, adjust: bool) -> Json {
     let span = js.span;
     json!({
         "traceID": trace_id_text(span.trace_id.as_bytes()),
-        "spanID": span_id_text(span.span_id.as_bytes()),
+        "spanID": span_id_text(&js.span_id),
         "operationName": span.name,
         "references": js.references.iter().map(|r| json!({
             "refType": if r.child_of { "CHILD_OF" } else { "FOLLOWS_FROM" },
@@ -751,6 +1007,112 @@ mod tests {
         assert_eq!(process["serviceName"], json!(service_name(&spans[1])));
         assert_eq!(trace["warnings"], Json::Null);
         assert_eq!(j["warnings"], Json::Null);
+    }
+
+    #[test]
+    fn a_server_span_sharing_a_client_span_id_gets_its_own_id() {
+        use clew_proto::SpanId;
+        let id = |n: u64| SpanId(n.to_be_bytes());
+        let mut spans = checkout_trace(trace_id(5), "5", BASE_TIME, false);
+        spans.truncate(2); // frontend root (server), checkout (server, child of the root)
+        let mut client = spans[0].clone();
+        client.span_id = id(5);
+        client.parent_span_id = Some(spans[0].span_id); // the root: fixture id 2
+        client.kind = SpanKind::Client;
+        client.start_unix_nano += 1;
+        let mut server = spans[1].clone();
+        server.span_id = id(5);
+        server.parent_span_id = Some(spans[0].span_id);
+        server.start_unix_nano += 2;
+        let mut child = spans[1].clone();
+        child.span_id = id(6);
+        child.parent_span_id = Some(id(5));
+        child.kind = SpanKind::Internal;
+        child.start_unix_nano += 3;
+        spans.truncate(1);
+        spans.extend([client, server, child]);
+        let trace = trace_json(&spans, true);
+        let by_id = |sid: &str| {
+            trace["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["spanID"] == sid)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        // ids 2, 5 and 6 are taken: the server span becomes 1, a child of the client span
+        let server = &by_id("0000000000000001")[0];
+        assert_eq!(server["references"][0]["spanID"], "0000000000000005");
+        assert_eq!(
+            by_id("0000000000000005").len(),
+            1,
+            "only the client keeps 5"
+        );
+        let child = &by_id("0000000000000006")[0];
+        assert_eq!(child["references"][0]["spanID"], "0000000000000001");
+        // raw: untouched
+        let raw = trace_json(&spans, false);
+        let fives = raw["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["spanID"] == "0000000000000005")
+            .count();
+        assert_eq!(fives, 2);
+    }
+
+    #[test]
+    fn go_duration_text() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(270), "270ns");
+        assert_eq!(go_duration(-3_976), "-3.976\u{b5}s");
+        assert_eq!(go_duration(1_500_000), "1.5ms");
+        assert_eq!(go_duration(2_000_000_000), "2s");
+        assert_eq!(go_duration(123_500_000_000), "2m3.5s");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
+    }
+
+    #[test]
+    fn clock_skew_is_computed_and_only_warned_about() {
+        let mut spans = checkout_trace(trace_id(11), "11", BASE_TIME, false);
+        spans.truncate(2);
+        // the child ends 20 ms after its parent: Jaeger would centre it, 25 ms earlier
+        spans[1].start_unix_nano = spans[0].start_unix_nano + 30_000_000;
+        spans[1].end_unix_nano = spans[1].start_unix_nano + 40_000_000;
+        let mut orphan = spans[1].clone();
+        orphan.span_id = clew_proto::SpanId([9; 8]);
+        orphan.parent_span_id = Some(clew_proto::SpanId([8; 8]));
+        spans.push(orphan);
+        let trace = trace_json(&spans, true);
+        let warnings = |sid: &str| {
+            trace["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["spanID"] == sid)
+                .unwrap()["warnings"]
+                .clone()
+        };
+        let child = span_id_text(spans[1].span_id.as_bytes());
+        assert_eq!(
+            warnings(&child),
+            json!(["clock skew adjustment disabled; not applying calculated delta of -25ms"])
+        );
+        assert_eq!(
+            warnings("0909090909090909"),
+            json!(["invalid parent span IDs=0808080808080808; skipping clock skew adjustment"])
+        );
+        assert_eq!(
+            warnings(&span_id_text(spans[0].span_id.as_bytes())),
+            Json::Null
+        );
+        let raw = trace_json(&spans, false);
+        assert!(raw["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["warnings"].is_null()));
     }
 
     #[test]
