@@ -648,8 +648,16 @@ async fn jaeger_api_answers_like_jaeger_v2() {
             vec![
                 span(0x10, Some(0x0f), "handle", 2),
                 span(0x11, Some(0x10), "work", 1),
-                // its parent never arrives
-                span(0x12, Some(0x99), "orphan", 1),
+                // its parent never arrives; its link points into trace 0
+                {
+                    let mut orphan = span(0x12, Some(0x99), "orphan", 1);
+                    orphan.links.push(clew_proto::otlp::trace::v1::span::Link {
+                        trace_id: vec![0; 16],
+                        span_id: 7u64.to_be_bytes().to_vec(),
+                        ..Default::default()
+                    });
+                    orphan
+                },
             ],
         )
         .resource_spans,
@@ -704,7 +712,8 @@ async fn jaeger_api_answers_like_jaeger_v2() {
             .to_string()
     };
     assert!(
-        warnings_of(&answers[1], "orphan").contains("invalid parent span IDs=0000000000000099"),
+        warnings_of(&answers[1], "orphan").contains("invalid parent span IDs=0000000000000099")
+            && warnings_of(&answers[1], "orphan").contains("Invalid span reference removed"),
         "{}",
         answers[1]
     );

@@ -516,10 +516,28 @@ fn references(span: &Span) -> Vec<Reference> {
     refs
 }
 
-/// The span references and parent reference adjusters.
-fn adjust_references(refs: &mut Vec<Reference>, trace_id: &[u8]) {
-    // span references adjuster: a reference into trace 0 is dropped
-    refs.retain(|r| id_halves(&r.trace_id) != (0, 0));
+/// The span references and parent reference adjusters; returns the warnings of the first.
+fn adjust_references(refs: &mut Vec<Reference>, trace_id: &[u8]) -> Vec<String> {
+    // span references adjuster: a reference into trace 0 is dropped, saying so in Go's
+    // `%+v` of the reference
+    let mut warnings = Vec::new();
+    refs.retain(|r| {
+        let valid = id_halves(&r.trace_id) != (0, 0);
+        if !valid {
+            warnings.push(format!(
+                "Invalid span reference removed {{TraceID:{} SpanID:{} RefType:{} \
+                 XXX_NoUnkeyedLiteral:{{}} XXX_unrecognized:[] XXX_sizecache:0}}",
+                trace_id_text(&r.trace_id),
+                span_id_text(&r.span_id),
+                if r.child_of {
+                    "CHILD_OF"
+                } else {
+                    "FOLLOWS_FROM"
+                }
+            ));
+        }
+        valid
+    });
     // parent reference adjuster: the first CHILD_OF into the same trace goes first
     let same = |r: &Reference| r.trace_id == trace_id;
     let first = refs
@@ -529,6 +547,7 @@ fn adjust_references(refs: &mut Vec<Reference>, trace_id: &[u8]) {
     if let Some(i) = first {
         refs.swap(0, i);
     }
+    warnings
 }
 
 /// `model.Span.ParentSpanID`: the first `CHILD_OF` into the same trace, else the first
@@ -805,7 +824,8 @@ pub fn trace_json(spans: &[Span], adjust: bool) -> Json {
         uniquify_shared_span_ids(&mut jaeger_spans, &trace_id);
         clock_skew_warnings(&mut jaeger_spans, &trace_id);
         for js in &mut jaeger_spans {
-            adjust_references(&mut js.references, &trace_id);
+            let warnings = adjust_references(&mut js.references, &trace_id);
+            js.warnings.extend(warnings);
         }
     }
     let mut processes: Vec<Process> = Vec::new();
