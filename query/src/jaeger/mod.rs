@@ -22,7 +22,11 @@
 //!   `error=true` finds spans with status ERROR (Jaeger's memory store compares the text
 //!   `"true"` as a boolean, gets false, and finds spans with status OK); results are newest
 //!   first by start time (the memory store answers most recently *received* first); a
-//!   `limit` below 1 means the default (the memory store answers 500).
+//!   `limit` below 1 means the default (the memory store answers 500); error bodies are
+//!   sent as `application/json` (Go's `http.Error` labels the same JSON `text/plain`);
+//!   a tag matching only an attribute of the span's scope or events is not found when the
+//!   tag is a business key or an indexed attribute (the index holds span and resource
+//!   attributes; other tags are checked on every candidate and match all four).
 //! - `/api/operations?spanKind=` needs each operation's span kind, which the trace index
 //!   does not keep: it is read from the newest [`SCAN_BUDGET`] traces of the service;
 //!   operations only seen in older traces are listed with an empty kind when no kind is
