@@ -528,6 +528,8 @@ async fn jaeger_api_answers_like_jaeger_v2() {
         (format!("service=frontend&{}", in_range(1500, 2500)), 1),
         (format!("service=frontend&{}", in_range(0, 1)), 1),
         (s("service=frontend&limit=1"), 1),
+        // the newest frontend trace is cached: the answer is on the index's second page
+        (s("service=frontend&tag=cached:false&limit=1"), 1),
         (s("service=notifier&operation=consume+order"), 1),
         (s("service=nosuch"), 0),
         // start after end: nothing, and no error

@@ -175,7 +175,7 @@ async fn operations(State(state): State<QueryState>, RawQuery(raw): RawQuery) ->
         ..Default::default()
     };
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    let scan = scan(&state, &query, |trace| {
+    let scan = scan(&state, &query, MAX_LIMIT, |trace| {
         for span in &trace.spans {
             if translate::service_name(span) == service {
                 let k = translate::kind_text(span.kind).unwrap_or("");
@@ -265,7 +265,7 @@ async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Res
         return traces_answer(Vec::new(), Json::Null, true).await;
     };
     let mut found = Vec::new();
-    let scan = scan(&state, &query, |trace| {
+    let scan = scan(&state, &query, limit, |trace| {
         if trace.spans.iter().any(|s| span_matches(s, &search)) {
             found.push(trace);
         }
@@ -385,15 +385,18 @@ fn has_attribute(span: &Span, key: &str, value: &str) -> bool {
         || span.events.iter().any(|e| matches(&e.attributes))
 }
 
-/// Reads the traces `query` finds, newest first, a page at a time, handing each to `visit`
-/// until it returns false or [`SCAN_BUDGET`] traces were read.
+/// Reads the traces `query` finds, newest first, a page at a time (the first of
+/// `first_page` traces, each next one twice as big, up to [`MAX_LIMIT`]), handing each to
+/// `visit` until it returns false or [`SCAN_BUDGET`] traces were read. A search whose
+/// conditions the index answers exactly reads no more traces than it returns.
 async fn scan(
     state: &QueryState,
     query: &TraceQuery,
+    first_page: usize,
     mut visit: impl FnMut(StoredTrace) -> bool,
 ) -> Result<(), Error> {
     let mut query = query.clone();
-    query.limit = MAX_LIMIT;
+    query.limit = first_page.clamp(1, MAX_LIMIT);
     let mut read = 0;
     loop {
         let page = find_trace_ids(state.index.as_ref(), &query, state.timeout).await?;
@@ -405,7 +408,10 @@ async fn scan(
             }
         }
         match page.next_cursor {
-            Some(cursor) if read < SCAN_BUDGET && !ids.is_empty() => query.cursor = Some(cursor),
+            Some(cursor) if read < SCAN_BUDGET && !ids.is_empty() => {
+                query.cursor = Some(cursor);
+                query.limit = (query.limit * 2).min(MAX_LIMIT);
+            }
             _ => return Ok(()),
         }
     }
@@ -452,7 +458,7 @@ async fn dependencies(State(state): State<QueryState>, RawQuery(raw): RawQuery) 
         ..Default::default()
     };
     let mut links: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let scan = scan(&state, &index_query, |trace| {
+    let scan = scan(&state, &index_query, MAX_LIMIT, |trace| {
         let first = trace.spans.iter().map(|s| s.start_unix_nano).min();
         let last = trace.spans.iter().map(|s| s.end_unix_nano).max();
         let (Some(first), Some(last)) = (first, last) else {
