@@ -2,9 +2,12 @@
 //! Jaeger UI and Grafana's Jaeger data source call, answering as Jaeger v2 does.
 //!
 //! ```text
-//!  GET /api/traces?…  ─▶ params (Jaeger's rules  ─▶ find trace ids (index:   ─▶ fetch traces ─▶ one span matches ─▶ translate
-//!                        and error texts)           a superset of Jaeger's      (store)          every condition      (Jaeger JSON)
-//!                                                   answer, paged)                               (Jaeger's rule)
+//!  GET /api/traces?…
+//!    ─▶ params          Jaeger's parameters, defaults and error texts (400)
+//!    ─▶ find trace ids  the index: a superset of Jaeger's answer, newest first, paged
+//!    ─▶ fetch traces    the store: one row read per candidate
+//!    ─▶ match           Jaeger's rule: one span satisfies every condition
+//!    ─▶ translate       Jaeger's JSON: OTLP → Jaeger model, then Jaeger's adjusters
 //! ```
 //!
 //! - Every answer is Jaeger's envelope `{"data", "total", "limit", "offset", "errors"}`;
@@ -19,8 +22,9 @@
 //!   Candidates are read page by page until `limit` traces match or [`SCAN_BUDGET`]
 //!   candidates were read.
 //! - Deliberate differences from Jaeger v2's memory store (see `tests/jaeger_compat.rs`):
-//!   `error=true` finds spans with status ERROR (Jaeger's memory store compares the text
-//!   `"true"` as a boolean, gets false, and finds spans with status OK); results are newest
+//!   `error=true` finds spans with status ERROR and `error=false` the others (Jaeger's
+//!   memory store reads the text `"true"` as a boolean, gets false, and finds spans with
+//!   status OK for either); results are newest
 //!   first by start time (the memory store answers most recently *received* first); a
 //!   `limit` below 1 means the default (the memory store answers 500); error bodies are
 //!   sent as `application/json` (Go's `http.Error` labels the same JSON `text/plain`);
