@@ -729,6 +729,11 @@ async fn jaeger_api_answers_like_jaeger_v2() {
     let known = failed;
     let mut bad = vec![
         "/api/traces/xyz".to_string(),
+        // the id is parsed still percent-encoded, as Jaeger does
+        "/api/traces/a%C3%A9aaaaaaaaaaaaaaa".to_string(),
+        "/api/traces/%61bc".to_string(),
+        "/api/services/front%65nd/operations".to_string(),
+        "/api/services/a+b/operations".to_string(),
         format!("/api/traces/{}", "a".repeat(33)),
         "/api/traces/0000000000000000000000000000abcd".to_string(),
         "/api/traces/00000000000000000000000000000000".to_string(),
@@ -767,10 +772,13 @@ async fn jaeger_api_answers_like_jaeger_v2() {
     for path in &bad {
         let (js, jb) = get(&j, path).await;
         let (cs, cb) = get(&c, path).await;
-        if jb["data"].is_array() && !jb["data"].as_array().unwrap().is_empty() {
+        let found = jb["data"].as_array().is_some_and(|d| !d.is_empty());
+        if found && path.starts_with("/api/traces") {
             // traceID lookups that partly succeed: compare ids and errors
             assert_eq!((js, trace_ids_of(&jb)), (cs, trace_ids_of(&cb)), "{path}");
             assert_eq!(jb["errors"], cb["errors"], "{path}");
+        } else if found {
+            assert_eq!((js, sorted_data(&jb)), (cs, sorted_data(&cb)), "{path}");
         } else {
             assert_eq!((js, &jb), (cs, &cb), "{path}");
         }

@@ -42,9 +42,8 @@ pub mod translate;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -142,13 +141,10 @@ async fn services(State(state): State<QueryState>) -> Response {
 }
 
 /// `GET /api/services/{service}/operations`: operation names, every kind.
-async fn operations_legacy(
-    State(state): State<QueryState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Response {
-    let Ok(Path(service)) = path else {
-        return bad_request("invalid service name in path");
-    };
+async fn operations_legacy(State(state): State<QueryState>, uri: Uri) -> Response {
+    // as Jaeger: the raw path segment, query-unescaped (`+` is a space), "" if malformed
+    let raw = uri.path().rsplit('/').nth(1).unwrap_or("");
+    let service = params::go_query_unescape(raw).unwrap_or_default();
     let doing = "failed to list operations from the trace index";
     match tokio::time::timeout(state.timeout, state.index.operations(&service)).await {
         Err(_) => from_error(Error::Timeout {
@@ -225,13 +221,12 @@ async fn operations(State(state): State<QueryState>, RawQuery(raw): RawQuery) ->
 /// `GET /api/traces/{traceID}`
 async fn trace_by_id(
     State(state): State<QueryState>,
-    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Ok(Path(text)) = path else {
-        return bad_request("invalid trace id in path");
-    };
-    let id = match params::parse_trace_id(&text) {
+    // as Jaeger (`UseEncodedPath`): the id is parsed as it is in the URL, still encoded
+    let text = uri.path().rsplit('/').next().unwrap_or("");
+    let id = match params::parse_trace_id(text) {
         Ok(id) => id,
         Err(msg) => return bad_request(msg),
     };

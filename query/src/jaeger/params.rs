@@ -514,6 +514,35 @@ fn go_json_syntax(text: &str) -> Result<(), String> {
     Err("unexpected end of JSON input".into())
 }
 
+/// Go's `url.QueryUnescape`: `%XX` decoded, `+` a space; `None` for a malformed escape.
+pub fn go_query_unescape(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 /// `model.TraceIDFromString`: up to 32 hex digits, short ids left-padded with zeros.
 pub fn parse_trace_id(text: &str) -> Result<[u8; 16], String> {
     if text.len() > 32 {
@@ -521,10 +550,12 @@ pub fn parse_trace_id(text: &str) -> Result<[u8; 16], String> {
             "TraceID cannot be longer than 32 hex characters: {text}"
         ));
     }
-    let (high, low) = if text.len() > 16 {
-        text.split_at(text.len() - 16)
+    // Go splits bytes: the halves may cut a multi-byte character (then neither is hex)
+    let bytes = text.as_bytes();
+    let (high, low) = if bytes.len() > 16 {
+        bytes.split_at(bytes.len() - 16)
     } else {
-        ("", text)
+        (&[][..], bytes)
     };
     let high = if high.is_empty() {
         0
@@ -538,20 +569,19 @@ pub fn parse_trace_id(text: &str) -> Result<[u8; 16], String> {
     Ok(id)
 }
 
-fn go_parse_hex(text: &str) -> Result<u64, String> {
-    let err = || {
-        format!(
+fn go_parse_hex(bytes: &[u8]) -> Result<u64, String> {
+    let quoted = || go_quote_bytes(bytes);
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        return Err(format!(
             "strconv.ParseUint: parsing {}: invalid syntax",
-            go_quote(text)
-        )
-    };
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(err());
+            quoted()
+        ));
     }
+    let text = std::str::from_utf8(bytes).expect("hex digits are ASCII");
     u64::from_str_radix(text, 16).map_err(|_| {
         format!(
             "strconv.ParseUint: parsing {}: value out of range",
-            go_quote(text)
+            quoted()
         )
     })
 }
@@ -695,6 +725,21 @@ pub fn go_quote(text: &str) -> String {
     out.push('"');
     for c in text.chars() {
         push_escaped(c, '"', &mut out);
+    }
+    out.push('"');
+    out
+}
+
+/// `strconv.Quote` of bytes that may not be UTF-8: invalid bytes become `\xNN`.
+fn go_quote_bytes(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            push_escaped(c, '"', &mut out);
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
     }
     out.push('"');
     out
@@ -907,6 +952,18 @@ mod tests {
             parse_trace_id("").unwrap_err(),
             "strconv.ParseUint: parsing \"\": invalid syntax"
         );
+        // 18 bytes: the split falls inside `é`, as Go's does, and no panic
+        assert_eq!(
+            parse_trace_id(&format!("a\u{e9}{}", "a".repeat(15))).unwrap_err(),
+            "strconv.ParseUint: parsing \"a\\xc3\": invalid syntax"
+        );
+    }
+
+    #[test]
+    fn query_unescape_like_go() {
+        assert_eq!(go_query_unescape("a+b%2Fc").as_deref(), Some("a b/c"));
+        assert_eq!(go_query_unescape("%zz"), None);
+        assert_eq!(go_query_unescape("%4"), None);
     }
 
     #[test]
