@@ -31,6 +31,9 @@
 //!   a tag matching only an attribute of the span's scope or events is not found when the
 //!   tag is a business key or an indexed attribute (the index holds span and resource
 //!   attributes; other tags are checked on every candidate and match all four).
+//!   Spans whose resource has no `service.name` are listed, searched and counted in
+//!   dependencies under clew's `unknown_service` (Jaeger lists and finds them under
+//!   `missing-service-name`); their process is named as Jaeger names it.
 //! - `/api/operations?spanKind=` needs each operation's span kind, which the trace index
 //!   does not keep: it is read from the newest [`SCAN_BUDGET`] traces of the service;
 //!   operations only seen in older traces are listed with an empty kind when no kind is
@@ -177,7 +180,7 @@ async fn operations(State(state): State<QueryState>, RawQuery(raw): RawQuery) ->
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     let scan = scan(&state, &query, MAX_LIMIT, |trace| {
         for span in &trace.spans {
-            if translate::service_name(span) == service {
+            if span.service_name == service {
                 let k = translate::kind_text(span.kind).unwrap_or("");
                 seen.insert((span.name.clone(), k.to_string()));
             }
@@ -337,7 +340,7 @@ fn index_query(search: &TraceSearch, indexed: Option<&crate::Indexed>) -> Option
 
 /// Jaeger's rule: this one span satisfies every condition of the search.
 fn span_matches(span: &Span, search: &TraceSearch) -> bool {
-    if !search.service.is_empty() && translate::service_name(span) != search.service {
+    if !search.service.is_empty() && span.service_name != search.service {
         return false;
     }
     if let Some(error) = search.tags.get("error") {
@@ -470,14 +473,14 @@ async fn dependencies(State(state): State<QueryState>, RawQuery(raw): RawQuery) 
         for span in &trace.spans {
             service_of
                 .entry(span.span_id)
-                .or_insert_with(|| translate::service_name(span));
+                .or_insert_with(|| span.service_name.clone());
         }
         for span in &trace.spans {
             let Some(parent) = span.parent_span_id.and_then(|p| service_of.get(&p)) else {
                 continue;
             };
             *links
-                .entry((parent.clone(), translate::service_name(span)))
+                .entry((parent.clone(), span.service_name.clone()))
                 .or_default() += 1;
         }
         true

@@ -32,9 +32,6 @@ use clew_proto::model::{any_value::Value, AnyValue, KeyValue};
 use clew_proto::{Span, SpanKind, StatusCode};
 use serde_json::{json, Map, Value as Json};
 
-/// Service name Jaeger gives a resource without any attribute.
-pub const NO_SERVICE_NAME: &str = "OTLPResourceNoServiceName";
-
 /// Largest integer a JavaScript number holds exactly; larger tag values are sent as text.
 const JS_MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
@@ -329,22 +326,22 @@ struct Process {
     tags: Vec<Tag>,
 }
 
-/// The service name Jaeger shows for a span's resource.
+/// The service name Jaeger shows for a span's resource. Jaeger v2 sanitizes resources as
+/// it writes them (`jptrace/sanitizer`): a missing `service.name` becomes
+/// `missing-service-name`, a non-text one `service-name-wrong-type`, an empty one
+/// `empty-service-name`.
 pub fn service_name(span: &Span) -> String {
-    let attrs = &span.resource.attributes;
-    if attrs.is_empty() {
-        return NO_SERVICE_NAME.to_string();
-    }
-    attrs
+    let first = span
+        .resource
+        .attributes
         .iter()
-        .find(|kv| kv.key == "service.name")
-        .map(
-            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(Value::StringValue(s)) => s.clone(),
-                _ => String::new(),
-            },
-        )
-        .unwrap_or_default()
+        .find(|kv| kv.key == "service.name");
+    match first.map(|kv| kv.value.as_ref().and_then(|v| v.value.as_ref())) {
+        None => "missing-service-name".into(),
+        Some(Some(Value::StringValue(s))) if s.is_empty() => "empty-service-name".into(),
+        Some(Some(Value::StringValue(s))) => s.clone(),
+        Some(_) => "service-name-wrong-type".into(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
