@@ -664,8 +664,10 @@ async fn jaeger_api_answers_like_jaeger_v2() {
         )
         .resource_spans,
     );
-    // a resource without any attribute: no service name
-    let mut nameless = request("x", vec![span(0x13, Some(0x0f), "nameless", 1)]);
+    // a resource without any attribute: no service name; a span of no duration
+    let mut instant = span(0x13, Some(0x0f), "nameless", 1);
+    instant.end_time_unix_nano = instant.start_time_unix_nano;
+    let mut nameless = request("x", vec![instant]);
     nameless.resource_spans[0].resource = Some(Default::default());
     export.resource_spans.extend(nameless.resource_spans);
     let body = prost::Message::encode_to_vec(&export);
@@ -717,6 +719,11 @@ async fn jaeger_api_answers_like_jaeger_v2() {
             .unwrap_or_else(|| panic!("no span {name}"))["warnings"]
             .to_string()
     };
+    assert!(
+        warnings_of(&answers[1], "nameless").contains("Negative duration detected"),
+        "{}",
+        answers[1]
+    );
     assert!(
         warnings_of(&answers[1], "orphan").contains("invalid parent span IDs=0000000000000099")
             && warnings_of(&answers[1], "orphan").contains("Invalid span reference removed"),

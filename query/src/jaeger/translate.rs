@@ -10,7 +10,9 @@
 //!    the parent becomes a `CHILD_OF` reference and links `FOLLOWS_FROM` references
 //!    (`CHILD_OF` when the link says `opentracing.ref_type=child_of`); events become logs
 //!    with an `event` field. Maps and arrays become JSON strings, bytes base64. The
-//!    `@jaeger@warnings` attribute becomes the span's `warnings`.
+//!    `@jaeger@warnings` attribute becomes the span's `warnings`. What Jaeger v2's
+//!    write-path sanitizer changes is reproduced too: process names for resources without
+//!    a text `service.name`, and a warning on spans that do not end after they start.
 //! 2. **The query service's adjusters** (`querysvc/adjusters.go`), in Jaeger's order: sort
 //!    tags and log fields (the `event` field first), move `telemetry.sdk.*` and
 //!    `telemetry.distro.*` span tags to the process, turn integer `ip`/`peer.ipv4` tags
@@ -28,6 +30,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use clew_proto::model::repair;
 use clew_proto::model::{any_value::Value, AnyValue, KeyValue};
 use clew_proto::{Span, SpanKind, StatusCode};
 use serde_json::{json, Map, Value as Json};
@@ -399,9 +402,19 @@ fn jaeger_span(span: &Span, adjust: bool) -> JaegerSpan<'_> {
         tags.push(Tag::str("otel.scope.version", &span.scope.version));
     }
     tags.extend(span.attributes.iter().map(attribute_tag));
-    let warnings = warnings(span);
+    let mut warnings = warnings(span);
     if !warnings.is_empty() {
         tags.retain(|t| t.key != WARNINGS_ATTRIBUTE);
+    }
+    // Jaeger v2's write-path sanitizer gives a span that does not end after its start 1 ns
+    // and a warning (clew stores such a span with end = start)
+    if span.end_unix_nano <= span.start_unix_nano && span.repairs & repair::ZERO_START == 0 {
+        warnings.push(format!(
+            "Negative duration detected, sanitizing end timestamp. Original end timestamp: {}, \
+             adjusted to: {}",
+            go_time(span.end_unix_nano),
+            go_time(span.start_unix_nano.saturating_add(1))
+        ));
     }
     if let Some(kind) = kind_text(span.kind) {
         tags.push(Tag::str("span.kind", kind));
@@ -685,6 +698,34 @@ fn host_key(process: &Process) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// Go's `time.Time.String()` of a UTC time: `2026-12-01 10:17:05.535747 +0000 UTC`.
+pub fn go_time(unix_nano: u64) -> String {
+    let secs = unix_nano / 1_000_000_000;
+    let nanos = unix_nano % 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let fraction = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{nanos:09}").trim_end_matches('0').to_string()
+    };
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}{fraction} +0000 UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Go's `time.Duration.String()`: `270ns`, `3.976µs`, `1.5ms`, `2m3.5s`, `1h0m0s`.
@@ -1077,6 +1118,19 @@ mod tests {
             .filter(|s| s["spanID"] == "0000000000000005")
             .count();
         assert_eq!(fives, 2);
+    }
+
+    #[test]
+    fn go_time_text() {
+        assert_eq!(go_time(0), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(
+            go_time(1_796_120_225_535_747_000),
+            "2026-12-01 10:17:05.535747 +0000 UTC"
+        );
+        assert_eq!(
+            go_time(951_782_400_000_000_001),
+            "2000-02-29 00:00:00.000000001 +0000 UTC"
+        );
     }
 
     #[test]
