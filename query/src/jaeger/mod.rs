@@ -26,7 +26,8 @@
 //!   memory store reads the text `"true"` as a boolean, gets false, and finds spans with
 //!   status OK for either); results are newest
 //!   first by start time (the memory store answers most recently *received* first); a
-//!   `limit` below 1 means the default (the memory store answers 500); error bodies are
+//!   `limit` below 1 means the default (the memory store answers 500) and one above
+//!   clew's `MAX_LIMIT` (1000) is cut to it; error bodies are
 //!   sent as `application/json` (Go's `http.Error` labels the same JSON `text/plain`);
 //!   a tag matching only an attribute of the span's scope or events is not found when the
 //!   tag is a business key or an indexed attribute (the index holds span and resource
