@@ -17,6 +17,8 @@
 //! - [`json`]: the response shapes (timestamps as decimal strings).
 //! - [`error`]: the one error type and its one mapping to HTTP.
 //! - [`metrics`]: `clew_query_*` metrics.
+//! - [`jaeger`]: Jaeger's HTTP query API (`/api/services`, `/api/traces`, …) over the same
+//!   two phases, answering with Jaeger's envelope, span shape and error texts.
 //! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
 //!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`).
 //!
@@ -30,6 +32,7 @@ pub mod dependencies;
 pub mod error;
 pub mod fetch_traces;
 pub mod find_trace_ids;
+pub mod jaeger;
 pub mod json;
 pub mod metrics;
 pub mod params;
@@ -126,6 +129,7 @@ pub fn router(state: QueryState) -> Router {
             "/api/v1/services/{service}/operations",
             get(routes::operations),
         )
+        .merge(jaeger::routes())
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
