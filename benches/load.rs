@@ -11,6 +11,10 @@
 //! `scripts/bench-e2e` starts a release `clew serve` on a fresh data directory, runs this,
 //! and adds disk bytes per span and peak memory.
 //!
+//! `--jaeger` also times Jaeger's HTTP API on the same data, each query right after its
+//! native twin (trace by id; a business-key tag search returning full traces; service +
+//! error search), and prints both side by side with their ratio.
+//!
 //! `--ingest-only` measures acknowledged spans/s and nothing else (no query API needed):
 //! `scripts/bench-e2e --agent` uses it against a release `clew agent` in front of a real
 //! Kafka broker, where an acknowledgement means Kafka acknowledged the Avro records
@@ -37,6 +41,7 @@ struct Args {
     queries: usize,
     seed: u64,
     ingest_only: bool,
+    jaeger: bool,
 }
 
 fn parse_args() -> Args {
@@ -49,6 +54,7 @@ fn parse_args() -> Args {
         queries: 2000,
         seed: 1,
         ingest_only: false,
+        jaeger: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -69,6 +75,7 @@ fn parse_args() -> Args {
             "--queries" => a.queries = val().parse().expect("--queries N"),
             "--seed" => a.seed = val().parse().expect("--seed N"),
             "--ingest-only" => a.ingest_only = true,
+            "--jaeger" => a.jaeger = true,
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -309,53 +316,95 @@ async fn main() {
         (rng_i >> 33) % len
     };
     let all: Vec<&(String, [u8; 16])> = batches.iter().flat_map(|b| b.orders.iter()).collect();
+    // Times one GET; the body is read in full. `must_succeed` panics on an error status.
+    let timed = |url: String, must_succeed: bool| {
+        let http = http.clone();
+        async move {
+            let t = Instant::now();
+            let r = http.get(&url).send().await.unwrap();
+            let ok = r.status().is_success();
+            assert!(ok || !must_succeed, "{url} failed: {}", r.status());
+            let _ = r.bytes().await.unwrap();
+            (t.elapsed().as_secs_f64() * 1000.0, ok)
+        }
+    };
     let mut by_id = Vec::new();
     let mut by_key = Vec::new();
     let mut search = Vec::new();
+    let (mut j_by_id, mut j_by_key, mut j_search) = (Vec::new(), Vec::new(), Vec::new());
     let mut misses = 0;
+    let api = &args.api;
     for q in 0..args.queries {
         let (order, trace) = all[pick(all.len())];
-        let t = Instant::now();
-        let r = http
-            .get(format!(
-                "http://{}/api/v1/traces/{}",
-                args.api,
-                hex::encode(trace)
-            ))
-            .send()
-            .await
-            .unwrap();
-        let ok = r.status().is_success();
-        let _ = r.bytes().await.unwrap();
-        by_id.push(t.elapsed().as_secs_f64() * 1000.0);
+        let trace = hex::encode(trace);
+        let (ms, ok) = timed(format!("http://{api}/api/v1/traces/{trace}"), false).await;
+        by_id.push(ms);
         if !ok {
             misses += 1;
         }
-        let t = Instant::now();
-        let r = http
-            .get(format!(
-                "http://{}/api/v1/keys/order_id/{}?full=true",
-                args.api, order
-            ))
-            .send()
-            .await
-            .unwrap();
-        let _ = r.bytes().await.unwrap();
-        by_key.push(t.elapsed().as_secs_f64() * 1000.0);
-        let svc = workload::SERVICES[q % workload::SERVICES.len()];
+        if args.jaeger {
+            let (ms, ok) = timed(format!("http://{api}/api/traces/{trace}"), false).await;
+            j_by_id.push(ms);
+            if !ok {
+                misses += 1;
+            }
+        }
+        let url = format!("http://{api}/api/v1/keys/order_id/{order}?full=true");
+        by_key.push(timed(url, true).await.0);
         let (s, e) = (now_unix_nano() - 3_600_000_000_000, now_unix_nano());
-        let t = Instant::now();
-        let r = http
-            .get(format!(
-                "http://{}/api/v1/search?service={svc}&error=true&start={s}&end={e}&limit=20",
-                args.api
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "search failed: {}", r.status());
-        let _ = r.bytes().await.unwrap();
-        search.push(t.elapsed().as_secs_f64() * 1000.0);
+        if args.jaeger {
+            // The entry span (service frontend) carries the key; Jaeger needs a service.
+            let (s_us, e_us) = (s / 1000, e / 1000);
+            let url = format!(
+                "http://{api}/api/traces?service=frontend&tags=%7B%22order_id%22%3A%22{order}%22%7D&start={s_us}&end={e_us}&limit=20"
+            );
+            j_by_key.push(timed(url, true).await.0);
+        }
+        let svc = workload::SERVICES[q % workload::SERVICES.len()];
+        let url = format!(
+            "http://{api}/api/v1/search?service={svc}&error=true&start={s}&end={e}&limit=20"
+        );
+        search.push(timed(url, true).await.0);
+        if args.jaeger {
+            let (s_us, e_us) = (s / 1000, e / 1000);
+            let url = format!(
+                "http://{api}/api/traces?service={svc}&tags=%7B%22error%22%3A%22true%22%7D&start={s_us}&end={e_us}&limit=20"
+            );
+            j_search.push(timed(url, true).await.0);
+        }
+    }
+    if args.jaeger {
+        println!("## Jaeger HTTP API next to the native API (milliseconds, same data, each query right after its native twin)\n");
+        println!("| what | native p50 | native p99 | Jaeger API p50 | Jaeger API p99 | p50 ratio | p99 ratio |");
+        println!("|---|---|---|---|---|---|---|");
+        let pair = |name: &str, native: &[f64], jaeger: &[f64]| {
+            let (mut n, mut j) = (native.to_vec(), jaeger.to_vec());
+            n.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            j.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let (n50, n99, j50, j99) = (
+                percentile(&n, 0.5),
+                percentile(&n, 0.99),
+                percentile(&j, 0.5),
+                percentile(&j, 0.99),
+            );
+            println!(
+                "| {name} | {n50:.2} | {n99:.2} | {j50:.2} | {j99:.2} | {:.2} | {:.2} |",
+                j50 / n50,
+                j99 / n99
+            );
+        };
+        pair("trace by id", &by_id, &j_by_id);
+        pair(
+            "business key, full traces (native keys?full=true / Jaeger tags={order_id})",
+            &by_key,
+            &j_by_key,
+        );
+        pair(
+            "service + error, 1 h, limit 20 (native: summaries / Jaeger: full traces)",
+            &search,
+            &j_search,
+        );
+        println!();
     }
     println!("## latency (milliseconds, through the HTTP query API, sequential)\n");
     println!("| what | n | p50 | p99 | max |");

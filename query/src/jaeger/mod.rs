@@ -336,6 +336,13 @@ fn index_query(search: &TraceSearch, indexed: Option<&crate::Indexed>) -> Option
             }
         }
     }
+    if !query.business_keys.is_empty() {
+        // A business key names a handful of traces: asking the index for the key alone
+        // is the native key lookup, and intersecting it with the service's (large) set of
+        // spans only costs time. `span_matches` still applies every condition.
+        query.service = None;
+        query.operation = None;
+    }
     Some(query)
 }
 
@@ -553,7 +560,13 @@ mod tests {
             [("http.route".to_string(), "/x".to_string())]
         );
         assert!(iq.errors_only);
-        assert_eq!(iq.service.as_deref(), Some("a"));
+        // the key alone narrows the index; the service is checked per span afterwards
+        assert_eq!(iq.service, None);
+        let iq = index_query(
+            &search(r#"service=a&tags={"error":"true"}"#),
+            Some(&indexed),
+        );
+        assert_eq!(iq.unwrap().service.as_deref(), Some("a"));
         assert!(index_query(&search("service=a&start=10&end=5"), None).is_none());
     }
 }
