@@ -572,10 +572,14 @@ fn to_otlp_span(z: ZipkinSpan) -> Span {
     };
     let events = annotations
         .into_iter()
-        .map(|(ts, value)| span::Event {
-            time_unix_nano: ts.saturating_mul(1000),
-            name: value,
-            ..Default::default()
+        .map(|(ts, value)| {
+            let (name, attributes) = event_from_annotation(value);
+            span::Event {
+                time_unix_nano: ts.saturating_mul(1000),
+                name,
+                attributes,
+                ..Default::default()
+            }
         })
         .collect();
 
@@ -593,6 +597,40 @@ fn to_otlp_span(z: ZipkinSpan) -> Span {
         status,
         ..Default::default()
     }
+}
+
+/// An annotation's event name and attributes. The OpenTelemetry SDKs' Zipkin exporters
+/// write an event as `{"<name>": {<attributes>}}`; that form is unpacked (scalar values
+/// only), any other value is the event's name as it is.
+fn event_from_annotation(value: String) -> (String, Vec<KeyValue>) {
+    if !value.starts_with('{') {
+        return (value, Vec::new());
+    }
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&value)
+    else {
+        return (value, Vec::new());
+    };
+    let Some((name, serde_json::Value::Object(attrs))) =
+        map.iter().next().filter(|_| map.len() == 1)
+    else {
+        return (value, Vec::new());
+    };
+    let attributes = attrs
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => any_value::Value::StringValue(s.clone()),
+                serde_json::Value::Bool(b) => any_value::Value::BoolValue(*b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => any_value::Value::IntValue(i),
+                    None => any_value::Value::DoubleValue(n.as_f64()?),
+                },
+                _ => return None,
+            };
+            Some(kv(k, v))
+        })
+        .collect();
+    (name.clone(), attributes)
 }
 
 /// OTLP status from `otel.status_code` / `otel.status_description` and `error` (removed
@@ -661,7 +699,8 @@ mod tests {
             "kind":"CLIENT","name":"get /api","timestamp":{NOW_US},"duration":207000,
             "localEndpoint":{{"serviceName":"frontend","ipv4":"192.168.99.1","port":8080}},
             "remoteEndpoint":{{"serviceName":"backend","ipv6":"::1","port":9000}},
-            "annotations":[{{"timestamp":{NOW_US},"value":"ws"}}],
+            "annotations":[{{"timestamp":{NOW_US},"value":"ws"}},
+              {{"timestamp":{NOW_US},"value":"{{\"exception\": {{\"exception.message\": \"x\", \"n\": 3}}}}"}}],
             "tags":{{"http.path":"/api","order_id":"o-1","retries":3,"error":"boom"}},
             "debug":true}}]"#
         );
@@ -691,7 +730,10 @@ mod tests {
             attr(s, "zipkin.debug"),
             Some(&any_value::Value::BoolValue(true))
         );
-        assert_eq!(s.events.len(), 1);
+        assert_eq!(s.events.len(), 2);
+        assert_eq!(s.events[1].name, "exception");
+        assert_eq!(s.events[1].attributes[0].key, "exception.message");
+        assert_eq!(s.events[1].attributes[1].key, "n");
         assert_eq!(s.events[0].name, "ws");
         assert_eq!(s.events[0].time_unix_nano, NOW_US * 1000);
     }
