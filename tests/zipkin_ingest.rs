@@ -278,7 +278,7 @@ async fn python_zipkin_exporters_json_and_protobuf() {
         // By business key.
         let by_key = clew
             .wait_for(&format!("/api/v1/keys/order_id/{order}"), WAIT, |b| {
-                trace_ids(b).iter().any(|t| *t == trace)
+                trace_ids(b).contains(&trace)
             })
             .await;
         assert_eq!(trace_ids(&by_key), vec![trace.clone()], "{encoding}");

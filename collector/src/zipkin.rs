@@ -384,7 +384,7 @@ fn from_proto(s: proto::Span) -> ZipkinSpan {
 }
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -645,11 +645,7 @@ fn status_from_tags(tags: &mut BTreeMap<String, String>) -> Option<Status> {
             _ => 0,
         };
         let message = tags.remove("otel.status_description").unwrap_or_default();
-        status = Some(Status {
-            code,
-            message,
-            ..Default::default()
-        });
+        status = Some(Status { code, message });
     }
     if let Some(error) = tags.get("error").cloned() {
         let s = status.get_or_insert_with(Status::default);
