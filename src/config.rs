@@ -14,6 +14,7 @@
 //! [collector]                 # see clew_collector::CollectorConfig
 //! otlp_grpc_addr = "127.0.0.1:4317"
 //! otlp_http_addr = "127.0.0.1:4318"
+//! zipkin_addr = "127.0.0.1:9411"   # Zipkin v2 API, POST /api/v2/spans
 //! business_keys = ["order_id"]
 //!
 //! [collector.kafka]          # optional: consume spans from Kafka too
@@ -114,6 +115,9 @@ pub struct Overrides {
     /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
     #[arg(long, env = "CLEW_OTLP_HTTP_ADDR", value_name = "ADDR")]
     pub otlp_http_addr: Option<SocketAddr>,
+    /// Zipkin v2 API listen address (`POST /api/v2/spans`) [default: 127.0.0.1:9411].
+    #[arg(long, env = "CLEW_ZIPKIN_ADDR", value_name = "ADDR")]
+    pub zipkin_addr: Option<SocketAddr>,
     /// Query API and UI listen address [default: 127.0.0.1:16686].
     #[arg(long, env = "CLEW_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
@@ -171,6 +175,9 @@ impl Config {
         }
         if let Some(a) = o.otlp_http_addr {
             self.collector.otlp_http_addr = a.to_string();
+        }
+        if let Some(a) = o.zipkin_addr {
+            self.collector.zipkin_addr = a.to_string();
         }
         if let Some(a) = o.http_addr {
             self.query.http_addr = a;

@@ -113,15 +113,17 @@ async fn start_serving(
 
     // One machine-readable line on stdout (tests and scripts read it), details in the log.
     println!(
-        "clew listening otlp_grpc={} otlp_http={} http={} data_dir={}",
+        "clew listening otlp_grpc={} otlp_http={} zipkin={} http={} data_dir={}",
         collector.grpc_addr(),
         collector.http_addr(),
+        collector.zipkin_addr(),
         query_addr,
         config.data_dir.display()
     );
     info!(
         otlp_grpc = %collector.grpc_addr(),
         otlp_http = %collector.http_addr(),
+        zipkin = %collector.zipkin_addr(),
         ui = %format!("http://{query_addr}/"),
         data_dir = %config.data_dir.display(),
         business_keys = ?config.collector.business_keys,

@@ -22,6 +22,7 @@ fn serve_fails(data_dir: &Path, extra: &[&str]) -> (Output, String) {
     for (flag, default) in [
         ("--otlp-grpc-addr", "127.0.0.1:0"),
         ("--otlp-http-addr", "127.0.0.1:0"),
+        ("--zipkin-addr", "127.0.0.1:0"),
         ("--http-addr", "127.0.0.1:0"),
     ] {
         if !extra.contains(&flag) {
@@ -183,6 +184,8 @@ fn server_logs_into_a_file_have_no_colour_codes() {
             "--otlp-grpc-addr",
             "127.0.0.1:0",
             "--otlp-http-addr",
+            "127.0.0.1:0",
+            "--zipkin-addr",
             "127.0.0.1:0",
             "--http-addr",
             "127.0.0.1:0",

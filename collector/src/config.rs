@@ -23,6 +23,9 @@ pub struct CollectorConfig {
     /// OTLP/HTTP listen address (port 0: any free port).
     #[serde(default = "default_otlp_http_addr")]
     pub otlp_http_addr: String,
+    /// Zipkin v2 API listen address, `POST /api/v2/spans` (port 0: any free port).
+    #[serde(default = "default_zipkin_addr")]
+    pub zipkin_addr: String,
     /// Largest accepted request, measured after decompression.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
@@ -82,6 +85,9 @@ fn default_otlp_grpc_addr() -> String {
 fn default_otlp_http_addr() -> String {
     "127.0.0.1:4318".to_string()
 }
+fn default_zipkin_addr() -> String {
+    "127.0.0.1:9411".to_string()
+}
 fn default_max_request_bytes() -> usize {
     64 * 1024 * 1024
 }
@@ -127,6 +133,7 @@ impl Default for CollectorConfig {
         CollectorConfig {
             otlp_grpc_addr: default_otlp_grpc_addr(),
             otlp_http_addr: default_otlp_http_addr(),
+            zipkin_addr: default_zipkin_addr(),
             max_request_bytes: default_max_request_bytes(),
             business_keys: Vec::new(),
             batch_max_spans: default_batch_max_spans(),
@@ -213,6 +220,7 @@ impl CollectorConfig {
     pub fn validate(&self) -> Result<()> {
         check_addr("collector.otlp_grpc_addr", &self.otlp_grpc_addr)?;
         check_addr("collector.otlp_http_addr", &self.otlp_http_addr)?;
+        check_addr("collector.zipkin_addr", &self.zipkin_addr)?;
         self.validate_request_size()?;
         self.validate_queue()?;
         self.validate_business_keys()?;

@@ -1,13 +1,14 @@
 //! # clew-collector: OTLP in, durable spans out
 //!
-//! The collector receives spans over OTLP (gRPC and HTTP) and from Kafka, validates and
+//! The collector receives spans over OTLP (gRPC and HTTP), Zipkin's v2 API and from Kafka, validates and
 //! enriches them, batches them and writes them through `clew-store`'s [`SpanStore`] and
 //! [`TraceIndex`] traits. A request is acknowledged only once both writes of its spans
 //! returned `Ok`.
 //!
 //! ```text
 //!  OTLP gRPC ─▶ receiver/otlp_grpc ─┐
-//!  OTLP HTTP ─▶ receiver/otlp_http ─┼─▶ ingest::Front::ingest ─────────────────────────────────▶ SpanSink::submit
+//!  OTLP HTTP ─▶ receiver/otlp_http ─┤
+//!  Zipkin ────▶ receiver/zipkin ────┼─▶ ingest::Front::ingest ─────────────────────────────────▶ SpanSink::submit
 //!  Kafka ─────▶ receiver/kafka ─────┘   decode ─▶ validate + convert ─▶ count rejections            │ = pipeline::Ingest
 //!               (offsets committed      ─▶ (redact) ─▶ enrich ─▶ (span metrics)                     ▼   bounded by spans
 //!                after the ack; poison                                                 batcher (batcher.rs)
@@ -25,6 +26,8 @@
 //!   per topic, offsets committed only for durable records, dead-letter topic; cargo
 //!   feature `kafka`).
 //! - [`decode`]: content types, bounded gzip, protobuf and OTLP/JSON decoding.
+//! - [`zipkin`]: Zipkin v2 JSON and protobuf spans → an OTLP request (the Zipkin
+//!   receiver's and Kafka `zipkin_json`'s decode step).
 //! - [`ingest`]: the front half every receiver calls: decode → … → the sink.
 //! - [`enrich`]: business keys from span, resource and baggage attributes.
 //! - [`pipeline`]: builds the stages behind the sink ([`pipeline::start`]); [`batcher`] and
@@ -49,6 +52,7 @@ pub mod pipeline;
 pub mod receiver;
 pub mod sink;
 pub mod writer;
+pub mod zipkin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,7 +66,7 @@ use tracing::{info, warn};
 pub use config::{CollectorConfig, LimitsConfig, KAFKA_UNAVAILABLE};
 pub use error::{Error, Result};
 pub use pipeline::Ingest;
-use receiver::{bind, spawn_otlp, Server};
+use receiver::{bind, spawn_otlp, spawn_zipkin, Server};
 
 /// How long [`Collector::shutdown`] waits for queued spans to be written and answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -72,6 +76,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Collector {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
+    zipkin_addr: SocketAddr,
     stop: watch::Sender<bool>,
     ingest: Ingest,
     #[cfg(feature = "kafka")]
@@ -95,6 +100,8 @@ impl Collector {
             bind("bind otlp grpc listener", &config.otlp_grpc_addr).await?;
         let (http_listener, http_addr) =
             bind("bind otlp http listener", &config.otlp_http_addr).await?;
+        let (zipkin_listener, zipkin_addr) =
+            bind("bind zipkin listener", &config.zipkin_addr).await?;
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
         let shared = receiver::Shared::new(&config, ingest.clone());
@@ -104,11 +111,13 @@ impl Collector {
             None => None,
         };
         let (stop, stop_rx) = watch::channel(false);
-        let servers = spawn_otlp(grpc_listener, http_listener, shared, &stop_rx);
-        info!(%grpc_addr, %http_addr, "otlp receivers listening (grpc, http)");
+        let mut servers = spawn_otlp(grpc_listener, http_listener, shared.clone(), &stop_rx);
+        servers.push(spawn_zipkin(zipkin_listener, shared, &stop_rx));
+        info!(%grpc_addr, %http_addr, %zipkin_addr, "receivers listening (otlp grpc, otlp http, zipkin)");
         Ok(Collector {
             grpc_addr,
             http_addr,
+            zipkin_addr,
             stop,
             ingest,
             #[cfg(feature = "kafka")]
@@ -126,6 +135,11 @@ impl Collector {
     /// Where OTLP/HTTP is served (`POST /v1/traces`).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where the Zipkin v2 API is served (`POST /api/v2/spans`).
+    pub fn zipkin_addr(&self) -> SocketAddr {
+        self.zipkin_addr
     }
 
     /// Stops accepting, lets in-flight requests finish, writes and answers everything

@@ -33,6 +33,7 @@ pub enum Protocol {
     Grpc,
     Http,
     Kafka,
+    Zipkin,
 }
 
 impl Protocol {
@@ -41,6 +42,7 @@ impl Protocol {
             Protocol::Grpc => "grpc",
             Protocol::Http => "http",
             Protocol::Kafka => "kafka",
+            Protocol::Zipkin => "zipkin",
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct Clew {
     child: Child,
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
+    pub zipkin: SocketAddr,
     pub http: SocketAddr,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -51,6 +52,8 @@ impl Clew {
                 "--otlp-grpc-addr",
                 "127.0.0.1:0",
                 "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--zipkin-addr",
                 "127.0.0.1:0",
                 "--http-addr",
                 "127.0.0.1:0",
@@ -100,6 +103,7 @@ impl Clew {
                 return Clew {
                     otlp_grpc: get("otlp_grpc"),
                     otlp_http: get("otlp_http"),
+                    zipkin: get("zipkin"),
                     http: get("http"),
                     child,
                     data_dir: data_dir.to_path_buf(),
@@ -115,6 +119,10 @@ impl Clew {
 
     pub fn otlp_http_url(&self) -> String {
         format!("http://{}/v1/traces", self.otlp_http)
+    }
+
+    pub fn zipkin_url(&self) -> String {
+        format!("http://{}/api/v2/spans", self.zipkin)
     }
 
     pub fn otlp_grpc_url(&self) -> String {

@@ -6,6 +6,7 @@
 pub mod kafka;
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub mod zipkin;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -119,6 +120,19 @@ pub(crate) fn spawn_otlp(
         ("otlp grpc", tokio::spawn(grpc)),
         ("otlp http", tokio::spawn(http)),
     ]
+}
+
+/// Spawns the Zipkin server over `shared`; it finishes its in-flight requests and stops
+/// once `stop` turns true.
+pub(crate) fn spawn_zipkin(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) -> Server {
+    (
+        "zipkin",
+        tokio::spawn(zipkin::serve(listener, shared, stopped(stop))),
+    )
 }
 
 /// Resolves once `stop` turns true: a server's graceful-shutdown signal.

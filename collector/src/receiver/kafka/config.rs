@@ -41,6 +41,10 @@ pub enum KafkaFormat {
     OtlpProto,
     /// One OTLP/JSON `ExportTraceServiceRequest` per record (`encoding: otlp_json`).
     OtlpJson,
+    /// One Zipkin v2 JSON array of spans per record (Zipkin's Kafka reporter,
+    /// `zipkin-reporter`'s `KafkaSender` with the JSON v2 encoding), translated as the Zipkin
+    /// receiver translates it ([`crate::zipkin`]).
+    ZipkinJson,
 }
 
 impl KafkaFormat {
@@ -49,6 +53,7 @@ impl KafkaFormat {
             KafkaFormat::Avro => "avro",
             KafkaFormat::OtlpProto => "otlp_proto",
             KafkaFormat::OtlpJson => "otlp_json",
+            KafkaFormat::ZipkinJson => "zipkin_json",
         }
     }
 }

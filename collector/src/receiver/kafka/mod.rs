@@ -11,6 +11,7 @@
 //!    avro:       clew_proto::avro::decode_batch (validates while decoding, same limits)
 //!    otlp_proto: prost ExportTraceServiceRequest
 //!    otlp_json:  decode.rs OTLP/JSON
+//!    zipkin_json: zipkin.rs Zipkin v2 JSON → OTLP
 //!           │                          └─ undecodable: poison ─▶ counted, logged ─▶
 //!           │                             dead-letter topic (wait for delivery) ─┐
 //!           ▼                                                                    │

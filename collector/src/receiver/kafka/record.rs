@@ -374,6 +374,9 @@ pub(super) fn decode_record(
             Decoded::Otlp(decode_plain(value, Format::Protobuf).map_err(Poison::from_decode)?)
         }
         KafkaFormat::OtlpJson => Decoded::Otlp(decode_json(value).map_err(Poison::from_decode)?),
+        KafkaFormat::ZipkinJson => Decoded::Otlp(crate::zipkin::to_otlp(
+            crate::zipkin::decode_json(value).map_err(Poison::from_decode)?,
+        )),
     })
 }
 
@@ -530,6 +533,28 @@ mod tests {
     }
 
     #[test]
+    fn zipkin_json_records_decode_validate_and_enrich() {
+        let setup = Setup::new();
+        let ts = now_unix_nano() / 1000 - 1000;
+        let span = |trace: &str, id: &str| {
+            format!(
+                r#"{{"traceId":"{trace}","id":"{id}","name":"op","timestamp":{ts},"duration":5,"localEndpoint":{{"serviceName":"svc"}},"tags":{{"order_id":"o-1"}}}}"#
+            )
+        };
+        let body = format!(
+            "[{},{},{}]",
+            span("0707070707070707", "0101010101010101"),
+            span("00000000000000000000000000000000", "0202020202020202"),
+            span("0707070707070707", "0303030303030303")
+        );
+        let c = decode_value(setup.decoding(), KafkaFormat::ZipkinJson, body.as_bytes()).unwrap();
+        assert_eq!(c.spans.len(), 2);
+        assert_eq!(c.rejected[0].reason, RejectReason::InvalidTraceId);
+        assert_eq!(c.spans[0].service_name, "svc");
+        assert_eq!(c.spans[0].business_keys[0].value, "o-1");
+    }
+
+    #[test]
     fn every_format_decodes_validates_and_enriches() {
         let setup = Setup::new();
         let shared = setup.decoding();
@@ -585,6 +610,8 @@ mod tests {
         assert_eq!(reason(KafkaFormat::Avro, &truncated), "avro_malformed");
         assert_eq!(reason(KafkaFormat::OtlpProto, &[0xff; 64]), "undecodable");
         assert_eq!(reason(KafkaFormat::OtlpJson, b"{not json"), "undecodable");
+        assert_eq!(reason(KafkaFormat::ZipkinJson, b"{}"), "undecodable");
+        assert_eq!(reason(KafkaFormat::ZipkinJson, &[b' '; 5000]), "too_large");
         assert_eq!(reason(KafkaFormat::OtlpJson, &[b' '; 5000]), "too_large");
         for r in [
             "avro_bad_header",
