@@ -16,10 +16,11 @@
 //!   duration is repaired to zero; huge values saturate (and then fail OTLP's future check).
 //! - **Kind** `CLIENT`/`SERVER`/`PRODUCER`/`CONSUMER` maps onto OTLP's kinds; any other
 //!   kind (or none) is unspecified.
-//! - **`shared`** (a server span that reuses its client's span id, B3 style): both halves
-//!   cannot be stored under one id, so the shared half gets a span id derived from its own
-//!   (deterministic, so a retried body is still idempotent), its parent becomes the client
-//!   half and `zipkin.shared_span_id` keeps the original id.
+//! - **`shared`** (a server span that reuses its client's span id, B3 style): kept as it
+//!   comes, like the OpenTelemetry Collector's receiver does. Both halves are stored: a
+//!   span's cell is its id plus a span-kind discriminator (ADR 0001), so the SERVER half
+//!   does not overwrite the CLIENT half; the Jaeger API splits the shared id at query time
+//!   the way Jaeger's own adjuster does.
 //! - **Endpoints**: `localEndpoint.serviceName` → resource `service.name` (spans grouped
 //!   per service and scope); local ip/port → `net.host.ip` / `net.host.port`; remote
 //!   service/ip/port → `peer.service` / `net.peer.ip` / `net.peer.port`.
@@ -128,7 +129,6 @@ pub struct ZipkinSpan {
     pub annotations: Vec<(u64, String)>,
     pub tags: BTreeMap<String, String>,
     pub debug: bool,
-    pub shared: bool,
 }
 
 /// A span's parent as sent.
@@ -221,7 +221,6 @@ struct JsonSpan {
     annotations: Option<Vec<JsonAnnotation>>,
     tags: Option<BTreeMap<String, TagValue>>,
     debug: Option<bool>,
-    shared: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -307,7 +306,6 @@ impl JsonSpan {
                 .map(|(k, v)| (k, v.into_text()))
                 .collect(),
             debug: self.debug.unwrap_or(false),
-            shared: self.shared.unwrap_or(false),
         }
     }
 }
@@ -379,7 +377,6 @@ fn from_proto(s: proto::Span) -> ZipkinSpan {
             .collect(),
         tags: s.tags.into_iter().collect(),
         debug: s.debug,
-        shared: s.shared,
     }
 }
 
@@ -407,20 +404,6 @@ fn span_id_from_hex(s: &str) -> Option<[u8; 8]> {
         return None;
     }
     hex_bytes(s).and_then(|b| <[u8; 8]>::try_from(b).ok())
-}
-
-/// The span id given to the shared (server) half of a span: FNV-1a of the id, never zero
-/// and never the id itself.
-fn shared_span_id(id: [u8; 8]) -> [u8; 8] {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.iter().chain(b"zipkin.shared") {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    if h == 0 || h.to_be_bytes() == id {
-        h = h.wrapping_add(1).max(1);
-    }
-    h.to_be_bytes()
 }
 
 fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
@@ -517,25 +500,19 @@ fn to_otlp_span(z: ZipkinSpan) -> Span {
         annotations,
         mut tags,
         debug,
-        shared,
     } = z;
     let mut attributes: Vec<KeyValue> = Vec::with_capacity(tags.len() + 6);
     let status = status_from_tags(&mut tags);
     let trace_state = tags.remove("w3c.tracestate").unwrap_or_default();
 
-    let mut span_id = id.map(|i| i.to_vec()).unwrap_or_default();
-    let mut parent_span_id = match parent_id {
+    let span_id = id.map(|i| i.to_vec()).unwrap_or_default();
+    let parent_span_id = match parent_id {
         None => Vec::new(),
         Some(ParentId::Valid(p)) if Some(p) == id => Vec::new(),
         Some(ParentId::Valid(p)) => p.to_vec(),
         // One byte: OTLP's conversion drops a wrong-length parent and flags the repair.
         Some(ParentId::Invalid) => vec![0],
     };
-    if let (true, Some(own)) = (shared, id) {
-        span_id = shared_span_id(own).to_vec();
-        parent_span_id = own.to_vec();
-        attributes.push(kv_str("zipkin.shared_span_id", hex(&own)));
-    }
 
     for (k, v) in tags {
         attributes.push(kv_str(&k, v));
@@ -659,10 +636,6 @@ fn status_from_tags(tags: &mut BTreeMap<String, String>) -> Option<Status> {
     status
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -780,7 +753,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_server_half_gets_its_own_id_under_the_client() {
+    fn shared_server_half_keeps_the_client_id_beside_it() {
         let body = format!(
             r#"[{{"traceId":"0123456789abcdef","id":"1111111111111111","kind":"CLIENT","timestamp":{NOW_US},"localEndpoint":{{"serviceName":"a"}}}},
             {{"traceId":"0123456789abcdef","id":"1111111111111111","kind":"SERVER","shared":true,"timestamp":{NOW_US},"localEndpoint":{{"serviceName":"b"}}}}]"#
@@ -788,18 +761,16 @@ mod tests {
         let out = convert(&body);
         assert_eq!(out.spans.len(), 2);
         let server = out.spans.iter().find(|s| s.service_name == "b").unwrap();
-        assert_ne!(server.span_id.to_string(), "1111111111111111");
-        assert_eq!(
-            server.parent_span_id.unwrap().to_string(),
-            "1111111111111111"
+        let client = out.spans.iter().find(|s| s.service_name == "a").unwrap();
+        assert_eq!(server.span_id, client.span_id);
+        assert_eq!(server.span_id.to_string(), "1111111111111111");
+        assert_eq!(server.kind, clew_proto::SpanKind::Server);
+        assert_eq!(client.kind, clew_proto::SpanKind::Client);
+        // distinct cells in the trace's row: the halves never overwrite each other
+        assert_ne!(
+            clew_store::row_layout::discriminator(server.kind),
+            clew_store::row_layout::discriminator(client.kind)
         );
-        assert_eq!(
-            attr(server, "zipkin.shared_span_id"),
-            Some(&text("1111111111111111"))
-        );
-        // Deterministic: a retried body maps to the same ids.
-        let again = convert(&body);
-        assert_eq!(again.spans[1].span_id, out.spans[1].span_id);
     }
 
     #[test]
