@@ -104,16 +104,21 @@ pub fn decode_body(
     format: Format,
     limit_bytes: usize,
 ) -> Result<ExportTraceServiceRequest> {
-    let plain = match compression {
-        Compression::None => {
-            if body.len() > limit_bytes {
-                return Err(Error::TooLarge { limit_bytes });
-            }
-            body
-        }
-        Compression::Gzip => Bytes::from(gunzip_bounded(&body, limit_bytes)?),
-    };
-    decode_plain(&plain, format)
+    decode_plain(&decompress_bounded(body, compression, limit_bytes)?, format)
+}
+
+/// The request body as sent, decompressed, never larger than `limit_bytes`
+/// ([`Error::TooLarge`] otherwise).
+pub fn decompress_bounded(
+    body: Bytes,
+    compression: Compression,
+    limit_bytes: usize,
+) -> Result<Bytes> {
+    match compression {
+        Compression::None if body.len() > limit_bytes => Err(Error::TooLarge { limit_bytes }),
+        Compression::None => Ok(body),
+        Compression::Gzip => Ok(Bytes::from(gunzip_bounded(&body, limit_bytes)?)),
+    }
 }
 
 /// Decompresses gzip (one or more members), failing with [`Error::TooLarge`] as soon as

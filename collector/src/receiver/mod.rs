@@ -161,6 +161,35 @@ pub(crate) async fn serve_http(
         .map_err(|source| Error::Listen { what, addr, source })
 }
 
+/// Reads an HTTP request body of at most `limit` bytes: a `Content-Length` over the limit
+/// is refused before anything is read, and the stream is cut off at the limit whatever
+/// it said. Compressed bytes are capped too: a body that does not shrink is too large
+/// anyway.
+pub(crate) async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<bytes::Bytes> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::TooLarge { limit_bytes: limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(Error::TooLarge { limit_bytes: limit })
+        }
+        Err(e) => Err(Error::decode(
+            "request body",
+            format!("failed to read it: {e}"),
+        )),
+    }
+}
+
 /// Counts spans of a decoded request without converting it.
 pub(crate) fn span_count(req: &ExportTraceServiceRequest) -> usize {
     req.resource_spans

@@ -15,12 +15,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use tokio::net::TcpListener;
 
-use super::{export, serve_http, Shared};
+use super::{export, read_body, serve_http, Shared};
 use crate::decode::{decode_body, encode_response, Compression, Format};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Protocol};
@@ -59,24 +57,9 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         Err(e) => return refused(&shared, e, format),
     };
     let limit = shared.max_request_bytes;
-    let declared = text(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return refused(&shared, Error::TooLarge { limit_bytes: limit }, format);
-    }
-    // Compressed bytes are also capped at the limit: a body that does not shrink is
-    // too large anyway.
-    let body: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return refused(&shared, Error::TooLarge { limit_bytes: limit }, format)
-        }
-        Err(e) => {
-            return refused(
-                &shared,
-                Error::decode("request body", format!("failed to read it: {e}")),
-                format,
-            )
-        }
+    let body = match read_body(&headers, body, limit).await {
+        Ok(b) => b,
+        Err(e) => return refused(&shared, e, format),
     };
     let heavy = body.len() > INLINE_MAX_BYTES
         || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);

@@ -23,11 +23,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::TcpListener;
 
-use super::{export, serve_http, Shared};
-use crate::decode::{gunzip_bounded, Compression, Format};
+use super::{export, read_body, serve_http, Shared};
+use crate::decode::{decompress_bounded, Compression, Format};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Protocol};
 use crate::zipkin;
@@ -62,13 +61,7 @@ pub fn decode_body(
     format: Format,
     limit_bytes: usize,
 ) -> Result<clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest> {
-    let plain = match compression {
-        Compression::None if body.len() > limit_bytes => {
-            return Err(Error::TooLarge { limit_bytes })
-        }
-        Compression::None => body,
-        Compression::Gzip => Bytes::from(gunzip_bounded(&body, limit_bytes)?),
-    };
+    let plain = decompress_bounded(body, compression, limit_bytes)?;
     let spans = match format {
         Format::Json => zipkin::decode_json(&plain)?,
         Format::Protobuf => zipkin::decode_proto(&plain)?,
@@ -92,21 +85,9 @@ async fn spans(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
         Err(e) => return refused(&shared, e),
     };
     let limit = shared.max_request_bytes;
-    let declared = text(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return refused(&shared, Error::TooLarge { limit_bytes: limit });
-    }
-    let body: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return refused(&shared, Error::TooLarge { limit_bytes: limit })
-        }
-        Err(e) => {
-            return refused(
-                &shared,
-                Error::decode("request body", format!("failed to read it: {e}")),
-            )
-        }
+    let body = match read_body(&headers, body, limit).await {
+        Ok(b) => b,
+        Err(e) => return refused(&shared, e),
     };
     let heavy = body.len() > INLINE_MAX_BYTES
         || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
