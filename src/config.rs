@@ -6,7 +6,7 @@
 //! ```toml
 //! data_dir = "./clew-data"
 //! retention_days = 7
-//! indexed_attributes = ["http.route", "http.status_code", "http.request.method", "db.system", "peer.service", "rpc.method"]
+//! indexed_attributes = ["*"]   # every attribute; or a list of names for a leaner index
 //!
 //! [query]
 //! http_addr = "127.0.0.1:16686"
@@ -44,7 +44,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Traces older than this are deleted, a whole day at a time.
     pub retention_days: u32,
-    /// Attributes indexed as exact `name=value` terms (besides business keys).
+    /// Attributes indexed as exact `name=value` terms (besides business keys): `"*"`
+    /// (the default) indexes every string, int, bool and double attribute of spans, their
+    /// resources, scopes and events, values up to 256 bytes; otherwise only the names
+    /// listed, looked up on the span, then its resource.
     pub indexed_attributes: Vec<String>,
     /// How often expired data is looked for, in seconds.
     pub retention_check_interval_secs: u64,
@@ -71,18 +74,7 @@ impl Default for QueryConfig {
 }
 
 pub fn default_indexed_attributes() -> Vec<String> {
-    [
-        "http.route",
-        "http.status_code",
-        "http.response.status_code",
-        "http.request.method",
-        "db.system",
-        "peer.service",
-        "rpc.method",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect()
+    vec![clew_store::trace_index::span_doc::ALL_ATTRIBUTES.to_string()]
 }
 
 impl Default for Config {

@@ -97,7 +97,7 @@ async fn start_serving(
         Arc::new(move || prometheus.render()),
     )
     .with_indexed(clew_query::Indexed {
-        attributes: config.indexed_attributes.clone(),
+        attributes: clew_query::IndexedAttributes::from_names(&config.indexed_attributes),
         business_keys: config.collector.business_keys.clone(),
     });
     let mut query_stop = stop_rx.clone();

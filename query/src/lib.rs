@@ -45,6 +45,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::Router;
+pub use clew_store::trace_index::span_doc::IndexedAttributes;
 use clew_store::{SpanStore, TraceIndex};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -72,15 +73,26 @@ pub struct QueryState {
     pub indexed: Option<Arc<Indexed>>,
 }
 
-/// The attribute names the trace index holds terms for, as configured where spans are
-/// indexed. An `attr=` condition on any other name could never match, so the search
-/// refuses it with a message instead of answering "no traces".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The attributes the trace index holds terms for, as configured where spans are indexed
+/// (by default every attribute, values up to a size limit). An `attr=` condition the index
+/// cannot hold could never match, so the search refuses it with a message instead of
+/// answering "no traces".
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Indexed {
     /// `indexed_attributes` of the configuration.
-    pub attributes: Vec<String>,
+    pub attributes: IndexedAttributes,
     /// `collector.business_keys`: `attr=` on one of these searches the business key.
     pub business_keys: Vec<String>,
+}
+
+impl Default for Indexed {
+    /// Nothing indexed besides the fixed fields.
+    fn default() -> Self {
+        Indexed {
+            attributes: IndexedAttributes::Listed(Arc::from([])),
+            business_keys: Vec::new(),
+        }
+    }
 }
 
 impl QueryState {

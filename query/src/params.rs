@@ -15,7 +15,8 @@
 //!   [`MAX_FULL_LIMIT`] for key lookups that return whole traces).
 //! - `attr=name:value` needs `name` to be indexed ([`check_attributes`]): a configured
 //!   indexed attribute, or a business key (then it searches the business key). Anything
-//!   else could never match and is refused with the list of what is indexed.
+//!   the index holds no term for (a value over the indexed size, or a name outside a
+//!   configured list) could never match and is refused with the reason.
 //! - Sizes are bounded (number of parameters, length of values, free text) so that a request
 //!   cannot make the index do unbounded work.
 
@@ -23,7 +24,8 @@ use clew_store::trace_index::{DEFAULT_LIMIT, MAX_LIMIT};
 use clew_store::TraceQuery;
 
 use crate::error::{Error, Result};
-use crate::Indexed;
+use crate::{Indexed, IndexedAttributes};
+use clew_store::trace_index::span_doc::MAX_INDEXED_VALUE_BYTES;
 
 /// Most parameters one request may carry.
 pub const MAX_PARAMS: usize = 64;
@@ -126,11 +128,20 @@ pub fn parse_search(raw_query: Option<&str>, now_unix_nano: u64) -> Result<Searc
 pub fn check_attributes(query: &mut TraceQuery, indexed: &Indexed) -> Result<()> {
     let mut attributes = Vec::with_capacity(query.attributes.len());
     for (name, value) in std::mem::take(&mut query.attributes) {
-        if indexed.attributes.contains(&name) {
-            attributes.push((name, value));
-        } else if indexed.business_keys.contains(&name) {
+        if indexed.business_keys.contains(&name) {
             query.business_keys.push((name, value));
+        } else if indexed.attributes.covers(&name, &value) {
+            attributes.push((name, value));
+        } else if indexed.attributes == IndexedAttributes::All {
+            let name = shorten(&name);
+            return Err(Error::bad_request(format!(
+                "`attr={name}:…` can never match: attribute names and values longer than \
+                 {MAX_INDEXED_VALUE_BYTES} bytes are not indexed (the stored spans keep them)"
+            )));
         } else {
+            let IndexedAttributes::Listed(listed) = &indexed.attributes else {
+                unreachable!("covered above")
+            };
             let list = |names: &[String]| {
                 if names.is_empty() {
                     "(none)".to_string()
@@ -144,7 +155,7 @@ pub fn check_attributes(query: &mut TraceQuery, indexed: &Indexed) -> Result<()>
                  indexed attributes: {}; business keys: {}; to search by `{name}`, add it to \
                  `indexed_attributes` (or `collector.business_keys`) in the configuration \
                  (it applies to spans received from then on)",
-                list(&indexed.attributes),
+                list(listed),
                 list(&indexed.business_keys),
             )));
         }
@@ -694,7 +705,7 @@ mod tests {
     #[test]
     fn attributes_must_be_indexed() {
         let indexed = Indexed {
-            attributes: vec!["http.route".into(), "db.system".into()],
+            attributes: IndexedAttributes::from_names(&["http.route".into(), "db.system".into()]),
             business_keys: vec!["order_id".into()],
         };
         let mut q = search("attr=http.route:/a&attr=order_id:7&key=tenant:t")
@@ -727,6 +738,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("indexed attributes: (none); business keys: (none)"));
+    }
+
+    #[test]
+    fn with_every_attribute_indexed_any_short_attribute_is_searchable() {
+        let indexed = Indexed {
+            attributes: IndexedAttributes::All,
+            business_keys: vec!["order_id".into()],
+        };
+        let mut q = search("attr=user.email:a@b&attr=order_id:7").unwrap().query;
+        check_attributes(&mut q, &indexed).unwrap();
+        assert_eq!(q.attributes, vec![("user.email".into(), "a@b".into())]);
+        assert_eq!(q.business_keys, vec![("order_id".into(), "7".into())]);
+        let long = "v".repeat(MAX_INDEXED_VALUE_BYTES + 1);
+        let mut q = search(&format!("attr=db.statement:{long}")).unwrap().query;
+        let message = check_attributes(&mut q, &indexed).unwrap_err().to_string();
+        assert!(
+            message.contains("longer than 256 bytes are not indexed"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -160,7 +160,10 @@ async fn traces_the_store_no_longer_has_are_skipped() {
 async fn attributes_that_are_not_indexed_are_refused_with_what_is() {
     let mut f = Fixture::with_checkouts();
     f.state = f.state.clone().with_indexed(clew_query::Indexed {
-        attributes: vec!["http.route".into(), "db.system".into()],
+        attributes: clew_query::IndexedAttributes::from_names(&[
+            "http.route".into(),
+            "db.system".into(),
+        ]),
         business_keys: vec!["order_id".into()],
     });
     let message = f

@@ -331,7 +331,12 @@ fn index_query(search: &TraceSearch, indexed: Option<&crate::Indexed>) -> Option
         for (key, value) in &search.tags {
             if indexed.business_keys.contains(key) {
                 query.business_keys.push((key.clone(), value.clone()));
-            } else if indexed.attributes.contains(key) {
+            } else if key != "error"
+                // arrays and maps have no index term (Jaeger compares their JSON text):
+                // such tags are left to `span_matches` over what the other conditions find
+                && !value.starts_with(['[', '{'])
+                && indexed.attributes.covers(key, value)
+            {
                 query.attributes.push((key.clone(), value.clone()));
             }
         }
@@ -544,7 +549,7 @@ mod tests {
     #[test]
     fn business_keys_and_errors_narrow_the_index_query() {
         let indexed = crate::Indexed {
-            attributes: vec!["http.route".into()],
+            attributes: crate::IndexedAttributes::from_names(&["http.route".into()]),
             business_keys: vec!["order_id".into()],
         };
         let q = search(

@@ -174,7 +174,10 @@ mod tests {
     #[test]
     fn documents_carry_every_indexed_field() {
         let spans = checkout_trace(trace_id(1), "A-1", BASE_TIME, true);
-        let attrs = vec!["db.system".to_string(), "http.route".to_string()];
+        let attrs = crate::trace_index::span_doc::IndexedAttributes::from_names(&[
+            "db.system".to_string(),
+            "http.route".to_string(),
+        ]);
         let root = to_document(&SpanDoc::from_span(&spans[0], &attrs));
         assert_eq!(root[TRACE_ID], hex::encode(trace_id(1).0));
         assert_eq!(root[START], BASE_TIME as i64);

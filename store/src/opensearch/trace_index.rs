@@ -16,6 +16,7 @@ use super::document::{self, day_of_index, doc_id, index_name, index_template, to
 use super::{find_trace_ids, writer};
 use crate::metrics as m;
 use crate::trace_index::days::{day_of, DAY_NANOS};
+use crate::trace_index::span_doc::IndexedAttributes;
 use crate::trace_index::span_doc::SpanDoc;
 use crate::{Common, Error, Result, TraceIdPage, TraceIndex, TraceQuery};
 
@@ -31,7 +32,7 @@ pub struct OpenSearchTraceIndex {
     bulk_max_docs: usize,
     bulk_max_bytes: usize,
     timeout: Duration,
-    indexed_attributes: Arc<[String]>,
+    indexed_attributes: Arc<IndexedAttributes>,
     retention_days: u32,
     template: OnceCell<()>,
 }
@@ -47,7 +48,7 @@ impl OpenSearchTraceIndex {
             bulk_max_docs: config.bulk_max_docs,
             bulk_max_bytes: config.bulk_max_bytes,
             timeout: Duration::from_millis(config.timeout_ms),
-            indexed_attributes: common.indexed_attributes.clone().into(),
+            indexed_attributes: Arc::new(IndexedAttributes::from_names(&common.indexed_attributes)),
             retention_days: common.retention_days,
             template: OnceCell::new(),
         })

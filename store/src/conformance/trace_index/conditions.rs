@@ -395,3 +395,72 @@ pub async fn attribute_terms(idx: Arc<dyn TraceIndex>) {
         "attribute values are exact"
     );
 }
+
+/// Every scalar attribute is a term, wherever it sits on the span (its own attributes,
+/// resource, scope, events) and whatever its type; conditions on several of them may hold
+/// on different spans of the trace; values over the size limit are not indexed.
+pub async fn any_attribute_is_searchable(idx: Arc<dyn TraceIndex>) {
+    use crate::conformance::fixtures::{kv, kv_int};
+    use crate::trace_index::span_doc::MAX_INDEXED_VALUE_BYTES;
+    let (a, b) = (trace_id(1), trace_id(2));
+    let mut spans = checkout_trace(a, "1", BASE_TIME, false);
+    spans[1].attributes.push(kv("user_id", "u-42"));
+    spans[1].attributes.push(kv_int("retry.count", 3));
+    spans[2].events.push(clew_proto::model::Event {
+        name: "cache.miss".into(),
+        attributes: vec![kv("cache.key", "cart:9")],
+        ..Default::default()
+    });
+    spans[2]
+        .attributes
+        .push(kv("db.statement", &"x".repeat(MAX_INDEXED_VALUE_BYTES + 1)));
+    index(&idx, spans).await;
+    let mut other = checkout_trace(b, "2", BASE_TIME + MINUTE, false);
+    other[1].attributes.push(kv("user_id", "u-7"));
+    index(&idx, other).await;
+    idx.refresh().await.unwrap();
+
+    let attr = |pairs: &[(&str, &str)]| TraceQuery {
+        attributes: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..q()
+    };
+    assert_eq!(ids(&idx, attr(&[("user_id", "u-42")])).await, vec![a]);
+    assert_eq!(ids(&idx, attr(&[("user_id", "u-7")])).await, vec![b]);
+    assert_eq!(
+        ids(&idx, attr(&[("retry.count", "3")])).await,
+        vec![a],
+        "int"
+    );
+    assert_eq!(
+        ids(&idx, attr(&[("cache.key", "cart:9")])).await,
+        vec![a],
+        "event"
+    );
+    assert_eq!(
+        ids(&idx, attr(&[("host.name", "host-1")])).await,
+        vec![b, a],
+        "resource attributes, newest first"
+    );
+    assert_eq!(
+        ids(&idx, attr(&[("user_id", "u-42"), ("cache.key", "cart:9")])).await,
+        vec![a],
+        "attributes on different spans of one trace"
+    );
+    assert!(
+        ids(&idx, attr(&[("user_id", "u-42"), ("cache.key", "cart:1")]))
+            .await
+            .is_empty()
+    );
+    assert!(
+        ids(
+            &idx,
+            attr(&[("db.statement", &"x".repeat(MAX_INDEXED_VALUE_BYTES + 1))])
+        )
+        .await
+        .is_empty(),
+        "values over the limit are not indexed"
+    );
+}

@@ -4,7 +4,7 @@
 //! same data again after a close; what it legitimately cannot do, as [`Capabilities`]) and
 //! calls [`run_all`]. There is no other entry point: a new case reaches every backend.
 //! The indexes it opens must configure:
-//! - `Common::indexed_attributes` containing at least [`INDEXED_ATTRIBUTES`];
+//! - `Common::indexed_attributes = `[`INDEXED_ATTRIBUTES`] (every attribute, the default);
 //! - `Common::retention_days = `[`RETENTION_DAYS`] (see [`lifecycle::retention_drop`]).
 //!
 //! Cases only use the trait, call `refresh()` before asserting searches (except
@@ -46,8 +46,8 @@ const DAY: u64 = 24 * HOUR;
 
 /// Retention the indexes must be opened with.
 pub const RETENTION_DAYS: u32 = 7;
-/// Attributes the indexes must index (at least).
-pub const INDEXED_ATTRIBUTES: &[&str] = &["db.system", "http.route"];
+/// `indexed_attributes` the indexes must be opened with: every attribute.
+pub const INDEXED_ATTRIBUTES: &[&str] = &[crate::trace_index::span_doc::ALL_ATTRIBUTES];
 
 /// What a backend legitimately cannot do; every case still runs and asserts what the
 /// backend does instead. Every index today can do everything, so this is empty; a
@@ -115,6 +115,7 @@ pub fn cases() -> Vec<Case> {
         conditions::duration_range,
         conditions::time_range,
         conditions::attribute_terms,
+        conditions::any_attribute_is_searchable,
         text::free_text,
         text::query_syntax_in_text_is_harmless,
         paging::newest_first_and_paging,

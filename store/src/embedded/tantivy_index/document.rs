@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn wal_encoding_round_trips_and_rejects_truncation() {
         let spans = checkout_trace(trace_id(2), "77", BASE_TIME, true);
-        let attrs = vec!["db.system".to_string()];
+        let attrs = crate::trace_index::span_doc::IndexedAttributes::All;
         let docs: Vec<SpanDoc> = spans
             .iter()
             .map(|s| SpanDoc::from_span(s, &attrs))

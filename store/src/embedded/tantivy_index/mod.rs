@@ -12,7 +12,7 @@
 //! | `error` | raw term `1`, error spans only | errors-only; rare, so a short posting list |
 //! | `error_text` | default tokenizer, doc ids only, error spans only | free text over status message, exception type and message |
 //! | `keys` | raw terms `name=value` | business keys (filled in by the enrich stage) |
-//! | `attrs` | raw terms `name=value` | `Common::indexed_attributes`, looked up on the span, then its resource |
+//! | `attrs` | raw terms `name=value` | attributes `Common::indexed_attributes` selects (default: every scalar attribute of the span, scope, resource and events; `trace_index::span_doc`) |
 //!
 //! Nothing is stored (no doc store), nothing is scored (no field norms, no frequencies or
 //! positions): indexing cost is what limits ingest, and searches only need trace ids and
@@ -62,6 +62,7 @@ use self::wal::Wal;
 use self::writer::{Command, Shared, Writer};
 use super::config::EmbeddedIndexConfig;
 use crate::metrics as m;
+use crate::trace_index::span_doc::IndexedAttributes;
 use crate::{Common, Error, Result, TraceIdPage, TraceIndex, TraceQuery};
 
 /// Batches queued for the writer thread before `index_spans` callers wait.
@@ -73,7 +74,7 @@ const WAL_RECORD_DOCS: usize = 4096;
 pub struct TantivyTraceIndex {
     shared: Arc<Shared>,
     tx: SyncSender<Command>,
-    indexed_attributes: Arc<[String]>,
+    indexed_attributes: Arc<IndexedAttributes>,
     retention_days: u32,
     /// Cleared when the writer thread ends (closed, or died).
     writer_alive: Arc<AtomicBool>,
@@ -103,7 +104,7 @@ impl TantivyTraceIndex {
         Ok(TantivyTraceIndex {
             shared,
             tx,
-            indexed_attributes: common.indexed_attributes.clone().into(),
+            indexed_attributes: Arc::new(IndexedAttributes::from_names(&common.indexed_attributes)),
             retention_days: common.retention_days,
             writer_alive,
         })

@@ -156,7 +156,7 @@ mod tests {
     fn docs(n: u64) -> Vec<SpanDoc> {
         checkout_trace(trace_id(n), "1", BASE_TIME, true)
             .iter()
-            .map(|s| SpanDoc::from_span(s, &[]))
+            .map(|s| SpanDoc::from_span(s, &crate::trace_index::span_doc::IndexedAttributes::All))
             .collect()
     }
 
