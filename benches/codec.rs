@@ -156,6 +156,53 @@ fn bench(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    // The same records through apache-avro's Value tree (the codec before the v1 one).
+    let codec = clew_proto::avro::Codec::current();
+    g.bench_function("avro_decode_via_value_tree", |b| {
+        b.iter(|| {
+            records
+                .iter()
+                .map(|(r, _)| {
+                    codec
+                        .decode_request_via_value_tree(&r.value)
+                        .unwrap()
+                        .extras
+                        .len()
+                })
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("avro_decode_v1_codec", |b| {
+        b.iter(|| {
+            records
+                .iter()
+                .map(|(r, _)| codec.decode_request(&r.value).unwrap().extras.len())
+                .sum::<usize>()
+        })
+    });
+    let traces: Vec<Vec<clew_proto::Span>> = {
+        let mut by_trace: std::collections::BTreeMap<_, Vec<_>> = Default::default();
+        for s in &converted {
+            by_trace.entry(s.trace_id).or_default().push(s.clone());
+        }
+        by_trace.into_values().collect()
+    };
+    g.bench_function("avro_encode_via_value_tree", |b| {
+        b.iter(|| {
+            traces
+                .iter()
+                .map(|t| codec.encode_via_value_tree(t).unwrap().len())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("avro_encode_v1_codec", |b| {
+        b.iter(|| {
+            traces
+                .iter()
+                .map(|t| codec.encode(t).unwrap().len())
+                .sum::<usize>()
+        })
+    });
     g.bench_function("otlp_protobuf_decode_and_validate", |b| {
         b.iter(|| {
             let r = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();

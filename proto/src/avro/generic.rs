@@ -1,33 +1,10 @@
-//! The Avro span format: what a clew agent writes to Kafka and a collector reads back.
-//!
-//! ```text
-//!  [Span] ──encode_batch──▶ C3 01 │ fingerprint (8 B, LE) │ SpanBatch datum   (Kafka value)
-//!                                   record_key(span) = 16-byte trace id        (Kafka key)
-//!  bytes ──decode_batch──▶ marker? ─▶ writer schema by fingerprint ─▶ bounds pre-scan
-//!        ─▶ apache-avro decode + resolve to the reader schema ─▶ OTLP request
-//!        ─▶ from_otlp::convert_request (same validation, repairs and limits as OTLP)
-//! ```
-//!
-//! The schema file `proto/schemas/span_batch_v1.avsc` is the contract (an independent
-//! implementation, e.g. Python `fastavro`, reads and writes it); this module is one
-//! implementation of it. Records use Avro *single-object encoding*, so every record names
-//! the exact schema it was written with and readers resolve old records against the newest
-//! schema they know. Evolution rules: `proto/schemas/README.md` and
-//! `docs/adr/0005-avro-wire-format.md`.
-//!
-//! Robustness (`docs/robustness.md` input 20): apache-avro trusts declared lengths up to a
-//! process-wide 512 MiB and reserves array capacity from the declared item count before
-//! reading the items, and it recurses once per nesting level. So before handing a datum to
-//! it, [`Codec::decode`] walks the bytes against the writer schema without allocating:
-//! every string/bytes length and every array/map block count must fit in the bytes that
-//! are left, union branches must exist, nesting is capped at [`MAX_SCHEMA_DEPTH`], and the
-//! datum must end exactly at the end of the record. A record that fails is an error, never
-//! an allocation of what it claims.
+//! The schema-independent Avro path: spans to and from apache-avro's `Value` tree, checked
+//! against whatever writer schema a record names, after a bounds pre-scan of the bytes
+//! that allocates nothing sized by the data. Records of schema versions other than v1 go
+//! through here; so does the byte-for-byte reference the v1 codec is tested against.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
 
-use apache_avro::rabin::Rabin;
 use apache_avro::schema::Schema;
 use apache_avro::types::Value;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -35,212 +12,13 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
 use opentelemetry_proto::tonic::trace::v1 as otlp;
 
-use crate::from_otlp::{convert_request, Converted, Limits};
+use super::{
+    same, AvroError, DecodedRequest, SpanExtras, MAX_SCHEMA_DEPTH, U_ARRAY, U_BOOL, U_BYTES,
+    U_DOUBLE, U_KVLIST, U_LONG, U_NULL, U_STRING,
+};
 use crate::model::{
     any_value, AnyValue, ArrayValue, BusinessKey, Event, KeyValue, KeyValueList, Link, Span,
 };
-
-/// The published v1 schema (`proto/schemas/span_batch_v1.avsc`).
-pub const SCHEMA_V1: &str = include_str!("../schemas/span_batch_v1.avsc");
-
-/// The two marker bytes that open an Avro single-object-encoded record.
-pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
-
-/// Marker + 8-byte fingerprint.
-pub const HEADER_LEN: usize = 10;
-
-/// Deepest schema nesting the decoder walks (an AnyValue nesting level costs 4).
-pub const MAX_SCHEMA_DEPTH: usize = 128;
-
-/// Why an Avro record could not be decoded (or, for a bug, encoded).
-#[derive(Debug, thiserror::Error)]
-pub enum AvroError {
-    #[error("avro record is {0} bytes, shorter than the 10-byte single-object header")]
-    TooShort(usize),
-    #[error("not an avro single-object record: expected marker c3 01, got {0:02x} {1:02x}")]
-    BadMagic(u8, u8),
-    #[error("unknown avro schema fingerprint {0:016x} (known: {1})")]
-    UnknownFingerprint(u64, String),
-    #[error("malformed avro datum at byte {offset}: {what}")]
-    Malformed { offset: usize, what: String },
-    #[error("avro datum does not match the span batch schema: {0}")]
-    Shape(String),
-    #[error("invalid avro schema: {0}")]
-    Schema(String),
-    #[error("avro: {0}")]
-    Avro(#[from] Box<apache_avro::Error>),
-}
-
-/// The Kafka record key for a span: its trace id, so all spans of a trace land in one
-/// partition (and so one collector sees a trace's spans in order).
-pub fn record_key(span: &Span) -> [u8; 16] {
-    span.trace_id.0
-}
-
-/// CRC-64-AVRO (Rabin) fingerprint of a schema's parsing canonical form, as the `u64` whose
-/// little-endian bytes follow the marker.
-pub fn fingerprint(schema: &Schema) -> u64 {
-    let fp = schema.fingerprint::<Rabin>();
-    let bytes: [u8; 8] = fp.bytes[..8].try_into().expect("rabin digest is 8 bytes");
-    u64::from_le_bytes(bytes)
-}
-
-/// A set of known schema versions: the newest is written and is the reader schema that
-/// every older record is resolved to.
-pub struct Codec {
-    known: Vec<(u64, Schema)>,
-}
-
-impl Codec {
-    /// Parses schema versions, oldest first. The last one is the current (writer/reader)
-    /// schema.
-    pub fn new(versions: &[&str]) -> Result<Self, AvroError> {
-        let mut known = Vec::with_capacity(versions.len());
-        for text in versions {
-            let schema = Schema::parse_str(text).map_err(|e| AvroError::Schema(e.to_string()))?;
-            known.push((fingerprint(&schema), schema));
-        }
-        if known.is_empty() {
-            return Err(AvroError::Schema("no schema versions given".into()));
-        }
-        Ok(Codec { known })
-    }
-
-    /// The codec of this build: knows v1.
-    pub fn current() -> &'static Codec {
-        static CODEC: OnceLock<Codec> = OnceLock::new();
-        CODEC.get_or_init(|| Codec::new(&[SCHEMA_V1]).expect("the v1 schema parses"))
-    }
-
-    fn current_schema(&self) -> &(u64, Schema) {
-        self.known.last().expect("at least one schema")
-    }
-
-    /// Fingerprint written into new records.
-    pub fn writer_fingerprint(&self) -> u64 {
-        self.current_schema().0
-    }
-
-    /// Encodes spans as one single-object record. Consecutive spans sharing a resource
-    /// (and scope) are grouped under it, as in OTLP.
-    pub fn encode(&self, spans: &[Span]) -> Result<Vec<u8>, AvroError> {
-        let (fp, schema) = self.current_schema();
-        let datum = apache_avro::to_avro_datum(schema, batch_value(spans)).map_err(Box::new)?;
-        let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
-        out.extend_from_slice(&SINGLE_OBJECT_MARKER);
-        out.extend_from_slice(&fp.to_le_bytes());
-        out.extend_from_slice(&datum);
-        Ok(out)
-    }
-
-    /// Decodes one record into the OTLP request it carries, plus what clew adds per span
-    /// (business keys, repair flags), in span order. No validation yet.
-    pub fn decode_request(&self, bytes: &[u8]) -> Result<DecodedRequest, AvroError> {
-        if bytes.len() < HEADER_LEN {
-            if bytes.len() >= 2 && bytes[..2] != SINGLE_OBJECT_MARKER {
-                return Err(AvroError::BadMagic(bytes[0], bytes[1]));
-            }
-            return Err(AvroError::TooShort(bytes.len()));
-        }
-        if bytes[..2] != SINGLE_OBJECT_MARKER {
-            return Err(AvroError::BadMagic(bytes[0], bytes[1]));
-        }
-        let fp = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
-        let writer = self
-            .known
-            .iter()
-            .find(|(k, _)| *k == fp)
-            .map(|(_, s)| s)
-            .ok_or_else(|| {
-                let known: Vec<String> = self
-                    .known
-                    .iter()
-                    .map(|(k, _)| format!("{k:016x}"))
-                    .collect();
-                AvroError::UnknownFingerprint(fp, known.join(", "))
-            })?;
-        let datum = &bytes[HEADER_LEN..];
-        prescan(writer, datum).map_err(|e| match e {
-            AvroError::Malformed { offset, what } => AvroError::Malformed {
-                offset: offset + HEADER_LEN,
-                what,
-            },
-            other => other,
-        })?;
-        // Decoded with the writer schema only; fields a newer schema adds are filled with
-        // their defaults by `value_to_request`. (apache-avro's reader-schema resolution picks
-        // union branches by shape, which turns an empty KeyValueList into an ArrayValue.)
-        let mut cursor = datum;
-        let value = apache_avro::from_avro_datum(writer, &mut cursor, None).map_err(Box::new)?;
-        value_to_request(value)
-    }
-
-    /// Decodes one record and validates its spans exactly like OTLP input
-    /// ([`convert_request`]): bad spans are rejected alone, with a reason.
-    pub fn decode(
-        &self,
-        bytes: &[u8],
-        limits: &Limits,
-        now_unix_nano: u64,
-    ) -> Result<Converted, AvroError> {
-        let DecodedRequest { request, extras } = self.decode_request(bytes)?;
-        // (trace id, span id) of each input span, to pair kept spans with their extras:
-        // convert_request keeps input order and only drops rejected spans.
-        let ids: Vec<(Vec<u8>, Vec<u8>)> = request
-            .resource_spans
-            .iter()
-            .flat_map(|rs| rs.scope_spans.iter())
-            .flat_map(|ss| ss.spans.iter())
-            .map(|s| (s.trace_id.clone(), s.span_id.clone()))
-            .collect();
-        let mut out = convert_request(request, limits, now_unix_nano);
-        let mut next = 0;
-        for span in &mut out.spans {
-            while next < ids.len()
-                && (ids[next].0 != span.trace_id.0 || ids[next].1 != span.span_id.0)
-            {
-                next += 1;
-            }
-            if let Some(extra) = extras.get(next) {
-                span.repairs |= extra.repairs;
-                span.business_keys = extra.business_keys.clone();
-            }
-            next += 1;
-        }
-        Ok(out)
-    }
-}
-
-/// What one record carries before validation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecodedRequest {
-    pub request: ExportTraceServiceRequest,
-    /// Per span, in the order of `request`'s spans.
-    pub extras: Vec<SpanExtras>,
-}
-
-/// The fields clew adds to an OTLP span.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SpanExtras {
-    pub business_keys: Vec<BusinessKey>,
-    pub repairs: u32,
-}
-
-/// Encodes spans with the current schema (see [`Codec::encode`]).
-pub fn encode_batch(spans: &[Span]) -> Vec<u8> {
-    Codec::current()
-        .encode(spans)
-        .expect("span batch values are built to match the v1 schema")
-}
-
-/// Decodes and validates one record with the current schema set (see [`Codec::decode`]).
-pub fn decode_batch(
-    bytes: &[u8],
-    limits: &Limits,
-    now_unix_nano: u64,
-) -> Result<Converted, AvroError> {
-    Codec::current().decode(bytes, limits, now_unix_nano)
-}
 
 // ---------------------------------------------------------------- model → Avro value
 
@@ -267,16 +45,6 @@ fn kv_value(kv: &KeyValue) -> Value {
         ("value", any_value(kv.value.as_ref())),
     ])
 }
-
-/// AnyValue union branches, in schema order.
-const U_NULL: u32 = 0;
-const U_STRING: u32 = 1;
-const U_BOOL: u32 = 2;
-const U_LONG: u32 = 3;
-const U_DOUBLE: u32 = 4;
-const U_BYTES: u32 = 5;
-const U_ARRAY: u32 = 6;
-const U_KVLIST: u32 = 7;
 
 fn any_value(v: Option<&AnyValue>) -> Value {
     use any_value::Value as V;
@@ -385,11 +153,7 @@ fn span_value(sp: &Span) -> Value {
     ])
 }
 
-fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
-    Arc::ptr_eq(a, b) || **a == **b
-}
-
-fn batch_value(spans: &[Span]) -> Value {
+pub(super) fn batch_value(spans: &[Span]) -> Value {
     let mut resource_spans = Vec::new();
     let mut i = 0;
     while i < spans.len() {
@@ -438,6 +202,17 @@ fn batch_value(spans: &[Span]) -> Value {
 }
 
 // ---------------------------------------------------------------- Avro value → OTLP
+
+/// Decodes a datum written with `writer`: the bounds pre-scan, then apache-avro.
+pub(super) fn decode(writer: &Schema, datum: &[u8]) -> Result<DecodedRequest, AvroError> {
+    prescan(writer, datum)?;
+    // Decoded with the writer schema only; fields a newer schema adds are filled with
+    // their defaults by `value_to_request`. (apache-avro's reader-schema resolution picks
+    // union branches by shape, which turns an empty KeyValueList into an ArrayValue.)
+    let mut cursor = datum;
+    let value = apache_avro::from_avro_datum(writer, &mut cursor, None).map_err(Box::new)?;
+    value_to_request(value)
+}
 
 fn shape(what: impl Into<String>) -> AvroError {
     AvroError::Shape(what.into())
@@ -869,16 +644,6 @@ impl<'s> Scan<'_, 's> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_is_marker_and_fingerprint() {
-        let bytes = encode_batch(&[]);
-        assert_eq!(bytes[..2], SINGLE_OBJECT_MARKER);
-        assert_eq!(
-            u64::from_le_bytes(bytes[2..10].try_into().unwrap()),
-            Codec::current().writer_fingerprint()
-        );
-    }
 
     #[test]
     fn zigzag_reader_matches_avro() {
