@@ -9,10 +9,12 @@
 //! - **Protobuf** is decoded by prost, which checks every length against the bytes
 //!   actually present (no allocation from a declared length) and stops at 100 levels of
 //!   nesting with an error instead of overflowing the stack.
-//! - **Invalid UTF-8 is strict**: prost refuses a message with an invalid UTF-8 string
-//!   anywhere in it, so the whole request is answered 400 / INVALID_ARGUMENT with the
-//!   decoder's message. No span of it is stored and the client is told so; nothing is lost
-//!   silently. (Lenient decoding would need a second protobuf schema with `bytes` fields.)
+//! - **Invalid UTF-8 costs no span**: prost refuses a whole message with an invalid UTF-8
+//!   string anywhere in it; such a protobuf body is decoded again by
+//!   [`clew_proto::lenient`] (OTLP's messages with `bytes` for every string), the invalid
+//!   bytes replaced by U+FFFD, and the spans that had some flagged
+//!   (`repair::INVALID_UTF8`, counted in `clew_collector_spans_repaired_total`). JSON must
+//!   be UTF-8 text to be JSON at all: a JSON body that is not is refused.
 //! - **JSON** follows the OTLP/JSON mapping: hex ids in either case, enums as integers,
 //!   64-bit integers as strings or numbers, unknown fields ignored, serde_json's recursion
 //!   limit (128) refuses absurd nesting. The generated serde code is strict in a few places
@@ -29,6 +31,7 @@ use prost::Message;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use clew_proto::lenient::{self, Repaired};
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 
 /// How an OTLP/HTTP body is encoded.
@@ -103,7 +106,7 @@ pub fn decode_body(
     compression: Compression,
     format: Format,
     limit_bytes: usize,
-) -> Result<ExportTraceServiceRequest> {
+) -> Result<Repaired> {
     decode_plain(&decompress_bounded(body, compression, limit_bytes)?, format)
 }
 
@@ -148,13 +151,23 @@ pub fn gunzip_bounded(compressed: &[u8], limit_bytes: usize) -> Result<Vec<u8>> 
     Ok(out)
 }
 
-/// Decodes an uncompressed body.
-pub fn decode_plain(bytes: &[u8], format: Format) -> Result<ExportTraceServiceRequest> {
-    match format {
-        Format::Protobuf => ExportTraceServiceRequest::decode(bytes)
-            .map_err(|e| Error::decode("protobuf ExportTraceServiceRequest", e)),
-        Format::Json => decode_json(bytes),
-    }
+/// Decodes an uncompressed body; see the module docs for invalid UTF-8.
+pub fn decode_plain(bytes: &[u8], format: Format) -> Result<Repaired> {
+    let strict = match format {
+        Format::Protobuf => match ExportTraceServiceRequest::decode(bytes) {
+            Ok(request) => request,
+            Err(e) if lenient::is_invalid_utf8(&e) => {
+                return lenient::decode(bytes)
+                    .map_err(|e| Error::decode("protobuf ExportTraceServiceRequest", e))
+            }
+            Err(e) => return Err(Error::decode("protobuf ExportTraceServiceRequest", e)),
+        },
+        Format::Json => decode_json(bytes)?,
+    };
+    Ok(Repaired {
+        request: strict,
+        invalid_utf8: Vec::new(),
+    })
 }
 
 /// OTLP/JSON → request; see the module docs for the lenient second pass.
@@ -384,7 +397,7 @@ mod tests {
             Err(Error::Decode { .. })
         ));
         assert_eq!(
-            decode_plain(&[], Format::Protobuf).unwrap(),
+            decode_plain(&[], Format::Protobuf).unwrap().request,
             ExportTraceServiceRequest::default()
         );
     }

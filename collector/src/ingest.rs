@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clew_proto::from_otlp::{convert_request, Converted, Limits};
+use clew_proto::lenient::{self, Repaired};
+use clew_proto::model::repair;
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use clew_proto::{RejectReason, Span};
 use tokio::sync::Semaphore;
@@ -35,10 +37,23 @@ pub(crate) enum Decoded {
     /// An OTLP export request (OTLP gRPC and HTTP bodies, Kafka `otlp_proto` and
     /// `otlp_json` records); the next stage validates and converts it.
     Otlp(ExportTraceServiceRequest),
+    /// An OTLP request whose invalid UTF-8 was replaced ([`clew_proto::lenient`]), with the
+    /// spans to flag.
+    OtlpRepaired(Repaired),
     /// Spans that their decoder validated against the same limits while decoding (Kafka
     /// `avro` records: [`clew_proto::avro::decode_batch`]).
     #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
     Validated(Converted),
+}
+
+impl From<Repaired> for Decoded {
+    fn from(r: Repaired) -> Self {
+        if r.invalid_utf8.is_empty() {
+            Decoded::Otlp(r.request)
+        } else {
+            Decoded::OtlpRepaired(r)
+        }
+    }
 }
 
 /// Rejected spans per reason: the conversion's and the sink's.
@@ -211,6 +226,7 @@ impl Front {
 fn convert(decoded: Decoded, limits: &Limits, now_unix_nano: u64) -> Converted {
     match decoded {
         Decoded::Otlp(request) => convert_request(request, limits, now_unix_nano),
+        Decoded::OtlpRepaired(repaired) => lenient::convert(repaired, limits, now_unix_nano),
         Decoded::Validated(converted) => converted,
     }
 }
@@ -230,8 +246,24 @@ fn count_rejections(protocol: Protocol, count: bool, converted: &Converted) -> R
         for (reason, n) in &reasons {
             metrics::span_rejected(*reason, *n);
         }
+        count_repairs(protocol, &converted.spans);
     }
     reasons
+}
+
+/// Counts the kept spans that were repaired, per repair (a span may count under several).
+fn count_repairs(protocol: Protocol, spans: &[Span]) {
+    let mut per_flag = [0u64; repair::NAMES.len()];
+    for s in spans.iter().filter(|s| s.repairs != 0) {
+        for (i, (flag, _)) in repair::NAMES.iter().enumerate() {
+            per_flag[i] += u64::from(s.repairs & flag != 0);
+        }
+    }
+    for ((_, name), n) in repair::NAMES.iter().zip(per_flag) {
+        if n > 0 {
+            metrics::spans_repaired(protocol, name, n);
+        }
+    }
 }
 
 pub(crate) fn now_unix_nano() -> u64 {

@@ -10,6 +10,7 @@ use metrics::{
 
 pub const SPANS_RECEIVED: &str = "clew_collector_spans_received_total";
 pub const SPANS_REJECTED: &str = "clew_collector_spans_rejected_total";
+pub const SPANS_REPAIRED: &str = "clew_collector_spans_repaired_total";
 pub const REQUESTS_FAILED: &str = "clew_collector_requests_failed_total";
 pub const BATCH_SPANS: &str = "clew_collector_batch_spans";
 pub const QUEUE_SPANS: &str = "clew_collector_queue_spans";
@@ -58,6 +59,11 @@ pub fn describe() {
         SPANS_REJECTED,
         Unit::Count,
         "spans refused alone (validation or store cap), by reason"
+    );
+    describe_counter!(
+        SPANS_REPAIRED,
+        Unit::Count,
+        "spans kept after a repair (invalid UTF-8 replaced, values cut to limits, times fixed…), by protocol and repair"
     );
     describe_counter!(
         REQUESTS_FAILED,
@@ -208,6 +214,10 @@ pub fn spans_received(protocol: Protocol, n: usize) {
 
 pub fn span_rejected(reason: RejectReason, n: u64) {
     counter!(SPANS_REJECTED, "reason" => reason.as_str()).increment(n);
+}
+
+pub fn spans_repaired(protocol: Protocol, repair: &'static str, n: u64) {
+    counter!(SPANS_REPAIRED, "protocol" => protocol.as_str(), "repair" => repair).increment(n);
 }
 
 pub fn request_failed(protocol: Protocol, reason: &'static str) {

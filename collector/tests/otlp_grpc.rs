@@ -206,3 +206,97 @@ async fn shutdown_drains_what_was_accepted() {
     assert_eq!(store.len(), 5);
     assert_eq!(index.spans.lock().unwrap().len(), 5);
 }
+
+/// Request bytes as they are, responses decoded by prost: how a client whose strings are
+/// not UTF-8 looks on the wire (tonic's generated client cannot send one).
+#[derive(Clone, Default)]
+struct RawRequestCodec;
+
+impl tonic::codec::Codec for RawRequestCodec {
+    type Encode = Vec<u8>;
+    type Decode = clew_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
+    type Encoder = RawEncoder;
+    type Decoder = ResponseDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+struct ResponseDecoder;
+
+impl tonic::codec::Decoder for ResponseDecoder {
+    type Item = clew_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, tonic::Status> {
+        use prost::Message;
+        Self::Item::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_is_replaced_and_the_span_kept() {
+    use clew_proto::model::repair::INVALID_UTF8;
+    use prost::Message;
+    let h = start(test_config()).await;
+    let mut bytes = request(vec![span(1, 1, "okay"), span(1, 2, "BAD!")], vec![]).encode_to_vec();
+    break_utf8(&mut bytes, b"BAD!");
+    let channel = Channel::from_shared(h.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    let resp = grpc
+        .unary(tonic::Request::new(bytes), path, RawRequestCodec)
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert_eq!(resp.partial_success, None);
+    assert_eq!(h.store.names(), vec!["okay", "\u{FFFD}\u{FFFD}D!"]);
+    assert_eq!(
+        repairs_of(&h.store, "\u{FFFD}\u{FFFD}D!"),
+        vec![INVALID_UTF8]
+    );
+    // a message that is not protobuf at all is still refused as before
+    grpc.ready().await.unwrap();
+    let err = grpc
+        .unary(
+            tonic::Request::new(vec![0xff; 32]),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            ),
+            RawRequestCodec,
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    h.collector.shutdown().await.unwrap();
+}

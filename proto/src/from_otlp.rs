@@ -89,6 +89,26 @@ pub fn convert_request(
     limits: &Limits,
     now_unix_nano: u64,
 ) -> Converted {
+    convert_request_with(
+        req,
+        limits,
+        now_unix_nano,
+        std::iter::repeat(()),
+        |_, ()| {},
+    )
+}
+
+/// [`convert_request`], with one `extra` per input span (in request order) that `apply`
+/// adds to the span if it is kept: what a decoder learned about a span besides its OTLP
+/// fields (Avro business keys and repairs, invalid UTF-8 replaced).
+pub fn convert_request_with<T>(
+    req: ExportTraceServiceRequest,
+    limits: &Limits,
+    now_unix_nano: u64,
+    extras: impl IntoIterator<Item = T>,
+    mut apply: impl FnMut(&mut Span, T),
+) -> Converted {
+    let mut extras = extras.into_iter();
     let mut out = Converted::default();
     for rs in req.resource_spans {
         let otlp_resource = rs.resource.unwrap_or_default();
@@ -124,6 +144,7 @@ pub fn convert_request(
             });
             out.spans.reserve(ss.spans.len());
             for span in ss.spans {
+                let extra = extras.next();
                 match convert_span(
                     span,
                     &resource,
@@ -134,6 +155,9 @@ pub fn convert_request(
                 ) {
                     Ok(mut s) => {
                         s.repairs |= res_repairs | scope_repairs;
+                        if let Some(extra) = extra {
+                            apply(&mut s, extra);
+                        }
                         out.spans.push(s);
                     }
                     Err(r) => out.rejected.push(r),

@@ -21,6 +21,7 @@ pub mod avro;
 pub mod encoding;
 pub mod from_otlp;
 pub mod ids;
+pub mod lenient;
 pub mod model;
 pub mod reject;
 

@@ -152,6 +152,21 @@ pub mod repair {
     pub const TRUNCATED: u32 = 1 << 5;
     /// Attribute values nested deeper than the limit were replaced by a placeholder.
     pub const NESTING_CUT: u32 = 1 << 6;
+    /// Some string of the span (or of its resource or scope) was not UTF-8; the invalid
+    /// bytes were replaced by U+FFFD.
+    pub const INVALID_UTF8: u32 = 1 << 7;
+
+    /// Every flag with its metric label, in bit order.
+    pub const NAMES: [(u32, &str); 8] = [
+        (PARENT_ID_DROPPED, "parent_id_dropped"),
+        (END_BEFORE_START, "end_before_start"),
+        (ZERO_START, "zero_start"),
+        (EMPTY_NAME, "empty_name"),
+        (MISSING_SERVICE, "missing_service"),
+        (TRUNCATED, "truncated"),
+        (NESTING_CUT, "nesting_cut"),
+        (INVALID_UTF8, "invalid_utf8"),
+    ];
 }
 
 /// One validated span.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use clew_proto::otlp::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,8 +29,8 @@ use crate::ingest::{Decoded, Front, Input, Offload, Refused, Rejections};
 use crate::metrics::{self, Protocol};
 use crate::pipeline::Ingest;
 
-/// Requests with more spans than this are converted on the blocking pool.
-const INLINE_MAX_SPANS: usize = 64;
+/// Request bodies (decompressed) larger than this are decoded on the blocking pool.
+pub(super) const INLINE_MAX_BYTES: usize = 64 * 1024;
 
 /// What every receiver needs.
 pub(crate) struct Shared {
@@ -63,7 +63,7 @@ pub(crate) async fn export<F>(
     decode: F,
 ) -> Result<ExportTraceServiceResponse>
 where
-    F: FnOnce() -> Result<ExportTraceServiceRequest> + Send + 'static,
+    F: FnOnce() -> Result<Decoded> + Send + 'static,
 {
     let started = Instant::now();
     let input = Input {
@@ -77,7 +77,7 @@ where
     };
     let result = shared
         .front
-        .ingest(input, move |_, _| decode().map(Decoded::Otlp))
+        .ingest(input, move |_, _| decode())
         .await
         .map(|rejections| response(&rejections))
         .map_err(Refused::into_error);
@@ -188,19 +188,6 @@ pub(crate) async fn read_body(
             format!("failed to read it: {e}"),
         )),
     }
-}
-
-/// Counts spans of a decoded request without converting it.
-pub(crate) fn span_count(req: &ExportTraceServiceRequest) -> usize {
-    req.resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len())
-        .sum()
-}
-
-pub(crate) fn is_heavy_request(req: &ExportTraceServiceRequest) -> bool {
-    span_count(req) > INLINE_MAX_SPANS
 }
 
 /// OTLP answer: plain success, or partial success naming every reason with its count.

@@ -1,65 +1,167 @@
 //! OTLP/gRPC receiver (`opentelemetry.proto.collector.trace.v1.TraceService/Export`).
 //!
-//! gzip requests are accepted. Decoding happens inside tonic, before the service runs,
-//! and tonic's codes for its failures differ from what OTLP asks for; [`remap_codec_errors`]
+//! The service is written out here rather than generated: tonic hands it the message
+//! bytes (decompressed and size-checked, gzip accepted), and the ingest path decodes them
+//! like an OTLP/HTTP protobuf body (`crate::decode::decode_plain`): on the blocking pool
+//! when large, and with invalid UTF-8 replaced instead of failing the whole request.
+//!
+//! tonic's codes for its own failures differ from what OTLP asks for; [`remap_codec_errors`]
 //! fixes them up on the way out:
 //!
 //! - a message over `max_request_bytes` (checked on the decompressed size): tonic says
 //!   OUT_OF_RANGE (retryable for OTLP clients!) → RESOURCE_EXHAUSTED without retry hint;
-//! - an undecodable message or corrupt gzip: tonic says INTERNAL → INVALID_ARGUMENT.
+//! - corrupt gzip: tonic says INTERNAL → INVALID_ARGUMENT.
 //!   The service's own INTERNAL answers (permanent store failures) are marked with the
 //!   [`OWN_INTERNAL`] metadata key, which the layer removes, so they pass unchanged.
 //!
 //! Everything the service itself answers maps through [`crate::error::Error::to_grpc_status`].
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::http::{HeaderValue, Response};
-use clew_proto::otlp::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use clew_proto::otlp::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use bytes::{Buf, Bytes};
+use clew_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
+use tonic::codegen::{http, BoxFuture, StdError};
+use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Request, Status};
 use tower::util::MapResponseLayer;
 
-use super::{export, is_heavy_request, Shared};
+use super::{export, Shared, INLINE_MAX_BYTES};
+use crate::decode::{decode_plain, Format};
 use crate::error::{Error, Result};
+use crate::ingest::Decoded;
 use crate::metrics::Protocol;
 
 /// Marks INTERNAL answers produced by the service (not by tonic's decoder).
 const OWN_INTERNAL: &str = "x-clew-internal";
 
-/// The tonic service implementation.
+/// gRPC path of the one method.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The OTLP trace service: takes the request message as bytes.
+#[derive(Clone)]
 pub struct OtlpGrpc {
     shared: Arc<Shared>,
+    compression: EnabledCompressionEncodings,
 }
 
-#[tonic::async_trait]
-impl TraceService for OtlpGrpc {
+impl OtlpGrpc {
     async fn export(
         &self,
-        request: Request<ExportTraceServiceRequest>,
+        request: Request<Bytes>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
-        let req = request.into_inner();
-        let heavy = is_heavy_request(&req);
-        export(&self.shared, Protocol::Grpc, heavy, move || Ok(req))
-            .await
-            .map(tonic::Response::new)
-            .map_err(|e| {
-                let mut status = e.to_grpc_status(self.shared.retry_after);
-                if status.code() == Code::Internal {
-                    status.metadata_mut().insert(
-                        OWN_INTERNAL,
-                        tonic::metadata::MetadataValue::from_static("1"),
-                    );
-                }
-                status
-            })
+        let body = request.into_inner();
+        let heavy = body.len() > INLINE_MAX_BYTES;
+        export(&self.shared, Protocol::Grpc, heavy, move || {
+            decode_plain(&body, Format::Protobuf).map(Decoded::from)
+        })
+        .await
+        .map(tonic::Response::new)
+        .map_err(|e| {
+            let mut status = e.to_grpc_status(self.shared.retry_after);
+            if status.code() == Code::Internal {
+                status.metadata_mut().insert(
+                    OWN_INTERNAL,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+            }
+            status
+        })
+    }
+}
+
+impl NamedService for OtlpGrpc {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl<B> tower::Service<http::Request<B>> for OtlpGrpc
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            if req.uri().path() != EXPORT_PATH {
+                return Ok(Status::unimplemented(format!(
+                    "unknown method {}; this port serves {EXPORT_PATH}",
+                    req.uri().path()
+                ))
+                .into_http());
+            }
+            let limit = this.shared.max_request_bytes;
+            let mut grpc = Grpc::new(ExportCodec)
+                .apply_compression_config(this.compression, this.compression)
+                .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.unary(this, req).await)
+        })
+    }
+}
+
+impl UnaryService<Bytes> for OtlpGrpc {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<tonic::Response<ExportTraceServiceResponse>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.export(request).await })
+    }
+}
+
+/// Request messages as bytes, responses encoded by prost.
+struct ExportCodec;
+
+impl Codec for ExportCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ResponseEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> ResponseEncoder {
+        ResponseEncoder
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+struct ResponseEncoder;
+
+impl Encoder for ResponseEncoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the response: {e}")))
+    }
+}
+
+struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
@@ -74,10 +176,12 @@ pub(crate) async fn serve(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let limit = shared.max_request_bytes;
-    let service = TraceServiceServer::new(OtlpGrpc { shared })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
+    let mut compression = EnabledCompressionEncodings::default();
+    compression.enable(CompressionEncoding::Gzip);
+    let service = OtlpGrpc {
+        shared,
+        compression,
+    };
     let incoming = futures::stream::unfold(listener, |listener| async move {
         let conn = listener.accept().await.map(|(stream, _)| {
             let _ = stream.set_nodelay(true);

@@ -18,13 +18,13 @@ use axum::Router;
 use prost::Message;
 use tokio::net::TcpListener;
 
-use super::{export, read_body, serve_http, Shared};
+use super::{export, read_body, serve_http, Shared, INLINE_MAX_BYTES};
 use crate::decode::{decode_body, encode_response, Compression, Format};
 use crate::error::{Error, Result};
+use crate::ingest::Decoded;
 use crate::metrics::{self, Protocol};
 
 /// Bodies larger than this are decoded on the blocking pool.
-const INLINE_MAX_BYTES: usize = 64 * 1024;
 
 pub const TRACES_PATH: &str = "/v1/traces";
 
@@ -64,7 +64,7 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     let heavy = body.len() > INLINE_MAX_BYTES
         || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
     match export(&shared, Protocol::Http, heavy, move || {
-        decode_body(body, compression, format, limit)
+        decode_body(body, compression, format, limit).map(Decoded::from)
     })
     .await
     {

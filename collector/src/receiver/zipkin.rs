@@ -25,14 +25,14 @@ use axum::Router;
 use bytes::Bytes;
 use tokio::net::TcpListener;
 
-use super::{export, read_body, serve_http, Shared};
+use super::{export, read_body, serve_http, Shared, INLINE_MAX_BYTES};
 use crate::decode::{decompress_bounded, Compression, Format};
 use crate::error::{Error, Result};
+use crate::ingest::Decoded;
 use crate::metrics::{self, Protocol};
 use crate::zipkin;
 
 /// Bodies larger than this are decoded on the blocking pool.
-const INLINE_MAX_BYTES: usize = 64 * 1024;
 
 pub const SPANS_PATH: &str = "/api/v2/spans";
 
@@ -92,7 +92,7 @@ async fn spans(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
     let heavy = body.len() > INLINE_MAX_BYTES
         || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
     match export(&shared, Protocol::Zipkin, heavy, move || {
-        decode_body(body, compression, format, limit)
+        decode_body(body, compression, format, limit).map(Decoded::Otlp)
     })
     .await
     {

@@ -269,3 +269,26 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
 }
+
+/// Overwrites the first two bytes of `marker` in an encoded request with bytes that are
+/// not UTF-8 (lengths unchanged): a string prost refuses.
+pub fn break_utf8(bytes: &mut [u8], marker: &[u8]) {
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("marker in the encoding");
+    bytes[at] = 0xff;
+    bytes[at + 1] = 0xfe;
+}
+
+/// The spans the store holds whose name is `name`, with their repair flags.
+pub fn repairs_of(store: &RecordingStore, name: &str) -> Vec<u32> {
+    store
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.name == name)
+        .map(|s| s.repairs)
+        .collect()
+}

@@ -207,22 +207,48 @@ async fn deep_nesting_is_refused_or_cut_without_overflow() {
     h.collector.shutdown().await.unwrap();
 }
 
-/// Strict UTF-8: the whole request is refused with a message; nothing is stored silently.
+/// Invalid UTF-8 costs no span: the bytes are replaced by U+FFFD, the span is kept and
+/// flagged, its neighbours are untouched, and the repair is counted. JSON that is not
+/// UTF-8 is not JSON: refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_utf8_refuses_the_request() {
+async fn invalid_utf8_is_replaced_and_the_span_kept() {
+    use clew_proto::model::repair::INVALID_UTF8;
     let h = start(test_config()).await;
-    let mut bytes = request(vec![span(1, 1, "okay"), span(1, 2, "BAD!")], vec![]).encode_to_vec();
-    let at = bytes.windows(4).position(|w| w == b"BAD!").unwrap();
-    bytes[at] = 0xff;
-    bytes[at + 1] = 0xfe;
+    let mut bad_attr = span(1, 3, "attr");
+    bad_attr.attributes = vec![kv("user.name", "XXrenée")];
+    let mut bytes = request(
+        vec![span(1, 1, "okay"), span(1, 2, "BAD!"), bad_attr],
+        vec![],
+    )
+    .encode_to_vec();
+    break_utf8(&mut bytes, b"BAD!");
+    break_utf8(&mut bytes, b"XXren");
     let resp = post(&h, Some(PB), None, bytes).await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let st = pb_status(resp).await;
-    assert!(
-        st.message.contains("UTF-8") || st.message.contains("utf-8"),
-        "{}",
-        st.message
+    assert_eq!(resp.status(), StatusCode::OK);
+    let answer = ExportTraceServiceResponse::decode(resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(answer.partial_success, None, "nothing rejected");
+    assert_eq!(
+        h.store.names(),
+        vec!["attr", "okay", "\u{FFFD}\u{FFFD}D!"],
+        "every span kept, the invalid bytes replaced"
     );
-    assert_eq!(h.store.len(), 0);
+    assert_eq!(repairs_of(&h.store, "okay"), vec![0]);
+    assert_eq!(
+        repairs_of(&h.store, "\u{FFFD}\u{FFFD}D!"),
+        vec![INVALID_UTF8]
+    );
+    assert_eq!(repairs_of(&h.store, "attr"), vec![INVALID_UTF8]);
+    let stored = h.store.spans.lock().unwrap().clone();
+    let attr = stored.iter().find(|s| s.name == "attr").unwrap();
+    assert_eq!(
+        clew_proto::model::value_to_string(attr.attribute("user.name").unwrap()),
+        "\u{FFFD}\u{FFFD}renée"
+    );
+
+    let json =
+        b"{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":\"\xff\"}]}]}]}".to_vec();
+    let resp = post(&h, Some("application/json"), None, json).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(h.store.len(), 3);
     h.collector.shutdown().await.unwrap();
 }

@@ -43,7 +43,7 @@ use apache_avro::rabin::Rabin;
 use apache_avro::schema::Schema;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::from_otlp::{convert_request, Converted, Limits};
+use crate::from_otlp::{convert_request_with, Converted, Limits};
 use crate::model::{BusinessKey, Span};
 
 /// The published v1 schema (`proto/schemas/span_batch_v1.avsc`).
@@ -215,30 +215,16 @@ impl Codec {
         now_unix_nano: u64,
     ) -> Result<Converted, AvroError> {
         let DecodedRequest { request, extras } = self.decode_request(bytes)?;
-        // (trace id, span id) of each input span, to pair kept spans with their extras:
-        // convert_request keeps input order and only drops rejected spans.
-        let ids: Vec<(Vec<u8>, Vec<u8>)> = request
-            .resource_spans
-            .iter()
-            .flat_map(|rs| rs.scope_spans.iter())
-            .flat_map(|ss| ss.spans.iter())
-            .map(|s| (s.trace_id.clone(), s.span_id.clone()))
-            .collect();
-        let mut out = convert_request(request, limits, now_unix_nano);
-        let mut next = 0;
-        for span in &mut out.spans {
-            while next < ids.len()
-                && (ids[next].0 != span.trace_id.0 || ids[next].1 != span.span_id.0)
-            {
-                next += 1;
-            }
-            if let Some(extra) = extras.get(next) {
+        Ok(convert_request_with(
+            request,
+            limits,
+            now_unix_nano,
+            extras,
+            |span, extra| {
                 span.repairs |= extra.repairs;
-                span.business_keys = extra.business_keys.clone();
-            }
-            next += 1;
-        }
-        Ok(out)
+                span.business_keys = extra.business_keys;
+            },
+        ))
     }
 }
 

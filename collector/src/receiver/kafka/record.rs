@@ -371,7 +371,7 @@ pub(super) fn decode_record(
             avro::decode_batch(value, limits, now_unix_nano).map_err(Poison::from_avro)?,
         ),
         KafkaFormat::OtlpProto => {
-            Decoded::Otlp(decode_plain(value, Format::Protobuf).map_err(Poison::from_decode)?)
+            Decoded::from(decode_plain(value, Format::Protobuf).map_err(Poison::from_decode)?)
         }
         KafkaFormat::OtlpJson => Decoded::Otlp(decode_json(value).map_err(Poison::from_decode)?),
         KafkaFormat::ZipkinJson => Decoded::Otlp(crate::zipkin::to_otlp(
