@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
 use opentelemetry_proto::tonic::trace::v1 as otlp;
 
+use super::reader::Reader;
 use super::{
     same, AvroError, DecodedRequest, SpanExtras, MAX_SCHEMA_DEPTH, U_ARRAY, U_BOOL, U_BYTES,
     U_DOUBLE, U_KVLIST, U_LONG, U_NULL, U_STRING,
@@ -446,18 +447,11 @@ fn prescan(schema: &Schema, datum: &[u8]) -> Result<(), AvroError> {
     let mut names = HashMap::new();
     collect_names(schema, &mut names);
     let mut scan = Scan {
-        buf: datum,
-        pos: 0,
+        r: Reader::new(datum),
         names,
     };
     scan.walk(schema, 0)?;
-    if scan.pos != datum.len() {
-        return Err(scan.err(format!(
-            "{} trailing bytes after the datum",
-            datum.len() - scan.pos
-        )));
-    }
-    Ok(())
+    scan.r.finish()
 }
 
 fn collect_names<'s>(schema: &'s Schema, names: &mut HashMap<String, &'s Schema>) {
@@ -482,86 +476,19 @@ fn collect_names<'s>(schema: &'s Schema, names: &mut HashMap<String, &'s Schema>
 }
 
 struct Scan<'a, 's> {
-    buf: &'a [u8],
-    pos: usize,
+    r: Reader<'a>,
     names: HashMap<String, &'s Schema>,
 }
 
 impl<'s> Scan<'_, 's> {
-    fn err(&self, what: impl Into<String>) -> AvroError {
-        AvroError::Malformed {
-            offset: self.pos,
-            what: what.into(),
-        }
-    }
-
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn skip(&mut self, n: usize, what: &str) -> Result<(), AvroError> {
-        if n > self.remaining() {
-            return Err(self.err(format!(
-                "{what} of {n} bytes but only {} left (truncated or absurd length)",
-                self.remaining()
-            )));
-        }
-        self.pos += n;
-        Ok(())
-    }
-
-    fn long(&mut self) -> Result<i64, AvroError> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err(self.err("truncated integer"));
-            };
-            self.pos += 1;
-            v |= ((b & 0x7f) as u64) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
-            }
-        }
-        Err(self.err("integer longer than 10 bytes"))
-    }
-
-    fn len(&mut self, what: &str) -> Result<usize, AvroError> {
-        let n = self.long()?;
-        if n < 0 {
-            return Err(self.err(format!("negative {what} length {n}")));
-        }
-        let n = n as u64;
-        if n > self.remaining() as u64 {
-            return Err(self.err(format!(
-                "{what} of {n} bytes but only {} left (truncated or absurd length)",
-                self.remaining()
-            )));
-        }
-        Ok(n as usize)
-    }
-
-    /// Array and map blocks: every item takes at least one byte in our schemas, so a count
-    /// larger than what is left is refused before anyone reserves room for it.
     fn blocks(
         &mut self,
         mut item: impl FnMut(&mut Self) -> Result<(), AvroError>,
     ) -> Result<(), AvroError> {
         loop {
-            let mut count = self.long()?;
+            let count = self.r.block()?;
             if count == 0 {
                 return Ok(());
-            }
-            if count < 0 {
-                count = count
-                    .checked_neg()
-                    .ok_or_else(|| self.err("block count overflow"))?;
-                self.long()?; // block size in bytes, not needed
-            }
-            if count as u64 > self.remaining() as u64 {
-                return Err(self.err(format!(
-                    "block of {count} items but only {} bytes left (truncated or absurd count)",
-                    self.remaining()
-                )));
             }
             for _ in 0..count {
                 item(self)?;
@@ -570,41 +497,23 @@ impl<'s> Scan<'_, 's> {
     }
 
     fn walk(&mut self, schema: &'s Schema, depth: usize) -> Result<(), AvroError> {
+        let r = &mut self.r;
         if depth > MAX_SCHEMA_DEPTH {
-            return Err(self.err(format!("nested deeper than {MAX_SCHEMA_DEPTH} levels")));
+            return Err(r.err(format!("nested deeper than {MAX_SCHEMA_DEPTH} levels")));
         }
         match schema {
             Schema::Null => Ok(()),
-            Schema::Boolean => {
-                let b = *self
-                    .buf
-                    .get(self.pos)
-                    .ok_or_else(|| self.err("truncated boolean"))?;
-                if b > 1 {
-                    return Err(self.err(format!("boolean byte {b}")));
-                }
-                self.pos += 1;
-                Ok(())
-            }
-            Schema::Int | Schema::Long => self.long().map(|_| ()),
-            Schema::Float => self.skip(4, "float"),
-            Schema::Double => self.skip(8, "double"),
-            Schema::Bytes => {
-                let n = self.len("bytes")?;
-                self.skip(n, "bytes")
-            }
-            Schema::String => {
-                let n = self.len("string")?;
-                if std::str::from_utf8(&self.buf[self.pos..self.pos + n]).is_err() {
-                    return Err(self.err("string is not UTF-8"));
-                }
-                self.skip(n, "string")
-            }
-            Schema::Fixed(f) => self.skip(f.size, "fixed"),
+            Schema::Boolean => r.boolean().map(|_| ()),
+            Schema::Int | Schema::Long => r.long().map(|_| ()),
+            Schema::Float => r.take(4, "float").map(|_| ()),
+            Schema::Double => r.take(8, "double").map(|_| ()),
+            Schema::Bytes => r.sized("bytes").map(|_| ()),
+            Schema::String => r.str().map(|_| ()),
+            Schema::Fixed(f) => r.take(f.size, "fixed").map(|_| ()),
             Schema::Enum(e) => {
-                let i = self.long()?;
+                let i = r.long()?;
                 if i < 0 || i as u64 >= e.symbols.len() as u64 {
-                    return Err(self.err(format!("enum index {i} out of range")));
+                    return Err(r.err(format!("enum index {i} out of range")));
                 }
                 Ok(())
             }
@@ -614,15 +523,11 @@ impl<'s> Scan<'_, 's> {
                 s.walk(&m.types, depth + 1)
             }),
             Schema::Union(u) => {
-                let i = self.long()?;
-                let variant = usize::try_from(i)
-                    .ok()
-                    .and_then(|i| u.variants().get(i))
-                    .ok_or_else(|| self.err(format!("union branch {i} does not exist")))?;
-                self.walk(variant, depth + 1)
+                let i = r.branch(u.variants().len())?;
+                self.walk(&u.variants()[i], depth + 1)
             }
-            Schema::Record(r) => {
-                for f in &r.fields {
+            Schema::Record(rec) => {
+                for f in &rec.fields {
                     self.walk(&f.schema, depth + 1)?;
                 }
                 Ok(())
@@ -633,28 +538,10 @@ impl<'s> Scan<'_, 's> {
                     .get(&name.fullname(None))
                     .or_else(|| self.names.get(&name.name))
                     .copied()
-                    .ok_or_else(|| self.err(format!("unknown named type {}", name.name)))?;
+                    .ok_or_else(|| self.r.err(format!("unknown named type {}", name.name)))?;
                 self.walk(target, depth + 1)
             }
-            other => Err(self.err(format!("schema type {other:?} is not used by clew"))),
+            other => Err(r.err(format!("schema type {other:?} is not used by clew"))),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zigzag_reader_matches_avro() {
-        let mut s = Scan {
-            buf: &[0x01, 0x02, 0x7f, 0x80, 0x01],
-            pos: 0,
-            names: HashMap::new(),
-        };
-        assert_eq!(s.long().unwrap(), -1);
-        assert_eq!(s.long().unwrap(), 1);
-        assert_eq!(s.long().unwrap(), -64);
-        assert_eq!(s.long().unwrap(), 64);
     }
 }

@@ -35,6 +35,7 @@
 //! never an allocation of what it claims.
 
 mod generic;
+mod reader;
 pub mod v1;
 
 use std::sync::{Arc, OnceLock};

@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
 use opentelemetry_proto::tonic::trace::v1 as otlp;
 
+use super::reader::Reader;
 use super::{
     fingerprint as schema_fingerprint, resource_groups, scope_groups, AvroError, DecodedRequest,
     SpanExtras, MAX_VALUE_NESTING, SCHEMA_V1, U_ARRAY, U_BOOL, U_BYTES, U_DOUBLE, U_KVLIST, U_LONG,
@@ -194,57 +195,22 @@ impl Writer<'_> {
 
 /// Decodes a v1 datum (no header). Offsets in errors count from the datum's start.
 pub fn decode(datum: &[u8]) -> Result<DecodedRequest, AvroError> {
-    let mut r = Reader { buf: datum, pos: 0 };
+    let mut r = Reader::new(datum);
     let mut extras = Vec::new();
     let resource_spans = r.array(|r| r.resource_spans(&mut extras))?;
-    if r.pos != datum.len() {
-        return Err(r.err(format!(
-            "{} trailing bytes after the datum",
-            datum.len() - r.pos
-        )));
-    }
+    r.finish()?;
     Ok(DecodedRequest {
         request: ExportTraceServiceRequest { resource_spans },
         extras,
     })
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
 fn shape(what: String) -> AvroError {
     AvroError::Shape(what)
 }
 
-impl<'a> Reader<'a> {
-    fn err(&self, what: impl Into<String>) -> AvroError {
-        AvroError::Malformed {
-            offset: self.pos,
-            what: what.into(),
-        }
-    }
-
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn long(&mut self) -> Result<i64, AvroError> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err(self.err("truncated integer"));
-            };
-            self.pos += 1;
-            v |= ((b & 0x7f) as u64) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
-            }
-        }
-        Err(self.err("integer longer than 10 bytes"))
-    }
-
+/// What this schema reads beyond the primitives of [`Reader`].
+impl Reader<'_> {
     fn int(&mut self, name: &str) -> Result<i32, AvroError> {
         let v = self.long()?;
         i32::try_from(v).map_err(|_| self.err(format!("{name}: int {v} out of range")))
@@ -256,107 +222,37 @@ impl<'a> Reader<'a> {
         u32::try_from(v).map_err(|_| shape(format!("{name}: {v} is outside 0..=4294967295")))
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], AvroError> {
-        if n > self.remaining() {
-            return Err(self.err(format!(
-                "{what} of {n} bytes but only {} left (truncated or absurd length)",
-                self.remaining()
-            )));
-        }
-        let out = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(out)
-    }
-
-    fn len(&mut self, what: &str) -> Result<usize, AvroError> {
-        let n = self.long()?;
-        if n < 0 {
-            return Err(self.err(format!("negative {what} length {n}")));
-        }
-        if n as u64 > self.remaining() as u64 {
-            return Err(self.err(format!(
-                "{what} of {n} bytes but only {} left (truncated or absurd length)",
-                self.remaining()
-            )));
-        }
-        Ok(n as usize)
-    }
-
     fn bytes(&mut self) -> Result<Vec<u8>, AvroError> {
-        let n = self.len("bytes")?;
-        Ok(self.take(n, "bytes")?.to_vec())
+        Ok(self.sized("bytes")?.to_vec())
     }
 
     fn string(&mut self) -> Result<String, AvroError> {
-        let n = self.len("string")?;
-        let start = self.pos;
-        let raw = self.take(n, "string")?;
-        match std::str::from_utf8(raw) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(_) => {
-                self.pos = start;
-                Err(self.err("string is not UTF-8"))
-            }
-        }
+        Ok(self.str()?.to_owned())
     }
 
     fn fixed<const N: usize>(&mut self, what: &str) -> Result<[u8; N], AvroError> {
         Ok(self.take(N, what)?.try_into().expect("N bytes"))
     }
 
-    fn boolean(&mut self) -> Result<bool, AvroError> {
-        let b = *self
-            .buf
-            .get(self.pos)
-            .ok_or_else(|| self.err("truncated boolean"))?;
-        if b > 1 {
-            return Err(self.err(format!("boolean byte {b}")));
-        }
-        self.pos += 1;
-        Ok(b == 1)
-    }
-
     fn double(&mut self) -> Result<f64, AvroError> {
         Ok(f64::from_le_bytes(self.fixed::<8>("double")?))
     }
 
-    /// Array blocks. Every item takes at least one byte in this schema, so a count larger
-    /// than what is left is refused before anything is reserved for it.
     fn array<T>(
         &mut self,
         mut item: impl FnMut(&mut Self) -> Result<T, AvroError>,
     ) -> Result<Vec<T>, AvroError> {
         let mut out = Vec::new();
         loop {
-            let mut count = self.long()?;
+            let count = self.block()?;
             if count == 0 {
                 return Ok(out);
             }
-            if count < 0 {
-                count = count
-                    .checked_neg()
-                    .ok_or_else(|| self.err("block count overflow"))?;
-                self.long()?; // block size in bytes, not needed
-            }
-            if count as u64 > self.remaining() as u64 {
-                return Err(self.err(format!(
-                    "block of {count} items but only {} bytes left (truncated or absurd count)",
-                    self.remaining()
-                )));
-            }
-            out.reserve(count as usize);
+            out.reserve(count);
             for _ in 0..count {
                 out.push(item(self)?);
             }
         }
-    }
-
-    fn union_branch(&mut self, branches: u32) -> Result<u32, AvroError> {
-        let i = self.long()?;
-        u32::try_from(i)
-            .ok()
-            .filter(|i| *i < branches)
-            .ok_or_else(|| self.err(format!("union branch {i} does not exist")))
     }
 
     fn attributes(&mut self, depth: usize) -> Result<Vec<KeyValue>, AvroError> {
@@ -371,7 +267,7 @@ impl<'a> Reader<'a> {
 
     fn any_value(&mut self, depth: usize) -> Result<AnyValue, AvroError> {
         use any_value::Value as V;
-        let value = match self.union_branch(U_KVLIST + 1)? {
+        let value = match self.branch(U_KVLIST as usize + 1)? as u32 {
             U_NULL => None,
             U_STRING => Some(V::StringValue(self.string()?)),
             U_BOOL => Some(V::BoolValue(self.boolean()?)),
@@ -439,7 +335,7 @@ impl<'a> Reader<'a> {
     fn span(&mut self) -> Result<(otlp::Span, SpanExtras), AvroError> {
         let trace_id = self.fixed::<16>("trace_id")?.to_vec();
         let span_id = self.fixed::<8>("span_id")?.to_vec();
-        let parent_span_id = match self.union_branch(2)? {
+        let parent_span_id = match self.branch(2)? {
             0 => Vec::new(),
             _ => self.fixed::<8>("parent_span_id")?.to_vec(),
         };
@@ -519,17 +415,9 @@ mod tests {
         for v in [0, 1, -1, 63, -64, 64, i32::MAX as i64, i64::MAX, i64::MIN] {
             let mut out = Vec::new();
             Writer(&mut out).long(v);
-            let mut r = Reader { buf: &out, pos: 0 };
+            let mut r = Reader::new(&out);
             assert_eq!(r.long().unwrap(), v);
             assert_eq!(r.pos, out.len());
         }
-        let mut r = Reader {
-            buf: &[0x01, 0x02, 0x7f, 0x80, 0x01],
-            pos: 0,
-        };
-        assert_eq!(r.long().unwrap(), -1);
-        assert_eq!(r.long().unwrap(), 1);
-        assert_eq!(r.long().unwrap(), -64);
-        assert_eq!(r.long().unwrap(), 64);
     }
 }

@@ -364,13 +364,6 @@ pub async fn attribute_terms(idx: Arc<dyn TraceIndex>) {
     index(&idx, vec![other]).await;
     idx.refresh().await.unwrap();
 
-    let attr = |pairs: &[(&str, &str)]| TraceQuery {
-        attributes: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..q()
-    };
     assert_eq!(
         ids(&idx, attr(&[("db.system", "postgresql")])).await,
         vec![a]
@@ -420,13 +413,6 @@ pub async fn any_attribute_is_searchable(idx: Arc<dyn TraceIndex>) {
     index(&idx, other).await;
     idx.refresh().await.unwrap();
 
-    let attr = |pairs: &[(&str, &str)]| TraceQuery {
-        attributes: pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..q()
-    };
     assert_eq!(ids(&idx, attr(&[("user_id", "u-42")])).await, vec![a]);
     assert_eq!(ids(&idx, attr(&[("user_id", "u-7")])).await, vec![b]);
     assert_eq!(
@@ -463,4 +449,15 @@ pub async fn any_attribute_is_searchable(idx: Arc<dyn TraceIndex>) {
         .is_empty(),
         "values over the limit are not indexed"
     );
+}
+
+/// A query for traces with these exact attribute terms.
+fn attr(pairs: &[(&str, &str)]) -> TraceQuery {
+    TraceQuery {
+        attributes: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..q()
+    }
 }
