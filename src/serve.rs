@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 
@@ -150,8 +150,17 @@ impl Running {
             retention,
             stop_tx,
         } = self;
-        wait_for_signal().await;
-        info!("shutting down: draining the ingest pipeline");
+        let broken = tokio::select! {
+            _ = wait_for_signal() => None,
+            why = until_broken(&store, &index) => Some(why),
+        };
+        match &broken {
+            None => info!("shutting down: draining the ingest pipeline"),
+            Some(why) => error!(
+                "{why}; clew stops so that its supervisor starts it again (nothing acknowledged \
+                 is lost)"
+            ),
+        }
         if let Err(error) = collector.shutdown().await {
             warn!(%error, "collector did not shut down cleanly");
         }
@@ -162,16 +171,42 @@ impl Running {
             Ok(Ok(())) => {}
         }
         let _ = retention.await;
-        index
+        let closed_index = index
             .close()
             .await
-            .context("failed to close the trace index")?;
-        store
+            .context("failed to close the trace index");
+        let closed_store = store
             .close()
             .await
-            .context("failed to close the span store")?;
+            .context("failed to close the span store");
+        if let Some(why) = broken {
+            // closing a broken backend fails too; the cause is what to report
+            anyhow::bail!("{why}");
+        }
+        closed_index?;
+        closed_store?;
         info!("clew stopped");
         Ok(())
+    }
+}
+
+/// How often [`until_broken`] looks.
+const BROKEN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Resolves once the store or the index cannot serve again without a restart (an embedded
+/// backend that refuses every write since one failed: disk full, I/O error), with why.
+/// Being up and broken is the one state a supervisor cannot see and fix, so `clew serve`
+/// exits non-zero instead (and `/healthz` answers 503 meanwhile).
+async fn until_broken(
+    store: &Arc<dyn clew_store::SpanStore>,
+    index: &Arc<dyn clew_store::TraceIndex>,
+) -> String {
+    let mut tick = tokio::time::interval(BROKEN_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Some(why) = store.broken().or_else(|| index.broken()) {
+            return why;
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! | `Decode`                      | INVALID_ARGUMENT     | 400  | no             |
 //! | `TooLarge`                    | RESOURCE_EXHAUSTED   | 413  | no (no hint)   |
 //! | `UnsupportedMediaType`        | INVALID_ARGUMENT     | 415  | no             |
-//! | `Overloaded`, `ShuttingDown`  | UNAVAILABLE + RetryInfo | 503 + Retry-After | yes |
+//! | `Overloaded`, `ShuttingDown`, `PipelineFailed` | UNAVAILABLE + RetryInfo | 503 + Retry-After | yes |
 //! | `Store` (retryable)           | UNAVAILABLE + RetryInfo | 503 + Retry-After | yes |
 //! | `Store` (permanent)           | INTERNAL             | 500  | no             |
 //! | `SpoolFull`, `Spool` (agent)  | UNAVAILABLE + RetryInfo | 503 + Retry-After | yes |
@@ -38,6 +38,12 @@ pub enum Error {
     /// The pipeline has stopped (shutdown in progress).
     #[error("collector is shutting down, retry later")]
     ShuttingDown,
+    /// The pipeline dropped a batch without answering while not shutting down (its writer
+    /// failed); nothing of it was acknowledged.
+    #[error(
+        "the ingest pipeline stopped before writing these spans (see the server log), retry later"
+    )]
+    PipelineFailed,
     /// The span store or trace index failed; nothing of the request was acknowledged.
     #[error("failed to {stage} spans: {source}")]
     Store {
@@ -87,6 +93,7 @@ impl Error {
         match self {
             Error::Overloaded { .. }
             | Error::ShuttingDown
+            | Error::PipelineFailed
             | Error::SpoolFull { .. }
             | Error::Spool { .. } => true,
             Error::Store { source, .. } => source.is_retryable(),
@@ -102,6 +109,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Overloaded { .. } => "overloaded",
             Error::ShuttingDown => "shutting_down",
+            Error::PipelineFailed => "pipeline_failed",
             Error::Store { source, .. } if source.is_retryable() => "store_unavailable",
             Error::Store { .. } => "store_failed",
             Error::SpoolFull { .. } => "spool_full",

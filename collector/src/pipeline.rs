@@ -148,7 +148,14 @@ impl Ingest {
         }
         metrics::queue_spans(self.queued_spans());
         // A dropped sender means the pipeline stopped before writing: nothing was acked.
-        answer.await.map_err(|_| Error::ShuttingDown)?
+        // Only a closed pipeline is shutting down; otherwise its writer failed.
+        answer.await.map_err(|_| {
+            if inner.permits.is_closed() {
+                Error::ShuttingDown
+            } else {
+                Error::PipelineFailed
+            }
+        })?
     }
 
     /// Spans accepted and not yet answered.

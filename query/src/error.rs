@@ -6,6 +6,7 @@
 //! | [`Error::NotFound`] | 404 |
 //! | [`Error::MethodNotAllowed`] | 405 |
 //! | retryable store/index errors, [`Error::NotReady`], [`Error::Timeout`] | 503 + `Retry-After` |
+//! | [`Error::Unhealthy`] (`/healthz`: only a restart helps) | 503 |
 //! | everything else | 500, with a message saying what failed |
 //!
 //! Every answer is `{"error": "<lowercase message>"}` as `application/json`.
@@ -52,6 +53,9 @@ pub enum Error {
     /// The store or index cannot serve yet (`/readyz`).
     #[error("{0}")]
     NotReady(String),
+    /// The store or index cannot serve again without a restart (`/healthz`).
+    #[error("{0}")]
+    Unhealthy(String),
 }
 
 impl Error {
@@ -82,6 +86,8 @@ impl Error {
             }
             Error::Backend { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Timeout { .. } | Error::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // No Retry-After: only a restart helps.
+            Error::Unhealthy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -89,6 +95,8 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
+        // a retry helps everything but an unhealthy process
+        let retry = !matches!(self, Error::Unhealthy(_));
         let message = self.to_string();
         if status.is_server_error() {
             tracing::warn!(error = %message, status = status.as_u16(), "query failed");
@@ -96,7 +104,7 @@ impl IntoResponse for Error {
             tracing::debug!(error = %message, status = status.as_u16(), "query rejected");
         }
         let mut response = (status, Json(ErrorBody { error: message })).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE && retry {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));

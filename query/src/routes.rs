@@ -166,9 +166,14 @@ pub async fn operations(
     Ok(Json(OperationsJson { operations }))
 }
 
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> &'static str {
-    "ok"
+/// `GET /healthz`: the process is up and its store and index can serve again, if not now
+/// then once what they depend on is back. 503 when one of them cannot without a restart
+/// (an embedded store that refuses every write since one failed): the supervisor's cue.
+pub async fn healthz(State(state): State<QueryState>) -> Result<&'static str> {
+    if let Some(why) = state.store.broken().or_else(|| state.index.broken()) {
+        return Err(Error::Unhealthy(why));
+    }
+    Ok("ok")
 }
 
 /// `GET /readyz`: the store and the index can serve.

@@ -37,6 +37,15 @@ async fn health_and_readiness() {
         message.contains("span store") && message.contains("replaying journal"),
         "{message}"
     );
+    // not ready is not unhealthy: the process can still serve once they are ready
+    assert_eq!(f.get("/healthz").await.status, StatusCode::OK);
+
+    // a store that cannot serve again without a restart: /healthz tells the supervisor
+    *f.store.broken.lock().unwrap() = Some("the span store in /d refuses every write".into());
+    let answer = f.get("/healthz").await;
+    let message = answer.error(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(message.contains("refuses every write"), "{message}");
+    assert_eq!(answer.header("retry-after"), "", "only a restart helps");
 }
 
 #[tokio::test]

@@ -44,6 +44,11 @@ impl Clew {
 
     /// Starts `clew serve` on `data_dir` (kept by the caller, e.g. across restarts).
     pub fn start_in(data_dir: &Path, extra_args: &[&str]) -> Clew {
+        Clew::start_logging_to(data_dir, extra_args, Stdio::inherit())
+    }
+
+    /// [`Clew::start_in`] with clew's stderr (its log and final error) sent to `stderr`.
+    pub fn start_logging_to(data_dir: &Path, extra_args: &[&str], stderr: Stdio) -> Clew {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_clew"));
         cmd.arg("serve")
             .arg("--data-dir")
@@ -66,7 +71,7 @@ impl Clew {
             )
             .env_remove("CLEW_CONFIG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = cmd.spawn().expect("spawn clew");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
@@ -157,6 +162,20 @@ impl Clew {
                 panic!("{path} never satisfied the condition; last answer {status}: {body}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits up to `timeout` for clew to exit on its own; `None` if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

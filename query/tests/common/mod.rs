@@ -51,6 +51,8 @@ pub struct MemStore {
     pub data: Arc<Data>,
     pub fault: Mutex<Fault>,
     pub ready: Mutex<Result<(), String>>,
+    /// What `broken()` says.
+    pub broken: Mutex<Option<String>>,
 }
 
 pub struct MemIndex {
@@ -120,6 +122,10 @@ impl SpanStore for MemStore {
             .unwrap()
             .clone()
             .map_err(|e| StoreError::unavailable("span store", e))
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.broken.lock().unwrap().clone()
     }
 }
 
@@ -274,6 +280,7 @@ impl Fixture {
             data: data.clone(),
             fault: Mutex::new(Fault::None),
             ready: Mutex::new(Ok(())),
+            broken: Mutex::new(None),
         });
         let index = Arc::new(MemIndex {
             data: data.clone(),

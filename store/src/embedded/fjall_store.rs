@@ -74,6 +74,8 @@ pub type FjallSpanStore = BlockingSpanStore<FjallRows>;
 /// The blocking half of [`FjallSpanStore`]: the database and its day buckets.
 pub struct FjallRows {
     db: Database,
+    /// `<data_dir>/spans`, for messages.
+    path: PathBuf,
     /// Live buckets, oldest first. Changed only by `write` and `drop_expired`, which the
     /// adapter never runs concurrently.
     buckets: RwLock<Vec<Bucket>>,
@@ -179,6 +181,7 @@ impl FjallSpanStore {
         buckets.sort_by_key(|b| b.day);
         Ok(BlockingSpanStore::new(FjallRows {
             db,
+            path,
             buckets: RwLock::new(buckets),
             caps: Caps {
                 max_spans_per_trace: config.max_spans_per_trace,
@@ -450,6 +453,20 @@ impl BlockingBackend for FjallRows {
         self.db
             .persist(PersistMode::Buffer)
             .map_err(unavailable("span store is not writable"))
+    }
+
+    /// fjall poisons itself when a journal write or fsync fails (disk full, I/O error)
+    /// and refuses every later write, even once space is back: only reopening recovers
+    /// (from the journal, losing nothing acknowledged).
+    fn broken(&self) -> Option<String> {
+        match self.db.persist(PersistMode::Buffer) {
+            Err(fjall::Error::Poisoned) => Some(format!(
+                "the span store in {} refuses every write since one failed (disk full or an \
+                 I/O error; see the log); a restart recovers it from its journal",
+                self.path.display()
+            )),
+            _ => None,
+        }
     }
 }
 

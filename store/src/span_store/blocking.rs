@@ -53,6 +53,11 @@ pub trait BlockingBackend: Send + Sync + 'static {
     fn close(&self) -> Result<()>;
     /// Whether reads and writes can be served now.
     fn ready(&self) -> Result<()>;
+    /// Why the backend cannot serve again without a restart, if so (see
+    /// [`SpanStore::broken`]).
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A [`SpanStore`] over a [`BlockingBackend`]. Cheap to share (`Arc` inside).
@@ -159,5 +164,9 @@ impl<B: BlockingBackend> SpanStore for BlockingSpanStore<B> {
     async fn ready(&self) -> Result<()> {
         self.blocking("span store readiness task failed", B::RETRY, |b| b.ready())
             .await
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.backend.broken()
     }
 }

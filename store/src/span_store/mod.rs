@@ -74,4 +74,13 @@ pub trait SpanStore: Send + Sync + 'static {
     async fn ready(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Why the store cannot serve again until the process restarts (an embedded store
+    /// that refuses every write after a failed one), or `None`. Unlike [`Self::ready`],
+    /// which also fails while a remote store is down for a while, this is what `/healthz`
+    /// reports and what makes `clew serve` exit for its supervisor to restart it. Cheap:
+    /// no I/O.
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }

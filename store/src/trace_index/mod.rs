@@ -117,4 +117,10 @@ pub trait TraceIndex: Send + Sync + 'static {
     async fn ready(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Why the index cannot serve again until the process restarts, or `None` (see
+    /// `SpanStore::broken`). Cheap: no I/O.
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }

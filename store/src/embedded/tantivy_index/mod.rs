@@ -78,6 +78,10 @@ pub struct TantivyTraceIndex {
     retention_days: u32,
     /// Cleared when the writer thread ends (closed, or died).
     writer_alive: Arc<AtomicBool>,
+    /// Set by `close`: a writer that ended after it is not broken.
+    closing: AtomicBool,
+    /// `<data_dir>/index`, for messages.
+    root: std::path::PathBuf,
 }
 
 impl TantivyTraceIndex {
@@ -107,6 +111,8 @@ impl TantivyTraceIndex {
             indexed_attributes: Arc::new(IndexedAttributes::from_names(&common.indexed_attributes)),
             retention_days: common.retention_days,
             writer_alive,
+            closing: AtomicBool::new(false),
+            root,
         })
     }
 
@@ -263,6 +269,7 @@ impl TraceIndex for TantivyTraceIndex {
     }
 
     async fn close(&self) -> Result<()> {
+        self.closing.store(true, Ordering::Release);
         let result = match self.send(|ack| Command::Close { ack }).await {
             // Closing twice is fine.
             Err(Error::Unavailable { message, .. }) if message == CLOSED => Ok(()),
@@ -278,5 +285,17 @@ impl TraceIndex for TantivyTraceIndex {
         } else {
             Err(closed())
         }
+    }
+
+    fn broken(&self) -> Option<String> {
+        (!self.writer_alive.load(Ordering::Acquire) && !self.closing.load(Ordering::Acquire)).then(
+            || {
+                format!(
+                    "the trace index writer of {} stopped after a failure (see the log); a \
+                     restart recovers the index from its write-ahead log",
+                    self.root.display()
+                )
+            },
+        )
     }
 }
