@@ -515,8 +515,10 @@ file = "/etc/clew/sampling.toml"
         c.sampling.default_rate = 0.5;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("sampling.strategies"), "{e}");
-        let mut c = AgentConfig::default();
-        c.sampling_http_addr = Some("nope".into());
+        let c = AgentConfig {
+            sampling_http_addr: Some("nope".into()),
+            ..Default::default()
+        };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("sampling_http_addr"), "{e}");
         let mut c = AgentConfig::default();

@@ -176,13 +176,16 @@ fn number_field(map: &Map<String, Value>, name: &str, at: &str) -> Result<f64, S
     }
 }
 
+/// An object and where it sits in the file (`service_strategies[2]`).
+type Located<'a> = (String, &'a Map<String, Value>);
+
 /// The elements of an array field, each required to be an object (a `null` element would
-/// crash Jaeger; here it is an error).
+/// crash Jaeger; here it is an error), each with its place for error messages.
 fn objects<'a>(
     map: &'a Map<String, Value>,
     name: &str,
     at: &str,
-) -> Result<Vec<(String, &'a Map<String, Value>)>, String> {
+) -> Result<Vec<Located<'a>>, String> {
     match field(map, name) {
         None => Ok(Vec::new()),
         Some(Value::Array(items)) => items
