@@ -56,6 +56,14 @@ pub struct AgentOverrides {
     /// Sampling rates file, re-read when it changes or on SIGHUP.
     #[arg(long, env = "CLEW_SAMPLING_FILE", value_name = "FILE")]
     pub sampling_file: Option<PathBuf>,
+    /// Jaeger sampling-strategies file (JSON, the one `clew serve --sampling-strategies`
+    /// gives SDKs): head sampling follows it instead of the rates; re-read when it changes.
+    #[arg(long, env = "CLEW_SAMPLING_STRATEGIES", value_name = "FILE")]
+    pub sampling_strategies: Option<PathBuf>,
+    /// Serve Jaeger remote sampling to local SDKs here (`GET /api/sampling?service=`)
+    /// [default: not served].
+    #[arg(long, env = "CLEW_SAMPLING_HTTP_ADDR", value_name = "ADDR")]
+    pub sampling_http_addr: Option<SocketAddr>,
 }
 
 /// `clew agent`: loads the configuration, prints it (`print_config`) or runs the agent
@@ -111,6 +119,12 @@ pub fn load(o: &AgentOverrides) -> Result<AgentConfig> {
     if let Some(v) = &o.sampling_file {
         config.sampling.file = Some(v.clone());
     }
+    if let Some(v) = &o.sampling_strategies {
+        config.sampling.strategies = Some(v.clone());
+    }
+    if let Some(v) = o.sampling_http_addr {
+        config.sampling_http_addr = Some(v.to_string());
+    }
     config.validate().with_context(|| match &o.config {
         Some(p) => format!("invalid agent configuration (file {})", p.display()),
         None => "invalid agent configuration".to_string(),
@@ -137,8 +151,12 @@ async fn run(config: AgentConfig) -> Result<()> {
         .await
         .context("failed to start the agent")?;
     // One machine-readable line on stdout (tests and scripts read it), details in the log.
+    let sampling = agent
+        .sampling_http_addr()
+        .map(|a| format!(" sampling_http={a}"))
+        .unwrap_or_default();
     println!(
-        "clew agent listening otlp_grpc={} otlp_http={} metrics={} kafka={} topic={} spool={}",
+        "clew agent listening otlp_grpc={} otlp_http={} metrics={} kafka={} topic={} spool={}{sampling}",
         agent.grpc_addr(),
         agent.http_addr(),
         agent.metrics_addr(),

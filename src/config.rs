@@ -15,6 +15,9 @@
 //! otlp_grpc_addr = "127.0.0.1:4317"
 //! otlp_http_addr = "127.0.0.1:4318"
 //! zipkin_addr = "127.0.0.1:9411"   # Zipkin v2 API, POST /api/v2/spans
+//! sampling_http_addr = "127.0.0.1:5778"   # Jaeger remote sampling, GET /api/sampling?service=
+//! sampling_grpc_addr = "127.0.0.1:5779"   # Jaeger remote sampling, gRPC SamplingManager
+//! sampling_strategies = "/etc/clew/strategies.json"   # optional: Jaeger strategies file
 //! business_keys = ["order_id"]
 //!
 //! [collector.kafka]          # optional: consume spans from Kafka too
@@ -110,6 +113,18 @@ pub struct Overrides {
     /// Zipkin v2 API listen address (`POST /api/v2/spans`) [default: 127.0.0.1:9411].
     #[arg(long, env = "CLEW_ZIPKIN_ADDR", value_name = "ADDR")]
     pub zipkin_addr: Option<SocketAddr>,
+    /// Jaeger remote sampling HTTP listen address (`GET /api/sampling?service=`)
+    /// [default: 127.0.0.1:5778].
+    #[arg(long, env = "CLEW_SAMPLING_HTTP_ADDR", value_name = "ADDR")]
+    pub sampling_http_addr: Option<SocketAddr>,
+    /// Jaeger remote sampling gRPC listen address (`jaeger.api_v2.SamplingManager`)
+    /// [default: 127.0.0.1:5779].
+    #[arg(long, env = "CLEW_SAMPLING_GRPC_ADDR", value_name = "ADDR")]
+    pub sampling_grpc_addr: Option<SocketAddr>,
+    /// Jaeger sampling-strategies file (JSON) served to SDKs, re-read when it changes
+    /// [default: none, every service gets probabilistic 0.001].
+    #[arg(long, env = "CLEW_SAMPLING_STRATEGIES", value_name = "FILE")]
+    pub sampling_strategies: Option<PathBuf>,
     /// Query API and UI listen address [default: 127.0.0.1:16686].
     #[arg(long, env = "CLEW_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
@@ -170,6 +185,15 @@ impl Config {
         }
         if let Some(a) = o.zipkin_addr {
             self.collector.zipkin_addr = a.to_string();
+        }
+        if let Some(a) = o.sampling_http_addr {
+            self.collector.sampling_http_addr = a.to_string();
+        }
+        if let Some(a) = o.sampling_grpc_addr {
+            self.collector.sampling_grpc_addr = a.to_string();
+        }
+        if let Some(f) = &o.sampling_strategies {
+            self.collector.sampling_strategies = Some(f.clone());
         }
         if let Some(a) = o.http_addr {
             self.query.http_addr = a;
@@ -257,6 +281,9 @@ mod tests {
         assert_eq!(c.query.http_addr.to_string(), "127.0.0.1:16686");
         assert_eq!(c.collector.otlp_grpc_addr, "127.0.0.1:4317");
         assert_eq!(c.collector.otlp_http_addr, "127.0.0.1:4318");
+        assert_eq!(c.collector.sampling_http_addr, "127.0.0.1:5778");
+        assert_eq!(c.collector.sampling_grpc_addr, "127.0.0.1:5779");
+        assert_eq!(c.collector.sampling_strategies, None);
         assert_eq!(c.data_dir, PathBuf::from("./clew-data"));
     }
 

@@ -2,7 +2,8 @@
 //! and shuts down cleanly on SIGTERM/SIGINT.
 //!
 //! ```text
-//!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline)
+//!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline;
+//!                                    │    Jaeger remote sampling HTTP + gRPC)
 //!                                    ├─▶ query API (+ /metrics from the Prometheus recorder)
 //!                                    └─▶ retention loop (drop expired buckets)
 //!  SIGTERM ─▶ stop receivers (Kafka: commit durable records, leave the group), drain pipeline ─▶ stop query API ─▶ close index, close store
@@ -113,10 +114,12 @@ async fn start_serving(
 
     // One machine-readable line on stdout (tests and scripts read it), details in the log.
     println!(
-        "clew listening otlp_grpc={} otlp_http={} zipkin={} http={} data_dir={}",
+        "clew listening otlp_grpc={} otlp_http={} zipkin={} sampling_http={} sampling_grpc={} http={} data_dir={}",
         collector.grpc_addr(),
         collector.http_addr(),
         collector.zipkin_addr(),
+        collector.sampling_http_addr(),
+        collector.sampling_grpc_addr(),
         query_addr,
         config.data_dir.display()
     );
@@ -124,6 +127,8 @@ async fn start_serving(
         otlp_grpc = %collector.grpc_addr(),
         otlp_http = %collector.http_addr(),
         zipkin = %collector.zipkin_addr(),
+        sampling_http = %collector.sampling_http_addr(),
+        sampling_grpc = %collector.sampling_grpc_addr(),
         ui = %format!("http://{query_addr}/"),
         data_dir = %config.data_dir.display(),
         business_keys = ?config.collector.business_keys,

@@ -23,6 +23,8 @@ fn serve_fails(data_dir: &Path, extra: &[&str]) -> (Output, String) {
         ("--otlp-grpc-addr", "127.0.0.1:0"),
         ("--otlp-http-addr", "127.0.0.1:0"),
         ("--zipkin-addr", "127.0.0.1:0"),
+        ("--sampling-http-addr", "127.0.0.1:0"),
+        ("--sampling-grpc-addr", "127.0.0.1:0"),
         ("--http-addr", "127.0.0.1:0"),
     ] {
         if !extra.contains(&flag) {
@@ -186,6 +188,10 @@ fn server_logs_into_a_file_have_no_colour_codes() {
             "--otlp-http-addr",
             "127.0.0.1:0",
             "--zipkin-addr",
+            "127.0.0.1:0",
+            "--sampling-http-addr",
+            "127.0.0.1:0",
+            "--sampling-grpc-addr",
             "127.0.0.1:0",
             "--http-addr",
             "127.0.0.1:0",

@@ -392,6 +392,153 @@ async fn sampling_keeps_error_spans_and_reloads_its_file_at_run_time() {
     assert_eq!(got, expect, "after the reload every noisy span is kept");
 }
 
+/// Head sampling from a Jaeger strategies file (`--sampling-strategies`, the file `clew
+/// serve` gives SDKs): a trace is kept or dropped whole by its entry span's operation
+/// strategy; error spans are kept anyway; a rate-limited service lets through its tokens'
+/// worth of whole traces; nothing sampled out is a rejection. The agent serves the same
+/// strategies to local SDKs (`--sampling-http-addr`) and follows a change of the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka (KAFKA_BOOTSTRAP from scripts/kafka-start); scripts/test runs it"]
+async fn jaeger_strategies_drive_head_sampling_and_are_served_to_local_sdks() {
+    let _broker = BROKER.read().await;
+    let topic = unique("agent-strategies");
+    create_topic(&topic, PARTITIONS).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let strategies = tmp.path().join("strategies.json");
+    let file = |noisy: f64| {
+        format!(
+            r#"{{"default_strategy": {{"type": "probabilistic", "param": 1.0}},
+                "service_strategies": [
+                  {{"service": "noisy", "type": "probabilistic", "param": {noisy},
+                    "operation_strategies": [{{"operation": "POST /keep", "type": "probabilistic", "param": 1}}]}},
+                  {{"service": "limited", "type": "ratelimiting", "param": 2}}]}}"#
+        )
+    };
+    std::fs::write(&strategies, file(0.0)).unwrap();
+    let brokers = bootstrap();
+    let mut args = agent_args(&topic, &brokers);
+    let strategies_arg = strategies.to_string_lossy().into_owned();
+    args.extend([
+        "--sampling-strategies",
+        &strategies_arg,
+        "--sampling-http-addr",
+        "127.0.0.1:0",
+    ]);
+    let agent = Agent::start(&tmp.path().join("spool"), &args);
+    let sampling = agent.sampling_http.expect("sampling served");
+    let noisy_answer = || async move {
+        reqwest::get(format!("http://{sampling}/sampling?service=noisy"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        noisy_answer().await,
+        r#"{"strategyType":0,"probabilisticSampling":{"samplingRate":0},"operationSampling":{"defaultSamplingProbability":0,"defaultLowerBoundTracesPerSecond":0,"perOperationStrategies":[{"operation":"POST /keep","probabilisticSampling":{"samplingRate":1}}],"defaultUpperBoundTracesPerSecond":0}}"#
+    );
+
+    let mut client = TraceServiceClient::connect(agent.otlp_grpc_url())
+        .await
+        .unwrap();
+    let mut expect = HashSet::new();
+    let mut sent = 0usize;
+    // noisy, entered by "op-1" (rate 0): dropped whole, but for the error spans
+    for t in 0..10u64 {
+        let trace = random_trace_id();
+        let base = 1000 * (t + 1);
+        let mut req = trace_request("noisy", trace, base, 3);
+        if t % 3 == 0 {
+            req.resource_spans[0].scope_spans[0].spans.push(error_span(
+                trace,
+                base + 4,
+                Some(base + 1),
+                "db",
+            ));
+            expect.insert(span_key(trace, base + 4));
+            sent += 1;
+        }
+        sent += 3;
+        let resp = client.export(req).await.unwrap().into_inner();
+        assert_eq!(resp.partial_success, None, "sampling is not a rejection");
+    }
+    // noisy, entered by "POST /keep" (rate 1), children first as SDKs send them: kept whole
+    for t in 0..5u64 {
+        let trace = random_trace_id();
+        let base = 100_000 + 1000 * t;
+        let spans = vec![
+            otlp_span(trace, base + 2, Some(base + 1), "SELECT", vec![]),
+            otlp_span(trace, base + 1, None, "POST /keep", vec![]),
+        ];
+        client.export(request("noisy", spans)).await.unwrap();
+        expect.extend([span_key(trace, base + 1), span_key(trace, base + 2)]);
+        sent += 2;
+    }
+    // limited: 10 traces in one request; the bucket holds 2 tokens at start
+    let mut limited = Vec::new();
+    let mut limited_traces = Vec::new();
+    for t in 0..10u64 {
+        let trace = random_trace_id();
+        let base = 200_000 + 1000 * t;
+        limited.push(otlp_span(trace, base + 1, None, "search", vec![]));
+        limited.push(otlp_span(trace, base + 2, Some(base + 1), "query", vec![]));
+        limited_traces.push((trace, base));
+        sent += 2;
+    }
+    let resp = client
+        .export(request("limited", limited))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.partial_success, None);
+
+    let seen = index(&read_topic(&topic, Duration::from_secs(60)));
+    let got: HashSet<_> = seen.keys().copied().collect();
+    let limited_kept: Vec<_> = limited_traces
+        .iter()
+        .filter(|(trace, base)| got.contains(&span_key(*trace, base + 1)))
+        .collect();
+    assert_eq!(limited_kept.len(), 2, "two tokens: two traces of limited");
+    for (trace, base) in limited_kept {
+        assert!(got.contains(&span_key(*trace, base + 2)), "kept whole");
+        expect.extend([span_key(*trace, base + 1), span_key(*trace, base + 2)]);
+    }
+    assert_eq!(got, expect);
+    assert_eq!(
+        agent
+            .metric("clew_agent_spans_sampled_out_total", &[])
+            .await,
+        (sent - expect.len()) as f64
+    );
+
+    // The file changes: the agent's answer and its decisions follow.
+    std::fs::write(&strategies, file(1.0)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !noisy_answer()
+        .await
+        .contains(r#""samplingRate":1},"operationSampling""#)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "strategies not reloaded within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in 0..5u64 {
+        let trace = random_trace_id();
+        let base = 300_000 + 1000 * t;
+        client
+            .export(trace_request("noisy", trace, base, 3))
+            .await
+            .unwrap();
+        expect.extend((1..=3).map(|i| span_key(trace, base + i)));
+    }
+    let seen = index(&read_topic(&topic, Duration::from_secs(60)));
+    let got: HashSet<_> = seen.keys().copied().collect();
+    assert_eq!(got, expect, "after the change noisy's traces are kept");
+}
+
 /// Issue 3 fault test: the broker is stopped while the agent receives traffic. The agent
 /// keeps acknowledging (it spools), the broker comes back (same port, same data), and every
 /// acknowledged span reaches the topic exactly once, each trace's spans in the order the

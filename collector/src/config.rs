@@ -4,6 +4,7 @@
 //! uses, so a missing key and `CollectorConfig::default()` agree.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clew_proto::from_otlp::Limits;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,20 @@ pub struct CollectorConfig {
     /// Zipkin v2 API listen address, `POST /api/v2/spans` (port 0: any free port).
     #[serde(default = "default_zipkin_addr")]
     pub zipkin_addr: String,
+    /// Jaeger remote sampling over HTTP, `GET /api/sampling?service=` (port 0: any free port).
+    #[serde(default = "default_sampling_http_addr")]
+    pub sampling_http_addr: String,
+    /// Jaeger remote sampling over gRPC, `jaeger.api_v2.SamplingManager` (port 0: any free port).
+    #[serde(default = "default_sampling_grpc_addr")]
+    pub sampling_grpc_addr: String,
+    /// Jaeger sampling-strategies file (JSON) served to SDKs, re-read when it changes
+    /// (absent: every service gets probabilistic `sampling_default_probability`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_strategies: Option<PathBuf>,
+    /// Jaeger's `default_sampling_probability`: the rate of the default strategy and of
+    /// strategies the file leaves incomplete.
+    #[serde(default = "default_sampling_probability")]
+    pub sampling_default_probability: f64,
     /// Largest accepted request, measured after decompression.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
@@ -88,6 +103,15 @@ fn default_otlp_http_addr() -> String {
 fn default_zipkin_addr() -> String {
     "127.0.0.1:9411".to_string()
 }
+fn default_sampling_http_addr() -> String {
+    "127.0.0.1:5778".to_string()
+}
+fn default_sampling_grpc_addr() -> String {
+    "127.0.0.1:5779".to_string()
+}
+fn default_sampling_probability() -> f64 {
+    crate::sampling::DEFAULT_SAMPLING_PROBABILITY
+}
 fn default_max_request_bytes() -> usize {
     64 * 1024 * 1024
 }
@@ -134,6 +158,10 @@ impl Default for CollectorConfig {
             otlp_grpc_addr: default_otlp_grpc_addr(),
             otlp_http_addr: default_otlp_http_addr(),
             zipkin_addr: default_zipkin_addr(),
+            sampling_http_addr: default_sampling_http_addr(),
+            sampling_grpc_addr: default_sampling_grpc_addr(),
+            sampling_strategies: None,
+            sampling_default_probability: default_sampling_probability(),
             max_request_bytes: default_max_request_bytes(),
             business_keys: Vec::new(),
             batch_max_spans: default_batch_max_spans(),
@@ -215,12 +243,27 @@ fn check_addr(key: &'static str, addr: &str) -> Result<()> {
     }
 }
 
+/// A sampling probability: a number in 0..=1.
+pub(crate) fn check_probability(key: &'static str, p: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        bad(key, format!("{p} is not a probability between 0 and 1"))
+    }
+}
+
 impl CollectorConfig {
     /// Checks the values without doing any I/O. Errors name the offending key.
     pub fn validate(&self) -> Result<()> {
         check_addr("collector.otlp_grpc_addr", &self.otlp_grpc_addr)?;
         check_addr("collector.otlp_http_addr", &self.otlp_http_addr)?;
         check_addr("collector.zipkin_addr", &self.zipkin_addr)?;
+        check_addr("collector.sampling_http_addr", &self.sampling_http_addr)?;
+        check_addr("collector.sampling_grpc_addr", &self.sampling_grpc_addr)?;
+        check_probability(
+            "collector.sampling_default_probability",
+            self.sampling_default_probability,
+        )?;
         self.validate_request_size()?;
         self.validate_queue()?;
         self.validate_business_keys()?;

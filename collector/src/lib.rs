@@ -33,6 +33,9 @@
 //! - [`pipeline`]: builds the stages behind the sink ([`pipeline::start`]); [`batcher`] and
 //!   [`writer`] are its stages.
 //! - [`error`]: the one error type and its gRPC/HTTP mapping; [`metrics`]: what is counted.
+//! - [`sampling`]: Jaeger remote sampling — the strategies file (Jaeger's format and
+//!   rules, re-read when it changes), its HTTP and gRPC endpoints, and the head sampling
+//!   `clew agent` derives from it.
 //! - [`sink`]: the seam where the front half hands spans on: the pipeline here, or the agent.
 //! - `agent` (cargo feature `kafka`): `clew agent` — the same receivers and front half in
 //!   front of Kafka (Avro) and a disk spool.
@@ -50,6 +53,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod receiver;
+pub mod sampling;
 pub mod sink;
 pub mod writer;
 pub mod zipkin;
@@ -66,7 +70,7 @@ use tracing::{info, warn};
 pub use config::{CollectorConfig, LimitsConfig, KAFKA_UNAVAILABLE};
 pub use error::{Error, Result};
 pub use pipeline::Ingest;
-use receiver::{bind, spawn_otlp, spawn_zipkin, Server};
+use receiver::{bind, spawn_otlp, spawn_sampling, spawn_zipkin, Server};
 
 /// How long [`Collector::shutdown`] waits for queued spans to be written and answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,6 +81,8 @@ pub struct Collector {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     zipkin_addr: SocketAddr,
+    sampling_http_addr: SocketAddr,
+    sampling_grpc_addr: SocketAddr,
     stop: watch::Sender<bool>,
     ingest: Ingest,
     #[cfg(feature = "kafka")]
@@ -102,6 +108,20 @@ impl Collector {
             bind("bind otlp http listener", &config.otlp_http_addr).await?;
         let (zipkin_listener, zipkin_addr) =
             bind("bind zipkin listener", &config.zipkin_addr).await?;
+        let (sampling_http_listener, sampling_http_addr) =
+            bind("bind sampling http listener", &config.sampling_http_addr).await?;
+        let (sampling_grpc_listener, sampling_grpc_addr) =
+            bind("bind sampling grpc listener", &config.sampling_grpc_addr).await?;
+        let strategies = Arc::new(
+            sampling::StrategyStore::load(
+                config.sampling_strategies.clone(),
+                config.sampling_default_probability,
+            )
+            .map_err(|message| Error::Config {
+                key: "collector.sampling_strategies",
+                message,
+            })?,
+        );
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
         let shared = receiver::Shared::new(&config, ingest.clone());
@@ -113,11 +133,19 @@ impl Collector {
         let (stop, stop_rx) = watch::channel(false);
         let mut servers = spawn_otlp(grpc_listener, http_listener, shared.clone(), &stop_rx);
         servers.push(spawn_zipkin(zipkin_listener, shared, &stop_rx));
-        info!(%grpc_addr, %http_addr, %zipkin_addr, "receivers listening (otlp grpc, otlp http, zipkin)");
+        servers.extend(spawn_sampling(
+            sampling_http_listener,
+            sampling_grpc_listener,
+            strategies,
+            &stop_rx,
+        ));
+        info!(%grpc_addr, %http_addr, %zipkin_addr, %sampling_http_addr, %sampling_grpc_addr, "receivers listening (otlp grpc, otlp http, zipkin, jaeger remote sampling http and grpc)");
         Ok(Collector {
             grpc_addr,
             http_addr,
             zipkin_addr,
+            sampling_http_addr,
+            sampling_grpc_addr,
             stop,
             ingest,
             #[cfg(feature = "kafka")]
@@ -140,6 +168,16 @@ impl Collector {
     /// Where the Zipkin v2 API is served (`POST /api/v2/spans`).
     pub fn zipkin_addr(&self) -> SocketAddr {
         self.zipkin_addr
+    }
+
+    /// Where Jaeger remote sampling is served over HTTP (`GET /api/sampling?service=`).
+    pub fn sampling_http_addr(&self) -> SocketAddr {
+        self.sampling_http_addr
+    }
+
+    /// Where Jaeger remote sampling is served over gRPC (`jaeger.api_v2.SamplingManager`).
+    pub fn sampling_grpc_addr(&self) -> SocketAddr {
+        self.sampling_grpc_addr
     }
 
     /// Stops accepting, lets in-flight requests finish, writes and answers everything

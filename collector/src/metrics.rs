@@ -235,3 +235,61 @@ pub fn queue_spans(spans: usize) {
 pub fn acked(protocol: Protocol, elapsed: Duration) {
     histogram!(ACK_SECONDS, "protocol" => protocol.as_str()).record(elapsed.as_secs_f64());
 }
+
+// Remote sampling (`sampling`): the strategies file and the answers served from it.
+pub const SAMPLING_RELOAD_ERRORS: &str = "clew_sampling_strategies_reload_errors_total";
+pub const SAMPLING_LAST_RELOAD: &str =
+    "clew_sampling_strategies_last_reload_success_timestamp_seconds";
+pub const SAMPLING_SERVICES: &str = "clew_sampling_strategies_services";
+pub const SAMPLING_REQUESTS: &str = "clew_sampling_requests_total";
+
+/// Why a strategies file was not applied, as a metric label.
+pub const SAMPLING_RELOAD_ERROR_REASONS: [&str; 2] = ["read", "invalid"];
+
+/// Registers the sampling metrics (by `clew serve` and `clew agent`, whichever loads a
+/// strategies file).
+pub fn describe_sampling() {
+    describe_counter!(
+        SAMPLING_RELOAD_ERRORS,
+        Unit::Count,
+        "versions of the sampling strategies file that were not applied, by reason (read: the file could not be read; invalid: not a valid strategies file); the last good strategies stay in force"
+    );
+    describe_gauge!(
+        SAMPLING_LAST_RELOAD,
+        Unit::Seconds,
+        "unix time at which the strategies in force were loaded (at start-up, or the last good change of the file)"
+    );
+    describe_gauge!(
+        SAMPLING_SERVICES,
+        Unit::Count,
+        "services with their own entry in the strategies in force"
+    );
+    describe_counter!(
+        SAMPLING_REQUESTS,
+        Unit::Count,
+        "sampling strategy requests answered, by protocol (http, grpc)"
+    );
+    for reason in SAMPLING_RELOAD_ERROR_REASONS {
+        counter!(SAMPLING_RELOAD_ERRORS, "reason" => reason).absolute(0);
+    }
+    for protocol in ["http", "grpc"] {
+        counter!(SAMPLING_REQUESTS, "protocol" => protocol).absolute(0);
+    }
+}
+
+pub fn sampling_reload_error(reason: &'static str) {
+    counter!(SAMPLING_RELOAD_ERRORS, "reason" => reason).increment(1);
+}
+
+pub fn sampling_loaded(services: usize) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    gauge!(SAMPLING_LAST_RELOAD).set(now);
+    gauge!(SAMPLING_SERVICES).set(services as f64);
+}
+
+pub fn sampling_request(protocol: &'static str) {
+    counter!(SAMPLING_REQUESTS, "protocol" => protocol).increment(1);
+}

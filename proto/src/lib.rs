@@ -16,11 +16,15 @@
 //! - [`avro`]: the Avro span-batch format agents ship through Kafka (single-object
 //!   encoding, schema `proto/schemas/span_batch_v1.avsc`, `docs/adr/0005-avro-wire-format.md`).
 //! - [`reject`]: why a span was refused, as metric labels and OTLP partial-success text.
+//! - [`lenient`]: OTLP requests with invalid UTF-8, decoded with the bytes replaced.
+//! - [`jaeger_sampling`]: Jaeger's remote-sampling messages (`jaeger.api_v2`, contract in
+//!   `proto/schemas/jaeger/api_v2/sampling.proto`).
 
 pub mod avro;
 pub mod encoding;
 pub mod from_otlp;
 pub mod ids;
+pub mod jaeger_sampling;
 pub mod lenient;
 pub mod model;
 pub mod reject;

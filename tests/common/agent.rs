@@ -14,6 +14,8 @@ pub struct Agent {
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
     pub metrics: SocketAddr,
+    /// `--sampling-http-addr`, when given.
+    pub sampling_http: Option<SocketAddr>,
     pub spool_dir: PathBuf,
 }
 
@@ -40,6 +42,8 @@ impl Agent {
             )
             .env_remove("CLEW_AGENT_CONFIG")
             .env_remove("CLEW_SAMPLING_FILE")
+            .env_remove("CLEW_SAMPLING_STRATEGIES")
+            .env_remove("CLEW_SAMPLING_HTTP_ADDR")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn clew agent");
@@ -77,6 +81,7 @@ impl Agent {
                 otlp_grpc: addr("otlp_grpc"),
                 otlp_http: addr("otlp_http"),
                 metrics: addr("metrics"),
+                sampling_http: fields.get("sampling_http").map(|_| addr("sampling_http")),
                 spool_dir: PathBuf::from(&fields["spool"]),
                 child,
             };

@@ -26,6 +26,15 @@
 //! file = "/etc/clew/sampling.toml"    # optional, re-read at run time
 //! reload_interval_ms = 1000
 //! ```
+//!
+//! Or, instead of the rates, the Jaeger sampling-strategies file `clew serve` gives the
+//! SDKs (see `sampling::head`), optionally served to local SDKs as Jaeger's agent did:
+//!
+//! ```toml
+//! sampling_http_addr = "127.0.0.1:5778"   # optional: GET /api/sampling?service=
+//! [sampling]
+//! strategies = "/etc/clew/strategies.json"
+//! ```
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -62,6 +71,10 @@ pub struct AgentConfig {
     /// Where `/metrics` (Prometheus) and `/healthz` are served.
     #[serde(default = "default_metrics_addr")]
     pub metrics_addr: String,
+    /// Serve Jaeger remote sampling over HTTP here (`GET /api/sampling?service=`, from
+    /// `sampling.strategies` or Jaeger's default strategy); absent: not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_http_addr: Option<String>,
     /// Largest accepted OTLP request, measured after decompression.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
@@ -144,6 +157,14 @@ pub struct SamplingConfig {
     pub file: Option<PathBuf>,
     #[serde(default = "default_reload_interval_ms")]
     pub reload_interval_ms: u64,
+    /// Jaeger sampling-strategies file (JSON, the one `clew serve` gives SDKs): when set,
+    /// head sampling follows it instead of the rates above (`sampling::head`), and it is
+    /// re-read every second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategies: Option<PathBuf>,
+    /// Jaeger's `default_sampling_probability` for that file.
+    #[serde(default = "default_sampling_probability")]
+    pub default_probability: f64,
 }
 
 fn default_otlp_grpc_addr() -> String {
@@ -201,6 +222,9 @@ fn default_rate() -> f64 {
 fn default_reload_interval_ms() -> u64 {
     1_000
 }
+fn default_sampling_probability() -> f64 {
+    crate::sampling::DEFAULT_SAMPLING_PROBABILITY
+}
 
 impl Default for AgentConfig {
     fn default() -> Self {
@@ -208,6 +232,7 @@ impl Default for AgentConfig {
             otlp_grpc_addr: default_otlp_grpc_addr(),
             otlp_http_addr: default_otlp_http_addr(),
             metrics_addr: default_metrics_addr(),
+            sampling_http_addr: None,
             max_request_bytes: default_max_request_bytes(),
             retry_after_secs: default_retry_after_secs(),
             limits: LimitsConfig::default(),
@@ -251,6 +276,8 @@ impl Default for SamplingConfig {
             services: BTreeMap::new(),
             file: None,
             reload_interval_ms: default_reload_interval_ms(),
+            strategies: None,
+            default_probability: default_sampling_probability(),
         }
     }
 }
@@ -351,6 +378,17 @@ impl SamplingConfig {
         if let Err(message) = self.rates().validate("sampling.") {
             return bad("sampling", message);
         }
+        crate::config::check_probability("sampling.default_probability", self.default_probability)?;
+        if self.strategies.is_some()
+            && (self.file.is_some()
+                || !self.services.is_empty()
+                || self.default_rate != default_rate())
+        {
+            return bad(
+                "sampling.strategies",
+                "a strategies file replaces default_rate, services and file: set one or the other",
+            );
+        }
         if !(50..=3_600_000).contains(&self.reload_interval_ms) {
             return bad(
                 "sampling.reload_interval_ms",
@@ -378,11 +416,16 @@ fn bad(key: &'static str, message: impl Into<String>) -> Result<()> {
 impl AgentConfig {
     /// Checks the values without doing any I/O. Errors name the offending key.
     pub fn validate(&self) -> Result<()> {
+        let sampling_http = self.sampling_http_addr.as_ref();
         for (key, addr) in [
-            ("otlp_grpc_addr", &self.otlp_grpc_addr),
-            ("otlp_http_addr", &self.otlp_http_addr),
-            ("metrics_addr", &self.metrics_addr),
-        ] {
+            ("otlp_grpc_addr", Some(&self.otlp_grpc_addr)),
+            ("otlp_http_addr", Some(&self.otlp_http_addr)),
+            ("metrics_addr", Some(&self.metrics_addr)),
+            ("sampling_http_addr", sampling_http),
+        ]
+        .into_iter()
+        .filter_map(|(k, a)| a.map(|a| (k, a)))
+        {
             if let Err(e) = addr.parse::<SocketAddr>() {
                 return bad(key, format!("{addr:?} is not an ip:port address: {e}"));
             }
@@ -467,6 +510,17 @@ file = "/etc/clew/sampling.toml"
             .insert("enable.idempotence".into(), "false".into());
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("kafka.properties"), "{e}");
+        let mut c = AgentConfig::default();
+        c.sampling.strategies = Some("/etc/s.json".into());
+        c.sampling.default_rate = 0.5;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("sampling.strategies"), "{e}");
+        let c = AgentConfig {
+            sampling_http_addr: Some("nope".into()),
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("sampling_http_addr"), "{e}");
         let mut c = AgentConfig::default();
         c.kafka.topic = "bad topic".into();
         assert!(c

@@ -8,14 +8,16 @@
 //!                                        code, limits and answers; no enrich: the collector
 //!                                        behind Kafka adds the business keys)
 //!
-//!  AgentSink::submit ─▶ sampler (per service, per trace id; errors always kept)
+//!  AgentSink::submit ─▶ head sampling (per service, per trace id; errors always kept):
+//!                       sampler (rates file) or sampling::head (Jaeger strategies file)
 //!                    ─▶ group by trace id ─▶ Avro single-object records ≤ message_max_bytes
 //!                       (key = trace id: a trace stays in one partition)
 //!                    ─▶ producer::Shipper::ship ─▶ Kafka (acks=all, idempotent) or spool (fsync)
 //!                    ─▶ answer: OK (+ partial success) / UNAVAILABLE + retry hint when the spool is full
 //!
-//!  background: Shipper::replay (spool ─▶ Kafka, in order), Sampler::watch (rates file),
-//!              /metrics + /healthz on metrics_addr
+//!  background: Shipper::replay (spool ─▶ Kafka, in order), Sampler::watch (rates file) or
+//!              StrategyStore::watch (strategies file), /metrics + /healthz on metrics_addr,
+//!              GET /api/sampling on sampling_http_addr (optional, for local SDKs)
 //! ```
 //!
 //! - [`config`]: [`AgentConfig`], the agent's own TOML file.
@@ -61,6 +63,8 @@ use crate::batcher::StoreRejections;
 use crate::error::{Error, Result};
 use crate::ingest::Front;
 use crate::receiver::{bind, serve_http, spawn_otlp, stopped, Server, Shared};
+use crate::sampling::head::HeadSampler;
+use crate::sampling::StrategyStore;
 use crate::sink::SpanSink;
 
 /// Requests with more spans than this are encoded on the blocking pool.
@@ -76,6 +80,7 @@ pub struct Agent {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     metrics_addr: SocketAddr,
+    sampling_http_addr: Option<SocketAddr>,
     spool_dir: PathBuf,
     stop_otlp: watch::Sender<bool>,
     stop_background: watch::Sender<bool>,
@@ -90,6 +95,31 @@ struct Listeners {
     grpc: (TcpListener, SocketAddr),
     http: (TcpListener, SocketAddr),
     metrics: (TcpListener, SocketAddr),
+    sampling_http: Option<(TcpListener, SocketAddr)>,
+}
+
+/// The agent's head sampling: rates per service (its own TOML file) or the Jaeger
+/// strategies file `clew serve` gives the SDKs.
+pub enum HeadSampling {
+    Rates(Arc<Sampler>),
+    Strategies(Arc<HeadSampler>),
+}
+
+impl HeadSampling {
+    /// The spans kept, each with its position in `spans`, in order.
+    pub fn sample(&self, spans: Vec<Span>) -> Vec<(usize, Span)> {
+        match self {
+            HeadSampling::Rates(sampler) => {
+                let rates = sampler.rates();
+                spans
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, s)| rates.keeps_span(s))
+                    .collect()
+            }
+            HeadSampling::Strategies(sampler) => sampler.sample(spans),
+        }
+    }
 }
 
 impl Agent {
@@ -107,18 +137,46 @@ impl Agent {
             .canonicalize()
             .unwrap_or_else(|_| config.spool.dir.clone());
         let shipper = Shipper::new(&config.kafka, &config.spool, spool)?;
-        let sampler = Arc::new(Sampler::new(
-            config.sampling.rates(),
-            config.sampling.file.clone(),
-        ));
-        let shared = receivers_shared(&config, sampler.clone(), shipper.clone());
-
         let (stop_otlp, otlp_stop) = watch::channel(false);
         let (stop_background, background_stop) = watch::channel(false);
+        let strategies = match (&config.sampling.strategies, &config.sampling_http_addr) {
+            (None, None) => None,
+            (file, _) => Some(Arc::new(
+                StrategyStore::load(file.clone(), config.sampling.default_probability).map_err(
+                    |message| Error::Config {
+                        key: "sampling.strategies",
+                        message,
+                    },
+                )?,
+            )),
+        };
+        let (sampling, sampling_watch) = match (&config.sampling.strategies, &strategies) {
+            (Some(_), Some(store)) => (
+                HeadSampling::Strategies(Arc::new(HeadSampler::new(store.clone()))),
+                tokio::spawn(
+                    store
+                        .clone()
+                        .watch(crate::sampling::RELOAD_INTERVAL, background_stop.clone()),
+                ),
+            ),
+            _ => {
+                let sampler = Arc::new(Sampler::new(
+                    config.sampling.rates(),
+                    config.sampling.file.clone(),
+                ));
+                let watch = tokio::spawn(sampler.clone().watch(
+                    Duration::from_millis(config.sampling.reload_interval_ms),
+                    background_stop.clone(),
+                ));
+                (HeadSampling::Rates(sampler), watch)
+            }
+        };
+        let shared = receivers_shared(&config, sampling, shipper.clone());
         let Listeners {
             grpc: (grpc_listener, grpc_addr),
             http: (http_listener, http_addr),
             metrics: (metrics_listener, metrics_addr),
+            sampling_http,
         } = listeners;
         let mut servers = spawn_otlp(grpc_listener, http_listener, shared, &otlp_stop);
         let metrics_server = tokio::spawn(serve_metrics(
@@ -127,13 +185,14 @@ impl Agent {
             stopped(&background_stop),
         ));
         servers.push(("metrics", metrics_server));
-        let replay = tokio::spawn(shipper.clone().replay(background_stop.clone()));
-        let watch = tokio::spawn(sampler.watch(
-            Duration::from_millis(config.sampling.reload_interval_ms),
-            background_stop,
-        ));
+        let sampling_http_addr = sampling_http.as_ref().map(|(_, a)| *a);
+        if let (Some((listener, _)), Some(store)) = (sampling_http, strategies) {
+            let server = crate::sampling::http::serve(listener, store, stopped(&background_stop));
+            servers.push(("sampling http", tokio::spawn(server)));
+        }
+        let replay = tokio::spawn(shipper.clone().replay(background_stop));
         info!(
-            %grpc_addr, %http_addr, %metrics_addr,
+            %grpc_addr, %http_addr, %metrics_addr, sampling_http_addr = ?sampling_http_addr,
             brokers = %config.kafka.brokers, topic = %config.kafka.topic,
             spool = %spool_dir.display(),
             spooled_records = recovery.records,
@@ -143,11 +202,12 @@ impl Agent {
             grpc_addr,
             http_addr,
             metrics_addr,
+            sampling_http_addr,
             spool_dir,
             stop_otlp,
             stop_background,
             servers,
-            background: vec![replay, watch],
+            background: vec![replay, sampling_watch],
             shipper,
             delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
         })
@@ -163,6 +223,11 @@ impl Agent {
 
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics_addr
+    }
+
+    /// Where Jaeger remote sampling is served to local SDKs, when configured.
+    pub fn sampling_http_addr(&self) -> Option<SocketAddr> {
+        self.sampling_http_addr
     }
 
     /// The spool directory (absolute when it could be resolved).
@@ -233,6 +298,10 @@ async fn bind_listeners(config: &AgentConfig) -> Result<Listeners> {
         grpc: bind("bind otlp grpc listener", &config.otlp_grpc_addr).await?,
         http: bind("bind otlp http listener", &config.otlp_http_addr).await?,
         metrics: bind("bind metrics listener", &config.metrics_addr).await?,
+        sampling_http: match &config.sampling_http_addr {
+            Some(addr) => Some(bind("bind sampling http listener", addr).await?),
+            None => None,
+        },
     })
 }
 
@@ -258,11 +327,11 @@ async fn open_spool(config: &SpoolConfig) -> Result<(Spool, Recovery)> {
 /// collector behind Kafka applies its own business keys), ending in the [`AgentSink`].
 fn receivers_shared(
     config: &AgentConfig,
-    sampler: Arc<Sampler>,
+    sampling: HeadSampling,
     shipper: Arc<Shipper>,
 ) -> Arc<Shared> {
     let sink = AgentSink {
-        sampler,
+        sampling,
         shipper,
         message_max_bytes: config.kafka.message_max_bytes as usize,
     };
@@ -290,7 +359,7 @@ async fn serve_metrics(
 
 /// The agent's end of the receivers: sample, encode, ship.
 pub struct AgentSink {
-    sampler: Arc<Sampler>,
+    sampling: HeadSampling,
     shipper: Arc<Shipper>,
     message_max_bytes: usize,
 }
@@ -298,13 +367,8 @@ pub struct AgentSink {
 #[async_trait]
 impl SpanSink for AgentSink {
     async fn submit(&self, spans: Vec<Span>) -> Result<StoreRejections> {
-        let rates = self.sampler.rates();
         let total = spans.len();
-        let kept: Vec<(usize, Span)> = spans
-            .into_iter()
-            .enumerate()
-            .filter(|(_, s)| rates.keeps_span(s))
-            .collect();
+        let kept = self.sampling.sample(spans);
         metrics::sampled_out(total - kept.len());
         if kept.is_empty() {
             return Ok(Vec::new());

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use clew_proto::{Span, TraceId};
+use clew_proto::Span;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -123,32 +123,9 @@ struct RatesFile {
     services: BTreeMap<String, f64>,
 }
 
-/// Where a trace falls in 0..2^64: a fixed mix of all 16 id bytes (trace ids are meant to
-/// be random, but not every SDK makes every byte random).
-pub fn trace_hash(id: &TraceId) -> u64 {
-    let hi = u64::from_be_bytes(id.0[..8].try_into().expect("8 bytes"));
-    let lo = u64::from_be_bytes(id.0[8..].try_into().expect("8 bytes"));
-    splitmix64(hi ^ splitmix64(lo))
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Whether a trace with this hash is kept at `rate`.
-pub fn keeps(hash: u64, rate: f64) -> bool {
-    if rate >= 1.0 {
-        return true;
-    }
-    if rate <= 0.0 {
-        return false;
-    }
-    // 2^64 × rate, exact enough: rates are configured with a few digits.
-    hash < (rate * 18_446_744_073_709_551_616.0) as u64
-}
+/// The trace-id hash and threshold of every head-sampling decision (one algorithm for the
+/// rates and the Jaeger strategies: `sampling::head`).
+pub use crate::sampling::head::{keeps, trace_hash};
 
 /// The sampler the agent runs: base rates from the agent config, the file over them.
 #[derive(Debug)]
@@ -283,7 +260,7 @@ mod tests {
     use std::sync::Arc as StdArc;
 
     use clew_proto::model::{Resource, Scope, SpanKind, StatusCode};
-    use clew_proto::SpanId;
+    use clew_proto::{SpanId, TraceId};
 
     use super::*;
 
@@ -384,14 +361,6 @@ mod tests {
                 assert_eq!(d, 0);
             }
         }
-    }
-
-    #[test]
-    fn keeps_edges() {
-        assert!(keeps(u64::MAX, 1.0));
-        assert!(!keeps(0, 0.0));
-        assert!(keeps(0, 0.000_001));
-        assert!(!keeps(u64::MAX, 0.999_999));
     }
 
     #[test]

@@ -135,6 +135,40 @@ pub(crate) fn spawn_zipkin(
     )
 }
 
+/// Spawns the Jaeger remote-sampling servers (HTTP and gRPC) over `store` and the task
+/// that re-reads its file; all stop once `stop` turns true.
+pub(crate) fn spawn_sampling(
+    http: TcpListener,
+    grpc: TcpListener,
+    store: Arc<crate::sampling::StrategyStore>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<Server> {
+    let watch = store
+        .clone()
+        .watch(crate::sampling::RELOAD_INTERVAL, stop.clone());
+    vec![
+        (
+            "sampling http",
+            tokio::spawn(crate::sampling::http::serve(
+                http,
+                store.clone(),
+                stopped(stop),
+            )),
+        ),
+        (
+            "sampling grpc",
+            tokio::spawn(crate::sampling::grpc::serve(grpc, store, stopped(stop))),
+        ),
+        (
+            "sampling reload",
+            tokio::spawn(async move {
+                watch.await;
+                Ok(())
+            }),
+        ),
+    ]
+}
+
 /// Resolves once `stop` turns true: a server's graceful-shutdown signal.
 pub(crate) fn stopped(stop: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
     let mut stop = stop.clone();

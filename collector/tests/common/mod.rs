@@ -181,6 +181,8 @@ pub fn test_config() -> CollectorConfig {
         otlp_grpc_addr: "127.0.0.1:0".into(),
         otlp_http_addr: "127.0.0.1:0".into(),
         zipkin_addr: "127.0.0.1:0".into(),
+        sampling_http_addr: "127.0.0.1:0".into(),
+        sampling_grpc_addr: "127.0.0.1:0".into(),
         business_keys: vec!["order_id".into(), "tenant".into()],
         batch_timeout_ms: 5,
         ..Default::default()
