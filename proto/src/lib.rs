@@ -5,7 +5,8 @@
 //! ```text
 //!  OTLP (protobuf / JSON) ──from_otlp──▶ Span ──encoding──▶ stored cell (version byte + protobuf)
 //!                                         │
-//!                                         └──▶ index document (built in clew-store)
+//!                                         ├──▶ index document (built in clew-store)
+//!                                         └──to_otlp──▶ OTLP TracesData (Jaeger remote storage reads)
 //! ```
 //!
 //! - [`ids`]: `TraceId` / `SpanId` newtypes with hex text forms.
@@ -15,14 +16,19 @@
 //! - [`encoding`]: the versioned stored-span encoding (`docs/adr/0003-span-encoding.md`).
 //! - [`avro`]: the Avro span-batch format agents ship through Kafka (single-object
 //!   encoding, schema `proto/schemas/span_batch_v1.avsc`, `docs/adr/0005-avro-wire-format.md`).
+//! - [`to_otlp`]: stored spans back to OTLP `TracesData`, grouped by resource and scope.
+//! - [`jaeger_storage`]: Jaeger v2's remote-storage gRPC API (`jaeger.storage.v2`),
+//!   generated from `proto/jaeger/storage/v2/*.proto` by `build.rs`.
 //! - [`reject`]: why a span was refused, as metric labels and OTLP partial-success text.
 
 pub mod avro;
 pub mod encoding;
 pub mod from_otlp;
 pub mod ids;
+pub mod jaeger_storage;
 pub mod model;
 pub mod reject;
+pub mod to_otlp;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use model::{BusinessKey, Resource, Scope, Span, SpanKind, StatusCode};
