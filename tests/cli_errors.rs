@@ -24,6 +24,7 @@ fn serve_fails(data_dir: &Path, extra: &[&str]) -> (Output, String) {
         ("--otlp-http-addr", "127.0.0.1:0"),
         ("--zipkin-addr", "127.0.0.1:0"),
         ("--http-addr", "127.0.0.1:0"),
+        ("--jaeger-storage-grpc-addr", "127.0.0.1:0"),
     ] {
         if !extra.contains(&flag) {
             args.extend([flag.to_string(), default.to_string()]);
@@ -188,6 +189,8 @@ fn server_logs_into_a_file_have_no_colour_codes() {
             "--zipkin-addr",
             "127.0.0.1:0",
             "--http-addr",
+            "127.0.0.1:0",
+            "--jaeger-storage-grpc-addr",
             "127.0.0.1:0",
         ])
         .env_remove("CLEW_CONFIG")

@@ -28,6 +28,8 @@ pub struct Clew {
     pub otlp_http: SocketAddr,
     pub zipkin: SocketAddr,
     pub http: SocketAddr,
+    /// Jaeger v2 remote storage (`jaeger.storage.v2` gRPC).
+    pub jaeger_storage_grpc: SocketAddr,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -56,6 +58,8 @@ impl Clew {
                 "--zipkin-addr",
                 "127.0.0.1:0",
                 "--http-addr",
+                "127.0.0.1:0",
+                "--jaeger-storage-grpc-addr",
                 "127.0.0.1:0",
             ])
             .args(["--business-key", "order_id"])
@@ -105,6 +109,7 @@ impl Clew {
                     otlp_http: get("otlp_http"),
                     zipkin: get("zipkin"),
                     http: get("http"),
+                    jaeger_storage_grpc: get("jaeger_storage_grpc"),
                     child,
                     data_dir: data_dir.to_path_buf(),
                     _tmp: None,
