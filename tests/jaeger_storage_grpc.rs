@@ -298,6 +298,8 @@ async fn purge_for_tests_empties_store_and_index() {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+    // one request per connection: a suite's client keeps no connection alive
+    assert_eq!(resp.headers()["connection"], "close");
     let (status, _) = clew
         .get(&format!("/api/traces/{}", hex::encode(before)))
         .await;

@@ -191,8 +191,10 @@ pub async fn readyz(State(state): State<QueryState>) -> Result<&'static str> {
 /// `POST /api/v1/purge` (only with `--enable-purge-for-tests`): deletes every stored
 /// trace, by expiring every bucket of the store and every partition of the index at once
 /// (retention with "now" at the end of time). For storage conformance suites that need an
-/// empty backend before each case.
-pub async fn purge(State(state): State<QueryState>) -> Result<&'static str> {
+/// empty backend before each case. The answer closes the connection: a suite calls it once
+/// per case, and a kept-alive connection would outlive the suite's client (Jaeger's
+/// integration tests check for leaked goroutines at the end).
+pub async fn purge(State(state): State<QueryState>) -> Result<Response> {
     tracing::warn!("purging every stored trace (--enable-purge-for-tests)");
     let doing = "failed to purge";
     let end_of_time = u64::MAX;
@@ -208,7 +210,7 @@ pub async fn purge(State(state): State<QueryState>) -> Result<&'static str> {
             after: timeout,
         }),
         Ok(Err(e)) => Err(Error::backend(doing, e)),
-        Ok(Ok(())) => Ok("purged"),
+        Ok(Ok(())) => Ok(([(header::CONNECTION, "close")], "purged").into_response()),
     }
 }
 
