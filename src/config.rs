@@ -10,6 +10,7 @@
 //!
 //! [query]
 //! http_addr = "127.0.0.1:16686"
+//! jaeger_storage_grpc_addr = "127.0.0.1:17271"   # Jaeger v2 remote storage (jaeger.storage.v2)
 //!
 //! [collector]                 # see clew_collector::CollectorConfig
 //! otlp_grpc_addr = "127.0.0.1:4317"
@@ -66,12 +67,22 @@ pub struct Config {
 pub struct QueryConfig {
     /// Address of the query API and UI.
     pub http_addr: SocketAddr,
+    /// Address of Jaeger v2's remote-storage gRPC API (`jaeger.storage.v2` TraceReader and
+    /// DependencyReader), for a Jaeger with a `grpc` storage backend pointed at clew.
+    pub jaeger_storage_grpc_addr: SocketAddr,
+    /// `POST /api/v1/purge` deletes every stored trace. Only for conformance test suites
+    /// (Jaeger's storage integration tests); set by `--enable-purge-for-tests` alone,
+    /// never from a config file, and never printed.
+    #[serde(skip)]
+    pub enable_purge_for_tests: bool,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 16686)),
+            jaeger_storage_grpc_addr: SocketAddr::from(([127, 0, 0, 1], 17271)),
+            enable_purge_for_tests: false,
         }
     }
 }
@@ -128,6 +139,15 @@ pub struct Overrides {
     /// Query API and UI listen address [default: 127.0.0.1:16686].
     #[arg(long, env = "CLEW_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// Jaeger v2 remote-storage gRPC listen address (`jaeger.storage.v2`)
+    /// [default: 127.0.0.1:17271].
+    #[arg(long, env = "CLEW_JAEGER_STORAGE_GRPC_ADDR", value_name = "ADDR")]
+    pub jaeger_storage_grpc_addr: Option<SocketAddr>,
+    /// TESTS ONLY: serve `POST /api/v1/purge`, which DESTROYS ALL STORED TRACES, for
+    /// storage conformance suites (Jaeger's storage integration tests). Never enable this
+    /// on a server holding data you want to keep.
+    #[arg(long, env = "CLEW_ENABLE_PURGE_FOR_TESTS")]
+    pub enable_purge_for_tests: bool,
     /// Attribute name to index as a business key (repeatable; adds to the config file's list).
     /// The environment variable takes a comma-separated list.
     #[arg(
@@ -197,6 +217,12 @@ impl Config {
         }
         if let Some(a) = o.http_addr {
             self.query.http_addr = a;
+        }
+        if let Some(a) = o.jaeger_storage_grpc_addr {
+            self.query.jaeger_storage_grpc_addr = a;
+        }
+        if o.enable_purge_for_tests {
+            self.query.enable_purge_for_tests = true;
         }
         for key in &o.business_keys {
             let key = key.trim();
@@ -279,6 +305,11 @@ mod tests {
         let c = Config::default();
         c.validate().unwrap();
         assert_eq!(c.query.http_addr.to_string(), "127.0.0.1:16686");
+        assert_eq!(
+            c.query.jaeger_storage_grpc_addr.to_string(),
+            "127.0.0.1:17271"
+        );
+        assert!(!c.query.enable_purge_for_tests);
         assert_eq!(c.collector.otlp_grpc_addr, "127.0.0.1:4317");
         assert_eq!(c.collector.otlp_http_addr, "127.0.0.1:4318");
         assert_eq!(c.collector.sampling_http_addr, "127.0.0.1:5778");
@@ -316,6 +347,44 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn jaeger_storage_address_from_file_then_flag_and_purge_only_from_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "[query]\njaeger_storage_grpc_addr = \"0.0.0.0:1234\"\n",
+        )
+        .unwrap();
+        let from_file = Config::load(&Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            from_file.query.jaeger_storage_grpc_addr.to_string(),
+            "0.0.0.0:1234"
+        );
+        let flagged = Config::load(&Overrides {
+            config: Some(path),
+            jaeger_storage_grpc_addr: Some("127.0.0.1:5555".parse().unwrap()),
+            enable_purge_for_tests: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            flagged.query.jaeger_storage_grpc_addr.to_string(),
+            "127.0.0.1:5555"
+        );
+        assert!(flagged.query.enable_purge_for_tests);
+        // the purge switch is neither printed nor read from a file
+        let printed = toml::to_string(&flagged).unwrap();
+        assert!(!printed.contains("purge"), "{printed}");
+        let file = dir.path().join("purge.toml");
+        std::fs::write(&file, "[query]\nenable_purge_for_tests = true\n").unwrap();
+        assert!(Config::from_file(&file).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline;
 //!                                    │    Jaeger remote sampling HTTP + gRPC)
 //!                                    ├─▶ query API (+ /metrics from the Prometheus recorder)
+//!                                    ├─▶ Jaeger remote storage (jaeger.storage.v2 gRPC readers)
 //!                                    └─▶ retention loop (drop expired buckets)
 //!  SIGTERM ─▶ stop receivers (Kafka: commit durable records, leave the group), drain pipeline ─▶ stop query API ─▶ close index, close store
 //! ```
@@ -45,6 +46,7 @@ struct Running {
     index: Arc<dyn clew_store::TraceIndex>,
     collector: clew_collector::Collector,
     query: tokio::task::JoinHandle<std::io::Result<()>>,
+    jaeger_storage: tokio::task::JoinHandle<std::io::Result<()>>,
     retention: tokio::task::JoinHandle<()>,
     stop_tx: tokio::sync::watch::Sender<bool>,
 }
@@ -86,6 +88,16 @@ async fn start_serving(
         .await
         .with_context(|| format!("failed to listen on {} (query API)", config.query.http_addr))?;
     let query_addr = query_listener.local_addr()?;
+    let jaeger_storage_listener =
+        tokio::net::TcpListener::bind(config.query.jaeger_storage_grpc_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to listen on {} (Jaeger remote storage gRPC)",
+                    config.query.jaeger_storage_grpc_addr
+                )
+            })?;
+    let jaeger_storage_addr = jaeger_storage_listener.local_addr()?;
     let collector =
         clew_collector::Collector::start(config.collector.clone(), store.clone(), index.clone())
             .await
@@ -100,7 +112,19 @@ async fn start_serving(
     .with_indexed(clew_query::Indexed {
         attributes: clew_query::IndexedAttributes::from_names(&config.indexed_attributes),
         business_keys: config.collector.business_keys.clone(),
-    });
+    })
+    .with_purge_for_tests(config.query.enable_purge_for_tests);
+    if config.query.enable_purge_for_tests {
+        warn!("--enable-purge-for-tests: POST /api/v1/purge deletes every stored trace");
+    }
+    let mut storage_stop = stop_rx.clone();
+    let jaeger_storage = tokio::spawn(clew_query::jaeger::storage_grpc::serve(
+        jaeger_storage_listener,
+        state.clone(),
+        async move {
+            let _ = storage_stop.wait_for(|s| *s).await;
+        },
+    ));
     let mut query_stop = stop_rx.clone();
     let query = tokio::spawn(clew_query::serve(query_listener, state, async move {
         let _ = query_stop.wait_for(|s| *s).await;
@@ -114,13 +138,14 @@ async fn start_serving(
 
     // One machine-readable line on stdout (tests and scripts read it), details in the log.
     println!(
-        "clew listening otlp_grpc={} otlp_http={} zipkin={} sampling_http={} sampling_grpc={} http={} data_dir={}",
+        "clew listening otlp_grpc={} otlp_http={} zipkin={} sampling_http={} sampling_grpc={} http={} jaeger_storage_grpc={} data_dir={}",
         collector.grpc_addr(),
         collector.http_addr(),
         collector.zipkin_addr(),
         collector.sampling_http_addr(),
         collector.sampling_grpc_addr(),
         query_addr,
+        jaeger_storage_addr,
         config.data_dir.display()
     );
     info!(
@@ -130,6 +155,7 @@ async fn start_serving(
         sampling_http = %collector.sampling_http_addr(),
         sampling_grpc = %collector.sampling_grpc_addr(),
         ui = %format!("http://{query_addr}/"),
+        jaeger_storage_grpc = %jaeger_storage_addr,
         data_dir = %config.data_dir.display(),
         business_keys = ?config.collector.business_keys,
         retention_days = config.retention_days,
@@ -140,6 +166,7 @@ async fn start_serving(
         index,
         collector,
         query,
+        jaeger_storage,
         retention,
         stop_tx,
     })
@@ -152,6 +179,7 @@ impl Running {
             index,
             collector,
             query,
+            jaeger_storage,
             retention,
             stop_tx,
         } = self;
@@ -173,6 +201,11 @@ impl Running {
         match query.await {
             Ok(Err(error)) => warn!(%error, "query API stopped with an error"),
             Err(error) => warn!(%error, "query API task failed"),
+            Ok(Ok(())) => {}
+        }
+        match jaeger_storage.await {
+            Ok(Err(error)) => warn!(%error, "Jaeger remote storage API stopped with an error"),
+            Err(error) => warn!(%error, "Jaeger remote storage API task failed"),
             Ok(Ok(())) => {}
         }
         let _ = retention.await;

@@ -26,6 +26,7 @@ fn serve_fails(data_dir: &Path, extra: &[&str]) -> (Output, String) {
         ("--sampling-http-addr", "127.0.0.1:0"),
         ("--sampling-grpc-addr", "127.0.0.1:0"),
         ("--http-addr", "127.0.0.1:0"),
+        ("--jaeger-storage-grpc-addr", "127.0.0.1:0"),
     ] {
         if !extra.contains(&flag) {
             args.extend([flag.to_string(), default.to_string()]);
@@ -194,6 +195,8 @@ fn server_logs_into_a_file_have_no_colour_codes() {
             "--sampling-grpc-addr",
             "127.0.0.1:0",
             "--http-addr",
+            "127.0.0.1:0",
+            "--jaeger-storage-grpc-addr",
             "127.0.0.1:0",
         ])
         .env_remove("CLEW_CONFIG")

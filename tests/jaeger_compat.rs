@@ -10,6 +10,11 @@
 //! bodies for the same bad requests. Where clew differs on purpose the test asserts the
 //! difference and says why.
 //!
+//! A second test runs an unmodified Jaeger v2 with clew as its remote storage
+//! (`tests/jaeger/remote-storage.yaml`: Jaeger's `grpc` storage backend reading clew's
+//! `jaeger.storage.v2` API and writing to clew's OTLP receiver) and checks that Jaeger's
+//! HTTP API and its `api_v3` answer exactly what clew's own Jaeger API answers.
+//!
 //! Needs the `jaeger` binary: `scripts/jaeger-fetch` builds it into `~/.cache/clew` (the
 //! test calls it first, so a new machine with Go builds it on the first run).
 
@@ -53,12 +58,21 @@ fn jaeger_binary() -> PathBuf {
 }
 
 impl Jaeger {
+    /// Jaeger with memory storage.
     fn start() -> Jaeger {
+        Jaeger::start_with(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jaeger/config.yaml"),
+            &[],
+        )
+    }
+
+    /// Jaeger with `config`, its ports from the environment (plus `env`).
+    fn start_with(config: &str, env: &[(&str, String)]) -> Jaeger {
         let (query, grpc, otlp_grpc, otlp_http) =
             (free_port(), free_port(), free_port(), free_port());
-        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jaeger/config.yaml");
         let child = Command::new(jaeger_binary())
             .args(["--config", config])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("JAEGER_QUERY_HTTP_PORT", query.to_string())
             .env("JAEGER_QUERY_GRPC_PORT", grpc.to_string())
             .env("JAEGER_OTLP_GRPC_PORT", otlp_grpc.to_string())
@@ -377,6 +391,86 @@ fn enc(text: &str) -> String {
         .collect()
 }
 
+/// Searches of the sent traces: (query string, how many of the sent traces it finds).
+fn search_cases(base_us: u64, failed: &str, health: &str) -> Vec<(String, usize)> {
+    let in_range = |from_ms: u64, to_ms: u64| {
+        format!(
+            "start={}&end={}",
+            base_us + from_ms * 1000,
+            base_us + to_ms * 1000
+        )
+    };
+    // (query, how many of the sent traces it finds)
+    let s = |q: &str| q.to_string();
+    vec![
+        (s("service=frontend"), 3),
+        (
+            format!("service=frontend&operation={}", enc("GET /checkout")),
+            2,
+        ),
+        (
+            format!("service=frontend&tags={}", enc(r#"{"order_id":"o-1"}"#)),
+            1,
+        ),
+        (s("service=frontend&tag=order_id:o-2"), 1),
+        // the key is on the frontend span: no checkout span carries it
+        (
+            format!("service=checkout&tags={}", enc(r#"{"order_id":"o-1"}"#)),
+            0,
+        ),
+        (
+            format!(
+                "service=frontend&tags={}",
+                enc(r#"{"order_id":"o-1","cached":"false"}"#)
+            ),
+            1,
+        ),
+        (
+            format!(
+                "service=frontend&tags={}",
+                enc(r#"{"order_id":"o-1","cached":"true"}"#)
+            ),
+            0,
+        ),
+        (s("service=frontend&tag=http.status_code:200"), 1),
+        (s("service=frontend&tag=ratio:0.5"), 1),
+        (
+            format!(
+                "service=frontend&tag={}",
+                enc(r#"labels:["a","\u003cb\u003e"]"#)
+            ),
+            2,
+        ),
+        (s("service=frontend&tag=peer.ipv4:167772161"), 2),
+        // resource and event attributes are searchable too
+        (s("service=frontend&tag=host.name:test-host"), 3),
+        (s("service=payments&tag=exception.type:PaymentDeclined"), 1),
+        (s("service=checkout&tag=currency:EUR"), 2),
+        (s("service=payments&minDuration=50ms"), 1),
+        (s("service=payments&maxDuration=50ms"), 1),
+        (s("service=payments&minDuration=10ms&maxDuration=1m"), 2),
+        (format!("service=frontend&{}", in_range(1500, 2500)), 1),
+        (format!("service=frontend&{}", in_range(0, 1)), 1),
+        (s("service=frontend&limit=1"), 1),
+        // the newest frontend trace is cached: the answer is on the index's second page
+        (s("service=frontend&tag=cached:false&limit=1"), 1),
+        (s("service=notifier&operation=consume+order"), 1),
+        (s("service=nosuch"), 0),
+        // start after end: nothing, and no error
+        (
+            format!(
+                "service=frontend&start={}&end={}",
+                base_us + 2_000_000,
+                base_us
+            ),
+            0,
+        ),
+        // `lookback` is the UI's: the API ignores it
+        (s("service=frontend&lookback=1h"), 3),
+        (format!("traceID={failed}&traceID={health}"), 2),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Jaeger v2 binary (scripts/jaeger-fetch builds it with Go); run with --ignored"]
 async fn jaeger_api_answers_like_jaeger_v2() {
@@ -469,82 +563,7 @@ async fn jaeger_api_answers_like_jaeger_v2() {
     }
 
     // searches: same trace ids, same traces
-    let in_range = |from_ms: u64, to_ms: u64| {
-        format!(
-            "start={}&end={}",
-            base_us + from_ms * 1000,
-            base_us + to_ms * 1000
-        )
-    };
-    // (query, how many of the sent traces it finds)
-    let s = |q: &str| q.to_string();
-    let searches: Vec<(String, usize)> = vec![
-        (s("service=frontend"), 3),
-        (
-            format!("service=frontend&operation={}", enc("GET /checkout")),
-            2,
-        ),
-        (
-            format!("service=frontend&tags={}", enc(r#"{"order_id":"o-1"}"#)),
-            1,
-        ),
-        (s("service=frontend&tag=order_id:o-2"), 1),
-        // the key is on the frontend span: no checkout span carries it
-        (
-            format!("service=checkout&tags={}", enc(r#"{"order_id":"o-1"}"#)),
-            0,
-        ),
-        (
-            format!(
-                "service=frontend&tags={}",
-                enc(r#"{"order_id":"o-1","cached":"false"}"#)
-            ),
-            1,
-        ),
-        (
-            format!(
-                "service=frontend&tags={}",
-                enc(r#"{"order_id":"o-1","cached":"true"}"#)
-            ),
-            0,
-        ),
-        (s("service=frontend&tag=http.status_code:200"), 1),
-        (s("service=frontend&tag=ratio:0.5"), 1),
-        (
-            format!(
-                "service=frontend&tag={}",
-                enc(r#"labels:["a","\u003cb\u003e"]"#)
-            ),
-            2,
-        ),
-        (s("service=frontend&tag=peer.ipv4:167772161"), 2),
-        // resource and event attributes are searchable too
-        (s("service=frontend&tag=host.name:test-host"), 3),
-        (s("service=payments&tag=exception.type:PaymentDeclined"), 1),
-        (s("service=checkout&tag=currency:EUR"), 2),
-        (s("service=payments&minDuration=50ms"), 1),
-        (s("service=payments&maxDuration=50ms"), 1),
-        (s("service=payments&minDuration=10ms&maxDuration=1m"), 2),
-        (format!("service=frontend&{}", in_range(1500, 2500)), 1),
-        (format!("service=frontend&{}", in_range(0, 1)), 1),
-        (s("service=frontend&limit=1"), 1),
-        // the newest frontend trace is cached: the answer is on the index's second page
-        (s("service=frontend&tag=cached:false&limit=1"), 1),
-        (s("service=notifier&operation=consume+order"), 1),
-        (s("service=nosuch"), 0),
-        // start after end: nothing, and no error
-        (
-            format!(
-                "service=frontend&start={}&end={}",
-                base_us + 2_000_000,
-                base_us
-            ),
-            0,
-        ),
-        // `lookback` is the UI's: the API ignores it
-        (s("service=frontend&lookback=1h"), 3),
-        (format!("traceID={failed}&traceID={health}"), 2),
-    ];
+    let searches = search_cases(base_us, failed, health);
     for (q, count) in &searches {
         let path = format!("/api/traces?{q}");
         let (js, jb) = get(&j, &path).await;
@@ -821,4 +840,308 @@ async fn jaeger_api_answers_like_jaeger_v2() {
             assert_eq!((js, &jb), (cs, &cb), "{path}");
         }
     }
+}
+
+/// RFC 3339 text of a time (UTC, nanoseconds), as Jaeger's `api_v3` parameters take it.
+fn rfc3339(t: SystemTime) -> String {
+    let nanos = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let (secs, frac) = (
+        nanos.div_euclid(1_000_000_000),
+        nanos.rem_euclid(1_000_000_000),
+    );
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // civil from days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// `(span id, operation name)` of every span of a Jaeger API trace.
+fn span_names(trace: &Value) -> BTreeSet<(String, String)> {
+    trace["spans"]
+        .as_array()
+        .expect("spans")
+        .iter()
+        .map(|s| {
+            (
+                s["spanID"].as_str().unwrap().to_string(),
+                s["operationName"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `(span id, name)` of every span of an `api_v3` answer (OTLP JSON, hex ids), and the
+/// trace ids in it.
+fn v3_span_names(answer: &Value) -> (BTreeSet<String>, BTreeSet<(String, String)>) {
+    let mut traces = BTreeSet::new();
+    let mut spans = BTreeSet::new();
+    for rs in answer["result"]["resourceSpans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+            for s in ss["spans"].as_array().into_iter().flatten() {
+                traces.insert(s["traceId"].as_str().unwrap().to_string());
+                spans.insert((
+                    s["spanId"].as_str().unwrap().to_string(),
+                    s["name"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    (traces, spans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Jaeger v2 binary (scripts/jaeger-fetch builds it with Go); run with --ignored"]
+async fn jaeger_via_remote_storage_answers_like_clew() {
+    let clew = Clew::start(&[]);
+    let jaeger = Jaeger::start_with(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/jaeger/remote-storage.yaml"
+        ),
+        &[
+            ("CLEW_JAEGER_STORAGE", clew.jaeger_storage_grpc.to_string()),
+            ("CLEW_OTLP_GRPC", clew.otlp_grpc.to_string()),
+        ],
+    );
+    let (j, c) = (jaeger.query.clone(), format!("http://{}", clew.http));
+    wait_up(&c).await;
+    wait_up(&j).await;
+
+    // Jaeger's own OTLP receiver writes through its grpc storage into clew
+    let via_jaeger = random_trace_id();
+    let export = request(
+        "via-jaeger",
+        vec![otlp_span(
+            via_jaeger,
+            1,
+            None,
+            "written by jaeger",
+            vec![kv("k", "v")],
+        )],
+    );
+    let resp = reqwest::Client::new()
+        .post(jaeger.otlp_http.as_str())
+        .header("content-type", "application/x-protobuf")
+        .body(prost::Message::encode_to_vec(&export))
+        .send()
+        .await
+        .expect("otlp post to jaeger");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let via_jaeger = hex::encode(via_jaeger);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = get(&c, &format!("/api/traces/{via_jaeger}")).await;
+        if status == 200 {
+            assert_eq!(
+                body["data"][0]["spans"][0]["operationName"],
+                "written by jaeger"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "clew never got the span Jaeger took in: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // the differential data set, sent to clew only
+    let base = SystemTime::now() - Duration::from_secs(600);
+    let urls = vec![clew.otlp_http_url()];
+    let sent = tokio::task::spawn_blocking(move || send::send(&urls, base))
+        .await
+        .unwrap();
+    let [health, failed, _ok_order, _consumer] = sent.traces.as_slice() else {
+        panic!("four traces sent")
+    };
+    let base_us = base
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = get(&c, "/api/traces?service=notifier&limit=100").await;
+        if trace_ids_of(&body).len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "clew never had all traces: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // services and operations
+    let (js, jb) = get(&j, "/api/services").await;
+    let (cs, cb) = get(&c, "/api/services").await;
+    assert_eq!(
+        (js, sorted_data(&jb), &jb["total"]),
+        (cs, sorted_data(&cb), &cb["total"])
+    );
+    assert!(cb["data"].to_string().contains("\"via-jaeger\""), "{cb}");
+    for service in [
+        "frontend",
+        "checkout",
+        "payments",
+        "notifier",
+        "via-jaeger",
+        "nosuch",
+    ] {
+        let path = format!("/api/services/{service}/operations");
+        let (js, jb) = get(&j, &path).await;
+        let (cs, cb) = get(&c, &path).await;
+        assert_eq!((js, sorted_data(&jb)), (cs, sorted_data(&cb)), "{path}");
+        for kind in ["", "server", "client", "internal", "producer", "consumer"] {
+            let path = format!("/api/operations?service={service}&spanKind={kind}");
+            let (js, jb) = get(&j, &path).await;
+            let (cs, cb) = get(&c, &path).await;
+            assert_eq!((js, sorted_data(&jb)), (cs, sorted_data(&cb)), "{path}");
+            assert_eq!(jb["total"], cb["total"], "{path}");
+        }
+    }
+    let (_, cb) = get(&c, "/api/operations?service=checkout&spanKind=server").await;
+    assert_eq!(
+        cb["data"],
+        json!([{"name": "PlaceOrder", "spanKind": "server"}])
+    );
+
+    // every trace, whole, with Jaeger's adjusters and raw
+    let mut all = sent.traces.clone();
+    all.push(via_jaeger.clone());
+    for id in &all {
+        for query in ["", "?raw=true"] {
+            let path = format!("/api/traces/{id}{query}");
+            let (js, jb) = get(&j, &path).await;
+            let (cs, cb) = get(&c, &path).await;
+            assert_eq!((js, cs), (200, 200), "{path}: jaeger {jb} clew {cb}");
+            assert_eq!(jb["data"].as_array().map(Vec::len), Some(1), "{jb}");
+            let sort = query.is_empty();
+            assert_eq!(
+                normalise(&jb["data"][0], sort),
+                normalise(&cb["data"][0], sort),
+                "{path}"
+            );
+        }
+    }
+    // an unknown trace: the same 404
+    let path = "/api/traces/0000000000000000000000000000abcd";
+    let (js, jb) = get(&j, path).await;
+    let (cs, cb) = get(&c, path).await;
+    assert_eq!((js, &jb), (cs, &cb), "{path}");
+    assert_eq!(js, 404);
+
+    // searches: the same trace ids and traces
+    for (q, count) in search_cases(base_us, failed, health) {
+        let path = format!("/api/traces?{q}");
+        let (js, jb) = get(&j, &path).await;
+        let (cs, cb) = get(&c, &path).await;
+        assert_eq!((js, cs), (200, 200), "{path}: jaeger {jb} clew {cb}");
+        assert_eq!(trace_ids_of(&jb), trace_ids_of(&cb), "{path}");
+        assert_eq!(trace_ids_of(&cb).len(), count, "{path}: {cb}");
+        let mut jd = jb["data"].as_array().unwrap().clone();
+        let mut cd = cb["data"].as_array().unwrap().clone();
+        jd.sort_by_key(|t| t["traceID"].to_string());
+        cd.sort_by_key(|t| t["traceID"].to_string());
+        for (jt, ct) in jd.iter().zip(&cd) {
+            assert_eq!(normalise_trace(jt), normalise_trace(ct), "{path}");
+        }
+    }
+    // error=true is clew's (the failing trace) through Jaeger too
+    let path = "/api/traces?service=payments&tag=error:true";
+    let (_, jb) = get(&j, path).await;
+    let (_, cb) = get(&c, path).await;
+    assert_eq!(trace_ids_of(&jb), trace_ids_of(&cb), "{path}");
+    assert_eq!(
+        trace_ids_of(&jb),
+        BTreeSet::from([failed.clone()]),
+        "{path}"
+    );
+
+    // dependencies
+    let now_ms = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for q in [
+        format!("endTs={now_ms}&lookback=3600000"),
+        String::new(),
+        format!("endTs={}&lookback=1000", now_ms - 3_600_000),
+    ] {
+        let path = format!("/api/dependencies?{q}");
+        let (js, jb) = get(&j, &path).await;
+        let (cs, cb) = get(&c, &path).await;
+        assert_eq!((js, sorted_data(&jb)), (cs, sorted_data(&cb)), "{path}");
+    }
+    let (_, cb) = get(
+        &c,
+        &format!("/api/dependencies?endTs={now_ms}&lookback=3600000"),
+    )
+    .await;
+    assert!(
+        cb["data"].to_string().contains(r#""parent":"checkout""#),
+        "the sent traces have links: {cb}"
+    );
+
+    // api_v3: services, operations, a trace by id, a search
+    let (status, jb) = get(&j, "/api/v3/services").await;
+    let (_, cb) = get(&c, "/api/services").await;
+    assert_eq!(status, 200, "{jb}");
+    let mut v3_services: Vec<Value> = jb["services"].as_array().cloned().unwrap_or_default();
+    v3_services.sort_by_key(|v| v.to_string());
+    assert_eq!(Value::Array(v3_services), sorted_data(&cb));
+    for service in ["checkout", "notifier"] {
+        let (status, jb) = get(&j, &format!("/api/v3/operations?service={service}")).await;
+        assert_eq!(status, 200, "{jb}");
+        let (_, cb) = get(&c, &format!("/api/operations?service={service}")).await;
+        let ops = |items: &Value| -> BTreeSet<(String, String)> {
+            items
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|o| {
+                    (
+                        o["name"].as_str().unwrap_or_default().to_string(),
+                        o["spanKind"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(ops(&jb["operations"]), ops(&cb["data"]), "{service}");
+    }
+    for id in &all {
+        let (status, jb) = get(&j, &format!("/api/v3/traces/{id}")).await;
+        assert_eq!(status, 200, "{jb}");
+        let (_, cb) = get(&c, &format!("/api/traces/{id}?raw=true")).await;
+        let (traces, spans) = v3_span_names(&jb);
+        assert_eq!(traces, BTreeSet::from([id.clone()]));
+        assert_eq!(spans, span_names(&cb["data"][0]), "{id}");
+    }
+    let path = format!(
+        "/api/v3/traces?query.service_name=frontend&query.start_time_min={}&query.start_time_max={}&query.num_traces=100",
+        enc(&rfc3339(base - Duration::from_secs(60))),
+        enc(&rfc3339(SystemTime::now()))
+    );
+    let (status, jb) = get(&j, &path).await;
+    assert_eq!(status, 200, "{path}: {jb}");
+    let (_, cb) = get(&c, "/api/traces?service=frontend").await;
+    assert_eq!(v3_span_names(&jb).0, trace_ids_of(&cb), "{path}");
+    assert_eq!(trace_ids_of(&cb).len(), 3);
 }

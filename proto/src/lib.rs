@@ -5,7 +5,8 @@
 //! ```text
 //!  OTLP (protobuf / JSON) ──from_otlp──▶ Span ──encoding──▶ stored cell (version byte + protobuf)
 //!                                         │
-//!                                         └──▶ index document (built in clew-store)
+//!                                         ├──▶ index document (built in clew-store)
+//!                                         └──to_otlp──▶ OTLP TracesData (Jaeger remote storage reads)
 //! ```
 //!
 //! - [`ids`]: `TraceId` / `SpanId` newtypes with hex text forms.
@@ -15,6 +16,9 @@
 //! - [`encoding`]: the versioned stored-span encoding (`docs/adr/0003-span-encoding.md`).
 //! - [`avro`]: the Avro span-batch format agents ship through Kafka (single-object
 //!   encoding, schema `proto/schemas/span_batch_v1.avsc`, `docs/adr/0005-avro-wire-format.md`).
+//! - [`to_otlp`]: stored spans back to OTLP `TracesData`, grouped by resource and scope.
+//! - [`jaeger_storage`]: Jaeger v2's remote-storage gRPC API (`jaeger.storage.v2`),
+//!   generated from `proto/jaeger/storage/v2/*.proto` by `build.rs`.
 //! - [`reject`]: why a span was refused, as metric labels and OTLP partial-success text.
 //! - [`lenient`]: OTLP requests with invalid UTF-8, decoded with the bytes replaced.
 //! - [`jaeger_sampling`]: Jaeger's remote-sampling messages (`jaeger.api_v2`, contract in
@@ -25,9 +29,11 @@ pub mod encoding;
 pub mod from_otlp;
 pub mod ids;
 pub mod jaeger_sampling;
+pub mod jaeger_storage;
 pub mod lenient;
 pub mod model;
 pub mod reject;
+pub mod to_otlp;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use model::{BusinessKey, Resource, Scope, Span, SpanKind, StatusCode};

@@ -10,6 +10,10 @@
 //! | everything else | 500, with a message saying what failed |
 //!
 //! Every answer is `{"error": "<lowercase message>"}` as `application/json`.
+//!
+//! The gRPC API (Jaeger remote storage) answers the same errors with the matching gRPC
+//! code ([`Error::to_grpc_status`]): 400 → INVALID_ARGUMENT, 404 → NOT_FOUND, 503 →
+//! UNAVAILABLE, 500 → INTERNAL, with the same message.
 
 use std::time::Duration;
 
@@ -92,6 +96,24 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The gRPC status this error is answered with (see the module docs).
+    pub fn to_grpc_status(&self) -> tonic::Status {
+        let code = match self.status() {
+            StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
+            StatusCode::NOT_FOUND => tonic::Code::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => tonic::Code::Unimplemented,
+            StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+            _ => tonic::Code::Internal,
+        };
+        let message = self.to_string();
+        if code == tonic::Code::Internal || code == tonic::Code::Unavailable {
+            tracing::warn!(error = %message, ?code, "grpc query failed");
+        }
+        tonic::Status::new(code, message)
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -140,6 +162,22 @@ mod tests {
             corrupt.to_string(),
             "fetching: corrupt data in span cell: bad version byte"
         );
+    }
+
+    #[test]
+    fn grpc_codes() {
+        use tonic::Code;
+        assert_eq!(
+            Error::bad_request("x").to_grpc_status().code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            Error::NotFound("x".into()).to_grpc_status().code(),
+            Code::NotFound
+        );
+        let down = Error::backend("searching", clew_store::Error::unavailable("index", "down"));
+        assert_eq!(down.to_grpc_status().code(), Code::Unavailable);
+        assert_eq!(down.to_grpc_status().message(), down.to_string());
     }
 
     #[test]

@@ -18,7 +18,12 @@
 //! - [`error`]: the one error type and its one mapping to HTTP.
 //! - [`metrics`]: `clew_query_*` metrics.
 //! - [`jaeger`]: Jaeger's HTTP query API (`/api/services`, `/api/traces`, …) over the same
-//!   two phases, answering with Jaeger's envelope, span shape and error texts.
+//!   two phases, answering with Jaeger's envelope, span shape and error texts; and
+//!   [`jaeger::storage_grpc`], Jaeger v2's remote-storage gRPC API (`jaeger.storage.v2`)
+//!   giving the same answers as OTLP, on its own listener (`query.jaeger_storage_grpc_addr`,
+//!   by default 127.0.0.1:17271).
+//! - `POST /api/v1/purge` exists only with `--enable-purge-for-tests` and deletes every
+//!   stored trace (for Jaeger's storage integration tests).
 //! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
 //!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`).
 //!
@@ -71,6 +76,8 @@ pub struct QueryState {
     pub timeout: Duration,
     /// What the index can search by `attr=`; `None` (the default) checks nothing.
     pub indexed: Option<Arc<Indexed>>,
+    /// Serve `POST /api/v1/purge`, which deletes every stored trace (tests only).
+    pub purge_for_tests: bool,
 }
 
 /// The attributes the trace index holds terms for, as configured where spans are indexed
@@ -107,12 +114,20 @@ impl QueryState {
             metrics_render,
             timeout: DEFAULT_TIMEOUT,
             indexed: None,
+            purge_for_tests: false,
         }
     }
 
     /// Checks `attr=` conditions against what is indexed (see [`Indexed`]).
     pub fn with_indexed(mut self, indexed: Indexed) -> Self {
         self.indexed = Some(Arc::new(indexed));
+        self
+    }
+
+    /// Serves `POST /api/v1/purge`, which DESTROYS EVERY STORED TRACE: only for storage
+    /// conformance suites (`clew serve --enable-purge-for-tests`).
+    pub fn with_purge_for_tests(mut self, enabled: bool) -> Self {
+        self.purge_for_tests = enabled;
         self
     }
 
@@ -126,7 +141,11 @@ impl QueryState {
 /// unknown paths included).
 pub fn router(state: QueryState) -> Router {
     metrics::describe();
-    Router::new()
+    let mut router: Router<QueryState> = Router::new();
+    if state.purge_for_tests {
+        router = router.route("/api/v1/purge", axum::routing::post(routes::purge));
+    }
+    router
         .route("/", get(routes::search_page))
         .route("/trace/{trace_id}", get(routes::trace_page))
         .route("/keys/{name}/{value}", get(routes::keys_page))

@@ -193,6 +193,32 @@ pub async fn readyz(State(state): State<QueryState>) -> Result<&'static str> {
     Ok("ok")
 }
 
+/// `POST /api/v1/purge` (only with `--enable-purge-for-tests`): deletes every stored
+/// trace, by expiring every bucket of the store and every partition of the index at once
+/// (retention with "now" at the end of time). For storage conformance suites that need an
+/// empty backend before each case. The answer closes the connection: a suite calls it once
+/// per case, and a kept-alive connection would outlive the suite's client (Jaeger's
+/// integration tests check for leaked goroutines at the end).
+pub async fn purge(State(state): State<QueryState>) -> Result<Response> {
+    tracing::warn!("purging every stored trace (--enable-purge-for-tests)");
+    let doing = "failed to purge";
+    let end_of_time = u64::MAX;
+    let timeout = state.timeout * 3;
+    let purged = async {
+        state.index.drop_expired(end_of_time).await?;
+        state.store.drop_expired(end_of_time).await?;
+        state.index.refresh().await
+    };
+    match tokio::time::timeout(timeout, purged).await {
+        Err(_) => Err(Error::Timeout {
+            doing: doing.into(),
+            after: timeout,
+        }),
+        Ok(Err(e)) => Err(Error::backend(doing, e)),
+        Ok(Ok(())) => Ok(([(header::CONNECTION, "close")], "purged").into_response()),
+    }
+}
+
 /// `GET /metrics`: Prometheus text, rendered by whatever the binary installed.
 pub async fn metrics(State(state): State<QueryState>) -> Response {
     let render = state.metrics_render.clone();

@@ -30,6 +30,8 @@ pub struct Clew {
     pub sampling_http: SocketAddr,
     pub sampling_grpc: SocketAddr,
     pub http: SocketAddr,
+    /// Jaeger v2 remote storage (`jaeger.storage.v2` gRPC).
+    pub jaeger_storage_grpc: SocketAddr,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -67,6 +69,8 @@ impl Clew {
                 "--sampling-grpc-addr",
                 "127.0.0.1:0",
                 "--http-addr",
+                "127.0.0.1:0",
+                "--jaeger-storage-grpc-addr",
                 "127.0.0.1:0",
             ])
             .args(["--business-key", "order_id"])
@@ -118,6 +122,7 @@ impl Clew {
                     sampling_http: get("sampling_http"),
                     sampling_grpc: get("sampling_grpc"),
                     http: get("http"),
+                    jaeger_storage_grpc: get("jaeger_storage_grpc"),
                     child,
                     data_dir: data_dir.to_path_buf(),
                     _tmp: None,

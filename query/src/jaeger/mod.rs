@@ -41,6 +41,7 @@
 //!   asked for.
 
 pub mod params;
+pub mod storage_grpc;
 pub mod translate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -174,12 +175,34 @@ async fn operations(State(state): State<QueryState>, RawQuery(raw): RawQuery) ->
         return bad_request("parameter 'service' is required");
     }
     let kind = form.value("spanKind").to_string();
+    match list_operations(&state, &service, &kind).await {
+        Ok(operations) => {
+            let data: Vec<Json> = operations
+                .into_iter()
+                .map(|(name, span_kind)| json!({"name": name, "spanKind": span_kind}))
+                .collect();
+            let total = data.len();
+            ok(Json::Array(data), total)
+        }
+        Err(e) => from_error(e),
+    }
+}
+
+/// The `(name, span kind)` operations of `service`, sorted, of one `kind` (Jaeger's
+/// lowercase text; empty: every kind). Kinds are read from the newest [`SCAN_BUDGET`]
+/// traces; operations only seen in older traces are listed with an empty kind when no
+/// kind is asked for.
+pub async fn list_operations(
+    state: &QueryState,
+    service: &str,
+    kind: &str,
+) -> Result<Vec<(String, String)>, Error> {
     let query = TraceQuery {
-        service: Some(service.clone()),
+        service: Some(service.to_string()),
         ..Default::default()
     };
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    let scan = scan(&state, &query, MAX_LIMIT, |trace| {
+    scan(state, &query, MAX_LIMIT, |trace| {
         for span in &trace.spans {
             if span.service_name == service {
                 let k = translate::kind_text(span.kind).unwrap_or("");
@@ -188,38 +211,30 @@ async fn operations(State(state): State<QueryState>, RawQuery(raw): RawQuery) ->
         }
         true
     })
-    .await;
-    if let Err(e) = scan {
-        return from_error(e);
-    }
+    .await?;
     if kind.is_empty() {
         // operations of traces older than the scan: their kind is unknown here
-        let names =
-            match tokio::time::timeout(state.timeout, state.index.operations(&service)).await {
-                Ok(Ok(names)) => names,
-                Ok(Err(e)) => {
-                    return from_error(Error::backend("failed to list operations", e));
-                }
-                Err(_) => {
-                    return from_error(Error::Timeout {
-                        doing: "failed to list operations".into(),
-                        after: state.timeout,
-                    })
-                }
-            };
+        let names = match tokio::time::timeout(state.timeout, state.index.operations(service)).await
+        {
+            Ok(Ok(names)) => names,
+            Ok(Err(e)) => return Err(Error::backend("failed to list operations", e)),
+            Err(_) => {
+                return Err(Error::Timeout {
+                    doing: "failed to list operations".into(),
+                    after: state.timeout,
+                })
+            }
+        };
         for name in names {
             if !seen.iter().any(|(n, _)| *n == name) {
                 seen.insert((name, String::new()));
             }
         }
     }
-    let data: Vec<Json> = seen
+    Ok(seen
         .into_iter()
         .filter(|(_, k)| kind.is_empty() || *k == kind)
-        .map(|(name, span_kind)| json!({"name": name, "spanKind": span_kind}))
-        .collect();
-    let total = data.len();
-    ok(Json::Array(data), total)
+        .collect())
 }
 
 /// `GET /api/traces/{traceID}`
@@ -259,26 +274,35 @@ async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Res
     if !search.trace_ids.is_empty() {
         return traces_by_ids(&state, &search).await;
     }
+    match find_traces(&state, &search).await {
+        Ok(found) => traces_answer(found, Json::Null, !search.raw).await,
+        Err(e) => from_error(e),
+    }
+}
+
+/// The traces of a search, newest first: at most `search.limit` (below 1: the default,
+/// above [`MAX_LIMIT`]: cut to it) traces in which one span satisfies every condition.
+pub async fn find_traces(
+    state: &QueryState,
+    search: &TraceSearch,
+) -> Result<Vec<StoredTrace>, Error> {
     let limit = if search.limit < 1 {
         params::DEFAULT_LIMIT as usize
     } else {
         (search.limit as usize).min(MAX_LIMIT)
     };
-    let Some(query) = index_query(&search, state.indexed.as_deref()) else {
-        return traces_answer(Vec::new(), Json::Null, true).await;
+    let Some(query) = index_query(search, state.indexed.as_deref()) else {
+        return Ok(Vec::new());
     };
     let mut found = Vec::new();
-    let scan = scan(&state, &query, limit, |trace| {
-        if trace.spans.iter().any(|s| span_matches(s, &search)) {
+    scan(state, &query, limit, |trace| {
+        if trace.spans.iter().any(|s| span_matches(s, search)) {
             found.push(trace);
         }
         found.len() < limit
     })
-    .await;
-    match scan {
-        Ok(()) => traces_answer(found, Json::Null, !search.raw).await,
-        Err(e) => from_error(e),
-    }
+    .await?;
+    Ok(found)
 }
 
 async fn traces_by_ids(state: &QueryState, search: &TraceSearch) -> Response {
@@ -467,19 +491,41 @@ async fn dependencies(State(state): State<QueryState>, RawQuery(raw): RawQuery) 
             "end time must be greater than start time",
         );
     }
+    let links = match dependency_links(&state, start, query.end_nanos).await {
+        Ok(links) => links,
+        Err(e) => return from_error(e),
+    };
+    let data: Vec<Json> = links
+        .into_iter()
+        .filter(|((parent, child), _)| {
+            query.service.is_empty() || *parent == query.service || *child == query.service
+        })
+        .map(|((parent, child), calls)| json!({"parent": parent, "child": child, "callCount": calls}))
+        .collect();
+    ok(Json::Array(data), 0)
+}
+
+/// `(parent service, child service) → calls` of the traces that started after `start`
+/// and ended before `end` (unix nanoseconds), every span whose parent is in the trace
+/// counting once (calls within a service included), as Jaeger's memory store counts them.
+pub async fn dependency_links(
+    state: &QueryState,
+    start: i64,
+    end: i64,
+) -> Result<BTreeMap<(String, String), u64>, Error> {
     let index_query = TraceQuery {
         start_min_unix_nano: Some(start.max(0) as u64),
-        start_max_unix_nano: Some(query.end_nanos.max(0) as u64),
+        start_max_unix_nano: Some(end.max(0) as u64),
         ..Default::default()
     };
     let mut links: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let scan = scan(&state, &index_query, MAX_LIMIT, |trace| {
+    scan(state, &index_query, MAX_LIMIT, |trace| {
         let first = trace.spans.iter().map(|s| s.start_unix_nano).min();
         let last = trace.spans.iter().map(|s| s.end_unix_nano).max();
         let (Some(first), Some(last)) = (first, last) else {
             return true;
         };
-        if (first as i128) <= start as i128 || (last as i128) >= query.end_nanos as i128 {
+        if (first as i128) <= start as i128 || (last as i128) >= end as i128 {
             return true;
         }
         let mut service_of: HashMap<_, String> = HashMap::new();
@@ -498,18 +544,8 @@ async fn dependencies(State(state): State<QueryState>, RawQuery(raw): RawQuery) 
         }
         true
     })
-    .await;
-    if let Err(e) = scan {
-        return from_error(e);
-    }
-    let data: Vec<Json> = links
-        .into_iter()
-        .filter(|((parent, child), _)| {
-            query.service.is_empty() || *parent == query.service || *child == query.service
-        })
-        .map(|((parent, child), calls)| json!({"parent": parent, "child": child, "callCount": calls}))
-        .collect();
-    ok(Json::Array(data), 0)
+    .await?;
+    Ok(links)
 }
 
 fn now_nanos() -> i64 {
