@@ -25,6 +25,7 @@ use clew_proto::{RejectReason, Span};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
+use crate::alerting::{Alerting, Picked};
 use crate::enrich::Enricher;
 use crate::error::Error;
 use crate::metrics::{self, Protocol};
@@ -104,6 +105,8 @@ pub(crate) struct Prepared {
     pub converted: Converted,
     /// `converted.rejected` counted per reason.
     pub rejections: Rejections,
+    /// The error spans the alert rules count once the sink has stored them.
+    pub alert_errors: Option<Picked>,
 }
 
 /// The settings of the front-half stages and the sink they end in.
@@ -113,6 +116,9 @@ pub(crate) struct Front {
     /// its own configured keys).
     pub enricher: Option<Enricher>,
     pub sink: Arc<dyn SpanSink>,
+    /// Error-signature alerts (`[alerting]`); `None` when no rule is configured and in the
+    /// agent.
+    pub alerting: Option<Arc<Alerting>>,
 }
 
 impl Front {
@@ -123,6 +129,7 @@ impl Front {
             limits: self.limits.clone(),
             enricher: self.enricher.clone(),
             sink,
+            alerting: self.alerting.clone(),
         }
     }
 
@@ -150,8 +157,16 @@ impl Front {
         let mut rejections = prepared.rejections;
         // 7. hand to the sink. Store rejections are counted and logged by the store writer
         //    (or the sink).
-        let stored = self.sink.submit(prepared.converted.spans).await;
-        for (_, reason) in stored.map_err(Refused::Sink)? {
+        let stored = self
+            .sink
+            .submit(prepared.converted.spans)
+            .await
+            .map_err(Refused::Sink)?;
+        // 8. alerts count the error spans the store kept (see crate::alerting)
+        if let (Some(alerting), Some(errors)) = (&self.alerting, prepared.alert_errors) {
+            alerting.observe(errors, &stored);
+        }
+        for (_, reason) in stored {
             *rejections.entry(reason).or_default() += 1;
         }
         Ok(rejections)
@@ -174,9 +189,12 @@ impl Front {
         // 5. enrich
         self.enrich(&mut converted.spans);
         // 6. span metrics go here: after enrich (business keys known), before the sink.
+        //    Error signatures for the alert rules, counted once stored (step 8).
+        let alert_errors = self.alerting.as_ref().map(|a| a.pick(&converted.spans));
         Ok(Prepared {
             converted,
             rejections,
+            alert_errors,
         })
     }
 
