@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline)
-//!                                    ├─▶ query API (+ /metrics from the Prometheus recorder)
+//!                                    ├─▶ query API (+ /metrics from the Prometheus recorder,
+//!                                    │   /api/v1/alerts from the alert evaluation)
+//!                                    ├─▶ [alerting]: error-signature alerts → Alertmanager, webhooks
 //!                                    └─▶ retention loop (drop expired buckets)
 //!  SIGTERM ─▶ stop receivers (Kafka: commit durable records, leave the group), drain pipeline ─▶ stop query API ─▶ close index, close store
 //! ```
@@ -18,13 +20,14 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-pub async fn serve(mut config: Config) -> Result<()> {
+/// `config_file`: the file `config` was read from, watched for changed alert rules.
+pub async fn serve(mut config: Config, config_file: Option<PathBuf>) -> Result<()> {
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("failed to install the metrics recorder")?;
 
     let created = create_data_dir(&config.data_dir)?;
-    let running = match start(&mut config, prometheus).await {
+    let running = match start(&mut config, config_file, prometheus).await {
         Ok(running) => running,
         Err(error) => {
             // A first run that fails (port taken, bad config) should not leave an empty
@@ -43,6 +46,7 @@ struct Running {
     store: Arc<dyn clew_store::SpanStore>,
     index: Arc<dyn clew_store::TraceIndex>,
     collector: clew_collector::Collector,
+    alerting: Option<Arc<clew_collector::alerting::Alerting>>,
     query: tokio::task::JoinHandle<std::io::Result<()>>,
     retention: tokio::task::JoinHandle<()>,
     stop_tx: tokio::sync::watch::Sender<bool>,
@@ -50,7 +54,11 @@ struct Running {
 
 /// Opens the backends, binds every listener and starts serving. On failure everything
 /// opened so far is closed again (so the data directory is no longer in use).
-async fn start(config: &mut Config, prometheus: PrometheusHandle) -> Result<Running> {
+async fn start(
+    config: &mut Config,
+    config_file: Option<PathBuf>,
+    prometheus: PrometheusHandle,
+) -> Result<Running> {
     config.data_dir = config
         .data_dir
         .canonicalize()
@@ -65,7 +73,15 @@ async fn start(config: &mut Config, prometheus: PrometheusHandle) -> Result<Runn
             return Err(error).context("failed to open the trace index");
         }
     };
-    match start_serving(config, prometheus, store.clone(), index.clone()).await {
+    match start_serving(
+        config,
+        config_file,
+        prometheus,
+        store.clone(),
+        index.clone(),
+    )
+    .await
+    {
         Ok(running) => Ok(running),
         Err(error) => {
             let _ = index.close().await;
@@ -77,6 +93,7 @@ async fn start(config: &mut Config, prometheus: PrometheusHandle) -> Result<Runn
 
 async fn start_serving(
     config: &Config,
+    config_file: Option<PathBuf>,
     prometheus: PrometheusHandle,
     store: Arc<dyn clew_store::SpanStore>,
     index: Arc<dyn clew_store::TraceIndex>,
@@ -85,10 +102,34 @@ async fn start_serving(
         .await
         .with_context(|| format!("failed to listen on {} (query API)", config.query.http_addr))?;
     let query_addr = query_listener.local_addr()?;
-    let collector =
-        clew_collector::Collector::start(config.collector.clone(), store.clone(), index.clone())
-            .await
-            .context("failed to start the collector (OTLP and Kafka receivers)")?;
+    // A configured [alerting] section runs even without rules, so rules added to the file
+    // later take effect.
+    let alerting = (config.alerting != Default::default()).then(|| {
+        clew_collector::alerting::Alerting::start(
+            &config.alerting,
+            config_file.and_then(|f| f.canonicalize().ok()),
+            &format!("http://{query_addr}"),
+        )
+    });
+    let observers = clew_collector::Observers {
+        alerting: alerting.clone(),
+    };
+    let collector = match clew_collector::Collector::start_with(
+        config.collector.clone(),
+        store.clone(),
+        index.clone(),
+        observers,
+    )
+    .await
+    {
+        Ok(collector) => collector,
+        Err(error) => {
+            if let Some(alerting) = &alerting {
+                alerting.shutdown().await;
+            }
+            return Err(error).context("failed to start the collector (OTLP and Kafka receivers)");
+        }
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = clew_query::QueryState::new(
@@ -100,6 +141,15 @@ async fn start_serving(
         attributes: config.indexed_attributes.clone(),
         business_keys: config.collector.business_keys.clone(),
     });
+    let state = match &alerting {
+        Some(alerting) => {
+            let alerting = alerting.clone();
+            state.with_alerts(Arc::new(move || {
+                serde_json::to_value(alerting.board()).unwrap_or_default()
+            }))
+        }
+        None => state,
+    };
     let mut query_stop = stop_rx.clone();
     let query = tokio::spawn(clew_query::serve(query_listener, state, async move {
         let _ = query_stop.wait_for(|s| *s).await;
@@ -134,6 +184,7 @@ async fn start_serving(
         store,
         index,
         collector,
+        alerting,
         query,
         retention,
         stop_tx,
@@ -146,6 +197,7 @@ impl Running {
             store,
             index,
             collector,
+            alerting,
             query,
             retention,
             stop_tx,
@@ -154,6 +206,9 @@ impl Running {
         info!("shutting down: draining the ingest pipeline");
         if let Err(error) = collector.shutdown().await {
             warn!(%error, "collector did not shut down cleanly");
+        }
+        if let Some(alerting) = alerting {
+            alerting.shutdown().await;
         }
         let _ = stop_tx.send(true);
         match query.await {

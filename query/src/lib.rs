@@ -20,7 +20,8 @@
 //! - [`jaeger`]: Jaeger's HTTP query API (`/api/services`, `/api/traces`, …) over the same
 //!   two phases, answering with Jaeger's envelope, span shape and error texts.
 //! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
-//!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`).
+//!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`,
+//!   `/alerts`).
 //!
 //! The address it listens on is the binary's to choose (`query.http_addr`, by default
 //! 127.0.0.1:16686). Every response carries a strict Content-Security-Policy and
@@ -56,6 +57,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Renders the process's Prometheus metrics as text (the binary installs the exporter).
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// The alert board as JSON (`GET /api/v1/alerts`), from whatever evaluates alerts in this
+/// process (the binary wires the collector's error-signature alerts in).
+pub type AlertsRender = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// The `Content-Security-Policy` of every response.
 pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'";
@@ -70,6 +75,8 @@ pub struct QueryState {
     pub timeout: Duration,
     /// What the index can search by `attr=`; `None` (the default) checks nothing.
     pub indexed: Option<Arc<Indexed>>,
+    /// The alert board; `None`: this process evaluates no alerts.
+    pub alerts: Option<AlertsRender>,
 }
 
 /// The attribute names the trace index holds terms for, as configured where spans are
@@ -95,12 +102,19 @@ impl QueryState {
             metrics_render,
             timeout: DEFAULT_TIMEOUT,
             indexed: None,
+            alerts: None,
         }
     }
 
     /// Checks `attr=` conditions against what is indexed (see [`Indexed`]).
     pub fn with_indexed(mut self, indexed: Indexed) -> Self {
         self.indexed = Some(Arc::new(indexed));
+        self
+    }
+
+    /// Serves `GET /api/v1/alerts` from `alerts`.
+    pub fn with_alerts(mut self, alerts: AlertsRender) -> Self {
+        self.alerts = Some(alerts);
         self
     }
 
@@ -119,8 +133,10 @@ pub fn router(state: QueryState) -> Router {
         .route("/trace/{trace_id}", get(routes::trace_page))
         .route("/keys/{name}/{value}", get(routes::keys_page))
         .route("/map", get(routes::map_page))
+        .route("/alerts", get(routes::alerts_page))
         .route("/ui/{name}", get(routes::ui_asset))
         .route("/api/v1/dependencies", get(routes::dependencies))
+        .route("/api/v1/alerts", get(routes::alerts))
         .route("/api/v1/traces/{trace_id}", get(routes::trace_by_id))
         .route("/api/v1/search", get(routes::search))
         .route("/api/v1/keys/{name}/{value}", get(routes::key_lookup))
