@@ -111,6 +111,9 @@ async fn start_serving(
             &format!("http://{query_addr}"),
         )
     });
+    if alerting.is_some() && config.alerting.ui_url.is_none() && query_addr.ip().is_unspecified() {
+        warn!(%query_addr, "the trace links in alerts use the query address, which names no host; set [alerting] ui_url to the address people open");
+    }
     let observers = clew_collector::Observers {
         alerting: alerting.clone(),
     };

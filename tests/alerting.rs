@@ -668,3 +668,59 @@ async fn rules_are_re_read_when_the_file_changes_and_a_bad_file_keeps_them() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs prometheus-alertmanager (scripts/alertmanager-fetch); scripts/test runs it"]
+async fn two_collectors_seeing_one_signature_make_one_alert_in_alertmanager() {
+    let am = Alertmanager::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &format!(
+            r#"
+[alerting]
+alertmanager_urls = ["{}"]
+resend_interval_ms = 1000
+[[alerting.error_rules]]
+name = "scale-out"
+min_count = 20
+window = "30s"
+severity = "critical"
+"#,
+            am.url()
+        ),
+    );
+    // two collectors (own stores), the same rules, each taking half of the hosts
+    let a = Clew::start(&["--config", &config]);
+    let b = Clew::start(&["--config", &config]);
+    send_errors(&a, "charge", "CardDeclinedException", 25, 250).await;
+    send_errors(&b, "charge", "CardDeclinedException", 25, 250).await;
+    let mut signatures = Vec::new();
+    for clew in [&a, &b] {
+        let alert = wait_until(
+            "each collector to fire",
+            Duration::from_secs(30),
+            async || {
+                board_alert(clew, "scale-out", "CardDeclinedException")
+                    .await
+                    .filter(|a| a["count"] == 250)
+            },
+        )
+        .await;
+        signatures.push(alert["signature"].clone());
+    }
+    assert_eq!(signatures[0], signatures[1], "the same signature on both");
+    // both have posted (each fired, and refreshes every second); Alertmanager holds one
+    let metric_sent = "clew_alerting_notifications_total{kind=\"alertmanager\",result=\"sent\"}";
+    for clew in [&a, &b] {
+        wait_until(
+            "each collector to deliver",
+            Duration::from_secs(30),
+            async || metric(clew, metric_sent).await.filter(|n| *n >= 2.0),
+        )
+        .await;
+    }
+    let in_am = am.alerts_with("alertname", "scale-out").await;
+    assert_eq!(in_am.len(), 1, "merged into one: {in_am:?}");
+    assert_eq!(in_am[0]["labels"]["signature"], signatures[0]);
+}
