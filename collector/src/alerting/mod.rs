@@ -163,10 +163,13 @@ impl Alerting {
     /// Counts the picked error spans the store kept (`rejected`: the store's rejections,
     /// by index) and hands the alerts that fire to delivery without waiting for it.
     pub fn observe(&self, picked: Picked, rejected: &[(usize, RejectReason)]) {
+        // sorted once: a large request can have many rejections and many error spans
+        let mut rejected: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
+        rejected.sort_unstable();
         let occurrences: Vec<Occurrence> = picked
             .0
             .into_iter()
-            .filter(|(i, _)| !rejected.iter().any(|(r, _)| r == i))
+            .filter(|(i, _)| rejected.binary_search(i).is_err())
             .map(|(_, o)| o)
             .collect();
         if occurrences.is_empty() {
