@@ -13,7 +13,9 @@
 //! Only decoding differs by source, so a receiver passes a decode closure returning
 //! [`Decoded`]: an OTLP request, or spans its decoder already validated (Avro batches).
 //! Redaction and span metrics are not built yet; [`Front::prepare`] marks the line where
-//! each goes.
+//! each goes. Error-signature alerts ([`crate::alerting`]) pick the error spans at stage 6
+//! and count them after the sink stored them (step 8 of [`Front::ingest`]), leaving out
+//! the spans the store rejected, so every example trace of an alert opens.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
