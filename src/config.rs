@@ -30,12 +30,25 @@
 //!
 //! [index]
 //! type = "embedded"
+//!
+//! [alerting]                 # optional: error-signature alerts, see clew_collector::alerting
+//! alertmanager_urls = ["http://127.0.0.1:9093"]
+//! [[alerting.error_rules]]
+//! name = "errors"
+//! min_count = 20
+//! window = "10s"
+//! severity = "critical"
 //! ```
+//!
+//! `[alerting] error_rules` are re-read while clew runs when the file changes (a file
+//! that does not parse or validate keeps the rules in force); everything else is read at
+//! start.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use clew_collector::alerting::AlertingConfig;
 use clew_collector::{CollectorConfig, KAFKA_UNAVAILABLE};
 use clew_store::{IndexConfig, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -59,6 +72,13 @@ pub struct Config {
     pub collector: CollectorConfig,
     pub store: StoreConfig,
     pub index: IndexConfig,
+    /// Error-signature alerts; absent: none.
+    #[serde(skip_serializing_if = "is_default")]
+    pub alerting: AlertingConfig,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// Settings of the query API.
@@ -102,6 +122,7 @@ impl Default for Config {
             collector: CollectorConfig::default(),
             store: StoreConfig::default(),
             index: IndexConfig::default(),
+            alerting: AlertingConfig::default(),
         }
     }
 }
@@ -262,6 +283,7 @@ impl Config {
         self.collector.validate().context("in [collector]")?;
         self.store.validate().context("in [store]")?;
         self.index.validate().context("in [index]")?;
+        self.alerting.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -483,6 +505,33 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains(KAFKA_UNAVAILABLE), "{err:#}");
+    }
+
+    #[test]
+    fn alerting_section_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "[alerting]\nalertmanager_urls = [\"http://127.0.0.1:9093\"]\nwebhook_urls = []\n[[alerting.error_rules]]\nname = \"errors\"\nservice = \"payments\"\nmin_count = 20\nwindow = \"10s\"\nseverity = \"critical\"\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.alerting.error_rules[0].min_count, 20);
+        let printed = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(toml::from_str::<Config>(&printed).unwrap(), c);
+        std::fs::write(
+            &path,
+            "[alerting]\n[[alerting.error_rules]]\nname = \"errors\"\nmin_count = 20\nwindow = \"ten seconds\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(&o).unwrap_err());
+        assert!(err.contains("alerting.error_rules[0].window"), "{err}");
+        assert!(err.contains("clew.toml"), "{err}");
     }
 
     #[test]

@@ -74,7 +74,7 @@ fn run(cli: Cli) -> Result<()> {
                 .enable_all()
                 .thread_name("clew")
                 .build()?;
-            runtime.block_on(serve::serve(config))
+            runtime.block_on(serve::serve(config, args.overrides.config.clone()))
         }
         Command::Agent(args) => agent::main(&args.overrides, args.print_config, &args.log),
         Command::Config(args) => {

@@ -4,8 +4,10 @@
 //! ```text
 //!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline;
 //!                                    │    Jaeger remote sampling HTTP + gRPC)
-//!                                    ├─▶ query API (+ /metrics from the Prometheus recorder)
+//!                                    ├─▶ query API (+ /metrics from the Prometheus recorder,
+//!                                    │   /api/v1/alerts from the alert evaluation)
 //!                                    ├─▶ Jaeger remote storage (jaeger.storage.v2 gRPC readers)
+//!                                    ├─▶ [alerting]: error-signature alerts → Alertmanager, webhooks
 //!                                    └─▶ retention loop (drop expired buckets)
 //!  SIGTERM ─▶ stop receivers (Kafka: commit durable records, leave the group), drain pipeline ─▶ stop query API ─▶ close index, close store
 //! ```
@@ -20,13 +22,14 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 
-pub async fn serve(mut config: Config) -> Result<()> {
+/// `config_file`: the file `config` was read from, watched for changed alert rules.
+pub async fn serve(mut config: Config, config_file: Option<PathBuf>) -> Result<()> {
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("failed to install the metrics recorder")?;
 
     let created = create_data_dir(&config.data_dir)?;
-    let running = match start(&mut config, prometheus).await {
+    let running = match start(&mut config, config_file, prometheus).await {
         Ok(running) => running,
         Err(error) => {
             // A first run that fails (port taken, bad config) should not leave an empty
@@ -45,6 +48,7 @@ struct Running {
     store: Arc<dyn clew_store::SpanStore>,
     index: Arc<dyn clew_store::TraceIndex>,
     collector: clew_collector::Collector,
+    alerting: Option<Arc<clew_collector::alerting::Alerting>>,
     query: tokio::task::JoinHandle<std::io::Result<()>>,
     jaeger_storage: tokio::task::JoinHandle<std::io::Result<()>>,
     retention: tokio::task::JoinHandle<()>,
@@ -53,7 +57,11 @@ struct Running {
 
 /// Opens the backends, binds every listener and starts serving. On failure everything
 /// opened so far is closed again (so the data directory is no longer in use).
-async fn start(config: &mut Config, prometheus: PrometheusHandle) -> Result<Running> {
+async fn start(
+    config: &mut Config,
+    config_file: Option<PathBuf>,
+    prometheus: PrometheusHandle,
+) -> Result<Running> {
     config.data_dir = config
         .data_dir
         .canonicalize()
@@ -68,7 +76,15 @@ async fn start(config: &mut Config, prometheus: PrometheusHandle) -> Result<Runn
             return Err(error).context("failed to open the trace index");
         }
     };
-    match start_serving(config, prometheus, store.clone(), index.clone()).await {
+    match start_serving(
+        config,
+        config_file,
+        prometheus,
+        store.clone(),
+        index.clone(),
+    )
+    .await
+    {
         Ok(running) => Ok(running),
         Err(error) => {
             let _ = index.close().await;
@@ -80,6 +96,7 @@ async fn start(config: &mut Config, prometheus: PrometheusHandle) -> Result<Runn
 
 async fn start_serving(
     config: &Config,
+    config_file: Option<PathBuf>,
     prometheus: PrometheusHandle,
     store: Arc<dyn clew_store::SpanStore>,
     index: Arc<dyn clew_store::TraceIndex>,
@@ -98,10 +115,37 @@ async fn start_serving(
                 )
             })?;
     let jaeger_storage_addr = jaeger_storage_listener.local_addr()?;
-    let collector =
-        clew_collector::Collector::start(config.collector.clone(), store.clone(), index.clone())
-            .await
-            .context("failed to start the collector (OTLP and Kafka receivers)")?;
+    // A configured [alerting] section runs even without rules, so rules added to the file
+    // later take effect.
+    let alerting = (config.alerting != Default::default()).then(|| {
+        clew_collector::alerting::Alerting::start(
+            &config.alerting,
+            config_file.and_then(|f| f.canonicalize().ok()),
+            &format!("http://{query_addr}"),
+        )
+    });
+    if alerting.is_some() && config.alerting.ui_url.is_none() && query_addr.ip().is_unspecified() {
+        warn!(%query_addr, "the trace links in alerts use the query address, which names no host; set [alerting] ui_url to the address people open");
+    }
+    let observers = clew_collector::Observers {
+        alerting: alerting.clone(),
+    };
+    let collector = match clew_collector::Collector::start_with(
+        config.collector.clone(),
+        store.clone(),
+        index.clone(),
+        observers,
+    )
+    .await
+    {
+        Ok(collector) => collector,
+        Err(error) => {
+            if let Some(alerting) = &alerting {
+                alerting.shutdown().await;
+            }
+            return Err(error).context("failed to start the collector (OTLP and Kafka receivers)");
+        }
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = clew_query::QueryState::new(
@@ -117,6 +161,15 @@ async fn start_serving(
     if config.query.enable_purge_for_tests {
         warn!("--enable-purge-for-tests: POST /api/v1/purge deletes every stored trace");
     }
+    let state = match &alerting {
+        Some(alerting) => {
+            let alerting = alerting.clone();
+            state.with_alerts(Arc::new(move || {
+                serde_json::to_value(alerting.board()).unwrap_or_default()
+            }))
+        }
+        None => state,
+    };
     let mut storage_stop = stop_rx.clone();
     let jaeger_storage = tokio::spawn(clew_query::jaeger::storage_grpc::serve(
         jaeger_storage_listener,
@@ -165,6 +218,7 @@ async fn start_serving(
         store,
         index,
         collector,
+        alerting,
         query,
         jaeger_storage,
         retention,
@@ -178,6 +232,7 @@ impl Running {
             store,
             index,
             collector,
+            alerting,
             query,
             jaeger_storage,
             retention,
@@ -196,6 +251,9 @@ impl Running {
         }
         if let Err(error) = collector.shutdown().await {
             warn!(%error, "collector did not shut down cleanly");
+        }
+        if let Some(alerting) = alerting {
+            alerting.shutdown().await;
         }
         let _ = stop_tx.send(true);
         match query.await {

@@ -121,7 +121,15 @@ async fn send(clew: &Clew, req: ExportTraceServiceRequest) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and playwright-core (scripts/setup-browser); scripts/test runs it"]
 async fn search_trace_keys_and_map_pages_in_headless_chromium() {
-    let clew = Clew::start(&[]);
+    // every error signature fires at once, and stays firing for the test: the alert board
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clew.toml");
+    std::fs::write(
+        &config,
+        "[alerting]\n[[alerting.error_rules]]\nname = \"errors\"\nmin_count = 1\nwindow = \"1h\"\nseverity = \"critical\"\n",
+    )
+    .unwrap();
+    let clew = Clew::start(&["--config", config.to_str().unwrap()]);
     let now = now_unix_nano();
 
     // 1. an order that fails in the database: frontend → checkout → payments → db (exception),
@@ -272,6 +280,13 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
     )
     .await;
 
+    // the three error signatures: Charge (status message only), the database exception,
+    // and the hostile one
+    clew.wait_for("/api/v1/alerts", Duration::from_secs(30), |b| {
+        b["alerts"].as_array().is_some_and(|a| a.len() == 3)
+    })
+    .await;
+
     let expected = serde_json::json!({
         "checkout_trace": hex::encode(checkout_id),
         "healthy_trace": hex::encode(healthy_id),
@@ -288,6 +303,7 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
             {"parent": XSS_IMG, "child": XSS_SVG, "call_count": 1, "error_count": 1},
         ],
         "payloads": [XSS_IMG, XSS_SCRIPT, XSS_SVG],
+        "alert_count": 3,
     });
     let repo = env!("CARGO_MANIFEST_DIR");
     let status = Command::new("node")

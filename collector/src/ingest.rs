@@ -13,7 +13,9 @@
 //! Only decoding differs by source, so a receiver passes a decode closure returning
 //! [`Decoded`]: an OTLP request, or spans its decoder already validated (Avro batches).
 //! Redaction and span metrics are not built yet; [`Front::prepare`] marks the line where
-//! each goes.
+//! each goes. Error-signature alerts ([`crate::alerting`]) pick the error spans at stage 6
+//! and count them after the sink stored them (step 8 of [`Front::ingest`]), leaving out
+//! the spans the store rejected, so every example trace of an alert opens.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use clew_proto::{RejectReason, Span};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
+use crate::alerting::{Alerting, Picked};
 use crate::enrich::Enricher;
 use crate::error::Error;
 use crate::metrics::{self, Protocol};
@@ -119,6 +122,8 @@ pub(crate) struct Prepared {
     pub converted: Converted,
     /// `converted.rejected` counted per reason.
     pub rejections: Rejections,
+    /// The error spans the alert rules count once the sink has stored them.
+    pub alert_errors: Option<Picked>,
 }
 
 /// The settings of the front-half stages and the sink they end in.
@@ -128,6 +133,9 @@ pub(crate) struct Front {
     /// its own configured keys).
     pub enricher: Option<Enricher>,
     pub sink: Arc<dyn SpanSink>,
+    /// Error-signature alerts (`[alerting]`); `None` when no rule is configured and in the
+    /// agent.
+    pub alerting: Option<Arc<Alerting>>,
 }
 
 impl Front {
@@ -138,6 +146,7 @@ impl Front {
             limits: self.limits.clone(),
             enricher: self.enricher.clone(),
             sink,
+            alerting: self.alerting.clone(),
         }
     }
 
@@ -165,8 +174,16 @@ impl Front {
         let mut rejections = prepared.rejections;
         // 7. hand to the sink. Store rejections are counted and logged by the store writer
         //    (or the sink).
-        let stored = self.sink.submit(prepared.converted.spans).await;
-        for (_, reason) in stored.map_err(Refused::Sink)? {
+        let stored = self
+            .sink
+            .submit(prepared.converted.spans)
+            .await
+            .map_err(Refused::Sink)?;
+        // 8. alerts count the error spans the store kept (see crate::alerting)
+        if let (Some(alerting), Some(errors)) = (&self.alerting, prepared.alert_errors) {
+            alerting.observe(errors, &stored);
+        }
+        for (_, reason) in stored {
             *rejections.entry(reason).or_default() += 1;
         }
         Ok(rejections)
@@ -189,9 +206,12 @@ impl Front {
         // 5. enrich
         self.enrich(&mut converted.spans);
         // 6. span metrics go here: after enrich (business keys known), before the sink.
+        //    Error signatures for the alert rules, counted once stored (step 8).
+        let alert_errors = self.alerting.as_ref().map(|a| a.pick(&converted.spans));
         Ok(Prepared {
             converted,
             rejections,
+            alert_errors,
         })
     }
 

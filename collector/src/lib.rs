@@ -29,6 +29,8 @@
 //! - [`zipkin`]: Zipkin v2 JSON and protobuf spans → an OTLP request (the Zipkin
 //!   receiver's and Kafka `zipkin_json`'s decode step).
 //! - [`ingest`]: the front half every receiver calls: decode → … → the sink.
+//! - [`alerting`]: error-signature alerts (`[alerting]`): signatures picked in the front
+//!   half, counted once stored, delivered to Alertmanager and webhooks; the alert board.
 //! - [`enrich`]: business keys from span, resource and baggage attributes.
 //! - [`pipeline`]: builds the stages behind the sink ([`pipeline::start`]); [`batcher`] and
 //!   [`writer`] are its stages.
@@ -44,6 +46,7 @@
 
 #[cfg(feature = "kafka")]
 pub mod agent;
+pub mod alerting;
 pub mod batcher;
 pub mod config;
 pub mod decode;
@@ -75,6 +78,13 @@ use receiver::{bind, spawn_otlp, spawn_sampling, spawn_zipkin, Server};
 /// How long [`Collector::shutdown`] waits for queued spans to be written and answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What watches the ingested spans besides the store (every receiver's, Kafka's too).
+#[derive(Default, Clone)]
+pub struct Observers {
+    /// Error-signature alerts ([`alerting::Alerting::start`]).
+    pub alerting: Option<Arc<alerting::Alerting>>,
+}
+
 /// A running collector: both OTLP listeners, the Kafka receiver when configured, and the
 /// ingest pipeline.
 pub struct Collector {
@@ -100,6 +110,16 @@ impl Collector {
         store: Arc<dyn SpanStore>,
         index: Arc<dyn TraceIndex>,
     ) -> Result<Collector> {
+        Collector::start_with(config, store, index, Observers::default()).await
+    }
+
+    /// [`Collector::start`] with what watches the ingested spans besides the store.
+    pub async fn start_with(
+        config: CollectorConfig,
+        store: Arc<dyn SpanStore>,
+        index: Arc<dyn TraceIndex>,
+        observers: Observers,
+    ) -> Result<Collector> {
         config.validate()?;
         metrics::describe();
         let (grpc_listener, grpc_addr) =
@@ -124,7 +144,7 @@ impl Collector {
         );
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
-        let shared = receiver::Shared::new(&config, ingest.clone());
+        let shared = receiver::Shared::new(&config, ingest.clone(), observers.alerting);
         #[cfg(feature = "kafka")]
         let kafka = match &config.kafka {
             Some(k) => Some(receiver::kafka::start(k, shared.clone())?),

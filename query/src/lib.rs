@@ -25,7 +25,8 @@
 //! - `POST /api/v1/purge` exists only with `--enable-purge-for-tests` and deletes every
 //!   stored trace (for Jaeger's storage integration tests).
 //! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
-//!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`).
+//!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`,
+//!   `/alerts`).
 //!
 //! The address it listens on is the binary's to choose (`query.http_addr`, by default
 //! 127.0.0.1:16686). Every response carries a strict Content-Security-Policy and
@@ -62,6 +63,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Renders the process's Prometheus metrics as text (the binary installs the exporter).
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// The alert board as JSON (`GET /api/v1/alerts`), from whatever evaluates alerts in this
+/// process (the binary wires the collector's error-signature alerts in).
+pub type AlertsRender = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// The `Content-Security-Policy` of every response.
 pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'";
@@ -78,6 +83,8 @@ pub struct QueryState {
     pub indexed: Option<Arc<Indexed>>,
     /// Serve `POST /api/v1/purge`, which deletes every stored trace (tests only).
     pub purge_for_tests: bool,
+    /// The alert board; `None`: this process evaluates no alerts.
+    pub alerts: Option<AlertsRender>,
 }
 
 /// The attributes the trace index holds terms for, as configured where spans are indexed
@@ -115,6 +122,7 @@ impl QueryState {
             timeout: DEFAULT_TIMEOUT,
             indexed: None,
             purge_for_tests: false,
+            alerts: None,
         }
     }
 
@@ -128,6 +136,12 @@ impl QueryState {
     /// conformance suites (`clew serve --enable-purge-for-tests`).
     pub fn with_purge_for_tests(mut self, enabled: bool) -> Self {
         self.purge_for_tests = enabled;
+        self
+    }
+
+    /// Serves `GET /api/v1/alerts` from `alerts`.
+    pub fn with_alerts(mut self, alerts: AlertsRender) -> Self {
+        self.alerts = Some(alerts);
         self
     }
 
@@ -150,8 +164,10 @@ pub fn router(state: QueryState) -> Router {
         .route("/trace/{trace_id}", get(routes::trace_page))
         .route("/keys/{name}/{value}", get(routes::keys_page))
         .route("/map", get(routes::map_page))
+        .route("/alerts", get(routes::alerts_page))
         .route("/ui/{name}", get(routes::ui_asset))
         .route("/api/v1/dependencies", get(routes::dependencies))
+        .route("/api/v1/alerts", get(routes::alerts))
         .route("/api/v1/traces/{trace_id}", get(routes::trace_by_id))
         .route("/api/v1/search", get(routes::search))
         .route("/api/v1/keys/{name}/{value}", get(routes::key_lookup))

@@ -33,6 +33,7 @@ mod ui {
     pub const TRACE: &str = include_str!("ui/trace.html");
     pub const KEYS: &str = include_str!("ui/keys.html");
     pub const MAP: &str = include_str!("ui/map.html");
+    pub const ALERTS: &str = include_str!("ui/alerts.html");
     /// `/ui/{name}` → (content type, body).
     pub const ASSETS: &[(&str, &str, &str)] = &[
         (
@@ -64,6 +65,11 @@ mod ui {
             "map.js",
             "text/javascript; charset=utf-8",
             include_str!("ui/map.js"),
+        ),
+        (
+            "alerts.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/alerts.js"),
         ),
         (
             "favicon.svg",
@@ -259,6 +265,23 @@ pub async fn keys_page() -> Html<&'static str> {
 /// `GET /map`: the service map.
 pub async fn map_page() -> Html<&'static str> {
     Html(ui::MAP)
+}
+
+/// `GET /alerts`: the alert board.
+pub async fn alerts_page() -> Html<&'static str> {
+    Html(ui::ALERTS)
+}
+
+/// `GET /api/v1/alerts`: firing and recently resolved alerts, newest first, as the
+/// process's alert evaluation has them (`{"enabled": false, "alerts": []}` where none
+/// runs, as on a query-only node).
+pub async fn alerts(State(state): State<QueryState>) -> Result<Response> {
+    let Some(render) = state.alerts.clone() else {
+        return Ok(
+            Json(serde_json::json!({"enabled": false, "rules": [], "alerts": []})).into_response(),
+        );
+    };
+    json_off_reactor("failed to render the alert board", move || render()).await
 }
 
 /// `GET /ui/{name}`: the UI's scripts, stylesheet and icon.

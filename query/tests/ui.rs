@@ -13,6 +13,7 @@ async fn ui_pages_are_static_html_under_the_strict_csp() {
         ("/trace/0af7651916cd43dd8448eb211c80319c", "/ui/trace.js"),
         ("/keys/order_id/12345", "/ui/keys.js"),
         ("/map", "/ui/map.js"),
+        ("/alerts", "/ui/alerts.js"),
     ] {
         let answer = f.get(path).await;
         assert_eq!(answer.status, StatusCode::OK, "{path}");
@@ -99,6 +100,7 @@ async fn ui_assets_have_their_content_types() {
         ("trace.js", "text/javascript; charset=utf-8"),
         ("keys.js", "text/javascript; charset=utf-8"),
         ("map.js", "text/javascript; charset=utf-8"),
+        ("alerts.js", "text/javascript; charset=utf-8"),
         ("favicon.svg", "image/svg+xml"),
     ] {
         let answer = f.get(&format!("/ui/{name}")).await;
@@ -118,4 +120,33 @@ async fn ui_assets_have_their_content_types() {
         let message = f.get(missing).await.error(StatusCode::NOT_FOUND);
         assert!(message.contains("no UI asset"), "{missing}: {message}");
     }
+}
+
+#[tokio::test]
+async fn the_alert_board_is_what_the_alert_evaluation_renders() {
+    // a query-only process evaluates no alerts: an empty, disabled board
+    let f = Fixture::new();
+    let answer = f.get("/api/v1/alerts").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("content-type"), "application/json");
+    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"enabled": false, "rules": [], "alerts": []})
+    );
+    // with an evaluation wired in, its board verbatim (the HTML stays JSON string data)
+    let mut f = Fixture::new();
+    let board = serde_json::json!({"enabled": true, "rules": ["errors"], "alerts": [
+        {"state": "firing", "service": "<img src=x onerror=alert(1)>", "count": 3}
+    ]});
+    let served = board.clone();
+    f.state = f
+        .state
+        .clone()
+        .with_alerts(std::sync::Arc::new(move || served.clone()));
+    let answer = f.get("/api/v1/alerts").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    answer.assert_security_headers();
+    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body, board);
 }

@@ -20,6 +20,7 @@ use clew_proto::otlp::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde_json::Value;
 
 pub mod agent;
+pub mod alertmanager;
 
 /// A running `clew serve`.
 pub struct Clew {

@@ -284,3 +284,53 @@ async fn avro_written_by_fastavro_from_the_published_schema_is_consumed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka (KAFKA_BOOTSTRAP; scripts/kafka-start); scripts/test runs it"]
+async fn error_spans_from_kafka_count_for_the_alert_rules_like_otlp_ones() {
+    let topic = unique("clew-alerts");
+    let group = unique("clew-group");
+    create_topic(&topic, 2).await;
+    let p = producer();
+    // 5 records of 4 error spans each (4 hosts' worth), ids in the message normalised away
+    for r in 0..5u64 {
+        let trace = random_trace_id();
+        let spans = (1..=4u64)
+            .map(|i| {
+                let mut s = otlp_span(trace, i, None, "fetch-rates", vec![]);
+                s.status = Some(clew_proto::otlp::trace::v1::Status {
+                    code: 2,
+                    message: format!("upstream timeout after {} ms (request {r}{i})", 3000 + r),
+                });
+                s
+            })
+            .collect();
+        let req = request("fx-service", spans);
+        produce(&p, &topic, None, &trace, &req.encode_to_vec(), None).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = kafka_config(
+        dir.path(),
+        &group,
+        &format!("topics = [{{ name = \"{topic}\", format = \"otlp_proto\" }}]"),
+    );
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[alerting]\n[[alerting.error_rules]]\nname = \"kafka-errors\"\nmin_count = 20\nwindow = \"60s\"\n");
+    std::fs::write(&config, text).unwrap();
+    let clew = Clew::start(&["--config", config.to_str().unwrap()]);
+    let board = clew
+        .wait_for("/api/v1/alerts", WAIT, |b| {
+            b["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["count"] == 20))
+        })
+        .await;
+    let alerts = board["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "one signature: {board}");
+    let a = &alerts[0];
+    assert_eq!(a["state"], "firing");
+    assert_eq!(a["alertname"], "kafka-errors");
+    assert_eq!(a["service"], "fx-service");
+    assert_eq!(a["operation"], "fetch-rates");
+    assert_eq!(a["message"], "upstream timeout after <n> ms (request <n>)");
+}

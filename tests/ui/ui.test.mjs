@@ -404,6 +404,44 @@ await step('a 10,000-span trace renders every row and stays usable', async () =>
   console.log(`# 10,000 spans: page ready in ${rendered} ms, collapse + expand in ${toggled} ms`);
 });
 
+await step('the alert board lists the error alerts; an example trace is one click away', async () => {
+  await page.goto(base + '/alerts');
+  await ready();
+  await page.waitForFunction((n) => document.querySelectorAll('#alerts tbody tr.alert').length === n, expected.alert_count);
+  const row = page.locator('#alerts tbody tr.alert').filter({ has: page.locator('.exception-type', { hasText: 'PaymentDeclinedError' }) });
+  assert.equal(await row.count(), 1);
+  assert.equal(await row.locator('.state').textContent(), 'firing');
+  assert.equal(await row.locator('.alertname').textContent(), 'errors');
+  assert.equal(await row.locator('.operation').textContent(), 'SELECT payments');
+  assert.equal(await row.locator('.message').textContent(), 'card declined for order');
+  assert.equal(await row.locator('.frame').textContent(), 'at charge (payments.js:<n>)');
+  assert.equal(await row.locator('.count').textContent(), '1');
+  assert.equal(await row.locator('.service-link').getAttribute('href'), '/services/payments');
+  assert.match(await page.locator('#status').textContent(), /^3 firing, 0 resolved/);
+  await page.screenshot({ path: path.join(shots, 'alerts.png'), fullPage: true });
+  await row.locator('.examples a').first().click();
+  await page.waitForURL('**/trace/' + expected.checkout_trace);
+  await ready();
+  assert.equal(await page.locator(`#waterfall .span-row[data-span-id="${expected.error_span_id}"]`).count(), 1, 'the failing span is in the trace the alert links to');
+});
+
+await step('hostile span data on the alert board is shown as text, never markup', async () => {
+  await page.goto(base + '/alerts');
+  await ready();
+  await page.waitForFunction((n) => document.querySelectorAll('#alerts tbody tr.alert').length === n, expected.alert_count);
+  const [img, , svgPayload] = expected.payloads;
+  const row = page.locator('#alerts tbody tr.alert').filter({ has: page.locator('.operation', { hasText: img }) });
+  assert.equal(await row.count(), 1);
+  assert.equal(await row.locator('.operation').textContent(), img);
+  assert.equal(await row.locator('.exception-type').textContent(), svgPayload);
+  assert.equal(await row.locator('.chip').textContent(), svgPayload);
+  assert.equal(await row.locator('.message').textContent(), '<img src=x onerror="window.__xss=<n>">');
+  assert.equal(await row.locator('.service-link').getAttribute('href'), '/services/' + encodeURIComponent(svgPayload));
+  assert.equal(await page.locator('#alerts img, #alerts script, #alerts svg').count(), 0);
+  await page.waitForTimeout(300);
+  assert.equal(await xssFired(), false, 'no payload ran');
+});
+
 await context.close();
 rmSync(profile, { recursive: true, force: true });
 if (failed) process.exit(1);

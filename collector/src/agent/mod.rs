@@ -340,6 +340,7 @@ fn receivers_shared(
             limits: config.span_limits(),
             enricher: None,
             sink: Arc::new(sink),
+            alerting: None,
         }),
         max_request_bytes: config.max_request_bytes,
         retry_after: Duration::from_secs(config.retry_after_secs),

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use crate::alerting::Alerting;
 use crate::config::CollectorConfig;
 use crate::enrich::Enricher;
 use crate::error::{Error, Result};
@@ -41,12 +42,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: &CollectorConfig, ingest: Ingest) -> Arc<Self> {
+    pub fn new(
+        config: &CollectorConfig,
+        ingest: Ingest,
+        alerting: Option<Arc<Alerting>>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             front: Arc::new(Front {
                 limits: config.span_limits(),
                 enricher: Some(Enricher::new(&config.business_keys)),
                 sink: Arc::new(ingest),
+                alerting,
             }),
             max_request_bytes: config.max_request_bytes,
             retry_after: Duration::from_secs(config.retry_after_secs),
