@@ -4,16 +4,20 @@
 //! and hands the spans to the [`SpanSink`] at the end.
 //!
 //! ```text
-//!  receiver ─▶ decode ─▶ validate + convert ─▶ count rejections ─▶ (redact) ─▶ enrich ─▶ (span metrics) ─▶ SpanSink::submit
-//!              by source  clew_proto::from_otlp  metrics.rs                    enrich.rs                    pipeline::Ingest (clew serve)
-//!              (closure)  (avro: while decoding)                               (not in the agent)           agent::AgentSink (clew agent)
-//!             └───────────────── Front::prepare: CPU work, on the blocking pool for large inputs ─────────┘
+//!  receiver ─▶ decode ─▶ validate + convert ─▶ count rejections ─▶ (redact) ─▶ enrich ─▶ span metrics ─▶ SpanSink::submit ─▶ span metrics
+//!              by source  clew_proto::from_otlp  metrics.rs                    enrich.rs    observe          pipeline::Ingest   record what the
+//!              (closure)  (avro: while decoding)                               (not in the agent)            agent::AgentSink   sink stored
+//!             └───────────────── Front::prepare: CPU work, on the blocking pool for large inputs ──────┘
 //! ```
 //!
 //! Only decoding differs by source, so a receiver passes a decode closure returning
 //! [`Decoded`]: an OTLP request, or spans its decoder already validated (Avro batches).
-//! Redaction and span metrics are not built yet; [`Front::prepare`] marks the line where
-//! each goes.
+//! Redaction is not built yet; [`Front::prepare`] marks the line where it goes.
+//!
+//! Span metrics ([`crate::span_metrics`]) take two steps around the sink: stage 6 notes
+//! each span's series while the spans are at hand, and once the sink answered `Ok` the
+//! spans it stored (all but its rejections) are counted — so a span is counted when it is
+//! durable, whichever receiver it came through, and a refused input counts nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +33,7 @@ use crate::enrich::Enricher;
 use crate::error::Error;
 use crate::metrics::{self, Protocol};
 use crate::sink::SpanSink;
+use crate::span_metrics::{Observed, SpanMetrics};
 
 /// What a source's decode step produced.
 pub(crate) enum Decoded {
@@ -104,6 +109,8 @@ pub(crate) struct Prepared {
     pub converted: Converted,
     /// `converted.rejected` counted per reason.
     pub rejections: Rejections,
+    /// What stage 6 noted, counted once the sink stored the spans.
+    pub observed: Option<Observed>,
 }
 
 /// The settings of the front-half stages and the sink they end in.
@@ -113,6 +120,9 @@ pub(crate) struct Front {
     /// its own configured keys).
     pub enricher: Option<Enricher>,
     pub sink: Arc<dyn SpanSink>,
+    /// `None` where span metrics are off, and in the agent (the collector behind Kafka
+    /// counts the spans it stores).
+    pub span_metrics: Option<Arc<SpanMetrics>>,
 }
 
 impl Front {
@@ -123,6 +133,7 @@ impl Front {
             limits: self.limits.clone(),
             enricher: self.enricher.clone(),
             sink,
+            span_metrics: self.span_metrics.clone(),
         }
     }
 
@@ -150,8 +161,16 @@ impl Front {
         let mut rejections = prepared.rejections;
         // 7. hand to the sink. Store rejections are counted and logged by the store writer
         //    (or the sink).
-        let stored = self.sink.submit(prepared.converted.spans).await;
-        for (_, reason) in stored.map_err(Refused::Sink)? {
+        let stored = self
+            .sink
+            .submit(prepared.converted.spans)
+            .await
+            .map_err(Refused::Sink)?;
+        // 6, second half: count the spans the sink stored.
+        if let (Some(metrics), Some(observed)) = (&self.span_metrics, prepared.observed) {
+            metrics.record(observed, &stored);
+        }
+        for (_, reason) in stored {
             *rejections.entry(reason).or_default() += 1;
         }
         Ok(rejections)
@@ -173,10 +192,16 @@ impl Front {
         //    written, so no later stage and no sink sees an unredacted value.
         // 5. enrich
         self.enrich(&mut converted.spans);
-        // 6. span metrics go here: after enrich (business keys known), before the sink.
+        // 6. span metrics: note each span's series now (after enrich, while the spans are
+        //    here); Front::ingest counts the ones the sink stored.
+        let observed = self
+            .span_metrics
+            .as_ref()
+            .map(|m| m.observe(&converted.spans));
         Ok(Prepared {
             converted,
             rejections,
+            observed,
         })
     }
 

@@ -10,7 +10,7 @@
 //!  OTLP HTTP ─▶ receiver/otlp_http ─┤
 //!  Zipkin ────▶ receiver/zipkin ────┼─▶ ingest::Front::ingest ─────────────────────────────────▶ SpanSink::submit
 //!  Kafka ─────▶ receiver/kafka ─────┘   decode ─▶ validate + convert ─▶ count rejections            │ = pipeline::Ingest
-//!               (offsets committed      ─▶ (redact) ─▶ enrich ─▶ (span metrics)                     ▼   bounded by spans
+//!               (offsets committed      ─▶ (redact) ─▶ enrich ─▶ span metrics                       ▼   bounded by spans
 //!                after the ack; poison                                                 batcher (batcher.rs)
 //!                → dead-letter topic)                                                      ▼
 //!                                                                          store writer ─▶ index writer (writer.rs)
@@ -34,6 +34,8 @@
 //!   [`writer`] are its stages.
 //! - [`error`]: the one error type and its gRPC/HTTP mapping; [`metrics`]: what is counted.
 //! - [`sink`]: the seam where the front half hands spans on: the pipeline here, or the agent.
+//! - [`span_metrics`]: stage 6, RED metrics (the spanmetrics connector's names), Tempo's
+//!   service-graph metrics and each service's last hour, from the spans the sink stored.
 //! - `agent` (cargo feature `kafka`): `clew agent` — the same receivers and front half in
 //!   front of Kafka (Avro) and a disk spool.
 //!
@@ -51,6 +53,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod receiver;
 pub mod sink;
+pub mod span_metrics;
 pub mod writer;
 pub mod zipkin;
 
@@ -67,6 +70,7 @@ pub use config::{CollectorConfig, LimitsConfig, KAFKA_UNAVAILABLE};
 pub use error::{Error, Result};
 pub use pipeline::Ingest;
 use receiver::{bind, spawn_otlp, spawn_zipkin, Server};
+pub use span_metrics::{SpanMetrics, SpanMetricsConfig};
 
 /// How long [`Collector::shutdown`] waits for queued spans to be written and answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -88,11 +92,13 @@ pub struct Collector {
 impl Collector {
     /// Validates `config`, binds both listeners, starts the pipeline and serves.
     /// The store and index are not closed by the collector; their owner closes them after
-    /// [`Collector::shutdown`].
+    /// [`Collector::shutdown`]. Every span stored counts in `span_metrics` (when given),
+    /// which the owner renders on `/metrics`.
     pub async fn start(
         config: CollectorConfig,
         store: Arc<dyn SpanStore>,
         index: Arc<dyn TraceIndex>,
+        span_metrics: Option<Arc<SpanMetrics>>,
     ) -> Result<Collector> {
         config.validate()?;
         metrics::describe();
@@ -104,7 +110,7 @@ impl Collector {
             bind("bind zipkin listener", &config.zipkin_addr).await?;
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
-        let shared = receiver::Shared::new(&config, ingest.clone());
+        let shared = receiver::Shared::new(&config, ingest.clone(), span_metrics);
         #[cfg(feature = "kafka")]
         let kafka = match &config.kafka {
             Some(k) => Some(receiver::kafka::start(k, shared.clone())?),

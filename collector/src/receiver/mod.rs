@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{Decoded, Front, Input, Offload, Refused, Rejections};
 use crate::metrics::{self, Protocol};
 use crate::pipeline::Ingest;
+use crate::span_metrics::SpanMetrics;
 
 /// Requests with more spans than this are converted on the blocking pool.
 const INLINE_MAX_SPANS: usize = 64;
@@ -41,12 +42,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: &CollectorConfig, ingest: Ingest) -> Arc<Self> {
+    pub fn new(
+        config: &CollectorConfig,
+        ingest: Ingest,
+        span_metrics: Option<Arc<SpanMetrics>>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             front: Arc::new(Front {
                 limits: config.span_limits(),
                 enricher: Some(Enricher::new(&config.business_keys)),
                 sink: Arc::new(ingest),
+                span_metrics,
             }),
             max_request_bytes: config.max_request_bytes,
             retry_after: Duration::from_secs(config.retry_after_secs),
