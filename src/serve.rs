@@ -2,8 +2,9 @@
 //! and shuts down cleanly on SIGTERM/SIGINT.
 //!
 //! ```text
-//!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline)
-//!                                    ├─▶ query API (+ /metrics from the Prometheus recorder)
+//!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline) ─▶ span metrics
+//!                                    ├─▶ query API (+ /metrics: the Prometheus recorder + span metrics;
+//!                                    │              /api/v1/services/{s}/red from the span metrics)
 //!                                    └─▶ retention loop (drop expired buckets)
 //!  SIGTERM ─▶ stop receivers (Kafka: commit durable records, leave the group), drain pipeline ─▶ stop query API ─▶ close index, close store
 //! ```
@@ -85,21 +86,51 @@ async fn start_serving(
         .await
         .with_context(|| format!("failed to listen on {} (query API)", config.query.http_addr))?;
     let query_addr = query_listener.local_addr()?;
-    let collector =
-        clew_collector::Collector::start(config.collector.clone(), store.clone(), index.clone())
-            .await
-            .context("failed to start the collector (OTLP and Kafka receivers)")?;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = clew_query::QueryState::new(
+    let span_metrics = clew_collector::SpanMetrics::new(&config.span_metrics).map(Arc::new);
+    let collector = clew_collector::Collector::start(
+        config.collector.clone(),
         store.clone(),
         index.clone(),
-        Arc::new(move || prometheus.render()),
+        span_metrics.clone(),
+    )
+    .await
+    .context("failed to start the collector (OTLP and Kafka receivers)")?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // /metrics: the recorder's families, then the span metrics' own (their series and
+    // buckets are bounded by their own table).
+    let rendered = span_metrics.clone();
+    let mut state = clew_query::QueryState::new(
+        store.clone(),
+        index.clone(),
+        Arc::new(move || {
+            let mut text = prometheus.render();
+            if let Some(m) = &rendered {
+                m.render(&mut text);
+            }
+            text
+        }),
     )
     .with_indexed(clew_query::Indexed {
         attributes: config.indexed_attributes.clone(),
         business_keys: config.collector.business_keys.clone(),
     });
+    if let Some(m) = span_metrics {
+        state = state.with_service_red(Arc::new(move |service: &str| {
+            m.service_red(service).map(|points| {
+                points
+                    .into_iter()
+                    .map(|p| clew_query::RedPoint {
+                        t: p.t,
+                        calls: p.calls,
+                        errors: p.errors,
+                        p50_ms: p.p50_ms,
+                        p99_ms: p.p99_ms,
+                    })
+                    .collect()
+            })
+        }));
+    }
     let mut query_stop = stop_rx.clone();
     let query = tokio::spawn(clew_query::serve(query_listener, state, async move {
         let _ = query_stop.wait_for(|s| *s).await;

@@ -20,7 +20,8 @@
 //! - [`jaeger`]: Jaeger's HTTP query API (`/api/services`, `/api/traces`, …) over the same
 //!   two phases, answering with Jaeger's envelope, span shape and error texts.
 //! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
-//!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`).
+//!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`,
+//!   `/services/{service}`).
 //!
 //! The address it listens on is the binary's to choose (`query.http_addr`, by default
 //! 127.0.0.1:16686). Every response carries a strict Content-Security-Policy and
@@ -56,6 +57,22 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Renders the process's Prometheus metrics as text (the binary installs the exporter).
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// One minute of a service's requests, for `GET /api/v1/services/{service}/red`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RedPoint {
+    /// Start of the minute, unix seconds.
+    pub t: u64,
+    pub calls: u64,
+    pub errors: u64,
+    /// `null` in a minute without calls.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// A service's last hour, one point per minute oldest first, from the collector's span
+/// metrics (the binary wires it); `None` for a service no stored span named.
+pub type ServiceRed = Arc<dyn Fn(&str) -> Option<Vec<RedPoint>> + Send + Sync>;
+
 /// The `Content-Security-Policy` of every response.
 pub const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'";
@@ -70,6 +87,8 @@ pub struct QueryState {
     pub timeout: Duration,
     /// What the index can search by `attr=`; `None` (the default) checks nothing.
     pub indexed: Option<Arc<Indexed>>,
+    /// Per-service RED history; `None` when span metrics are off (the RED API answers 404).
+    pub service_red: Option<ServiceRed>,
 }
 
 /// The attribute names the trace index holds terms for, as configured where spans are
@@ -95,7 +114,14 @@ impl QueryState {
             metrics_render,
             timeout: DEFAULT_TIMEOUT,
             indexed: None,
+            service_red: None,
         }
+    }
+
+    /// Serves `GET /api/v1/services/{service}/red` from `red`.
+    pub fn with_service_red(mut self, red: ServiceRed) -> Self {
+        self.service_red = Some(red);
+        self
     }
 
     /// Checks `attr=` conditions against what is indexed (see [`Indexed`]).
@@ -119,6 +145,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/trace/{trace_id}", get(routes::trace_page))
         .route("/keys/{name}/{value}", get(routes::keys_page))
         .route("/map", get(routes::map_page))
+        .route("/services/{service}", get(routes::service_page))
         .route("/ui/{name}", get(routes::ui_asset))
         .route("/api/v1/dependencies", get(routes::dependencies))
         .route("/api/v1/traces/{trace_id}", get(routes::trace_by_id))
@@ -129,6 +156,7 @@ pub fn router(state: QueryState) -> Router {
             "/api/v1/services/{service}/operations",
             get(routes::operations),
         )
+        .route("/api/v1/services/{service}/red", get(routes::service_red))
         .merge(jaeger::routes())
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
