@@ -271,6 +271,7 @@ fn receivers_shared(
             limits: config.span_limits(),
             enricher: None,
             sink: Arc::new(sink),
+            span_metrics: None,
         }),
         max_request_bytes: config.max_request_bytes,
         retry_after: Duration::from_secs(config.retry_after_secs),
@@ -283,7 +284,13 @@ async fn serve_metrics(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = Router::new()
-        .route("/metrics", get(move || async move { render() }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                metrics::refresh_spool_age();
+                render()
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }));
     serve_http("serve metrics", listener, app, shutdown).await
 }
