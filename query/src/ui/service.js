@@ -35,9 +35,10 @@ function lineChart(id, times, series) {
   for (const f of [0, 0.5, 1]) {
     chart.append(svg('text', { class: 'tick', text: fmt(max * f / 1.1), attrs: { x: L - 4, y: y(max * f / 1.1) + 4, 'text-anchor': 'end' } }));
   }
-  for (const i of [0, Math.floor(times.length / 2), times.length - 1]) {
+  const last = times.length - 1;
+  for (const [i, anchor] of [[0, 'start'], [Math.floor(last / 2), 'middle'], [last, 'end']]) {
     if (times[i] === undefined) continue;
-    chart.append(svg('text', { class: 'tick', text: clock(times[i]), attrs: { x: x(i), y: H - 6, 'text-anchor': 'middle' } }));
+    chart.append(svg('text', { class: 'tick', text: clock(times[i]), attrs: { x: x(i), y: H - 6, 'text-anchor': anchor } }));
   }
   for (const s of series) {
     // a minute without requests has no duration: the line breaks there
