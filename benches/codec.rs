@@ -3,7 +3,8 @@
 //! decode; and the Kafka wire formats side by side: Avro records as `clew agent` writes
 //! them (one single-object record per trace, `agent::build_records`) and as the collector
 //! reads them (`avro::decode_batch`, validation included), against OTLP protobuf.
-//! Bytes per span on the wire are printed. Run: `cargo bench --bench codec`.
+//! Bytes per span on the wire are printed; and stage 6, span metrics (observe + record)
+//! on the same spans. Run: `cargo bench --bench codec`.
 
 mod workload;
 
@@ -71,6 +72,34 @@ fn bench(c: &mut Criterion) {
                 .iter()
                 .map(|c| decode_span(c).unwrap().attributes.len())
                 .sum::<usize>()
+        })
+    });
+    g.finish();
+
+    // Stage 6: span metrics (RED series + service graph + history) on the same spans, as
+    // Front::prepare (observe) and Front::ingest (record) run them; the series exist after
+    // the first round, as in steady state.
+    let mut g = c.benchmark_group("span_metrics");
+    g.throughput(Throughput::Elements(spans as u64));
+    let config = clew_collector::SpanMetricsConfig {
+        dimensions: vec![clew_collector::span_metrics::Dimension::Name(
+            "http.route".into(),
+        )],
+        ..Default::default()
+    };
+    let metrics = clew_collector::SpanMetrics::new(&config).unwrap();
+    g.bench_function("observe_and_record", |b| {
+        b.iter(|| {
+            let observed = metrics.observe(&converted);
+            metrics.record(observed, &[]);
+        })
+    });
+    g.bench_function("render_metrics_text", |b| {
+        let mut out = String::new();
+        b.iter(|| {
+            out.clear();
+            metrics.render(&mut out);
+            out.len()
         })
     });
     g.finish();

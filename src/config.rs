@@ -25,6 +25,12 @@
 //! brokers = ["127.0.0.1:9092"]
 //! topics = [{ name = "clew-spans", format = "avro" }]
 //!
+//! [span_metrics]             # RED + service-graph metrics on /metrics, see clew_collector::SpanMetricsConfig
+//! enabled = true
+//! dimensions = []             # e.g. ["http.route", { name = "http.request.method", default = "GET" }]
+//! cardinality_limit = 5000    # series per metric; more fold into otel_metric_overflow="true"
+//! service_graph = true
+//!
 //! [store]
 //! type = "embedded"
 //!
@@ -49,7 +55,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clew_collector::alerting::AlertingConfig;
-use clew_collector::{CollectorConfig, KAFKA_UNAVAILABLE};
+use clew_collector::{CollectorConfig, SpanMetricsConfig, KAFKA_UNAVAILABLE};
 use clew_store::{IndexConfig, StoreConfig};
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +76,8 @@ pub struct Config {
     pub retention_check_interval_secs: u64,
     pub query: QueryConfig,
     pub collector: CollectorConfig,
+    /// `[span_metrics]`: RED and service-graph metrics from the stored spans.
+    pub span_metrics: SpanMetricsConfig,
     pub store: StoreConfig,
     pub index: IndexConfig,
     /// Error-signature alerts; absent: none.
@@ -120,6 +128,7 @@ impl Default for Config {
             retention_check_interval_secs: 600,
             query: QueryConfig::default(),
             collector: CollectorConfig::default(),
+            span_metrics: SpanMetricsConfig::default(),
             store: StoreConfig::default(),
             index: IndexConfig::default(),
             alerting: AlertingConfig::default(),
@@ -281,6 +290,7 @@ impl Config {
             bail!("data_dir must not be empty");
         }
         self.collector.validate().context("in [collector]")?;
+        self.span_metrics.validate().context("in [span_metrics]")?;
         self.store.validate().context("in [store]")?;
         self.index.validate().context("in [index]")?;
         self.alerting.validate().map_err(anyhow::Error::msg)?;
@@ -532,6 +542,40 @@ mod tests {
         let err = format!("{:#}", Config::load(&o).unwrap_err());
         assert!(err.contains("alerting.error_rules[0].window"), "{err}");
         assert!(err.contains("clew.toml"), "{err}");
+    }
+
+    #[test]
+    fn span_metrics_section_reads_validates_and_prints_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "[span_metrics]\ndimensions = [\"http.route\", { name = \"http.request.method\", default = \"GET\" }]\ncardinality_limit = 100\nservice_graph = false\n",
+        )
+        .unwrap();
+        let c = Config::load(&Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.span_metrics.enabled);
+        assert!(!c.span_metrics.service_graph);
+        assert_eq!(c.span_metrics.cardinality_limit, 100);
+        assert_eq!(c.span_metrics.dimensions.len(), 2);
+        let printed = toml::to_string_pretty(&c).unwrap();
+        assert_eq!(toml::from_str::<Config>(&printed).unwrap(), c);
+        assert!(Config::default().span_metrics.enabled);
+
+        std::fs::write(&path, "[span_metrics]\ndimensions = [\"span.name\"]\n").unwrap();
+        let err = Config::load(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("span_metrics.dimensions"), "{text}");
+        assert!(text.contains("span_name"), "{text}");
+        assert!(text.contains("clew.toml"), "{text}");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! and shuts down cleanly on SIGTERM/SIGINT.
 //!
 //! ```text
-//!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline;
+//!  config ─▶ SpanStore + TraceIndex ─┬─▶ collector (OTLP gRPC + HTTP [+ Kafka] ─▶ pipeline ─▶ span metrics;
 //!                                    │    Jaeger remote sampling HTTP + gRPC)
-//!                                    ├─▶ query API (+ /metrics from the Prometheus recorder,
+//!                                    ├─▶ query API (+ /metrics: the Prometheus recorder + span metrics;
+//!                                    │   /api/v1/services/{s}/red from the span metrics,
 //!                                    │   /api/v1/alerts from the alert evaluation)
 //!                                    ├─▶ Jaeger remote storage (jaeger.storage.v2 gRPC readers)
 //!                                    ├─▶ [alerting]: error-signature alerts → Alertmanager, webhooks
@@ -127,8 +128,10 @@ async fn start_serving(
     if alerting.is_some() && config.alerting.ui_url.is_none() && query_addr.ip().is_unspecified() {
         warn!(%query_addr, "the trace links in alerts use the query address, which names no host; set [alerting] ui_url to the address people open");
     }
+    let span_metrics = clew_collector::SpanMetrics::new(&config.span_metrics).map(Arc::new);
     let observers = clew_collector::Observers {
         alerting: alerting.clone(),
+        span_metrics: span_metrics.clone(),
     };
     let collector = match clew_collector::Collector::start_with(
         config.collector.clone(),
@@ -148,10 +151,19 @@ async fn start_serving(
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let state = clew_query::QueryState::new(
+    // /metrics: the recorder's families, then the span metrics' own (their series and
+    // buckets are bounded by their own table).
+    let rendered = span_metrics.clone();
+    let mut state = clew_query::QueryState::new(
         store.clone(),
         index.clone(),
-        Arc::new(move || prometheus.render()),
+        Arc::new(move || {
+            let mut text = prometheus.render();
+            if let Some(m) = &rendered {
+                m.render(&mut text);
+            }
+            text
+        }),
     )
     .with_indexed(clew_query::Indexed {
         attributes: clew_query::IndexedAttributes::from_names(&config.indexed_attributes),
@@ -160,6 +172,22 @@ async fn start_serving(
     .with_purge_for_tests(config.query.enable_purge_for_tests);
     if config.query.enable_purge_for_tests {
         warn!("--enable-purge-for-tests: POST /api/v1/purge deletes every stored trace");
+    }
+    if let Some(m) = span_metrics {
+        state = state.with_service_red(Arc::new(move |service: &str| {
+            m.service_red(service).map(|points| {
+                points
+                    .into_iter()
+                    .map(|p| clew_query::RedPoint {
+                        t: p.t,
+                        calls: p.calls,
+                        errors: p.errors,
+                        p50_ms: p.p50_ms,
+                        p99_ms: p.p99_ms,
+                    })
+                    .collect()
+            })
+        }));
     }
     let state = match &alerting {
         Some(alerting) => {

@@ -286,6 +286,30 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
         b["alerts"].as_array().is_some_and(|a| a.len() == 3)
     })
     .await;
+    // 5. a second clew for the service page: storefront's requests over the last 50
+    //    minutes (20-50 a minute, a slow and failing stretch 20-15 minutes ago)
+    let red = Clew::start(&[]);
+    let mut red_spans = Vec::new();
+    let (mut red_calls, mut red_errors) = (0u64, 0u64);
+    for k in 0..50u64 {
+        // a second into each clock minute, so each k is one point of the chart
+        let minute_start = (now / 60_000_000_000 - (50 - k)) * 60_000_000_000 + 1_000_000_000;
+        let bad = (30..35).contains(&k);
+        for i in 0..(20 + (k % 7) * 5) {
+            let mut s = spec(
+                1,
+                None,
+                "GET /products",
+                i * 100,
+                if bad { 350 + i * 10 } else { 15 + (i % 5) * 10 },
+            );
+            s.error = (bad && i % 4 == 0) || (i == 0 && k % 10 == 0);
+            red_calls += 1;
+            red_errors += u64::from(s.error);
+            red_spans.push(span(trace_id(), minute_start, s));
+        }
+    }
+    send(&red, request(vec![("storefront", red_spans)])).await;
 
     let expected = serde_json::json!({
         "checkout_trace": hex::encode(checkout_id),
@@ -304,6 +328,14 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
         ],
         "payloads": [XSS_IMG, XSS_SCRIPT, XSS_SVG],
         "alert_count": 3,
+        "payments_red": {"calls": 2, "errors": 2},
+        "red": {
+            "base": format!("http://{}", red.http),
+            "service": "storefront",
+            "calls": red_calls,
+            "errors": red_errors,
+            "minutes": 50,
+        },
     });
     let repo = env!("CARGO_MANIFEST_DIR");
     let status = Command::new("node")

@@ -4,18 +4,22 @@
 //! and hands the spans to the [`SpanSink`] at the end.
 //!
 //! ```text
-//!  receiver ─▶ decode ─▶ validate + convert ─▶ count rejections ─▶ (redact) ─▶ enrich ─▶ (span metrics) ─▶ SpanSink::submit
-//!              by source  clew_proto::from_otlp  metrics.rs                    enrich.rs                    pipeline::Ingest (clew serve)
-//!              (closure)  (avro: while decoding)                               (not in the agent)           agent::AgentSink (clew agent)
-//!             └───────────────── Front::prepare: CPU work, on the blocking pool for large inputs ─────────┘
+//!  receiver ─▶ decode ─▶ validate + convert ─▶ count rejections ─▶ (redact) ─▶ enrich ─▶ span metrics ─▶ SpanSink::submit ─▶ span metrics
+//!              by source  clew_proto::from_otlp  metrics.rs                    enrich.rs    observe          pipeline::Ingest   record what the
+//!              (closure)  (avro: while decoding)                               (not in the agent)            agent::AgentSink   sink stored
+//!             └───────────────── Front::prepare: CPU work, on the blocking pool for large inputs ──────┘
 //! ```
 //!
 //! Only decoding differs by source, so a receiver passes a decode closure returning
 //! [`Decoded`]: an OTLP request, or spans its decoder already validated (Avro batches).
-//! Redaction and span metrics are not built yet; [`Front::prepare`] marks the line where
-//! each goes. Error-signature alerts ([`crate::alerting`]) pick the error spans at stage 6
-//! and count them after the sink stored them (step 8 of [`Front::ingest`]), leaving out
-//! the spans the store rejected, so every example trace of an alert opens.
+//! Redaction is not built yet; [`Front::prepare`] marks the line where it goes.
+//!
+//! Span metrics ([`crate::span_metrics`]) and error-signature alerts ([`crate::alerting`])
+//! take two steps around the sink: stage 6 notes each span's series and picks the error
+//! spans while the spans are at hand, and once the sink answered `Ok` the spans it stored
+//! (all but its rejections) are counted — so a span is counted when it is durable,
+//! whichever receiver it came through, a refused input counts nothing, and every example
+//! trace of an alert opens.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +38,7 @@ use crate::enrich::Enricher;
 use crate::error::Error;
 use crate::metrics::{self, Protocol};
 use crate::sink::SpanSink;
+use crate::span_metrics::{Observed, SpanMetrics};
 
 /// What a source's decode step produced.
 pub(crate) enum Decoded {
@@ -122,6 +127,8 @@ pub(crate) struct Prepared {
     pub converted: Converted,
     /// `converted.rejected` counted per reason.
     pub rejections: Rejections,
+    /// What stage 6 noted, counted once the sink stored the spans.
+    pub observed: Option<Observed>,
     /// The error spans the alert rules count once the sink has stored them.
     pub alert_errors: Option<Picked>,
 }
@@ -133,6 +140,9 @@ pub(crate) struct Front {
     /// its own configured keys).
     pub enricher: Option<Enricher>,
     pub sink: Arc<dyn SpanSink>,
+    /// `None` where span metrics are off, and in the agent (the collector behind Kafka
+    /// counts the spans it stores).
+    pub span_metrics: Option<Arc<SpanMetrics>>,
     /// Error-signature alerts (`[alerting]`); `None` when no rule is configured and in the
     /// agent.
     pub alerting: Option<Arc<Alerting>>,
@@ -146,6 +156,7 @@ impl Front {
             limits: self.limits.clone(),
             enricher: self.enricher.clone(),
             sink,
+            span_metrics: self.span_metrics.clone(),
             alerting: self.alerting.clone(),
         }
     }
@@ -179,6 +190,10 @@ impl Front {
             .submit(prepared.converted.spans)
             .await
             .map_err(Refused::Sink)?;
+        // 6, second half: count the spans the sink stored.
+        if let (Some(metrics), Some(observed)) = (&self.span_metrics, prepared.observed) {
+            metrics.record(observed, &stored);
+        }
         // 8. alerts count the error spans the store kept (see crate::alerting)
         if let (Some(alerting), Some(errors)) = (&self.alerting, prepared.alert_errors) {
             alerting.observe(errors, &stored);
@@ -205,12 +220,18 @@ impl Front {
         //    written, so no later stage and no sink sees an unredacted value.
         // 5. enrich
         self.enrich(&mut converted.spans);
-        // 6. span metrics go here: after enrich (business keys known), before the sink.
-        //    Error signatures for the alert rules, counted once stored (step 8).
+        // 6. span metrics: note each span's series now (after enrich, while the spans are
+        //    here); error signatures for the alert rules. Front::ingest counts the spans the
+        //    sink stored.
+        let observed = self
+            .span_metrics
+            .as_ref()
+            .map(|m| m.observe(&converted.spans));
         let alert_errors = self.alerting.as_ref().map(|a| a.pick(&converted.spans));
         Ok(Prepared {
             converted,
             rejections,
+            observed,
             alert_errors,
         })
     }

@@ -10,7 +10,7 @@
 //!  OTLP HTTP ─▶ receiver/otlp_http ─┤
 //!  Zipkin ────▶ receiver/zipkin ────┼─▶ ingest::Front::ingest ─────────────────────────────────▶ SpanSink::submit
 //!  Kafka ─────▶ receiver/kafka ─────┘   decode ─▶ validate + convert ─▶ count rejections            │ = pipeline::Ingest
-//!               (offsets committed      ─▶ (redact) ─▶ enrich ─▶ (span metrics)                     ▼   bounded by spans
+//!               (offsets committed      ─▶ (redact) ─▶ enrich ─▶ span metrics                       ▼   bounded by spans
 //!                after the ack; poison                                                 batcher (batcher.rs)
 //!                → dead-letter topic)                                                      ▼
 //!                                                                          store writer ─▶ index writer (writer.rs)
@@ -39,6 +39,8 @@
 //!   rules, re-read when it changes), its HTTP and gRPC endpoints, and the head sampling
 //!   `clew agent` derives from it.
 //! - [`sink`]: the seam where the front half hands spans on: the pipeline here, or the agent.
+//! - [`span_metrics`]: stage 6, RED metrics (the spanmetrics connector's names), Tempo's
+//!   service-graph metrics and each service's last hour, from the spans the sink stored.
 //! - `agent` (cargo feature `kafka`): `clew agent` — the same receivers and front half in
 //!   front of Kafka (Avro) and a disk spool.
 //!
@@ -58,6 +60,7 @@ pub mod pipeline;
 pub mod receiver;
 pub mod sampling;
 pub mod sink;
+pub mod span_metrics;
 pub mod writer;
 pub mod zipkin;
 
@@ -74,6 +77,7 @@ pub use config::{CollectorConfig, LimitsConfig, KAFKA_UNAVAILABLE};
 pub use error::{Error, Result};
 pub use pipeline::Ingest;
 use receiver::{bind, spawn_otlp, spawn_sampling, spawn_zipkin, Server};
+pub use span_metrics::{SpanMetrics, SpanMetricsConfig};
 
 /// How long [`Collector::shutdown`] waits for queued spans to be written and answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,6 +87,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Observers {
     /// Error-signature alerts ([`alerting::Alerting::start`]).
     pub alerting: Option<Arc<alerting::Alerting>>,
+    /// RED span metrics and the service graph, which the owner renders on `/metrics`.
+    pub span_metrics: Option<Arc<SpanMetrics>>,
 }
 
 /// A running collector: both OTLP listeners, the Kafka receiver when configured, and the
@@ -113,7 +119,8 @@ impl Collector {
         Collector::start_with(config, store, index, Observers::default()).await
     }
 
-    /// [`Collector::start`] with what watches the ingested spans besides the store.
+    /// [`Collector::start`] with what watches the ingested spans besides the store: every
+    /// span stored counts in `observers.span_metrics` and `observers.alerting`.
     pub async fn start_with(
         config: CollectorConfig,
         store: Arc<dyn SpanStore>,
@@ -144,7 +151,7 @@ impl Collector {
         );
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
-        let shared = receiver::Shared::new(&config, ingest.clone(), observers.alerting);
+        let shared = receiver::Shared::new(&config, ingest.clone(), observers);
         #[cfg(feature = "kafka")]
         let kafka = match &config.kafka {
             Some(k) => Some(receiver::kafka::start(k, shared.clone())?),

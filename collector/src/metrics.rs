@@ -15,6 +15,7 @@ pub const REQUESTS_FAILED: &str = "clew_collector_requests_failed_total";
 pub const BATCH_SPANS: &str = "clew_collector_batch_spans";
 pub const QUEUE_SPANS: &str = "clew_collector_queue_spans";
 pub const ACK_SECONDS: &str = "clew_collector_ack_seconds";
+pub const WRITE_FAILURES: &str = "clew_collector_write_failures_total";
 
 pub const KAFKA_RECORDS_CONSUMED: &str = "clew_kafka_records_consumed_total";
 pub const KAFKA_RECORDS_DONE: &str = "clew_kafka_records_done_total";
@@ -85,8 +86,18 @@ pub fn describe() {
         Unit::Seconds,
         "time from receiving a request to answering it"
     );
+    describe_counter!(
+        WRITE_FAILURES,
+        Unit::Count,
+        "batches whose write failed, by stage (store, index) and retryable (true: answered 'retry later'); nothing of them is acknowledged"
+    );
     for r in RejectReason::ALL {
         counter!(SPANS_REJECTED, "reason" => r.as_str()).absolute(0);
+    }
+    for stage in ["store", "index"] {
+        for retryable in ["true", "false"] {
+            counter!(WRITE_FAILURES, "stage" => stage, "retryable" => retryable).absolute(0);
+        }
     }
 }
 
@@ -222,6 +233,11 @@ pub fn spans_repaired(protocol: Protocol, repair: &'static str, n: u64) {
 
 pub fn request_failed(protocol: Protocol, reason: &'static str) {
     counter!(REQUESTS_FAILED, "protocol" => protocol.as_str(), "reason" => reason).increment(1);
+}
+
+pub fn write_failed(stage: &'static str, retryable: bool) {
+    counter!(WRITE_FAILURES, "stage" => stage, "retryable" => if retryable { "true" } else { "false" })
+        .increment(1);
 }
 
 pub fn batch_written(spans: usize) {

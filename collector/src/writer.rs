@@ -127,6 +127,7 @@ fn ack(parts: Vec<Part>, rejected: &[(usize, RejectReason)]) {
 }
 
 fn fail(parts: Vec<Part>, stage: &'static str, error: &clew_store::Error) {
+    metrics::write_failed(stage, error.is_retryable());
     for part in parts {
         let _ = part.ack.send(Err(Error::Store {
             stage,

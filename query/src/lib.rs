@@ -26,7 +26,7 @@
 //!   stored trace (for Jaeger's storage integration tests).
 //! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
 //!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`,
-//!   `/alerts`).
+//!   `/alerts`, `/services/{service}`).
 //!
 //! The address it listens on is the binary's to choose (`query.http_addr`, by default
 //! 127.0.0.1:16686). Every response carries a strict Content-Security-Policy and
@@ -66,6 +66,21 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 /// The alert board as JSON (`GET /api/v1/alerts`), from whatever evaluates alerts in this
 /// process (the binary wires the collector's error-signature alerts in).
 pub type AlertsRender = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// One minute of a service's requests, for `GET /api/v1/services/{service}/red`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RedPoint {
+    /// Start of the minute, unix seconds.
+    pub t: u64,
+    pub calls: u64,
+    pub errors: u64,
+    /// `null` in a minute without calls.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// A service's last hour, one point per minute oldest first, from the collector's span
+/// metrics (the binary wires it); `None` for a service no stored span named.
+pub type ServiceRed = Arc<dyn Fn(&str) -> Option<Vec<RedPoint>> + Send + Sync>;
 
 /// The `Content-Security-Policy` of every response.
 pub const CONTENT_SECURITY_POLICY: &str =
@@ -85,6 +100,8 @@ pub struct QueryState {
     pub purge_for_tests: bool,
     /// The alert board; `None`: this process evaluates no alerts.
     pub alerts: Option<AlertsRender>,
+    /// Per-service RED history; `None` when span metrics are off (the RED API answers 404).
+    pub service_red: Option<ServiceRed>,
 }
 
 /// The attributes the trace index holds terms for, as configured where spans are indexed
@@ -123,7 +140,14 @@ impl QueryState {
             indexed: None,
             purge_for_tests: false,
             alerts: None,
+            service_red: None,
         }
+    }
+
+    /// Serves `GET /api/v1/services/{service}/red` from `red`.
+    pub fn with_service_red(mut self, red: ServiceRed) -> Self {
+        self.service_red = Some(red);
+        self
     }
 
     /// Checks `attr=` conditions against what is indexed (see [`Indexed`]).
@@ -165,6 +189,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/keys/{name}/{value}", get(routes::keys_page))
         .route("/map", get(routes::map_page))
         .route("/alerts", get(routes::alerts_page))
+        .route("/services/{service}", get(routes::service_page))
         .route("/ui/{name}", get(routes::ui_asset))
         .route("/api/v1/dependencies", get(routes::dependencies))
         .route("/api/v1/alerts", get(routes::alerts))
@@ -176,6 +201,7 @@ pub fn router(state: QueryState) -> Router {
             "/api/v1/services/{service}/operations",
             get(routes::operations),
         )
+        .route("/api/v1/services/{service}/red", get(routes::service_red))
         .merge(jaeger::routes())
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))

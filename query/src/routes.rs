@@ -34,6 +34,7 @@ mod ui {
     pub const KEYS: &str = include_str!("ui/keys.html");
     pub const MAP: &str = include_str!("ui/map.html");
     pub const ALERTS: &str = include_str!("ui/alerts.html");
+    pub const SERVICE: &str = include_str!("ui/service.html");
     /// `/ui/{name}` → (content type, body).
     pub const ASSETS: &[(&str, &str, &str)] = &[
         (
@@ -70,6 +71,9 @@ mod ui {
             "alerts.js",
             "text/javascript; charset=utf-8",
             include_str!("ui/alerts.js"),
+            "service.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/service.js"),
         ),
         (
             "favicon.svg",
@@ -170,6 +174,39 @@ pub async fn operations(
         })?
         .map_err(|e| Error::backend(doing(), e))?;
     Ok(Json(OperationsJson { operations }))
+}
+
+/// `GET /api/v1/services/{service}/red`: the service's last hour, one point per minute
+/// (calls, errors, p50/p99 of its server and consumer spans), from the span metrics.
+pub async fn service_red(
+    State(state): State<QueryState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<RedJson>> {
+    let Path(service) = path.map_err(path_error)?;
+    let Some(red) = &state.service_red else {
+        return Err(Error::NotFound(
+            "span metrics are disabled ([span_metrics] enabled = false): no per-service history"
+                .into(),
+        ));
+    };
+    let Some(points) = red(&service) else {
+        return Err(Error::NotFound(format!(
+            "no stored span names service `{}` since clew started",
+            shorten(&service)
+        )));
+    };
+    Ok(Json(RedJson {
+        service,
+        step_seconds: 60,
+        points,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct RedJson {
+    service: String,
+    step_seconds: u64,
+    points: Vec<crate::RedPoint>,
 }
 
 /// `GET /healthz`: the process is up and its store and index can serve again, if not now
@@ -282,6 +319,10 @@ pub async fn alerts(State(state): State<QueryState>) -> Result<Response> {
         );
     };
     json_off_reactor("failed to render the alert board", move || render()).await
+/// `GET /services/{service}`: the service page (RED charts); `service.js` reads the name
+/// from the URL.
+pub async fn service_page() -> Html<&'static str> {
+    Html(ui::SERVICE)
 }
 
 /// `GET /ui/{name}`: the UI's scripts, stylesheet and icon.

@@ -310,6 +310,57 @@ await step('the service map shows the call and error counts', async () => {
   await page.screenshot({ path: path.join(shots, 'service-map.png') });
 });
 
+await step('the service page draws rate, error rate and p50/p99 over the last hour', async () => {
+  const red = expected.red;
+  await page.goto(`${red.base}/services/${red.service}`);
+  await ready();
+  assert.equal(await page.locator('#service-name').textContent(), red.service);
+  assert.equal(await page.locator('#status').getAttribute('data-calls'), String(red.calls));
+  assert.equal(await page.locator('#status').getAttribute('data-errors'), String(red.errors));
+  assert.equal(await page.locator('svg.red-chart').count(), 3);
+  // the rate has a point for every minute of the hour (0 without requests); error rate
+  // and durations one per minute with requests
+  assert.equal(await page.locator('svg.red-chart path.series.rate').getAttribute('data-points'), '60');
+  for (const cls of ['errors', 'p50', 'p99']) {
+    assert.equal(await page.locator(`svg.red-chart path.series.${cls}`).getAttribute('data-points'), String(red.minutes), cls);
+  }
+  // p99 is never below p50 (a smaller y is higher on the chart)
+  const ys = (cls) => page.locator(`#chart-latency circle.${cls}`).evaluateAll((cs) => cs.map((c) => Number(c.getAttribute('cy'))));
+  const [p50, p99] = [await ys('p50'), await ys('p99')];
+  assert.equal(p50.length, red.minutes);
+  p50.forEach((y, i) => assert.ok(p99[i] <= y + 0.01, `minute ${i}: p99 below p50`));
+  await page.screenshot({ path: path.join(shots, 'service-red.png'), fullPage: true });
+});
+
+await step('search results and the service map lead to the service page', async () => {
+  await page.goto(`${base}/?service=payments&lookback=1h`);
+  await ready();
+  await page.locator('#results .result').first().waitFor();
+  await page.locator('#results a.chip', { hasText: 'payments' }).first().click();
+  await page.waitForURL(/\/services\/payments$/);
+  await ready();
+  assert.equal(await page.locator('#service-name').textContent(), 'payments');
+  assert.equal(await page.locator('#status').getAttribute('data-calls'), String(expected.payments_red.calls));
+  assert.equal(await page.locator('#status').getAttribute('data-errors'), String(expected.payments_red.errors));
+  await page.goto(`${base}/map?lookback=1h`);
+  await ready();
+  await page.locator('svg.service-map g.node[data-service="checkout"]').click();
+  await page.waitForURL(/\/services\/checkout$/);
+  await ready();
+  assert.equal(await page.locator('#service-name').textContent(), 'checkout');
+  await page.goto(`${base}/services/nobody-here`);
+  await ready();
+  assert.match(await page.locator('#status').textContent(), /nobody-here/);
+  expectFailedRequest(404);
+  // a hostile service name is a title, as text
+  await page.goto(`${base}/services/${encodeURIComponent(expected.payloads[0])}`);
+  await ready();
+  assert.equal(await page.locator('#service-name').textContent(), expected.payloads[0]);
+  assert.equal(await page.locator('main img, main script').count(), 0);
+  await page.waitForTimeout(300);
+  assert.equal(await xssFired(), false);
+});
+
 await step('the XSS check would notice a payload that ran', async () => {
   await page.goto(base + '/');
   await ready();

@@ -2,6 +2,9 @@
 //! OTLP path in `clew_collector_requests_failed_total{protocol, reason}` (reasons
 //! `spool_full`, `spool_failed`); spans received and rejected alone likewise.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
 pub const SPANS_SAMPLED_OUT: &str = "clew_agent_spans_sampled_out_total";
@@ -12,6 +15,7 @@ pub const PRODUCE_ERRORS: &str = "clew_agent_produce_errors_total";
 pub const SPOOL_RECORDS: &str = "clew_agent_spool_records";
 pub const SPOOL_BYTES: &str = "clew_agent_spool_bytes";
 pub const SPOOL_DISK_BYTES: &str = "clew_agent_spool_disk_bytes";
+pub const SPOOL_OLDEST_AGE: &str = "clew_agent_spool_oldest_record_age_seconds";
 pub const SPOOL_CORRUPT: &str = "clew_agent_spool_corrupt_total";
 pub const SPOOL_ERRORS: &str = "clew_agent_spool_errors_total";
 pub const SAMPLING_RELOADS: &str = "clew_agent_sampling_reloads_total";
@@ -68,6 +72,11 @@ pub fn describe() {
         Unit::Bytes,
         "bytes the spool occupies on disk (bounded by spool.max_bytes)"
     );
+    describe_gauge!(
+        SPOOL_OLDEST_AGE,
+        Unit::Seconds,
+        "age of the oldest record in the spool not yet delivered (0 when empty; records of an earlier run: since their segment file was created)"
+    );
     describe_counter!(
         SPOOL_CORRUPT,
         Unit::Count,
@@ -120,10 +129,35 @@ pub fn produce_error(path: &'static str, reason: &'static str) {
     counter!(PRODUCE_ERRORS, "path" => path, "reason" => reason).increment(1);
 }
 
-pub fn spool_state(records: u64, bytes: u64, disk_bytes: u64) {
+/// Unix milliseconds of the oldest spooled record's append, 0 when the spool is empty;
+/// the age gauge is computed from it whenever `/metrics` is read ([`refresh_spool_age`]),
+/// so it keeps growing while nothing is delivered.
+static SPOOL_OLDEST_UNIX_MS: AtomicU64 = AtomicU64::new(0);
+
+pub fn spool_state(records: u64, bytes: u64, disk_bytes: u64, oldest: Option<SystemTime>) {
     gauge!(SPOOL_RECORDS).set(records as f64);
     gauge!(SPOOL_BYTES).set(bytes as f64);
     gauge!(SPOOL_DISK_BYTES).set(disk_bytes as f64);
+    let ms = oldest
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| (d.as_millis() as u64).max(1));
+    SPOOL_OLDEST_UNIX_MS.store(ms, Ordering::Relaxed);
+    refresh_spool_age();
+}
+
+/// Sets `clew_agent_spool_oldest_record_age_seconds` from the oldest record's time (0 when
+/// the spool is empty).
+pub fn refresh_spool_age() {
+    let oldest = SPOOL_OLDEST_UNIX_MS.load(Ordering::Relaxed);
+    let age = if oldest == 0 {
+        0.0
+    } else {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        now.saturating_sub(oldest) as f64 / 1000.0
+    };
+    gauge!(SPOOL_OLDEST_AGE).set(age);
 }
 
 pub fn spool_corrupt(segments: u64) {

@@ -340,6 +340,7 @@ fn receivers_shared(
             limits: config.span_limits(),
             enricher: None,
             sink: Arc::new(sink),
+            span_metrics: None,
             alerting: None,
         }),
         max_request_bytes: config.max_request_bytes,
@@ -353,7 +354,13 @@ async fn serve_metrics(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = Router::new()
-        .route("/metrics", get(move || async move { render() }))
+        .route(
+            "/metrics",
+            get(move || async move {
+                metrics::refresh_spool_age();
+                render()
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }));
     serve_http("serve metrics", listener, app, shutdown).await
 }

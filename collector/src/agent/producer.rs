@@ -156,6 +156,7 @@ impl Shipper {
             spool.pending_records(),
             spool.pending_bytes(),
             spool.disk_bytes(),
+            spool.oldest_record_time(),
         );
         Ok(Arc::new(Shipper {
             producer,
@@ -270,6 +271,7 @@ impl Shipper {
                 spool.pending_records(),
                 spool.pending_bytes(),
                 spool.disk_bytes(),
+                spool.oldest_record_time(),
             );
             r
         })
@@ -325,6 +327,7 @@ impl Shipper {
                 spool.pending_records(),
                 spool.pending_bytes(),
                 spool.disk_bytes(),
+                spool.oldest_record_time(),
             );
             r
         })

@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use tracing::{info, warn};
 
@@ -38,6 +39,9 @@ const KEY_LEN_BYTES: u64 = 4;
 /// producer splits values at `kafka.message_max_bytes`).
 pub const MAX_FRAME_BYTES: u64 = 256 * 1024 * 1024;
 const CURSOR_FILE: &str = "cursor";
+/// Most append times remembered for [`Spool::oldest_record_time`]; past it an append's
+/// time is not noted and the age reads as that of an older append (never younger).
+const MAX_APPEND_TIMES: usize = 65_536;
 const SEGMENT_SUFFIX: &str = ".seg";
 
 /// One Kafka record: key and value bytes.
@@ -117,6 +121,9 @@ pub struct Spool {
     disk_bytes: u64,
     pending_records: u64,
     pending_bytes: u64,
+    /// Where each append's last record ends and when it was appended, oldest first;
+    /// entries the cursor has reached are dropped.
+    appended: VecDeque<(Position, SystemTime)>,
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -199,6 +206,18 @@ impl Spool {
             offset: FRAME_HEADER,
         });
         let disk_bytes = segments.iter().map(|s| s.len).sum();
+        // Records from an earlier run: as old as the file holding the first of them, until
+        // all of them are delivered.
+        let mut appended = VecDeque::new();
+        if let (true, Some(last)) = (recovery.records > 0, segments.back()) {
+            let meta = fs::metadata(segment_path(dir, cursor.segment))?;
+            let since = meta.created().or_else(|_| meta.modified())?;
+            let end = Position {
+                segment: last.id,
+                offset: last.len,
+            };
+            appended.push_back((end, since));
+        }
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -210,6 +229,7 @@ impl Spool {
             disk_bytes,
             pending_records: recovery.records,
             pending_bytes: recovery.bytes,
+            appended,
         };
         if recovery.records > 0 {
             info!(
@@ -243,6 +263,15 @@ impl Spool {
 
     pub fn is_empty(&self) -> bool {
         self.pending_records == 0
+    }
+
+    /// When the oldest undelivered record was appended (`None` when empty). For records
+    /// an earlier run left, the creation time of the segment file holding the first.
+    pub fn oldest_record_time(&self) -> Option<SystemTime> {
+        if self.pending_records == 0 {
+            return None;
+        }
+        self.appended.front().map(|(_, t)| *t)
     }
 
     /// Appends `records` in order and makes them durable, or writes nothing.
@@ -286,6 +315,16 @@ impl Spool {
             return Err(AppendError::Io(e));
         }
         seg.len += wanted;
+        let end = Position {
+            segment: seg.id,
+            offset: seg.len,
+        };
+        if self.appended.len() < MAX_APPEND_TIMES {
+            self.appended.push_back((end, SystemTime::now()));
+        } else if let Some(last) = self.appended.back_mut() {
+            // no room to note this append: the last entry now ends here (it reads older)
+            last.0 = end;
+        }
         self.disk_bytes += wanted;
         self.pending_records += records.len() as u64;
         self.pending_bytes += wanted;
@@ -393,6 +432,17 @@ impl Spool {
         self.cursor = to;
         self.pending_bytes = self.pending_bytes.saturating_sub(freed);
         self.pending_records = self.pending_records.saturating_sub(records);
+        // An append is delivered once the cursor reached its end.
+        while self
+            .appended
+            .front()
+            .is_some_and(|(end, _)| *end <= self.cursor)
+        {
+            self.appended.pop_front();
+        }
+        if self.pending_records == 0 {
+            self.appended.clear();
+        }
         // Drop segments wholly before the cursor, and the cursor's own segment once it is
         // read to the end (the one being appended to included: the next append opens a new one).
         while let Some(first) = self.segments.front() {
@@ -577,6 +627,35 @@ mod tests {
         // Appending after a full drain starts a new segment and keeps working.
         s.append(&all[..2]).unwrap();
         assert_eq!(drain(&mut s, 10), all[..2].to_vec());
+    }
+
+    #[test]
+    fn oldest_record_time_follows_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20, 200).unwrap();
+        assert_eq!(s.oldest_record_time(), None);
+        let all: Vec<Record> = (0..9).map(|i| rec(i, 40)).collect();
+        for chunk in all.chunks(3) {
+            s.append(chunk).unwrap();
+        }
+        let times: Vec<SystemTime> = s.appended.iter().map(|(_, t)| *t).collect();
+        assert_eq!(times.len(), 3);
+        assert_eq!(s.oldest_record_time(), Some(times[0]));
+        // two records of the first append delivered: it is still the oldest
+        let p = s.peek(2, u64::MAX).unwrap();
+        s.commit(p.end.unwrap(), 2).unwrap();
+        assert_eq!(s.oldest_record_time(), Some(times[0]));
+        // the rest of the first append and the whole second one
+        let p = s.peek(4, u64::MAX).unwrap();
+        s.commit(p.end.unwrap(), 4).unwrap();
+        assert_eq!(s.oldest_record_time(), Some(times[2]));
+        drop(s);
+        // after a restart: the segment file's time, never in the future
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20, 200).unwrap();
+        let recovered = s.oldest_record_time().expect("records left");
+        assert!(recovered <= SystemTime::now());
+        drain(&mut s, 10);
+        assert_eq!(s.oldest_record_time(), None);
     }
 
     #[test]

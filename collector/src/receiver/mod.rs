@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{Decoded, Front, Input, Offload, Refused, Rejections};
 use crate::metrics::{self, Protocol};
 use crate::pipeline::Ingest;
+use crate::span_metrics::SpanMetrics;
 
 /// Request bodies (decompressed) larger than this are decoded on the blocking pool.
 pub(super) const INLINE_MAX_BYTES: usize = 64 * 1024;
@@ -42,17 +43,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        config: &CollectorConfig,
-        ingest: Ingest,
-        alerting: Option<Arc<Alerting>>,
-    ) -> Arc<Self> {
+    pub fn new(config: &CollectorConfig, ingest: Ingest, observers: crate::Observers) -> Arc<Self> {
         Arc::new(Shared {
             front: Arc::new(Front {
                 limits: config.span_limits(),
                 enricher: Some(Enricher::new(&config.business_keys)),
                 sink: Arc::new(ingest),
-                alerting,
+                span_metrics: observers.span_metrics,
+                alerting: observers.alerting,
             }),
             max_request_bytes: config.max_request_bytes,
             retry_after: Duration::from_secs(config.retry_after_secs),

@@ -169,9 +169,14 @@ export function serviceColor(name) {
   return `hsl(${hue}, 55%, 52%)`;
 }
 
-/** A small coloured service label. */
-export function serviceChip(name) {
-  const chip = el('span', { class: 'chip', text: name });
+/** The UI path of a service's page (RED charts). */
+export function servicePath(name) {
+  return '/services/' + encodeURIComponent(String(name));
+}
+
+/** A small coloured service label; a link to the service's page when `linked`. */
+export function serviceChip(name, linked = false) {
+  const chip = linked ? internalLink(servicePath(name), name, 'chip') : el('span', { class: 'chip', text: name });
   chip.style.setProperty('--service', serviceColor(name));
   return chip;
 }

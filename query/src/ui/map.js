@@ -1,6 +1,6 @@
 // The service map: which service calls which, from GET /api/v1/dependencies, drawn as
 // columns (a service sits one column right of its furthest caller).
-import { api, el, svg, serviceColor, showError } from '/ui/common.js';
+import { api, el, svg, internalLink, serviceColor, servicePath, showError } from '/ui/common.js';
 
 const PRESETS = ['15m', '1h', '6h', '24h', '7d'];
 const form = document.getElementById('map-form');
@@ -85,16 +85,21 @@ function draw(body) {
     const rect = svg('rect', { attrs: { x: p.x, y: p.y, width: NW, height: NH, rx: 6 } });
     rect.style.stroke = serviceColor(s);
     const name = s.length > 24 ? s.slice(0, 23) + '…' : s;
-    chart.append(svg('g', { class: 'node', attrs: { 'data-service': s } },
+    const node = svg('g', { class: 'node', attrs: { 'data-service': s, role: 'link', tabindex: 0 } },
       rect,
-      svg('title', { text: s }),
-      svg('text', { text: name, attrs: { x: p.x + NW / 2, y: p.y + NH / 2 + 5, 'text-anchor': 'middle' } })));
+      svg('title', { text: s + ' (open the service page)' }),
+      svg('text', { text: name, attrs: { x: p.x + NW / 2, y: p.y + NH / 2 + 5, 'text-anchor': 'middle' } }));
+    // the service page; the path is built here from the name, never taken as a URL
+    const open = () => location.assign(servicePath(s));
+    node.addEventListener('click', open);
+    node.addEventListener('keydown', (e) => { if (e.key === 'Enter') open(); });
+    chart.append(node);
   }
   graph.replaceChildren(services.length ? chart : el('p', { class: 'muted', text: 'no traces in this range' }));
   const fragment = document.createDocumentFragment();
   for (const e of edges) {
     fragment.append(el('tr', { attrs: { 'data-parent': e.parent, 'data-child': e.child } },
-      el('td', { text: e.parent }), el('td', { text: e.child }),
+      el('td', {}, internalLink(servicePath(e.parent), e.parent)), el('td', {}, internalLink(servicePath(e.child), e.child)),
       el('td', { class: 'calls', text: String(e.call_count) }),
       el('td', { class: 'errors' + (e.error_count ? ' error-text' : ''), text: String(e.error_count) })));
   }

@@ -217,7 +217,7 @@ function resultRow(t, maxDuration) {
   if (t.error_count > 0) bar.classList.add('error');
   const services = el('div', { class: 'services' });
   for (const s of t.services || []) {
-    const chip = serviceChip(s.name);
+    const chip = serviceChip(s.name, true);
     chip.append(el('span', { class: 'count', text: ' ' + s.span_count }));
     services.append(chip);
   }

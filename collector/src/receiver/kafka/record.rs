@@ -513,6 +513,7 @@ mod tests {
                     limits: Limits::default(),
                     enricher: Some(Enricher::new(&["order_id".to_string()])),
                     sink: Arc::new(NoSink),
+                    span_metrics: None,
                     alerting: None,
                 },
             }
