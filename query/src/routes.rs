@@ -71,6 +71,8 @@ mod ui {
             "alerts.js",
             "text/javascript; charset=utf-8",
             include_str!("ui/alerts.js"),
+        ),
+        (
             "service.js",
             "text/javascript; charset=utf-8",
             include_str!("ui/service.js"),
@@ -319,6 +321,8 @@ pub async fn alerts(State(state): State<QueryState>) -> Result<Response> {
         );
     };
     json_off_reactor("failed to render the alert board", move || render()).await
+}
+
 /// `GET /services/{service}`: the service page (RED charts); `service.js` reads the name
 /// from the URL.
 pub async fn service_page() -> Html<&'static str> {

@@ -22,14 +22,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::alerting::Alerting;
 use crate::config::CollectorConfig;
 use crate::enrich::Enricher;
 use crate::error::{Error, Result};
 use crate::ingest::{Decoded, Front, Input, Offload, Refused, Rejections};
 use crate::metrics::{self, Protocol};
 use crate::pipeline::Ingest;
-use crate::span_metrics::SpanMetrics;
 
 /// Request bodies (decompressed) larger than this are decoded on the blocking pool.
 pub(super) const INLINE_MAX_BYTES: usize = 64 * 1024;

@@ -192,7 +192,7 @@ pub fn test_config() -> CollectorConfig {
 pub async fn start(config: CollectorConfig) -> Harness {
     let store = Arc::new(RecordingStore::default());
     let index = Arc::new(RecordingIndex::default());
-    let collector = Collector::start(config, store.clone(), index.clone(), None)
+    let collector = Collector::start(config, store.clone(), index.clone())
         .await
         .expect("collector starts");
     Harness {
