@@ -24,8 +24,6 @@ use crate::error::{Error, Result};
 use crate::ingest::Decoded;
 use crate::metrics::{self, Protocol};
 
-/// Bodies larger than this are decoded on the blocking pool.
-
 pub const TRACES_PATH: &str = "/v1/traces";
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {

@@ -32,8 +32,6 @@ use crate::ingest::Decoded;
 use crate::metrics::{self, Protocol};
 use crate::zipkin;
 
-/// Bodies larger than this are decoded on the blocking pool.
-
 pub const SPANS_PATH: &str = "/api/v2/spans";
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
