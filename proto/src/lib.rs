@@ -27,6 +27,7 @@
 pub mod avro;
 pub mod encoding;
 pub mod from_otlp;
+pub mod go_json;
 pub mod ids;
 pub mod jaeger_sampling;
 pub mod jaeger_storage;

@@ -44,6 +44,7 @@
 
 use std::collections::HashMap;
 
+use clew_proto::go_json;
 use clew_proto::jaeger_sampling::{
     OperationSamplingStrategy, PerOperationSamplingStrategies, ProbabilisticSamplingStrategy,
     RateLimitingSamplingStrategy, SamplingStrategyResponse, SamplingStrategyType,
@@ -389,16 +390,16 @@ pub fn to_jaeger_json(r: &SamplingStrategyResponse) -> Option<String> {
     }
     if let Some(ops) = &r.operation_sampling {
         out.push_str(",\"operationSampling\":{\"defaultSamplingProbability\":");
-        out.push_str(&go_float(ops.default_sampling_probability));
+        out.push_str(&go_json::float(ops.default_sampling_probability));
         out.push_str(",\"defaultLowerBoundTracesPerSecond\":");
-        out.push_str(&go_float(ops.default_lower_bound_traces_per_second));
+        out.push_str(&go_json::float(ops.default_lower_bound_traces_per_second));
         out.push_str(",\"perOperationStrategies\":[");
         for (i, op) in ops.per_operation_strategies.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             out.push_str("{\"operation\":");
-            push_go_string(&mut out, &op.operation);
+            go_json::push_string(&mut out, &op.operation);
             out.push_str(",\"probabilisticSampling\":");
             match &op.probabilistic_sampling {
                 Some(p) => push_probabilistic(&mut out, p),
@@ -407,7 +408,7 @@ pub fn to_jaeger_json(r: &SamplingStrategyResponse) -> Option<String> {
             out.push('}');
         }
         out.push_str("],\"defaultUpperBoundTracesPerSecond\":");
-        out.push_str(&go_float(ops.default_upper_bound_traces_per_second));
+        out.push_str(&go_json::float(ops.default_upper_bound_traces_per_second));
         out.push('}');
     }
     out.push('}');
@@ -416,51 +417,8 @@ pub fn to_jaeger_json(r: &SamplingStrategyResponse) -> Option<String> {
 
 fn push_probabilistic(out: &mut String, p: &ProbabilisticSamplingStrategy) {
     out.push_str("{\"samplingRate\":");
-    out.push_str(&go_float(p.sampling_rate));
+    out.push_str(&go_json::float(p.sampling_rate));
     out.push('}');
-}
-
-/// A float64 as Go's `encoding/json` writes it: shortest digits, plain below 1e21 and from
-/// 1e-6 up, else exponent form (`1e-7`, `1e+21`).
-pub fn go_float(f: f64) -> String {
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let s = format!("{f:e}");
-        match s.split_once('e') {
-            Some((mantissa, exp)) if !exp.starts_with('-') => format!("{mantissa}e+{exp}"),
-            _ => s,
-        }
-    } else {
-        format!("{f}")
-    }
-}
-
-/// A JSON string as Go's `encoding/json` writes it (HTML-safe: `<`, `>`, `&` escaped, and
-/// U+2028/U+2029).
-fn push_go_string(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c if (c as u32) < 0x20 || matches!(c, '<' | '>' | '&') => {
-                let b = c as u8;
-                out.push_str("\\u00");
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 0xf) as usize] as char);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -667,16 +625,16 @@ mod tests {
 
     #[test]
     fn json_text_is_gos() {
-        assert_eq!(go_float(1.0), "1");
-        assert_eq!(go_float(0.0), "0");
-        assert_eq!(go_float(0.001), "0.001");
-        assert_eq!(go_float(0.000001), "0.000001");
-        assert_eq!(go_float(1e-7), "1e-7");
-        assert_eq!(go_float(1.5e-10), "1.5e-10");
-        assert_eq!(go_float(1e21), "1e+21");
-        assert_eq!(go_float(123456.75), "123456.75");
+        assert_eq!(go_json::float(1.0), "1");
+        assert_eq!(go_json::float(0.0), "0");
+        assert_eq!(go_json::float(0.001), "0.001");
+        assert_eq!(go_json::float(0.000001), "0.000001");
+        assert_eq!(go_json::float(1e-7), "1e-7");
+        assert_eq!(go_json::float(1.5e-10), "1.5e-10");
+        assert_eq!(go_json::float(1e21), "1e+21");
+        assert_eq!(go_json::float(123456.75), "123456.75");
         let mut s = String::new();
-        push_go_string(&mut s, "a\"b\\<c>&\n\u{1}\u{2028}é");
+        go_json::push_string(&mut s, "a\"b\\<c>&\n\u{1}\u{2028}é");
         assert_eq!(s, r#""a\"b\\\u003cc\u003e\u0026\n\u0001\u2028é""#);
         // int16 is the Thrift field's type: Jaeger answers 500 above it
         let big = parse(r#"{"default_strategy": {"type": "ratelimiting", "param": 40000}}"#);

@@ -159,7 +159,7 @@ pub fn as_string(v: &AnyValue) -> String {
         Some(Value::StringValue(s)) => s.clone(),
         Some(Value::BoolValue(b)) => b.to_string(),
         Some(Value::IntValue(i)) => i.to_string(),
-        Some(Value::DoubleValue(d)) => go_float(*d),
+        Some(Value::DoubleValue(d)) => clew_proto::go_json::float(*d),
         Some(Value::BytesValue(b)) => base64(b),
         Some(Value::ArrayValue(_) | Value::KvlistValue(_)) => {
             let mut out = String::new();
@@ -169,40 +169,16 @@ pub fn as_string(v: &AnyValue) -> String {
     }
 }
 
-/// Go's JSON number text for a float64 (ES6 style: `1` not `1.0`, `1e+21`, `1e-7`).
-fn go_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let text = format!("{f:e}");
-        match text.split_once('e') {
-            Some((mantissa, exp)) if !exp.starts_with('-') => format!("{mantissa}e+{exp}"),
-            _ => text,
-        }
-    } else {
-        format!("{f}")
-    }
-}
-
 /// `json.Marshal` of pdata's `AsRaw()` form: map keys sorted, bytes base64, Go's escaping.
 fn go_json(v: &AnyValue, out: &mut String) {
     match &v.value {
         None => out.push_str("null"),
-        Some(Value::StringValue(s)) => go_json_string(s, out),
+        Some(Value::StringValue(s)) => clew_proto::go_json::push_string(out, s),
         Some(Value::StringValueStrindex(_)) => out.push_str("\"\""),
         Some(Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
         Some(Value::IntValue(i)) => out.push_str(&i.to_string()),
-        Some(Value::DoubleValue(d)) => out.push_str(&go_float(*d)),
-        Some(Value::BytesValue(b)) => go_json_string(&base64(b), out),
+        Some(Value::DoubleValue(d)) => out.push_str(&clew_proto::go_json::float(*d)),
+        Some(Value::BytesValue(b)) => clew_proto::go_json::push_string(out, &base64(b)),
         Some(Value::ArrayValue(a)) => {
             out.push('[');
             for (i, item) in a.values.iter().enumerate() {
@@ -228,7 +204,7 @@ fn go_json(v: &AnyValue, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                go_json_string(key, out);
+                clew_proto::go_json::push_string(out, key);
                 out.push(':');
                 match value {
                     Some(value) => go_json(value, out),
@@ -238,26 +214,6 @@ fn go_json(v: &AnyValue, out: &mut String) {
             out.push('}');
         }
     }
-}
-
-/// A JSON string as Go's `encoding/json` writes it (HTML-safe: `<`, `>`, `&` escaped).
-fn go_json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Standard base64 with padding, as Go encodes `[]byte` in JSON.
@@ -705,16 +661,7 @@ pub fn go_time(unix_nano: u64) -> String {
     let secs = unix_nano / 1_000_000_000;
     let nanos = unix_nano % 1_000_000_000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
-    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = clew_store::trace_index::days::civil_from_days(days as i64);
     let fraction = if nanos == 0 {
         String::new()
     } else {
@@ -970,10 +917,10 @@ mod tests {
 
     #[test]
     fn go_number_and_id_text() {
-        assert_eq!(go_float(1.0), "1");
-        assert_eq!(go_float(0.1), "0.1");
-        assert_eq!(go_float(1e21), "1e+21");
-        assert_eq!(go_float(1.5e-7), "1.5e-7");
+        assert_eq!(clew_proto::go_json::float(1.0), "1");
+        assert_eq!(clew_proto::go_json::float(0.1), "0.1");
+        assert_eq!(clew_proto::go_json::float(1e21), "1e+21");
+        assert_eq!(clew_proto::go_json::float(1.5e-7), "1.5e-7");
         assert_eq!(base64(b""), "");
         assert_eq!(base64(b"ab"), "YWI=");
         let mut id = [0u8; 16];
