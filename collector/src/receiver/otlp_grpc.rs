@@ -182,13 +182,7 @@ pub(crate) async fn serve(
         shared,
         compression,
     };
-    let incoming = futures::stream::unfold(listener, |listener| async move {
-        let conn = listener.accept().await.map(|(stream, _)| {
-            let _ = stream.set_nodelay(true);
-            stream
-        });
-        Some((conn, listener))
-    });
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .layer(MapResponseLayer::new(move |resp| {
             remap_codec_errors(resp, limit)

@@ -98,9 +98,7 @@ pub async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let incoming = futures::stream::unfold(listener, |listener| async move {
-        Some((listener.accept().await.map(|(stream, _)| stream), listener))
-    });
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
     tonic::transport::Server::builder()
         .add_service(SamplingManagerServer::new(store))
         .serve_with_incoming_shutdown(incoming, shutdown)

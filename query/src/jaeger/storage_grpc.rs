@@ -89,13 +89,7 @@ pub async fn serve(
         tracing::info!(%addr, "jaeger remote storage (grpc) listening");
     }
     let storage = JaegerStorage::new(state);
-    let incoming = futures::stream::unfold(listener, |listener| async move {
-        let conn = listener.accept().await.map(|(stream, _)| {
-            let _ = stream.set_nodelay(true);
-            stream
-        });
-        Some((conn, listener))
-    });
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(storage.trace_reader())
         .add_service(storage.dependency_reader())
