@@ -20,7 +20,8 @@ use clew_proto::otlp::collector::trace::v1::{
 use clew_proto::otlp::resource::v1::Resource;
 use clew_proto::otlp::trace::v1::span::Event;
 use clew_proto::otlp::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
-use common::alertmanager::{free_port, Alertmanager};
+use common::alertmanager::Alertmanager;
+use common::free_port;
 use common::*;
 use prost::Message;
 use serde_json::Value;

@@ -21,9 +21,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
@@ -36,25 +34,6 @@ struct Jaeger {
     child: Child,
     query: String,
     otlp_http: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn jaeger_binary() -> PathBuf {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let status = Command::new(format!("{root}/scripts/jaeger-fetch"))
-        .status()
-        .expect("run scripts/jaeger-fetch");
-    assert!(status.success(), "scripts/jaeger-fetch failed");
-    let home = std::env::var("HOME").expect("HOME");
-    let cache = std::env::var("CLEW_CACHE").unwrap_or_else(|_| format!("{home}/.cache/clew"));
-    let version = std::env::var("JAEGER_VERSION").unwrap_or_else(|_| "v1.76.0".into());
-    PathBuf::from(cache).join(format!("jaeger-{version}/jaeger"))
 }
 
 impl Jaeger {
@@ -70,19 +49,12 @@ impl Jaeger {
     fn start_with(config: &str, env: &[(&str, String)]) -> Jaeger {
         let (query, grpc, otlp_grpc, otlp_http) =
             (free_port(), free_port(), free_port(), free_port());
-        let child = Command::new(jaeger_binary())
-            .args(["--config", config])
+        let child = common::jaeger::command(config)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("JAEGER_QUERY_HTTP_PORT", query.to_string())
             .env("JAEGER_QUERY_GRPC_PORT", grpc.to_string())
             .env("JAEGER_OTLP_GRPC_PORT", otlp_grpc.to_string())
             .env("JAEGER_OTLP_HTTP_PORT", otlp_http.to_string())
-            // Jaeger traces itself over OTLP to localhost:4317 by default: not here
-            .env("OTEL_SDK_DISABLED", "true")
-            .env("OTEL_TRACES_EXPORTER", "none")
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn jaeger");
         Jaeger {

@@ -17,9 +17,8 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use clew_proto::jaeger_sampling::{
@@ -27,7 +26,7 @@ use clew_proto::jaeger_sampling::{
     GET_SAMPLING_STRATEGY_PATH,
 };
 use common::agent::metric_value;
-use common::Clew;
+use common::{free_port, Clew};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -45,25 +44,6 @@ const SERVICES: [&str; 10] = [
     "Checkout",
 ];
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn jaeger_binary() -> PathBuf {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let status = Command::new(format!("{root}/scripts/jaeger-fetch"))
-        .status()
-        .expect("run scripts/jaeger-fetch");
-    assert!(status.success(), "scripts/jaeger-fetch failed");
-    let home = std::env::var("HOME").expect("HOME");
-    let cache = std::env::var("CLEW_CACHE").unwrap_or_else(|_| format!("{home}/.cache/clew"));
-    let version = std::env::var("JAEGER_VERSION").unwrap_or_else(|_| "v1.76.0".into());
-    PathBuf::from(cache).join(format!("jaeger-{version}/jaeger"))
-}
-
 /// A running Jaeger v2 serving remote sampling from a strategies file.
 struct Jaeger {
     child: Child,
@@ -75,17 +55,11 @@ impl Jaeger {
     fn start(strategies: &Path) -> Jaeger {
         let (http, grpc, otlp) = (free_port(), free_port(), free_port());
         let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jaeger/sampling.yaml");
-        let child = Command::new(jaeger_binary())
-            .args(["--config", config])
+        let child = common::jaeger::command(config)
             .env("JAEGER_SAMPLING_FILE", strategies)
             .env("JAEGER_SAMPLING_HTTP_PORT", http.to_string())
             .env("JAEGER_SAMPLING_GRPC_PORT", grpc.to_string())
             .env("JAEGER_OTLP_GRPC_PORT", otlp.to_string())
-            .env("OTEL_SDK_DISABLED", "true")
-            .env("OTEL_TRACES_EXPORTER", "none")
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn jaeger");
         Jaeger {

@@ -691,10 +691,7 @@ async fn full_spool_refuses_with_retryable_errors_and_keeps_everything_acknowled
     .unwrap();
     let config_arg = config.to_string_lossy().into_owned();
     // A port nothing listens on: Kafka is unreachable.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let dead = format!("127.0.0.1:{}", common::free_port());
     let mut agent = Agent::start(
         &spool,
         &[

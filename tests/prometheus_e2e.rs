@@ -17,7 +17,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -45,8 +45,7 @@ impl Drop for Proc {
 }
 
 fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], common::free_port()))
 }
 
 fn repo(path: &str) -> PathBuf {

@@ -3,7 +3,6 @@
 //! `tests/alertmanager/alertmanager.yml`, clustering off, its data in a temporary
 //! directory; killed on drop. `CLEW_ALERTMANAGER` names another binary.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,13 +14,7 @@ pub struct Alertmanager {
     _dir: tempfile::TempDir,
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use super::free_port;
 
 impl Alertmanager {
     pub async fn start() -> Alertmanager {

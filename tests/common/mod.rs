@@ -21,6 +21,15 @@ use serde_json::Value;
 
 pub mod agent;
 pub mod alertmanager;
+pub mod jaeger;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
 
 /// A running `clew serve`.
 pub struct Clew {
