@@ -149,7 +149,6 @@ fn summary(name: &str, mut v: Vec<f64>) -> String {
 
 struct Batch {
     body: Bytes,
-    spans: u64,
     orders: Vec<(String, [u8; 16])>,
 }
 
@@ -177,11 +176,7 @@ async fn main() {
         let body = Bytes::from(workload::request(&mut traces.into_iter()).encode_to_vec());
         bytes_total += body.len();
         total += spans;
-        batches.push(Batch {
-            body,
-            spans,
-            orders,
-        });
+        batches.push(Batch { body, orders });
     }
     eprintln!(
         "{} requests, {} spans, {} B/span OTLP protobuf",
