@@ -34,6 +34,8 @@ pub fn free_port() -> u16 {
 /// A running `clew serve`.
 pub struct Clew {
     child: Child,
+    /// The `clew` process itself: `child` unless clew runs under a wrapper (`strace`).
+    pid: u32,
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
     pub zipkin: SocketAddr,
@@ -63,7 +65,26 @@ impl Clew {
 
     /// [`Clew::start_in`] with clew's stderr (its log and final error) sent to `stderr`.
     pub fn start_logging_to(data_dir: &Path, extra_args: &[&str], stderr: Stdio) -> Clew {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clew"));
+        Clew::start_wrapped(&[], data_dir, extra_args, stderr)
+    }
+
+    /// [`Clew::start_logging_to`] with `clew` run by `wrapper` (a program and its
+    /// arguments, e.g. `strace -o LOG`), which must run it as its only direct child.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        data_dir: &Path,
+        extra_args: &[&str],
+        stderr: Stdio,
+    ) -> Clew {
+        let clew = env!("CARGO_BIN_EXE_clew");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(clew);
+                cmd
+            }
+            None => Command::new(clew),
+        };
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -125,7 +146,13 @@ impl Clew {
                         .parse()
                         .expect("socket address")
                 };
+                let pid = if wrapper.is_empty() {
+                    child.id()
+                } else {
+                    wrapped_child(child.id())
+                };
                 return Clew {
+                    pid,
                     otlp_grpc: get("otlp_grpc"),
                     otlp_http: get("otlp_http"),
                     zipkin: get("zipkin"),
@@ -204,14 +231,26 @@ impl Clew {
 
     /// SIGKILL, no chance to flush.
     pub fn kill9(&mut self) {
+        self.signal("-KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    /// SIGTERM and wait for a clean exit; returns the exit status.
+    /// Sends `signal` (`-TERM`, `-KILL`) to the clew process itself, unless it has exited
+    /// (its pid could belong to another process by now).
+    fn signal(&mut self, signal: &str) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args([signal, &self.pid.to_string()])
+            .status();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status (of the wrapper, if
+    /// any, which exits with clew).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.signal("-TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -226,8 +265,27 @@ impl Clew {
     }
 }
 
+/// The one child process of `parent` (the clew a wrapper started), waiting for it briefly.
+fn wrapped_child(parent: u32) -> u32 {
+    let path = format!("/proc/{parent}/task/{parent}/children");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let children = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next() {
+            return pid.parse().expect("pid");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wrapper {parent} started no child"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Drop for Clew {
     fn drop(&mut self) {
+        // the clew process first: a tracer killed alone would leave it running, detached
+        self.signal("-KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
