@@ -221,8 +221,10 @@ pub async fn healthz(State(state): State<QueryState>) -> Result<&'static str> {
     Ok("ok")
 }
 
-/// `GET /readyz`: the store and the index can serve.
-pub async fn readyz(State(state): State<QueryState>) -> Result<&'static str> {
+/// `GET /readyz`: the store and the index can serve. The body is `ok`, followed by one
+/// `degraded: …` line per damaged part the store or the index quarantined at open (it
+/// serves everything else, so it is ready).
+pub async fn readyz(State(state): State<QueryState>) -> Result<String> {
     let not_ready =
         |what: &str, why: String| Error::NotReady(format!("{what} is not ready: {why}"));
     match tokio::time::timeout(state.timeout, state.store.ready()).await {
@@ -235,7 +237,12 @@ pub async fn readyz(State(state): State<QueryState>) -> Result<&'static str> {
         Ok(Err(e)) => return Err(not_ready("trace index", e.to_string())),
         Ok(Ok(())) => {}
     }
-    Ok("ok")
+    let mut body = String::from("ok");
+    for damage in state.store.damage().into_iter().chain(state.index.damage()) {
+        body.push_str("\ndegraded: ");
+        body.push_str(&damage.to_string());
+    }
+    Ok(body)
 }
 
 /// `POST /api/v1/purge` (only with `--enable-purge-for-tests`): deletes every stored

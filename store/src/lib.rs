@@ -30,6 +30,7 @@
 //! config types remain, and the factories answer that the backend was left out.
 
 pub mod config;
+pub mod damage;
 pub mod embedded;
 pub mod error;
 pub mod hbase;
@@ -46,6 +47,7 @@ pub use config::{
     open_span_store, open_trace_index, Common, EmbeddedIndexConfig, EmbeddedStoreConfig,
     HbaseStoreConfig, IndexConfig, OpenSearchIndexConfig, Secret, StoreConfig,
 };
+pub use damage::Damage;
 pub use error::{Error, Result};
 pub use span_store::{SpanStore, StoredTrace, WriteReport};
 pub use trace_index::{TraceHit, TraceIdPage, TraceIndex, TraceQuery};

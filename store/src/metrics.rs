@@ -19,6 +19,10 @@ pub const STORE_DUPLICATE_SPANS_TOTAL: &str = "clew_store_duplicate_spans_total"
 /// Stored cells skipped on read because they could not be decoded (counter), label `backend`.
 pub const STORE_CORRUPT_CELLS_TOTAL: &str = "clew_store_corrupt_cells_total";
 
+/// Damaged parts of the embedded store or index found at open and quarantined (counter),
+/// label `part` (`index segment`, `index partition`, `index wal`, `store journal`).
+pub const STORAGE_QUARANTINED_TOTAL: &str = "clew_storage_quarantined_total";
+
 /// Seconds spent handing one batch to the index (histogram), label `backend`.
 pub const INDEX_WRITE_SECONDS: &str = "clew_index_write_seconds";
 /// Span documents indexed (counter), label `backend`.

@@ -42,7 +42,7 @@
 //! (including encoding) in `spawn_blocking`; reads never wait for writers. Every fjall
 //! error becomes the retryable [`Error::Unavailable`]. See `docs/adr/0001-row-layout.md`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
 
@@ -50,6 +50,8 @@ use clew_proto::encoding::SharedDecoder;
 use clew_proto::{Span, TraceId};
 use fjall::config::{BlockSizePolicy, CompressionPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::damage::{move_into, quarantine_dir, Damage};
 use tracing::warn;
 
 use super::config::EmbeddedStoreConfig;
@@ -81,6 +83,8 @@ pub struct FjallRows {
     buckets: RwLock<Vec<Bucket>>,
     caps: Caps,
     retention_days: u32,
+    /// Damaged journals quarantined at open.
+    damage: Vec<Damage>,
 }
 
 #[derive(Clone)]
@@ -148,26 +152,38 @@ impl FjallSpanStore {
                 format!("{}: {e}", path.display()),
             )
         })?;
-        let db = Database::builder(&path)
-            .cache_size(config.cache_mb.saturating_mul(1024 * 1024))
-            .journal_compression(CompressionType::Lz4)
-            .open()
-            .map_err(|e| match e {
-                // fjall's own text is just `FjallError: Locked`
-                fjall::Error::Locked => Error::unavailable(
-                    "failed to open span store",
-                    format!(
-                        "data directory {} is in use by another clew process (lock held on {}); \
+        let open = || {
+            Database::builder(&path)
+                .cache_size(config.cache_mb.saturating_mul(1024 * 1024))
+                .journal_compression(CompressionType::Lz4)
+                .open()
+        };
+        let mut damage = Vec::new();
+        let db = match open() {
+            // a journal batch that fails its checksum before the tail: fjall refuses to open
+            // (and would at every start); set the journals aside and open the rest
+            Err(fjall::Error::JournalRecovery(why)) => {
+                damage.push(quarantine_journals(&path, &common.data_dir, &why)?);
+                open()
+            }
+            other => other,
+        };
+        let db = db.map_err(|e| match e {
+            // fjall's own text is just `FjallError: Locked`
+            fjall::Error::Locked => Error::unavailable(
+                "failed to open span store",
+                format!(
+                    "data directory {} is in use by another clew process (lock held on {}); \
                          stop it or pass another --data-dir",
-                        common.data_dir.display(),
-                        path.join("lock").display()
-                    ),
+                    common.data_dir.display(),
+                    path.join("lock").display()
                 ),
-                e => Error::unavailable(
-                    "failed to open span store",
-                    format!("{}: {e}", path.display()),
-                ),
-            })?;
+            ),
+            e => Error::unavailable(
+                "failed to open span store",
+                format!("{}: {e}", path.display()),
+            ),
+        })?;
         let mut buckets = Vec::new();
         for name in db.list_keyspace_names() {
             let Some(day) = parse_bucket_name(&name) else {
@@ -188,8 +204,51 @@ impl FjallSpanStore {
                 max_bytes_per_trace: config.max_bytes_per_trace,
             },
             retention_days: common.retention_days,
+            damage,
         }))
     }
+}
+
+/// Moves every journal (`*.jnl`) of the store in `path` to the quarantine after fjall
+/// refused to recover them (`why`); what they held that was not yet flushed into tables
+/// is lost for serving (kept in the quarantine).
+fn quarantine_journals(
+    path: &Path,
+    data_dir: &Path,
+    why: &fjall::JournalRecoveryError,
+) -> Result<Damage> {
+    let failed = |e: std::io::Error| {
+        Error::unavailable(
+            "failed to quarantine a damaged span store journal",
+            format!("{}: {e}", path.display()),
+        )
+    };
+    let to = quarantine_dir(data_dir, "store journal").map_err(failed)?;
+    let mut moved = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(failed)? {
+        let file = entry.map_err(failed)?.path();
+        if file.extension().is_some_and(|e| e == "jnl") {
+            move_into(&file, &to).map_err(failed)?;
+            moved.push(
+                file.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    moved.sort();
+    Ok(Damage {
+        part: "store journal",
+        path: path.to_path_buf(),
+        quarantined_to: to,
+        detail: format!(
+            "journal recovery failed ({why:?}); journals {} set aside: the spans they held \
+             that were not yet flushed to tables are no longer served",
+            moved.join(", ")
+        ),
+    }
+    .report())
 }
 
 impl FjallRows {
@@ -467,6 +526,10 @@ impl BlockingBackend for FjallRows {
             )),
             _ => None,
         }
+    }
+
+    fn damage(&self) -> Vec<Damage> {
+        self.damage.clone()
     }
 }
 

@@ -58,6 +58,10 @@ pub trait BlockingBackend: Send + Sync + 'static {
     fn broken(&self) -> Option<String> {
         None
     }
+    /// Damaged parts quarantined at open (see [`SpanStore::damage`]).
+    fn damage(&self) -> Vec<crate::Damage> {
+        Vec::new()
+    }
 }
 
 /// A [`SpanStore`] over a [`BlockingBackend`]. Cheap to share (`Arc` inside).
@@ -168,5 +172,9 @@ impl<B: BlockingBackend> SpanStore for BlockingSpanStore<B> {
 
     fn broken(&self) -> Option<String> {
         self.backend.broken()
+    }
+
+    fn damage(&self) -> Vec<crate::Damage> {
+        self.backend.damage()
     }
 }

@@ -83,4 +83,10 @@ pub trait SpanStore: Send + Sync + 'static {
     fn broken(&self) -> Option<String> {
         None
     }
+
+    /// Damaged parts found on disk at open and quarantined (`crate::damage`): the store
+    /// serves the rest. Cheap: no I/O.
+    fn damage(&self) -> Vec<crate::Damage> {
+        Vec::new()
+    }
 }

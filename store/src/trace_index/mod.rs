@@ -123,4 +123,10 @@ pub trait TraceIndex: Send + Sync + 'static {
     fn broken(&self) -> Option<String> {
         None
     }
+
+    /// Damaged parts found on disk at open and quarantined (`crate::damage`): the index
+    /// serves the rest. Cheap: no I/O.
+    fn damage(&self) -> Vec<crate::Damage> {
+        Vec::new()
+    }
 }

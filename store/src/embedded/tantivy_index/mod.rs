@@ -41,6 +41,7 @@
 
 pub(crate) mod document;
 mod find_trace_ids;
+mod salvage;
 pub(crate) mod schema;
 mod wal;
 mod writer;
@@ -88,7 +89,7 @@ impl TantivyTraceIndex {
     /// Opens (or creates) the index under `<data_dir>/index`, replaying its WAL.
     pub fn open(config: &EmbeddedIndexConfig, common: &Common) -> Result<Self> {
         let root = common.data_dir.join("index");
-        let shared = Arc::new(Shared::open(root.join("days"))?);
+        let shared = Arc::new(Shared::open(root.join("days"), &common.data_dir)?);
         let writer = Writer::open(
             shared.clone(),
             &root.join("wal.log"),
@@ -285,6 +286,14 @@ impl TraceIndex for TantivyTraceIndex {
         } else {
             Err(closed())
         }
+    }
+
+    fn damage(&self) -> Vec<crate::Damage> {
+        self.shared
+            .damage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn broken(&self) -> Option<String> {

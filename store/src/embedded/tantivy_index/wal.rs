@@ -8,12 +8,19 @@
 //! (a batch whose fsync never returned, so never acknowledged) ends the replay. Replaying a
 //! batch that was already committed only adds duplicate span documents, which searches
 //! collapse by trace id.
+//!
+//! A damaged record *followed by valid ones* is not a torn tail: a byte flipped on disk.
+//! Replay skips to the next offset where a whole record checks out (length in bounds,
+//! checksum and body decode), replays the rest, and reports the damage: the original file
+//! is copied to the quarantine (`crate::damage`) and the skipped span documents are lost
+//! for search (their spans stay in the store, readable by trace id).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::document::SpanDoc;
+use crate::damage::{quarantine_dir, Damage};
 
 /// Upper bound on one record, so a corrupt length never makes replay allocate absurdly.
 const MAX_RECORD_BYTES: usize = 1 << 30;
@@ -25,8 +32,12 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens (or creates) the log and returns it with the documents it still holds.
-    pub fn open(path: &Path) -> std::io::Result<(Wal, Vec<SpanDoc>)> {
+    /// Opens (or creates) the log and returns it with the documents it still holds, and
+    /// the damage found in it (quarantined under `data_dir`), if any.
+    pub fn open(
+        path: &Path,
+        data_dir: &Path,
+    ) -> std::io::Result<(Wal, Vec<SpanDoc>, Option<Damage>)> {
         let mut file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -38,7 +49,33 @@ impl Wal {
         }
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
-        let (docs, valid) = parse(&data);
+        let Parsed {
+            docs,
+            valid,
+            skipped,
+        } = parse(&data);
+        let damage = if skipped.is_empty() {
+            None
+        } else {
+            let to = quarantine_dir(data_dir, "index wal")?;
+            std::fs::copy(path, to.join("wal.log"))?;
+            let bytes: usize = skipped.iter().map(|(from, to)| to - from).sum();
+            let ranges: Vec<String> = skipped.iter().map(|(f, t)| format!("{f}..{t}")).collect();
+            Some(
+                Damage {
+                    part: "index wal",
+                    path: path.to_path_buf(),
+                    quarantined_to: to,
+                    detail: format!(
+                        "{bytes} damaged bytes at {} skipped, the valid records after them \
+                         replayed; the span documents in the damaged bytes are no longer \
+                         searchable, the spans stay readable by trace id",
+                        ranges.join(", ")
+                    ),
+                }
+                .report(),
+            )
+        };
         if valid < data.len() {
             tracing::warn!(path = %path.display(), valid, len = data.len(), "index wal has a torn tail, ignoring it");
             file.set_len(valid as u64)?;
@@ -51,6 +88,7 @@ impl Wal {
                 bytes: valid as u64,
             },
             docs,
+            damage,
         ))
     }
 
@@ -106,27 +144,63 @@ impl Wal {
     }
 }
 
-/// Decodes whole valid records; returns the docs and how many bytes were valid.
-fn parse(data: &[u8]) -> (Vec<SpanDoc>, usize) {
+/// What [`parse`] found.
+struct Parsed {
+    docs: Vec<SpanDoc>,
+    /// End of the last valid record: what follows is a torn tail.
+    valid: usize,
+    /// Damaged byte ranges that valid records follow.
+    skipped: Vec<(usize, usize)>,
+}
+
+/// Decodes every valid record, skipping damaged ones that valid records follow.
+fn parse(data: &[u8]) -> Parsed {
     let mut docs = Vec::new();
+    let mut skipped = Vec::new();
     let mut pos = 0usize;
+    let mut valid = 0usize;
     while data.len() - pos >= 8 {
-        let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap_or_default()) as usize;
-        let sum = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap_or_default());
-        if len > MAX_RECORD_BYTES || data.len() - pos - 8 < len {
-            break;
+        if let Some((batch, len)) = record_at(data, pos) {
+            docs.extend(batch);
+            pos += len;
+            valid = pos;
+            continue;
         }
-        let body = &data[pos + 8..pos + 8 + len];
-        if fnv1a(body) != sum {
-            break;
+        // the next offset where a whole record checks out, if any: damage, not a torn tail
+        match (pos + 1..data.len() - 8).find(|&at| record_at(data, at).is_some()) {
+            Some(next) => {
+                skipped.push((pos, next));
+                pos = next;
+            }
+            None => break,
         }
-        let Some(batch) = decode_body(body) else {
-            break;
-        };
-        docs.extend(batch);
-        pos += 8 + len;
     }
-    (docs, pos)
+    Parsed {
+        docs,
+        valid,
+        skipped,
+    }
+}
+
+/// The record starting at `pos` if it is whole and valid: its documents and length.
+fn record_at(data: &[u8], pos: usize) -> Option<(Vec<SpanDoc>, usize)> {
+    let header = data.get(pos..pos + 8)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    let sum = u32::from_le_bytes(header[4..].try_into().ok()?);
+    if !(4..=MAX_RECORD_BYTES).contains(&len) || data.len() - pos - 8 < len {
+        return None;
+    }
+    let body = &data[pos + 8..pos + 8 + len];
+    // cheap before the checksum (resyncing tries every offset of a damaged stretch): a
+    // record holds 1..=WAL_RECORD_DOCS documents of at least a trace id (16 bytes) each
+    let count = u32::from_le_bytes(body[..4].try_into().ok()?) as usize;
+    if count == 0 || count > super::WAL_RECORD_DOCS || count > len / 16 {
+        return None;
+    }
+    if fnv1a(body) != sum {
+        return None;
+    }
+    Some((decode_body(body)?, 8 + len))
 }
 
 fn decode_body(mut body: &[u8]) -> Option<Vec<SpanDoc>> {
@@ -165,7 +239,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         {
-            let (mut wal, replay) = Wal::open(&path).unwrap();
+            let (mut wal, replay, damage) = Wal::open(&path, dir.path()).unwrap();
+            assert!(damage.is_none());
             assert!(replay.is_empty());
             let mut rec = Vec::new();
             Wal::encode_record(&docs(1), &mut rec);
@@ -176,7 +251,8 @@ mod tests {
             wal.append(&torn[..torn.len() / 2]).unwrap();
             wal.sync().unwrap();
         }
-        let (mut wal, replay) = Wal::open(&path).unwrap();
+        let (mut wal, replay, damage) = Wal::open(&path, dir.path()).unwrap();
+        assert!(damage.is_none(), "a torn tail is not damage: {damage:?}");
         assert_eq!(replay.len(), 8);
         assert_eq!(replay[4].trace_id, trace_id(2).0);
         wal.truncate().unwrap();
@@ -185,8 +261,40 @@ mod tests {
         wal.append(&rec).unwrap();
         wal.sync().unwrap();
         drop(wal);
-        let (_, replay) = Wal::open(&path).unwrap();
+        let (_, replay, _) = Wal::open(&path, dir.path()).unwrap();
         assert_eq!(replay.len(), 4);
         assert_eq!(replay[0].trace_id, trace_id(4).0);
+    }
+
+    #[test]
+    fn a_damaged_record_is_skipped_quarantined_and_the_rest_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index").join("wal.log");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut rec = Vec::new();
+        Wal::encode_record(&docs(1), &mut rec);
+        let second = rec.len();
+        Wal::encode_record(&docs(2), &mut rec);
+        let third = rec.len();
+        Wal::encode_record(&docs(3), &mut rec);
+        for flip in [second + 2, second + 6, (second + third) / 2] {
+            // a flipped byte in the length, the checksum, then the body of record 2
+            let mut damaged = rec.clone();
+            damaged[flip] ^= 0x40;
+            std::fs::write(&path, &damaged).unwrap();
+            let (wal, replay, damage) = Wal::open(&path, dir.path()).unwrap();
+            let ids: Vec<_> = replay.iter().map(|d| d.trace_id).collect();
+            assert_eq!(replay.len(), 8, "flip at {flip}");
+            assert_eq!(ids[0], trace_id(1).0);
+            assert_eq!(ids[4], trace_id(3).0, "flip at {flip}: record 3 replayed");
+            let damage = damage.expect("damage reported");
+            assert_eq!(damage.part, "index wal");
+            assert_eq!(
+                std::fs::read(damage.quarantined_to.join("wal.log")).unwrap(),
+                damaged,
+                "the original file is kept in the quarantine"
+            );
+            assert_eq!(wal.len(), rec.len() as u64, "nothing valid is cut off");
+        }
     }
 }

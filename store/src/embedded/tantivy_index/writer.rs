@@ -18,10 +18,11 @@ use tantivy::directory::MmapDirectory;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 use tokio::sync::oneshot;
 
+use super::salvage;
 use super::schema::{self, Fields};
 use super::wal::Wal;
 use crate::metrics as m;
-use crate::{Error, Result};
+use crate::{Damage, Error, Result};
 
 /// Most commands handled (and fsynced) as one group.
 const MAX_GROUP: usize = 256;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub days_dir: PathBuf,
     /// Open day partitions, by UTC day number.
     pub partitions: RwLock<BTreeMap<u32, Arc<Partition>>>,
+    /// Damaged parts found (and quarantined) at open.
+    pub damage: std::sync::Mutex<Vec<Damage>>,
 }
 
 /// One day's tantivy index and its reader.
@@ -45,7 +48,9 @@ pub struct Partition {
 }
 
 impl Shared {
-    pub fn open(days_dir: PathBuf) -> Result<Shared> {
+    /// Opens every day partition under `days_dir`, quarantining damaged ones (or their
+    /// damaged segments) under `data_dir` first (`salvage`).
+    pub fn open(days_dir: PathBuf, data_dir: &Path) -> Result<Shared> {
         std::fs::create_dir_all(&days_dir).map_err(|e| {
             Error::unavailable(
                 "failed to create index directory",
@@ -54,6 +59,7 @@ impl Shared {
         })?;
         let fields = Fields::new();
         let mut partitions = BTreeMap::new();
+        let mut damage = Vec::new();
         let entries = std::fs::read_dir(&days_dir)
             .map_err(|e| Error::unavailable("failed to list index partitions", e))?;
         for entry in entries {
@@ -64,12 +70,21 @@ impl Shared {
                 tracing::warn!(path = %entry.path().display(), "ignoring unknown entry in index directory");
                 continue;
             };
+            damage.extend(
+                salvage::check_partition(&entry.path(), data_dir).map_err(|e| {
+                    Error::unavailable(
+                        "failed to quarantine a damaged index partition",
+                        format!("{}: {e}", entry.path().display()),
+                    )
+                })?,
+            );
             partitions.insert(day, Arc::new(Partition::open(&fields, &days_dir, day)?));
         }
         Ok(Shared {
             fields,
             days_dir,
             partitions: RwLock::new(partitions),
+            damage: std::sync::Mutex::new(damage),
         })
     }
 
@@ -169,8 +184,16 @@ impl Writer {
         commit_interval: Duration,
         writer_memory_mb: usize,
     ) -> Result<Writer> {
-        let (wal, replay) =
-            Wal::open(wal_path).map_err(|e| Error::unavailable("failed to open index wal", e))?;
+        let data_dir = shared.days_dir.parent().and_then(Path::parent);
+        let (wal, replay, damage) = Wal::open(wal_path, data_dir.unwrap_or(Path::new(".")))
+            .map_err(|e| Error::unavailable("failed to open index wal", e))?;
+        if let Some(damage) = damage {
+            shared
+                .damage
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(damage);
+        }
         let mut w = Writer {
             shared,
             wal,
