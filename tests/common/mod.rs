@@ -22,6 +22,7 @@ use serde_json::Value;
 pub mod agent;
 pub mod alertmanager;
 pub mod jaeger;
+pub mod small_fs;
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
