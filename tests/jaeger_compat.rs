@@ -420,6 +420,30 @@ fn search_cases(base_us: u64, failed: &str, health: &str) -> Vec<(String, usize)
         (s("service=checkout&tag=currency:EUR"), 2),
         (s("service=payments&minDuration=50ms"), 1),
         (s("service=payments&maxDuration=50ms"), 1),
+        // Jaeger's rule is one span for everything: conditions that hold in one trace but
+        // on different spans find nothing (clew asks its index for them on one span)
+        (s("service=payments&tag=http.route:/checkout"), 0),
+        (
+            format!(
+                "service=frontend&tags={}",
+                enc(r#"{"order_id":"o-1","db.system":"postgresql"}"#)
+            ),
+            0,
+        ),
+        (s("service=checkout&operation=validate&tag=currency:EUR"), 0),
+        (s("service=checkout&operation=PlaceOrder&tag=currency:EUR"), 2),
+        (s("service=checkout&operation=validate&minDuration=80ms"), 0),
+        (s("service=checkout&operation=audit&minDuration=80ms"), 2),
+        (s("service=payments&tag=db.system:postgresql&minDuration=50ms"), 1),
+        (s("service=payments&tag=db.system:postgresql&maxDuration=50ms"), 1),
+        (
+            s("service=payments&operation=Charge&tag=exception.type:PaymentDeclined&minDuration=50ms"),
+            1,
+        ),
+        (s("service=payments&tag=exception.type:PaymentDeclined&maxDuration=50ms"), 0),
+        // a resource attribute and a span attribute on one span
+        (s("service=frontend&tag=host.name:test-host&tag=order_id:o-2"), 1),
+        (s("service=checkout&tag=host.name:test-host&tag=order_id:o-2"), 0),
         (s("service=payments&minDuration=10ms&maxDuration=1m"), 2),
         (format!("service=frontend&{}", in_range(1500, 2500)), 1),
         (format!("service=frontend&{}", in_range(0, 1)), 1),
@@ -593,6 +617,13 @@ async fn jaeger_api_answers_like_jaeger_v2() {
         BTreeSet::from([short(failed)]),
         "clew: the errors"
     );
+
+    // With clew's reading of `error=true`, the error must be on a span of the service:
+    // the failing trace's errors are on its frontend and payments spans, none on checkout.
+    let (_, cb) = get(&c, "/api/traces?service=checkout&tag=error:true").await;
+    assert_eq!(trace_ids_of(&cb), BTreeSet::new(), "{cb}");
+    let (_, cb) = get(&c, "/api/traces?service=frontend&tag=error:true").await;
+    assert_eq!(trace_ids_of(&cb), BTreeSet::from([short(failed)]), "{cb}");
 
     // Deliberate difference: `limit=0`. Jaeger's memory store refuses a search depth below
     // 1 with a 500; clew reads it as "no limit given" (the default, 100), as a client that

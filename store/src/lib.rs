@@ -50,4 +50,4 @@ pub use config::{
 pub use damage::Damage;
 pub use error::{Error, Result};
 pub use span_store::{SpanStore, StoredTrace, WriteReport};
-pub use trace_index::{TraceHit, TraceIdPage, TraceIndex, TraceQuery};
+pub use trace_index::{SpanConditions, TraceHit, TraceIdPage, TraceIndex, TraceQuery};

@@ -16,11 +16,16 @@
 //! - Search semantics are Jaeger's: *one* span must satisfy service, operation, time
 //!   range, durations and every tag (tags match span, scope, resource and event attributes
 //!   by their text), unlike the native search where conditions may hold on different
-//!   spans. The index narrows the candidates first — service, operation, time, duration,
-//!   `error=true`, and tags that are business keys (`tags={"order_id":"123"}` is the native
-//!   key lookup) or indexed attributes — and the candidates are then checked span by span.
-//!   Candidates are read page by page until `limit` traces match or [`SCAN_BUDGET`]
-//!   candidates were read.
+//!   spans. The index is asked for exactly that, as one same-span condition
+//!   (`TraceQuery::same_span`): service, operation, durations, `error=true` and every tag
+//!   it has a term for (with every attribute indexed, the default, any tag up to the
+//!   index's value size; otherwise business keys — `tags={"order_id":"123"}` is the native
+//!   key lookup — and listed attributes), on one span in the time range. Its candidates
+//!   are then checked span by span for what the index cannot say exactly: tags it has no
+//!   term for (lists and maps, longer values, doubles Go writes with an exponent),
+//!   `error=false`, and `error=true` meaning status ERROR where the index's error flag
+//!   also counts exception events. Candidates are read page by page until `limit` traces
+//!   match or [`SCAN_BUDGET`] candidates were read; usually the first page is the answer.
 //! - Deliberate differences from Jaeger v2's memory store (see `tests/jaeger_compat.rs`):
 //!   `error=true` finds spans with status ERROR and `error=false` the others (Jaeger's
 //!   memory store reads the text `"true"` as a boolean, gets false, and finds spans with
@@ -29,9 +34,12 @@
 //!   `limit` below 1 means the default (the memory store answers 500) and one above
 //!   clew's `MAX_LIMIT` (1000) is cut to it; error bodies are
 //!   sent as `application/json` (Go's `http.Error` labels the same JSON `text/plain`);
-//!   a tag matching only an attribute of the span's scope or events is not found when the
-//!   tag is a business key or an indexed attribute (the index holds span and resource
-//!   attributes; other tags are checked on every candidate and match all four).
+//!   a tag the index has a term for is only found where the index holds it: with every
+//!   attribute indexed, not on a span with more than 128 attribute terms beyond them
+//!   (`span_doc::MAX_ATTRIBUTE_TERMS_PER_SPAN`) nor on a bytes attribute; with listed
+//!   attributes and business keys, on the span's own attribute, else its resource's (not
+//!   its scope's or events', and a resource value under a different span value is not
+//!   found).
 //!   Spans whose resource has no `service.name` are listed, searched and counted in
 //!   dependencies under clew's `unknown_service` (Jaeger lists and finds them under
 //!   `missing-service-name`); their process is named as Jaeger names it.
@@ -53,8 +61,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use clew_proto::{Span, TraceId};
+use clew_store::trace_index::span_doc::{IndexedAttributes, MAX_TERM_BYTES};
 use clew_store::trace_index::MAX_LIMIT;
-use clew_store::{StoredTrace, TraceQuery};
+use clew_store::{SpanConditions, StoredTrace, TraceQuery};
 use serde_json::{json, Value as Json};
 
 use crate::error::Error;
@@ -334,45 +343,64 @@ fn not_found_entry(id: &[u8]) -> Json {
 
 /// The index query whose answer holds every trace Jaeger would find; `None` when no trace
 /// can match (an empty time range, a negative maximum duration).
+///
+/// Jaeger's rule is one span for everything, so everything the index can hold goes into
+/// one same-span entry: service, operation, `error=true`, the durations and each tag the
+/// index has a term for; the time range applies to that span too. With every attribute
+/// indexed a tag is the span's attribute term (its own, resource, scope and event
+/// attributes, as Jaeger looks); otherwise a business key, or a listed attribute. What the
+/// index has no term for is left to [`span_matches`], which checks every condition of the
+/// candidates exactly.
 fn index_query(search: &TraceSearch, indexed: Option<&crate::Indexed>) -> Option<TraceQuery> {
     if search.start_min_nanos > search.start_max_nanos || search.max_duration_nanos < 0 {
         return None;
     }
-    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    let mut query = TraceQuery {
-        service: non_empty(&search.service),
-        operation: non_empty(&search.operation),
+    // Names longer than the index keeps are cut there: leave them to `span_matches`.
+    let name = |s: &str| (!s.is_empty() && s.len() <= MAX_TERM_BYTES).then(|| s.to_string());
+    let mut span = SpanConditions {
+        service: name(&search.service),
+        operation: name(&search.operation),
         errors_only: search.tags.get("error").map(String::as_str) == Some("true"),
         min_duration_nanos: (search.min_duration_nanos > 0)
             .then_some(search.min_duration_nanos as u64),
         max_duration_nanos: (search.max_duration_nanos > 0)
             .then_some(search.max_duration_nanos as u64),
-        start_min_unix_nano: Some(search.start_min_nanos.max(0) as u64),
-        start_max_unix_nano: Some((search.start_max_nanos.max(0) as u64).saturating_add(1)),
         ..Default::default()
     };
     if let Some(indexed) = indexed {
+        let every_attribute = indexed.attributes == IndexedAttributes::All;
         for (key, value) in &search.tags {
-            if indexed.business_keys.contains(key) {
-                query.business_keys.push((key.clone(), value.clone()));
-            } else if key != "error"
-                // arrays and maps have no index term (Jaeger compares their JSON text):
-                // such tags are left to `span_matches` over what the other conditions find
-                && !value.starts_with(['[', '{'])
-                && indexed.attributes.covers(key, value)
+            if key == "error"
+                // arrays and maps have no index term (Jaeger compares their JSON text)
+                || value.starts_with(['[', '{'])
+                || double_text_differs(value)
             {
-                query.attributes.push((key.clone(), value.clone()));
+                continue;
+            }
+            let attribute = indexed.attributes.covers(key, value);
+            if every_attribute && attribute {
+                span.attributes.push((key.clone(), value.clone()));
+            } else if indexed.business_keys.contains(key) {
+                span.business_keys.push((key.clone(), value.clone()));
+            } else if attribute {
+                span.attributes.push((key.clone(), value.clone()));
             }
         }
     }
-    if !query.business_keys.is_empty() {
-        // A business key names a handful of traces: asking the index for the key alone
-        // is the native key lookup, and intersecting it with the service's (large) set of
-        // spans only costs time. `span_matches` still applies every condition.
-        query.service = None;
-        query.operation = None;
-    }
-    Some(query)
+    Some(TraceQuery {
+        start_min_unix_nano: Some(search.start_min_nanos.max(0) as u64),
+        start_max_unix_nano: Some((search.start_max_nanos.max(0) as u64).saturating_add(1)),
+        same_span: vec![span],
+        ..Default::default()
+    })
+}
+
+/// Whether a double attribute Jaeger writes as `value` (Go's text: `1e+21`) is indexed
+/// under another text (Rust's: `1000000000000000000000`), so its term would miss it.
+fn double_text_differs(value: &str) -> bool {
+    value
+        .parse::<f64>()
+        .is_ok_and(|f| clew_proto::go_json::float(f) == value && f.to_string() != value)
 }
 
 /// Jaeger's rule: this one span satisfies every condition of the search.
@@ -456,23 +484,52 @@ async fn scan(
     }
 }
 
-/// `{"data": [trace, …]}` built off the reactor (a big trace is milliseconds of CPU).
+/// `{"data": [trace, …]}` built off the reactor (a big trace is milliseconds of CPU),
+/// each trace serialized straight from its translation.
 async fn traces_answer(traces: Vec<StoredTrace>, errors: Json, adjust: bool) -> Response {
     let built = tokio::task::spawn_blocking(move || {
-        traces
+        let data: Vec<translate::TraceOut<'_>> = traces
             .iter()
             .filter(|t| !t.spans.is_empty())
-            .map(|t| translate::trace_json(&t.spans, adjust))
-            .collect::<Vec<_>>()
+            .map(|t| translate::trace_out(&t.spans, adjust))
+            .collect();
+        serde_json::to_vec(&Envelope {
+            data,
+            errors,
+            limit: 0,
+            offset: 0,
+            total: 0,
+        })
     })
     .await;
     match built {
-        Ok(data) => envelope(StatusCode::OK, Json::Array(data), 0, errors),
+        Ok(Ok(body)) => {
+            let mut response = (StatusCode::OK, body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Ok(Err(e)) => fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to write traces: {e}"),
+        ),
         Err(_) => fail(
             StatusCode::INTERNAL_SERVER_ERROR,
             "failed to translate traces: the worker task failed",
         ),
     }
+}
+
+/// Jaeger's envelope, fields in the order [`envelope`] writes them.
+#[derive(serde::Serialize)]
+struct Envelope<D> {
+    data: D,
+    errors: Json,
+    limit: u8,
+    offset: u8,
+    total: usize,
 }
 
 /// `GET /api/dependencies?endTs=&lookback=&service=`: parent → child service call counts
@@ -583,31 +640,54 @@ mod tests {
     }
 
     #[test]
-    fn business_keys_and_errors_narrow_the_index_query() {
-        let indexed = crate::Indexed {
+    fn every_condition_the_index_holds_is_asked_on_one_span() {
+        let listed = crate::Indexed {
             attributes: crate::IndexedAttributes::from_names(&["http.route".into()]),
             business_keys: vec!["order_id".into()],
         };
         let q = search(
-            r#"service=a&tags={"order_id":"7","http.route":"/x","other":"y","error":"true"}"#,
+            r#"service=a&operation=b&minDuration=1ms&tags={"order_id":"7","http.route":"/x","other":"y","error":"true","big":"1e%2B21","list":"[1]"}"#,
         );
-        let iq = index_query(&q, Some(&indexed)).unwrap();
+        let iq = index_query(&q, Some(&listed)).unwrap();
+        assert_eq!(iq.same_span.len(), 1, "{iq:?}");
+        let span = &iq.same_span[0];
         assert_eq!(
-            iq.business_keys,
+            (span.service.as_deref(), span.operation.as_deref()),
+            (Some("a"), Some("b"))
+        );
+        assert!(span.errors_only);
+        assert_eq!(span.min_duration_nanos, Some(1_000_000));
+        assert_eq!(
+            span.business_keys,
             [("order_id".to_string(), "7".to_string())]
         );
         assert_eq!(
-            iq.attributes,
-            [("http.route".to_string(), "/x".to_string())]
+            span.attributes,
+            [("http.route".to_string(), "/x".to_string())],
+            "unlisted tags are checked on the candidates"
         );
-        assert!(iq.errors_only);
-        // the key alone narrows the index; the service is checked per span afterwards
-        assert_eq!(iq.service, None);
-        let iq = index_query(
-            &search(r#"service=a&tags={"error":"true"}"#),
-            Some(&indexed),
+        assert!(iq.service.is_none() && iq.business_keys.is_empty() && !iq.errors_only);
+
+        let all = crate::Indexed {
+            attributes: crate::IndexedAttributes::All,
+            business_keys: vec!["order_id".into()],
+        };
+        let iq = index_query(&q, Some(&all)).unwrap();
+        let span = &iq.same_span[0];
+        assert!(span.business_keys.is_empty());
+        let names: Vec<&str> = span.attributes.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["http.route", "order_id", "other"],
+            "every attribute is a term; Go's double text, lists and maps are not"
         );
-        assert_eq!(iq.unwrap().service.as_deref(), Some("a"));
+
+        let long = format!("service={}", "s".repeat(MAX_TERM_BYTES + 1));
+        assert!(index_query(&search(&long), None).unwrap().same_span[0]
+            .service
+            .is_none());
         assert!(index_query(&search("service=a&start=10&end=5"), None).is_none());
+        assert!(double_text_differs("1e+21") && !double_text_differs("0.5"));
+        assert!(!double_text_differs("12345") && !double_text_differs("A-1"));
     }
 }

@@ -28,12 +28,14 @@
 //! `raw=true` skips step 2, as in Jaeger.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use clew_proto::model::repair;
 use clew_proto::model::{any_value::Value, AnyValue, KeyValue};
 use clew_proto::{Span, SpanKind, StatusCode};
-use serde_json::{json, Map, Value as Json};
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
+use serde_json::Value as Json;
 
 /// Largest integer a JavaScript number holds exactly; larger tag values are sent as text.
 const JS_MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
@@ -110,21 +112,27 @@ impl Tag {
                 _ => Ordering::Equal,
             })
     }
+}
 
-    fn to_json(&self) -> Json {
-        let value = match &self.value {
-            TagValue::Str(s) => Json::String(s.clone()),
-            TagValue::Bool(b) => Json::Bool(*b),
+/// `{"key", "type", "value"}`: integers beyond JavaScript's exact range and floats JSON
+/// cannot hold (NaN, infinities) as text, bytes as base64.
+impl Serialize for Tag {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut tag = serializer.serialize_struct("Tag", 3)?;
+        tag.serialize_field("key", &self.key)?;
+        tag.serialize_field("type", self.value.type_name())?;
+        match &self.value {
+            TagValue::Str(s) => tag.serialize_field("value", s)?,
+            TagValue::Bool(b) => tag.serialize_field("value", b)?,
             TagValue::Int(i) if !(-JS_MAX_SAFE_INTEGER..=JS_MAX_SAFE_INTEGER).contains(i) => {
-                Json::String(i.to_string())
+                tag.serialize_field("value", &i.to_string())?
             }
-            TagValue::Int(i) => json!(i),
-            TagValue::Float(f) => serde_json::Number::from_f64(*f)
-                .map(Json::Number)
-                .unwrap_or_else(|| Json::String(f.to_string())),
-            TagValue::Binary(b) => Json::String(base64(b)),
-        };
-        json!({"key": self.key, "type": self.value.type_name(), "value": value})
+            TagValue::Int(i) => tag.serialize_field("value", i)?,
+            TagValue::Float(f) if f.is_finite() => tag.serialize_field("value", f)?,
+            TagValue::Float(f) => tag.serialize_field("value", &f.to_string())?,
+            TagValue::Binary(b) => tag.serialize_field("value", &base64(b))?,
+        }
+        tag.end()
     }
 }
 
@@ -763,49 +771,102 @@ fn uniquify_shared_span_ids(spans: &mut [JaegerSpan<'_>], trace_id: &[u8]) {
 }
 
 /// Log fields of one event: `event` first, the other fields sorted (when adjusting).
-fn log_json(event: &clew_proto::model::Event, adjust: bool) -> Json {
+fn log_out(event: &clew_proto::model::Event, adjust: bool) -> LogOut {
     let mut fields: Vec<Tag> = Vec::with_capacity(event.attributes.len() + 1);
     if !event.name.is_empty() && !event.attributes.iter().any(|kv| kv.key == "event") {
         fields.push(Tag::str("event", &event.name));
     }
     fields.extend(event.attributes.iter().map(attribute_tag));
-    if !adjust {
-        return json!({
-            "timestamp": event.time_unix_nano / 1000,
-            "fields": fields.iter().map(Tag::to_json).collect::<Vec<_>>(),
-        });
-    }
-    let offset = match fields
-        .iter()
-        .position(|f| f.key == "event" && matches!(f.value, TagValue::Str(_)))
-    {
-        Some(i) => {
-            fields.swap(0, i);
-            1
+    if adjust {
+        let offset = match fields
+            .iter()
+            .position(|f| f.key == "event" && matches!(f.value, TagValue::Str(_)))
+        {
+            Some(i) => {
+                fields.swap(0, i);
+                1
+            }
+            None => 0,
+        };
+        if fields.len() > 1 {
+            sort_tags(&mut fields[offset..]);
         }
-        None => 0,
-    };
-    if fields.len() > 1 {
-        sort_tags(&mut fields[offset..]);
     }
-    json!({
-        "timestamp": event.time_unix_nano / 1000,
-        "fields": fields.iter().map(Tag::to_json).collect::<Vec<_>>(),
-    })
+    LogOut {
+        fields,
+        timestamp: event.time_unix_nano / 1000,
+    }
 }
 
-/// A whole trace in Jaeger's JSON (`uimodel.Trace`); `adjust: false` is Jaeger's
-/// `raw=true`, the translation without the adjusters.
-pub fn trace_json(spans: &[Span], adjust: bool) -> Json {
+// Jaeger's JSON (`uimodel`), serialized straight from these: no `serde_json::Value` tree
+// per tag and span. Fields are declared in the order of their JSON names' bytes, the order
+// in which a `serde_json::Map` writes them, so the bytes are what the `Json` form gives.
+
+/// A whole trace in Jaeger's JSON (`uimodel.Trace`).
+#[derive(Serialize)]
+pub struct TraceOut<'a> {
+    processes: BTreeMap<String, ProcessOut>,
+    spans: Vec<SpanOut<'a>>,
+    #[serde(rename = "traceID")]
+    trace_id: String,
+    warnings: Option<()>,
+}
+
+#[derive(Serialize)]
+struct ProcessOut {
+    #[serde(rename = "serviceName")]
+    service_name: String,
+    tags: Vec<Tag>,
+}
+
+#[derive(Serialize)]
+struct SpanOut<'a> {
+    duration: u64,
+    logs: Vec<LogOut>,
+    #[serde(rename = "operationName")]
+    operation_name: &'a str,
+    #[serde(rename = "processID")]
+    process_id: String,
+    references: Vec<ReferenceOut>,
+    #[serde(rename = "spanID")]
+    span_id: String,
+    #[serde(rename = "startTime")]
+    start_time: u64,
+    tags: Vec<Tag>,
+    #[serde(rename = "traceID")]
+    trace_id: String,
+    /// `null` when there are none.
+    warnings: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct ReferenceOut {
+    #[serde(rename = "refType")]
+    ref_type: &'static str,
+    #[serde(rename = "spanID")]
+    span_id: String,
+    #[serde(rename = "traceID")]
+    trace_id: String,
+}
+
+#[derive(Serialize)]
+struct LogOut {
+    fields: Vec<Tag>,
+    timestamp: u64,
+}
+
+/// A whole trace in Jaeger's JSON (`uimodel.Trace`), ready to serialize; `adjust: false`
+/// is Jaeger's `raw=true`, the translation without the adjusters.
+pub fn trace_out(spans: &[Span], adjust: bool) -> TraceOut<'_> {
     let mut ordered: Vec<&Span> = spans.iter().collect();
     ordered.sort_by_key(|s| (s.start_unix_nano, s.span_id));
     let mut jaeger_spans: Vec<JaegerSpan<'_>> = ordered
         .into_iter()
         .map(|s| jaeger_span(s, adjust))
         .collect();
+    let trace_id = spans.first().map(|s| s.trace_id.as_bytes().to_vec());
+    let trace_id = trace_id.unwrap_or_default();
     if adjust {
-        let trace_id = spans.first().map(|s| s.trace_id.as_bytes().to_vec());
-        let trace_id = trace_id.unwrap_or_default();
         uniquify_shared_span_ids(&mut jaeger_spans, &trace_id);
         clock_skew_warnings(&mut jaeger_spans, &trace_id);
         for js in &mut jaeger_spans {
@@ -813,9 +874,10 @@ pub fn trace_json(spans: &[Span], adjust: bool) -> Json {
             js.warnings.extend(warnings);
         }
     }
+    let trace_id_text = trace_id_text(&trace_id);
     let mut processes: Vec<Process> = Vec::new();
-    let mut spans_json = Vec::with_capacity(jaeger_spans.len());
-    for js in &jaeger_spans {
+    let mut spans_out = Vec::with_capacity(jaeger_spans.len());
+    for js in jaeger_spans {
         let index = match processes.iter().position(|p| *p == js.process) {
             Some(i) => i,
             None => {
@@ -823,44 +885,81 @@ pub fn trace_json(spans: &[Span], adjust: bool) -> Json {
                 processes.len() - 1
             }
         };
-        spans_json.push(span_json(js, &format!("p{}", index + 1), adjust));
+        spans_out.push(span_out(
+            js,
+            format!("p{}", index + 1),
+            &trace_id_text,
+            adjust,
+        ));
     }
-    let mut processes_json = Map::new();
-    for (i, p) in processes.iter().enumerate() {
-        processes_json.insert(
-            format!("p{}", i + 1),
-            json!({
-                "serviceName": p.service_name,
-                "tags": p.tags.iter().map(Tag::to_json).collect::<Vec<_>>(),
-            }),
-        );
+    let processes = processes
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let process = ProcessOut {
+                service_name: p.service_name,
+                tags: p.tags,
+            };
+            (format!("p{}", i + 1), process)
+        })
+        .collect();
+    TraceOut {
+        processes,
+        spans: spans_out,
+        trace_id: if spans.is_empty() {
+            String::new()
+        } else {
+            trace_id_text
+        },
+        warnings: None,
     }
-    json!({
-        "traceID": spans.first().map(|s| trace_id_text(s.trace_id.as_bytes())).unwrap_or_default(),
-        "spans": spans_json,
-        "processes": processes_json,
-        "warnings": Json::Null,
-    })
 }
 
-fn span_json(js: &JaegerSpan<'_>, process_id: &str, adjust: bool) -> Json {
+/// [`trace_out`] as a JSON value.
+pub fn trace_json(spans: &[Span], adjust: bool) -> Json {
+    serde_json::to_value(trace_out(spans, adjust)).expect("a trace always serializes")
+}
+
+fn span_out<'a>(
+    js: JaegerSpan<'a>,
+    process_id: String,
+    trace_id_text: &str,
+    adjust: bool,
+) -> SpanOut<'a> {
     let span = js.span;
-    json!({
-        "traceID": trace_id_text(span.trace_id.as_bytes()),
-        "spanID": span_id_text(&js.span_id),
-        "operationName": span.name,
-        "references": js.references.iter().map(|r| json!({
-            "refType": if r.child_of { "CHILD_OF" } else { "FOLLOWS_FROM" },
-            "traceID": trace_id_text(&r.trace_id),
-            "spanID": span_id_text(&r.span_id),
-        })).collect::<Vec<_>>(),
-        "startTime": span.start_unix_nano / 1000,
-        "duration": span.duration_nanos() / 1000,
-        "tags": js.tags.iter().map(Tag::to_json).collect::<Vec<_>>(),
-        "logs": span.events.iter().map(|e| log_json(e, adjust)).collect::<Vec<_>>(),
-        "processID": process_id,
-        "warnings": if js.warnings.is_empty() { Json::Null } else { json!(js.warnings) },
-    })
+    SpanOut {
+        duration: span.duration_nanos() / 1000,
+        logs: span.events.iter().map(|e| log_out(e, adjust)).collect(),
+        operation_name: &span.name,
+        process_id,
+        references: js
+            .references
+            .iter()
+            .map(|r| ReferenceOut {
+                ref_type: if r.child_of {
+                    "CHILD_OF"
+                } else {
+                    "FOLLOWS_FROM"
+                },
+                span_id: span_id_text(&r.span_id),
+                trace_id: trace_id_text_of(&r.trace_id, span, trace_id_text),
+            })
+            .collect(),
+        span_id: span_id_text(&js.span_id),
+        start_time: span.start_unix_nano / 1000,
+        tags: js.tags,
+        trace_id: trace_id_text.to_string(),
+        warnings: (!js.warnings.is_empty()).then_some(js.warnings),
+    }
+}
+
+/// The text of a reference's trace id: the trace's own (the usual case) is written once.
+fn trace_id_text_of(id: &[u8], span: &Span, own_text: &str) -> String {
+    if id == span.trace_id.as_bytes() {
+        own_text.to_string()
+    } else {
+        trace_id_text(id)
+    }
 }
 
 #[cfg(test)]
@@ -868,6 +967,7 @@ mod tests {
     use super::*;
     use clew_proto::model::{ArrayValue, Event, KeyValueList, Link};
     use clew_store::conformance::fixtures::{checkout_trace, trace_id, BASE_TIME};
+    use serde_json::json;
 
     fn kv(key: &str, value: Value) -> KeyValue {
         KeyValue {
@@ -879,7 +979,8 @@ mod tests {
 
     #[test]
     fn attribute_values_become_typed_tags() {
-        let s = |v: Value| attribute_tag(&kv("k", v)).to_json()["value"].clone();
+        let s =
+            |v: Value| serde_json::to_value(attribute_tag(&kv("k", v))).unwrap()["value"].clone();
         assert_eq!(s(Value::StringValue("x".into())), json!("x"));
         assert_eq!(s(Value::IntValue(42)), json!(42));
         assert_eq!(s(Value::IntValue(1 << 60)), json!((1i64 << 60).to_string()));
@@ -928,6 +1029,34 @@ mod tests {
         assert_eq!(trace_id_text(&id), "00000000000000ab");
         id[0] = 1;
         assert_eq!(trace_id_text(&id), "010000000000000000000000000000ab");
+    }
+
+    /// The answer is serialized straight from `TraceOut`: its bytes must be those of the
+    /// `Json` form (whose maps write their keys sorted), for every kind of tag, reference,
+    /// log and warning, adjusted and raw.
+    #[test]
+    fn direct_serialization_writes_the_bytes_of_the_json_form() {
+        let mut spans = checkout_trace(trace_id(9), "9", BASE_TIME, true);
+        spans[1].attributes.extend([
+            kv("big", Value::IntValue(i64::MAX)),
+            kv("nan", Value::DoubleValue(f64::NAN)),
+            kv("ratio", Value::DoubleValue(0.25)),
+            kv("raw", Value::BytesValue(vec![0, 1, 2])),
+            kv("ok", Value::BoolValue(true)),
+            kv(
+                "<script>",
+                Value::StringValue("\"quoted\"\n</script>".into()),
+            ),
+        ]);
+        spans[2].end_unix_nano = spans[2].start_unix_nano; // a warning
+        for adjust in [true, false] {
+            let direct = serde_json::to_string(&trace_out(&spans, adjust)).unwrap();
+            let tree = serde_json::to_string(&trace_json(&spans, adjust)).unwrap();
+            assert_eq!(direct, tree, "adjust {adjust}");
+        }
+        let tree = trace_json(&spans, true);
+        assert_eq!(tree["spans"].as_array().map(Vec::len), Some(4));
+        assert!(tree["warnings"].is_null());
     }
 
     #[test]

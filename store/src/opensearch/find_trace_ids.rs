@@ -1,7 +1,8 @@
 //! Trace-level search over span documents in OpenSearch (`docs/adr/0008-opensearch-index.md`).
 //!
 //! Every condition must hold on *some* span of a trace, different conditions possibly on
-//! different spans, and results are distinct traces ordered newest first by the start of
+//! different spans (a same-span group is one bool filter, so all its parts hold on the one
+//! document of a span), and results are distinct traces ordered newest first by the start of
 //! their earliest span that matches any condition (then by trace id). OpenSearch matches
 //! documents, not groups of documents, so the search runs in two alternating steps:
 //!
@@ -74,6 +75,10 @@ fn clause(condition: &Condition) -> Value {
             "query": words.join(" "),
             "operator": "and",
         }}}),
+        // One bool filter: every part matches the one document of a span.
+        Condition::SameSpan(parts) => {
+            json!({"bool": {"filter": parts.iter().map(clause).collect::<Vec<_>>()}})
+        }
     }
 }
 

@@ -29,7 +29,8 @@ pub const DEFAULT_LIMIT: usize = 20;
 
 /// A search for traces. Every condition that is set must hold on *some* span of the trace;
 /// different conditions may hold on different spans of the same trace (the order id on the
-/// entry span, the error on a database span).
+/// entry span, the error on a database span). Conditions that must hold on *one* span
+/// together go into [`TraceQuery::same_span`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TraceQuery {
     /// Exact service name (`service.name` of the resource).
@@ -54,10 +55,38 @@ pub struct TraceQuery {
     /// never query syntax: it is split into words, all of which must occur; text without
     /// any word (`*`, `\`) adds no condition.
     pub text: Option<String>,
+    /// Each entry: every one of its conditions holds on one and the same span (Jaeger's
+    /// search rule: service, operation, error, duration and every tag on one span). The
+    /// time range applies to that span too. Different entries, and the trace-level fields
+    /// above, may hold on other spans.
+    pub same_span: Vec<SpanConditions>,
     /// Page size; 0 means [`DEFAULT_LIMIT`], larger values are clamped to [`MAX_LIMIT`].
     pub limit: usize,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,
+}
+
+/// Conditions that all hold on one span: the trace matches when one of its spans (in the
+/// query's time range) satisfies every condition that is set. Each field means what the
+/// field of the same name in [`TraceQuery`] means, narrowed to that one span; an entry with
+/// nothing set matches any span.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpanConditions {
+    /// Exact service name.
+    pub service: Option<String>,
+    /// Exact span name.
+    pub operation: Option<String>,
+    /// The span is an error span.
+    pub errors_only: bool,
+    /// The span lasted at least this long (nanoseconds).
+    pub min_duration_nanos: Option<u64>,
+    /// The span lasted at most this long (nanoseconds).
+    pub max_duration_nanos: Option<u64>,
+    /// Exact `name=value` terms of indexed attributes of the span (its own, its
+    /// resource's, scope's and events', as the index holds them).
+    pub attributes: Vec<(String, String)>,
+    /// Exact business keys found on the span.
+    pub business_keys: Vec<(String, String)>,
 }
 
 /// One trace found by the index.

@@ -6,24 +6,29 @@
 //! ```text
 //!  TraceQuery ─▶ limit (default / clamp) ─▶ cursor (decoded) ─▶ conditions, one per group:
 //!               service[+operation] · errors · duration [min, max] · each attribute ·
-//!               each business key · the words of the free text
-//!               ─▶ at most MAX_GROUPS of them ─▶ QueryPlan
+//!               each business key · the words of the free text ·
+//!               each same-span entry (all its parts in one group)
+//!               ─▶ at most MAX_GROUPS conditions in all ─▶ QueryPlan
 //! ```
 //!
 //! A group is what must hold on one span; different groups may hold on different spans of
-//! the same trace.
+//! the same trace. A same-span entry ([`crate::SpanConditions`]) is one group however many
+//! parts it has ([`Condition::SameSpan`]: a conjunction inside one span document, on every
+//! backend); an entry with one part is that part's plain group, and one with none adds
+//! nothing.
 
 use super::cursor::{decode_cursor, Key};
 use super::span_doc::term_pair;
 use super::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::{Error, Result, TraceHit, TraceIdPage, TraceQuery};
+use crate::{Error, Result, SpanConditions, TraceHit, TraceIdPage, TraceQuery};
 
 /// Longest accepted free text (bytes).
 pub const MAX_TEXT_BYTES: usize = 4096;
 /// Words of the free text that are searched; later ones are ignored.
 pub const MAX_TEXT_TOKENS: usize = 16;
-/// Most conditions (groups) in one query. Each costs a pass over the index (tantivy) or a
-/// filter aggregation per trace bucket (OpenSearch).
+/// Most conditions in one query, counting each part of a same-span group (so a group is
+/// at most this many too). Each group costs a pass over the index (tantivy) or a filter
+/// aggregation per trace bucket (OpenSearch); each part one term or range in it.
 pub const MAX_GROUPS: usize = 48;
 /// Longest word kept by the text analysis.
 pub const MAX_WORD_BYTES: usize = 40;
@@ -49,6 +54,19 @@ pub enum Condition {
     BusinessKey(String),
     /// Every one of these words in the error text.
     Words(Vec<String>),
+    /// Every one of these (at least two, none of them `Words` or `SameSpan`) on the same
+    /// span: one document of the index.
+    SameSpan(Vec<Condition>),
+}
+
+impl Condition {
+    /// How many conditions this is towards [`MAX_GROUPS`].
+    pub fn count(&self) -> usize {
+        match self {
+            Condition::SameSpan(parts) => parts.len(),
+            _ => 1,
+        }
+    }
 }
 
 /// A checked query.
@@ -131,8 +149,42 @@ pub fn page_size(limit: usize) -> usize {
 }
 
 fn conditions(q: &TraceQuery) -> Result<Vec<Condition>> {
+    let mut groups = span_conditions(&SpanConditions {
+        service: q.service.clone(),
+        operation: q.operation.clone(),
+        errors_only: q.errors_only,
+        min_duration_nanos: q.min_duration_nanos,
+        max_duration_nanos: q.max_duration_nanos,
+        attributes: q.attributes.clone(),
+        business_keys: q.business_keys.clone(),
+    })?;
+    if let Some(text) = &q.text {
+        let words = query_words(text)?;
+        if !words.is_empty() {
+            groups.push(Condition::Words(words));
+        }
+    }
+    for entry in &q.same_span {
+        let mut parts = span_conditions(entry)?;
+        match parts.len() {
+            0 => {}
+            1 => groups.extend(parts.pop()),
+            _ => groups.push(Condition::SameSpan(parts)),
+        }
+    }
+    if groups.iter().map(Condition::count).sum::<usize>() > MAX_GROUPS {
+        return Err(Error::InvalidRequest(format!(
+            "a search holds at most {MAX_GROUPS} conditions"
+        )));
+    }
+    Ok(groups)
+}
+
+/// The conditions of `c`, each one group, in field order: `service[+operation]`, error,
+/// duration `[min, max]`, each attribute, each business key.
+fn span_conditions(c: &SpanConditions) -> Result<Vec<Condition>> {
     let mut groups = Vec::new();
-    match (&q.service, &q.operation) {
+    match (&c.service, &c.operation) {
         (Some(s), Some(o)) => groups.push(Condition::ServiceOperation {
             service: s.clone(),
             operation: o.clone(),
@@ -141,12 +193,12 @@ fn conditions(q: &TraceQuery) -> Result<Vec<Condition>> {
         (None, Some(o)) => groups.push(Condition::Operation(o.clone())),
         (None, None) => {}
     }
-    if q.errors_only {
+    if c.errors_only {
         groups.push(Condition::Error);
     }
-    if q.min_duration_nanos.is_some() || q.max_duration_nanos.is_some() {
-        let min = q.min_duration_nanos.unwrap_or(0);
-        let max = q.max_duration_nanos.unwrap_or(u64::MAX);
+    if c.min_duration_nanos.is_some() || c.max_duration_nanos.is_some() {
+        let min = c.min_duration_nanos.unwrap_or(0);
+        let max = c.max_duration_nanos.unwrap_or(u64::MAX);
         if min > max {
             return Err(Error::InvalidRequest(format!(
                 "min duration {min} ns is above max duration {max} ns"
@@ -154,22 +206,11 @@ fn conditions(q: &TraceQuery) -> Result<Vec<Condition>> {
         }
         groups.push(Condition::Duration { min, max });
     }
-    for (name, value) in &q.attributes {
+    for (name, value) in &c.attributes {
         groups.push(Condition::Attribute(term_pair(name, value)));
     }
-    for (name, value) in &q.business_keys {
+    for (name, value) in &c.business_keys {
         groups.push(Condition::BusinessKey(term_pair(name, value)));
-    }
-    if let Some(text) = &q.text {
-        let words = query_words(text)?;
-        if !words.is_empty() {
-            groups.push(Condition::Words(words));
-        }
-    }
-    if groups.len() > MAX_GROUPS {
-        return Err(Error::InvalidRequest(format!(
-            "a search holds at most {MAX_GROUPS} conditions"
-        )));
     }
     Ok(groups)
 }
@@ -246,6 +287,42 @@ mod tests {
             ]
         );
         assert_eq!(plan.limit, DEFAULT_LIMIT);
+    }
+
+    #[test]
+    fn a_same_span_entry_is_one_group_of_its_parts() {
+        let q = TraceQuery {
+            business_keys: vec![("order_id".into(), "A-1".into())],
+            same_span: vec![
+                SpanConditions {
+                    service: Some("payments".into()),
+                    errors_only: true,
+                    attributes: vec![("db.system".into(), "postgresql".into())],
+                    ..Default::default()
+                },
+                SpanConditions {
+                    operation: Some("Charge".into()),
+                    ..Default::default()
+                },
+                SpanConditions::default(),
+            ],
+            ..Default::default()
+        };
+        let plan = QueryPlan::new(&q).unwrap();
+        assert_eq!(
+            plan.conditions,
+            [
+                Condition::BusinessKey("order_id=A-1".into()),
+                Condition::SameSpan(vec![
+                    Condition::Service("payments".into()),
+                    Condition::Error,
+                    Condition::Attribute("db.system=postgresql".into()),
+                ]),
+                Condition::Operation("Charge".into()),
+            ]
+        );
+        let count: usize = plan.conditions.iter().map(Condition::count).sum();
+        assert_eq!(count, 5);
     }
 
     #[test]

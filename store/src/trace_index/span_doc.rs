@@ -17,8 +17,9 @@ use super::days::day_of;
 
 /// Longest error text indexed per span (bytes); stack-trace-sized messages are cut.
 const MAX_ERROR_TEXT_BYTES: usize = 4096;
-/// Longest indexed term value (bytes); tantivy rejects terms above 65 530 bytes.
-const MAX_TERM_BYTES: usize = 1024;
+/// Longest indexed term (bytes: a service or span name, a `name=value` pair); longer ones
+/// are cut. Tantivy rejects terms above 65 530 bytes.
+pub const MAX_TERM_BYTES: usize = 1024;
 
 /// Longest attribute value (and name) indexed when every attribute is indexed (bytes):
 /// identifiers, routes, statuses and hosts fit; SQL text, stack traces and bodies are left

@@ -461,3 +461,246 @@ fn attr(pairs: &[(&str, &str)]) -> TraceQuery {
         ..q()
     }
 }
+
+/// A same-span entry holds on one span: in trace `a` the error is on a `payments` span
+/// and the key on the `frontend` root, so "frontend and error on one span" and "the key
+/// and error on one span" must not find `a`, though the same conditions at trace level
+/// do. Resource attributes count as the span's own, the time range narrows the same span,
+/// and the hit's start is that span's.
+pub async fn same_span_conditions(idx: Arc<dyn TraceIndex>) {
+    use crate::SpanConditions;
+    let (a, b) = (trace_id(1), trace_id(2));
+    // a: error on the payments db span only (20 ms, db.system, starts 3 ms in).
+    index(&idx, checkout_trace(a, "A", BASE_TIME, true)).await;
+    // b: error on the frontend root only, which carries the key.
+    let mut spans = checkout_trace(b, "B", BASE_TIME + MINUTE, false);
+    spans[0] = with_exception(spans[0].clone(), "TimeoutError", "upstream timed out");
+    index(&idx, spans).await;
+    idx.refresh().await.unwrap();
+
+    let one = |c: SpanConditions| TraceQuery {
+        same_span: vec![c],
+        ..q()
+    };
+    let svc_err = |s: &str| SpanConditions {
+        service: Some(s.into()),
+        errors_only: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&idx, one(svc_err("frontend"))).await,
+        vec![b],
+        "frontend error-free in a, its error on a payments span"
+    );
+    assert_eq!(
+        id_set(
+            &idx,
+            TraceQuery {
+                service: Some("frontend".into()),
+                errors_only: true,
+                ..q()
+            }
+        )
+        .await,
+        set(&[a, b]),
+        "at trace level both match"
+    );
+    let page = find(&idx, one(svc_err("payments"))).await;
+    assert_eq!(
+        page.hits.iter().map(|h| h.trace_id).collect::<Vec<_>>(),
+        vec![a]
+    );
+    assert_eq!(
+        page.hits[0].start_unix_nano,
+        BASE_TIME + 3 * MS,
+        "the hit's start is the matching span's"
+    );
+    assert!(ids(&idx, one(svc_err("checkout"))).await.is_empty());
+
+    let key_err = |order: &str| SpanConditions {
+        business_keys: vec![("order_id".into(), order.into())],
+        errors_only: true,
+        ..Default::default()
+    };
+    assert!(
+        ids(&idx, one(key_err("A"))).await.is_empty(),
+        "the key on the root, the error on the db span"
+    );
+    assert_eq!(ids(&idx, one(key_err("B"))).await, vec![b]);
+    assert_eq!(
+        ids(
+            &idx,
+            TraceQuery {
+                errors_only: true,
+                ..key("order_id", "A")
+            }
+        )
+        .await,
+        vec![a],
+        "at trace level the key and the error may be on different spans"
+    );
+
+    // Every kind of part on one span: the db span of a.
+    let db = |min_ms: u64, max_ms: u64| SpanConditions {
+        service: Some("payments".into()),
+        operation: Some("SELECT payments".into()),
+        errors_only: true,
+        min_duration_nanos: Some(min_ms * MS),
+        max_duration_nanos: Some(max_ms * MS),
+        attributes: vec![
+            ("db.system".into(), "postgresql".into()),
+            ("host.name".into(), "host-1".into()),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(ids(&idx, one(db(15, 25))).await, vec![a]);
+    assert!(
+        ids(&idx, one(db(25, 35))).await.is_empty(),
+        "the 30 ms payments span is not the db span"
+    );
+    let charge_with_db = SpanConditions {
+        operation: Some("Charge".into()),
+        attributes: vec![("db.system".into(), "postgresql".into())],
+        ..Default::default()
+    };
+    assert!(ids(&idx, one(charge_with_db)).await.is_empty());
+    let resource_attr = SpanConditions {
+        service: Some("checkout".into()),
+        attributes: vec![("host.name".into(), "host-1".into())],
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&idx, one(resource_attr)).await,
+        vec![b, a],
+        "resource attributes are on every span's document"
+    );
+    let key_elsewhere = SpanConditions {
+        service: Some("checkout".into()),
+        business_keys: vec![("order_id".into(), "B".into())],
+        ..Default::default()
+    };
+    assert!(ids(&idx, one(key_elsewhere)).await.is_empty());
+    assert_eq!(
+        ids(
+            &idx,
+            TraceQuery {
+                service: Some("checkout".into()),
+                ..key("order_id", "B")
+            }
+        )
+        .await,
+        vec![b]
+    );
+
+    // One part is a plain condition; nothing set is any span.
+    assert_eq!(
+        ids(
+            &idx,
+            one(SpanConditions {
+                service: Some("payments".into()),
+                ..Default::default()
+            })
+        )
+        .await,
+        vec![b, a]
+    );
+    assert_eq!(
+        id_set(&idx, one(SpanConditions::default())).await,
+        set(&[a, b])
+    );
+
+    // Next to trace-level conditions, and several entries: each on its own span.
+    assert_eq!(
+        ids(
+            &idx,
+            TraceQuery {
+                same_span: vec![svc_err("payments")],
+                ..key("order_id", "A")
+            }
+        )
+        .await,
+        vec![a]
+    );
+    assert!(ids(
+        &idx,
+        TraceQuery {
+            same_span: vec![svc_err("payments")],
+            ..key("order_id", "B")
+        }
+    )
+    .await
+    .is_empty());
+    let two = |first: SpanConditions| TraceQuery {
+        same_span: vec![
+            first,
+            SpanConditions {
+                service: Some("payments".into()),
+                operation: Some("Charge".into()),
+                ..Default::default()
+            },
+        ],
+        ..q()
+    };
+    assert_eq!(ids(&idx, two(key_err("B"))).await, vec![b]);
+    assert!(ids(&idx, two(key_err("A"))).await.is_empty());
+
+    // The time range holds for the same span: a's db span starts 3 ms in.
+    let in_range = |lo_ms: u64, hi_ms: u64| TraceQuery {
+        start_min_unix_nano: Some(BASE_TIME + lo_ms * MS),
+        start_max_unix_nano: Some(BASE_TIME + hi_ms * MS),
+        ..one(svc_err("payments"))
+    };
+    assert!(ids(&idx, in_range(0, 3)).await.is_empty());
+    assert_eq!(ids(&idx, in_range(3, 4)).await, vec![a]);
+
+    // A min above max is the caller's mistake, as at trace level.
+    let backwards = one(SpanConditions {
+        min_duration_nanos: Some(2),
+        max_duration_nanos: Some(1),
+        ..Default::default()
+    });
+    assert!(matches!(
+        idx.find_trace_ids(&backwards).await,
+        Err(Error::InvalidRequest(_))
+    ));
+}
+
+/// Same-span searches page newest first like any other: traces whose error is on the
+/// `frontend` root, between traces whose error is elsewhere.
+pub async fn same_span_paging(idx: Arc<dyn TraceIndex>) {
+    use crate::SpanConditions;
+    let mut frontend_failed = Vec::new();
+    for i in 0..12u64 {
+        let id = trace_id(i + 1);
+        let start = BASE_TIME + i * MINUTE;
+        let mut spans = checkout_trace(id, &format!("o{i}"), start, i % 2 == 1);
+        if i % 3 == 0 {
+            spans[0] = with_exception(spans[0].clone(), "TimeoutError", "upstream timed out");
+            frontend_failed.push(id);
+        }
+        index(&idx, spans).await;
+    }
+    idx.refresh().await.unwrap();
+    frontend_failed.reverse();
+    let mut query = TraceQuery {
+        same_span: vec![SpanConditions {
+            service: Some("frontend".into()),
+            errors_only: true,
+            ..Default::default()
+        }],
+        limit: 3,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = find(&idx, query.clone()).await;
+        assert!(page.hits.len() <= 3);
+        seen.extend(page.hits.iter().map(|h| h.trace_id));
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+        assert!(seen.len() <= 12, "paging must end");
+    }
+    assert_eq!(seen, frontend_failed);
+}

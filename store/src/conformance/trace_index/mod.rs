@@ -12,7 +12,8 @@
 //! use fixed times around [`BASE_TIME`] so that no case depends on the wall clock.
 //!
 //! The cases, by topic:
-//! - [`conditions`]: each kind of condition, and conditions on different spans;
+//! - [`conditions`]: each kind of condition, conditions on different spans, and
+//!   same-span conditions (all on one span);
 //! - [`text`]: free text as data, never query syntax;
 //! - [`paging`]: order, cursors, limits (page size and the condition cap);
 //! - [`lifecycle`]: idempotency, names, retention, freshness, reopen, readiness.
@@ -116,6 +117,8 @@ pub fn cases() -> Vec<Case> {
         conditions::time_range,
         conditions::attribute_terms,
         conditions::any_attribute_is_searchable,
+        conditions::same_span_conditions,
+        conditions::same_span_paging,
         text::free_text,
         text::query_syntax_in_text_is_harmless,
         paging::newest_first_and_paging,

@@ -205,4 +205,24 @@ pub async fn condition_limit(idx: Arc<dyn TraceIndex>) {
             MAX_GROUPS + 1
         ),
     }
+    // The parts of a same-span group count one each: one group of MAX_GROUPS parts is
+    // served, one more part anywhere is over.
+    let same_span = |n: usize, extra: usize| TraceQuery {
+        same_span: vec![crate::SpanConditions {
+            business_keys: vec![("order_id".to_string(), "A-1".to_string()); n],
+            ..Default::default()
+        }],
+        ..keys(extra)
+    };
+    assert_eq!(ids(&idx, same_span(MAX_GROUPS, 0)).await, vec![a]);
+    assert_eq!(ids(&idx, same_span(MAX_GROUPS - 1, 1)).await, vec![a]);
+    for over in [same_span(MAX_GROUPS + 1, 0), same_span(MAX_GROUPS, 1)] {
+        assert!(
+            matches!(
+                idx.find_trace_ids(&over).await,
+                Err(Error::InvalidRequest(_))
+            ),
+            "{over:?}"
+        );
+    }
 }

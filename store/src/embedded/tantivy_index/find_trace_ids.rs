@@ -3,8 +3,9 @@
 //! Every condition of a [`TraceQuery`] must hold on *some* span of a trace, not on one
 //! span. So the query is cut into condition groups by the shared
 //! `trace_index::query_plan` (one group = what must hold on one span: `service`+`operation`,
-//! `min`+`max` duration, each attribute, each business key, errors, text), each restricted
-//! to the time range. The groups run most selective first
+//! `min`+`max` duration, each attribute, each business key, errors, text, and each
+//! same-span entry, whose parts are one boolean conjunction over the one document of a
+//! span), each restricted to the time range. The groups run most selective first
 //! (estimated from term document frequencies); the first collects `trace id → earliest
 //! matching start`. Its candidates are then taken newest first, a chunk at a time: every
 //! following group only looks at the chunk's trace ids (a term-set filter on the indexed
@@ -46,6 +47,8 @@ enum Group {
     AllTerms(Vec<Term>),
     /// Duration within `[min, max]`.
     Duration(u64, u64),
+    /// Every one of these on the same span document.
+    All(Vec<Group>),
     /// Any span (a query with no conditions besides time).
     Any,
 }
@@ -71,6 +74,9 @@ impl Group {
                     .map(|w| Term::from_field_text(f.error_text, w))
                     .collect(),
             ),
+            Condition::SameSpan(parts) => {
+                Group::All(parts.iter().map(|c| Group::of(c, f)).collect())
+            }
         }
     }
 
@@ -92,6 +98,10 @@ impl Group {
                 Bound::Included(Term::from_field_u64(f.duration, *lo)),
                 Bound::Included(Term::from_field_u64(f.duration, *hi)),
             )),
+            // A conjunction of the parts: every part matches the same document.
+            Group::All(parts) => Box::new(BooleanQuery::new(
+                parts.iter().map(|g| (Occur::Must, g.query(f))).collect(),
+            )),
             Group::Any => Box::new(AllQuery),
         }
     }
@@ -107,6 +117,12 @@ impl Group {
         match self {
             Group::Term(t) => df(t),
             Group::AllTerms(ts) => ts.iter().map(df).min().unwrap_or(u64::MAX),
+            // At most as many as its most selective part.
+            Group::All(parts) => parts
+                .iter()
+                .map(|g| g.estimate(searchers))
+                .min()
+                .unwrap_or(u64::MAX),
             Group::Duration(..) | Group::Any => u64::MAX,
         }
     }
