@@ -54,6 +54,12 @@ impl Wal {
         ))
     }
 
+    /// Bytes of the records of `docs` cut into records of `per_record` documents.
+    pub fn record_len(docs: &[SpanDoc], per_record: usize) -> usize {
+        let records = docs.len().div_ceil(per_record.max(1));
+        records * 12 + docs.iter().map(SpanDoc::encoded_len).sum::<usize>()
+    }
+
     /// Encodes one batch as a record into `out` (done by the caller, off the writer thread).
     pub fn encode_record(docs: &[SpanDoc], out: &mut Vec<u8>) {
         let start = out.len();
