@@ -30,7 +30,7 @@ use clew_collector::enrich::Enricher;
 use clew_collector::CollectorConfig;
 use clew_proto::from_otlp::{convert_request, Limits};
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use clew_store::{Common, EmbeddedIndexConfig, IndexConfig, StoreConfig};
+use clew_store::{Common, EmbeddedIndexConfig, StoreConfig, TraceIndex};
 use prost::Message;
 
 fn arg(name: &str, default: &str) -> String {
@@ -83,12 +83,16 @@ async fn main() {
         retention_days: 7,
         indexed_attributes,
     };
-    let index_config = IndexConfig::Embedded(EmbeddedIndexConfig {
+    // Opened directly: the configuration's validation keeps the interval ≤ 1.5 s.
+    let index_config = EmbeddedIndexConfig {
         commit_interval_ms: 3_600_000,
         ..EmbeddedIndexConfig::default()
-    });
+    };
     let store = clew_store::open_span_store(&StoreConfig::default(), &common).unwrap();
-    let index = clew_store::open_trace_index(&index_config, &common).unwrap();
+    let index: Arc<dyn TraceIndex> = Arc::new(
+        clew_store::embedded::tantivy_index::TantivyTraceIndex::open(&index_config, &common)
+            .unwrap(),
+    );
     if phase == "generate" {
         println!("generated {spans} spans in {} requests", requests.len());
         store.close().await.unwrap();
