@@ -20,7 +20,6 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use clew_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
 use common::*;

@@ -7,10 +7,12 @@
 //! Jaeger tag search looks at), each value up to [`MAX_INDEXED_VALUE_BYTES`]; or only a
 //! configured list of names.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use clew_proto::model::{any_value, value_to_string, KeyValue};
+use clew_proto::model::{any_value, value_to_string, KeyValue, Resource, Scope};
 use clew_proto::Span;
 
 use super::days::day_of;
@@ -61,62 +63,142 @@ impl IndexedAttributes {
             IndexedAttributes::Listed(names) => names.iter().any(|n| n == name),
         }
     }
+}
 
-    fn terms(&self, span: &Span) -> Vec<String> {
-        match self {
-            IndexedAttributes::All => every_attribute_term(span),
-            IndexedAttributes::Listed(names) => names
-                .iter()
-                .filter_map(|name| {
-                    span.attribute(name)
-                        .map(|v| term_pair(name, &value_to_string(v)))
-                })
-                .collect(),
+/// The `name=value` terms of one document, in one buffer: two allocations however many
+/// terms (indexing every attribute gives a span ~25 of them).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Terms {
+    text: String,
+    /// End offset in `text` of each term.
+    ends: Vec<u32>,
+}
+
+impl Terms {
+    pub fn with_capacity(terms: usize, bytes: usize) -> Terms {
+        Terms {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(terms),
         }
     }
-}
 
-/// The distinct `name=value` terms of every scalar attribute of `span`, in the order of
-/// [`MAX_ATTRIBUTE_TERMS_PER_SPAN`], skipping names and values over
-/// [`MAX_INDEXED_VALUE_BYTES`].
-fn every_attribute_term(span: &Span) -> Vec<String> {
-    let sources = std::iter::once(&span.attributes)
-        .chain(std::iter::once(&span.resource.attributes))
-        .chain(std::iter::once(&span.scope.attributes))
-        .chain(span.events.iter().map(|e| &e.attributes));
-    let mut terms = Vec::new();
-    let mut seen = HashSet::new();
-    'sources: for attrs in sources {
-        for kv in attrs {
-            if terms.len() == MAX_ATTRIBUTE_TERMS_PER_SPAN {
-                break 'sources;
-            }
-            if let Some(term) = scalar_term(kv) {
-                if seen.insert(term.clone()) {
-                    terms.push(term);
-                }
-            }
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of all terms together.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.text[start..end])
+    }
+
+    pub fn iter(&self) -> TermsIter<'_> {
+        TermsIter {
+            text: &self.text,
+            ends: self.ends.iter(),
+            start: 0,
         }
     }
-    terms
+
+    pub fn contains(&self, term: &str) -> bool {
+        self.iter().any(|t| t == term)
+    }
+
+    /// Appends `term`, cut at 1 KiB like every term.
+    pub fn push(&mut self, term: &str) {
+        let start = self.text.len();
+        self.text.push_str(term);
+        self.end_term(start);
+    }
+
+    /// Closes the term written into `text` since `start`, cutting it at 1 KiB.
+    fn end_term(&mut self, start: usize) {
+        if self.text.len() - start > MAX_TERM_BYTES {
+            let mut cut = start + MAX_TERM_BYTES;
+            while !self.text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.truncate(cut);
+        }
+        self.ends.push(self.text.len() as u32);
+    }
+
+    /// Removes the last term.
+    fn pop(&mut self) {
+        self.ends.pop();
+        self.text
+            .truncate(self.ends.last().map_or(0, |&e| e as usize));
+    }
+
+    fn extend(&mut self, other: &Terms) {
+        let base = self.text.len() as u32;
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
 }
 
-/// `name=value` of a string, int, bool or double attribute within the size limits.
-fn scalar_term(kv: &KeyValue) -> Option<String> {
-    use any_value::Value;
-    if kv.key.is_empty() || kv.key.len() > MAX_INDEXED_VALUE_BYTES {
-        return None;
-    }
-    let value = kv.value.as_ref()?;
-    match value.value.as_ref()? {
-        Value::StringValue(s) if s.len() > MAX_INDEXED_VALUE_BYTES => None,
-        Value::StringValue(_)
-        | Value::BoolValue(_)
-        | Value::IntValue(_)
-        | Value::DoubleValue(_) => Some(term_pair(&kv.key, &value_to_string(value))),
-        _ => None,
+impl std::fmt::Debug for Terms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
+
+impl serde::Serialize for Terms {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'a> FromIterator<&'a str> for Terms {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(iter: I) -> Terms {
+        let mut terms = Terms::default();
+        for t in iter {
+            terms.push(t);
+        }
+        terms
+    }
+}
+
+impl<'a> IntoIterator for &'a Terms {
+    type Item = &'a str;
+    type IntoIter = TermsIter<'a>;
+    fn into_iter(self) -> TermsIter<'a> {
+        self.iter()
+    }
+}
+
+/// The terms of a [`Terms`], in order.
+#[derive(Clone)]
+pub struct TermsIter<'a> {
+    text: &'a str,
+    ends: std::slice::Iter<'a, u32>,
+    start: usize,
+}
+
+impl<'a> Iterator for TermsIter<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let end = *self.ends.next()? as usize;
+        let term = &self.text[self.start..end];
+        self.start = end;
+        Some(term)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ends.size_hint()
+    }
+}
+
+impl ExactSizeIterator for TermsIter<'_> {}
 
 /// What the index keeps of one span.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,12 +215,55 @@ pub struct SpanDoc {
     /// Business keys as `name=value`.
     pub keys: Vec<String>,
     /// Indexed attributes as `name=value` (see [`IndexedAttributes`]).
-    pub attrs: Vec<String>,
+    pub attrs: Terms,
 }
 
 impl SpanDoc {
     /// Extracts the indexed parts of `span`, with the attribute terms `indexed` selects.
+    /// For a batch, [`SpanDoc::from_spans`] gives the same documents for less work.
     pub fn from_span(span: &Span, indexed: &IndexedAttributes) -> SpanDoc {
+        SpanDocBuilder::new(indexed).doc(span)
+    }
+
+    /// The documents of a batch of spans, in order (see [`SpanDocBuilder`]).
+    pub fn from_spans(spans: &[Span], indexed: &IndexedAttributes) -> Vec<SpanDoc> {
+        let mut builder = SpanDocBuilder::new(indexed);
+        spans.iter().map(|s| builder.doc(s)).collect()
+    }
+
+    /// The UTC day partition of the document.
+    pub fn day(&self) -> u32 {
+        day_of(self.start_unix_nano)
+    }
+}
+
+/// Builds the [`SpanDoc`]s of one batch. The spans of one request share their resource and
+/// scope (one `Arc` each from the OTLP conversion), so with every attribute indexed the
+/// terms of each distinct resource and scope are formatted and hashed once per batch and
+/// copied into each of its spans' documents in one piece, instead of being built, allocated
+/// and deduplicated again for every span. The documents are exactly those of building each
+/// span alone.
+pub struct SpanDocBuilder<'s> {
+    indexed: &'s IndexedAttributes,
+    resources: SharedTerms<'s, Resource>,
+    scopes: SharedTerms<'s, Scope>,
+    /// Hashes of the current document's attribute terms, reused from span to span.
+    seen: Seen,
+}
+
+impl<'s> SpanDocBuilder<'s> {
+    pub fn new(indexed: &'s IndexedAttributes) -> Self {
+        SpanDocBuilder {
+            indexed,
+            resources: SharedTerms::default(),
+            scopes: SharedTerms::default(),
+            seen: Seen::default(),
+        }
+    }
+
+    /// The document of `span`; the span must outlive the builder (its resource and scope
+    /// are remembered by address).
+    pub fn doc(&mut self, span: &'s Span) -> SpanDoc {
         let error = span.is_error();
         let mut error_text = String::new();
         if error {
@@ -158,7 +283,18 @@ impl SpanDoc {
             .iter()
             .map(|k| term_pair(&k.name, &k.value))
             .collect();
-        let attrs = indexed.terms(span);
+        let attrs = match self.indexed {
+            IndexedAttributes::All => self.every_attribute_term(span),
+            IndexedAttributes::Listed(names) => {
+                let mut terms = Terms::default();
+                for name in names.iter() {
+                    if let Some(v) = span.attribute(name) {
+                        terms.push(&term_pair(name, &value_to_string(v)));
+                    }
+                }
+                terms
+            }
+        };
         SpanDoc {
             trace_id: span.trace_id.0,
             start_unix_nano: span.start_unix_nano,
@@ -173,10 +309,197 @@ impl SpanDoc {
         }
     }
 
-    /// The UTC day partition of the document.
-    pub fn day(&self) -> u32 {
-        day_of(self.start_unix_nano)
+    /// The distinct `name=value` terms of every scalar attribute of `span`: its own, then
+    /// its resource's, scope's and events', at most [`MAX_ATTRIBUTE_TERMS_PER_SPAN`],
+    /// skipping names and values over [`MAX_INDEXED_VALUE_BYTES`].
+    fn every_attribute_term(&mut self, span: &'s Span) -> Terms {
+        let resource = self.resources.get(&span.resource, |r| &r.attributes);
+        let scope = self.scopes.get(&span.scope, |s| &s.attributes);
+        let seen = &mut self.seen;
+        seen.clear();
+        let mut terms = Terms::with_capacity(
+            span.attributes.len() + resource.terms.len() + scope.terms.len(),
+            span.attributes.len() * 32 + resource.terms.text_len() + scope.terms.text_len(),
+        );
+        for kv in &span.attributes {
+            if terms.len() == MAX_ATTRIBUTE_TERMS_PER_SPAN {
+                return terms;
+            }
+            push_distinct(&mut terms, seen, kv);
+        }
+        for shared in [resource, scope] {
+            if !extend_distinct(&mut terms, seen, shared) {
+                return terms;
+            }
+        }
+        for kv in span.events.iter().flat_map(|e| &e.attributes) {
+            if terms.len() == MAX_ATTRIBUTE_TERMS_PER_SPAN {
+                return terms;
+            }
+            push_distinct(&mut terms, seen, kv);
+        }
+        terms
     }
+}
+
+/// The distinct terms of one resource or scope, with their hashes.
+#[derive(Default)]
+struct HashedTerms {
+    terms: Terms,
+    hashes: Vec<u64>,
+}
+
+/// The [`HashedTerms`] of each distinct resource (or scope) of a batch, by address.
+struct SharedTerms<'s, T> {
+    by_address: HashMap<*const T, HashedTerms>,
+    /// Borrows the values whose addresses are keys, so no address is reused meanwhile.
+    _alive: std::marker::PhantomData<&'s T>,
+}
+
+impl<T> Default for SharedTerms<'_, T> {
+    fn default() -> Self {
+        SharedTerms {
+            by_address: HashMap::new(),
+            _alive: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'s, T> SharedTerms<'s, T> {
+    fn get(&mut self, value: &'s Arc<T>, attributes: impl Fn(&T) -> &[KeyValue]) -> &HashedTerms {
+        self.by_address
+            .entry(Arc::as_ptr(value))
+            .or_insert_with(|| {
+                let attrs = attributes(value);
+                let mut shared = HashedTerms {
+                    terms: Terms::with_capacity(attrs.len(), attrs.len() * 32),
+                    hashes: Vec::with_capacity(attrs.len()),
+                };
+                let mut seen = Seen::default();
+                for kv in attrs {
+                    if let Some(hash) = push_distinct(&mut shared.terms, &mut seen, kv) {
+                        shared.hashes.push(hash);
+                    }
+                }
+                shared
+            })
+    }
+}
+
+/// Appends the term of `kv` if it is a scalar within the size limits and not already in
+/// `terms`; returns its hash if it was appended.
+fn push_distinct(terms: &mut Terms, seen: &mut Seen, kv: &KeyValue) -> Option<u64> {
+    let start = terms.text.len();
+    if !write_scalar_term(&mut terms.text, kv) {
+        terms.text.truncate(start);
+        return None;
+    }
+    terms.end_term(start);
+    let hash = term_hash(&terms.text.as_bytes()[start..]);
+    if seen.insert(hash) {
+        return Some(hash);
+    }
+    // Same hash: new only if no earlier term is equal.
+    let last = terms.len() - 1;
+    let term = &terms.text[start..];
+    if terms.iter().take(last).any(|t| t == term) {
+        terms.pop();
+        None
+    } else {
+        Some(hash)
+    }
+}
+
+/// Appends the terms of `shared` not already in `terms`, up to the cap; returns false once
+/// the cap is reached.
+fn extend_distinct(terms: &mut Terms, seen: &mut Seen, shared: &HashedTerms) -> bool {
+    if terms.len() + shared.terms.len() <= MAX_ATTRIBUTE_TERMS_PER_SPAN
+        && !shared.hashes.iter().any(|h| seen.contains(h))
+    {
+        // The usual case: nothing in common with the span's own attributes.
+        terms.extend(&shared.terms);
+        seen.extend(shared.hashes.iter().copied());
+        return true;
+    }
+    for (term, &hash) in shared.terms.iter().zip(&shared.hashes) {
+        if terms.len() == MAX_ATTRIBUTE_TERMS_PER_SPAN {
+            return false;
+        }
+        if seen.insert(hash) || !terms.contains(term) {
+            terms.push(term);
+        }
+    }
+    true
+}
+
+/// Writes `name=value` of a string, int, bool or double attribute within the size limits
+/// (the value as [`value_to_string`] writes it); returns false, having written part of it
+/// perhaps, for anything else.
+fn write_scalar_term(out: &mut String, kv: &KeyValue) -> bool {
+    use any_value::Value;
+    if kv.key.is_empty() || kv.key.len() > MAX_INDEXED_VALUE_BYTES {
+        return false;
+    }
+    let Some(value) = kv.value.as_ref().and_then(|v| v.value.as_ref()) else {
+        return false;
+    };
+    if matches!(value, Value::StringValue(s) if s.len() > MAX_INDEXED_VALUE_BYTES) {
+        return false;
+    }
+    out.push_str(&kv.key);
+    out.push('=');
+    match value {
+        Value::StringValue(s) => out.push_str(s),
+        Value::BoolValue(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::IntValue(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::DoubleValue(d) => {
+            let _ = write!(out, "{d}");
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Hashes of the terms of one document: finds duplicates without comparing strings (a
+/// hash already present is then checked by comparing).
+type Seen = HashSet<u64, BuildHasherDefault<PassThrough>>;
+
+/// The hasher of [`Seen`], whose keys are hashes already.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A fast 64-bit hash of a term (word at a time); collisions are resolved by comparing.
+fn term_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(K);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    // Spread the high bits into the low ones the table indexes by.
+    h ^ (h >> 32)
 }
 
 /// The exact `name=value` term of a business key or an indexed attribute.
@@ -238,7 +561,10 @@ mod tests {
         let spans = checkout_trace(trace_id(1), "12345", BASE_TIME, true);
         let listed = IndexedAttributes::from_names(&["db.system".to_string()]);
         assert_eq!(
-            SpanDoc::from_span(&spans[3], &listed).attrs,
+            SpanDoc::from_span(&spans[3], &listed)
+                .attrs
+                .iter()
+                .collect::<Vec<_>>(),
             vec!["db.system=postgresql"]
         );
         assert!(listed.covers("db.system", "x"));
@@ -310,5 +636,101 @@ mod tests {
             attrs.contains(&"a0=v".to_string()),
             "the span's own attributes first"
         );
+    }
+
+    /// The term builder before the per-batch one: one `String` per term and a set of
+    /// copies. The batch builder must give exactly its terms, in its order.
+    fn reference_terms(span: &Span) -> Vec<String> {
+        fn scalar_term(kv: &KeyValue) -> Option<String> {
+            use any_value::Value;
+            if kv.key.is_empty() || kv.key.len() > MAX_INDEXED_VALUE_BYTES {
+                return None;
+            }
+            let value = kv.value.as_ref()?;
+            match value.value.as_ref()? {
+                Value::StringValue(s) if s.len() > MAX_INDEXED_VALUE_BYTES => None,
+                Value::StringValue(_)
+                | Value::BoolValue(_)
+                | Value::IntValue(_)
+                | Value::DoubleValue(_) => Some(term_pair(&kv.key, &value_to_string(value))),
+                _ => None,
+            }
+        }
+        let sources = std::iter::once(&span.attributes)
+            .chain(std::iter::once(&span.resource.attributes))
+            .chain(std::iter::once(&span.scope.attributes))
+            .chain(span.events.iter().map(|e| &e.attributes));
+        let mut terms = Vec::new();
+        let mut seen = HashSet::new();
+        'sources: for attrs in sources {
+            for kv in attrs {
+                if terms.len() == MAX_ATTRIBUTE_TERMS_PER_SPAN {
+                    break 'sources;
+                }
+                if let Some(term) = scalar_term(kv) {
+                    if seen.insert(term.clone()) {
+                        terms.push(term);
+                    }
+                }
+            }
+        }
+        terms
+    }
+
+    #[test]
+    fn a_batch_gives_the_terms_of_each_span_alone() {
+        use clew_proto::model::{AnyValue, Event};
+        let int = |key: &str, i: i64| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::IntValue(i)),
+            }),
+            ..Default::default()
+        };
+        let mut spans = checkout_trace(trace_id(1), "12345", BASE_TIME, true);
+        spans.extend(checkout_trace(trace_id(2), "777", BASE_TIME, false));
+        // One resource shared by several spans, with a duplicate inside it.
+        let mut resource = (*spans[0].resource).clone();
+        resource.attributes.push(kv("host.name", "host-1"));
+        resource.attributes.push(int("process.pid", 42));
+        let resource = Arc::new(resource);
+        for s in spans.iter_mut().take(3) {
+            s.resource = resource.clone();
+        }
+        // A span attribute equal to a resource one, and one equal in name only.
+        spans[1].attributes.push(kv("host.name", "host-1"));
+        spans[2].attributes.push(kv("host.name", "other"));
+        // Duplicates among the span's own attributes and in its events.
+        spans[4].attributes.push(kv("db.system", "postgresql"));
+        spans[4].events.push(Event {
+            name: "retry".into(),
+            attributes: vec![kv("db.system", "postgresql"), int("attempt", 2)],
+            ..Default::default()
+        });
+        // Near the cap: the resource's terms only partly fit.
+        for i in 0..MAX_ATTRIBUTE_TERMS_PER_SPAN - 2 {
+            spans[5].attributes.push(kv(&format!("a{i}"), "v"));
+        }
+        let all = IndexedAttributes::All;
+        let batch = SpanDoc::from_spans(&spans, &all);
+        assert_eq!(batch.len(), spans.len());
+        for (span, doc) in spans.iter().zip(&batch) {
+            assert_eq!(doc, &SpanDoc::from_span(span, &all));
+            let terms: Vec<&str> = doc.attrs.iter().collect();
+            assert_eq!(terms, reference_terms(span));
+        }
+        assert_eq!(batch[5].attrs.len(), MAX_ATTRIBUTE_TERMS_PER_SPAN);
+    }
+
+    #[test]
+    fn terms_keep_their_order_and_cut_long_ones() {
+        let mut terms: Terms = ["a=1", "b=2"].into_iter().collect();
+        terms.push(&"x".repeat(MAX_TERM_BYTES + 10));
+        assert_eq!(terms.len(), 3);
+        assert_eq!(terms.get(1), Some("b=2"));
+        assert_eq!(terms.get(2).map(str::len), Some(MAX_TERM_BYTES));
+        terms.pop();
+        assert_eq!(terms.iter().collect::<Vec<_>>(), vec!["a=1", "b=2"]);
+        assert_eq!(serde_json::to_string(&terms).unwrap(), r#"["a=1","b=2"]"#);
     }
 }

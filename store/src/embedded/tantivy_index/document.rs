@@ -1,39 +1,164 @@
-//! The tantivy side of span → index document: the tantivy document built from the shared
-//! [`SpanDoc`] (`trace_index::span_doc`), its write-ahead-log encoding, and the combined
-//! `service\0operation` term.
+//! The tantivy side of span → index document: the shared [`SpanDoc`]
+//! (`trace_index::span_doc`) as a tantivy [`Document`] ([`IndexDoc`]), its write-ahead-log
+//! encoding, and the combined `service\0operation` term.
 
-use tantivy::TantivyDocument;
+use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
+use tantivy::schema::{Document, Field, Value};
 
 use super::schema::{self, Fields};
 pub use crate::trace_index::span_doc::SpanDoc;
+use crate::trace_index::span_doc::{Terms, TermsIter};
+
+/// A span document as tantivy indexes it: tantivy reads every field value straight out of
+/// the [`SpanDoc`] (its writer indexes any [`Document`] without copying it), where a
+/// `TantivyDocument` would first copy each of the span's ~30 terms into a buffer of its
+/// own. Every field is indexed, nothing is stored.
+#[derive(Debug)]
+pub struct IndexDoc {
+    doc: SpanDoc,
+    service_operation: String,
+    fields: FieldIds,
+}
+
+/// The schema's field handles, copied into each document.
+#[derive(Debug, Clone, Copy)]
+struct FieldIds {
+    trace_id: Field,
+    start: Field,
+    duration: Field,
+    service: Field,
+    operation: Field,
+    service_operation: Field,
+    kind: Field,
+    error: Field,
+    error_text: Field,
+    keys: Field,
+    attrs: Field,
+}
+
+impl IndexDoc {
+    pub fn new(doc: SpanDoc, f: &Fields) -> IndexDoc {
+        IndexDoc {
+            service_operation: service_operation_term(&doc.service, &doc.operation),
+            doc,
+            fields: FieldIds {
+                trace_id: f.trace_id,
+                start: f.start,
+                duration: f.duration,
+                service: f.service,
+                operation: f.operation,
+                service_operation: f.service_operation,
+                kind: f.kind,
+                error: f.error,
+                error_text: f.error_text,
+                keys: f.keys,
+                attrs: f.attrs,
+            },
+        }
+    }
+
+    /// The UTC day partition of the document.
+    pub fn day(&self) -> u32 {
+        self.doc.day()
+    }
+}
+
+/// One field value of an [`IndexDoc`], borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub enum DocValue<'a> {
+    Str(&'a str),
+    U64(u64),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Value<'a> for DocValue<'a> {
+    type ArrayIter = std::iter::Empty<Self>;
+    type ObjectIter = std::iter::Empty<(&'a str, Self)>;
+
+    fn as_value(&self) -> ReferenceValue<'a, Self> {
+        ReferenceValue::Leaf(match *self {
+            DocValue::Str(s) => ReferenceValueLeaf::Str(s),
+            DocValue::U64(v) => ReferenceValueLeaf::U64(v),
+            DocValue::Bytes(b) => ReferenceValueLeaf::Bytes(b),
+        })
+    }
+}
+
+impl Document for IndexDoc {
+    type Value<'a> = DocValue<'a>;
+    type FieldsValuesIter<'a> = IndexDocValues<'a>;
+
+    fn iter_fields_and_values(&self) -> IndexDocValues<'_> {
+        IndexDocValues {
+            doc: self,
+            step: 0,
+            key: 0,
+            attrs: self.doc.attrs.iter(),
+        }
+    }
+}
+
+/// The field values of an [`IndexDoc`], in schema order; error fields only on error spans.
+pub struct IndexDocValues<'a> {
+    doc: &'a IndexDoc,
+    step: u8,
+    key: usize,
+    attrs: TermsIter<'a>,
+}
+
+impl<'a> Iterator for IndexDocValues<'a> {
+    type Item = (Field, DocValue<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let IndexDoc {
+            doc: d,
+            service_operation,
+            fields: f,
+        } = self.doc;
+        loop {
+            let step = self.step;
+            self.step = step.saturating_add(1).min(9);
+            let item = match step {
+                0 => (f.trace_id, DocValue::Bytes(&d.trace_id)),
+                1 => (f.start, DocValue::U64(d.start_unix_nano)),
+                2 => (f.duration, DocValue::U64(d.duration_nanos)),
+                3 => (f.service, DocValue::Str(&d.service)),
+                4 => (f.operation, DocValue::Str(&d.operation)),
+                5 => (f.service_operation, DocValue::Str(service_operation)),
+                6 => (f.kind, DocValue::Str(&d.kind)),
+                7 if d.error => (f.error, DocValue::Str(schema::ERROR_TERM)),
+                8 if d.error && !d.error_text.is_empty() => {
+                    (f.error_text, DocValue::Str(&d.error_text))
+                }
+                7 | 8 => continue,
+                _ => {
+                    if let Some(k) = d.keys.get(self.key) {
+                        self.key += 1;
+                        return Some((f.keys, DocValue::Str(k)));
+                    }
+                    return self.attrs.next().map(|a| (f.attrs, DocValue::Str(a)));
+                }
+            };
+            return Some(item);
+        }
+    }
+}
 
 impl SpanDoc {
-    /// The tantivy document: every field indexed, nothing stored.
-    pub fn to_document(&self, f: &Fields) -> TantivyDocument {
-        let mut doc = TantivyDocument::default();
-        doc.add_bytes(f.trace_id, &self.trace_id);
-        doc.add_u64(f.start, self.start_unix_nano);
-        doc.add_u64(f.duration, self.duration_nanos);
-        doc.add_text(f.service, &self.service);
-        doc.add_text(f.operation, &self.operation);
-        doc.add_text(
-            f.service_operation,
-            service_operation_term(&self.service, &self.operation),
-        );
-        doc.add_text(f.kind, &self.kind);
-        if self.error {
-            doc.add_text(f.error, schema::ERROR_TERM);
-            if !self.error_text.is_empty() {
-                doc.add_text(f.error_text, &self.error_text);
-            }
-        }
-        for k in &self.keys {
-            doc.add_text(f.keys, k);
-        }
-        for a in &self.attrs {
-            doc.add_text(f.attrs, a);
-        }
-        doc
+    /// Bytes [`SpanDoc::encode`] appends.
+    pub fn encoded_len(&self) -> usize {
+        16 + 8
+            + 8
+            + 1
+            + 4 * 5
+            + self.service.len()
+            + self.operation.len()
+            + self.kind.len()
+            + self.error_text.len()
+            + self.keys.iter().map(|k| 4 + k.len()).sum::<usize>()
+            + 4
+            + 4 * self.attrs.len()
+            + self.attrs.text_len()
     }
 
     /// Appends the write-ahead-log form of this document to `out`.
@@ -46,8 +171,8 @@ impl SpanDoc {
         put_str(out, &self.operation);
         put_str(out, &self.kind);
         put_str(out, &self.error_text);
-        put_strs(out, &self.keys);
-        put_strs(out, &self.attrs);
+        put_strs(out, self.keys.iter().map(String::as_str));
+        put_strs(out, self.attrs.iter());
     }
 
     /// Reads one document written by [`SpanDoc::encode`] from the front of `input`.
@@ -66,7 +191,7 @@ impl SpanDoc {
             kind: get_str(input)?,
             error_text: get_str(input)?,
             keys: get_strs(input)?,
-            attrs: get_strs(input)?,
+            attrs: get_terms(input)?,
         })
     }
 }
@@ -85,7 +210,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_strs(out: &mut Vec<u8>, v: &[String]) {
+fn put_strs<'a>(out: &mut Vec<u8>, v: impl ExactSizeIterator<Item = &'a str>) {
     out.extend_from_slice(&(v.len() as u32).to_le_bytes());
     for s in v {
         put_str(out, s);
@@ -108,6 +233,16 @@ fn get_u32(input: &mut &[u8]) -> Option<u32> {
 fn get_str(input: &mut &[u8]) -> Option<String> {
     let n = get_u32(input)? as usize;
     String::from_utf8(take(input, n)?.to_vec()).ok()
+}
+
+fn get_terms(input: &mut &[u8]) -> Option<Terms> {
+    let n = get_u32(input)? as usize;
+    let mut terms = Terms::with_capacity(n.min(input.len() / 4), 0);
+    for _ in 0..n {
+        let len = get_u32(input)? as usize;
+        terms.push(std::str::from_utf8(take(input, len)?).ok()?);
+    }
+    Some(terms)
 }
 
 fn get_strs(input: &mut &[u8]) -> Option<Vec<String>> {
@@ -146,5 +281,111 @@ mod tests {
             let mut input = &buf[..cut];
             let _ = SpanDoc::decode(&mut input); // never panics
         }
+        let sizes: usize = docs.iter().map(SpanDoc::encoded_len).sum();
+        assert_eq!(sizes, buf.len());
+    }
+
+    /// The `TantivyDocument` the index was fed before [`IndexDoc`].
+    fn reference_document(d: &SpanDoc, f: &Fields) -> tantivy::TantivyDocument {
+        let mut doc = tantivy::TantivyDocument::default();
+        doc.add_bytes(f.trace_id, &d.trace_id);
+        doc.add_u64(f.start, d.start_unix_nano);
+        doc.add_u64(f.duration, d.duration_nanos);
+        doc.add_text(f.service, &d.service);
+        doc.add_text(f.operation, &d.operation);
+        doc.add_text(
+            f.service_operation,
+            service_operation_term(&d.service, &d.operation),
+        );
+        doc.add_text(f.kind, &d.kind);
+        if d.error {
+            doc.add_text(f.error, schema::ERROR_TERM);
+            if !d.error_text.is_empty() {
+                doc.add_text(f.error_text, &d.error_text);
+            }
+        }
+        for k in &d.keys {
+            doc.add_text(f.keys, k);
+        }
+        for a in &d.attrs {
+            doc.add_text(f.attrs, a);
+        }
+        doc
+    }
+
+    /// Every (field, term, doc ids) of a one-segment index, and its fast-field columns.
+    fn contents(index: &tantivy::Index, f: &Fields) -> Vec<String> {
+        use tantivy::DocSet;
+        let reader = index.reader().unwrap();
+        let searcher = reader.searcher();
+        let mut out = Vec::new();
+        for segment in searcher.segment_readers() {
+            for (name, field) in [
+                ("trace_id", f.trace_id),
+                ("service", f.service),
+                ("operation", f.operation),
+                ("service_operation", f.service_operation),
+                ("kind", f.kind),
+                ("error", f.error),
+                ("error_text", f.error_text),
+                ("keys", f.keys),
+                ("attrs", f.attrs),
+            ] {
+                let inverted = segment.inverted_index(field).unwrap();
+                let mut terms = inverted.terms().stream().unwrap();
+                while terms.advance() {
+                    let mut postings = inverted
+                        .read_postings_from_terminfo(
+                            terms.value(),
+                            tantivy::schema::IndexRecordOption::Basic,
+                        )
+                        .unwrap();
+                    let mut docs = Vec::new();
+                    while postings.doc() != tantivy::TERMINATED {
+                        docs.push(postings.doc());
+                        postings.advance();
+                    }
+                    out.push(format!("{name} {:?} {docs:?}", terms.key()));
+                }
+            }
+            let fast = segment.fast_fields();
+            for name in [schema::START, schema::DURATION] {
+                let col = fast.u64(name).unwrap();
+                let values: Vec<u64> = (0..segment.max_doc())
+                    .map(|d| col.first(d).unwrap())
+                    .collect();
+                out.push(format!("{name} {values:?}"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn index_docs_index_exactly_what_tantivy_documents_did() {
+        let attrs = crate::trace_index::span_doc::IndexedAttributes::All;
+        let mut spans = checkout_trace(trace_id(3), "99", BASE_TIME, true);
+        spans.extend(checkout_trace(trace_id(4), "100", BASE_TIME, false));
+        let docs = SpanDoc::from_spans(&spans, &attrs);
+        assert!(docs.iter().any(|d| d.error && !d.error_text.is_empty()));
+        let f = Fields::new();
+        let new_index = tantivy::Index::create_in_ram(f.schema.clone());
+        let mut w = new_index
+            .writer_with_num_threads::<IndexDoc>(1, 15_000_000)
+            .unwrap();
+        for d in &docs {
+            w.add_document(IndexDoc::new(d.clone(), &f)).unwrap();
+        }
+        w.commit().unwrap();
+        let old_index = tantivy::Index::create_in_ram(f.schema.clone());
+        let mut w = old_index
+            .writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000)
+            .unwrap();
+        for d in &docs {
+            w.add_document(reference_document(d, &f)).unwrap();
+        }
+        w.commit().unwrap();
+        let new = contents(&new_index, &f);
+        assert!(new.iter().any(|t| t.starts_with("attrs ")));
+        assert_eq!(new, contents(&old_index, &f));
     }
 }

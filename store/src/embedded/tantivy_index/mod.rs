@@ -20,8 +20,9 @@
 //!
 //! # Writes and durability
 //!
-//! `index_spans` turns spans into [`document::SpanDoc`]s off the reactor, and hands the
-//! batch to the one writer thread ([`writer`]), which appends it to a write-ahead log
+//! `index_spans` turns spans into [`document::SpanDoc`]s off the reactor (the terms of
+//! each resource and scope built once per batch), and hands the batch to the one writer
+//! thread ([`writer`]), which appends it to a write-ahead log
 //! ([`wal`]) and fsyncs (once per group of concurrent batches) before acknowledging, then
 //! adds the documents. Commits happen every `commit_interval_ms` (tantivy commits are
 //! expensive), after which readers reload and the WAL is truncated; on open the WAL is
@@ -57,7 +58,7 @@ use clew_proto::Span;
 use tantivy::Searcher;
 use tokio::sync::oneshot;
 
-use self::document::SpanDoc;
+use self::document::{IndexDoc, SpanDoc};
 use self::schema::DAY_NANOS;
 use self::wal::Wal;
 use self::writer::{Command, Shared, Writer};
@@ -163,18 +164,15 @@ impl TraceIndex for TantivyTraceIndex {
         let shared = self.shared.clone();
         let tx = self.tx.clone();
         let ack = blocking(move || {
-            let docs: Vec<SpanDoc> = spans
-                .iter()
-                .map(|s| SpanDoc::from_span(s, &attrs))
-                .collect();
-            let mut record = Vec::with_capacity(docs.len() * 160);
+            let docs = SpanDoc::from_spans(&spans, &attrs);
+            let mut record = Vec::with_capacity(Wal::record_len(&docs, WAL_RECORD_DOCS));
             // Bounded records: a huge batch becomes several, each replayable on its own.
             for chunk in docs.chunks(WAL_RECORD_DOCS) {
                 Wal::encode_record(chunk, &mut record);
             }
             let docs = docs
-                .iter()
-                .map(|d| (d.day(), d.to_document(&shared.fields)))
+                .into_iter()
+                .map(|d| IndexDoc::new(d, &shared.fields))
                 .collect();
             let (ack_tx, ack_rx) = oneshot::channel();
             tx.send(Command::Append {

@@ -2,7 +2,7 @@
 //! batches), feeds tantivy's writers, commits on a timer and drops expired days.
 //!
 //! ```text
-//! index_spans ─▶ (spawn_blocking: span → SpanDoc → WAL record + tantivy docs)
+//! index_spans ─▶ (spawn_blocking: spans → SpanDocs → WAL record + IndexDocs)
 //!            ─▶ channel ─▶ writer thread: WAL append + fsync ─▶ ack ─▶ add_document
 //!                                         every commit_interval_ms: commit, reload readers,
 //!                                         truncate WAL
@@ -15,9 +15,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tantivy::directory::MmapDirectory;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 use tokio::sync::oneshot;
 
+use super::document::IndexDoc;
 use super::salvage;
 use super::schema::{self, Fields};
 use super::wal::Wal;
@@ -140,7 +141,7 @@ impl Partition {
 
 pub enum Command {
     Append {
-        docs: Vec<(u32, TantivyDocument)>,
+        docs: Vec<IndexDoc>,
         record: Vec<u8>,
         ack: oneshot::Sender<Result<()>>,
     },
@@ -158,7 +159,7 @@ pub enum Command {
 }
 
 struct DayWriter {
-    writer: IndexWriter,
+    writer: IndexWriter<IndexDoc>,
     /// Documents added since the last commit.
     dirty: bool,
 }
@@ -208,7 +209,7 @@ impl Writer {
         if !replay.is_empty() {
             tracing::info!(docs = replay.len(), path = %w.wal.path().display(), "replaying index wal");
             let fields = w.shared.fields.clone();
-            w.add(replay.iter().map(|d| (d.day(), d.to_document(&fields))));
+            w.add(replay.into_iter().map(|d| IndexDoc::new(d, &fields)));
             w.commit()?;
         }
         Ok(w)
@@ -327,9 +328,10 @@ impl Writer {
         result
     }
 
-    fn add(&mut self, docs: impl Iterator<Item = (u32, TantivyDocument)>) {
+    fn add(&mut self, docs: impl Iterator<Item = IndexDoc>) {
         let mut n = 0u64;
-        for (day, doc) in docs {
+        for doc in docs {
+            let day = doc.day();
             let result = self.writer(day).and_then(|w| {
                 w.dirty = true;
                 w.writer

@@ -1,0 +1,145 @@
+//! CPU cost per span of the embedded ingest path, made to be counted with callgrind
+//! (instruction counts are repeatable on a shared machine; wall-clock times are not).
+//!
+//! Drives the real path behind the gRPC server for a fixed set of workload spans: prost
+//! decode of pre-encoded OTLP requests → validate + convert (`convert_request`) → enrich
+//! (business key `order_id`) → `pipeline::Ingest::submit` (batcher → fjall store →
+//! tantivy index + WAL → ack), `--concurrency` requests in flight like the exporters of
+//! `benches/load.rs`, then the final index commit and close.
+//!
+//! ```sh
+//! cargo build --release --workspace --all-features --locked --benches
+//! B=$(ls -t target/release/deps/ingest_cost-* | grep -v '\.d$' | head -1)
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.gen $B --spans 50000 --phase generate
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.all $B --spans 50000
+//! # Ir per span = (Ir of cg.all − Ir of cg.gen) / spans
+//! ```
+//!
+//! `--phase generate` stops after building (and encoding) the requests and opening the
+//! store and index, so subtracting its count leaves the ingest path alone. The index commit
+//! interval is set far beyond the run so that only the final commit happens (timer
+//! commits under callgrind's slowdown would otherwise change the count); tantivy still
+//! flushes segments when its memory budget fills, as it does in `clew serve`.
+//! `--indexed-attributes all|listed` as in `benches/storage.rs`.
+
+mod workload;
+
+use std::sync::Arc;
+
+use clew_collector::enrich::Enricher;
+use clew_collector::CollectorConfig;
+use clew_proto::from_otlp::{convert_request, Limits};
+use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use clew_store::{Common, EmbeddedIndexConfig, StoreConfig, TraceIndex};
+use prost::Message;
+
+fn arg(name: &str, default: &str) -> String {
+    let argv: Vec<String> = std::env::args().collect();
+    argv.iter()
+        .position(|a| a == name)
+        .and_then(|i| argv.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let total: usize = arg("--spans", "50000").parse().unwrap();
+    let concurrency: usize = arg("--concurrency", "8").parse().unwrap();
+    let phase = arg("--phase", "all");
+    let indexed_attributes = match arg("--indexed-attributes", "all").as_str() {
+        "all" => vec!["*".into()],
+        "listed" => vec![
+            "http.route".into(),
+            "db.system".into(),
+            "http.response.status_code".into(),
+        ],
+        other => panic!("--indexed-attributes all|listed, not {other}"),
+    };
+
+    // 25 traces per request (~500 spans), like an SDK batch; times an hour ago, one day.
+    let mut w = workload::Workload::new(3);
+    let t0 = now() - 3_600_000_000_000;
+    let mut requests: Vec<Vec<u8>> = Vec::new();
+    let mut spans = 0usize;
+    while spans < total {
+        let traces: Vec<_> = (0..25)
+            .map(|k| w.trace(t0 + (spans as u64 + k) * 1000))
+            .collect();
+        spans += traces.iter().map(|t| t.spans.len()).sum::<usize>();
+        requests.push(workload::request(&mut traces.into_iter()).encode_to_vec());
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let common = Common {
+        data_dir: dir.path().to_path_buf(),
+        retention_days: 7,
+        indexed_attributes,
+    };
+    // Opened directly: the configuration's validation keeps the interval ≤ 1.5 s.
+    let index_config = EmbeddedIndexConfig {
+        commit_interval_ms: 3_600_000,
+        ..EmbeddedIndexConfig::default()
+    };
+    let store = clew_store::open_span_store(&StoreConfig::default(), &common).unwrap();
+    let index: Arc<dyn TraceIndex> = Arc::new(
+        clew_store::embedded::tantivy_index::TantivyTraceIndex::open(&index_config, &common)
+            .unwrap(),
+    );
+    if phase == "generate" {
+        println!("generated {spans} spans in {} requests", requests.len());
+        store.close().await.unwrap();
+        index.close().await.unwrap();
+        return;
+    }
+
+    let config = CollectorConfig::default();
+    let (ingest, done) = clew_collector::pipeline::start(&config, store.clone(), index.clone());
+    let enricher = Arc::new(Enricher::new(&["order_id".to_string()]));
+    let requests = Arc::new(requests);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut exporters = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (ingest, enricher, requests, next) = (
+            ingest.clone(),
+            enricher.clone(),
+            requests.clone(),
+            next.clone(),
+        );
+        exporters.spawn(async move {
+            let mut acked = 0usize;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = requests.get(i) else {
+                    return acked;
+                };
+                let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+                let mut converted = convert_request(request, &Limits::default(), now()).spans;
+                enricher.enrich_all(&mut converted);
+                let n = converted.len();
+                let rejected = ingest.submit(converted).await.unwrap();
+                acked += n - rejected.len();
+            }
+        });
+    }
+    let mut acked = 0;
+    while let Some(n) = exporters.join_next().await {
+        acked += n.unwrap();
+    }
+    ingest.close();
+    drop(ingest);
+    done.await.unwrap();
+    store.close().await.unwrap();
+    index.close().await.unwrap();
+    println!(
+        "acked {acked} of {spans} spans in {} requests",
+        requests.len()
+    );
+}
