@@ -37,6 +37,15 @@
 //! [index]
 //! type = "embedded"
 //!
+//! [redaction]                # on by default, see clew_collector::redaction and docs/redaction.md
+//! enabled = true
+//! default_rules = true        # secret keys, auth/cookie headers, cards, bearer, JWT, URL secrets
+//! exempt_keys = []            # besides business_keys: exempt from the value detectors
+//! # hash_key: or CLEW_REDACTION_HASH_KEY (never printed); needed by action = "hash"
+//! [[redaction.rules]]
+//! attribute = "user.email"    # a key glob, or pattern = "<regex>"
+//! action = "hash"             # drop | mask | hash; keep_last = N with mask
+//!
 //! [alerting]                 # optional: error-signature alerts, see clew_collector::alerting
 //! alertmanager_urls = ["http://127.0.0.1:9093"]
 //! [[alerting.error_rules]]
@@ -55,6 +64,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clew_collector::alerting::AlertingConfig;
+use clew_collector::redaction::RedactionConfig;
 use clew_collector::{CollectorConfig, SpanMetricsConfig, KAFKA_UNAVAILABLE};
 use clew_store::{IndexConfig, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -83,6 +93,9 @@ pub struct Config {
     /// Error-signature alerts; absent: none.
     #[serde(skip_serializing_if = "is_default")]
     pub alerting: AlertingConfig,
+    /// `[redaction]`: secrets dropped, masked or hashed before anything is written (on by
+    /// default with the built-in rules).
+    pub redaction: RedactionConfig,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -132,6 +145,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             index: IndexConfig::default(),
             alerting: AlertingConfig::default(),
+            redaction: RedactionConfig::default(),
         }
     }
 }
@@ -209,6 +223,9 @@ impl Config {
             None => Config::default(),
         };
         config.apply(overrides)?;
+        config.redaction.apply_hash_key_env(
+            std::env::var(clew_collector::redaction::config::HASH_KEY_ENV).ok(),
+        );
         config.validate().with_context(|| match &overrides.config {
             Some(p) => format!("invalid configuration (file {})", p.display()),
             None => "invalid configuration".to_string(),
@@ -294,6 +311,7 @@ impl Config {
         self.store.validate().context("in [store]")?;
         self.index.validate().context("in [index]")?;
         self.alerting.validate().map_err(anyhow::Error::msg)?;
+        self.redaction.validate().context("in [redaction]")?;
         Ok(())
     }
 
