@@ -1,7 +1,7 @@
 //! Redaction through a real `clew serve` (issue 12, part 1): spans carrying a card number
 //! in `db.statement`, a password attribute, a bearer token in the authorization header, a
 //! `?token=` in `url.full` and a card number in an exception message go in over OTLP
-//! gRPC and OTLP HTTP; the API shows them masked, searching for the originals finds
+//! gRPC and OTLP HTTP (and a card number and a password over Zipkin); the API shows them masked, searching for the originals finds
 //! nothing, and no file of the data directory (store, index, index WAL) holds the
 //! original bytes — while a canary value sent beside them is found there, so the scan
 //! can see what was written. A `hash` rule keeps equal values searchable as equal, and a
@@ -231,6 +231,32 @@ async fn secrets_never_reach_the_disk_and_hashed_values_stay_searchable() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     drop(resp); // its connection would hold graceful shutdown up
+                // and one Zipkin v2 JSON span, whose tags become attributes
+    let zipkin_trace = random_trace_id();
+    let zipkin_card = card_number();
+    let zipkin_password = format!("pw-{}", random_text(16));
+    let zipkin_span = serde_json::json!([{
+        "traceId": hex::encode(zipkin_trace),
+        "id": "00000000000000a1",
+        "name": "charge",
+        "kind": "CLIENT",
+        "timestamp": common::now_unix_nano() / 1000 - 1000,
+        "duration": 500,
+        "localEndpoint": { "serviceName": service },
+        "tags": {
+            "db.statement": format!("UPDATE cards SET used = 1 WHERE pan = '{zipkin_card}'"),
+            "db.password": zipkin_password,
+        },
+        "annotations": [{ "timestamp": common::now_unix_nano() / 1000 - 900, "value": format!("declined card {zipkin_card}") }]
+    }]);
+    let resp = reqwest::Client::new()
+        .post(format!("{}", clew.zipkin_url()))
+        .json(&zipkin_span)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    drop(resp);
 
     // no file holds an original: just acknowledged (index WAL, store journal), later
     // while running, and once shut down (store tables, index segments)
@@ -245,6 +271,13 @@ async fn secrets_never_reach_the_disk_and_hashed_values_stay_searchable() {
                 let found = containing(&files, &original);
                 assert!(found.is_empty(), "{when}: {original:?} found in {found:?}");
             }
+        }
+        for original in [&zipkin_card, &zipkin_password] {
+            let found = containing(&files, original);
+            assert!(
+                found.is_empty(),
+                "{when}: {original:?} (zipkin) found in {found:?}"
+            );
         }
     };
     scan("just acknowledged");
@@ -291,6 +324,23 @@ async fn secrets_never_reach_the_disk_and_hashed_values_stay_searchable() {
             assert!(!text.contains(&original), "{original} in {text}");
         }
     }
+    let (status, t) = clew
+        .get(&format!("/api/v1/traces/{}", hex::encode(zipkin_trace)))
+        .await;
+    assert_eq!(status, 200, "{t}");
+    let charge = span_named(&t, "charge");
+    let last4 = &zipkin_card[12..];
+    assert_eq!(
+        attr(charge, "db.statement"),
+        format!("UPDATE cards SET used = 1 WHERE pan = '****{last4}'").as_str()
+    );
+    assert_eq!(attr(charge, "db.password"), "****");
+    assert_eq!(
+        charge["events"][0]["name"],
+        format!("declined card ****{last4}")
+    );
+    assert!(!t.to_string().contains(&zipkin_card) && !t.to_string().contains(&zipkin_password));
+
     // equal values hash equal: one search by the hash finds both traces
     assert_eq!(hashes[0], hashes[1]);
     let by_hash = clew

@@ -273,7 +273,7 @@ impl Redactor {
         if let Some((_, numbers)) = self.keys.find(&kv.key) {
             return numbers || !is_number(kv.value.as_ref());
         }
-        !self.exempt.contains(&kv.key) && kv.value.as_ref().is_some_and(|v| self.value_needs(v))
+        kv.value.as_ref().is_some_and(|v| self.value_needs(v)) && !self.exempt.contains(&kv.key)
     }
 
     fn value_needs(&self, v: &AnyValue) -> bool {
@@ -404,12 +404,11 @@ impl Run<'_> {
                 None => true,
             };
         }
-        if r.exempt.contains(&kv.key) {
-            return true;
-        }
         match &mut kv.value {
-            Some(v) => self.value(v),
-            None => true,
+            // the exemption is looked up only for a value that needs redacting: hashing
+            // every key would cost more than the scan
+            Some(v) if r.value_needs(v) && !r.exempt.contains(&kv.key) => self.value(v),
+            _ => true,
         }
     }
 
@@ -448,10 +447,11 @@ impl Run<'_> {
                 }
                 Redacted::Dropped => false,
             },
-            Some(Value::ArrayValue(a)) => {
-                a.values.retain_mut(|v| self.value(v));
-                true
-            }
+            // one element dropped drops the attribute: it is the attribute that is secret
+            Some(Value::ArrayValue(a)) => a
+                .values
+                .iter_mut()
+                .fold(true, |keep, v| self.value(v) && keep),
             Some(Value::KvlistValue(l)) => {
                 self.attributes(&mut l.values);
                 true
