@@ -311,7 +311,8 @@ impl Config {
         self.store.validate().context("in [store]")?;
         self.index.validate().context("in [index]")?;
         self.alerting.validate().map_err(anyhow::Error::msg)?;
-        self.redaction.validate().context("in [redaction]")?;
+        // the error names the rule (`redaction.rules[N] ("name")`)
+        self.redaction.validate()?;
         Ok(())
     }
 
@@ -594,6 +595,45 @@ mod tests {
         assert!(text.contains("span_metrics.dimensions"), "{text}");
         assert!(text.contains("span_name"), "{text}");
         assert!(text.contains("clew.toml"), "{text}");
+    }
+
+    #[test]
+    fn redaction_is_on_by_default_and_a_bad_rule_is_an_error_naming_it_and_the_file() {
+        let c = Config::default();
+        assert!(c.redaction.enabled && c.redaction.default_rules);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "[redaction]\n[[redaction.rules]]\nname = \"ssn\"\npattern = \"(\\\\d{3}\"\naction = \"mask\"\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            Config::load(&Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+            .unwrap_err()
+        );
+        assert!(err.contains("redaction.rules[0] (\"ssn\")"), "{err}");
+        assert!(err.contains("does not compile"), "{err}");
+        assert!(err.contains("clew.toml"), "{err}");
+        // the printed configuration reads back the same, without the hash key
+        std::fs::write(
+            &path,
+            "[redaction]\nhash_key = \"k-0123456789abcdef\"\n[[redaction.rules]]\nattribute = \"user.email\"\naction = \"hash\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        let printed = toml::to_string_pretty(&c).unwrap();
+        assert!(!printed.contains("k-0123456789abcdef"), "{printed}");
+        let back: Config = toml::from_str(&printed).unwrap();
+        assert_eq!(back.redaction.rules, c.redaction.rules);
     }
 
     #[test]

@@ -133,7 +133,7 @@ async fn start_serving(
         &config.redaction,
         &config.collector.business_keys,
     )
-    .context("in [redaction]")?;
+    .context("failed to build the redaction rules")?;
     let observers = clew_collector::Observers {
         redactor,
         alerting: alerting.clone(),

@@ -129,12 +129,12 @@ pub enum Matcher {
 /// The built-in value detectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detector {
-    /// 13–19 digits, single spaces or dashes between digit groups, a card network's
-    /// prefix, Luhn-valid.
+    /// 13–19 digits, in one group or grouped as cards are written (4-4-4-4…, 4-6-5) with
+    /// single spaces or dashes, a card network's prefix, Luhn-valid.
     CardNumber,
     /// `Bearer <token>` (the token is redacted).
     BearerToken,
-    /// `eyJ….eyJ….…`: a JSON web token.
+    /// `eyJ….….…`: a JSON web token.
     Jwt,
     /// `password=`, `token=`, `key=`, `secret=`… in a URL query string (the value is
     /// redacted).
@@ -144,9 +144,9 @@ pub enum Detector {
 impl Detector {
     pub fn describe(self) -> &'static str {
         match self {
-            Detector::CardNumber => "card numbers: 13-19 digits, spaces or dashes allowed, card network prefix, Luhn-valid",
+            Detector::CardNumber => "card numbers: 13-19 digits, grouped as cards are (spaces or dashes), card network prefix, Luhn-valid",
             Detector::BearerToken => "bearer tokens: \"Bearer <token>\"",
-            Detector::Jwt => "JSON web tokens: eyJ….eyJ….…",
+            Detector::Jwt => "JSON web tokens: eyJ….….…",
             Detector::UrlSecret => "secrets in query strings: password=, passwd=, pwd=, secret=, token=, key=, signature=, sig=, auth=, credential=, session=…",
         }
     }

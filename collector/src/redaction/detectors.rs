@@ -249,7 +249,7 @@ fn count_digits(bytes: &[u8]) -> usize {
 
 /// Calls `found` with the byte range of each card number in `text`: runs of digit groups
 /// joined by one space or dash, not touching letters or other digits, 13–19 digits in
-/// all, with a card network's prefix, Luhn-valid. Inside a longer run (a phone number
+/// all, grouped as cards are ([`card_shaped`]), with a card network's prefix, Luhn-valid. Inside a longer run (a phone number
 /// before a card number), every sequence of whole groups is tried. Allocates only for a
 /// run of at least 13 digits.
 pub fn card_numbers(text: &[u8], mut found: impl FnMut(usize, usize)) {
@@ -319,7 +319,8 @@ fn cards_in_run(text: &[u8], groups: &[(usize, usize)], found: &mut impl FnMut(u
             }
         }
         for &last in candidates[..n].iter().rev() {
-            if is_card(&text[groups[first].0..groups[last].1]) {
+            if card_shaped(&groups[first..=last]) && is_card(&text[groups[first].0..groups[last].1])
+            {
                 last_ok = Some(last);
                 break;
             }
@@ -332,6 +333,19 @@ fn cards_in_run(text: &[u8], groups: &[(usize, usize)], found: &mut impl FnMut(u
             }
             None => first += 1,
         }
+    }
+}
+
+/// Digit groups as cards are written: one group, or groups of 4 (the last one 1–4
+/// long), or 4-6-5 and 4-6-4 (Amex, Diners). Other groupings are ids and phone numbers
+/// (`svc-54321-987654337`).
+fn card_shaped(groups: &[(usize, usize)]) -> bool {
+    let len = |g: &(usize, usize)| g.1 - g.0;
+    match groups {
+        [_] => true,
+        [a, b, c] if len(a) == 4 && len(b) == 6 && matches!(len(c), 4 | 5) => true,
+        [init @ .., last] => init.iter().all(|g| len(g) == 4) && (1..=4).contains(&len(last)),
+        [] => false,
     }
 }
 
@@ -425,7 +439,9 @@ mod tests {
             found(&d, "card=5555-5555-5555-4444;"),
             vec![("5555-5555-5555-4444", 0)]
         );
-        // Amex 15, Visa 13, Maestro 19
+        assert_eq!(found(&d, "amex 3782 822463 10005").len(), 1);
+        assert_eq!(found(&d, "4111-1111-1111-1111-110 (19)").len(), 1); // 19 digits, Luhn-valid
+                                                                        // Amex 15, Visa 13, Maestro 19
         assert_eq!(found(&d, "378282246310005").len(), 1);
         assert_eq!(found(&d, "4222222222222").len(), 1);
         assert_eq!(found(&d, "6759649826438453110").len(), 1);
@@ -449,6 +465,8 @@ mod tests {
             "4111--1111-1111-1111",    // double separator
             "trace 0af7651916cd43dd8448eb211c80319c",
             "2026-12-01 14:51:09.123456",
+            "svc-54321-987654337", // an id: Luhn-valid digits, not card-shaped
+            "4111 11 1111111111",  // not grouped like a card
         ] {
             assert!(found(&d, text).is_empty(), "{text}: {:?}", found(&d, text));
         }
