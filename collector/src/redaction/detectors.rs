@@ -249,9 +249,9 @@ fn count_digits(bytes: &[u8]) -> usize {
 
 /// Calls `found` with the byte range of each card number in `text`: runs of digit groups
 /// joined by one space or dash, not touching letters or other digits, 13–19 digits in
-/// all, grouped as cards are ([`card_shaped`]), with a card network's prefix, Luhn-valid. Inside a longer run (a phone number
-/// before a card number), every sequence of whole groups is tried. Allocates only for a
-/// run of at least 13 digits.
+/// all, grouped as cards are ([`card_shaped`]), with a card network's prefix, Luhn-valid.
+/// Inside a longer run (a phone number before a card number), every sequence of whole
+/// groups is tried. Allocates nothing.
 pub fn card_numbers(text: &[u8], mut found: impl FnMut(usize, usize)) {
     let mut i = 0;
     while i < text.len() {
@@ -262,8 +262,7 @@ pub fn card_numbers(text: &[u8], mut found: impl FnMut(usize, usize)) {
         let (run_end, digits) = run_at(text, i);
         let touches_letter = run_end < text.len() && text[run_end].is_ascii_alphabetic();
         if digits >= CARD_MIN_DIGITS && !touches_letter {
-            let groups = groups_of(&text[..run_end], i);
-            cards_in_run(text, &groups, &mut found);
+            cards_in_run(&text[..run_end], i, &mut found);
         }
         i = run_end.max(i + 1);
     }
@@ -285,53 +284,46 @@ fn run_at(text: &[u8], mut j: usize) -> (usize, usize) {
     }
 }
 
-/// The digit groups of the run `text[i..]`.
-fn groups_of(text: &[u8], mut j: usize) -> Vec<(usize, usize)> {
-    let mut groups = Vec::new();
-    while j < text.len() {
-        let start = j;
-        while j < text.len() && text[j].is_ascii_digit() {
-            j += 1;
-        }
-        groups.push((start, j));
-        j += 1;
-    }
-    groups
-}
-
-/// Tries every sequence of whole groups of one run, longest first from each start; a
-/// found card's groups are not tried again.
-fn cards_in_run(text: &[u8], groups: &[(usize, usize)], found: &mut impl FnMut(usize, usize)) {
-    let mut first = 0;
-    'starts: while first < groups.len() {
-        let mut digits = 0;
-        let mut last_ok = None;
-        let mut candidates = [0usize; CARD_MAX_DIGITS + 1];
-        let mut n = 0;
-        for (last, (s, e)) in groups.iter().enumerate().skip(first) {
-            digits += e - s;
+/// Tries, from each group of the run `run[start..]` on, the sequences of whole groups of
+/// 13–19 digits, longest first; a found card's groups are not tried again.
+fn cards_in_run(run: &[u8], mut start: usize, found: &mut impl FnMut(usize, usize)) {
+    while start < run.len() {
+        // the groups from `start` while they hold at most 19 digits (so at most 19 groups)
+        let mut groups = [(0usize, 0usize); CARD_MAX_DIGITS];
+        let (mut n, mut digits, mut j) = (0, 0, start);
+        let mut first_end = None;
+        while j < run.len() && n < CARD_MAX_DIGITS {
+            let s = j;
+            while j < run.len() && run[j].is_ascii_digit() {
+                j += 1;
+            }
+            first_end.get_or_insert(j);
+            digits += j - s;
             if digits > CARD_MAX_DIGITS {
                 break;
             }
-            if digits >= CARD_MIN_DIGITS {
-                candidates[n] = last;
-                n += 1;
-            }
+            groups[n] = (s, j);
+            n += 1;
+            j += 1; // the separator
         }
-        for &last in candidates[..n].iter().rev() {
-            if card_shaped(&groups[first..=last]) && is_card(&text[groups[first].0..groups[last].1])
+        let mut total: usize = groups[..n].iter().map(|(s, e)| e - s).sum();
+        let mut card = None;
+        for last in (0..n).rev() {
+            if (CARD_MIN_DIGITS..=CARD_MAX_DIGITS).contains(&total)
+                && card_shaped(&groups[..=last])
+                && is_card(&run[groups[0].0..groups[last].1])
             {
-                last_ok = Some(last);
+                card = Some(groups[last].1);
                 break;
             }
+            total -= groups[last].1 - groups[last].0;
         }
-        match last_ok {
-            Some(last) => {
-                found(groups[first].0, groups[last].1);
-                first = last + 1;
-                continue 'starts;
+        match card {
+            Some(end) => {
+                found(start, end);
+                start = end + 1;
             }
-            None => first += 1,
+            None => start = first_end.unwrap_or(run.len()) + 1,
         }
     }
 }

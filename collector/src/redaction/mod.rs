@@ -29,7 +29,6 @@ pub mod config;
 pub mod detectors;
 pub mod keys;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use clew_proto::model::{any_value::Value, value_to_string, AnyValue, KeyValue};
@@ -60,7 +59,8 @@ pub struct Redactor {
     keys: KeyMatcher,
     text: TextDetectors,
     /// Keys the value rules skip: business keys (and their `baggage.` forms), `exempt_keys`.
-    exempt: HashSet<String>,
+    /// A few names: a scan that compares lengths first beats hashing every key.
+    exempt: Vec<String>,
     hmac: Option<Hmac<Sha256>>,
 }
 
@@ -140,12 +140,12 @@ impl Redactor {
                 ))
             },
         )?;
-        let mut exempt = HashSet::new();
+        let mut exempt = Vec::new();
         for k in business_keys.iter().chain(&config.exempt_keys) {
             let k = k.trim();
-            if !k.is_empty() {
-                exempt.insert(k.to_string());
-                exempt.insert(format!("{BAGGAGE_PREFIX}{k}"));
+            if !k.is_empty() && !exempt.iter().any(|e| e == k) {
+                exempt.push(k.to_string());
+                exempt.push(format!("{BAGGAGE_PREFIX}{k}"));
             }
         }
         Ok(Redactor {
@@ -265,6 +265,10 @@ impl Redactor {
         Some((Arc::new(value), touched))
     }
 
+    fn is_exempt(&self, key: &str) -> bool {
+        self.exempt.iter().any(|e| e == key)
+    }
+
     /// Whether some rule would change `kv` (read only, no allocation).
     fn needs(&self, kv: &KeyValue) -> bool {
         if kv.key == REDACTED_ATTRIBUTE {
@@ -273,7 +277,7 @@ impl Redactor {
         if let Some((_, numbers)) = self.keys.find(&kv.key) {
             return numbers || !is_number(kv.value.as_ref());
         }
-        kv.value.as_ref().is_some_and(|v| self.value_needs(v)) && !self.exempt.contains(&kv.key)
+        !self.is_exempt(&kv.key) && kv.value.as_ref().is_some_and(|v| self.value_needs(v))
     }
 
     fn value_needs(&self, v: &AnyValue) -> bool {
@@ -405,9 +409,7 @@ impl Run<'_> {
             };
         }
         match &mut kv.value {
-            // the exemption is looked up only for a value that needs redacting: hashing
-            // every key would cost more than the scan
-            Some(v) if r.value_needs(v) && !r.exempt.contains(&kv.key) => self.value(v),
+            Some(v) if !r.is_exempt(&kv.key) => self.value(v),
             _ => true,
         }
     }
