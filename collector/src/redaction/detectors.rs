@@ -7,7 +7,7 @@
 //! `token=`…); the configured patterns only where their `RegexSet` matches. Only then are
 //! the exact regexes run and the matches collected.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use super::config::Detector;
@@ -111,8 +111,10 @@ impl TextDetectors {
         let literals = if literals.is_empty() {
             None
         } else {
+            // a DFA: a few dozen short literals, searched in every string value
             let ac = AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::DFA))
                 .match_kind(MatchKind::Standard)
                 .build(&literals)
                 .expect("literal automaton builds");
@@ -178,7 +180,7 @@ impl TextDetectors {
                 }
             }
         }
-        if let Some((ac, kinds)) = &self.literals {
+        if let Some((ac, kinds)) = self.literals.as_ref().filter(|(ac, _)| ac.is_match(text)) {
             let (mut bearer, mut jwt, mut url) = (false, false, false);
             for m in ac.find_iter(text) {
                 match kinds[m.pattern().as_usize()] {

@@ -7,7 +7,7 @@
 //! one pass over it without allocating. Only keys that contain one are tried against the
 //! globs, in rule order.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind};
 
 /// The key globs in force.
 #[derive(Debug)]
@@ -37,6 +37,7 @@ impl KeyMatcher {
             Some(l) if !l.is_empty() => Some(
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
+                    .kind(Some(AhoCorasickKind::DFA))
                     .build(l)
                     .expect("key literal automaton builds"),
             ),
