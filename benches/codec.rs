@@ -4,7 +4,8 @@
 //! them (one single-object record per trace, `agent::build_records`) and as the collector
 //! reads them (`avro::decode_batch`, validation included), against OTLP protobuf.
 //! Bytes per span on the wire are printed; and stage 6, span metrics (observe + record)
-//! on the same spans. Run: `cargo bench --bench codec`.
+//! on the same spans; and stage 4, redaction with the default rules. Run:
+//! `cargo bench --bench codec`.
 
 mod workload;
 
@@ -101,6 +102,78 @@ fn bench(c: &mut Criterion) {
             metrics.render(&mut out);
             out.len()
         })
+    });
+    g.finish();
+
+    // Stage 4: redaction with the default rules (and with two configured rules besides),
+    // on the converted spans of the request, as Front::prepare runs it. The workload holds
+    // no secrets, so this is the cost every span pays; `with_secrets` masks a card number,
+    // a password and a ?token= on every tenth span.
+    let mut g = c.benchmark_group("redaction");
+    g.throughput(Throughput::Elements(spans as u64));
+    let defaults = clew_collector::redaction::RedactionConfig::default();
+    let default_rules = clew_collector::redaction::Redactor::new(&defaults, &["order_id".into()])
+        .expect("default redaction rules");
+    g.bench_function("default_rules", |b| {
+        b.iter_batched(
+            || converted.clone(),
+            |mut spans| {
+                default_rules.redact_all(&mut spans);
+                spans
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let configured: clew_collector::redaction::RedactionConfig = toml::from_str(
+        "hash_key = \"bench-key-0123456789abcdef\"\n[[rules]]\nattribute = \"user.email\"\naction = \"hash\"\n[[rules]]\npattern = \"ssn=(\\\\d{3}-\\\\d{2}-\\\\d{4})\"\naction = \"mask\"\n",
+    )
+    .expect("bench redaction config");
+    let with_configured =
+        clew_collector::redaction::Redactor::new(&configured, &["order_id".into()])
+            .expect("configured redaction rules");
+    g.bench_function("default_and_two_configured_rules", |b| {
+        b.iter_batched(
+            || converted.clone(),
+            |mut spans| {
+                with_configured.redact_all(&mut spans);
+                spans
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    let with_secrets: Vec<clew_proto::Span> = converted
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut s = s.clone();
+            if i % 10 == 0 {
+                let kv = |k: &str, v: &str| clew_proto::model::KeyValue {
+                    key: k.into(),
+                    value: Some(clew_proto::model::AnyValue {
+                        value: Some(clew_proto::model::any_value::Value::StringValue(v.into())),
+                    }),
+                    ..Default::default()
+                };
+                s.attributes.push(kv(
+                    "db.statement",
+                    "SELECT 1 FROM c WHERE pan = '4111 1111 1111 1111'",
+                ));
+                s.attributes.push(kv("user.password", "hunter2"));
+                s.attributes
+                    .push(kv("url.full", "https://shop.example/cb?token=abcdef"));
+            }
+            s
+        })
+        .collect();
+    g.bench_function("default_rules_with_secrets", |b| {
+        b.iter_batched(
+            || with_secrets.clone(),
+            |mut spans| {
+                default_rules.redact_all(&mut spans);
+                spans
+            },
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 

@@ -73,6 +73,7 @@ pub fn main(overrides: &AgentOverrides, print_config: bool, log: &str) -> Result
     let config = load(overrides)?;
     if print_config {
         print!("{}", toml::to_string_pretty(&config)?);
+        print!("\n{}", config.redaction.describe());
         return Ok(());
     }
     crate::init_logging(log);
@@ -95,6 +96,9 @@ pub fn load(o: &AgentOverrides) -> Result<AgentConfig> {
         Some(path) => from_file(path)?,
         None => AgentConfig::default(),
     };
+    config
+        .redaction
+        .apply_hash_key_env(std::env::var(clew_collector::redaction::config::HASH_KEY_ENV).ok());
     if let Some(v) = &o.kafka_brokers {
         config.kafka.brokers = crate::config::parse_kafka_brokers(&[v])?.join(",");
     }

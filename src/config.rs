@@ -37,6 +37,15 @@
 //! [index]
 //! type = "embedded"
 //!
+//! [redaction]                # on by default, see clew_collector::redaction and docs/redaction.md
+//! enabled = true
+//! default_rules = true        # secret keys, auth/cookie headers, cards, bearer, JWT, URL secrets
+//! exempt_keys = []            # besides business_keys: exempt from the value detectors
+//! # hash_key: or CLEW_REDACTION_HASH_KEY (never printed); needed by action = "hash"
+//! [[redaction.rules]]
+//! attribute = "user.email"    # a key glob, or pattern = "<regex>"
+//! action = "hash"             # drop | mask | hash; keep_last = N with mask
+//!
 //! [alerting]                 # optional: error-signature alerts, see clew_collector::alerting
 //! alertmanager_urls = ["http://127.0.0.1:9093"]
 //! [[alerting.error_rules]]
@@ -55,6 +64,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clew_collector::alerting::AlertingConfig;
+use clew_collector::redaction::RedactionConfig;
 use clew_collector::{CollectorConfig, SpanMetricsConfig, KAFKA_UNAVAILABLE};
 use clew_store::{IndexConfig, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -83,6 +93,9 @@ pub struct Config {
     /// Error-signature alerts; absent: none.
     #[serde(skip_serializing_if = "is_default")]
     pub alerting: AlertingConfig,
+    /// `[redaction]`: secrets dropped, masked or hashed before anything is written (on by
+    /// default with the built-in rules).
+    pub redaction: RedactionConfig,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -132,6 +145,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             index: IndexConfig::default(),
             alerting: AlertingConfig::default(),
+            redaction: RedactionConfig::default(),
         }
     }
 }
@@ -209,6 +223,9 @@ impl Config {
             None => Config::default(),
         };
         config.apply(overrides)?;
+        config.redaction.apply_hash_key_env(
+            std::env::var(clew_collector::redaction::config::HASH_KEY_ENV).ok(),
+        );
         config.validate().with_context(|| match &overrides.config {
             Some(p) => format!("invalid configuration (file {})", p.display()),
             None => "invalid configuration".to_string(),
@@ -294,6 +311,8 @@ impl Config {
         self.store.validate().context("in [store]")?;
         self.index.validate().context("in [index]")?;
         self.alerting.validate().map_err(anyhow::Error::msg)?;
+        // the error names the rule (`redaction.rules[N] ("name")`)
+        self.redaction.validate()?;
         Ok(())
     }
 
@@ -576,6 +595,45 @@ mod tests {
         assert!(text.contains("span_metrics.dimensions"), "{text}");
         assert!(text.contains("span_name"), "{text}");
         assert!(text.contains("clew.toml"), "{text}");
+    }
+
+    #[test]
+    fn redaction_is_on_by_default_and_a_bad_rule_is_an_error_naming_it_and_the_file() {
+        let c = Config::default();
+        assert!(c.redaction.enabled && c.redaction.default_rules);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "[redaction]\n[[redaction.rules]]\nname = \"ssn\"\npattern = \"(\\\\d{3}\"\naction = \"mask\"\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            Config::load(&Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+            .unwrap_err()
+        );
+        assert!(err.contains("redaction.rules[0] (\"ssn\")"), "{err}");
+        assert!(err.contains("does not compile"), "{err}");
+        assert!(err.contains("clew.toml"), "{err}");
+        // the printed configuration reads back the same, without the hash key
+        std::fs::write(
+            &path,
+            "[redaction]\nhash_key = \"k-0123456789abcdef\"\n[[redaction.rules]]\nattribute = \"user.email\"\naction = \"hash\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        let printed = toml::to_string_pretty(&c).unwrap();
+        assert!(!printed.contains("k-0123456789abcdef"), "{printed}");
+        let back: Config = toml::from_str(&printed).unwrap();
+        assert_eq!(back.redaction.rules, c.redaction.rules);
     }
 
     #[test]

@@ -80,6 +80,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Config(args) => {
             let config = config::Config::load(&args.overrides)?;
             print!("{}", toml::to_string_pretty(&config)?);
+            print!("\n{}", config.redaction.describe());
             Ok(())
         }
     }

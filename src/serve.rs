@@ -129,7 +129,13 @@ async fn start_serving(
         warn!(%query_addr, "the trace links in alerts use the query address, which names no host; set [alerting] ui_url to the address people open");
     }
     let span_metrics = clew_collector::SpanMetrics::new(&config.span_metrics).map(Arc::new);
+    let redactor = clew_collector::redaction::Redactor::from_config(
+        &config.redaction,
+        &config.collector.business_keys,
+    )
+    .context("failed to build the redaction rules")?;
     let observers = clew_collector::Observers {
+        redactor,
         alerting: alerting.clone(),
         span_metrics: span_metrics.clone(),
     };

@@ -37,6 +37,8 @@ struct Rec {
     partition: i32,
     offset: i64,
     key: Vec<u8>,
+    /// The record's value as it is on the topic (Avro).
+    value: Vec<u8>,
     spans: Vec<clew_proto::Span>,
 }
 
@@ -90,6 +92,7 @@ fn read_topic(topic: &str, timeout: Duration) -> Vec<Rec> {
             partition: msg.partition(),
             offset: msg.offset(),
             key: msg.key().unwrap_or_default().to_vec(),
+            value: value.to_vec(),
             spans: converted.spans,
         });
     }
@@ -156,6 +159,118 @@ async fn post_protobuf(agent: &Agent, req: &ExportTraceServiceRequest) -> reqwes
 
 fn agent_args<'a>(topic: &'a str, brokers: &'a str) -> Vec<&'a str> {
     vec!["--kafka-brokers", brokers, "--kafka-topic", topic]
+}
+
+/// Issue 12 §1: the agent redacts before it writes a record. A card number in
+/// `db.statement` and in an exception message, a password attribute, a bearer token in the
+/// authorization header and a `?token=` in `url.full` reach the topic masked, their bytes
+/// are in no record value, and a business key listed in `exempt_keys` passes unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Kafka (KAFKA_BOOTSTRAP from scripts/kafka-start); scripts/test runs it"]
+async fn agent_redacts_secrets_before_they_reach_kafka() {
+    let _broker = BROKER.read().await;
+    let topic = unique("agent-redact");
+    create_topic(&topic, PARTITIONS).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("agent.toml");
+    std::fs::write(&config, "[redaction]\nexempt_keys = [\"order_id\"]\n").unwrap();
+    let brokers = bootstrap();
+    let mut args = agent_args(&topic, &brokers);
+    args.extend(["--config", config.to_str().unwrap()]);
+    let agent = Agent::start(&tmp.path().join("spool"), &args);
+
+    let trace = random_trace_id();
+    let card = "4539 1488 0343 6467"; // Luhn-valid Visa
+    let card_in_message = "5425233430109903"; // Luhn-valid Mastercard
+    let order_id = "4111111111111111"; // Luhn-valid, but a business key
+    let password = "pw-Kq7ZmT3xWv9Ly2Hd";
+    let bearer = "tok9Gm2LpQ7vX4cR8nZ";
+    let url_token = "u7Hs2KdP9qLm4XcV";
+    let mut root = otlp_span(
+        trace,
+        1,
+        None,
+        "POST /checkout",
+        vec![
+            kv(
+                "http.request.header.authorization",
+                &format!("Bearer {bearer}"),
+            ),
+            kv(
+                "url.full",
+                &format!("https://shop.example/cb?token={url_token}"),
+            ),
+            kv("user.password", password),
+            kv("order_id", order_id),
+        ],
+    );
+    root.events.push(clew_proto::otlp::trace::v1::span::Event {
+        name: "exception".into(),
+        time_unix_nano: root.start_time_unix_nano,
+        attributes: vec![kv(
+            "exception.message",
+            &format!("card {card_in_message} declined"),
+        )],
+        ..Default::default()
+    });
+    let db = otlp_span(
+        trace,
+        2,
+        Some(1),
+        "SELECT",
+        vec![kv(
+            "db.statement",
+            &format!("SELECT 1 FROM c WHERE pan = '{card}'"),
+        )],
+    );
+    let resp = post_protobuf(&agent, &request("redact-svc", vec![root, db])).await;
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+
+    let recs = read_topic(&topic, Duration::from_secs(30));
+    let spans: Vec<&clew_proto::Span> = recs.iter().flat_map(|r| &r.spans).collect();
+    assert_eq!(spans.len(), 2);
+    let attr = |span: &clew_proto::Span, key: &str| {
+        clew_proto::model::find_attr(&span.attributes, key)
+            .map(clew_proto::model::value_to_string)
+            .unwrap_or_else(|| panic!("no {key}"))
+    };
+    let root = spans.iter().find(|s| s.name == "POST /checkout").unwrap();
+    assert_eq!(attr(root, "http.request.header.authorization"), "****");
+    assert_eq!(attr(root, "url.full"), "https://shop.example/cb?token=****");
+    assert_eq!(attr(root, "user.password"), "****");
+    assert_eq!(attr(root, "order_id"), order_id);
+    assert_eq!(
+        attr(root, "clew.redacted"),
+        "password,authorization_header,card_number,url_secret"
+    );
+    assert_eq!(
+        clew_proto::model::value_to_string(
+            clew_proto::model::find_attr(&root.events[0].attributes, "exception.message").unwrap()
+        ),
+        "card ****9903 declined"
+    );
+    let db = spans.iter().find(|s| s.name == "SELECT").unwrap();
+    assert_eq!(
+        attr(db, "db.statement"),
+        "SELECT 1 FROM c WHERE pan = '****6467'"
+    );
+    for r in &recs {
+        for secret in [card, card_in_message, password, bearer, url_token] {
+            assert!(
+                !r.value
+                    .windows(secret.len())
+                    .any(|w| w == secret.as_bytes()),
+                "{secret} in the record at {}/{}",
+                r.partition,
+                r.offset
+            );
+        }
+        assert!(r
+            .value
+            .windows(order_id.len())
+            .any(|w| w == order_id.as_bytes()));
+    }
 }
 
 /// Issue 3 §2: OTLP over gRPC and HTTP (protobuf and JSON) in, Avro records out, one record

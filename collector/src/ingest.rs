@@ -4,15 +4,17 @@
 //! and hands the spans to the [`SpanSink`] at the end.
 //!
 //! ```text
-//!  receiver ─▶ decode ─▶ validate + convert ─▶ count rejections ─▶ (redact) ─▶ enrich ─▶ span metrics ─▶ SpanSink::submit ─▶ span metrics
-//!              by source  clew_proto::from_otlp  metrics.rs                    enrich.rs    observe          pipeline::Ingest   record what the
-//!              (closure)  (avro: while decoding)                               (not in the agent)            agent::AgentSink   sink stored
+//!  receiver ─▶ decode ─▶ validate + convert ─▶ count rejections ─▶ redact ─▶ enrich ─▶ span metrics ─▶ SpanSink::submit ─▶ span metrics
+//!              by source  clew_proto::from_otlp  metrics.rs          redaction/ enrich.rs    observe          pipeline::Ingest   record what the
+//!              (closure)  (avro: while decoding)                                (not in the agent)            agent::AgentSink   sink stored
 //!             └───────────────── Front::prepare: CPU work, on the blocking pool for large inputs ──────┘
 //! ```
 //!
 //! Only decoding differs by source, so a receiver passes a decode closure returning
 //! [`Decoded`]: an OTLP request, or spans its decoder already validated (Avro batches).
-//! Redaction is not built yet; [`Front::prepare`] marks the line where it goes.
+//! Redaction ([`crate::redaction`]) runs right after validation, before enrichment and
+//! before any sink: business keys, span metrics, alerts, the store, the index, its WAL and
+//! the agent's Kafka records only ever see redacted spans.
 //!
 //! Span metrics ([`crate::span_metrics`]) and error-signature alerts ([`crate::alerting`])
 //! take two steps around the sink: stage 6 notes each span's series and picks the error
@@ -37,6 +39,7 @@ use crate::alerting::{Alerting, Picked};
 use crate::enrich::Enricher;
 use crate::error::Error;
 use crate::metrics::{self, Protocol};
+use crate::redaction::Redactor;
 use crate::sink::SpanSink;
 use crate::span_metrics::{Observed, SpanMetrics};
 
@@ -136,6 +139,8 @@ pub(crate) struct Prepared {
 /// The settings of the front-half stages and the sink they end in.
 pub(crate) struct Front {
     pub limits: Limits,
+    /// Stage 4; `None` where `[redaction] enabled = false`.
+    pub redactor: Option<Arc<Redactor>>,
     /// `None` where a later hop enriches (the agent: the collector behind Kafka applies
     /// its own configured keys).
     pub enricher: Option<Enricher>,
@@ -154,6 +159,7 @@ impl Front {
     pub fn with_sink(&self, sink: Arc<dyn SpanSink>) -> Front {
         Front {
             limits: self.limits.clone(),
+            redactor: self.redactor.clone(),
             enricher: self.enricher.clone(),
             sink,
             span_metrics: self.span_metrics.clone(),
@@ -216,8 +222,11 @@ impl Front {
         let mut converted = convert(decoded, &self.limits, now);
         // 3. count rejections
         let rejections = count_rejections(protocol, count, &converted);
-        // 4. redaction goes here: after validation, before enrich and before anything is
-        //    written, so no later stage and no sink sees an unredacted value.
+        // 4. redact: after validation, before enrich and before anything is written, so no
+        //    later stage and no sink sees an unredacted value.
+        if let Some(redactor) = &self.redactor {
+            redactor.redact_all(&mut converted.spans);
+        }
         // 5. enrich
         self.enrich(&mut converted.spans);
         // 6. span metrics: note each span's series now (after enrich, while the spans are

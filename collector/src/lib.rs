@@ -10,7 +10,7 @@
 //!  OTLP HTTP ─▶ receiver/otlp_http ─┤
 //!  Zipkin ────▶ receiver/zipkin ────┼─▶ ingest::Front::ingest ─────────────────────────────────▶ SpanSink::submit
 //!  Kafka ─────▶ receiver/kafka ─────┘   decode ─▶ validate + convert ─▶ count rejections            │ = pipeline::Ingest
-//!               (offsets committed      ─▶ (redact) ─▶ enrich ─▶ span metrics                       ▼   bounded by spans
+//!               (offsets committed      ─▶ redact ─▶ enrich ─▶ span metrics                         ▼   bounded by spans
 //!                after the ack; poison                                                 batcher (batcher.rs)
 //!                → dead-letter topic)                                                      ▼
 //!                                                                          store writer ─▶ index writer (writer.rs)
@@ -31,6 +31,8 @@
 //! - [`ingest`]: the front half every receiver calls: decode → … → the sink.
 //! - [`alerting`]: error-signature alerts (`[alerting]`): signatures picked in the front
 //!   half, counted once stored, delivered to Alertmanager and webhooks; the alert board.
+//! - [`redaction`]: stage 4, `[redaction]`: attribute keys and secrets in values dropped,
+//!   masked or hashed before anything is written (on by default).
 //! - [`enrich`]: business keys from span, resource and baggage attributes.
 //! - [`pipeline`]: builds the stages behind the sink ([`pipeline::start`]); [`batcher`] and
 //!   [`writer`] are its stages.
@@ -58,6 +60,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
 pub mod receiver;
+pub mod redaction;
 pub mod sampling;
 pub mod sink;
 pub mod span_metrics;
@@ -82,9 +85,13 @@ pub use span_metrics::{SpanMetrics, SpanMetricsConfig};
 /// How long [`Collector::shutdown`] waits for queued spans to be written and answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What watches the ingested spans besides the store (every receiver's, Kafka's too).
+/// The optional stages of the front half, built by the owner from its own sections
+/// (`[redaction]`, `[span_metrics]`, `[alerting]`), for every receiver (Kafka's too).
 #[derive(Default, Clone)]
 pub struct Observers {
+    /// Stage 4, redaction ([`redaction::Redactor::from_config`]); `None`: spans are
+    /// stored as received (`clew serve` builds it from `[redaction]`, on by default).
+    pub redactor: Option<Arc<redaction::Redactor>>,
     /// Error-signature alerts ([`alerting::Alerting::start`]).
     pub alerting: Option<Arc<alerting::Alerting>>,
     /// RED span metrics and the service graph, which the owner renders on `/metrics`.
@@ -129,6 +136,10 @@ impl Collector {
     ) -> Result<Collector> {
         config.validate()?;
         metrics::describe();
+        if let Some(r) = &observers.redactor {
+            let names: Vec<String> = r.rules().iter().map(|r| r.name.clone()).collect();
+            metrics::describe_redactions(&names);
+        }
         let (grpc_listener, grpc_addr) =
             bind("bind otlp grpc listener", &config.otlp_grpc_addr).await?;
         let (http_listener, http_addr) =

@@ -16,6 +16,8 @@ pub const BATCH_SPANS: &str = "clew_collector_batch_spans";
 pub const QUEUE_SPANS: &str = "clew_collector_queue_spans";
 pub const ACK_SECONDS: &str = "clew_collector_ack_seconds";
 pub const WRITE_FAILURES: &str = "clew_collector_write_failures_total";
+/// Values dropped, masked or hashed by the redaction stage, by rule.
+pub const REDACTIONS: &str = "clew_redactions_total";
 
 pub const KAFKA_RECORDS_CONSUMED: &str = "clew_kafka_records_consumed_total";
 pub const KAFKA_RECORDS_DONE: &str = "clew_kafka_records_done_total";
@@ -94,6 +96,7 @@ pub fn describe() {
     for r in RejectReason::ALL {
         counter!(SPANS_REJECTED, "reason" => r.as_str()).absolute(0);
     }
+    describe_redactions(&[]);
     for stage in ["store", "index"] {
         for retryable in ["true", "false"] {
             counter!(WRITE_FAILURES, "stage" => stage, "retryable" => retryable).absolute(0);
@@ -217,6 +220,24 @@ pub fn kafka_paused(paused: bool) {
 
 pub fn kafka_rebalance(kind: &'static str) {
     counter!(KAFKA_REBALANCES, "kind" => kind).increment(1);
+}
+
+/// Registers `clew_redactions_total` and pre-creates a series per rule in force (by
+/// `clew serve` and `clew agent`).
+pub fn describe_redactions(rules: &[String]) {
+    describe_counter!(
+        REDACTIONS,
+        Unit::Count,
+        "attribute values dropped, masked or hashed and matches replaced in text before anything is written, by redaction rule"
+    );
+    for rule in rules {
+        counter!(REDACTIONS, "rule" => rule.clone()).absolute(0);
+    }
+}
+
+/// Counted once per batch and rule (rule names come from the configuration: bounded).
+pub fn redacted(rule: &str, n: u64) {
+    counter!(REDACTIONS, "rule" => rule.to_string()).increment(n);
 }
 
 pub fn spans_received(protocol: Protocol, n: usize) {

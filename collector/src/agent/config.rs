@@ -20,6 +20,9 @@
 //! dir = "./clew-agent-spool"
 //! max_bytes = 1073741824
 //!
+//! [redaction]                        # on by default, as in clew serve
+//! exempt_keys = ["order_id"]          # the business keys: no value detectors on them
+//!
 //! [sampling]
 //! default_rate = 1.0
 //! services = { checkout = 0.1 }
@@ -90,6 +93,11 @@ pub struct AgentConfig {
     pub spool: SpoolConfig,
     #[serde(default)]
     pub sampling: SamplingConfig,
+    /// `[redaction]`: the same stage and rules as `clew serve`'s, applied before a span is
+    /// written to Kafka or the spool (on by default). List the business keys the
+    /// collector indexes in `exempt_keys`.
+    #[serde(default)]
+    pub redaction: crate::redaction::RedactionConfig,
 }
 
 /// `[kafka]`: where and how spans are produced.
@@ -239,6 +247,7 @@ impl Default for AgentConfig {
             kafka: KafkaProducerConfig::default(),
             spool: SpoolConfig::default(),
             sampling: SamplingConfig::default(),
+            redaction: Default::default(),
         }
     }
 }
@@ -416,6 +425,7 @@ fn bad(key: &'static str, message: impl Into<String>) -> Result<()> {
 impl AgentConfig {
     /// Checks the values without doing any I/O. Errors name the offending key.
     pub fn validate(&self) -> Result<()> {
+        self.redaction.validate()?;
         let sampling_http = self.sampling_http_addr.as_ref();
         for (key, addr) in [
             ("otlp_grpc_addr", Some(&self.otlp_grpc_addr)),

@@ -129,6 +129,12 @@ impl Agent {
         config.validate()?;
         crate::metrics::describe();
         metrics::describe();
+        let redactor = crate::redaction::Redactor::from_config(&config.redaction, &[])?;
+        if let Some(r) = &redactor {
+            crate::metrics::describe_redactions(
+                &r.rules().iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+            );
+        }
         let listeners = bind_listeners(&config).await?;
         let (spool, recovery) = open_spool(&config.spool).await?;
         let spool_dir = config
@@ -171,7 +177,7 @@ impl Agent {
                 (HeadSampling::Rates(sampler), watch)
             }
         };
-        let shared = receivers_shared(&config, sampling, shipper.clone());
+        let shared = receivers_shared(&config, redactor, sampling, shipper.clone());
         let Listeners {
             grpc: (grpc_listener, grpc_addr),
             http: (http_listener, http_addr),
@@ -323,10 +329,12 @@ async fn open_spool(config: &SpoolConfig) -> Result<(Spool, Recovery)> {
     Ok((spool, recovery))
 }
 
-/// The receivers' settings: the collector's ingest front half without enrichment (the
-/// collector behind Kafka applies its own business keys), ending in the [`AgentSink`].
+/// The receivers' settings: the collector's ingest front half with redaction (no secret
+/// reaches Kafka or the spool) and without enrichment (the collector behind Kafka applies
+/// its own business keys), ending in the [`AgentSink`].
 fn receivers_shared(
     config: &AgentConfig,
+    redactor: Option<Arc<crate::redaction::Redactor>>,
     sampling: HeadSampling,
     shipper: Arc<Shipper>,
 ) -> Arc<Shared> {
@@ -338,6 +346,7 @@ fn receivers_shared(
     Arc::new(Shared {
         front: Arc::new(Front {
             limits: config.span_limits(),
+            redactor,
             enricher: None,
             sink: Arc::new(sink),
             span_metrics: None,

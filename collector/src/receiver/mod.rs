@@ -45,6 +45,7 @@ impl Shared {
         Arc::new(Shared {
             front: Arc::new(Front {
                 limits: config.span_limits(),
+                redactor: observers.redactor,
                 enricher: Some(Enricher::new(&config.business_keys)),
                 sink: Arc::new(ingest),
                 span_metrics: observers.span_metrics,

@@ -511,6 +511,7 @@ mod tests {
             Setup {
                 front: Front {
                     limits: Limits::default(),
+                    redactor: None,
                     enricher: Some(Enricher::new(&["order_id".to_string()])),
                     sink: Arc::new(NoSink),
                     span_metrics: None,
