@@ -115,6 +115,16 @@ async fn still_writable_then_clean_restart(clew: Clew, data_dir: &Path) {
 
 #[tokio::test]
 async fn damaged_index_segment_is_cut_out_and_the_rest_serves() {
+    damaged_index_segment(false).await;
+}
+
+#[tokio::test]
+async fn truncated_index_segment_is_cut_out_and_the_rest_serves() {
+    damaged_index_segment(true).await;
+}
+
+/// A byte flipped in, or the second half cut off, the largest term dictionary.
+async fn damaged_index_segment(truncate: bool) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data_dir = tmp.path().join("data");
     let first = traces(50);
@@ -130,7 +140,16 @@ async fn damaged_index_segment_is_cut_out_and_the_rest_serves() {
         .collect();
     terms.sort_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0));
     let term = terms.pop().expect("a committed segment");
-    flip(&term, std::fs::metadata(&term).unwrap().len() as usize / 3);
+    if truncate {
+        let len = std::fs::metadata(&term).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&term)
+            .and_then(|f| f.set_len(len / 2))
+            .expect("truncate");
+    } else {
+        flip(&term, std::fs::metadata(&term).unwrap().len() as usize / 3);
+    }
 
     let clew = Clew::start_in(&data_dir, &[]);
     let ready = readyz(&clew).await;

@@ -139,8 +139,11 @@ fn parse(record: &str) -> Vec<Call> {
     let mut pending: HashMap<&str, (f64, String)> = HashMap::new();
     let mut calls = Vec::new();
     for line in record.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(pid), Some(ts), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        // `PID TIMESTAMP CALL`; strace pads short pids (`4691  1796…`)
+        let Some((pid, rest)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((ts, rest)) = rest.trim_start().split_once(' ') else {
             continue;
         };
         let Ok(ts) = ts.parse::<f64>() else { continue };
@@ -377,7 +380,7 @@ fn record(steps: &[&str]) -> String {
     for step in steps {
         t += 0.001;
         let line = match *step {
-            "read" => format!("7 {t:.6} recvfrom({conn}, \"\\x50\\x4f\\x53\\x54\", 4, 0, NULL, NULL) = 4 <0.000010>"),
+            "read" => format!("7     {t:.6} recvfrom({conn}, \"\\x50\\x4f\\x53\\x54\", 4, 0, NULL, NULL) = 4 <0.000010>"),
             "jnl" => format!("8 {t:.6} write(11<{}>, \"\\x01\", 1) = 1 <0.000010>", hex_escaped(&format!("{DATA}/spans/0.jnl"))),
             "jnl-sync" => format!("8 {t:.6} fdatasync(11<{}>) = 0 <0.000100>", hex_escaped(&format!("{DATA}/spans/0.jnl"))),
             "wal" => format!("9 {t:.6} write(12<{DATA}/index/wal.log>, \"\\x01\", 1) = 1 <0.000010>"),

@@ -1,7 +1,8 @@
 //! A day partition's files checked against their checksums before the partition serves.
 //!
 //! tantivy writes a checksum in the footer of every segment file. At open, each existing
-//! partition is read through once (`Index::validate_checksum`); a segment with a damaged
+//! partition is read through once (every segment file's footer checksum); a segment with a
+//! damaged (or truncated, or missing)
 //! file is cut out of the partition (its `meta.json` rewritten without it) and its files
 //! moved to the quarantine (`crate::damage`). A partition that cannot even be opened (its
 //! `meta.json` damaged, a segment file missing) is quarantined whole and starts empty.
@@ -32,14 +33,6 @@ pub fn check_partition(dir: &Path, data_dir: &Path) -> std::io::Result<Vec<Damag
         Ok(index) => index,
         Err(e) => return quarantine_whole(dir, data_dir, format!("cannot be opened: {e}")),
     };
-    let damaged = match index.validate_checksum() {
-        Ok(d) if d.is_empty() => return Ok(Vec::new()),
-        Ok(d) => d,
-        Err(e) => {
-            drop(index);
-            return quarantine_whole(dir, data_dir, format!("cannot be verified: {e}"));
-        }
-    };
     let metas = match index.load_metas() {
         Ok(m) => m,
         Err(e) => {
@@ -47,6 +40,18 @@ pub fn check_partition(dir: &Path, data_dir: &Path) -> std::io::Result<Vec<Damag
             return quarantine_whole(dir, data_dir, format!("cannot be verified: {e}"));
         }
     };
+    // file by file (tantivy's `Index::validate_checksum` gives up on the first file it
+    // cannot read, e.g. a truncated one without its footer): unreadable counts as damaged
+    let managed = index.directory().list_managed_files();
+    let damaged: HashSet<PathBuf> = metas
+        .list_segment_files()
+        .intersection(&managed)
+        .filter(|path| !matches!(index.directory().validate_checksum(path), Ok(true)))
+        .cloned()
+        .collect();
+    if damaged.is_empty() {
+        return Ok(Vec::new());
+    }
     let damaged_ids: HashSet<String> = damaged.iter().filter_map(|p| segment_id(p)).collect();
     let (bad, good): (Vec<_>, Vec<_>) = metas
         .segments
