@@ -287,6 +287,36 @@ fn is_answer(protocol: Protocol, data: &[u8]) -> bool {
     }
 }
 
+/// When the read that completed the first HTTP/2 stream's request ended: the frame with
+/// END_STREAM on a stream, in the client's bytes (after the connection preface).
+fn request_end(reads: &[&Call]) -> Option<f64> {
+    let mut bytes = Vec::new();
+    let mut ends = Vec::new(); // (end offset in `bytes`, end time) per read
+    for c in reads {
+        bytes.extend_from_slice(&c.data);
+        ends.push((bytes.len(), c.end));
+    }
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut at = if bytes.starts_with(PREFACE) {
+        PREFACE.len()
+    } else {
+        0
+    };
+    while at + 9 <= bytes.len() {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        let (kind, flags) = (bytes[at + 3], bytes[at + 4]);
+        let stream =
+            u32::from_be_bytes([bytes[at + 5], bytes[at + 6], bytes[at + 7], bytes[at + 8]])
+                & 0x7fff_ffff;
+        let end = at + 9 + len;
+        if (kind == 0x0 || kind == 0x1) && flags & 0x1 != 0 && stream != 0 {
+            return ends.iter().find(|(e, _)| *e >= end).map(|&(_, t)| t);
+        }
+        at = end;
+    }
+    None
+}
+
 #[derive(Debug, Default)]
 struct Answers {
     /// Answers found and checked.
@@ -319,10 +349,16 @@ fn check(calls: &[Call], port: u16, protocol: Protocol, data_dir: &Path) -> Answ
             continue; // a connection that never got an answer acknowledged nothing
         };
         answers.checked += 1;
-        let request_read = on_conn()
+        let reads: Vec<&Call> = on_conn()
             .filter(|c| is_read(c) && c.ret > 0 && c.start < answer.start)
-            .map(|c| c.end)
-            .fold(f64::NAN, f64::max);
+            .collect();
+        let request_read = match protocol {
+            // HTTP/1.1: the client sends nothing but its request before the answer
+            Protocol::Http => reads.iter().map(|c| c.end).fold(f64::NAN, f64::max),
+            // HTTP/2: the read that brought the request's last frame (END_STREAM), not a
+            // later SETTINGS ack, WINDOW_UPDATE or PING
+            Protocol::Grpc => request_end(&reads).unwrap_or(f64::NAN),
+        };
         if request_read.is_nan() {
             answers
                 .violations
@@ -443,6 +479,31 @@ fn checker_flags_a_sync_of_data_written_before_the_request() {
         "{:?}",
         a.violations
     );
+}
+
+#[test]
+fn http2_request_ends_with_its_end_stream_frame_not_a_later_settings_ack() {
+    let read = |data: Vec<u8>, end: f64| Call {
+        name: "recvfrom".into(),
+        fd: String::new(),
+        ret: data.len() as i64,
+        data,
+        start: end - 0.0001,
+        end,
+    };
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let settings = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    let headers = vec![0, 0, 1, 0x1, 0x4, 0, 0, 0, 1, 0x88];
+    let data_end = vec![0, 0, 2, 0x0, 0x1, 0, 0, 0, 1, 7, 7];
+    let settings_ack = vec![0, 0, 0, 0x4, 0x1, 0, 0, 0, 0];
+    let first = [preface, settings, headers, data_end[..5].to_vec()].concat();
+    let reads = [
+        read(first, 1.0),
+        read(data_end[5..].to_vec(), 2.0),
+        read(settings_ack, 3.0),
+    ];
+    let refs: Vec<&Call> = reads.iter().collect();
+    assert_eq!(request_end(&refs), Some(2.0));
 }
 
 #[test]
