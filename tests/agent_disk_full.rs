@@ -15,24 +15,10 @@ use std::time::Duration;
 use common::agent::Agent;
 use common::small_fs::SmallFs;
 use common::*;
-use prost::Message;
 
 /// One trace of 20 spans with ~2 KiB of attribute each (~40 KiB on the spool).
 fn heavy_request() -> Vec<u8> {
-    let trace = random_trace_id();
-    let blob = hex::encode(rand::random::<[u8; 32]>()).repeat(32);
-    let spans = (1..=20u64)
-        .map(|i| {
-            otlp_span(
-                trace,
-                i,
-                (i > 1).then_some(1),
-                "op",
-                vec![kv("blob", &blob)],
-            )
-        })
-        .collect();
-    request("agent-disk-full", spans).encode_to_vec()
+    blob_request("agent-disk-full", random_trace_id(), 20, 32)
 }
 
 async fn post(agent: &Agent, body: Vec<u8>) -> reqwest::Response {

@@ -20,19 +20,7 @@ use prost::Message;
 /// One trace of 50 spans with ~1 KiB of attribute each: the filesystem fills in a few
 /// hundred requests.
 fn heavy_request(trace: [u8; 16]) -> Vec<u8> {
-    let blob = hex::encode(rand::random::<[u8; 32]>()).repeat(16);
-    let spans = (1..=50u64)
-        .map(|i| {
-            otlp_span(
-                trace,
-                i,
-                (i > 1).then_some(1),
-                "op",
-                vec![kv("blob", &blob)],
-            )
-        })
-        .collect();
-    request("disk-full", spans).encode_to_vec()
+    blob_request("disk-full", trace, 50, 16)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,6 +204,11 @@ fn call(start: f64, text: &str) -> Option<Call> {
 
 /// `text` with its `\xHH` escapes decoded.
 fn unescape(text: &str) -> String {
+    String::from_utf8_lossy(&unescape_bytes(text)).into_owned()
+}
+
+/// The bytes of `text`, its `\xHH` escapes decoded.
+fn unescape_bytes(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = text.as_bytes();
     while let Some((&b, tail)) = rest.split_first() {
@@ -222,7 +227,7 @@ fn unescape(text: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// The bytes of every `"\x.."` string (strace `-xx`) in `args`.
@@ -233,13 +238,7 @@ fn quoted_bytes(args: &str) -> Vec<u8> {
         let Some((inner, tail)) = after.split_once('"') else {
             break;
         };
-        let mut hex = inner;
-        while let Some(h) = hex.strip_prefix("\\x") {
-            if let Some(b) = h.get(..2).and_then(|b| u8::from_str_radix(b, 16).ok()) {
-                out.push(b);
-            }
-            hex = h.get(2..).unwrap_or("");
-        }
+        out.extend(unescape_bytes(inner));
         rest = tail;
     }
     out

@@ -407,6 +407,25 @@ pub fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     }
 }
 
+/// One encoded OTLP request: trace `trace` of `spans` spans (a root and its children),
+/// each with a random `blob` attribute of 64 × `blob_repeat` bytes — for filling disks.
+pub fn blob_request(service: &str, trace: [u8; 16], spans: u64, blob_repeat: usize) -> Vec<u8> {
+    use prost::Message;
+    let blob = hex::encode(rand::random::<[u8; 32]>()).repeat(blob_repeat);
+    let spans = (1..=spans)
+        .map(|i| {
+            otlp_span(
+                trace,
+                i,
+                (i > 1).then_some(1),
+                "op",
+                vec![kv("blob", &blob)],
+            )
+        })
+        .collect();
+    request(service, spans).encode_to_vec()
+}
+
 pub fn random_trace_id() -> [u8; 16] {
     let mut t: [u8; 16] = rand::random();
     t[0] |= 1;

@@ -60,7 +60,7 @@ pub fn check_partition(dir: &Path, data_dir: &Path) -> std::io::Result<Vec<Damag
         .partition(|s| damaged_ids.contains(&s.id().uuid_string()));
     if bad.is_empty() {
         drop(index);
-        let files = names(&damaged);
+        let files = names(damaged.iter());
         return quarantine_whole(dir, data_dir, format!("checksum mismatch in {files}"));
     }
     let mut kept = metas.clone();
@@ -98,7 +98,7 @@ pub fn check_partition(dir: &Path, data_dir: &Path) -> std::io::Result<Vec<Damag
                 detail: format!(
                     "checksum mismatch in {}; its {} span documents are no longer searchable, \
                      the spans stay readable by trace id",
-                    names_of(files.iter()),
+                    names(files.iter()),
                     segment.num_docs()
                 ),
             }
@@ -128,11 +128,8 @@ fn segment_id(path: &Path) -> Option<String> {
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
 }
 
-fn names(paths: &HashSet<PathBuf>) -> String {
-    names_of(paths.iter())
-}
-
-fn names_of<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> String {
+/// The paths, sorted, as one comma-separated text.
+fn names<'a>(paths: impl Iterator<Item = &'a PathBuf>) -> String {
     let mut v: Vec<String> = paths.map(|p| p.display().to_string()).collect();
     v.sort();
     v.join(", ")
