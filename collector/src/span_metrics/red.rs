@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use clew_proto::model::{any_value, AnyValue};
+use clew_proto::model::{any_value, repair, AnyValue};
 use clew_proto::{Span, SpanKind, StatusCode};
 
 use super::exposition::{escape_label_value, write_histogram, Family};
@@ -43,7 +43,7 @@ impl SeriesKey {
         b.extend_from_slice(&service.to_le_bytes());
         b.extend_from_slice(&span.kind.as_i32().to_le_bytes());
         b.extend_from_slice(&span.status_code.as_i32().to_le_bytes());
-        push_str(b, &span.name);
+        push_str(b, span_name(span));
         for d in dims {
             match span.attribute(&d.attribute) {
                 Some(v) => {
@@ -121,13 +121,24 @@ pub fn status_label(status: StatusCode) -> std::borrow::Cow<'static, str> {
     }
 }
 
+/// The `span_name` label: the name the span arrived with. A span that came without one is
+/// stored as `<unnamed>` (a repair), but counted under `""` as the spanmetrics connector
+/// counts it, so dashboards built on the connector see the same series.
+fn span_name(span: &Span) -> &str {
+    if span.repairs & repair::EMPTY_NAME != 0 {
+        ""
+    } else {
+        &span.name
+    }
+}
+
 /// The label pairs of a new series (`service_name="…",span_name="…",…`), rendered once.
 pub fn labels(service: &str, span: &Span, dims: &[Dim]) -> String {
     let mut out = String::new();
     out.push_str("service_name=\"");
     escape_label_value(&mut out, service);
     out.push_str("\",span_name=\"");
-    escape_label_value(&mut out, &span.name);
+    escape_label_value(&mut out, span_name(span));
     let _ = write!(
         out,
         "\",span_kind=\"{}\",status_code=\"{}\"",
