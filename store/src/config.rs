@@ -46,7 +46,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize};
 
 pub use crate::embedded::config::{EmbeddedIndexConfig, EmbeddedStoreConfig};
 pub use crate::hbase::config::HbaseStoreConfig;
@@ -64,8 +64,8 @@ pub struct Common {
     pub indexed_attributes: Vec<String>,
 }
 
-/// Which span store to use.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Which span store to use (`type` may be left out: `embedded`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StoreConfig {
     /// fjall LSM under `<data_dir>/spans`.
@@ -90,8 +90,8 @@ impl StoreConfig {
     }
 }
 
-/// Which trace index to use.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Which trace index to use (`type` may be left out: `embedded`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum IndexConfig {
     /// tantivy under `<data_dir>/index`, one index per UTC day.
@@ -113,6 +113,52 @@ impl IndexConfig {
             IndexConfig::Embedded(c) => c.validate(),
             IndexConfig::Opensearch(c) => c.validate(),
         }
+    }
+}
+
+/// A backend section as a map, with `type = "embedded"` when it names none: a `[store]` or
+/// `[index]` that only tunes the embedded backend needs no `type` line.
+fn with_default_type<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<serde_json::Value, D::Error> {
+    let mut section = serde_json::Value::deserialize(d)?;
+    if let serde_json::Value::Object(keys) = &mut section {
+        keys.entry("type").or_insert_with(|| "embedded".into());
+    }
+    Ok(section)
+}
+
+impl<'de> Deserialize<'de> for StoreConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Tagged {
+            Embedded(EmbeddedStoreConfig),
+            Hbase(HbaseStoreConfig),
+        }
+        Ok(
+            match Tagged::deserialize(with_default_type(d)?).map_err(de::Error::custom)? {
+                Tagged::Embedded(c) => StoreConfig::Embedded(c),
+                Tagged::Hbase(c) => StoreConfig::Hbase(c),
+            },
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for IndexConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Tagged {
+            Embedded(EmbeddedIndexConfig),
+            Opensearch(OpenSearchIndexConfig),
+        }
+        Ok(
+            match Tagged::deserialize(with_default_type(d)?).map_err(de::Error::custom)? {
+                Tagged::Embedded(c) => IndexConfig::Embedded(c),
+                Tagged::Opensearch(c) => IndexConfig::Opensearch(c),
+            },
+        )
     }
 }
 
@@ -263,7 +309,7 @@ mod tests {
             r#"{"type": "embedded", "max_span_per_trace": 1}"#,
             r#"{"type": "hbase", "thrift_addrs": ["h:1"], "tabel": "t"}"#,
             r#"{"type": "cassandra"}"#,
-            r#"{"max_spans_per_trace": 1}"#,
+            r#"{"max_span_per_trace": 1}"#,
         ] {
             let err = serde_json::from_str::<StoreConfig>(json)
                 .unwrap_err()
@@ -271,7 +317,7 @@ mod tests {
             assert!(
                 err.contains("unknown field")
                     || err.contains("unknown variant")
-                    || err.contains("missing field `type`"),
+                    || err.contains("missing field"),
                 "{json}: {err}"
             );
         }
@@ -286,6 +332,11 @@ mod tests {
         }
         let defaults: IndexConfig = serde_json::from_str(r#"{"type": "embedded"}"#).unwrap();
         assert_eq!(defaults, IndexConfig::default());
+        // no `type`: the embedded backend, tuned
+        let tuned: StoreConfig = serde_json::from_str(r#"{"max_spans_per_trace": 7}"#).unwrap();
+        assert!(matches!(tuned, StoreConfig::Embedded(c) if c.max_spans_per_trace == 7));
+        let tuned: IndexConfig = serde_json::from_str(r#"{"commit_interval_ms": 250}"#).unwrap();
+        assert!(matches!(tuned, IndexConfig::Embedded(c) if c.commit_interval_ms == 250));
     }
 
     #[test]
