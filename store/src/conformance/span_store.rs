@@ -115,6 +115,7 @@ pub fn cases() -> Vec<Case> {
         retention_drops_expired_data,
         survives_close_and_reopen,
         ready_when_open,
+        state_blobs_are_kept_apart_and_durable,
     ]
 }
 
@@ -576,4 +577,41 @@ pub async fn ready_when_open(backend: &dyn StoreBackend) {
     write_ok(&store, t.clone()).await;
     store.ready().await.expect("a store holding data is ready");
     assert_spans(&fetch(&store, trace_id(1301)).await, &t);
+}
+
+/// State blobs (`put_state` / `get_state`): replaced whole, unknown names are `None`,
+/// durable across close and reopen, and never seen by trace reads.
+pub async fn state_blobs_are_kept_apart_and_durable(backend: &dyn StoreBackend) {
+    let store = backend.open(SuiteParams::default()).await;
+    // a fresh name per run: a remote backend's table may outlive the run
+    let name = format!("conformance-{}", now_unix_nano());
+    assert_eq!(store.get_state(&name).await.expect("get unknown"), None);
+    store
+        .put_state(&name, b"first".to_vec())
+        .await
+        .expect("put state");
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    store
+        .put_state(&name, big.clone())
+        .await
+        .expect("replace state");
+    assert_eq!(
+        store.get_state(&name).await.expect("get"),
+        Some(big.clone())
+    );
+    let other = format!("{name}-other");
+    assert_eq!(store.get_state(&other).await.expect("get other"), None);
+    let t = checkout_trace(trace_id(1401), "order-1401", now_unix_nano(), false);
+    write_ok(&store, t.clone()).await;
+    assert_spans(&fetch(&store, trace_id(1401)).await, &t);
+    store.close().await.expect("close");
+    drop(store);
+
+    let store = backend.reopen(SuiteParams::default()).await;
+    assert_eq!(
+        store.get_state(&name).await.expect("get after reopen"),
+        Some(big)
+    );
+    assert_spans(&fetch(&store, trace_id(1401)).await, &t);
+    store.close().await.expect("close after reopen");
 }

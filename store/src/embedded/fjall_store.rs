@@ -85,7 +85,15 @@ pub struct FjallRows {
     retention_days: u32,
     /// Damaged journals quarantined at open.
     damage: Vec<Damage>,
+    /// Keyspace "state": named blobs ([`SpanStore::put_state`]), never a day bucket, so
+    /// retention leaves it alone (its owner expires what it holds).
+    ///
+    /// [`SpanStore::put_state`]: crate::SpanStore::put_state
+    state: Keyspace,
 }
+
+/// The keyspace of the state blobs (not a `day-<N>` name, so never taken for a bucket).
+const STATE_KEYSPACE: &str = "state";
 
 #[derive(Clone)]
 struct Bucket {
@@ -195,9 +203,13 @@ impl FjallSpanStore {
             buckets.push(Bucket { day, keyspace });
         }
         buckets.sort_by_key(|b| b.day);
+        let state = db
+            .keyspace(STATE_KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(unavailable("failed to open the state keyspace"))?;
         Ok(BlockingSpanStore::new(FjallRows {
             db,
             path,
+            state,
             buckets: RwLock::new(buckets),
             caps: Caps {
                 max_spans_per_trace: config.max_spans_per_trace,
@@ -530,6 +542,21 @@ impl BlockingBackend for FjallRows {
 
     fn damage(&self) -> Vec<Damage> {
         self.damage.clone()
+    }
+
+    fn put_state(&self, name: &str, value: &[u8]) -> Result<()> {
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        batch.insert(&self.state, name, value);
+        batch
+            .commit()
+            .map_err(unavailable("failed to write a state blob durably"))
+    }
+
+    fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.state
+            .get(name)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(unavailable("failed to read a state blob"))
     }
 }
 

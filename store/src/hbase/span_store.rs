@@ -55,6 +55,11 @@ pub const FAMILY: &[u8] = b"s";
 pub const META_QUALIFIER: &[u8] = b"meta";
 /// Length of a span cell qualifier: span id + discriminator.
 pub const CELL_QUALIFIER_LEN: usize = CELL_SUFFIX_LEN;
+/// Row key prefix of the state blobs ([`crate::SpanStore::put_state`]): 18 bytes, so a
+/// state row (prefix + name) is never 16 bytes long like a trace row.
+pub const STATE_ROW_PREFIX: &[u8] = b"clew.state.row.v1/";
+/// Qualifier of a state blob's one cell.
+const STATE_QUALIFIER: &[u8] = b"v";
 /// Attempts per call for retryable errors, with doubling back-off from `BACKOFF_START`.
 const ATTEMPTS: u32 = 4;
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -465,6 +470,39 @@ impl BlockingBackend for HbaseRows {
             .then_some(())
             .ok_or_else(|| Error::unavailable("hbase table is not available", "table is disabled"))
     }
+
+    /// One row per blob, in the span table; the column family's TTL expires a blob not
+    /// rewritten within the retention, like the traces.
+    fn put_state(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.mutate_rows(vec![BatchMutation {
+            row: Some(state_row(name)),
+            mutations: Some(vec![put(column(STATE_QUALIFIER), value.to_vec())]),
+        }])
+    }
+
+    fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.table.clone();
+        let rows = vec![state_row(name)];
+        let found = self
+            .pool
+            .with_client("failed to read a state blob from hbase", |c| {
+                c.get_rows_with_columns(
+                    table.clone(),
+                    rows.clone(),
+                    vec![column(STATE_QUALIFIER)],
+                    no_attributes(),
+                )
+            })?;
+        Ok(found
+            .into_iter()
+            .filter_map(|row| row.columns)
+            .find_map(|mut columns| columns.remove(&column(STATE_QUALIFIER)))
+            .and_then(|cell| cell.value))
+    }
+}
+
+fn state_row(name: &str) -> Vec<u8> {
+    [STATE_ROW_PREFIX, name.as_bytes()].concat()
 }
 
 #[cfg(test)]

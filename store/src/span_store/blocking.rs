@@ -62,6 +62,10 @@ pub trait BlockingBackend: Send + Sync + 'static {
     fn damage(&self) -> Vec<crate::Damage> {
         Vec::new()
     }
+    /// Replaces a state blob, durably (see [`SpanStore::put_state`]).
+    fn put_state(&self, name: &str, value: &[u8]) -> Result<()>;
+    /// Reads a state blob back.
+    fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>>;
 }
 
 /// A [`SpanStore`] over a [`BlockingBackend`]. Cheap to share (`Arc` inside).
@@ -176,5 +180,22 @@ impl<B: BlockingBackend> SpanStore for BlockingSpanStore<B> {
 
     fn damage(&self) -> Vec<crate::Damage> {
         self.backend.damage()
+    }
+
+    async fn put_state(&self, name: &str, value: Vec<u8>) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let name = name.to_string();
+        self.blocking("span store state write task failed", B::RETRY, move |b| {
+            b.put_state(&name, &value)
+        })
+        .await
+    }
+
+    async fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let name = name.to_string();
+        self.blocking("span store state read task failed", B::RETRY, move |b| {
+            b.get_state(&name)
+        })
+        .await
     }
 }

@@ -89,4 +89,23 @@ pub trait SpanStore: Send + Sync + 'static {
     fn damage(&self) -> Vec<crate::Damage> {
         Vec::new()
     }
+
+    /// Replaces the small state blob `name` (the fleet inventory's snapshot, a few MB at
+    /// most); durable when it returns `Ok`. A blob is not a trace: it is kept apart from
+    /// the trace rows, no trace read ever returns it, and it counts against no cap. A
+    /// store that keeps no state answers [`crate::Error::Config`].
+    async fn put_state(&self, name: &str, value: Vec<u8>) -> Result<()> {
+        let _ = (name, value);
+        Err(crate::Error::Config(
+            "this span store keeps no state".into(),
+        ))
+    }
+
+    /// The blob last stored under `name`, or `None` if there is none.
+    async fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let _ = name;
+        Err(crate::Error::Config(
+            "this span store keeps no state".into(),
+        ))
+    }
 }
