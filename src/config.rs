@@ -31,6 +31,11 @@
 //! cardinality_limit = 5000    # series per metric; more fold into otel_metric_overflow="true"
 //! service_graph = true
 //!
+//! [inventory]                # the fleet inventory, see clew_collector::inventory
+//! enabled = true
+//! max_instances = 10000
+//! quiet_after_secs = 600
+//!
 //! [store]
 //! type = "embedded"
 //!
@@ -88,6 +93,8 @@ pub struct Config {
     pub collector: CollectorConfig,
     /// `[span_metrics]`: RED and service-graph metrics from the stored spans.
     pub span_metrics: SpanMetricsConfig,
+    /// `[inventory]`: services, instances, versions and SDKs from the stored spans.
+    pub inventory: clew_collector::inventory::InventoryConfig,
     pub store: StoreConfig,
     pub index: IndexConfig,
     /// Error-signature alerts; absent: none.
@@ -142,6 +149,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             collector: CollectorConfig::default(),
             span_metrics: SpanMetricsConfig::default(),
+            inventory: Default::default(),
             store: StoreConfig::default(),
             index: IndexConfig::default(),
             alerting: AlertingConfig::default(),
@@ -308,6 +316,7 @@ impl Config {
         }
         self.collector.validate().context("in [collector]")?;
         self.span_metrics.validate().context("in [span_metrics]")?;
+        self.inventory.validate().context("in [inventory]")?;
         self.store.validate().context("in [store]")?;
         self.index.validate().context("in [index]")?;
         self.alerting.validate().map_err(anyhow::Error::msg)?;

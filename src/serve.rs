@@ -53,6 +53,8 @@ struct Running {
     query: tokio::task::JoinHandle<std::io::Result<()>>,
     jaeger_storage: tokio::task::JoinHandle<std::io::Result<()>>,
     retention: tokio::task::JoinHandle<()>,
+    /// Saves the fleet inventory; its last save runs once stopped.
+    inventory: Option<tokio::task::JoinHandle<()>>,
     stop_tx: tokio::sync::watch::Sender<bool>,
 }
 
@@ -134,10 +136,12 @@ async fn start_serving(
         &config.collector.business_keys,
     )
     .context("failed to build the redaction rules")?;
+    let inventory = clew_collector::inventory::Inventory::new(&config.inventory).map(Arc::new);
     let observers = clew_collector::Observers {
         redactor,
         alerting: alerting.clone(),
         span_metrics: span_metrics.clone(),
+        inventory: inventory.clone(),
     };
     let collector = match clew_collector::Collector::start_with(
         config.collector.clone(),
@@ -195,6 +199,19 @@ async fn start_serving(
             })
         }));
     }
+    if let Some(inventory) = &inventory {
+        let inventory = inventory.clone();
+        clew_collector::inventory::view::describe();
+        state = state.with_inventory(Arc::new(move |q: &clew_query::InventoryQuery| {
+            let filter = clew_collector::inventory::InventoryFilter {
+                service: q.service.clone(),
+                sdk: q.sdk.clone(),
+                version: q.version.clone(),
+                quiet_for_ms: q.quiet_for.map(|d| d.as_millis() as u64),
+            };
+            serde_json::to_value(inventory.answer(&filter)).unwrap_or_default()
+        }));
+    }
     let state = match &alerting {
         Some(alerting) => {
             let alerting = alerting.clone();
@@ -216,6 +233,10 @@ async fn start_serving(
     let query = tokio::spawn(clew_query::serve(query_listener, state, async move {
         let _ = query_stop.wait_for(|s| *s).await;
     }));
+    // reads the saved inventory back, then saves it until stopped (after the collector
+    // drained, so the last save has every stored span)
+    let inventory = inventory
+        .map(|i| tokio::spawn(i.run(store.clone(), config.retention_days, stop_rx.clone())));
     let retention = tokio::spawn(retention_loop(
         store.clone(),
         index.clone(),
@@ -256,6 +277,7 @@ async fn start_serving(
         query,
         jaeger_storage,
         retention,
+        inventory,
         stop_tx,
     })
 }
@@ -270,6 +292,7 @@ impl Running {
             query,
             jaeger_storage,
             retention,
+            inventory,
             stop_tx,
         } = self;
         let broken = tokio::select! {
@@ -301,6 +324,9 @@ impl Running {
             Ok(Ok(())) => {}
         }
         let _ = retention.await;
+        if let Some(inventory) = inventory {
+            let _ = inventory.await;
+        }
         let closed_index = index
             .close()
             .await

@@ -16,8 +16,8 @@
 //! before any sink: business keys, span metrics, alerts, the store, the index, its WAL and
 //! the agent's Kafka records only ever see redacted spans.
 //!
-//! Span metrics ([`crate::span_metrics`]) and error-signature alerts ([`crate::alerting`])
-//! take two steps around the sink: stage 6 notes each span's series and picks the error
+//! Span metrics ([`crate::span_metrics`]), error-signature alerts ([`crate::alerting`]) and
+//! the fleet inventory ([`crate::inventory`]) take two steps around the sink: stage 6 notes each span's series and picks the error
 //! spans while the spans are at hand, and once the sink answered `Ok` the spans it stored
 //! (all but its rejections) are counted — so a span is counted when it is durable,
 //! whichever receiver it came through, a refused input counts nothing, and every example
@@ -38,6 +38,7 @@ use tracing::debug;
 use crate::alerting::{Alerting, Picked};
 use crate::enrich::Enricher;
 use crate::error::Error;
+use crate::inventory::{Inventory, Noted, Origin};
 use crate::metrics::{self, Protocol};
 use crate::redaction::Redactor;
 use crate::sink::SpanSink;
@@ -90,6 +91,8 @@ pub(crate) struct Input<'a> {
     /// Whether the input's spans are counted as received and rejected: `false` when a
     /// source takes in again an input it counted before (a Kafka record retried).
     pub count: bool,
+    /// Its Kafka topic and shipping agent, for the fleet inventory.
+    pub origin: Origin,
 }
 
 /// A decode task that panicked; each source turns it into its own decode error.
@@ -134,6 +137,8 @@ pub(crate) struct Prepared {
     pub observed: Option<Observed>,
     /// The error spans the alert rules count once the sink has stored them.
     pub alert_errors: Option<Picked>,
+    /// The resources the fleet inventory counts once the sink has stored their spans.
+    pub inventory: Option<Noted>,
 }
 
 /// The settings of the front-half stages and the sink they end in.
@@ -151,6 +156,8 @@ pub(crate) struct Front {
     /// Error-signature alerts (`[alerting]`); `None` when no rule is configured and in the
     /// agent.
     pub alerting: Option<Arc<Alerting>>,
+    /// The fleet inventory (`[inventory]`); `None` when off and in the agent.
+    pub inventory: Option<Arc<Inventory>>,
 }
 
 impl Front {
@@ -164,6 +171,7 @@ impl Front {
             sink,
             span_metrics: self.span_metrics.clone(),
             alerting: self.alerting.clone(),
+            inventory: self.inventory.clone(),
         }
     }
 
@@ -183,6 +191,7 @@ impl Front {
             protocol,
             offload,
             count,
+            origin,
         } = input;
         let prepared = self
             .off_the_reactor(offload, move |front| front.prepare(protocol, count, decode))
@@ -203,6 +212,10 @@ impl Front {
         // 8. alerts count the error spans the store kept (see crate::alerting)
         if let (Some(alerting), Some(errors)) = (&self.alerting, prepared.alert_errors) {
             alerting.observe(errors, &stored);
+        }
+        // 9. the fleet inventory counts the stored spans of each resource
+        if let (Some(inventory), Some(noted)) = (&self.inventory, prepared.inventory) {
+            inventory.record(noted, &stored, protocol, &origin);
         }
         for (_, reason) in stored {
             *rejections.entry(reason).or_default() += 1;
@@ -237,11 +250,13 @@ impl Front {
             .as_ref()
             .map(|m| m.observe(&converted.spans));
         let alert_errors = self.alerting.as_ref().map(|a| a.pick(&converted.spans));
+        let inventory = self.inventory.as_ref().map(|i| i.note(&converted.spans));
         Ok(Prepared {
             converted,
             rejections,
             observed,
             alert_errors,
+            inventory,
         })
     }
 

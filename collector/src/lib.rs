@@ -41,6 +41,8 @@
 //!   rules, re-read when it changes), its HTTP and gRPC endpoints, and the head sampling
 //!   `clew agent` derives from it.
 //! - [`sink`]: the seam where the front half hands spans on: the pipeline here, or the agent.
+//! - [`inventory`]: stage 6 too, the fleet inventory (`[inventory]`): services, instances,
+//!   versions, SDKs, receivers and agents, from the resources of the spans stored.
 //! - [`span_metrics`]: stage 6, RED metrics (the spanmetrics connector's names), Tempo's
 //!   service-graph metrics and each service's last hour, from the spans the sink stored.
 //! - `agent` (cargo feature `kafka`): `clew agent` — the same receivers and front half in
@@ -57,6 +59,7 @@ pub mod decode;
 pub mod enrich;
 pub mod error;
 pub mod ingest;
+pub mod inventory;
 pub mod metrics;
 pub mod pipeline;
 pub mod receiver;
@@ -96,6 +99,8 @@ pub struct Observers {
     pub alerting: Option<Arc<alerting::Alerting>>,
     /// RED span metrics and the service graph, which the owner renders on `/metrics`.
     pub span_metrics: Option<Arc<SpanMetrics>>,
+    /// The fleet inventory ([`inventory::Inventory`]), which the owner serves and saves.
+    pub inventory: Option<Arc<inventory::Inventory>>,
 }
 
 /// A running collector: both OTLP listeners, the Kafka receiver when configured, and the

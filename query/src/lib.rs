@@ -26,7 +26,7 @@
 //!   stored trace (for Jaeger's storage integration tests).
 //! - `routes`: the handlers, and the browser UI (`src/ui/`: static HTML, CSS and JavaScript
 //!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`,
-//!   `/alerts`, `/services/{service}`).
+//!   `/alerts`, `/services/{service}`, `/inventory`).
 //!
 //! The address it listens on is the binary's to choose (`query.http_addr`, by default
 //! 127.0.0.1:16686). Every response carries a strict Content-Security-Policy and
@@ -66,6 +66,23 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 /// The alert board as JSON (`GET /api/v1/alerts`), from whatever evaluates alerts in this
 /// process (the binary wires the collector's error-signature alerts in).
 pub type AlertsRender = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// The filters of `GET /api/v1/inventory` (each one given must hold).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InventoryQuery {
+    /// Exact service name.
+    pub service: Option<String>,
+    /// SDK language or name, optionally `@version` (`python@1.45.2`).
+    pub sdk: Option<String>,
+    /// Exact `service.version`.
+    pub version: Option<String>,
+    /// Only instances silent at least this long.
+    pub quiet_for: Option<Duration>,
+}
+
+/// The fleet inventory as JSON (`GET /api/v1/inventory`), from the collector in this
+/// process (the binary wires it in).
+pub type InventoryRender = Arc<dyn Fn(&InventoryQuery) -> serde_json::Value + Send + Sync>;
+
 /// One minute of a service's requests, for `GET /api/v1/services/{service}/red`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RedPoint {
@@ -102,6 +119,8 @@ pub struct QueryState {
     pub alerts: Option<AlertsRender>,
     /// Per-service RED history; `None` when span metrics are off (the RED API answers 404).
     pub service_red: Option<ServiceRed>,
+    /// The fleet inventory; `None` when this process keeps none.
+    pub inventory: Option<InventoryRender>,
 }
 
 /// The attributes the trace index holds terms for, as configured where spans are indexed
@@ -141,6 +160,7 @@ impl QueryState {
             purge_for_tests: false,
             alerts: None,
             service_red: None,
+            inventory: None,
         }
     }
 
@@ -169,6 +189,12 @@ impl QueryState {
         self
     }
 
+    /// Serves `GET /api/v1/inventory` from `inventory`.
+    pub fn with_inventory(mut self, inventory: InventoryRender) -> Self {
+        self.inventory = Some(inventory);
+        self
+    }
+
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -189,10 +215,12 @@ pub fn router(state: QueryState) -> Router {
         .route("/keys/{name}/{value}", get(routes::keys_page))
         .route("/map", get(routes::map_page))
         .route("/alerts", get(routes::alerts_page))
+        .route("/inventory", get(routes::inventory_page))
         .route("/services/{service}", get(routes::service_page))
         .route("/ui/{name}", get(routes::ui_asset))
         .route("/api/v1/dependencies", get(routes::dependencies))
         .route("/api/v1/alerts", get(routes::alerts))
+        .route("/api/v1/inventory", get(routes::inventory))
         .route("/api/v1/traces/{trace_id}", get(routes::trace_by_id))
         .route("/api/v1/search", get(routes::search))
         .route("/api/v1/keys/{name}/{value}", get(routes::key_lookup))

@@ -20,6 +20,8 @@
 //! - Sizes are bounded (number of parameters, length of values, free text) so that a request
 //!   cannot make the index do unbounded work.
 
+use std::time::Duration;
+
 use clew_store::trace_index::{DEFAULT_LIMIT, MAX_LIMIT};
 use clew_store::TraceQuery;
 
@@ -53,6 +55,7 @@ const SEARCH_PARAMS: &[&str] = &[
     "limit",
     "cursor",
 ];
+const INVENTORY_PARAMS: &[&str] = &["service", "sdk", "version", "quiet_for"];
 const KEY_LOOKUP_PARAMS: &[&str] = &["start", "end", "lookback", "limit", "cursor", "full"];
 
 /// What `error=` asks for. The index can only select traces *with* errors; traces without
@@ -82,6 +85,19 @@ pub struct KeyLookupParams {
 }
 
 /// Parses a search query string. `now_unix_nano` anchors `lookback`.
+/// `GET /api/v1/inventory?service=&sdk=&version=&quiet_for=`.
+pub fn parse_inventory(raw_query: Option<&str>) -> Result<crate::InventoryQuery> {
+    let mut params = Params::parse(raw_query, INVENTORY_PARAMS)?;
+    Ok(crate::InventoryQuery {
+        service: params.one("service")?,
+        sdk: params.one("sdk")?,
+        version: params.one("version")?,
+        quiet_for: params
+            .one_with("quiet_for", parse_duration)?
+            .map(Duration::from_nanos),
+    })
+}
+
 pub fn parse_search(raw_query: Option<&str>, now_unix_nano: u64) -> Result<SearchParams> {
     let mut params = Params::parse(raw_query, SEARCH_PARAMS)?;
     let mut query = TraceQuery {

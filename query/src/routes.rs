@@ -35,6 +35,7 @@ mod ui {
     pub const MAP: &str = include_str!("ui/map.html");
     pub const ALERTS: &str = include_str!("ui/alerts.html");
     pub const SERVICE: &str = include_str!("ui/service.html");
+    pub const INVENTORY: &str = include_str!("ui/inventory.html");
     /// `/ui/{name}` → (content type, body).
     pub const ASSETS: &[(&str, &str, &str)] = &[
         (
@@ -76,6 +77,11 @@ mod ui {
             "service.js",
             "text/javascript; charset=utf-8",
             include_str!("ui/service.js"),
+        ),
+        (
+            "inventory.js",
+            "text/javascript; charset=utf-8",
+            include_str!("ui/inventory.js"),
         ),
         (
             "favicon.svg",
@@ -328,6 +334,25 @@ pub async fn alerts(State(state): State<QueryState>) -> Result<Response> {
         );
     };
     json_off_reactor("failed to render the alert board", move || render()).await
+}
+
+/// `GET /inventory`: the fleet inventory page.
+pub async fn inventory_page() -> Html<&'static str> {
+    Html(ui::INVENTORY)
+}
+
+/// `GET /api/v1/inventory?service=&sdk=&version=&quiet_for=`: the services and instances
+/// that send spans (`{"enabled": false, "services": []}` where this process keeps no
+/// inventory, as on a query-only node or with `[inventory] enabled = false`).
+pub async fn inventory(
+    State(state): State<QueryState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
+    let query = params::parse_inventory(raw.as_deref())?;
+    let Some(render) = state.inventory.clone() else {
+        return Ok(Json(serde_json::json!({"enabled": false, "services": []})).into_response());
+    };
+    json_off_reactor("failed to render the inventory", move || render(&query)).await
 }
 
 /// `GET /services/{service}`: the service page (RED charts); `service.js` reads the name

@@ -98,6 +98,27 @@ pub struct AgentConfig {
     /// collector indexes in `exempt_keys`.
     #[serde(default)]
     pub redaction: crate::redaction::RedactionConfig,
+    /// How this agent names itself in every record it produces (Kafka header
+    /// `clew-agent`, next to `clew-agent-version`), so the collector's fleet inventory can
+    /// tell which agent shipped which instance's spans; absent: the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl AgentConfig {
+    /// `name`, or the host name (`/proc/sys/kernel/hostname`, `$HOSTNAME`), or `clew-agent`.
+    pub fn agent_name(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "clew-agent".into())
+    }
 }
 
 /// `[kafka]`: where and how spans are produced.
@@ -248,6 +269,7 @@ impl Default for AgentConfig {
             spool: SpoolConfig::default(),
             sampling: SamplingConfig::default(),
             redaction: Default::default(),
+            name: None,
         }
     }
 }

@@ -142,7 +142,7 @@ impl Agent {
             .dir
             .canonicalize()
             .unwrap_or_else(|_| config.spool.dir.clone());
-        let shipper = Shipper::new(&config.kafka, &config.spool, spool)?;
+        let shipper = Shipper::new(&config.kafka, &config.spool, spool, &config.agent_name())?;
         let (stop_otlp, otlp_stop) = watch::channel(false);
         let (stop_background, background_stop) = watch::channel(false);
         let strategies = match (&config.sampling.strategies, &config.sampling_http_addr) {
@@ -351,6 +351,7 @@ fn receivers_shared(
             sink: Arc::new(sink),
             span_metrics: None,
             alerting: None,
+            inventory: None,
         }),
         max_request_bytes: config.max_request_bytes,
         retry_after: Duration::from_secs(config.retry_after_secs),

@@ -33,6 +33,7 @@ use std::time::Duration;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio::sync::{watch, Notify};
@@ -42,6 +43,7 @@ use super::config::{KafkaProducerConfig, SpoolConfig};
 use super::metrics;
 use super::spool::{AppendError, Peeked, Record, Spool};
 use crate::error::{Error, Result};
+use crate::inventory::{AGENT_HEADER, AGENT_VERSION_HEADER};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -101,6 +103,8 @@ pub struct Shipper {
     queue_timeout: Duration,
     replay_batch_records: usize,
     max_bytes: u64,
+    /// `clew-agent` and `clew-agent-version`, on every record.
+    identity: OwnedHeaders,
 }
 
 /// The librdkafka producer settings the agent runs with.
@@ -144,7 +148,13 @@ pub fn error_reason(e: &KafkaError) -> &'static str {
 impl Shipper {
     /// Creates the producer (it connects in the background: an unreachable broker is not an
     /// error here) over an opened spool.
-    pub fn new(k: &KafkaProducerConfig, s: &SpoolConfig, spool: Spool) -> Result<Arc<Shipper>> {
+    /// `name` goes into every record's `clew-agent` header.
+    pub fn new(
+        k: &KafkaProducerConfig,
+        s: &SpoolConfig,
+        spool: Spool,
+        name: &str,
+    ) -> Result<Arc<Shipper>> {
         let producer: FutureProducer<AgentContext> = producer_config(k)
             .create_with_context(AgentContext)
             .map_err(|e: KafkaError| Error::Kafka {
@@ -167,6 +177,15 @@ impl Shipper {
             wake: Notify::new(),
             queue_timeout: Duration::from_millis(k.delivery_timeout_ms),
             replay_batch_records: s.replay_batch_records,
+            identity: OwnedHeaders::new()
+                .insert(Header {
+                    key: AGENT_HEADER,
+                    value: Some(name),
+                })
+                .insert(Header {
+                    key: AGENT_VERSION_HEADER,
+                    value: Some(env!("CARGO_PKG_VERSION")),
+                }),
         }))
     }
 
@@ -238,7 +257,8 @@ impl Shipper {
         let sends = records.map(|r| {
             let record = FutureRecord::to(&self.topic)
                 .key(r.key.as_slice())
-                .payload(r.value.as_slice());
+                .payload(r.value.as_slice())
+                .headers(self.identity.clone());
             self.producer
                 .send(record, Timeout::After(self.queue_timeout))
         });

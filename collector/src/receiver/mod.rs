@@ -50,6 +50,7 @@ impl Shared {
                 sink: Arc::new(ingest),
                 span_metrics: observers.span_metrics,
                 alerting: observers.alerting,
+                inventory: observers.inventory,
             }),
             max_request_bytes: config.max_request_bytes,
             retry_after: Duration::from_secs(config.retry_after_secs),
@@ -77,6 +78,7 @@ where
             Offload::Inline
         },
         count: true,
+        origin: Default::default(),
     };
     let result = shared
         .front

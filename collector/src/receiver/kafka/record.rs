@@ -28,6 +28,7 @@ use crate::batcher::StoreRejections;
 use crate::decode::{decode_json, decode_plain, Format};
 use crate::error::{Error, Result};
 use crate::ingest::{Decoded, DecoderFailed, Front, Input, Offload, Refused};
+use crate::inventory::{AgentId, Origin, AGENT_HEADER, AGENT_VERSION_HEADER};
 use crate::metrics::{self, Protocol};
 use crate::sink::SpanSink;
 
@@ -258,6 +259,11 @@ impl Worker {
                 Offload::BlockingIn(&self.decode_slots)
             },
             count: first,
+            origin: if self.front.inventory.is_some() {
+                origin(msg)
+            } else {
+                Origin::default()
+            },
         }
     }
 
@@ -405,6 +411,26 @@ impl SpanSink for InFlightSpans {
     }
 }
 
+/// A record's topic and, from its headers, the `clew agent` that produced it.
+fn origin(msg: &OwnedMessage) -> Origin {
+    let header = |name: &str| {
+        msg.headers()?
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    Origin {
+        topic: Some(msg.topic().into()),
+        agent: header(AGENT_HEADER).map(|name| {
+            Arc::new(AgentId {
+                name,
+                version: header(AGENT_VERSION_HEADER).unwrap_or_default(),
+            })
+        }),
+    }
+}
+
 /// The source record's headers, then `clew.dlq.*` headers naming where it came from and
 /// why it is here.
 fn dead_letter_headers(
@@ -516,6 +542,7 @@ mod tests {
                     sink: Arc::new(NoSink),
                     span_metrics: None,
                     alerting: None,
+                    inventory: None,
                 },
             }
         }
