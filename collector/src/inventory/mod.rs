@@ -12,8 +12,8 @@
 //!   (or `host.id`) with `process.pid`, else whatever of those it has; a resource with
 //!   none of them is the service's one unnamed instance.
 //! - **Bounded**: at most `max_instances` are kept; an instance first seen once the
-//!   inventory is full is counted (distinct, up to ten times the cap) with its spans, not
-//!   kept.
+//!   inventory is full is counted (distinct, up to ten times the cap or 100,000) with its
+//!   spans, not kept.
 //! - **Persisted** as one gzip'd JSON blob in the span store ([`SpanStore::put_state`],
 //!   the embedded store or HBase) every `persist_interval_secs` and at shutdown, read back
 //!   at start; instances not seen within the retention are dropped.
@@ -48,7 +48,9 @@ pub const AGENT_HEADER: &str = "clew-agent";
 pub const AGENT_VERSION_HEADER: &str = "clew-agent-version";
 /// The state blob's name in the span store.
 const STATE_NAME: &str = "inventory";
-/// How many distinct left-out instances are counted exactly, per kept one.
+/// How many distinct left-out instances are counted exactly: ten per kept one, and at
+/// least this many (about 2 MB of hashes at most for the default cap).
+const LEFT_OUT_TRACKED_MIN: usize = 100_000;
 const LEFT_OUT_TRACKED_PER_KEPT: usize = 10;
 /// Receivers remembered per instance.
 const MAX_RECEIVERS: usize = 8;
@@ -345,7 +347,9 @@ impl Inventory {
             }
             None if full => {
                 state.left_out_spans += spans;
-                if state.left_out.len() < self.config.max_instances * LEFT_OUT_TRACKED_PER_KEPT {
+                let tracked = (self.config.max_instances * LEFT_OUT_TRACKED_PER_KEPT)
+                    .max(LEFT_OUT_TRACKED_MIN);
+                if state.left_out.len() < tracked {
                     state.left_out.insert(key);
                 } else if !state.left_out.contains(&key) {
                     state.left_out_saturated = true;
