@@ -133,37 +133,45 @@ async fn assert_checkout_trace_is_findable(
     assert!(end >= start && start > 1_600_000_000_000_000_000, "{root}");
 }
 
+/// Runs tests/python/send_traces.py with `resource` (`k=v,…`, the SDK's
+/// `OTEL_RESOURCE_ATTRIBUTES`); returns the trace id it printed.
+fn send_python(protocol: &str, endpoint: &str, order: &str, resource: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send_traces.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args([
+            "--protocol",
+            protocol,
+            "--endpoint",
+            endpoint,
+            "--order-id",
+            order,
+            "--run-id",
+            "python",
+        ])
+        .env("OTEL_RESOURCE_ATTRIBUTES", resource)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python sender failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(trace_id.len(), 32, "python printed {trace_id:?}");
+    trace_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the Python OpenTelemetry SDK (scripts/setup-python); scripts/test runs it"]
 async fn python_sdk_over_grpc_and_http_protobuf() {
     let clew = Clew::start(&[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send_traces.py");
     for (protocol, endpoint) in [
         ("grpc", clew.otlp_grpc_url()),
         ("http", format!("http://{}", clew.otlp_http)),
     ] {
         let order = unique(&format!("py-{protocol}"));
-        let out = Command::new(python())
-            .arg(script)
-            .args([
-                "--protocol",
-                protocol,
-                "--endpoint",
-                &endpoint,
-                "--order-id",
-                &order,
-                "--run-id",
-                "python",
-            ])
-            .output()
-            .expect("run python");
-        assert!(
-            out.status.success(),
-            "python sender failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let trace_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        assert_eq!(trace_id.len(), 32, "python printed {trace_id:?}");
+        let trace_id = send_python(protocol, &endpoint, &order, "");
         assert_checkout_trace_is_findable(
             &clew,
             &trace_id,
@@ -190,7 +198,13 @@ mod rust_sdk {
         HttpJson,
     }
 
-    fn provider(service: &str, transport: &Transport, grpc: &str, http: &str) -> SdkTracerProvider {
+    fn provider(
+        service: &str,
+        transport: &Transport,
+        grpc: &str,
+        http: &str,
+        resource: &[KeyValue],
+    ) -> SdkTracerProvider {
         let exporter = match transport {
             Transport::Grpc => SpanExporter::builder()
                 .with_tonic()
@@ -213,16 +227,39 @@ mod rust_sdk {
             .with_resource(
                 Resource::builder()
                     .with_service_name(service.to_string())
+                    .with_attributes(resource.iter().cloned())
                     .build(),
             )
             .build()
     }
 
+    /// The `telemetry.sdk.version` this SDK puts on its resources.
+    pub fn sdk_version() -> String {
+        Resource::builder()
+            .build()
+            .get(&opentelemetry::Key::from_static_str(
+                "telemetry.sdk.version",
+            ))
+            .expect("the SDK names its version")
+            .to_string()
+    }
+
     /// Sends the checkout trace; returns its trace id once every provider has flushed.
     pub fn send(transport: Transport, grpc: &str, http: &str, order: &str) -> String {
-        let front = provider("frontend", &transport, grpc, http);
-        let check = provider("checkout", &transport, grpc, http);
-        let pay = provider("payments", &transport, grpc, http);
+        send_with(transport, grpc, http, order, &[])
+    }
+
+    /// [`send`] with more resource attributes on every service.
+    pub fn send_with(
+        transport: Transport,
+        grpc: &str,
+        http: &str,
+        order: &str,
+        resource: &[KeyValue],
+    ) -> String {
+        let front = provider("frontend", &transport, grpc, http, resource);
+        let check = provider("checkout", &transport, grpc, http, resource);
+        let pay = provider("payments", &transport, grpc, http, resource);
         let t_front = front.tracer("shop.frontend");
         let t_check = check.tracer("shop.checkout");
         let t_pay = pay.tracer("shop.payments");
@@ -301,4 +338,109 @@ async fn rust_sdk_over_http_protobuf() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_sdk_over_http_json() {
     rust_sdk_round_trip(rust_sdk::Transport::HttpJson, "rs-json").await;
+}
+
+/// The fleet inventory with the real SDKs: each instance with its SDK language and version
+/// (as the SDK itself reports it), its service version and the receivers it used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Python OpenTelemetry SDK (scripts/setup-python); scripts/test runs it"]
+async fn inventory_names_each_sdk_with_its_versions_and_receivers() {
+    let clew = Clew::start(&[]);
+    let python_sdk = {
+        let out = Command::new(python())
+            .args([
+                "-c",
+                "from opentelemetry.sdk.version import __version__; print(__version__)",
+            ])
+            .output()
+            .expect("python sdk version");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert!(!python_sdk.is_empty());
+    let py = unique("py");
+    for (protocol, endpoint) in [
+        ("grpc", clew.otlp_grpc_url()),
+        ("http", format!("http://{}", clew.otlp_http)),
+    ] {
+        send_python(
+            protocol,
+            &endpoint,
+            &unique("inv"),
+            &format!("service.instance.id={py},service.version=3.2.1"),
+        );
+    }
+    let rs = unique("rs");
+    let (grpc, http, attrs) = (
+        clew.otlp_grpc_url(),
+        clew.otlp_http_url(),
+        vec![
+            opentelemetry::KeyValue::new("service.instance.id", rs.clone()),
+            opentelemetry::KeyValue::new("service.version", "0.9.0"),
+        ],
+    );
+    tokio::task::spawn_blocking(move || {
+        rust_sdk::send_with(rust_sdk::Transport::Grpc, &grpc, &http, "inv-rs", &attrs)
+    })
+    .await
+    .unwrap();
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let answer: Value = loop {
+        let answer: Value = reqwest::get(clew.api_url("/api/v1/inventory?service=checkout"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let n = answer["services"][0]["instances"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if n == 2 {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two checkout instances: {answer:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let instances = answer["services"][0]["instances"].as_array().unwrap();
+    let of = |id: &str| instances.iter().find(|i| i["instance"] == id).unwrap();
+    let p = of(&py);
+    assert_eq!(p["sdk_language"], "python", "{p}");
+    assert_eq!(p["sdk_name"], "opentelemetry");
+    assert_eq!(p["sdk_version"], python_sdk.as_str());
+    assert_eq!(p["service_version"], "3.2.1");
+    assert_eq!(
+        p["receivers"],
+        serde_json::json!(["otlp_grpc", "otlp_http"])
+    );
+    assert_eq!(p["spans_total"], 2, "one checkout span per run");
+    let r = of(&rs);
+    assert_eq!(r["sdk_language"], "rust", "{r}");
+    assert_eq!(r["sdk_version"], rust_sdk::sdk_version().as_str());
+    assert_eq!(r["service_version"], "0.9.0");
+    assert_eq!(r["receivers"], serde_json::json!(["otlp_grpc"]));
+    assert_eq!(
+        answer["services"][0]["service_versions"],
+        serde_json::json!(["3.2.1", "0.9.0"])
+    );
+    // the SDK filter
+    let rust_only: Value = reqwest::get(clew.api_url("/api/v1/inventory?sdk=rust"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let services = rust_only["services"].as_array().unwrap();
+    assert_eq!(
+        services.len(),
+        3,
+        "frontend, checkout, payments: {rust_only:#}"
+    );
+    assert!(services.iter().all(|s| s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["instance"] == rs.as_str())));
 }
