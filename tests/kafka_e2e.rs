@@ -108,9 +108,19 @@ async fn otlp_through_agent_kafka_and_collector_reaches_the_query_api() {
         "--config",
         collector_config(tmp.path(), &topic).to_str().unwrap(),
     ]);
+    let agent_name = unique("agent");
+    let agent_config = tmp.path().join("agent.toml");
+    std::fs::write(&agent_config, format!("name = \"{agent_name}\"\n")).unwrap();
     let agent = Agent::start(
         &tmp.path().join("spool"),
-        &["--kafka-brokers", &brokers, "--kafka-topic", &topic],
+        &[
+            "--kafka-brokers",
+            &brokers,
+            "--kafka-topic",
+            &topic,
+            "--config",
+            agent_config.to_str().unwrap(),
+        ],
     );
     let mut grpc = TraceServiceClient::connect(agent.otlp_grpc_url())
         .await
@@ -146,6 +156,8 @@ async fn otlp_through_agent_kafka_and_collector_reaches_the_query_api() {
     for (trace, _) in &traces {
         wait_spans(&clew, trace, &want, Duration::from_secs(90)).await;
     }
+    // the fleet inventory knows the topic and the agent that shipped them
+    assert_shipped_by(&clew, "e2e-frontend", &topic, &agent_name).await;
     let (trace, order) = &traces[5];
     let (status, t) = clew
         .get(&format!("/api/v1/traces/{}", hex::encode(trace)))
@@ -195,7 +207,12 @@ async fn broker_outage_every_acknowledged_span_arrives_once_in_query_results() {
     create_topic(&topic, 4).await;
     let tmp = tempfile::tempdir().unwrap();
     let agent_config = tmp.path().join("agent.toml");
-    std::fs::write(&agent_config, "[kafka]\ndelivery_timeout_ms = 2000\n").unwrap();
+    let agent_name = unique("spooling-agent");
+    std::fs::write(
+        &agent_config,
+        format!("name = \"{agent_name}\"\n\n[kafka]\ndelivery_timeout_ms = 2000\n"),
+    )
+    .unwrap();
     let brokers = bootstrap();
     let clew = Clew::start(&[
         "--config",
@@ -240,6 +257,25 @@ async fn broker_outage_every_acknowledged_span_arrives_once_in_query_results() {
     for (trace, want) in traces.iter().zip(&acked) {
         wait_spans(&clew, trace, want, Duration::from_secs(180)).await;
     }
+    // records replayed from the spool name their agent too
+    assert_shipped_by(&clew, "e2e-outage-spooled", &topic, &agent_name).await;
+}
+
+/// The inventory lists `service`'s instance as received from Kafka `topic`, shipped by the
+/// agent `name` of this build's version.
+async fn assert_shipped_by(clew: &Clew, service: &str, topic: &str, name: &str) {
+    let (status, answer) = clew
+        .get(&format!("/api/v1/inventory?service={service}"))
+        .await;
+    assert_eq!(status, 200);
+    let instance = &answer["services"][0]["instances"][0];
+    assert_eq!(
+        instance["receivers"],
+        serde_json::json!([format!("kafka/{topic}")]),
+        "{answer:#}"
+    );
+    assert_eq!(instance["agent"]["name"], name, "{answer:#}");
+    assert_eq!(instance["agent"]["version"], env!("CARGO_PKG_VERSION"));
 }
 
 /// Sends span `round + 1` of every trace, one request each; records what was acknowledged
@@ -259,7 +295,13 @@ async fn send_round(
             "step",
             vec![kv("round", &round.to_string())],
         );
-        match grpc.export(request("e2e-outage", vec![span])).await {
+        // the spans sent while the broker is down reach Kafka from the spool
+        let service = if round == 1 || round == 2 {
+            "e2e-outage-spooled"
+        } else {
+            "e2e-outage"
+        };
+        match grpc.export(request(service, vec![span])).await {
             Ok(r) => {
                 assert_eq!(r.into_inner().partial_success, None);
                 acked[i].insert(hex::encode((round + 1).to_be_bytes()));

@@ -10,7 +10,8 @@
 //!   the cardinality limit (one overflow series, its counter right).
 //! - `rules_fire_and_resolve_in_prometheus_and_alertmanager`: `deploy/prometheus/clew-rules.yml`
 //!   with its windows and `for:` shortened; error rate, p99 latency, rejected spans and
-//!   traffic drop each fire (in Prometheus and in Alertmanager) and resolve again.
+//!   traffic drop and an instance gone quiet (the fleet inventory's gauge) each fire (in
+//!   Prometheus and in Alertmanager) and resolve again.
 //!
 //! Run by scripts/test: `cargo test --test prometheus_e2e -- --ignored --test-threads=1`.
 
@@ -723,7 +724,14 @@ where
 #[ignore = "needs Debian's prometheus and prometheus-alertmanager (scripts/prometheus-fetch); run with --ignored"]
 async fn rules_fire_and_resolve_in_prometheus_and_alertmanager() {
     let tmp = tempfile::tempdir().unwrap();
-    let clew = Arc::new(Clew::start(&[]));
+    // an instance is quiet after 3 s here (10 minutes by default)
+    let config = tmp.path().join("clew.toml");
+    std::fs::write(
+        &config,
+        "[inventory]\nquiet_after_secs = 3\npersist_interval_secs = 1\n",
+    )
+    .unwrap();
+    let clew = Arc::new(Clew::start(&["--config", config.to_str().unwrap()]));
     let am = Alertmanager::start().await;
     let rules = fast_rules(tmp.path());
     let prom = Prometheus::start(clew.http, &rules, am.addr, "1s").await;
@@ -923,6 +931,24 @@ async fn rules_fire_and_resolve_in_prometheus_and_alertmanager() {
         in_am("ClewServiceTrafficDrop"),
     )
     .await;
+    // the sender's instance fell silent: the inventory counts it quiet and
+    // ClewInstanceWentQuiet fires for its service
+    wait_until(
+        "ClewInstanceWentQuiet fires",
+        limit,
+        firing("ClewInstanceWentQuiet"),
+    )
+    .await;
+    assert_eq!(
+        prom.firing("ClewInstanceWentQuiet").await[0]["service"],
+        "payments"
+    );
+    wait_until(
+        "instance-quiet alert in Alertmanager",
+        limit,
+        in_am("ClewInstanceWentQuiet"),
+    )
+    .await;
     wait_until(
         "ClewServiceTrafficDrop resolves",
         limit,
@@ -933,6 +959,20 @@ async fn rules_fire_and_resolve_in_prometheus_and_alertmanager() {
         "traffic-drop alert resolved in Alertmanager",
         limit,
         gone_from_am("ClewServiceTrafficDrop"),
+    )
+    .await;
+    // it sends again: no longer quiet
+    mode.store(HEALTHY, Ordering::Relaxed);
+    wait_until(
+        "ClewInstanceWentQuiet resolves",
+        limit,
+        quiet("ClewInstanceWentQuiet"),
+    )
+    .await;
+    wait_until(
+        "instance-quiet alert resolved in Alertmanager",
+        limit,
+        gone_from_am("ClewInstanceWentQuiet"),
     )
     .await;
     traffic.abort();

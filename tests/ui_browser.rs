@@ -83,12 +83,27 @@ fn spec<'a>(id: u64, parent: Option<u64>, name: &'a str, at_ms: u64, ms: u64) ->
 }
 
 fn request(by_service: Vec<(&str, Vec<Span>)>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: by_service
+    request_with(
+        by_service
             .into_iter()
-            .map(|(service, spans)| ResourceSpans {
+            .map(|(service, spans)| {
+                (
+                    vec![kv("service.name", service), kv("host.name", "test-host")],
+                    spans,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// One resource (its attributes) per entry.
+fn request_with(by_resource: Vec<(Vec<KeyValue>, Vec<Span>)>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: by_resource
+            .into_iter()
+            .map(|(attributes, spans)| ResourceSpans {
                 resource: Some(Resource {
-                    attributes: vec![kv("service.name", service), kv("host.name", "test-host")],
+                    attributes,
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
@@ -311,6 +326,41 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
     }
     send(&red, request(vec![("storefront", red_spans)])).await;
 
+    // 6. a third clew for the inventory page (instances quiet after 5 s): storefront's
+    //    web-2 on an older SDK, silent by the time the page opens (the browser test sends
+    //    web-1's span itself, just before), and an instance made of hostile values
+    let inv_config = dir.path().join("inventory.toml");
+    std::fs::write(&inv_config, "[inventory]\nquiet_after_secs = 5\n").unwrap();
+    let inv = Clew::start(&["--config", inv_config.to_str().unwrap()]);
+    let sdk = |host: &str, version: &str, service_version: &str| {
+        vec![
+            kv("service.name", "storefront"),
+            kv("host.name", host),
+            kv("service.version", service_version),
+            kv("telemetry.sdk.name", "opentelemetry"),
+            kv("telemetry.sdk.language", "python"),
+            kv("telemetry.sdk.version", version),
+        ]
+    };
+    let one = |id: u64| vec![span(trace_id(), now, spec(id, None, "GET /", 0, 5))];
+    send(
+        &inv,
+        request_with(vec![
+            (sdk("web-2", "1.30.0", "1.9.0"), one(1)),
+            (
+                vec![
+                    kv("service.name", XSS_IMG),
+                    kv("host.name", XSS_SVG),
+                    kv("service.version", XSS_SCRIPT),
+                    kv("telemetry.sdk.language", XSS_IMG),
+                ],
+                one(2),
+            ),
+        ]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
     let expected = serde_json::json!({
         "checkout_trace": hex::encode(checkout_id),
         "healthy_trace": hex::encode(healthy_id),
@@ -335,6 +385,11 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
             "calls": red_calls,
             "errors": red_errors,
             "minutes": 50,
+        },
+        "inventory": {
+            "base": format!("http://{}", inv.http),
+            "otlp_http": inv.otlp_http_url(),
+            "newest_sdk": "1.45.2",
         },
     });
     let repo = env!("CARGO_MANIFEST_DIR");

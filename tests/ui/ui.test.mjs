@@ -493,6 +493,52 @@ await step('hostile span data on the alert board is shown as text, never markup'
   assert.equal(await xssFired(), false, 'no payload ran');
 });
 
+await step('the inventory page: instances by service, an outdated SDK and a quiet instance marked, hostile values as text', async () => {
+  const inv = expected.inventory;
+  // web-1 sends now, on the newest SDK: active; web-2 (older SDK) has been silent for 6 s
+  const hex = (n) => Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+  const now = BigInt(Date.now()) * 1000000n;
+  const attr = (key, value) => ({ key, value: { stringValue: value } });
+  const answer = await context.request.post(inv.otlp_http, {
+    headers: { 'content-type': 'application/json' },
+    data: JSON.stringify({ resourceSpans: [{
+      resource: { attributes: [attr('service.name', 'storefront'), attr('host.name', 'web-1'), attr('service.version', '2.0.0'),
+        attr('telemetry.sdk.name', 'opentelemetry'), attr('telemetry.sdk.language', 'python'), attr('telemetry.sdk.version', inv.newest_sdk)] },
+      scopeSpans: [{ spans: [{ traceId: '1' + hex(31), spanId: '1' + hex(15), name: 'GET /', kind: 2,
+        startTimeUnixNano: String(now - 5000000n), endTimeUnixNano: String(now) }] }],
+    }] }),
+  });
+  assert.equal(answer.status(), 200);
+  await page.goto(inv.base + '/inventory');
+  await ready();
+  const block = page.locator('.inventory-block[data-service="storefront"]');
+  await block.waitFor();
+  const web1 = block.locator('tr.instance[data-instance="web-1"]');
+  const web2 = block.locator('tr.instance[data-instance="web-2"]');
+  assert.equal(await web1.locator('.badge').count(), 0, 'web-1 is current and active');
+  assert.equal(await web2.locator('.badge.outdated').count(), 1, 'web-2 runs an older SDK');
+  assert.equal(await web2.locator('.badge.quiet').count(), 1, 'web-2 went quiet');
+  assert.match(await web2.locator('.sdk').textContent(), /^python · opentelemetry 1\.30\.0/);
+  assert.equal(await block.locator('.traces-link').getAttribute('href'), '/?service=storefront');
+  assert.equal(await block.locator('.red-link').getAttribute('href'), '/services/storefront');
+  await page.screenshot({ path: path.join(shots, 'inventory.png'), fullPage: true });
+  const [img, script, svgPayload] = expected.payloads;
+  const hostile = page.locator('.inventory-block').filter({ has: page.locator('.chip', { hasText: img }) });
+  assert.equal(await hostile.count(), 1);
+  const row = hostile.locator('tr.instance');
+  assert.equal(await row.locator('.service-version').textContent(), script);
+  assert.equal(await row.locator('.instance-id').textContent(), svgPayload);
+  assert.match(await row.locator('.sdk').textContent(), /^<img src=x/);
+  assert.equal(await page.locator('.inventory-block img, .inventory-block script, .inventory-block svg').count(), 0);
+  // the filters: quiet for 5 s leaves web-2 (and the hostile instance)
+  await page.fill('#quiet_for', '5s');
+  await page.click('#filters button');
+  await page.waitForFunction(() => !document.querySelector('tr.instance[data-instance="web-1"]'));
+  assert.equal(await page.locator('tr.instance[data-instance="web-2"]').count(), 1);
+  await page.waitForTimeout(300);
+  assert.equal(await xssFired(), false, 'no payload ran');
+});
+
 await context.close();
 rmSync(profile, { recursive: true, force: true });
 if (failed) process.exit(1);
