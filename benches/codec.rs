@@ -4,7 +4,8 @@
 //! them (one single-object record per trace, `agent::build_records`) and as the collector
 //! reads them (`avro::decode_batch`, validation included), against OTLP protobuf.
 //! Bytes per span on the wire are printed; and stage 6, span metrics (observe + record)
-//! on the same spans; and stage 4, redaction with the default rules. Run:
+//! on the same spans; the fleet inventory (note + record); and stage 4, redaction with the
+//! default rules. Run:
 //! `cargo bench --bench codec`.
 
 mod workload;
@@ -101,6 +102,20 @@ fn bench(c: &mut Criterion) {
             out.clear();
             metrics.render(&mut out);
             out.len()
+        })
+    });
+    g.finish();
+
+    // Stage 6 too: the fleet inventory (note the resource groups, then count the stored
+    // spans per instance), in steady state: the instances exist after the first round.
+    let mut g = c.benchmark_group("inventory");
+    g.throughput(Throughput::Elements(spans as u64));
+    let inventory = clew_collector::inventory::Inventory::new(&Default::default()).unwrap();
+    let origin = clew_collector::inventory::Origin::default();
+    g.bench_function("note_and_record", |b| {
+        b.iter(|| {
+            let noted = inventory.note(&converted);
+            inventory.record(noted, &[], clew_collector::metrics::Protocol::Grpc, &origin);
         })
     });
     g.finish();

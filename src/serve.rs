@@ -137,6 +137,9 @@ async fn start_serving(
     )
     .context("failed to build the redaction rules")?;
     let inventory = clew_collector::inventory::Inventory::new(&config.inventory).map(Arc::new);
+    if let Some(inventory) = &inventory {
+        inventory.load(&store).await;
+    }
     let observers = clew_collector::Observers {
         redactor,
         alerting: alerting.clone(),
@@ -233,8 +236,8 @@ async fn start_serving(
     let query = tokio::spawn(clew_query::serve(query_listener, state, async move {
         let _ = query_stop.wait_for(|s| *s).await;
     }));
-    // reads the saved inventory back, then saves it until stopped (after the collector
-    // drained, so the last save has every stored span)
+    // saves the inventory until stopped (after the collector drained, so the last save
+    // has every stored span)
     let inventory = inventory
         .map(|i| tokio::spawn(i.run(store.clone(), config.retention_days, stop_rx.clone())));
     let retention = tokio::spawn(retention_loop(

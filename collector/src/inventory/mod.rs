@@ -456,15 +456,9 @@ impl Inventory {
         Ok(state.instances.len())
     }
 
-    /// Reads the saved inventory from `store`, then until `stop`: every 10 s drops instances
-    /// older than the retention and sets the gauges, every `persist_interval_secs` saves
-    /// what changed; saves once more when stopped.
-    pub async fn run(
-        self: Arc<Self>,
-        store: Arc<dyn SpanStore>,
-        retention_days: u32,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    /// Reads the saved inventory from `store` (before any span is counted: call it before
+    /// the receivers start). A missing or unreadable one leaves it empty, with a warning.
+    pub async fn load(&self, store: &Arc<dyn SpanStore>) {
         match store.get_state(STATE_NAME).await {
             Ok(Some(bytes)) => match self.restore(&bytes) {
                 Ok(n) => info!(
@@ -478,6 +472,17 @@ impl Inventory {
             Ok(None) => {}
             Err(error) => warn!(%error, "reading the saved fleet inventory failed; starting empty"),
         }
+    }
+
+    /// Until `stop`: every 10 s (or `persist_interval_secs` if shorter) drops instances
+    /// older than the retention and sets the gauges, every `persist_interval_secs` saves
+    /// what changed; saves once more when stopped.
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn SpanStore>,
+        retention_days: u32,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let tick = Duration::from_secs(self.config.persist_interval_secs.min(10));
         let persist_every = Duration::from_secs(self.config.persist_interval_secs);
         let mut gauges = view::Gauges::default();
