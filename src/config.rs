@@ -53,11 +53,18 @@
 //! min_count = 20
 //! window = "10s"
 //! severity = "critical"
+//!
+//! [auth]                     # optional: bearer tokens, see clew_auth and docs/auth.md
+//! [[auth.tokens]]
+//! token_sha256 = "…"          # or token = "…" (at least 16 characters)
+//! tenant = "shop"
+//! scopes = ["ingest"]         # among ingest, read, admin
 //! ```
 //!
-//! `[alerting] error_rules` are re-read while clew runs when the file changes (a file
-//! that does not parse or validate keeps the rules in force); everything else is read at
-//! start.
+//! `[alerting] error_rules` and `[auth] tokens` are re-read while clew runs when the file
+//! changes (a file that does not parse or validate keeps the rules and tokens in force);
+//! everything else is read at start. Without `[auth]` tokens every listener must be on a
+//! loopback address, unless `insecure_listen = true` / `--insecure-listen`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -96,6 +103,14 @@ pub struct Config {
     /// `[redaction]`: secrets dropped, masked or hashed before anything is written (on by
     /// default with the built-in rules).
     pub redaction: RedactionConfig,
+    /// Listen on non-loopback addresses without `[auth]` (`--insecure-listen`): for a
+    /// network that is itself trusted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_listen: bool,
+    /// `[auth]`: bearer tokens every listener requires; absent: none (loopback only).
+    /// Printed with each plain `token` replaced by its `token_sha256`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub auth: clew_auth::AuthConfig,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -146,6 +161,8 @@ impl Default for Config {
             index: IndexConfig::default(),
             alerting: AlertingConfig::default(),
             redaction: RedactionConfig::default(),
+            insecure_listen: false,
+            auth: clew_auth::AuthConfig::default(),
         }
     }
 }
@@ -192,6 +209,10 @@ pub struct Overrides {
     /// on a server holding data you want to keep.
     #[arg(long, env = "CLEW_ENABLE_PURGE_FOR_TESTS")]
     pub enable_purge_for_tests: bool,
+    /// Listen on non-loopback addresses although no `[auth]` tokens are configured:
+    /// anyone who reaches the ports can send and read traces.
+    #[arg(long, env = "CLEW_INSECURE_LISTEN")]
+    pub insecure_listen: bool,
     /// Attribute name to index as a business key (repeatable; adds to the config file's list).
     /// The environment variable takes a comma-separated list.
     #[arg(
@@ -271,6 +292,9 @@ impl Config {
         if o.enable_purge_for_tests {
             self.query.enable_purge_for_tests = true;
         }
+        if o.insecure_listen {
+            self.insecure_listen = true;
+        }
         for key in &o.business_keys {
             let key = key.trim();
             if !key.is_empty() && !self.collector.business_keys.iter().any(|k| k == key) {
@@ -313,7 +337,35 @@ impl Config {
         self.alerting.validate().map_err(anyhow::Error::msg)?;
         // the error names the rule (`redaction.rules[N] ("name")`)
         self.redaction.validate()?;
+        // the error names the entry (`auth.tokens[N]`)
+        self.auth.validate()?;
         Ok(())
+    }
+
+    /// Every listener `clew serve` opens, as (what, configured address).
+    pub fn listeners(&self) -> Vec<(&'static str, String)> {
+        let c = &self.collector;
+        vec![
+            ("OTLP gRPC (--otlp-grpc-addr)", c.otlp_grpc_addr.clone()),
+            ("OTLP HTTP (--otlp-http-addr)", c.otlp_http_addr.clone()),
+            ("Zipkin (--zipkin-addr)", c.zipkin_addr.clone()),
+            (
+                "remote sampling HTTP (--sampling-http-addr)",
+                c.sampling_http_addr.clone(),
+            ),
+            (
+                "remote sampling gRPC (--sampling-grpc-addr)",
+                c.sampling_grpc_addr.clone(),
+            ),
+            (
+                "query API and UI (--http-addr)",
+                self.query.http_addr.to_string(),
+            ),
+            (
+                "Jaeger remote storage gRPC (--jaeger-storage-grpc-addr)",
+                self.query.jaeger_storage_grpc_addr.to_string(),
+            ),
+        ]
     }
 
     /// The settings every storage backend shares.

@@ -56,6 +56,7 @@ pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod error;
+pub mod file_watch;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
@@ -123,16 +124,25 @@ impl Collector {
         store: Arc<dyn SpanStore>,
         index: Arc<dyn TraceIndex>,
     ) -> Result<Collector> {
-        Collector::start_with(config, store, index, Observers::default()).await
+        Collector::start_with(
+            config,
+            store,
+            index,
+            Observers::default(),
+            clew_auth::Authenticator::disabled(),
+        )
+        .await
     }
 
     /// [`Collector::start`] with what watches the ingested spans besides the store: every
-    /// span stored counts in `observers.span_metrics` and `observers.alerting`.
+    /// span stored counts in `observers.span_metrics` and `observers.alerting`; and with
+    /// `auth` deciding who may call every listener.
     pub async fn start_with(
         config: CollectorConfig,
         store: Arc<dyn SpanStore>,
         index: Arc<dyn TraceIndex>,
         observers: Observers,
+        auth: Arc<clew_auth::Authenticator>,
     ) -> Result<Collector> {
         config.validate()?;
         metrics::describe();
@@ -162,7 +172,7 @@ impl Collector {
         );
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
-        let shared = receiver::Shared::new(&config, ingest.clone(), observers);
+        let shared = receiver::Shared::new(&config, ingest.clone(), observers, auth.clone());
         #[cfg(feature = "kafka")]
         let kafka = match &config.kafka {
             Some(k) => Some(receiver::kafka::start(k, shared.clone())?),
@@ -175,6 +185,7 @@ impl Collector {
             sampling_http_listener,
             sampling_grpc_listener,
             strategies,
+            auth,
             &stop_rx,
         ));
         info!(%grpc_addr, %http_addr, %zipkin_addr, %sampling_http_addr, %sampling_grpc_addr, "receivers listening (otlp grpc, otlp http, zipkin, jaeger remote sampling http and grpc)");

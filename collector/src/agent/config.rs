@@ -23,6 +23,12 @@
 //! [redaction]                        # on by default, as in clew serve
 //! exempt_keys = ["order_id"]          # the business keys: no value detectors on them
 //!
+//! [auth]                             # optional: bearer tokens, see docs/auth.md
+//! [[auth.tokens]]
+//! token_sha256 = "…"                  # or token = "…"
+//! tenant = "shop"
+//! scopes = ["ingest"]
+//!
 //! [sampling]
 //! default_rate = 1.0
 //! services = { checkout = 0.1 }
@@ -98,6 +104,18 @@ pub struct AgentConfig {
     /// collector indexes in `exempt_keys`.
     #[serde(default)]
     pub redaction: crate::redaction::RedactionConfig,
+    /// `[auth]`: bearer tokens the receivers, sampling and `/metrics` require (`ingest`
+    /// for OTLP, `ingest` or `read` for sampling, `read` for `/metrics`); none: no check,
+    /// and the agent refuses a non-loopback address unless `insecure_listen`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub auth: clew_auth::AuthConfig,
+    /// Listen on non-loopback addresses without `[auth]` (`--insecure-listen`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_listen: bool,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// `[kafka]`: where and how spans are produced.
@@ -248,6 +266,8 @@ impl Default for AgentConfig {
             spool: SpoolConfig::default(),
             sampling: SamplingConfig::default(),
             redaction: Default::default(),
+            auth: Default::default(),
+            insecure_listen: false,
         }
     }
 }
@@ -426,6 +446,10 @@ impl AgentConfig {
     /// Checks the values without doing any I/O. Errors name the offending key.
     pub fn validate(&self) -> Result<()> {
         self.redaction.validate()?;
+        self.auth.validate().map_err(|e| Error::Config {
+            key: "auth",
+            message: e.0,
+        })?;
         let sampling_http = self.sampling_http_addr.as_ref();
         for (key, addr) in [
             ("otlp_grpc_addr", Some(&self.otlp_grpc_addr)),
