@@ -25,6 +25,10 @@ use crate::config::Config;
 
 /// `config_file`: the file `config` was read from, watched for changed alert rules.
 pub async fn serve(mut config: Config, config_file: Option<PathBuf>) -> Result<()> {
+    // before anything is opened or bound
+    let listeners = config.listeners();
+    let listeners: Vec<(&str, &str)> = listeners.iter().map(|(w, a)| (*w, a.as_str())).collect();
+    crate::auth::check_exposure(&listeners, config.auth.enabled(), config.insecure_listen)?;
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("failed to install the metrics recorder")?;
@@ -102,9 +106,6 @@ async fn start_serving(
     store: Arc<dyn clew_store::SpanStore>,
     index: Arc<dyn clew_store::TraceIndex>,
 ) -> Result<Running> {
-    let listeners = config.listeners();
-    let listeners: Vec<(&str, &str)> = listeners.iter().map(|(w, a)| (*w, a.as_str())).collect();
-    crate::auth::check_exposure(&listeners, config.auth.enabled(), config.insecure_listen)?;
     let auth = clew_auth::Authenticator::new(&config.auth)?;
     let query_listener = tokio::net::TcpListener::bind(config.query.http_addr)
         .await
