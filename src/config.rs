@@ -689,6 +689,54 @@ mod tests {
     }
 
     #[test]
+    fn auth_is_read_printed_without_tokens_and_bad_entries_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "insecure_listen = true
+[[auth.tokens]]
+token = \"s3cret-0123456789ab\"
+tenant = \"shop\"
+scopes = [\"ingest\", \"read\"]
+",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert!(c.auth.enabled() && c.insecure_listen);
+        let printed = toml::to_string_pretty(&c).unwrap();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("token_sha256"), "{printed}");
+        // the printed form is the same configuration
+        let back: Config = toml::from_str(&printed).unwrap();
+        back.validate().unwrap();
+        assert!(!toml::to_string(&Config::default())
+            .unwrap()
+            .contains("auth"));
+
+        std::fs::write(
+            &path,
+            "[[auth.tokens]]
+token = \"s3cret-0123456789ab\"
+tenant = \"shop\"
+scopes = [\"write\"]
+",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(&o).unwrap_err());
+        assert!(
+            err.contains("auth.tokens[0]: unknown scope \"write\""),
+            "{err}"
+        );
+        assert!(err.contains("clew.toml"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
     fn invalid_values_are_rejected() {
         let o = Overrides {
             retention_days: Some(0),

@@ -134,7 +134,10 @@ pub struct Authenticator {
     /// edited to hold no tokens refuses everyone rather than opening every listener.
     enabled: bool,
     entries: RwLock<Arc<[Entry]>>,
+    /// Every caller while auth is off: tenant `default`, every scope.
     anonymous: Principal,
+    /// A caller of an open endpoint (`/healthz`) while auth is on: no scope at all.
+    unauthenticated: Principal,
 }
 
 impl Authenticator {
@@ -146,6 +149,10 @@ impl Authenticator {
             anonymous: Principal {
                 tenant: Arc::from(DEFAULT_TENANT),
                 scopes: Arc::from(Scope::ALL),
+            },
+            unauthenticated: Principal {
+                tenant: Arc::from(DEFAULT_TENANT),
+                scopes: Arc::from([]),
             },
         }))
     }
@@ -173,7 +180,9 @@ impl Authenticator {
         Ok(n)
     }
 
-    /// Checks `authorization` (the header's value) against `need`.
+    /// Checks `authorization` (the header's value) against `need`. While auth is off every
+    /// caller is tenant `default` with every scope; an open endpoint's caller is, while
+    /// auth is on, tenant `default` with no scope.
     pub fn authorize(
         &self,
         authorization: Option<&[u8]>,
@@ -183,7 +192,7 @@ impl Authenticator {
             return Ok(self.anonymous.clone());
         }
         let scopes = match need {
-            Need::Open => return Ok(self.anonymous.clone()),
+            Need::Open => return Ok(self.unauthenticated.clone()),
             Need::AnyOf(scopes) => scopes,
         };
         let token = authorization.and_then(bearer).ok_or(AuthError::Missing)?;
@@ -310,8 +319,8 @@ mod tests {
         assert!(a
             .authorize(Some(b"bearer   ingest-0123456789  "), INGEST)
             .is_ok());
-        // open endpoints need nothing
-        assert!(a.authorize(None, Need::Open).is_ok());
+        // open endpoints need nothing, and grant nothing
+        assert!(a.authorize(None, Need::Open).unwrap().scopes.is_empty());
     }
 
     #[test]
