@@ -109,6 +109,17 @@ await step('a token without the read scope is "not authorised", not an empty res
   assert.equal(await page.locator('#auth-overlay').count(), 0, 'a valid token is not asked for again');
 });
 
+await step('"use another token" forgets it and asks again; the read token shows the results', async () => {
+  await page.click('#change-token');
+  await page.locator('#auth-form').waitFor();
+  assert.equal(await token(), null);
+  await page.fill('#auth-token', expected.read_token);
+  await page.click('#auth-submit');
+  await ready();
+  await page.locator('#results .result').first().waitFor();
+  assert.equal(await page.locator('#results .result').count(), 1);
+});
+
 await context.close();
 rmSync(profile, { recursive: true, force: true });
 if (failed) process.exit(1);

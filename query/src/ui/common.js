@@ -126,6 +126,19 @@ function askForToken(problem) {
   return tokenPrompt;
 }
 
+/** While a token is in use: a header button that forgets it (to use another one). */
+function offerTokenChange() {
+  if (document.getElementById('change-token')) return;
+  const header = document.querySelector('header.top');
+  if (!header) return;
+  const button = el('button', { class: 'change-token', text: 'use another token', attrs: { id: 'change-token', type: 'button' } });
+  button.addEventListener('click', () => {
+    forgetToken();
+    location.reload();
+  });
+  header.append(button);
+}
+
 /** The server's message of an error answer (clew's `{"error"}` or Jaeger's envelope). */
 function errorText(body, status) {
   if (body && typeof body.error === 'string') return body.error;
@@ -163,6 +176,7 @@ export async function api(path) {
       await askForToken(problem);
       continue;
     }
+    if (token) offerTokenChange();
     if (!response.ok) {
       const why = errorText(body, response.status);
       const error = new Error(response.status === 403 ? 'not authorised: ' + why : why);
