@@ -19,7 +19,7 @@
 //!   them while clew runs (the config file was edited), so a removed entry is revoked.
 //! - [`layer`]: the tower layer; HTTP bodies are rendered by each listener in its own
 //!   protocol's error shape ([`Render`]), gRPC answers are trailers-only statuses.
-//! - [`metrics`]: `clew_auth_failures_total{listener,reason}`.
+//! - [`metrics`] counts refusals (`clew_auth_failures_total{listener,reason}`).
 //!
 //! Answers never say whether a token exists or which tenant it belongs to: an unknown token
 //! and a malformed header get the same 401. Tokens are never logged or counted by value.
