@@ -21,7 +21,8 @@
 //! order in [`ingest::Front`]) and [`pipeline::start`] (sink to ack).
 //!
 //! - [`config`]: [`CollectorConfig`] and its validation.
-//! - [`receiver`]: the OTLP transports, which end in one shared `export` path, and the
+//! - [`receiver`]: the OTLP transports (each wrapped in `clew_auth::AuthLayer`, which
+//!   asks for an `ingest` token when `[auth]` is on), which end in one shared `export` path, and the
 //!   Kafka receiver ([`receiver::kafka`]: consumer group, Avro / OTLP protobuf / OTLP JSON
 //!   per topic, offsets committed only for durable records, dead-letter topic; cargo
 //!   feature `kafka`).
@@ -37,6 +38,8 @@
 //! - [`pipeline`]: builds the stages behind the sink ([`pipeline::start`]); [`batcher`] and
 //!   [`writer`] are its stages.
 //! - [`error`]: the one error type and its gRPC/HTTP mapping; [`metrics`]: what is counted.
+//! - [`file_watch`]: noticing that a file changed (the alert rules' reload, and the
+//!   binary's reload of `[auth]` tokens).
 //! - [`sampling`]: Jaeger remote sampling — the strategies file (Jaeger's format and
 //!   rules, re-read when it changes), its HTTP and gRPC endpoints, and the head sampling
 //!   `clew agent` derives from it.
