@@ -64,6 +64,9 @@ pub struct AgentOverrides {
     /// [default: not served].
     #[arg(long, env = "CLEW_SAMPLING_HTTP_ADDR", value_name = "ADDR")]
     pub sampling_http_addr: Option<SocketAddr>,
+    /// Listen on non-loopback addresses although no `[auth]` tokens are configured.
+    #[arg(long, env = "CLEW_INSECURE_LISTEN")]
+    pub insecure_listen: bool,
 }
 
 /// `clew agent`: loads the configuration, prints it (`print_config`) or runs the agent
@@ -81,7 +84,7 @@ pub fn main(overrides: &AgentOverrides, print_config: bool, log: &str) -> Result
         .enable_all()
         .thread_name("clew-agent")
         .build()?;
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, overrides.config.clone()))
 }
 
 #[cfg(not(feature = "kafka"))]
@@ -129,6 +132,9 @@ pub fn load(o: &AgentOverrides) -> Result<AgentConfig> {
     if let Some(v) = o.sampling_http_addr {
         config.sampling_http_addr = Some(v.to_string());
     }
+    if o.insecure_listen {
+        config.insecure_listen = true;
+    }
     config.validate().with_context(|| match &o.config {
         Some(p) => format!("invalid agent configuration (file {})", p.display()),
         None => "invalid agent configuration".to_string(),
@@ -144,16 +150,40 @@ fn from_file(path: &Path) -> Result<AgentConfig> {
         .with_context(|| format!("failed to parse agent config file {}", path.display()))
 }
 
+/// `config_file`: where `config` came from, re-read for changed `[auth]` tokens.
 #[cfg(feature = "kafka")]
-async fn run(config: AgentConfig) -> Result<()> {
+async fn run(config: AgentConfig, config_file: Option<PathBuf>) -> Result<()> {
+    let mut listeners = vec![
+        (
+            "OTLP gRPC (--otlp-grpc-addr)",
+            config.otlp_grpc_addr.as_str(),
+        ),
+        (
+            "OTLP HTTP (--otlp-http-addr)",
+            config.otlp_http_addr.as_str(),
+        ),
+        ("metrics (--metrics-addr)", config.metrics_addr.as_str()),
+    ];
+    if let Some(addr) = &config.sampling_http_addr {
+        listeners.push(("remote sampling HTTP (--sampling-http-addr)", addr.as_str()));
+    }
+    crate::auth::check_exposure(&listeners, config.auth.enabled(), config.insecure_listen)?;
+    let auth = clew_auth::Authenticator::new(&config.auth)?;
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("failed to install the metrics recorder")?;
     let brokers = config.kafka.brokers.clone();
     let topic = config.kafka.topic.clone();
-    let agent = Agent::start(config, Arc::new(move || prometheus.render()))
+    let agent = Agent::start(config, Arc::new(move || prometheus.render()), auth.clone())
         .await
         .context("failed to start the agent")?;
+    let (stop_reload, reload_stop) = tokio::sync::watch::channel(false);
+    if let (true, Some(file)) = (
+        auth.enabled(),
+        config_file.and_then(|f| f.canonicalize().ok()),
+    ) {
+        tokio::spawn(crate::auth::reload_loop(auth.clone(), file, reload_stop));
+    }
     // One machine-readable line on stdout (tests and scripts read it), details in the log.
     let sampling = agent
         .sampling_http_addr()
@@ -169,6 +199,7 @@ async fn run(config: AgentConfig) -> Result<()> {
         agent.spool_dir().display()
     );
     crate::serve::wait_for_signal().await;
+    let _ = stop_reload.send(true);
     info!("shutting down: finishing in-flight requests, flushing the producer");
     if let Err(error) = agent.shutdown().await {
         warn!(%error, "agent did not shut down cleanly");

@@ -58,11 +58,18 @@
 //! min_count = 20
 //! window = "10s"
 //! severity = "critical"
+//!
+//! [auth]                     # optional: bearer tokens, see clew_auth and docs/auth.md
+//! [[auth.tokens]]
+//! token_sha256 = "…"          # or token = "…" (at least 16 characters)
+//! tenant = "shop"
+//! scopes = ["ingest"]         # among ingest, read, admin
 //! ```
 //!
-//! `[alerting] error_rules` are re-read while clew runs when the file changes (a file
-//! that does not parse or validate keeps the rules in force); everything else is read at
-//! start.
+//! `[alerting] error_rules` and `[auth] tokens` are re-read while clew runs when the file
+//! changes (a file that does not parse or validate keeps the rules and tokens in force);
+//! everything else is read at start. Without `[auth]` tokens every listener must be on a
+//! loopback address, unless `insecure_listen = true` / `--insecure-listen`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -103,6 +110,14 @@ pub struct Config {
     /// `[redaction]`: secrets dropped, masked or hashed before anything is written (on by
     /// default with the built-in rules).
     pub redaction: RedactionConfig,
+    /// Listen on non-loopback addresses without `[auth]` (`--insecure-listen`): for a
+    /// network that is itself trusted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_listen: bool,
+    /// `[auth]`: bearer tokens every listener requires; absent: none (loopback only).
+    /// Printed with each plain `token` replaced by its `token_sha256`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub auth: clew_auth::AuthConfig,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -154,6 +169,8 @@ impl Default for Config {
             index: IndexConfig::default(),
             alerting: AlertingConfig::default(),
             redaction: RedactionConfig::default(),
+            insecure_listen: false,
+            auth: clew_auth::AuthConfig::default(),
         }
     }
 }
@@ -200,6 +217,10 @@ pub struct Overrides {
     /// on a server holding data you want to keep.
     #[arg(long, env = "CLEW_ENABLE_PURGE_FOR_TESTS")]
     pub enable_purge_for_tests: bool,
+    /// Listen on non-loopback addresses although no `[auth]` tokens are configured:
+    /// anyone who reaches the ports can send and read traces.
+    #[arg(long, env = "CLEW_INSECURE_LISTEN")]
+    pub insecure_listen: bool,
     /// Attribute name to index as a business key (repeatable; adds to the config file's list).
     /// The environment variable takes a comma-separated list.
     #[arg(
@@ -279,6 +300,9 @@ impl Config {
         if o.enable_purge_for_tests {
             self.query.enable_purge_for_tests = true;
         }
+        if o.insecure_listen {
+            self.insecure_listen = true;
+        }
         for key in &o.business_keys {
             let key = key.trim();
             if !key.is_empty() && !self.collector.business_keys.iter().any(|k| k == key) {
@@ -322,7 +346,35 @@ impl Config {
         self.alerting.validate().map_err(anyhow::Error::msg)?;
         // the error names the rule (`redaction.rules[N] ("name")`)
         self.redaction.validate()?;
+        // the error names the entry (`auth.tokens[N]`)
+        self.auth.validate()?;
         Ok(())
+    }
+
+    /// Every listener `clew serve` opens, as (what, configured address).
+    pub fn listeners(&self) -> Vec<(&'static str, String)> {
+        let c = &self.collector;
+        vec![
+            ("OTLP gRPC (--otlp-grpc-addr)", c.otlp_grpc_addr.clone()),
+            ("OTLP HTTP (--otlp-http-addr)", c.otlp_http_addr.clone()),
+            ("Zipkin (--zipkin-addr)", c.zipkin_addr.clone()),
+            (
+                "remote sampling HTTP (--sampling-http-addr)",
+                c.sampling_http_addr.clone(),
+            ),
+            (
+                "remote sampling gRPC (--sampling-grpc-addr)",
+                c.sampling_grpc_addr.clone(),
+            ),
+            (
+                "query API and UI (--http-addr)",
+                self.query.http_addr.to_string(),
+            ),
+            (
+                "Jaeger remote storage gRPC (--jaeger-storage-grpc-addr)",
+                self.query.jaeger_storage_grpc_addr.to_string(),
+            ),
+        ]
     }
 
     /// The settings every storage backend shares.
@@ -643,6 +695,54 @@ mod tests {
         assert!(!printed.contains("k-0123456789abcdef"), "{printed}");
         let back: Config = toml::from_str(&printed).unwrap();
         assert_eq!(back.redaction.rules, c.redaction.rules);
+    }
+
+    #[test]
+    fn auth_is_read_printed_without_tokens_and_bad_entries_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clew.toml");
+        std::fs::write(
+            &path,
+            "insecure_listen = true
+[[auth.tokens]]
+token = \"s3cret-0123456789ab\"
+tenant = \"shop\"
+scopes = [\"ingest\", \"read\"]
+",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert!(c.auth.enabled() && c.insecure_listen);
+        let printed = toml::to_string_pretty(&c).unwrap();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("token_sha256"), "{printed}");
+        // the printed form is the same configuration
+        let back: Config = toml::from_str(&printed).unwrap();
+        back.validate().unwrap();
+        assert!(!toml::to_string(&Config::default())
+            .unwrap()
+            .contains("auth"));
+
+        std::fs::write(
+            &path,
+            "[[auth.tokens]]
+token = \"s3cret-0123456789ab\"
+tenant = \"shop\"
+scopes = [\"write\"]
+",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(&o).unwrap_err());
+        assert!(
+            err.contains("auth.tokens[0]: unknown scope \"write\""),
+            "{err}"
+        );
+        assert!(err.contains("clew.toml"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,10 @@ use crate::config::Config;
 
 /// `config_file`: the file `config` was read from, watched for changed alert rules.
 pub async fn serve(mut config: Config, config_file: Option<PathBuf>) -> Result<()> {
+    // before anything is opened or bound
+    let listeners = config.listeners();
+    let listeners: Vec<(&str, &str)> = listeners.iter().map(|(w, a)| (*w, a.as_str())).collect();
+    crate::auth::check_exposure(&listeners, config.auth.enabled(), config.insecure_listen)?;
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("failed to install the metrics recorder")?;
@@ -104,6 +108,7 @@ async fn start_serving(
     store: Arc<dyn clew_store::SpanStore>,
     index: Arc<dyn clew_store::TraceIndex>,
 ) -> Result<Running> {
+    let auth = clew_auth::Authenticator::new(&config.auth)?;
     let query_listener = tokio::net::TcpListener::bind(config.query.http_addr)
         .await
         .with_context(|| format!("failed to listen on {} (query API)", config.query.http_addr))?;
@@ -120,10 +125,11 @@ async fn start_serving(
     let jaeger_storage_addr = jaeger_storage_listener.local_addr()?;
     // A configured [alerting] section runs even without rules, so rules added to the file
     // later take effect.
+    let config_file = config_file.and_then(|f| f.canonicalize().ok());
     let alerting = (config.alerting != Default::default()).then(|| {
         clew_collector::alerting::Alerting::start(
             &config.alerting,
-            config_file.and_then(|f| f.canonicalize().ok()),
+            config_file.clone(),
             &format!("http://{query_addr}"),
         )
     });
@@ -151,6 +157,7 @@ async fn start_serving(
         store.clone(),
         index.clone(),
         observers,
+        auth.clone(),
     )
     .await
     {
@@ -182,7 +189,8 @@ async fn start_serving(
         attributes: clew_query::IndexedAttributes::from_names(&config.indexed_attributes),
         business_keys: config.collector.business_keys.clone(),
     })
-    .with_purge_for_tests(config.query.enable_purge_for_tests);
+    .with_purge_for_tests(config.query.enable_purge_for_tests)
+    .with_auth(auth.clone());
     if config.query.enable_purge_for_tests {
         warn!("--enable-purge-for-tests: POST /api/v1/purge deletes every stored trace");
     }
@@ -240,6 +248,13 @@ async fn start_serving(
     // has every stored span)
     let inventory = inventory
         .map(|i| tokio::spawn(i.run(store.clone(), config.retention_days, stop_rx.clone())));
+    if let (true, Some(file)) = (auth.enabled(), config_file) {
+        tokio::spawn(crate::auth::reload_loop(
+            auth.clone(),
+            file,
+            stop_rx.clone(),
+        ));
+    }
     let retention = tokio::spawn(retention_loop(
         store.clone(),
         index.clone(),
@@ -268,6 +283,7 @@ async fn start_serving(
         ui = %format!("http://{query_addr}/"),
         jaeger_storage_grpc = %jaeger_storage_addr,
         data_dir = %config.data_dir.display(),
+        auth = if auth.enabled() { "bearer tokens" } else { "off" },
         business_keys = ?config.collector.business_keys,
         retention_days = config.retention_days,
         "clew is serving"

@@ -402,3 +402,80 @@ async fn search_trace_keys_and_map_pages_in_headless_chromium() {
         .expect("run node (scripts/setup-browser checks it is installed)");
     assert!(status.success(), "the browser test failed: {status}");
 }
+
+/// The UI of a clew with `[auth]`: the page asks for a token once, shows the results with
+/// the read token, says why a wrong token is refused, and says "not authorised" for a
+/// token without the read scope (`tests/ui/auth.test.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and playwright-core (scripts/setup-browser); scripts/test runs it"]
+async fn token_prompt_with_auth_in_headless_chromium() {
+    const INGEST: &str = "ui-ingest-token-0123456789";
+    const READ: &str = "ui-read-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("clew.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[auth.tokens]]\ntoken = \"{INGEST}\"\ntenant = \"shop\"\nscopes = [\"ingest\"]\n\
+             [[auth.tokens]]\ntoken = \"{READ}\"\ntenant = \"shop\"\nscopes = [\"read\"]\n"
+        ),
+    )
+    .unwrap();
+    let clew = Clew::start(&["--config", config.to_str().unwrap()]);
+    let order = unique("order-auth");
+    let trace = trace_id();
+    let mut root = spec(1, None, "GET /checkout", 0, 50);
+    root.attrs = vec![kv("order_id", &order)];
+    let resp = reqwest::Client::new()
+        .post(clew.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .bearer_auth(INGEST)
+        .body(
+            request(vec![(
+                "frontend",
+                vec![span(trace, now_unix_nano() - 1_000_000_000, root)],
+            )])
+            .encode_to_vec(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "otlp export with the ingest token"
+    );
+    // searchable (asked with the read token)
+    let path = format!("/api/v1/keys/order_id/{order}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found: serde_json::Value = reqwest::Client::new()
+            .get(clew.api_url(&path))
+            .bearer_auth(READ)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if !trace_ids(&found).is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never searchable");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expected = serde_json::json!({
+        "order": order,
+        "trace": hex::encode(trace),
+        "read_token": READ,
+        "ingest_token": INGEST,
+    });
+    let status = Command::new("node")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("tests/ui/auth.test.mjs")
+        .arg(format!("http://{}", clew.http))
+        .arg(expected.to_string())
+        .status()
+        .expect("run node (scripts/setup-browser checks it is installed)");
+    assert!(status.success(), "the browser auth test failed: {status}");
+}

@@ -21,7 +21,8 @@
 //! order in [`ingest::Front`]) and [`pipeline::start`] (sink to ack).
 //!
 //! - [`config`]: [`CollectorConfig`] and its validation.
-//! - [`receiver`]: the OTLP transports, which end in one shared `export` path, and the
+//! - [`receiver`]: the OTLP transports (each wrapped in `clew_auth::AuthLayer`, which
+//!   asks for an `ingest` token when `[auth]` is on), which end in one shared `export` path, and the
 //!   Kafka receiver ([`receiver::kafka`]: consumer group, Avro / OTLP protobuf / OTLP JSON
 //!   per topic, offsets committed only for durable records, dead-letter topic; cargo
 //!   feature `kafka`).
@@ -37,6 +38,8 @@
 //! - [`pipeline`]: builds the stages behind the sink ([`pipeline::start`]); [`batcher`] and
 //!   [`writer`] are its stages.
 //! - [`error`]: the one error type and its gRPC/HTTP mapping; [`metrics`]: what is counted.
+//! - [`file_watch`]: noticing that a file changed (the alert rules' reload, and the
+//!   binary's reload of `[auth]` tokens).
 //! - [`sampling`]: Jaeger remote sampling — the strategies file (Jaeger's format and
 //!   rules, re-read when it changes), its HTTP and gRPC endpoints, and the head sampling
 //!   `clew agent` derives from it.
@@ -58,6 +61,7 @@ pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod error;
+pub mod file_watch;
 pub mod ingest;
 pub mod inventory;
 pub mod metrics;
@@ -128,16 +132,25 @@ impl Collector {
         store: Arc<dyn SpanStore>,
         index: Arc<dyn TraceIndex>,
     ) -> Result<Collector> {
-        Collector::start_with(config, store, index, Observers::default()).await
+        Collector::start_with(
+            config,
+            store,
+            index,
+            Observers::default(),
+            clew_auth::Authenticator::disabled(),
+        )
+        .await
     }
 
     /// [`Collector::start`] with what watches the ingested spans besides the store: every
-    /// span stored counts in `observers.span_metrics` and `observers.alerting`.
+    /// span stored counts in `observers.span_metrics` and `observers.alerting`; and with
+    /// `auth` deciding who may call every listener.
     pub async fn start_with(
         config: CollectorConfig,
         store: Arc<dyn SpanStore>,
         index: Arc<dyn TraceIndex>,
         observers: Observers,
+        auth: Arc<clew_auth::Authenticator>,
     ) -> Result<Collector> {
         config.validate()?;
         metrics::describe();
@@ -167,7 +180,7 @@ impl Collector {
         );
 
         let (ingest, pipeline) = pipeline::start(&config, store, index);
-        let shared = receiver::Shared::new(&config, ingest.clone(), observers);
+        let shared = receiver::Shared::new(&config, ingest.clone(), observers, auth.clone());
         #[cfg(feature = "kafka")]
         let kafka = match &config.kafka {
             Some(k) => Some(receiver::kafka::start(k, shared.clone())?),
@@ -180,6 +193,7 @@ impl Collector {
             sampling_http_listener,
             sampling_grpc_listener,
             strategies,
+            auth,
             &stop_rx,
         ));
         info!(%grpc_addr, %http_addr, %zipkin_addr, %sampling_http_addr, %sampling_grpc_addr, "receivers listening (otlp grpc, otlp http, zipkin, jaeger remote sampling http and grpc)");

@@ -28,12 +28,17 @@
 //!   embedded in the binary; pages at `/`, `/trace/{id}`, `/keys/{name}/{value}`, `/map`,
 //!   `/alerts`, `/services/{service}`, `/inventory`).
 //!
+//! - [`auth`]: which paths need which scope when `[auth]` is on (the layer is
+//!   `clew_auth::AuthLayer`, the same on every listener): the UI's pages and `/healthz`,
+//!   `/readyz` are open, the APIs and `/metrics` need `read`, the purge `admin`.
+//!
 //! The address it listens on is the binary's to choose (`query.http_addr`, by default
 //! 127.0.0.1:16686). Every response carries a strict Content-Security-Policy and
 //! `X-Content-Type-Options: nosniff`: span data is returned as JSON string data, verbatim,
 //! and never as HTML.
 
 pub mod assemble;
+pub mod auth;
 pub mod dependencies;
 pub mod error;
 pub mod fetch_traces;
@@ -121,6 +126,8 @@ pub struct QueryState {
     pub service_red: Option<ServiceRed>,
     /// The fleet inventory; `None` when this process keeps none.
     pub inventory: Option<InventoryRender>,
+    /// Who may call the API (both listeners); off by default.
+    pub auth: Arc<clew_auth::Authenticator>,
 }
 
 /// The attributes the trace index holds terms for, as configured where spans are indexed
@@ -161,7 +168,14 @@ impl QueryState {
             alerts: None,
             service_red: None,
             inventory: None,
+            auth: clew_auth::Authenticator::disabled(),
         }
+    }
+
+    /// Requires tokens as `auth` says (see [`auth`]).
+    pub fn with_auth(mut self, auth: Arc<clew_auth::Authenticator>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Serves `GET /api/v1/services/{service}/red` from `red`.
@@ -205,6 +219,7 @@ impl QueryState {
 /// unknown paths included).
 pub fn router(state: QueryState) -> Router {
     metrics::describe();
+    let auth = clew_auth::AuthLayer::http(state.auth.clone(), "query", auth::policy, auth::refusal);
     let mut router: Router<QueryState> = Router::new();
     if state.purge_for_tests {
         router = router.route("/api/v1/purge", axum::routing::post(routes::purge));
@@ -237,6 +252,7 @@ pub fn router(state: QueryState) -> Router {
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::wrong_method)
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(auth)
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),

@@ -23,6 +23,12 @@
 //! [redaction]                        # on by default, as in clew serve
 //! exempt_keys = ["order_id"]          # the business keys: no value detectors on them
 //!
+//! [auth]                             # optional: bearer tokens, see docs/auth.md
+//! [[auth.tokens]]
+//! token_sha256 = "…"                  # or token = "…"
+//! tenant = "shop"
+//! scopes = ["ingest"]
+//!
 //! [sampling]
 //! default_rate = 1.0
 //! services = { checkout = 0.1 }
@@ -103,6 +109,14 @@ pub struct AgentConfig {
     /// tell which agent shipped which instance's spans; absent: the host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `[auth]`: bearer tokens the receivers, sampling and `/metrics` require (`ingest`
+    /// for OTLP, `ingest` or `read` for sampling, `read` for `/metrics`); none: no check,
+    /// and the agent refuses a non-loopback address unless `insecure_listen`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub auth: clew_auth::AuthConfig,
+    /// Listen on non-loopback addresses without `[auth]` (`--insecure-listen`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_listen: bool,
 }
 
 impl AgentConfig {
@@ -119,6 +133,10 @@ impl AgentConfig {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "clew-agent".into())
     }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// `[kafka]`: where and how spans are produced.
@@ -270,6 +288,8 @@ impl Default for AgentConfig {
             sampling: SamplingConfig::default(),
             redaction: Default::default(),
             name: None,
+            auth: Default::default(),
+            insecure_listen: false,
         }
     }
 }
@@ -448,6 +468,10 @@ impl AgentConfig {
     /// Checks the values without doing any I/O. Errors name the offending key.
     pub fn validate(&self) -> Result<()> {
         self.redaction.validate()?;
+        self.auth.validate().map_err(|e| Error::Config {
+            key: "auth",
+            message: e.0,
+        })?;
         let sampling_http = self.sampling_http_addr.as_ref();
         for (key, addr) in [
             ("otlp_grpc_addr", Some(&self.otlp_grpc_addr)),

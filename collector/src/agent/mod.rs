@@ -125,7 +125,13 @@ impl HeadSampling {
 impl Agent {
     /// Validates `config`, opens the spool (replaying what an earlier run left), creates
     /// the producer, binds the listeners and serves.
-    pub async fn start(config: AgentConfig, render: RenderMetrics) -> Result<Agent> {
+    /// `auth` (built from `config.auth`, kept by the caller to re-read its tokens) decides
+    /// who may call every listener.
+    pub async fn start(
+        config: AgentConfig,
+        render: RenderMetrics,
+        auth: Arc<clew_auth::Authenticator>,
+    ) -> Result<Agent> {
         config.validate()?;
         crate::metrics::describe();
         metrics::describe();
@@ -177,7 +183,7 @@ impl Agent {
                 (HeadSampling::Rates(sampler), watch)
             }
         };
-        let shared = receivers_shared(&config, redactor, sampling, shipper.clone());
+        let shared = receivers_shared(&config, redactor, sampling, shipper.clone(), auth.clone());
         let Listeners {
             grpc: (grpc_listener, grpc_addr),
             http: (http_listener, http_addr),
@@ -188,12 +194,14 @@ impl Agent {
         let metrics_server = tokio::spawn(serve_metrics(
             metrics_listener,
             render,
+            auth.clone(),
             stopped(&background_stop),
         ));
         servers.push(("metrics", metrics_server));
         let sampling_http_addr = sampling_http.as_ref().map(|(_, a)| *a);
         if let (Some((listener, _)), Some(store)) = (sampling_http, strategies) {
-            let server = crate::sampling::http::serve(listener, store, stopped(&background_stop));
+            let server =
+                crate::sampling::http::serve(listener, store, auth, stopped(&background_stop));
             servers.push(("sampling http", tokio::spawn(server)));
         }
         let replay = tokio::spawn(shipper.clone().replay(background_stop));
@@ -337,6 +345,7 @@ fn receivers_shared(
     redactor: Option<Arc<crate::redaction::Redactor>>,
     sampling: HeadSampling,
     shipper: Arc<Shipper>,
+    auth: Arc<clew_auth::Authenticator>,
 ) -> Arc<Shared> {
     let sink = AgentSink {
         sampling,
@@ -355,12 +364,15 @@ fn receivers_shared(
         }),
         max_request_bytes: config.max_request_bytes,
         retry_after: Duration::from_secs(config.retry_after_secs),
+        auth,
     })
 }
 
+/// `/metrics` needs a `read` token when `[auth]` is on; `/healthz` is open.
 async fn serve_metrics(
     listener: TcpListener,
     render: RenderMetrics,
+    auth: Arc<clew_auth::Authenticator>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = Router::new()
@@ -371,7 +383,13 @@ async fn serve_metrics(
                 render()
             }),
         )
-        .route("/healthz", get(|| async { "ok" }));
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(clew_auth::AuthLayer::http(
+            auth,
+            "metrics",
+            clew_auth::layer::metrics_endpoint,
+            clew_auth::layer::text_refusal,
+        ));
     serve_http("serve metrics", listener, app, shutdown).await
 }
 

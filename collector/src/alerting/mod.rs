@@ -319,7 +319,7 @@ async fn tick_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let reload_every = Duration::from_millis(started_with.reload_interval_ms);
-    let mut stamp = config_file.as_deref().and_then(file_stamp);
+    let mut watch = config_file.map(crate::file_watch::FileWatch::new);
     let mut last_check = tokio::time::Instant::now();
     let mut current = started_with.clone();
     let mut interval = tokio::time::interval(TICK);
@@ -333,18 +333,17 @@ async fn tick_loop(
             return;
         };
         alerting.tick();
-        let Some(path) = config_file.as_deref() else {
+        let Some(watch) = watch.as_mut() else {
             continue;
         };
         if last_check.elapsed() < reload_every {
             continue;
         }
         last_check = tokio::time::Instant::now();
-        let now_stamp = file_stamp(path);
-        if now_stamp == stamp {
+        if !watch.changed() {
             continue;
         }
-        stamp = now_stamp;
+        let path = watch.path();
         match read_alerting(path).await {
             Ok(new) => {
                 if new.error_rules != current.error_rules {
@@ -372,13 +371,6 @@ async fn tick_loop(
             }
         }
     }
-}
-
-/// A file's (modification time, length): what tells a poll that it changed.
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| (m.modified().unwrap_or(UNIX_EPOCH), m.len()))
 }
 
 /// The `[alerting]` section of the config file (absent: no rules), validated.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use clew_auth::Authenticator;
 use clew_proto::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
@@ -38,10 +39,17 @@ pub(crate) struct Shared {
     pub front: Arc<Front>,
     pub max_request_bytes: usize,
     pub retry_after: Duration,
+    /// Who may call the receivers (every one of them goes through `clew_auth::AuthLayer`).
+    pub auth: Arc<Authenticator>,
 }
 
 impl Shared {
-    pub fn new(config: &CollectorConfig, ingest: Ingest, observers: crate::Observers) -> Arc<Self> {
+    pub fn new(
+        config: &CollectorConfig,
+        ingest: Ingest,
+        observers: crate::Observers,
+        auth: Arc<Authenticator>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             front: Arc::new(Front {
                 limits: config.span_limits(),
@@ -54,6 +62,7 @@ impl Shared {
             }),
             max_request_bytes: config.max_request_bytes,
             retry_after: Duration::from_secs(config.retry_after_secs),
+            auth,
         })
     }
 }
@@ -146,6 +155,7 @@ pub(crate) fn spawn_sampling(
     http: TcpListener,
     grpc: TcpListener,
     store: Arc<crate::sampling::StrategyStore>,
+    auth: Arc<Authenticator>,
     stop: &watch::Receiver<bool>,
 ) -> Vec<Server> {
     let watch = store
@@ -157,12 +167,18 @@ pub(crate) fn spawn_sampling(
             tokio::spawn(crate::sampling::http::serve(
                 http,
                 store.clone(),
+                auth.clone(),
                 stopped(stop),
             )),
         ),
         (
             "sampling grpc",
-            tokio::spawn(crate::sampling::grpc::serve(grpc, store, stopped(stop))),
+            tokio::spawn(crate::sampling::grpc::serve(
+                grpc,
+                store,
+                auth,
+                stopped(stop),
+            )),
         ),
         (
             "sampling reload",

@@ -15,6 +15,8 @@
 //!   [`OWN_INTERNAL`] metadata key, which the layer removes, so they pass unchanged.
 //!
 //! Everything the service itself answers maps through [`crate::error::Error::to_grpc_status`].
+//! With `[auth]`, every call needs an `ingest` token (`clew_auth::AuthLayer`, before the
+//! message is read): UNAUTHENTICATED / PERMISSION_DENIED otherwise.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -176,6 +178,11 @@ pub(crate) async fn serve(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let limit = shared.max_request_bytes;
+    let auth = clew_auth::AuthLayer::grpc(
+        shared.auth.clone(),
+        "otlp_grpc",
+        clew_auth::layer::ingest_everywhere,
+    );
     let mut compression = EnabledCompressionEncodings::default();
     compression.enable(CompressionEncoding::Gzip);
     let service = OtlpGrpc {
@@ -184,6 +191,7 @@ pub(crate) async fn serve(
     };
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .layer(auth)
         .layer(MapResponseLayer::new(move |resp| {
             remap_codec_errors(resp, limit)
         }))

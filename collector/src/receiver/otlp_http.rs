@@ -4,7 +4,9 @@
 //!
 //! The body is streamed and cut off at `max_request_bytes` whatever Content-Length says
 //! (a Content-Length over the limit is refused before reading). Errors carry an OTLP
-//! `google.rpc.Status` body; retryable ones add `Retry-After`.
+//! `google.rpc.Status` body; retryable ones add `Retry-After`. With `[auth]`, a request
+//! needs an `ingest` token (checked before the body is read): 401 / 403 with the same
+//! `google.rpc.Status` body (code UNAUTHENTICATED / PERMISSION_DENIED).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use clew_auth::{AuthError, AuthLayer};
 use prost::Message;
 use tokio::net::TcpListener;
 
@@ -31,7 +34,49 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(TRACES_PATH, post(traces))
         // The limit is enforced on the streamed (and decompressed) body below.
         .layer(DefaultBodyLimit::disable())
+        .layer(AuthLayer::http(
+            shared.auth.clone(),
+            "otlp_http",
+            clew_auth::layer::ingest_everywhere,
+            auth_refusal,
+        ))
         .with_state(shared)
+}
+
+/// A refusal by authentication, as a `google.rpc.Status` in the request's format.
+fn auth_refusal(
+    e: &AuthError,
+    _path: &str,
+    request: &HeaderMap,
+) -> axum::http::Response<bytes::Bytes> {
+    let content_type = request
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::from_content_type(content_type).unwrap_or(Format::Json);
+    let mut resp = axum::http::Response::new(status_body(e.grpc_code(), e.to_string(), format));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    resp
+}
+
+/// `google.rpc.Status` as protobuf or JSON.
+fn status_body(code: i32, message: String, format: Format) -> bytes::Bytes {
+    match format {
+        Format::Protobuf => tonic_types::Status {
+            code,
+            message,
+            details: Vec::new(),
+        }
+        .encode_to_vec()
+        .into(),
+        Format::Json => {
+            serde_json::to_vec(&serde_json::json!({ "code": code, "message": message }))
+                .unwrap_or_default()
+                .into()
+        }
+    }
 }
 
 /// Serves OTLP/HTTP on `listener` until `shutdown` resolves, then finishes in-flight requests.
@@ -86,20 +131,7 @@ fn refused(shared: &Shared, e: Error, format: Format) -> Response {
 
 /// `google.rpc.Status` body in the request's format; `Retry-After` when retryable.
 fn error_response(shared: &Shared, e: &Error, format: Format) -> Response {
-    let code = e.grpc_code() as i32;
-    let message = e.to_string();
-    let body = match format {
-        Format::Protobuf => tonic_types::Status {
-            code,
-            message,
-            details: Vec::new(),
-        }
-        .encode_to_vec(),
-        Format::Json => {
-            serde_json::to_vec(&serde_json::json!({ "code": code, "message": message }))
-                .unwrap_or_default()
-        }
-    };
+    let body = status_body(e.grpc_code() as i32, e.to_string(), format);
     let mut resp = (
         e.http_status(),
         [(header::CONTENT_TYPE, format.content_type())],

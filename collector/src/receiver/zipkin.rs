@@ -11,7 +11,8 @@
 //! empty body — or, when some spans were rejected, a JSON body
 //! `{"rejectedSpans": n, "errorMessage": "…"}`; errors are `text/plain` with the status of
 //! [`Error::http_status`] (400 undecodable, 413 too large, 415 unknown content type,
-//! 503 + `Retry-After` when overloaded).
+//! 503 + `Retry-After` when overloaded). With `[auth]`, a request needs an `ingest`
+//! token: 401 / 403 as `text/plain`, before the body is read.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +40,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(SPANS_PATH, post(spans))
         // The limit is enforced on the streamed (and decompressed) body below.
         .layer(DefaultBodyLimit::disable())
+        .layer(clew_auth::AuthLayer::http(
+            shared.auth.clone(),
+            "zipkin",
+            clew_auth::layer::ingest_everywhere,
+            clew_auth::layer::text_refusal,
+        ))
         .with_state(shared)
 }
 

@@ -88,10 +88,12 @@ where
     }
 }
 
-/// Serves the SamplingManager on `listener` until `shutdown` resolves.
+/// Serves the SamplingManager on `listener` until `shutdown` resolves. With `[auth]`, a
+/// call needs an `ingest` or a `read` token.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<StrategyStore>,
+    auth: Arc<clew_auth::Authenticator>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let addr = listener
@@ -100,6 +102,11 @@ pub async fn serve(
         .unwrap_or_default();
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     tonic::transport::Server::builder()
+        .layer(clew_auth::AuthLayer::grpc(
+            auth,
+            "sampling_grpc",
+            clew_auth::layer::ingest_or_read_everywhere,
+        ))
         .add_service(SamplingManagerServer::new(store))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -12,6 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use clew_auth::{AuthLayer, Authenticator};
 use tokio::net::TcpListener;
 
 use super::strategies::to_jaeger_json;
@@ -20,18 +21,34 @@ use crate::error::Result;
 use crate::metrics;
 use crate::receiver::serve_http;
 
-/// The endpoint's routes (also mounted by `clew agent` for its local SDKs).
-pub fn router(store: Arc<StrategyStore>) -> Router {
-    Router::new().fallback(answer).with_state(store)
+/// The endpoint's routes (also mounted by `clew agent` for its local SDKs). With `[auth]`,
+/// a request needs an `ingest` or a `read` token (SDKs hold ingest tokens).
+pub fn router(store: Arc<StrategyStore>, auth: Arc<Authenticator>) -> Router {
+    Router::new()
+        .fallback(answer)
+        .layer(AuthLayer::http(
+            auth,
+            "sampling_http",
+            clew_auth::layer::ingest_or_read_everywhere,
+            clew_auth::layer::text_refusal,
+        ))
+        .with_state(store)
 }
 
 /// Serves [`router`] on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<StrategyStore>,
+    auth: Arc<Authenticator>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    serve_http("serve sampling http", listener, router(store), shutdown).await
+    serve_http(
+        "serve sampling http",
+        listener,
+        router(store, auth),
+        shutdown,
+    )
+    .await
 }
 
 async fn answer(

@@ -86,6 +86,12 @@ pub fn routes() -> Router<QueryState> {
         .route("/api/dependencies", get(dependencies))
 }
 
+/// Whether `path` is one of Jaeger's (`/api/…` but not clew's own `/api/v1/…`), whose
+/// errors come in Jaeger's envelope.
+pub fn is_jaeger_path(path: &str) -> bool {
+    path.starts_with("/api/") && !path.starts_with("/api/v1/")
+}
+
 /// `{"data": …, "total": …, "limit": 0, "offset": 0, "errors": …}`
 fn envelope(status: StatusCode, data: Json, total: usize, errors: Json) -> Response {
     let body = json!({"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors});

@@ -88,9 +88,15 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "jaeger remote storage (grpc) listening");
     }
+    let auth = clew_auth::AuthLayer::grpc(
+        state.auth.clone(),
+        "jaeger_storage_grpc",
+        clew_auth::layer::read_everywhere,
+    );
     let storage = JaegerStorage::new(state);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .layer(auth)
         .add_service(storage.trace_reader())
         .add_service(storage.dependency_reader())
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -76,28 +76,115 @@ export function valueNode(value) {
   return a;
 }
 
-/** GET a JSON API path; errors carry the server's message. */
-export async function api(path) {
-  let response;
+// Bearer token for a clew with [auth]: asked for once, on the first 401, and kept in this
+// tab's sessionStorage (gone when the tab closes; never in localStorage or a cookie).
+const TOKEN_KEY = 'clew.token';
+// One prompt for every request that got a 401 at the same time.
+let tokenPrompt = null;
+
+function storedToken() {
   try {
-    response = await fetch(path, { headers: { accept: 'application/json' } });
-  } catch (e) {
-    throw new Error('the query API is unreachable: ' + e.message);
-  }
-  const text = await response.text();
-  let body;
-  try {
-    body = JSON.parse(text);
+    return sessionStorage.getItem(TOKEN_KEY);
   } catch {
-    throw new Error(`unexpected answer (${response.status}) from ${path}`);
+    return null;
   }
-  if (!response.ok) {
-    const why = body && typeof body.error === 'string' ? body.error : `status ${response.status}`;
-    const error = new Error(why);
-    error.status = response.status;
-    throw error;
+}
+
+/** Forgets the token (the next API call asks again). */
+export function forgetToken() {
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+  } catch {}
+}
+
+/** Shows the token form over the page; resolves with the token the user entered. */
+function askForToken(problem) {
+  if (tokenPrompt) return tokenPrompt;
+  tokenPrompt = new Promise((resolve) => {
+    const input = el('input', { attrs: { id: 'auth-token', type: 'password', autocomplete: 'off', required: '', 'aria-label': 'bearer token' } });
+    const form = el('form', { class: 'panel auth-form', attrs: { id: 'auth-form' } },
+      el('h2', { text: 'Token required', attrs: { id: 'auth-title' } }),
+      el('p', { text: 'This clew asks for a bearer token with the read scope. It is kept in this browser tab only (session storage) and sent with every request to the API.' }),
+      problem ? el('p', { class: 'error-message', text: problem, attrs: { id: 'auth-problem' } }) : null,
+      el('label', {}, 'Token ', input),
+      el('button', { text: 'Continue', attrs: { type: 'submit', id: 'auth-submit' } }));
+    const overlay = el('div', { class: 'auth-overlay', attrs: { id: 'auth-overlay', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'auth-title' } }, form);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const token = input.value.trim();
+      if (!token) return;
+      try {
+        sessionStorage.setItem(TOKEN_KEY, token);
+      } catch {}
+      overlay.remove();
+      tokenPrompt = null;
+      resolve(token);
+    });
+    document.body.append(overlay);
+    input.focus();
+  });
+  return tokenPrompt;
+}
+
+/** While a token is in use: a header button that forgets it (to use another one). */
+function offerTokenChange() {
+  if (document.getElementById('change-token')) return;
+  const header = document.querySelector('header.top');
+  if (!header) return;
+  const button = el('button', { class: 'change-token', text: 'use another token', attrs: { id: 'change-token', type: 'button' } });
+  button.addEventListener('click', () => {
+    forgetToken();
+    location.reload();
+  });
+  header.append(button);
+}
+
+/** The server's message of an error answer (clew's `{"error"}` or Jaeger's envelope). */
+function errorText(body, status) {
+  if (body && typeof body.error === 'string') return body.error;
+  if (body && Array.isArray(body.errors) && body.errors[0] && typeof body.errors[0].msg === 'string') return body.errors[0].msg;
+  return `status ${status}`;
+}
+
+/** GET a JSON API path; errors carry the server's message. Asks for a token on a 401
+ * (and again when the one entered is refused); a 403 is an error saying "not authorised". */
+export async function api(path) {
+  let problem = null;
+  for (;;) {
+    const headers = { accept: 'application/json' };
+    const token = storedToken();
+    if (token) headers.authorization = 'Bearer ' + token;
+    let response;
+    try {
+      response = await fetch(path, { headers });
+    } catch (e) {
+      throw new Error('the query API is unreachable: ' + e.message);
+    }
+    const text = await response.text();
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new Error(`unexpected answer (${response.status}) from ${path}`);
+    }
+    if (response.status === 401) {
+      // a token that was refused is dropped; the form says why
+      if (token) {
+        forgetToken();
+        problem = 'That token was not accepted: ' + errorText(body, 401);
+      }
+      await askForToken(problem);
+      continue;
+    }
+    if (token) offerTokenChange();
+    if (!response.ok) {
+      const why = errorText(body, response.status);
+      const error = new Error(response.status === 403 ? 'not authorised: ' + why : why);
+      error.status = response.status;
+      throw error;
+    }
+    return { body, text };
   }
-  return { body, text };
 }
 
 /** Unix-nanosecond decimal string → milliseconds (Number; sub-ms precision dropped). */

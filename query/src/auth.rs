@@ -1,0 +1,86 @@
+//! Who may call the query port, and how a refusal looks there (the layer itself is
+//! `clew_auth::AuthLayer`, shared by every listener).
+//!
+//! | path | needs |
+//! |---|---|
+//! | `/healthz`, `/readyz` | nothing (supervisors) |
+//! | the UI's pages and files: `/`, `/trace/…`, `/keys/…`, `/map`, `/alerts`, `/inventory`, `/services/…`, `/ui/…` | nothing (they hold no data; every API call they make needs a token) |
+//! | `POST /api/v1/purge` (tests only) | `admin` |
+//! | everything else: `/api/v1/…`, Jaeger's `/api/…`, `/metrics`, unknown paths | `read` |
+//!
+//! Refusals come in the shape of the API asked: Jaeger's envelope for Jaeger's paths
+//! (`{"data": null, …, "errors": [{"code": 401, "msg": …}]}`), `{"error": …}` otherwise.
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap, HeaderValue, Response};
+use clew_auth::{AuthError, Need};
+
+/// See the module docs.
+pub fn policy(path: &str) -> Need {
+    let page = matches!(path, "/" | "/map" | "/alerts" | "/inventory")
+        || ["/trace/", "/keys/", "/services/", "/ui/"]
+            .iter()
+            .any(|p| path.starts_with(p));
+    match path {
+        "/healthz" | "/readyz" => Need::Open,
+        _ if page => Need::Open,
+        "/api/v1/purge" => clew_auth::ADMIN,
+        _ => clew_auth::READ,
+    }
+}
+
+/// See the module docs.
+pub fn refusal(error: &AuthError, path: &str, _request: &HeaderMap) -> Response<Bytes> {
+    let message = error.to_string();
+    let body = if crate::jaeger::is_jaeger_path(path) {
+        serde_json::json!({
+            "data": null, "total": 0, "limit": 0, "offset": 0,
+            "errors": [{"code": error.http_status().as_u16(), "msg": message}],
+        })
+    } else {
+        serde_json::json!({ "error": message })
+    };
+    let mut resp = Response::new(Bytes::from(body.to_string()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_and_health_are_open_data_is_not() {
+        for open in [
+            "/",
+            "/trace/abc",
+            "/keys/order_id/1",
+            "/map",
+            "/alerts",
+            "/inventory",
+            "/services/web",
+            "/ui/common.js",
+            "/healthz",
+            "/readyz",
+        ] {
+            assert_eq!(policy(open), Need::Open, "{open}");
+        }
+        for read in [
+            "/api/v1/search",
+            "/api/v1/services",
+            "/api/v1/alerts",
+            "/api/v1/inventory",
+            "/api/traces",
+            "/api/services",
+            "/metrics",
+            "/nothing",
+            "/mapx",
+        ] {
+            assert_eq!(policy(read), clew_auth::READ, "{read}");
+        }
+        assert_eq!(policy("/api/v1/purge"), clew_auth::ADMIN);
+    }
+}
