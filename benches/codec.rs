@@ -4,8 +4,8 @@
 //! them (one single-object record per trace, `agent::build_records`) and as the collector
 //! reads them (`avro::decode_batch`, validation included), against OTLP protobuf.
 //! Bytes per span on the wire are printed; and stage 6, span metrics (observe + record)
-//! on the same spans; the fleet inventory (note + record); and stage 4, redaction with the
-//! default rules. Run:
+//! on the same spans; the fleet inventory (note + record); the bearer-token check of
+//! `[auth]`; and stage 4, redaction with the default rules. Run:
 //! `cargo bench --bench codec`.
 
 mod workload;
@@ -118,6 +118,42 @@ fn bench(c: &mut Criterion) {
             inventory.record(noted, &[], clew_collector::metrics::Protocol::Grpc, &origin);
         })
     });
+    // the worst case: every span with a resource of its own (one group per span)
+    let one_each: Vec<clew_proto::Span> = converted
+        .iter()
+        .map(|s| clew_proto::Span {
+            resource: std::sync::Arc::new((*s.resource).clone()),
+            ..s.clone()
+        })
+        .collect();
+    g.bench_function("note_and_record_resource_per_span", |b| {
+        b.iter(|| {
+            let noted = inventory.note(&one_each);
+            inventory.record(noted, &[], clew_collector::metrics::Protocol::Grpc, &origin);
+        })
+    });
+    g.finish();
+
+    // Receive: the bearer-token check every request of a clew with [auth] pays once (not
+    // per span), against 3 and 100 configured tokens; every entry is compared whatever
+    // matches (constant time), so the table size is the cost.
+    let mut g = c.benchmark_group("auth");
+    for n in [3usize, 100] {
+        let toml_text: String = (0..n)
+            .map(|i| {
+                format!("[[auth.tokens]]\ntoken = \"bench-token-{i:08}-0123456789\"\ntenant = \"t{i}\"\nscopes = [\"ingest\"]\n")
+            })
+            .collect();
+        let config = clew_auth::config::parse_auth_section(&toml_text).expect("bench tokens");
+        let auth = clew_auth::Authenticator::new(&config).expect("bench authenticator");
+        let header = format!("Bearer bench-token-{:08}-0123456789", n - 1);
+        g.bench_function(format!("authorize_{n}_tokens"), |b| {
+            b.iter(|| {
+                auth.authorize(Some(header.as_bytes()), clew_auth::INGEST)
+                    .expect("authorised")
+            })
+        });
+    }
     g.finish();
 
     // Stage 4: redaction with the default rules (and with two configured rules besides),
