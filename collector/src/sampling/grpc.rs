@@ -98,14 +98,18 @@ pub async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tonic::transport::Server::builder()
-        .add_service(SamplingManagerServer::new(store))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(|e| Error::Listen {
-            what: "serve sampling grpc",
-            addr,
-            source: std::io::Error::other(e),
-        })
+    let app = tonic::service::Routes::new(SamplingManagerServer::new(store)).into_axum_router();
+    clew_net::serve(
+        "sampling grpc",
+        listener,
+        clew_net::Protocol::Grpc,
+        app,
+        shutdown,
+    )
+    .await
+    .map_err(|source| Error::Listen {
+        what: "serve sampling grpc",
+        addr,
+        source,
+    })
 }
