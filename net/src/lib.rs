@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!  TcpListener ─▶ accept (≤ MAX_CONNECTIONS at once; at the cap, stop accepting)
-//!                   └─▶ one task per connection: hyper-util auto (HTTP/1.1 + h2c, or h2 only for gRPC)
+//!                   └─▶ one task per connection: [TLS handshake ≤ TLS_HANDSHAKE_TIMEOUT] ─▶ hyper-util auto (HTTP/1.1 + h2c, or h2 only for gRPC)
 //!                         ├─ HTTP/2 limits: streams, header list, reset streams, pings
 //!                         ├─ each request: body complete within REQUEST_BODY_TIMEOUT
 //!                         └─ first request within FIRST_REQUEST_TIMEOUT, idle ≤ IDLE_TIMEOUT,
@@ -18,6 +18,7 @@
 //! on one.
 
 pub mod limits;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,12 +35,14 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use limits::*;
+pub use tls::{Tls, TlsError, TlsFiles};
 
 /// What a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +63,20 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_with(what, listener, protocol, None, app, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (every connection's handshake in its own task,
+/// within [`TLS_HANDSHAKE_TIMEOUT`]; a client that does not speak TLS is disconnected).
+pub async fn serve_with(
+    what: &'static str,
+    listener: TcpListener,
+    protocol: Protocol,
+    tls: Option<&Arc<Tls>>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(|tls| tls.acceptor(protocol));
     let builder = Arc::new(connection_builder(protocol));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -82,8 +99,21 @@ pub async fn serve(
             },
         };
         let (app, builder, stop) = (app.clone(), builder.clone(), stop_rx.clone());
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            connection(what, tcp, app, &builder, stop).await;
+            let _ = tcp.set_nodelay(true);
+            match acceptor {
+                None => connection(what, tcp, app, &builder, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => connection(what, tls, app, &builder, stop).await,
+                        Ok(Err(error)) => {
+                            debug!(listener = what, %peer, %error, "TLS handshake failed")
+                        }
+                        Err(_) => debug!(listener = what, %peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             debug!(listener = what, %peer, "connection closed");
             drop(slot);
         });
@@ -133,20 +163,21 @@ fn connection_builder(protocol: Protocol) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serves one connection until it ends, is idle too long, or the server stops.
-async fn connection(
+async fn connection<I>(
     what: &'static str,
-    tcp: TcpStream,
+    io: I,
     app: Router,
     builder: &auto::Builder<TokioExecutor>,
     mut stop: watch::Receiver<bool>,
-) {
-    let _ = tcp.set_nodelay(true);
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::default());
     let service = Tracked {
         app,
         activity: activity.clone(),
     };
-    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let why = tokio::select! {
         ended = conn.as_mut() => {

@@ -50,6 +50,10 @@ pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// preface and first HEADERS), and an HTTP/1 request to send its head (slowloris).
 pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Time a TLS client has to complete its handshake, counted in the connection's own task
+/// (a slow handshake never holds up the accept loop).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection with nothing in flight (no handler running, no response being sent) for
 /// this long is closed (HTTP/2: GOAWAY, then [`CLOSE_GRACE`]). Exporters reconnect on
 /// their next export. nginx closes idle HTTP/2 connections after 3 min, Go after its
