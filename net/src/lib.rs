@@ -24,7 +24,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -53,9 +53,21 @@ pub enum Protocol {
     Grpc,
 }
 
+/// The TLS every listener of this process serves with, once [`use_tls_for_every_listener`]
+/// has set it (`clew serve` does, from `[tls]`).
+static EVERY_LISTENER_TLS: OnceLock<Arc<Tls>> = OnceLock::new();
+
+/// Makes every listener started by [`serve`] from now on speak TLS with `tls`. TLS is a
+/// property of the process (`[tls]` applies to every port), so the binary sets it once
+/// here instead of handing it through each receiver; a second call is refused.
+pub fn use_tls_for_every_listener(tls: Arc<Tls>) -> Result<(), Arc<Tls>> {
+    EVERY_LISTENER_TLS.set(tls)
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, tells every
 /// connection to close (GOAWAY for HTTP/2), gives what is in flight up to
-/// [`CLOSE_GRACE`] and returns. `what` names the listener in logs.
+/// [`CLOSE_GRACE`] and returns. `what` names the listener in logs. Over TLS once
+/// [`use_tls_for_every_listener`] was called.
 pub async fn serve(
     what: &'static str,
     listener: TcpListener,
@@ -63,7 +75,8 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    serve_with(what, listener, protocol, None, app, shutdown).await
+    let tls = EVERY_LISTENER_TLS.get();
+    serve_with(what, listener, protocol, tls, app, shutdown).await
 }
 
 /// [`serve`], over TLS when `tls` is given (every connection's handshake in its own task,
