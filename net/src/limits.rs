@@ -47,7 +47,10 @@ pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(60);
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Time a new connection has to send its first request (HTTP/1 request head, or HTTP/2
-/// preface and first HEADERS), and an HTTP/1 request to send its head (slowloris).
+/// preface and first HEADERS), and an HTTP/1 request to send its head (slowloris). hyper
+/// counts an HTTP/1 keep-alive connection's wait for its next request head too, so an
+/// HTTP/1 connection idle this long between requests is closed (clients reconnect; their
+/// pools notice the close).
 pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time a TLS client has to complete its handshake, counted in the connection's own task

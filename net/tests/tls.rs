@@ -345,3 +345,30 @@ async fn bad_files_are_errors_naming_the_file() {
 fn tempfile_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_is_disconnected() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile_dir();
+    make_ca(dir.path());
+    let (cert, key) = make_leaf(dir.path(), "leaf");
+    let tls = Tls::load(TlsFiles {
+        cert_file: cert,
+        key_file: key,
+        client_ca_file: None,
+    })
+    .unwrap();
+    let http = start(&tls, Protocol::Http).await;
+    let mut silent = tokio::net::TcpStream::connect(http.addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        clew_net::limits::TLS_HANDSHAKE_TIMEOUT + Duration::from_secs(5),
+        silent.read(&mut buf),
+    )
+    .await
+    .expect("the silent connection was never closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() >= clew_net::limits::TLS_HANDSHAKE_TIMEOUT - Duration::from_secs(1));
+    http.stop().await;
+}
