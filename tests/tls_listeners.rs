@@ -3,8 +3,10 @@
 //! OTLP/gRPC export over TLS (tonic's client on a rustls connection, ALPN h2), the other
 //! ports' handshakes (h2 on gRPC ports) — a plain-text client is refused, and
 //! `clew config` prints the section. Rotation, broken files, client certificates and the
-//! handshake timeout are tested on the accept loop itself (`net/tests/tls.rs`).
-//! Certificates are made with the `openssl` command line.
+//! handshake timeout are tested on the accept loop itself (`net/tests/tls.rs`). The
+//! Python OpenTelemetry SDK's exporters over TLS need `scripts/setup-python`'s venv (an
+//! ignored test; `scripts/test` runs it). Certificates are made with the `openssl`
+//! command line.
 
 mod common;
 
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clew_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
-use common::{kv, otlp_span, random_trace_id, request, Clew};
+use common::{kv, otlp_span, python, random_trace_id, request, Clew};
 use prost::Message;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -122,21 +124,81 @@ async fn alpn(port: u16, ca: &Path, offer: &[&[u8]]) -> Option<Vec<u8>> {
     tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_listener_speaks_tls_from_the_config() {
-    let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
-    let ca = dir.path().join("ca.pem");
-    let config = dir.path().join("clew.toml");
+/// Certificates in `dir` and a config file with `[tls]` using them.
+fn tls_config(dir: &Path) -> std::path::PathBuf {
+    make_certs(dir);
+    let config = dir.join("clew.toml");
     std::fs::write(
         &config,
         format!(
             "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
-            dir.path().join("server.pem"),
-            dir.path().join("server.key")
+            dir.join("server.pem"),
+            dir.join("server.key")
         ),
     )
     .unwrap();
+    config
+}
+
+fn https_client(ca: &Path) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Python OpenTelemetry SDK (scripts/setup-python); scripts/test runs it"]
+async fn python_sdk_exports_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_config(dir.path());
+    let ca = dir.path().join("ca.pem");
+    let clew = Clew::start(&["--config", config.to_str().unwrap()]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/send_traces.py");
+    let https = https_client(&ca);
+    for (protocol, port) in [
+        ("grpc", clew.otlp_grpc.port()),
+        ("http", clew.otlp_http.port()),
+    ] {
+        let out = Command::new(python())
+            .arg(script)
+            .args(["--protocol", protocol, "--endpoint"])
+            .arg(format!("https://localhost:{port}"))
+            .args(["--order-id", "tls-1", "--run-id", "tls", "--ca-file"])
+            .arg(&ca)
+            // requests lets these variables override a CA file set on its session (which
+            // is how the HTTP exporter passes it), so a machine that sets them would make
+            // the exporter trust only the system CAs
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "python sender ({protocol}) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let trace_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let url = format!(
+            "https://localhost:{}/api/v1/traces/{trace_id}",
+            clew.http.port()
+        );
+        let trace: serde_json::Value = https.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(
+            trace["spans"].as_array().map(Vec::len),
+            Some(3),
+            "{protocol}: {trace}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listener_speaks_tls_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_config(dir.path());
+    let ca = dir.path().join("ca.pem");
 
     let printed = Command::new(env!("CARGO_BIN_EXE_clew"))
         .args(["config", "--config"])
@@ -150,12 +212,7 @@ async fn every_listener_speaks_tls_from_the_config() {
     );
 
     let clew = Clew::start(&["--config", config.to_str().unwrap()]);
-    let https = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let https = https_client(&ca);
 
     // OTLP/HTTP over HTTPS
     let http_trace = random_trace_id();
