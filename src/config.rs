@@ -474,6 +474,37 @@ mod tests {
         assert!(text.contains("retention_dayz"), "{text}");
     }
 
+    #[test]
+    fn tls_section_reads_back_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tls.toml");
+        std::fs::write(
+            &path,
+            "[tls]\ncert_file = \"/etc/clew/tls.pem\"\nkey_file = \"/etc/clew/tls.key\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&path).unwrap();
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("/etc/clew/tls.pem"));
+        assert_eq!(tls.client_ca_file, None);
+        let printed = toml::to_string_pretty(&c).unwrap();
+        assert!(printed.contains("[tls]"), "{printed}");
+        assert_eq!(toml::from_str::<Config>(&printed).unwrap(), c);
+        // absent: no section printed
+        let printed = toml::to_string_pretty(&Config::default()).unwrap();
+        assert!(!printed.contains("[tls]"), "{printed}");
+
+        std::fs::write(
+            &path,
+            "[tls]\ncert_file = \"a\"\nkey_file = \"b\"\nca = \"c\"\n",
+        )
+        .unwrap();
+        assert!(Config::from_file(&path).is_err());
+        std::fs::write(&path, "[tls]\ncert_file = \"a\"\n").unwrap();
+        let err = format!("{:#}", Config::from_file(&path).unwrap_err());
+        assert!(err.contains("key_file"), "{err}");
+    }
+
     #[cfg(feature = "kafka")]
     #[test]
     fn kafka_section_and_brokers_override() {
