@@ -118,6 +118,26 @@ pub struct Config {
     /// Printed with each plain `token` replaced by its `token_sha256`.
     #[serde(skip_serializing_if = "is_default")]
     pub auth: clew_auth::AuthConfig,
+    /// `[tls]`: every listener speaks TLS with this certificate; absent: plain text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: the certificate every listener serves (OTLP gRPC and HTTP, Zipkin, sampling
+/// HTTP and gRPC, query API + UI, Jaeger remote storage). The files are re-read when they
+/// change (checked every second): new connections get the new certificate, a file that
+/// does not load keeps the old one (and is logged). Only paths: nothing secret is printed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the certificate.
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, clients must present a certificate one of them
+    /// issued (mutual TLS). Read at start only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -171,6 +191,7 @@ impl Default for Config {
             redaction: RedactionConfig::default(),
             insecure_listen: false,
             auth: clew_auth::AuthConfig::default(),
+            tls: None,
         }
     }
 }
@@ -512,6 +533,37 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("bad.toml"), "{text}");
         assert!(text.contains("retention_dayz"), "{text}");
+    }
+
+    #[test]
+    fn tls_section_reads_back_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tls.toml");
+        std::fs::write(
+            &path,
+            "[tls]\ncert_file = \"/etc/clew/tls.pem\"\nkey_file = \"/etc/clew/tls.key\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&path).unwrap();
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("/etc/clew/tls.pem"));
+        assert_eq!(tls.client_ca_file, None);
+        let printed = toml::to_string_pretty(&c).unwrap();
+        assert!(printed.contains("[tls]"), "{printed}");
+        assert_eq!(toml::from_str::<Config>(&printed).unwrap(), c);
+        // absent: no section printed
+        let printed = toml::to_string_pretty(&Config::default()).unwrap();
+        assert!(!printed.contains("[tls]"), "{printed}");
+
+        std::fs::write(
+            &path,
+            "[tls]\ncert_file = \"a\"\nkey_file = \"b\"\nca = \"c\"\n",
+        )
+        .unwrap();
+        assert!(Config::from_file(&path).is_err());
+        std::fs::write(&path, "[tls]\ncert_file = \"a\"\n").unwrap();
+        let err = format!("{:#}", Config::from_file(&path).unwrap_err());
+        assert!(err.contains("key_file"), "{err}");
     }
 
     #[cfg(feature = "kafka")]

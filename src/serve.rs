@@ -109,6 +109,17 @@ async fn start_serving(
     index: Arc<dyn clew_store::TraceIndex>,
 ) -> Result<Running> {
     let auth = clew_auth::Authenticator::new(&config.auth)?;
+    if let Some(tls) = &config.tls {
+        let tls = clew_net::Tls::load(clew_net::TlsFiles {
+            cert_file: tls.cert_file.clone(),
+            key_file: tls.key_file.clone(),
+            client_ca_file: tls.client_ca_file.clone(),
+        })
+        .context("failed to load [tls]")?;
+        if clew_net::use_tls_for_every_listener(tls).is_err() {
+            anyhow::bail!("[tls] was already set up in this process");
+        }
+    }
     let query_listener = tokio::net::TcpListener::bind(config.query.http_addr)
         .await
         .with_context(|| format!("failed to listen on {} (query API)", config.query.http_addr))?;

@@ -278,7 +278,12 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "query api listening");
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    clew_net::serve(
+        "query api",
+        listener,
+        clew_net::Protocol::Http,
+        router(state),
+        shutdown,
+    )
+    .await
 }

@@ -169,6 +169,11 @@ impl Clew {
         }
     }
 
+    /// The clew process's id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub fn api_url(&self, path_and_query: &str) -> String {
         format!("http://{}{}", self.http, path_and_query)
     }

@@ -1,6 +1,7 @@
 """Sends one realistic multi-service trace to clew with the real OpenTelemetry Python SDK.
 
 Usage: send_traces.py --protocol grpc|http --endpoint URL --order-id ID --run-id ID
+                      [--ca-file PEM]   (TLS, trusting this CA; the endpoint is https://)
 
 Prints the trace id (32 hex digits) on stdout once the exporter has flushed and clew has
 acknowledged the spans. The trace: frontend (root, SERVER, carries order_id) -> checkout
@@ -17,21 +18,27 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 
-def exporter(protocol: str, endpoint: str):
+def exporter(protocol: str, endpoint: str, ca_file=None):
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
+        if ca_file:
+            import grpc
+
+            with open(ca_file, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            return OTLPSpanExporter(endpoint=endpoint, insecure=False, credentials=credentials)
         return OTLPSpanExporter(endpoint=endpoint, insecure=True)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
+    return OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", certificate_file=ca_file)
 
 
-def provider(service: str, protocol: str, endpoint: str, run_id: str) -> TracerProvider:
+def provider(service: str, protocol: str, endpoint: str, run_id: str, ca_file=None) -> TracerProvider:
     p = TracerProvider(
         resource=Resource.create({"service.name": service, "deployment.environment": "test", "clew.test.run": run_id})
     )
-    p.add_span_processor(SimpleSpanProcessor(exporter(protocol, endpoint)))
+    p.add_span_processor(SimpleSpanProcessor(exporter(protocol, endpoint, ca_file)))
     return p
 
 
@@ -41,9 +48,12 @@ def main() -> int:
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--order-id", required=True)
     ap.add_argument("--run-id", required=True)
+    ap.add_argument("--ca-file", help="speak TLS, trusting the CA certificates in this PEM file")
     args = ap.parse_args()
 
-    providers = {s: provider(s, args.protocol, args.endpoint, args.run_id) for s in ("frontend", "checkout", "payments")}
+    providers = {
+        s: provider(s, args.protocol, args.endpoint, args.run_id, args.ca_file) for s in ("frontend", "checkout", "payments")
+    }
     t_front = providers["frontend"].get_tracer("shop.frontend", "1.0.0")
     t_check = providers["checkout"].get_tracer("shop.checkout", "2.1.0")
     t_pay = providers["payments"].get_tracer("shop.payments", "0.9.0")

@@ -198,8 +198,8 @@ pub(crate) fn stopped(stop: &watch::Receiver<bool>) -> impl Future<Output = ()> 
     }
 }
 
-/// Serves `app` over HTTP on `listener` until `shutdown` resolves, then finishes in-flight
-/// requests.
+/// Serves `app` over HTTP/1.1 and HTTP/2 on `listener` until `shutdown` resolves, then
+/// finishes in-flight requests (within `clew_net`'s limits, as every listener).
 pub(crate) async fn serve_http(
     what: &'static str,
     listener: TcpListener,
@@ -210,8 +210,7 @@ pub(crate) async fn serve_http(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    clew_net::serve(what, listener, clew_net::Protocol::Http, app, shutdown)
         .await
         .map_err(|source| Error::Listen { what, addr, source })
 }

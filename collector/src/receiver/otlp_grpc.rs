@@ -189,20 +189,25 @@ pub(crate) async fn serve(
         shared,
         compression,
     };
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let app = tonic::service::Routes::new(service)
+        .into_axum_router()
         .layer(auth)
         .layer(MapResponseLayer::new(move |resp| {
             remap_codec_errors(resp, limit)
-        }))
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(|e| Error::Listen {
-            what: "serve otlp grpc",
-            addr,
-            source: std::io::Error::other(e),
-        })
+        }));
+    clew_net::serve(
+        "otlp grpc",
+        listener,
+        clew_net::Protocol::Grpc,
+        app,
+        shutdown,
+    )
+    .await
+    .map_err(|source| Error::Listen {
+        what: "serve otlp grpc",
+        addr,
+        source,
+    })
 }
 
 /// See the module docs: maps tonic's decoder failures to the codes OTLP requires.

@@ -100,19 +100,24 @@ pub async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tonic::transport::Server::builder()
+    let app = tonic::service::Routes::new(SamplingManagerServer::new(store))
+        .into_axum_router()
         .layer(clew_auth::AuthLayer::grpc(
             auth,
             "sampling_grpc",
             clew_auth::layer::ingest_or_read_everywhere,
-        ))
-        .add_service(SamplingManagerServer::new(store))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(|e| Error::Listen {
-            what: "serve sampling grpc",
-            addr,
-            source: std::io::Error::other(e),
-        })
+        ));
+    clew_net::serve(
+        "sampling grpc",
+        listener,
+        clew_net::Protocol::Grpc,
+        app,
+        shutdown,
+    )
+    .await
+    .map_err(|source| Error::Listen {
+        what: "serve sampling grpc",
+        addr,
+        source,
+    })
 }

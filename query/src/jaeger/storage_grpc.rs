@@ -94,14 +94,18 @@ pub async fn serve(
         clew_auth::layer::read_everywhere,
     );
     let storage = JaegerStorage::new(state);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .layer(auth)
-        .add_service(storage.trace_reader())
+    let app = tonic::service::Routes::new(storage.trace_reader())
         .add_service(storage.dependency_reader())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(std::io::Error::other)
+        .into_axum_router()
+        .layer(auth);
+    clew_net::serve(
+        "jaeger remote storage grpc",
+        listener,
+        clew_net::Protocol::Grpc,
+        app,
+        shutdown,
+    )
+    .await
 }
 
 fn invalid(message: impl Into<String>) -> Status {
