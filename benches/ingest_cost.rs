@@ -2,9 +2,9 @@
 //! (instruction counts are repeatable on a shared machine; wall-clock times are not).
 //!
 //! Drives the real path behind the gRPC server for a fixed set of workload spans, with the
-//! stages `clew serve` runs by default, in `ingest::Front`'s order: decode of pre-encoded
-//! OTLP requests (`decode::decode_plain`, what the gRPC and HTTP receivers call) →
-//! validate + convert (`convert_request`) → redact (the default rules) → enrich (business
+//! stages `clew serve` runs by default, in `ingest::Front`'s order: decode + validate of
+//! pre-encoded OTLP requests (`decode::decode_plain`, what the gRPC and HTTP receivers
+//! call: protobuf straight into the span model) → redact (the default rules) → enrich (business
 //! key `order_id`) → span metrics `observe` → `pipeline::Ingest::submit` (batcher → fjall
 //! store → tantivy index + WAL → ack) → span metrics `record`, `--concurrency` requests in
 //! flight like the exporters of `benches/load.rs`, then the final index commit and close.
@@ -34,7 +34,7 @@ use clew_collector::decode::{decode_plain, Format};
 use clew_collector::enrich::Enricher;
 use clew_collector::redaction::{RedactionConfig, Redactor};
 use clew_collector::{CollectorConfig, SpanMetrics, SpanMetricsConfig};
-use clew_proto::from_otlp::{convert_request, Limits};
+use clew_proto::from_otlp::Limits;
 use clew_store::{Common, EmbeddedIndexConfig, StoreConfig, TraceIndex};
 use prost::Message;
 
@@ -145,8 +145,9 @@ async fn main() {
                 let Some(body) = requests.get(i) else {
                     return acked;
                 };
-                let request = decode_plain(body, Format::Protobuf).unwrap().request;
-                let mut converted = convert_request(request, &Limits::default(), now()).spans;
+                let mut converted = decode_plain(body, Format::Protobuf, &Limits::default(), now())
+                    .unwrap()
+                    .spans;
                 if let Some(redactor) = &redactor {
                     redactor.redact_all(&mut converted);
                 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use clew_proto::from_otlp::Limits;
 use clew_proto::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
@@ -58,7 +59,8 @@ impl Shared {
 }
 
 /// Takes one OTLP request in through the ingest front half (`decode` runs there, on the
-/// blocking pool when `heavy`) and builds the OTLP answer; counts the request's outcome.
+/// blocking pool when `heavy`, with the span limits and the time of validation) and builds
+/// the OTLP answer; counts the request's outcome.
 pub(crate) async fn export<F>(
     shared: &Arc<Shared>,
     protocol: Protocol,
@@ -66,7 +68,7 @@ pub(crate) async fn export<F>(
     decode: F,
 ) -> Result<ExportTraceServiceResponse>
 where
-    F: FnOnce() -> Result<Decoded> + Send + 'static,
+    F: FnOnce(&Limits, u64) -> Result<Decoded> + Send + 'static,
 {
     let started = Instant::now();
     let input = Input {
@@ -80,7 +82,7 @@ where
     };
     let result = shared
         .front
-        .ingest(input, move |_, _| decode())
+        .ingest(input, decode)
         .await
         .map(|rejections| response(&rejections))
         .map_err(Refused::into_error);
