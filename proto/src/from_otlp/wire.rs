@@ -117,30 +117,39 @@ fn at(message: &'static str, field: &'static str) -> impl FnOnce(WireError) -> W
 
 /// Decodes an OTLP/protobuf export request and validates its spans; see the module docs.
 pub fn decode_request(bytes: &[u8], limits: &Limits, now_unix_nano: u64) -> Result<Converted> {
-    let mut out = Converted::default();
+    let mut out = Output {
+        limits,
+        now_unix_nano,
+        converted: Converted::default(),
+        attributes: Vec::new(),
+    };
     let depth = RECURSION_LIMIT;
     let mut buf = bytes;
     while !buf.is_empty() {
         let (tag, wire_type) = decode_key(&mut buf)?;
         match tag {
             1 => message(wire_type, &mut buf, depth)
-                .and_then(|m| resource_spans(m, depth - 1, limits, now_unix_nano, &mut out))
+                .and_then(|m| resource_spans(m, depth - 1, &mut out))
                 .map_err(at("ExportTraceServiceRequest", "resource_spans"))?,
             _ => skip(wire_type, tag, &mut buf, depth)?,
         }
     }
-    Ok(out)
+    Ok(out.converted)
+}
+
+/// How spans are validated, where they go, and the buffer each span's attributes are
+/// read into (one allocation of the right size per span instead of a vector grown
+/// attribute by attribute).
+struct Output<'l> {
+    limits: &'l Limits,
+    now_unix_nano: u64,
+    converted: Converted,
+    attributes: Vec<KeyValue>,
 }
 
 /// A `ResourceSpans`: its resource and schema URL first (a first pass over its fields, as
 /// they may come after the spans), then its scopes' spans.
-fn resource_spans(
-    bytes: &[u8],
-    depth: u32,
-    limits: &Limits,
-    now_unix_nano: u64,
-    out: &mut Converted,
-) -> Result<()> {
+fn resource_spans(bytes: &[u8], depth: u32, out: &mut Output<'_>) -> Result<()> {
     const NAME: &str = "ResourceSpans";
     let mut resource = Attributes::default();
     let mut schema_url: &[u8] = &[];
@@ -163,13 +172,13 @@ fn resource_spans(
     }
     let mut bad = resource.bad;
     let schema_url = text(schema_url, &mut bad);
-    let origin = Origin::resource(resource.list, resource.dropped, schema_url, limits);
+    let origin = Origin::resource(resource.list, resource.dropped, schema_url, out.limits);
     let mut buf = bytes;
     while !buf.is_empty() {
         let (tag, wire_type) = decode_key(&mut buf)?;
         match tag {
             2 => message(wire_type, &mut buf, depth)
-                .and_then(|m| scope_spans(m, depth - 1, &origin, bad, limits, now_unix_nano, out))
+                .and_then(|m| scope_spans(m, depth - 1, &origin, bad, out))
                 .map_err(at(NAME, "scope_spans"))?,
             // read in the first pass
             1 | 3 => {
@@ -188,9 +197,7 @@ fn scope_spans(
     depth: u32,
     origin: &Origin,
     resource_bad: bool,
-    limits: &Limits,
-    now_unix_nano: u64,
-    out: &mut Converted,
+    out: &mut Output<'_>,
 ) -> Result<()> {
     const NAME: &str = "ScopeSpans";
     let mut scope = ScopeFields::default();
@@ -222,14 +229,14 @@ fn scope_spans(
         scope.attributes.list,
         scope.attributes.dropped,
         schema_url,
-        limits,
+        out.limits,
     );
     let mut buf = bytes;
     while !buf.is_empty() {
         let (tag, wire_type) = decode_key(&mut buf)?;
         match tag {
             2 => message(wire_type, &mut buf, depth)
-                .and_then(|m| span(m, depth - 1, &origin, bad, limits, now_unix_nano, out))
+                .and_then(|m| span(m, depth - 1, &origin, bad, out))
                 .map_err(at(NAME, "spans"))?,
             1 | 3 => {
                 length_delimited(wire_type, &mut buf)?;
@@ -246,9 +253,7 @@ fn span(
     depth: u32,
     origin: &Origin,
     scope_bad: bool,
-    limits: &Limits,
-    now_unix_nano: u64,
-    out: &mut Converted,
+    out: &mut Output<'_>,
 ) -> Result<()> {
     const NAME: &str = "Span";
     let mut parts = SpanParts::default();
@@ -278,7 +283,7 @@ fn span(
             }
             9 => message(wire_type, b, depth)
                 .and_then(|m| key_value(m, depth - 1, &mut bad))
-                .map(|kv| parts.attributes.push(kv))
+                .map(|kv| out.attributes.push(kv))
                 .map_err(at(NAME, "attributes"))?,
             10 => {
                 parts.dropped_attributes_count =
@@ -309,17 +314,18 @@ fn span(
             _ => skip(wire_type, tag, b, depth)?,
         }
     }
+    parts.attributes = out.attributes.drain(..).collect();
     parts.trace_state = text(trace_state, &mut bad);
     parts.name = text(name, &mut bad);
     parts.status_message = text(status_message, &mut bad);
-    match origin.convert_span(parts, limits, now_unix_nano) {
+    match origin.convert_span(parts, out.limits, out.now_unix_nano) {
         Ok(mut span) => {
             if bad {
                 span.repairs |= repair::INVALID_UTF8;
             }
-            out.spans.push(span);
+            out.converted.spans.push(span);
         }
-        Err(rejected) => out.rejected.push(rejected),
+        Err(rejected) => out.converted.rejected.push(rejected),
     }
     Ok(())
 }
