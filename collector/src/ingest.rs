@@ -6,12 +6,14 @@
 //! ```text
 //!  receiver ─▶ decode ─▶ validate + convert ─▶ count rejections ─▶ redact ─▶ enrich ─▶ span metrics ─▶ SpanSink::submit ─▶ span metrics
 //!              by source  clew_proto::from_otlp  metrics.rs          redaction/ enrich.rs    observe          pipeline::Ingest   record what the
-//!              (closure)  (avro: while decoding)                                (not in the agent)            agent::AgentSink   sink stored
+//!              (closure)  (protobuf, avro: while                                (not in the agent)            agent::AgentSink   sink stored
+//!                          decoding)
 //!             └───────────────── Front::prepare: CPU work, on the blocking pool for large inputs ──────┘
 //! ```
 //!
 //! Only decoding differs by source, so a receiver passes a decode closure returning
-//! [`Decoded`]: an OTLP request, or spans its decoder already validated (Avro batches).
+//! [`Decoded`]: an OTLP request, or spans its decoder already validated (OTLP protobuf,
+//! Avro batches).
 //! Redaction ([`crate::redaction`]) runs right after validation, before enrichment and
 //! before any sink: business keys, span metrics, alerts, the store, the index, its WAL and
 //! the agent's Kafka records only ever see redacted spans.
