@@ -10,15 +10,15 @@
 //! through the same validation as [`super::convert_request`]'s (`Origin::convert_span`).
 //!
 //! What comes out is what prost's decode and [`super::convert_request`] give, including
-//! every way prost refuses a message — the differential test (`proto/tests/otlp_wire.rs`)
-//! checks both on mutated requests:
+//! every way prost refuses a message — the differential test (`proto/tests/otlp_wire/`)
+//! checks both on mutated and on hand-built requests:
 //!
 //! - the framing is read with `prost::encoding`'s own primitives (keys, varints, wire
 //!   types, unknown fields skipped by `skip_field`); a field whose length points past the
 //!   end of its message is refused;
 //! - nesting: prost's recursion limit, 100 message levels below the request, is counted
 //!   the same way (unknown groups included), so a value nested too deep fails here exactly
-//!   where it fails there, without deep recursion;
+//!   where it fails there, and the recursion stays as shallow as prost's;
 //! - a field that occurs twice: the last one wins for scalars, strings and bytes; messages
 //!   (resource, scope, status, an attribute's value, an array or map inside a value) are
 //!   merged, repeated fields appended — protobuf's rules, which prost follows;
