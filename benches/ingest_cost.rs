@@ -1,11 +1,15 @@
 //! CPU cost per span of the embedded ingest path, made to be counted with callgrind
 //! (instruction counts are repeatable on a shared machine; wall-clock times are not).
 //!
-//! Drives the real path behind the gRPC server for a fixed set of workload spans: prost
-//! decode of pre-encoded OTLP requests → validate + convert (`convert_request`) → enrich
-//! (business key `order_id`) → `pipeline::Ingest::submit` (batcher → fjall store →
-//! tantivy index + WAL → ack), `--concurrency` requests in flight like the exporters of
-//! `benches/load.rs`, then the final index commit and close.
+//! Drives the real path behind the gRPC server for a fixed set of workload spans, with the
+//! stages `clew serve` runs by default, in `ingest::Front`'s order: decode + validate of
+//! pre-encoded OTLP requests (`decode::decode_plain`, what the gRPC and HTTP receivers
+//! call: protobuf straight into the span model) → redact (the default rules) → enrich (business
+//! key `order_id`) → span metrics `observe` → `pipeline::Ingest::submit` (batcher → fjall
+//! store → tantivy index + WAL → ack) → span metrics `record`, `--concurrency` requests in
+//! flight like the exporters of `benches/load.rs`, then the final index commit and close.
+//! `--redaction off` and `--span-metrics off` leave those stages out (to see their cost).
+//! Not counted: the gRPC/HTTP transport in front and Prometheus counters (no recorder).
 //!
 //! ```sh
 //! cargo build --release --workspace --all-features --locked --benches
@@ -26,10 +30,11 @@ mod workload;
 
 use std::sync::Arc;
 
+use clew_collector::decode::{decode_plain, Format};
 use clew_collector::enrich::Enricher;
-use clew_collector::CollectorConfig;
-use clew_proto::from_otlp::{convert_request, Limits};
-use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
+use clew_collector::redaction::{RedactionConfig, Redactor};
+use clew_collector::{CollectorConfig, SpanMetrics, SpanMetricsConfig};
+use clew_proto::from_otlp::Limits;
 use clew_store::{Common, EmbeddedIndexConfig, StoreConfig, TraceIndex};
 use prost::Message;
 
@@ -63,6 +68,12 @@ async fn main() {
         ],
         other => panic!("--indexed-attributes all|listed, not {other}"),
     };
+    let on = |flag: &str| match arg(flag, "on").as_str() {
+        "on" => true,
+        "off" => false,
+        other => panic!("{flag} on|off, not {other}"),
+    };
+    let (redaction, span_metrics) = (on("--redaction"), on("--span-metrics"));
 
     // 25 traces per request (~500 spans), like an SDK batch; times an hour ago, one day.
     let mut w = workload::Workload::new(3);
@@ -102,14 +113,28 @@ async fn main() {
 
     let config = CollectorConfig::default();
     let (ingest, done) = clew_collector::pipeline::start(&config, store.clone(), index.clone());
-    let enricher = Arc::new(Enricher::new(&["order_id".to_string()]));
+    let business_keys = ["order_id".to_string()];
+    let enricher = Arc::new(Enricher::new(&business_keys));
+    // What `clew serve` builds from its default `[redaction]` and `[span_metrics]`.
+    let redactor = if redaction {
+        Redactor::from_config(&RedactionConfig::default(), &business_keys).unwrap()
+    } else {
+        None
+    };
+    let metrics = if span_metrics {
+        SpanMetrics::new(&SpanMetricsConfig::default()).map(Arc::new)
+    } else {
+        None
+    };
     let requests = Arc::new(requests);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut exporters = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (ingest, enricher, requests, next) = (
+        let (ingest, enricher, redactor, metrics, requests, next) = (
             ingest.clone(),
             enricher.clone(),
+            redactor.clone(),
+            metrics.clone(),
             requests.clone(),
             next.clone(),
         );
@@ -120,11 +145,19 @@ async fn main() {
                 let Some(body) = requests.get(i) else {
                     return acked;
                 };
-                let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
-                let mut converted = convert_request(request, &Limits::default(), now()).spans;
+                let mut converted = decode_plain(body, Format::Protobuf, &Limits::default(), now())
+                    .unwrap()
+                    .spans;
+                if let Some(redactor) = &redactor {
+                    redactor.redact_all(&mut converted);
+                }
                 enricher.enrich_all(&mut converted);
+                let observed = metrics.as_ref().map(|m| m.observe(&converted));
                 let n = converted.len();
                 let rejected = ingest.submit(converted).await.unwrap();
+                if let (Some(metrics), Some(observed)) = (&metrics, observed) {
+                    metrics.record(observed, &rejected);
+                }
                 acked += n - rejected.len();
             }
         });

@@ -1,20 +1,20 @@
-//! Request bodies → [`ExportTraceServiceRequest`]: content negotiation, bounded gzip
-//! decompression, protobuf and OTLP/JSON decoding.
+//! Request bodies → validated spans: content negotiation, bounded gzip decompression,
+//! protobuf and OTLP/JSON decoding.
 //!
 //! Decisions (`docs/robustness.md`, inputs 1–8):
 //!
 //! - **Size**: `max_request_bytes` bounds the *decompressed* body. Decompression streams
 //!   through a reader capped at the limit and stops as soon as it is crossed, so a
 //!   decompression bomb costs at most about the limit in memory and never more.
-//! - **Protobuf** is decoded by prost, which checks every length against the bytes
-//!   actually present (no allocation from a declared length) and stops at 100 levels of
-//!   nesting with an error instead of overflowing the stack.
-//! - **Invalid UTF-8 costs no span**: prost refuses a whole message with an invalid UTF-8
-//!   string anywhere in it; such a protobuf body is decoded again by
-//!   [`clew_proto::lenient`] (OTLP's messages with `bytes` for every string), the invalid
-//!   bytes replaced by U+FFFD, and the spans that had some flagged
-//!   (`repair::INVALID_UTF8`, counted in `clew_collector_spans_repaired_total`). JSON must
-//!   be UTF-8 text to be JSON at all: a JSON body that is not is refused.
+//! - **Protobuf** is decoded straight into the span model by
+//!   [`clew_proto::from_otlp::decode_request`] (no generated request in between), which
+//!   refuses what prost refuses: every length is checked against the bytes actually present
+//!   (no allocation from a declared length), and 100 levels of nesting stop it with an
+//!   error instead of overflowing the stack.
+//! - **Invalid UTF-8 costs no span**: the invalid bytes of a protobuf string are replaced
+//!   by U+FFFD and the spans that had some flagged (`repair::INVALID_UTF8`, counted in
+//!   `clew_collector_spans_repaired_total`), where prost would refuse the whole request.
+//!   JSON must be UTF-8 text to be JSON at all: a JSON body that is not is refused.
 //! - **JSON** follows the OTLP/JSON mapping: hex ids in either case, enums as integers,
 //!   64-bit integers as strings or numbers, unknown fields ignored, serde_json's recursion
 //!   limit (128) refuses absurd nesting. The generated serde code is strict in a few places
@@ -31,7 +31,7 @@ use prost::Message;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use clew_proto::lenient::{self, Repaired};
+use clew_proto::from_otlp::{convert_request, decode_request, Converted, Limits};
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 
 /// How an OTLP/HTTP body is encoded.
@@ -99,15 +99,18 @@ fn truncate_for_message(s: &str) -> String {
     s.chars().take(100).collect()
 }
 
-/// Decompresses (if needed) and decodes one body. CPU-heavy: call it off the reactor for
-/// large bodies.
+/// Decompresses (if needed) and decodes one body into spans validated against `limits`.
+/// CPU-heavy: call it off the reactor for large bodies.
 pub fn decode_body(
     body: Bytes,
     compression: Compression,
     format: Format,
     limit_bytes: usize,
-) -> Result<Repaired> {
-    decode_plain(&decompress_bounded(body, compression, limit_bytes)?, format)
+    limits: &Limits,
+    now_unix_nano: u64,
+) -> Result<Converted> {
+    let plain = decompress_bounded(body, compression, limit_bytes)?;
+    decode_plain(&plain, format, limits, now_unix_nano)
 }
 
 /// The request body as sent, decompressed, never larger than `limit_bytes`
@@ -151,23 +154,19 @@ pub fn gunzip_bounded(compressed: &[u8], limit_bytes: usize) -> Result<Vec<u8>> 
     Ok(out)
 }
 
-/// Decodes an uncompressed body; see the module docs for invalid UTF-8.
-pub fn decode_plain(bytes: &[u8], format: Format) -> Result<Repaired> {
-    let strict = match format {
-        Format::Protobuf => match ExportTraceServiceRequest::decode(bytes) {
-            Ok(request) => request,
-            Err(e) if lenient::is_invalid_utf8(&e) => {
-                return lenient::decode(bytes)
-                    .map_err(|e| Error::decode("protobuf ExportTraceServiceRequest", e))
-            }
-            Err(e) => return Err(Error::decode("protobuf ExportTraceServiceRequest", e)),
-        },
-        Format::Json => decode_json(bytes)?,
-    };
-    Ok(Repaired {
-        request: strict,
-        invalid_utf8: Vec::new(),
-    })
+/// Decodes an uncompressed body into spans validated against `limits` (rejected ones
+/// listed with their reason); see the module docs for invalid UTF-8.
+pub fn decode_plain(
+    bytes: &[u8],
+    format: Format,
+    limits: &Limits,
+    now_unix_nano: u64,
+) -> Result<Converted> {
+    match format {
+        Format::Protobuf => decode_request(bytes, limits, now_unix_nano)
+            .map_err(|e| Error::decode("protobuf ExportTraceServiceRequest", e)),
+        Format::Json => Ok(convert_request(decode_json(bytes)?, limits, now_unix_nano)),
+    }
 }
 
 /// OTLP/JSON → request; see the module docs for the lenient second pass.
@@ -384,21 +383,13 @@ mod tests {
 
     #[test]
     fn protobuf_garbage_fails_cleanly() {
+        let protobuf = |bytes: &[u8]| decode_plain(bytes, Format::Protobuf, &Limits::default(), 0);
         // field 1, length-delimited, declared length far past the end
         assert!(matches!(
-            decode_plain(
-                &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2],
-                Format::Protobuf
-            ),
+            protobuf(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2]),
             Err(Error::Decode { .. })
         ));
-        assert!(matches!(
-            decode_plain(&[0xff; 64], Format::Protobuf),
-            Err(Error::Decode { .. })
-        ));
-        assert_eq!(
-            decode_plain(&[], Format::Protobuf).unwrap().request,
-            ExportTraceServiceRequest::default()
-        );
+        assert!(matches!(protobuf(&[0xff; 64]), Err(Error::Decode { .. })));
+        assert_eq!(protobuf(&[]).unwrap().total(), 0);
     }
 }

@@ -6,12 +6,14 @@
 //! ```text
 //!  receiver ─▶ decode ─▶ validate + convert ─▶ count rejections ─▶ redact ─▶ enrich ─▶ span metrics ─▶ SpanSink::submit ─▶ span metrics
 //!              by source  clew_proto::from_otlp  metrics.rs          redaction/ enrich.rs    observe          pipeline::Ingest   record what the
-//!              (closure)  (avro: while decoding)                                (not in the agent)            agent::AgentSink   sink stored
+//!              (closure)  (protobuf, avro: while                                (not in the agent)            agent::AgentSink   sink stored
+//!                          decoding)
 //!             └───────────────── Front::prepare: CPU work, on the blocking pool for large inputs ──────┘
 //! ```
 //!
 //! Only decoding differs by source, so a receiver passes a decode closure returning
-//! [`Decoded`]: an OTLP request, or spans its decoder already validated (Avro batches).
+//! [`Decoded`]: an OTLP request, or spans its decoder already validated (OTLP protobuf,
+//! Avro batches).
 //! Redaction ([`crate::redaction`]) runs right after validation, before enrichment and
 //! before any sink: business keys, span metrics, alerts, the store, the index, its WAL and
 //! the agent's Kafka records only ever see redacted spans.
@@ -28,7 +30,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clew_proto::from_otlp::{convert_request, Converted, Limits};
-use clew_proto::lenient::{self, Repaired};
 use clew_proto::model::repair;
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
 use clew_proto::{RejectReason, Span};
@@ -46,26 +47,13 @@ use crate::span_metrics::{Observed, SpanMetrics};
 
 /// What a source's decode step produced.
 pub(crate) enum Decoded {
-    /// An OTLP export request (OTLP gRPC and HTTP bodies, Kafka `otlp_proto` and
-    /// `otlp_json` records); the next stage validates and converts it.
+    /// An OTLP export request (OTLP/JSON bodies and Kafka `otlp_json` records, Zipkin
+    /// spans translated); the next stage validates and converts it.
     Otlp(ExportTraceServiceRequest),
-    /// An OTLP request whose invalid UTF-8 was replaced ([`clew_proto::lenient`]), with the
-    /// spans to flag.
-    OtlpRepaired(Repaired),
-    /// Spans that their decoder validated against the same limits while decoding (Kafka
-    /// `avro` records: [`clew_proto::avro::decode_batch`]).
-    #[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+    /// Spans that their decoder validated against the same limits while decoding: OTLP
+    /// protobuf ([`clew_proto::from_otlp::decode_request`]: gRPC, HTTP, Kafka
+    /// `otlp_proto`) and Kafka `avro` records ([`clew_proto::avro::decode_batch`]).
     Validated(Converted),
-}
-
-impl From<Repaired> for Decoded {
-    fn from(r: Repaired) -> Self {
-        if r.invalid_utf8.is_empty() {
-            Decoded::Otlp(r.request)
-        } else {
-            Decoded::OtlpRepaired(r)
-        }
-    }
 }
 
 /// Rejected spans per reason: the conversion's and the sink's.
@@ -291,7 +279,6 @@ impl Front {
 fn convert(decoded: Decoded, limits: &Limits, now_unix_nano: u64) -> Converted {
     match decoded {
         Decoded::Otlp(request) => convert_request(request, limits, now_unix_nano),
-        Decoded::OtlpRepaired(repaired) => lenient::convert(repaired, limits, now_unix_nano),
         Decoded::Validated(converted) => converted,
     }
 }

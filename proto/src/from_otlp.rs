@@ -1,4 +1,7 @@
-//! The one conversion from OTLP to the span model, with per-span validation.
+//! The one conversion from OTLP to the span model, with per-span validation: from a
+//! decoded request ([`convert_request`]: OTLP/JSON, Zipkin, Avro), or straight from the
+//! protobuf bytes ([`decode_request`], in [`wire`]: OTLP/gRPC, OTLP/HTTP protobuf, Kafka
+//! `otlp_proto`). Both take resources, scopes and spans through the same `Origin` steps.
 //!
 //! A bad span is rejected alone with a [`RejectReason`]; the other spans of the request
 //! are kept. Repairable problems are repaired and flagged in [`Span::repairs`]
@@ -23,6 +26,9 @@ use crate::model::{
     repair, Resource, Scope, Span, SpanKind, StatusCode, UNKNOWN_SERVICE, UNNAMED_SPAN,
 };
 use crate::reject::RejectReason;
+
+pub mod wire;
+pub use wire::{decode_request, WireError};
 
 /// Placeholder for attribute values nested deeper than [`Limits::max_nesting_depth`].
 pub const NESTING_PLACEHOLDER: &str = "[clew: value nested too deep]";
@@ -100,7 +106,7 @@ pub fn convert_request(
 
 /// [`convert_request`], with one `extra` per input span (in request order) that `apply`
 /// adds to the span if it is kept: what a decoder learned about a span besides its OTLP
-/// fields (Avro business keys and repairs, invalid UTF-8 replaced).
+/// fields (Avro business keys and repairs).
 pub fn convert_request_with<T>(
     req: ExportTraceServiceRequest,
     limits: &Limits,
@@ -112,49 +118,29 @@ pub fn convert_request_with<T>(
     let mut out = Converted::default();
     for rs in req.resource_spans {
         let otlp_resource = rs.resource.unwrap_or_default();
-        let mut res_attrs = otlp_resource.attributes;
-        let mut res_dropped = otlp_resource.dropped_attributes_count;
-        let mut res_repairs = 0;
-        res_repairs |= limit_attributes(&mut res_attrs, &mut res_dropped, limits);
-        let service_name = match crate::model::find_attr(&res_attrs, "service.name")
-            .map(crate::model::value_to_string)
-        {
-            Some(s) if !s.is_empty() => s,
-            _ => {
-                res_repairs |= repair::MISSING_SERVICE;
-                UNKNOWN_SERVICE.to_string()
-            }
-        };
-        let resource = Arc::new(Resource {
-            attributes: res_attrs,
-            dropped_attributes_count: res_dropped,
-            schema_url: rs.schema_url,
-        });
+        let origin = Origin::resource(
+            otlp_resource.attributes,
+            otlp_resource.dropped_attributes_count,
+            rs.schema_url,
+            limits,
+        );
         for ss in rs.scope_spans {
             let otlp_scope = ss.scope.unwrap_or_default();
-            let mut scope_attrs = otlp_scope.attributes;
-            let mut scope_dropped = otlp_scope.dropped_attributes_count;
-            let scope_repairs = limit_attributes(&mut scope_attrs, &mut scope_dropped, limits);
-            let scope = Arc::new(Scope {
-                name: otlp_scope.name,
-                version: otlp_scope.version,
-                attributes: scope_attrs,
-                dropped_attributes_count: scope_dropped,
-                schema_url: ss.schema_url,
-            });
+            let origin = origin.scope(
+                otlp_scope.name,
+                otlp_scope.version,
+                otlp_scope.attributes,
+                otlp_scope.dropped_attributes_count,
+                ss.schema_url,
+                limits,
+            );
             out.spans.reserve(ss.spans.len());
             for span in ss.spans {
                 let extra = extras.next();
-                match convert_span(
-                    span,
-                    &resource,
-                    &scope,
-                    &service_name,
-                    limits,
-                    now_unix_nano,
-                ) {
+                match with_parts(span, |parts| {
+                    origin.convert_span(parts, limits, now_unix_nano)
+                }) {
                     Ok(mut s) => {
-                        s.repairs |= res_repairs | scope_repairs;
                         if let Some(extra) = extra {
                             apply(&mut s, extra);
                         }
@@ -168,76 +154,205 @@ pub fn convert_request_with<T>(
     out
 }
 
-/// One span: identity and times decide whether it is kept; everything else is cut to the
-/// limits. Each step returns the repair flags it set.
-fn convert_span(
-    span: otlp::Span,
-    resource: &Arc<Resource>,
-    scope: &Arc<Scope>,
-    service_name: &str,
-    limits: &Limits,
-    now_unix_nano: u64,
-) -> Result<Span, Rejected> {
-    let reject = |reason: RejectReason| Rejected {
-        reason,
-        service_name: service_name.to_string(),
-        span_name: span.name.chars().take(128).collect(),
-    };
-    let (trace_id, span_id, parent_span_id, mut repairs) = span_ids(&span).map_err(reject)?;
-    let (start, end, time_repairs) = span_times(&span, limits, now_unix_nano).map_err(reject)?;
-    repairs |= time_repairs;
+/// Where spans come from, validated once for all of them: their resource (with the service
+/// name derived from it) and, below a `ScopeSpans`, their scope; the repairs these needed
+/// go onto every span.
+pub(crate) struct Origin {
+    resource: Arc<Resource>,
+    scope: Arc<Scope>,
+    service_name: String,
+    repairs: u32,
+}
 
-    let mut name = span.name;
-    repairs |= limit_name(&mut name, limits);
-    let mut attributes = span.attributes;
-    let mut dropped_attributes_count = span.dropped_attributes_count;
-    repairs |= limit_attributes(&mut attributes, &mut dropped_attributes_count, limits);
-    let mut events = span.events;
-    let mut dropped_events_count = span.dropped_events_count;
-    repairs |= limit_events(&mut events, &mut dropped_events_count, limits);
-    let mut links = span.links;
-    let mut dropped_links_count = span.dropped_links_count;
-    repairs |= limit_links(&mut links, &mut dropped_links_count, limits);
-    let mut trace_state = span.trace_state;
-    repairs |= limit_text(&mut trace_state, limits);
-    let status = span.status.unwrap_or_default();
-    let mut status_message = status.message;
-    repairs |= limit_text(&mut status_message, limits);
+impl Origin {
+    /// A `ResourceSpans`' resource, cut to the limits; `service.name` or the placeholder.
+    pub(crate) fn resource(
+        mut attributes: Vec<KeyValue>,
+        mut dropped_attributes_count: u32,
+        schema_url: String,
+        limits: &Limits,
+    ) -> Origin {
+        let mut repairs = limit_attributes(&mut attributes, &mut dropped_attributes_count, limits);
+        let service_name = match crate::model::find_attr(&attributes, "service.name")
+            .map(crate::model::value_to_string)
+        {
+            Some(s) if !s.is_empty() => s,
+            _ => {
+                repairs |= repair::MISSING_SERVICE;
+                UNKNOWN_SERVICE.to_string()
+            }
+        };
+        Origin {
+            resource: Arc::new(Resource {
+                attributes,
+                dropped_attributes_count,
+                schema_url,
+            }),
+            scope: Arc::default(),
+            service_name,
+            repairs,
+        }
+    }
 
-    Ok(Span {
+    /// The same resource below one `ScopeSpans`' scope, cut to the limits.
+    pub(crate) fn scope(
+        &self,
+        name: String,
+        version: String,
+        mut attributes: Vec<KeyValue>,
+        mut dropped_attributes_count: u32,
+        schema_url: String,
+        limits: &Limits,
+    ) -> Origin {
+        let repairs = limit_attributes(&mut attributes, &mut dropped_attributes_count, limits);
+        Origin {
+            resource: self.resource.clone(),
+            scope: Arc::new(Scope {
+                name,
+                version,
+                attributes,
+                dropped_attributes_count,
+                schema_url,
+            }),
+            service_name: self.service_name.clone(),
+            repairs: self.repairs | repairs,
+        }
+    }
+
+    /// One span: identity and times decide whether it is kept; everything else is cut to
+    /// the limits. Each step returns the repair flags it set.
+    pub(crate) fn convert_span(
+        &self,
+        span: SpanParts<'_>,
+        limits: &Limits,
+        now_unix_nano: u64,
+    ) -> Result<Span, Rejected> {
+        let reject = |reason: RejectReason| Rejected {
+            reason,
+            service_name: self.service_name.clone(),
+            span_name: span.name.chars().take(128).collect(),
+        };
+        let (trace_id, span_id, parent_span_id, mut repairs) = span_ids(&span).map_err(reject)?;
+        let (start, end, time_repairs) =
+            span_times(&span, limits, now_unix_nano).map_err(reject)?;
+        repairs |= time_repairs | self.repairs;
+
+        let mut name = span.name;
+        repairs |= limit_name(&mut name, limits);
+        let mut attributes = span.attributes;
+        let mut dropped_attributes_count = span.dropped_attributes_count;
+        repairs |= limit_attributes(&mut attributes, &mut dropped_attributes_count, limits);
+        let mut events = span.events;
+        let mut dropped_events_count = span.dropped_events_count;
+        repairs |= limit_events(&mut events, &mut dropped_events_count, limits);
+        let mut links = span.links;
+        let mut dropped_links_count = span.dropped_links_count;
+        repairs |= limit_links(&mut links, &mut dropped_links_count, limits);
+        let mut trace_state = span.trace_state;
+        repairs |= limit_text(&mut trace_state, limits);
+        let mut status_message = span.status_message;
+        repairs |= limit_text(&mut status_message, limits);
+
+        Ok(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            trace_state,
+            flags: span.flags,
+            name,
+            kind: SpanKind::from_i32(span.kind),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            attributes,
+            dropped_attributes_count,
+            events,
+            dropped_events_count,
+            links,
+            dropped_links_count,
+            status_code: StatusCode::from_i32(span.status_code),
+            status_message,
+            resource: self.resource.clone(),
+            scope: self.scope.clone(),
+            service_name: self.service_name.clone(),
+            business_keys: Vec::new(),
+            repairs,
+        })
+    }
+}
+
+/// One OTLP span as validation takes it: its ids borrowed (from the request message, or
+/// from the protobuf bytes themselves), everything else owned and moved into the [`Span`].
+#[derive(Default)]
+pub(crate) struct SpanParts<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub trace_state: String,
+    pub flags: u32,
+    pub name: String,
+    pub kind: i32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub attributes: Vec<KeyValue>,
+    pub dropped_attributes_count: u32,
+    pub events: Vec<otlp::span::Event>,
+    pub dropped_events_count: u32,
+    pub links: Vec<otlp::span::Link>,
+    pub dropped_links_count: u32,
+    pub status_message: String,
+    pub status_code: i32,
+}
+
+/// Takes an OTLP span apart for `Origin::convert_span` (the parts borrow its ids).
+fn with_parts<R>(span: otlp::Span, f: impl FnOnce(SpanParts<'_>) -> R) -> R {
+    let otlp::Span {
         trace_id,
         span_id,
         parent_span_id,
         trace_state,
-        flags: span.flags,
+        flags,
         name,
-        kind: SpanKind::from_i32(span.kind),
-        start_unix_nano: start,
-        end_unix_nano: end,
+        kind,
+        start_time_unix_nano,
+        end_time_unix_nano,
         attributes,
         dropped_attributes_count,
         events,
         dropped_events_count,
         links,
         dropped_links_count,
-        status_code: StatusCode::from_i32(status.code),
-        status_message,
-        resource: resource.clone(),
-        scope: scope.clone(),
-        service_name: service_name.to_string(),
-        business_keys: Vec::new(),
-        repairs,
+        status,
+    } = span;
+    let status = status.unwrap_or_default();
+    f(SpanParts {
+        trace_id: &trace_id,
+        span_id: &span_id,
+        parent_span_id: &parent_span_id,
+        trace_state,
+        flags,
+        name,
+        kind,
+        start_time_unix_nano,
+        end_time_unix_nano,
+        attributes,
+        dropped_attributes_count,
+        events,
+        dropped_events_count,
+        links,
+        dropped_links_count,
+        status_message: status.message,
+        status_code: status.code,
     })
 }
 
 /// Trace and span id (wrong length or all zeros: rejected) and the parent id (empty or all
 /// zeros: a root; wrong length: dropped and flagged).
-fn span_ids(span: &otlp::Span) -> Result<(TraceId, SpanId, Option<SpanId>, u32), RejectReason> {
-    let trace_id = TraceId::from_bytes(&span.trace_id).map_err(|_| RejectReason::InvalidTraceId)?;
-    let span_id = SpanId::from_bytes(&span.span_id).map_err(|_| RejectReason::InvalidSpanId)?;
+fn span_ids(span: &SpanParts<'_>) -> Result<(TraceId, SpanId, Option<SpanId>, u32), RejectReason> {
+    let trace_id = TraceId::from_bytes(span.trace_id).map_err(|_| RejectReason::InvalidTraceId)?;
+    let span_id = SpanId::from_bytes(span.span_id).map_err(|_| RejectReason::InvalidSpanId)?;
     let (parent_span_id, repairs) = match span.parent_span_id.len() {
         0 => (None, 0),
-        8 => (SpanId::from_bytes(&span.parent_span_id).ok(), 0), // all zeros: root
+        8 => (SpanId::from_bytes(span.parent_span_id).ok(), 0), // all zeros: root
         _ => (None, repair::PARENT_ID_DROPPED),
     };
     Ok((trace_id, span_id, parent_span_id, repairs))
@@ -246,7 +361,7 @@ fn span_ids(span: &otlp::Span) -> Result<(TraceId, SpanId, Option<SpanId>, u32),
 /// Start and end, repaired when one is missing or end is before start; rejected when both
 /// are missing or start is outside the accepted window around `now_unix_nano`.
 fn span_times(
-    span: &otlp::Span,
+    span: &SpanParts<'_>,
     limits: &Limits,
     now_unix_nano: u64,
 ) -> Result<(u64, u64, u32), RejectReason> {

@@ -12,7 +12,8 @@
 //! - [`ids`]: `TraceId` / `SpanId` newtypes with hex text forms.
 //! - [`model`]: the validated span, sharing its resource and scope through `Arc`.
 //! - [`from_otlp`]: the one conversion from OTLP, with per-span validation, repairs and
-//!   limits (`docs/robustness.md`).
+//!   limits (`docs/robustness.md`): from a decoded request, or straight from protobuf
+//!   bytes ([`from_otlp::decode_request`], invalid UTF-8 replaced and flagged).
 //! - [`encoding`]: the versioned stored-span encoding (`docs/adr/0003-span-encoding.md`).
 //! - [`avro`]: the Avro span-batch format agents ship through Kafka (single-object
 //!   encoding, schema `proto/schemas/span_batch_v1.avsc`, `docs/adr/0005-avro-wire-format.md`).
@@ -20,7 +21,6 @@
 //! - [`jaeger_storage`]: Jaeger v2's remote-storage gRPC API (`jaeger.storage.v2`),
 //!   generated from `proto/jaeger/storage/v2/*.proto` by `build.rs`.
 //! - [`reject`]: why a span was refused, as metric labels and OTLP partial-success text.
-//! - [`lenient`]: OTLP requests with invalid UTF-8, decoded with the bytes replaced.
 //! - [`jaeger_sampling`]: Jaeger's remote-sampling messages (`jaeger.api_v2`, contract in
 //!   `proto/schemas/jaeger/api_v2/sampling.proto`).
 
@@ -31,7 +31,6 @@ pub mod go_json;
 pub mod ids;
 pub mod jaeger_sampling;
 pub mod jaeger_storage;
-pub mod lenient;
 pub mod model;
 pub mod reject;
 pub mod to_otlp;

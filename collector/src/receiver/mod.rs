@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use clew_auth::Authenticator;
+use clew_proto::from_otlp::Limits;
 use clew_proto::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
@@ -68,7 +69,8 @@ impl Shared {
 }
 
 /// Takes one OTLP request in through the ingest front half (`decode` runs there, on the
-/// blocking pool when `heavy`) and builds the OTLP answer; counts the request's outcome.
+/// blocking pool when `heavy`, with the span limits and the time of validation) and builds
+/// the OTLP answer; counts the request's outcome.
 pub(crate) async fn export<F>(
     shared: &Arc<Shared>,
     protocol: Protocol,
@@ -76,7 +78,7 @@ pub(crate) async fn export<F>(
     decode: F,
 ) -> Result<ExportTraceServiceResponse>
 where
-    F: FnOnce() -> Result<Decoded> + Send + 'static,
+    F: FnOnce(&Limits, u64) -> Result<Decoded> + Send + 'static,
 {
     let started = Instant::now();
     let input = Input {
@@ -91,7 +93,7 @@ where
     };
     let result = shared
         .front
-        .ingest(input, move |_, _| decode())
+        .ingest(input, decode)
         .await
         .map(|rejections| response(&rejections))
         .map_err(Refused::into_error);

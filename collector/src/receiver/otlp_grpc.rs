@@ -2,8 +2,9 @@
 //!
 //! The service is written out here rather than generated: tonic hands it the message
 //! bytes (decompressed and size-checked, gzip accepted), and the ingest path decodes them
-//! like an OTLP/HTTP protobuf body (`crate::decode::decode_plain`): on the blocking pool
-//! when large, and with invalid UTF-8 replaced instead of failing the whole request.
+//! like an OTLP/HTTP protobuf body (`crate::decode::decode_plain`): straight into the span
+//! model, on the blocking pool when large, and with invalid UTF-8 replaced instead of
+//! failing the whole request.
 //!
 //! tonic's codes for its own failures differ from what OTLP asks for; [`remap_codec_errors`]
 //! fixes them up on the way out:
@@ -62,8 +63,8 @@ impl OtlpGrpc {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
         let body = request.into_inner();
         let heavy = body.len() > INLINE_MAX_BYTES;
-        export(&self.shared, Protocol::Grpc, heavy, move || {
-            decode_plain(&body, Format::Protobuf).map(Decoded::from)
+        export(&self.shared, Protocol::Grpc, heavy, move |limits, now| {
+            decode_plain(&body, Format::Protobuf, limits, now).map(Decoded::Validated)
         })
         .await
         .map(tonic::Response::new)

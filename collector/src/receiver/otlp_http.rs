@@ -106,8 +106,8 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     };
     let heavy = body.len() > INLINE_MAX_BYTES
         || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
-    match export(&shared, Protocol::Http, heavy, move || {
-        decode_body(body, compression, format, limit).map(Decoded::from)
+    match export(&shared, Protocol::Http, heavy, move |limits, now| {
+        decode_body(body, compression, format, limit, limits, now).map(Decoded::Validated)
     })
     .await
     {

@@ -96,7 +96,7 @@ async fn spans(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
     };
     let heavy = body.len() > INLINE_MAX_BYTES
         || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
-    match export(&shared, Protocol::Zipkin, heavy, move || {
+    match export(&shared, Protocol::Zipkin, heavy, move |_, _| {
         decode_body(body, compression, format, limit).map(Decoded::Otlp)
     })
     .await

@@ -353,8 +353,9 @@ impl Worker {
     }
 }
 
-/// Value → decoded input, by the topic's format. Avro batches are validated against
-/// `limits` while they are decoded; OTLP requests are validated by the next stage.
+/// Value → decoded input, by the topic's format. Avro batches and OTLP protobuf are
+/// validated against `limits` while they are decoded; OTLP/JSON and Zipkin requests by
+/// the next stage.
 pub(super) fn decode_record(
     format: KafkaFormat,
     value: &[u8],
@@ -376,9 +377,10 @@ pub(super) fn decode_record(
         KafkaFormat::Avro => Decoded::Validated(
             avro::decode_batch(value, limits, now_unix_nano).map_err(Poison::from_avro)?,
         ),
-        KafkaFormat::OtlpProto => {
-            Decoded::from(decode_plain(value, Format::Protobuf).map_err(Poison::from_decode)?)
-        }
+        KafkaFormat::OtlpProto => Decoded::Validated(
+            decode_plain(value, Format::Protobuf, limits, now_unix_nano)
+                .map_err(Poison::from_decode)?,
+        ),
         KafkaFormat::OtlpJson => Decoded::Otlp(decode_json(value).map_err(Poison::from_decode)?),
         KafkaFormat::ZipkinJson => Decoded::Otlp(crate::zipkin::to_otlp(
             crate::zipkin::decode_json(value).map_err(Poison::from_decode)?,

@@ -1,14 +1,9 @@
-//! OTLP trace requests with invalid UTF-8 in their strings, kept instead of refused.
-//!
-//! prost refuses a whole message when any `string` field holds bytes that are not UTF-8,
-//! so one bad attribute value would cost every good span sent with it. When that happens,
-//! the request is decoded a second time with the messages below — the same field numbers
-//! and wire types as OTLP's trace messages, every `string` read as `bytes` — and turned
-//! into the ordinary request with each invalid sequence replaced by U+FFFD (what Jaeger
-//! does). The spans that carried one (in their own strings, or their resource's or scope's)
-//! are reported so that validation flags them ([`crate::model::repair::INVALID_UTF8`]).
-//!
-//! Only the failing requests pay for the second decode; valid ones never reach this module.
+//! The OTLP/protobuf decoding that `from_otlp::decode_request` replaced, kept as the
+//! reference it is tested against: prost's generated request, then `convert_request`; and
+//! when prost refuses a string that is not UTF-8, a second decode of the request with the
+//! messages below — OTLP's trace messages with every `string` read as `bytes` — each
+//! invalid sequence replaced by U+FFFD, and the spans that carried one (in their own
+//! strings, or their resource's or scope's) flagged `repair::INVALID_UTF8`.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest as Request;
 use opentelemetry_proto::tonic::common::v1 as common;
@@ -16,26 +11,34 @@ use opentelemetry_proto::tonic::resource::v1 as resource;
 use opentelemetry_proto::tonic::trace::v1 as trace;
 use prost::Message;
 
-use crate::from_otlp::{convert_request_with, Converted, Limits};
-use crate::model::repair;
+use clew_proto::from_otlp::{convert_request, convert_request_with, Converted, Limits};
+use clew_proto::model::repair;
+
+/// prost's decode (with the second, lenient one for invalid UTF-8) and the conversion.
+pub fn decode_and_convert(
+    bytes: &[u8],
+    limits: &Limits,
+    now_unix_nano: u64,
+) -> Result<Converted, prost::DecodeError> {
+    match Request::decode(bytes) {
+        Ok(request) => Ok(convert_request(request, limits, now_unix_nano)),
+        Err(e) if e.to_string().contains("UTF-8") => {
+            decode(bytes).map(|repaired| convert(repaired, limits, now_unix_nano))
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// A request decoded with invalid UTF-8 replaced, and, per span in request order, whether
 /// that span (or its resource or scope) had some.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Repaired {
-    pub request: Request,
-    pub invalid_utf8: Vec<bool>,
-}
-
-/// Whether a prost decode error is the invalid-UTF-8 one (the only failure this module
-/// can repair).
-pub fn is_invalid_utf8(e: &prost::DecodeError) -> bool {
-    e.to_string().contains("UTF-8")
+struct Repaired {
+    request: Request,
+    invalid_utf8: Vec<bool>,
 }
 
 /// Decodes `bytes` as an OTLP trace request, replacing invalid UTF-8. Fails exactly where
 /// a strict decode fails for any other reason.
-pub fn decode(bytes: &[u8]) -> Result<Repaired, prost::DecodeError> {
+fn decode(bytes: &[u8]) -> Result<Repaired, prost::DecodeError> {
     let raw = RawRequest::decode(bytes)?;
     let mut invalid_utf8 = Vec::new();
     let resource_spans = raw
@@ -108,9 +111,9 @@ pub fn decode(bytes: &[u8]) -> Result<Repaired, prost::DecodeError> {
     })
 }
 
-/// Validates and converts a repaired request like any other ([`convert_request_with`]),
-/// flagging the spans that had invalid UTF-8 with [`repair::INVALID_UTF8`].
-pub fn convert(repaired: Repaired, limits: &Limits, now_unix_nano: u64) -> Converted {
+/// Validates and converts a repaired request like any other (`convert_request_with`),
+/// flagging the spans that had invalid UTF-8 with `repair::INVALID_UTF8`.
+fn convert(repaired: Repaired, limits: &Limits, now_unix_nano: u64) -> Converted {
     convert_request_with(
         repaired.request,
         limits,
@@ -385,138 +388,4 @@ struct RawArrayValue {
 struct RawKeyValueList {
     #[prost(message, repeated, tag = "1")]
     values: Vec<RawKeyValue>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-
-    fn kv(key: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue {
-                value: Some(Value::StringValue(v.into())),
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn request(spans: Vec<trace::Span>) -> Request {
-        Request {
-            resource_spans: vec![trace::ResourceSpans {
-                resource: Some(resource::Resource {
-                    attributes: vec![kv("service.name", "svc")],
-                    ..Default::default()
-                }),
-                scope_spans: vec![trace::ScopeSpans {
-                    scope: Some(common::InstrumentationScope {
-                        name: "lib".into(),
-                        ..Default::default()
-                    }),
-                    spans,
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            }],
-        }
-    }
-
-    /// Replaces the first occurrence of `marker` in the encoding with bytes that are not
-    /// UTF-8 of the same length (so every length prefix stays right).
-    fn corrupt(bytes: &mut [u8], marker: &[u8]) {
-        let at = bytes
-            .windows(marker.len())
-            .position(|w| w == marker)
-            .expect("marker in the encoding");
-        bytes[at] = 0xff;
-        bytes[at + 1] = 0xfe;
-    }
-
-    #[test]
-    fn a_valid_request_decodes_to_the_same_request() {
-        let mut span = trace::Span {
-            trace_id: vec![1; 16],
-            span_id: vec![2; 8],
-            name: "op".into(),
-            attributes: vec![kv("a", "b")],
-            ..Default::default()
-        };
-        span.events.push(trace::span::Event {
-            name: "e".into(),
-            attributes: vec![kv("x", "y")],
-            ..Default::default()
-        });
-        span.status = Some(trace::Status {
-            message: "boom".into(),
-            code: 2,
-        });
-        let req = request(vec![span]);
-        let out = decode(&req.encode_to_vec()).unwrap();
-        assert_eq!(out.request, req);
-        assert_eq!(out.invalid_utf8, vec![false]);
-    }
-
-    #[test]
-    fn invalid_utf8_is_replaced_and_only_its_span_flagged() {
-        let good = trace::Span {
-            trace_id: vec![1; 16],
-            span_id: vec![2; 8],
-            name: "good".into(),
-            attributes: vec![kv("k", "fine")],
-            start_time_unix_nano: 1_900_000_000_000_000_000,
-            end_time_unix_nano: 1_900_000_000_001_000_000,
-            ..Default::default()
-        };
-        let bad = trace::Span {
-            span_id: vec![3; 8],
-            name: "bad".into(),
-            attributes: vec![kv("k", "XXvalue")],
-            ..good.clone()
-        };
-        let mut bytes = request(vec![good, bad]).encode_to_vec();
-        corrupt(&mut bytes, b"XXvalue");
-        let strict = Request::decode(bytes.as_slice()).unwrap_err();
-        assert!(is_invalid_utf8(&strict), "{strict}");
-        let out = decode(&bytes).unwrap();
-        assert_eq!(out.invalid_utf8, vec![false, true]);
-        let spans = &out.request.resource_spans[0].scope_spans[0].spans;
-        assert_eq!(spans[0].attributes, vec![kv("k", "fine")]);
-        assert_eq!(spans[1].attributes, vec![kv("k", "\u{FFFD}\u{FFFD}value")]);
-        let converted = convert(out, &Limits::default(), 1_900_000_000_002_000_000);
-        assert!(converted.rejected.is_empty(), "{:?}", converted.rejected);
-        let flags: Vec<bool> = converted
-            .spans
-            .iter()
-            .map(|s| s.repairs & repair::INVALID_UTF8 != 0)
-            .collect();
-        assert_eq!(flags, vec![false, true]);
-    }
-
-    #[test]
-    fn invalid_utf8_in_the_resource_flags_all_its_spans() {
-        let span = |id: u8| trace::Span {
-            trace_id: vec![1; 16],
-            span_id: vec![id; 8],
-            name: "op".into(),
-            ..Default::default()
-        };
-        let mut req = request(vec![span(1), span(2)]);
-        req.resource_spans[0]
-            .resource
-            .as_mut()
-            .unwrap()
-            .attributes
-            .push(kv("host.name", "XXhost"));
-        let mut bytes = req.encode_to_vec();
-        corrupt(&mut bytes, b"XXhost");
-        assert_eq!(decode(&bytes).unwrap().invalid_utf8, vec![true, true]);
-    }
-
-    #[test]
-    fn other_malformations_still_fail() {
-        assert!(decode(&[0xff; 16]).is_err());
-        let bytes = request(vec![trace::Span::default()]).encode_to_vec();
-        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
-    }
 }
