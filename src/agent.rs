@@ -169,6 +169,9 @@ async fn run(config: AgentConfig, config_file: Option<PathBuf>) -> Result<()> {
     }
     crate::auth::check_exposure(&listeners, config.auth.enabled(), config.insecure_listen)?;
     let auth = clew_auth::Authenticator::new(&config.auth)?;
+    if let Some(tls) = &config.tls {
+        crate::serve::use_tls(tls)?;
+    }
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("failed to install the metrics recorder")?;

@@ -123,22 +123,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
 }
 
-/// `[tls]`: the certificate every listener serves (OTLP gRPC and HTTP, Zipkin, sampling
-/// HTTP and gRPC, query API + UI, Jaeger remote storage). The files are re-read when they
-/// change (checked every second): new connections get the new certificate, a file that
-/// does not load keeps the old one (and is logged). Only paths: nothing secret is printed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM certificate chain, leaf first.
-    pub cert_file: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the certificate.
-    pub key_file: PathBuf,
-    /// PEM CA certificates: when set, clients must present a certificate one of them
-    /// issued (mutual TLS). Read at start only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_ca_file: Option<PathBuf>,
-}
+pub use clew_collector::config::TlsConfig;
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()

@@ -110,15 +110,7 @@ async fn start_serving(
 ) -> Result<Running> {
     let auth = clew_auth::Authenticator::new(&config.auth)?;
     if let Some(tls) = &config.tls {
-        let tls = clew_net::Tls::load(clew_net::TlsFiles {
-            cert_file: tls.cert_file.clone(),
-            key_file: tls.key_file.clone(),
-            client_ca_file: tls.client_ca_file.clone(),
-        })
-        .context("failed to load [tls]")?;
-        if clew_net::use_tls_for_every_listener(tls).is_err() {
-            anyhow::bail!("[tls] was already set up in this process");
-        }
+        use_tls(tls)?;
     }
     let query_listener = tokio::net::TcpListener::bind(config.query.http_addr)
         .await
@@ -514,4 +506,19 @@ pub(crate) async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Puts every listener this process opens from now on behind TLS with `tls`'s certificate
+/// (`[tls]` of `clew serve` and of `clew agent`).
+pub fn use_tls(tls: &crate::config::TlsConfig) -> Result<()> {
+    let loaded = clew_net::Tls::load(clew_net::TlsFiles {
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+        client_ca_file: tls.client_ca_file.clone(),
+    })
+    .context("failed to load [tls]")?;
+    if clew_net::use_tls_for_every_listener(loaded).is_err() {
+        anyhow::bail!("[tls] was already set up in this process");
+    }
+    Ok(())
 }

@@ -332,3 +332,74 @@ async fn every_listener_speaks_tls_from_the_config() {
         .await;
     assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
 }
+
+/// `clew agent` takes the same `[tls]`: its OTLP/HTTP receiver and metrics endpoint
+/// answer over HTTPS (Kafka unreachable here, so the spans go to the spool), and a
+/// plain-text client gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clew_agent_listeners_speak_tls_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_config(dir.path());
+    let ca = dir.path().join("ca.pem");
+    let agent = common::agent::Agent::start(
+        &dir.path().join("spool"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--kafka-brokers",
+            "127.0.0.1:1",
+        ],
+    );
+    let https = https_client(&ca);
+    let body = request(
+        "tls-agent",
+        vec![otlp_span(
+            random_trace_id(),
+            1,
+            None,
+            "op",
+            vec![kv("k", "v")],
+        )],
+    )
+    .encode_to_vec();
+    let answer = https
+        .post(format!(
+            "https://localhost:{}/v1/traces",
+            agent.otlp_http.port()
+        ))
+        .header("content-type", "application/x-protobuf")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("OTLP over HTTPS to the agent");
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    let metrics = https
+        .get(format!(
+            "https://localhost:{}/metrics",
+            agent.metrics.port()
+        ))
+        .send()
+        .await
+        .expect("metrics over HTTPS")
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("clew_agent_"), "{metrics}");
+    assert_eq!(
+        alpn(agent.otlp_grpc.port(), &ca, &[b"h2"]).await.as_deref(),
+        Some(&b"h2"[..])
+    );
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .post(format!(
+            "http://127.0.0.1:{}/v1/traces",
+            agent.otlp_http.port()
+        ))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP got an answer: {plain:?}");
+}

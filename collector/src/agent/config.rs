@@ -117,6 +117,10 @@ pub struct AgentConfig {
     /// Listen on non-loopback addresses without `[auth]` (`--insecure-listen`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_listen: bool,
+    /// `[tls]`: the agent's receivers, sampling and metrics endpoint speak TLS with this
+    /// certificate (the same section as `clew serve`'s); absent: plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::config::TlsConfig>,
 }
 
 impl AgentConfig {
@@ -290,6 +294,7 @@ impl Default for AgentConfig {
             name: None,
             auth: Default::default(),
             insecure_listen: false,
+            tls: None,
         }
     }
 }
