@@ -67,11 +67,9 @@ async fn post_otlp(clew: &Clew, req: &ExportTraceServiceRequest) {
 }
 
 async fn inventory(clew: &Clew, query: &str) -> Value {
-    let answer = reqwest::get(clew.api_url(&format!("/api/v1/inventory{query}")))
-        .await
-        .expect("get inventory");
-    assert_eq!(answer.status(), 200);
-    answer.json().await.expect("json")
+    let (status, body) = clew.get(&format!("/api/v1/inventory{query}")).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// The instances of `service`, by instance label.
@@ -85,18 +83,21 @@ fn instances<'a>(answer: &'a Value, service: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-async fn wait_for<F: Fn(&Value) -> bool>(clew: &Clew, query: &str, what: &str, ok: F) -> Value {
+/// Waits until `/metrics` has exactly the line `line`.
+async fn wait_metric_line(clew: &Clew, line: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let answer = inventory(clew, query).await;
-        if ok(&answer) {
-            return answer;
+        let metrics = reqwest::get(clew.api_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| l == line) {
+            return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: never; last answer {answer:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(Instant::now() < deadline, "no `{line}` on /metrics");
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
@@ -148,10 +149,13 @@ async fn instances_receivers_quiet_and_restart() {
     assert_eq!(answer.status(), 202);
 
     let query = format!("?service={service}");
-    let answer = wait_for(&clew, &query, "four instances", |a| {
-        instances(a, &service).len() == 4
-    })
-    .await;
+    let answer = clew
+        .wait_for(
+            &format!("/api/v1/inventory{query}"),
+            Duration::from_secs(20),
+            |a| instances(a, &service).len() == 4,
+        )
+        .await;
     let all = instances(&answer, &service);
     let by = |label: &str| {
         *all.iter()
@@ -186,28 +190,18 @@ async fn instances_receivers_quiet_and_restart() {
     assert_eq!(bad.status(), 400, "an unknown filter is a 400");
 
     // silent for 3 s: quiet, in the quiet_for filter and in the gauge
-    let quiet = wait_for(&clew, &format!("{query}&quiet_for=3s"), "quiet", |a| {
-        instances(a, &service).len() == 4
-    })
-    .await;
+    let quiet = clew
+        .wait_for(
+            &format!("/api/v1/inventory{query}&quiet_for=3s"),
+            Duration::from_secs(20),
+            |a| instances(a, &service).len() == 4,
+        )
+        .await;
     assert!(instances(&quiet, &service)
         .iter()
         .all(|i| i["quiet"] == true));
     let gauge = format!("clew_inventory_quiet_instances{{service=\"{service}\"}} 4");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = reqwest::get(clew.api_url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.lines().any(|l| l == gauge) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no `{gauge}` on /metrics");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_metric_line(&clew, &gauge).await;
 
     // saved in the store and read back by the next process
     assert!(clew.terminate().success());
@@ -250,21 +244,5 @@ async fn one_hundred_thousand_hosts_stay_within_the_cap() {
     assert_eq!(answer["instances_left_out_saturated"], false);
     assert_eq!(answer["spans_left_out"], 95_000);
     assert_eq!(instances(&answer, &service).len(), 5000);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = reqwest::get(clew.api_url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics
-            .lines()
-            .any(|l| l == "clew_inventory_left_out_instances 95000")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no left-out gauge on /metrics");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_metric_line(&clew, "clew_inventory_left_out_instances 95000").await;
 }

@@ -384,26 +384,11 @@ async fn inventory_names_each_sdk_with_its_versions_and_receivers() {
     .await
     .unwrap();
 
-    let deadline = std::time::Instant::now() + WAIT;
-    let answer: Value = loop {
-        let answer: Value = reqwest::get(clew.api_url("/api/v1/inventory?service=checkout"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let n = answer["services"][0]["instances"]
-            .as_array()
-            .map_or(0, Vec::len);
-        if n == 2 {
-            break answer;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "two checkout instances: {answer:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let answer = clew
+        .wait_for("/api/v1/inventory?service=checkout", WAIT, |a| {
+            a["services"][0]["instances"].as_array().map_or(0, Vec::len) == 2
+        })
+        .await;
     let instances = answer["services"][0]["instances"].as_array().unwrap();
     let of = |id: &str| instances.iter().find(|i| i["instance"] == id).unwrap();
     let p = of(&py);
@@ -426,12 +411,7 @@ async fn inventory_names_each_sdk_with_its_versions_and_receivers() {
         serde_json::json!(["3.2.1", "0.9.0"])
     );
     // the SDK filter
-    let rust_only: Value = reqwest::get(clew.api_url("/api/v1/inventory?sdk=rust"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, rust_only) = clew.get("/api/v1/inventory?sdk=rust").await;
     let services = rust_only["services"].as_array().unwrap();
     assert_eq!(
         services.len(),

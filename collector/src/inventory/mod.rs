@@ -555,10 +555,7 @@ fn details(instance: &mut Instance, resource: &Resource, origin: &Origin) {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::ingest::now_unix_nano() / 1_000_000
 }
 
 #[cfg(test)]
