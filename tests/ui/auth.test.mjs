@@ -4,65 +4,18 @@
 //   node tests/ui/auth.test.mjs <base-url> <expected-json>
 // expected: { order, trace, read_token, ingest_token }
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir, homedir } from 'node:os';
 import path from 'node:path';
+import { start } from './harness.mjs';
 
-const [base, expectedJson] = process.argv.slice(2);
-if (!base || !expectedJson) {
-  console.error('usage: node tests/ui/auth.test.mjs <base-url> <expected-json>');
-  process.exit(2);
-}
-const expected = JSON.parse(expectedJson);
-const cache = process.env.CLEW_CACHE || path.join(homedir(), '.cache', 'clew');
-const require = createRequire(path.join(cache, 'node', 'package.json'));
-const { chromium } = require('playwright-core');
-const shots = process.env.CLEW_UPDATE_SCREENSHOTS === '1'
-  ? path.join('docs', 'screenshots')
-  : mkdtempSync(path.join(tmpdir(), 'clew-screenshots-'));
-mkdirSync(shots, { recursive: true });
-
-const profile = mkdtempSync(path.join(tmpdir(), 'clew-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-  viewport: { width: 1400, height: 900 },
-});
-const page = context.pages()[0] ?? await context.newPage();
-page.setDefaultTimeout(15000);
-const problems = [];
-page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-page.on('console', (m) => { if (m.type() === 'error') problems.push('console error: ' + m.text()); });
-page.on('dialog', (d) => { problems.push('a dialog opened: ' + d.message()); d.dismiss(); });
-
-const ready = () => page.waitForSelector('body[data-state="ready"]');
 // The browser logs every HTTP error answer to the console; the 401s and 403s asked for
 // here are expected.
-const dropFailedRequests = () => {
+const dropFailedRequests = (problems) => {
   for (let i = problems.length - 1; i >= 0; i--) {
     if (/the server responded with a status of 40[13]/.test(problems[i])) problems.splice(i, 1);
   }
 };
+const { base, expected, page, shots, step, finish, ready } = await start('auth', { settle: dropFailedRequests });
 const token = () => page.evaluate(() => sessionStorage.getItem('clew.token'));
-
-let failed = false;
-async function step(name, fn) {
-  if (failed) return;
-  try {
-    await fn();
-    dropFailedRequests();
-    assert.deepEqual(problems, [], 'no script errors, dialogs or CSP violations');
-    console.log('ok -', name);
-  } catch (e) {
-    failed = true;
-    console.error('not ok -', name);
-    console.error(e && e.stack ? e.stack : e);
-    try { await page.screenshot({ path: path.join(tmpdir(), 'clew-ui-auth-failure.png'), fullPage: true }); } catch {}
-  }
-}
 
 await step('the page loads without a token and asks for one', async () => {
   await page.goto(`${base}/?key=order_id:${encodeURIComponent(expected.order)}`);
@@ -120,7 +73,4 @@ await step('"use another token" forgets it and asks again; the read token shows 
   assert.equal(await page.locator('#results .result').count(), 1);
 });
 
-await context.close();
-rmSync(profile, { recursive: true, force: true });
-if (failed) process.exit(1);
-console.log('all browser auth steps passed');
+await finish('all browser auth steps passed');

@@ -3,43 +3,10 @@
 //   node tests/ui/ui.test.mjs <base-url> <expected-json>
 // Exits 0 when every step passes; prints the failing step and exits 1 otherwise.
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir, homedir } from 'node:os';
 import path from 'node:path';
+import { start } from './harness.mjs';
 
-const [base, expectedJson] = process.argv.slice(2);
-if (!base || !expectedJson) {
-  console.error('usage: node tests/ui/ui.test.mjs <base-url> <expected-json>');
-  process.exit(2);
-}
-const expected = JSON.parse(expectedJson);
-const cache = process.env.CLEW_CACHE || path.join(homedir(), '.cache', 'clew');
-const require = createRequire(path.join(cache, 'node', 'package.json'));
-const { chromium } = require('playwright-core');
-// The README's screenshots are refreshed only on request (CLEW_UPDATE_SCREENSHOTS=1), so
-// that an ordinary test run does not rewrite tracked files; otherwise they go to a temp dir.
-const shots = process.env.CLEW_UPDATE_SCREENSHOTS === '1'
-  ? path.join('docs', 'screenshots')
-  : mkdtempSync(path.join(tmpdir(), 'clew-screenshots-'));
-mkdirSync(shots, { recursive: true });
-
-const profile = mkdtempSync(path.join(tmpdir(), 'clew-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-  viewport: { width: 1400, height: 900 },
-});
-const page = context.pages()[0] ?? await context.newPage();
-page.setDefaultTimeout(15000);
-const problems = [];
-page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-page.on('console', (m) => { if (m.type() === 'error') problems.push('console error: ' + m.text()); });
-page.on('dialog', (d) => { problems.push('a dialog opened: ' + d.message()); d.dismiss(); });
-
-const ready = () => page.waitForSelector('body[data-state="ready"]');
+const { base, expected, context, page, problems, shots, step, finish, ready } = await start('ui');
 // The browser logs every HTTP error answer to the console; where the test asks for one on
 // purpose, that one entry is expected and not a problem.
 const expectFailedRequest = (status) => {
@@ -48,21 +15,6 @@ const expectFailedRequest = (status) => {
   problems.splice(i, 1);
 };
 const xssFired = () => page.evaluate(() => window.__xss !== undefined);
-
-let failed = false;
-async function step(name, fn) {
-  if (failed) return;
-  try {
-    await fn();
-    assert.deepEqual(problems, [], 'no script errors, dialogs or CSP violations');
-    console.log('ok -', name);
-  } catch (e) {
-    failed = true;
-    console.error('not ok -', name);
-    console.error(e && e.stack ? e.stack : e);
-    try { await page.screenshot({ path: path.join(tmpdir(), 'clew-ui-failure.png'), fullPage: true }); } catch {}
-  }
-}
 
 await step('search by business key, open the trace', async () => {
   await page.goto(base + '/');
@@ -539,7 +491,4 @@ await step('the inventory page: instances by service, an outdated SDK and a quie
   assert.equal(await xssFired(), false, 'no payload ran');
 });
 
-await context.close();
-rmSync(profile, { recursive: true, force: true });
-if (failed) process.exit(1);
-console.log('all browser steps passed');
+await finish('all browser steps passed');
