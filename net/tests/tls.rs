@@ -5,109 +5,20 @@
 //! certificates when a client CA is configured. Certificates are made per test with the
 //! `openssl` command line.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
+mod support;
+
 use clew_net::{serve_with, Protocol, Tls, TlsFiles};
+use support::{client_config, https_client, make_ca, make_leaf};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`ca.pem`, `ca.key`) in `dir`.
-fn make_ca(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=clew test CA",
-        ],
-    );
-}
-
-/// A leaf certificate for localhost and 127.0.0.1 signed by the CA: `<name>.pem`,
-/// `<name>.key`.
-fn make_leaf(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (key, csr, pem) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    (dir.join(pem), dir.join(key))
-}
 
 /// Replaces `to` by `from`'s bytes in one rename, as a certificate manager does.
 fn install(from: &Path, to: &Path) {
@@ -148,22 +59,6 @@ impl Server {
     }
 }
 
-fn client_config(ca: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(ca).unwrap())
-        .unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config
-}
-
 /// A new TLS connection: the server's leaf certificate and the ALPN protocol chosen.
 async fn handshake(
     addr: std::net::SocketAddr,
@@ -183,16 +78,6 @@ async fn handshake(
     let leaf = session.peer_certificates().unwrap()[0].to_vec();
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
     (leaf, alpn, tls)
-}
-
-fn https_client(ca: &Path) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(ca)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -216,7 +101,7 @@ async fn https_h2_rotation_bad_files_and_plain_text() {
     let grpc = start(&tls, Protocol::Grpc).await;
 
     // HTTPS (HTTP/1.1) with a real client.
-    let client = https_client(&ca);
+    let client = https_client(&ca, Duration::from_secs(5));
     let url = format!("https://localhost:{}/", http.addr.port());
     let resp = client.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -301,7 +186,10 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
     let http = start(&tls, Protocol::Http).await;
     let url = format!("https://localhost:{}/", http.addr.port());
 
-    let without = https_client(&ca).get(&url).send().await;
+    let without = https_client(&ca, Duration::from_secs(5))
+        .get(&url)
+        .send()
+        .await;
     assert!(without.is_err(), "served without a client certificate");
 
     let mut pem = std::fs::read(&client_cert).unwrap();
