@@ -89,7 +89,7 @@ pub async fn serve_with(
     app: Router,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let acceptor = tls.map(|tls| tls.acceptor(protocol));
+    let tls = tls.cloned();
     let builder = Arc::new(connection_builder(protocol));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -112,7 +112,8 @@ pub async fn serve_with(
             },
         };
         let (app, builder, stop) = (app.clone(), builder.clone(), stop_rx.clone());
-        let acceptor = acceptor.clone();
+        // the TLS configuration in force when the connection arrived (a reload changes it)
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor(protocol));
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             match acceptor {

@@ -8,7 +8,10 @@
 //! loop, and must finish within [`crate::limits::TLS_HANDSHAKE_TIMEOUT`]. ALPN offers
 //! `h2` and `http/1.1` on HTTP listeners, `h2` alone on gRPC ones.
 //!
-//! Not yet: the client CA file (mutual TLS) is read once, at load, not reloaded.
+//! The client CA file (mutual TLS) is reloaded the same way: connections accepted after
+//! the change verify client certificates against the new CAs; connections already open
+//! keep the CAs they were verified against. A CA file that does not load keeps the CAs in
+//! force.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -60,7 +63,18 @@ pub struct Tls {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     resolver: Arc<Reloading>,
-    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    /// Modification times (and lengths) of the files last loaded.
+    seen: Mutex<Stamp>,
+    /// The rustls configuration per protocol (its ALPN list), rebuilt when the client CA
+    /// file changes; each connection's handshake takes the one in force when it starts.
+    configs: RwLock<Configs>,
+}
+
+type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
+struct Configs {
+    http: Arc<rustls::ServerConfig>,
+    grpc: Arc<rustls::ServerConfig>,
 }
 
 impl Tls {
@@ -76,54 +90,88 @@ impl Tls {
         };
         let resolver = Arc::new(Reloading {
             current: RwLock::new(Arc::new(key)),
-            seen: Mutex::new(stamp(&files)),
         });
+        let configs = RwLock::new(configs(&provider, &resolver, client_verifier));
         let tls = Arc::new(Tls {
+            seen: Mutex::new(stamp(&files)),
             files,
             provider,
             resolver,
-            client_verifier,
+            configs,
         });
         tokio::spawn(reload_loop(Arc::downgrade(&tls)));
         Ok(tls)
     }
 
-    /// A TLS acceptor for a listener speaking `protocol` (its ALPN list).
+    /// A TLS acceptor for one connection to a listener speaking `protocol`, with the
+    /// configuration in force now.
     pub(crate) fn acceptor(&self, protocol: Protocol) -> TlsAcceptor {
-        let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions");
-        let builder = match &self.client_verifier {
-            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder.with_cert_resolver(self.resolver.clone());
-        config.alpn_protocols = match protocol {
-            Protocol::Http => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-            Protocol::Grpc => vec![b"h2".to_vec()],
-        };
-        TlsAcceptor::from(Arc::new(config))
+        let configs = self.configs.read().expect("not poisoned");
+        TlsAcceptor::from(match protocol {
+            Protocol::Http => configs.http.clone(),
+            Protocol::Grpc => configs.grpc.clone(),
+        })
     }
 
-    /// Re-reads the certificate and key if either file changed since the last look.
+    /// Re-reads the certificate and key if either file changed since the last look, and
+    /// the client CA file if it changed.
     fn reload_if_changed(&self) {
         let now = stamp(&self.files);
-        {
-            let mut seen = self.resolver.seen.lock().expect("not poisoned");
+        let before = {
+            let mut seen = self.seen.lock().expect("not poisoned");
             if *seen == now {
                 return;
             }
-            *seen = now;
-        }
-        match load_key(&self.files, &self.provider) {
-            Ok(key) => {
-                *self.resolver.current.write().expect("not poisoned") = Arc::new(key);
-                info!(cert_file = %self.files.cert_file.display(), "reloaded the TLS certificate");
+            std::mem::replace(&mut *seen, now)
+        };
+        if before[..2] != now[..2] {
+            match load_key(&self.files, &self.provider) {
+                Ok(key) => {
+                    *self.resolver.current.write().expect("not poisoned") = Arc::new(key);
+                    info!(cert_file = %self.files.cert_file.display(), "reloaded the TLS certificate");
+                }
+                Err(error) => {
+                    error!(%error, "failed to reload the TLS certificate; keeping the one in use")
+                }
             }
-            Err(error) => {
-                error!(%error, "failed to reload the TLS certificate; keeping the one in use")
+        }
+        if let (Some(path), true) = (&self.files.client_ca_file, before[2] != now[2]) {
+            match client_verifier(path, &self.provider) {
+                Ok(verifier) => {
+                    let configs = configs(&self.provider, &self.resolver, Some(verifier));
+                    *self.configs.write().expect("not poisoned") = configs;
+                    info!(client_ca_file = %path.display(), "reloaded the TLS client CAs");
+                }
+                Err(error) => {
+                    error!(%error, "failed to reload the TLS client CAs; keeping the ones in use")
+                }
             }
         }
+    }
+}
+
+/// The server configurations of both protocols: same certificate (through the reloading
+/// resolver) and client verification, different ALPN lists.
+fn configs(
+    provider: &Arc<CryptoProvider>,
+    resolver: &Arc<Reloading>,
+    client_verifier: Option<ClientVerifier>,
+) -> Configs {
+    let config = |alpn: &[&[u8]]| {
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions");
+        let builder = match &client_verifier {
+            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(resolver.clone());
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    };
+    Configs {
+        http: config(&[b"h2", b"http/1.1"]),
+        grpc: config(&[b"h2"]),
     }
 }
 
@@ -141,11 +189,10 @@ async fn reload_loop(tls: Weak<Tls>) {
 #[derive(Debug)]
 struct Reloading {
     current: RwLock<Arc<CertifiedKey>>,
-    /// Modification times (and lengths) of the certificate and key files last loaded.
-    seen: Mutex<Stamp>,
 }
 
-type Stamp = [Option<(SystemTime, u64)>; 2];
+/// Modification time and length of the certificate, key and client CA files.
+type Stamp = [Option<(SystemTime, u64)>; 3];
 
 fn stamp(files: &TlsFiles) -> Stamp {
     let one = |p: &Path| {
@@ -153,7 +200,11 @@ fn stamp(files: &TlsFiles) -> Stamp {
             .ok()
             .and_then(|m| Some((m.modified().ok()?, m.len())))
     };
-    [one(&files.cert_file), one(&files.key_file)]
+    [
+        one(&files.cert_file),
+        one(&files.key_file),
+        files.client_ca_file.as_deref().and_then(one),
+    ]
 }
 
 impl ResolvesServerCert for Reloading {
@@ -192,7 +243,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 fn client_verifier(
     path: &Path,
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+) -> Result<ClientVerifier, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in read_certs(path)? {
         roots.add(cert).map_err(|e| TlsError {

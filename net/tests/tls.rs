@@ -2,7 +2,8 @@
 //! over TLS with ALPN `h2` (hyper's client, as gRPC clients speak it), certificate
 //! rotation seen by a new connection, a broken new file keeping the old certificate, a
 //! plain-text client refused, a silent client not holding up others, and client
-//! certificates when a client CA is configured. Certificates are made per test with the
+//! certificates when a client CA is configured, and a replaced client CA file applying to new
+//! connections. Certificates are made per test with the
 //! `openssl` command line.
 
 use std::path::Path;
@@ -192,16 +193,88 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
         .await;
     assert!(without.is_err(), "served without a client certificate");
 
-    let mut pem = std::fs::read(&client_cert).unwrap();
-    pem.extend(std::fs::read(&client_key).unwrap());
-    let ca_cert = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
-    let with = reqwest::Client::builder()
+    let with = client_with_identity(&ca, &client_cert, &client_key);
+    assert_eq!(with.get(&url).send().await.unwrap().status(), 200);
+    http.stop().await;
+}
+
+/// A reqwest client presenting `cert`/`key` and trusting `ca` for the server.
+fn client_with_identity(ca: &Path, cert: &Path, key: &Path) -> reqwest::Client {
+    let mut pem = std::fs::read(cert).unwrap();
+    pem.extend(std::fs::read(key).unwrap());
+    let ca_cert = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    reqwest::Client::builder()
         .use_rustls_tls()
         .add_root_certificate(ca_cert)
         .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        // a new connection per request: each handshake sees the CAs in force
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
         .build()
-        .unwrap();
-    assert_eq!(with.get(&url).send().await.unwrap().status(), 200);
+        .unwrap()
+}
+
+/// Polls until `client` gets a 200 (`want_ok`) or fails to connect (`!want_ok`).
+async fn until_accepted(client: &reqwest::Client, url: &str, want_ok: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let ok = matches!(client.get(url).send().await, Ok(r) if r.status() == 200);
+        if ok == want_ok {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_new_client_ca_file_applies_to_new_connections() {
+    // Two CAs: the server's own (which also issues client "old"), and a second one in a
+    // subdirectory issuing client "new".
+    let dir = tempfile_dir();
+    make_ca(dir.path());
+    let (server, server_key) = make_leaf(dir.path(), "server");
+    let (old_cert, old_key) = make_leaf(dir.path(), "old");
+    let second = dir.path().join("second");
+    std::fs::create_dir(&second).unwrap();
+    make_ca(&second);
+    let (new_cert, new_key) = make_leaf(&second, "new");
+    let server_ca = dir.path().join("ca.pem");
+    let client_ca = dir.path().join("clients.pem");
+    install(&server_ca, &client_ca);
+
+    let tls = Tls::load(TlsFiles {
+        cert_file: server,
+        key_file: server_key,
+        client_ca_file: Some(client_ca.clone()),
+    })
+    .unwrap();
+    let http = start(&tls, Protocol::Http).await;
+    let url = format!("https://localhost:{}/", http.addr.port());
+    let old = client_with_identity(&server_ca, &old_cert, &old_key);
+    let new = client_with_identity(&server_ca, &new_cert, &new_key);
+    assert_eq!(old.get(&url).send().await.unwrap().status(), 200);
+    assert!(
+        new.get(&url).send().await.is_err(),
+        "a client of an unknown CA was served"
+    );
+
+    // The operator replaces the client CA file: the second CA only.
+    install(&second.join("ca.pem"), &client_ca);
+    assert!(
+        until_accepted(&new, &url, true).await,
+        "the new client CA was not loaded"
+    );
+    assert!(
+        old.get(&url).send().await.is_err(),
+        "the removed CA's client is still served"
+    );
+
+    // A broken file keeps the CAs in force.
+    std::fs::write(&client_ca, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    tokio::time::sleep(clew_net::tls::RELOAD_INTERVAL * 3).await;
+    assert_eq!(new.get(&url).send().await.unwrap().status(), 200);
+    assert!(old.get(&url).send().await.is_err());
     http.stop().await;
 }
 
