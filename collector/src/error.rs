@@ -68,6 +68,9 @@ pub enum Error {
     #[error("failed to {what}: {message}")]
     Kafka { what: &'static str, message: String },
     /// A configuration value cannot be used.
+    #[error("spans of tenant {tenant} cannot be shipped through kafka yet: only tenant default is carried to the collector (send them to the collector's own receivers)")]
+    TenantNotCarried { tenant: String },
+
     #[error("invalid configuration: {key}: {message}")]
     Config { key: &'static str, message: String },
     /// A listener could not be bound or served.
@@ -115,6 +118,7 @@ impl Error {
             Error::SpoolFull { .. } => "spool_full",
             Error::Spool { .. } => "spool_failed",
             Error::Kafka { .. } => "kafka",
+            Error::TenantNotCarried { .. } => "tenant_not_carried",
             Error::Config { .. } => "config",
             Error::Listen { .. } => "listen",
         }
@@ -128,6 +132,7 @@ impl Error {
                 tonic::Status::invalid_argument(message)
             }
             Error::TooLarge { .. } => tonic::Status::resource_exhausted(message),
+            Error::TenantNotCarried { .. } => tonic::Status::permission_denied(message),
             _ if self.is_retryable() => tonic::Status::with_error_details(
                 Code::Unavailable,
                 message,
@@ -143,6 +148,7 @@ impl Error {
             Error::Decode { .. } => HttpStatus::BAD_REQUEST,
             Error::TooLarge { .. } => HttpStatus::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => HttpStatus::UNSUPPORTED_MEDIA_TYPE,
+            Error::TenantNotCarried { .. } => HttpStatus::FORBIDDEN,
             _ if self.is_retryable() => HttpStatus::SERVICE_UNAVAILABLE,
             _ => HttpStatus::INTERNAL_SERVER_ERROR,
         }
@@ -208,6 +214,13 @@ mod tests {
                 },
                 Code::Internal,
                 HttpStatus::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                Error::TenantNotCarried {
+                    tenant: "shop".into(),
+                },
+                Code::PermissionDenied,
+                HttpStatus::FORBIDDEN,
             ),
         ];
         for (e, code, http) in cases {

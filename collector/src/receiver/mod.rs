@@ -19,6 +19,7 @@ use clew_proto::from_otlp::Limits;
 use clew_proto::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
+use clew_proto::Tenant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -74,6 +75,7 @@ impl Shared {
 pub(crate) async fn export<F>(
     shared: &Arc<Shared>,
     protocol: Protocol,
+    tenant: Tenant,
     heavy: bool,
     decode: F,
 ) -> Result<ExportTraceServiceResponse>
@@ -90,6 +92,7 @@ where
         },
         count: true,
         origin: Default::default(),
+        tenant,
     };
     let result = shared
         .front
@@ -105,6 +108,15 @@ where
         }
     }
     result
+}
+
+/// The tenant of a request: its principal's (put there by `clew_auth::AuthLayer`), or
+/// `default`.
+pub(crate) fn tenant_of(extensions: &axum::http::Extensions) -> Tenant {
+    extensions
+        .get::<clew_auth::Principal>()
+        .map(|p| p.tenant.clone())
+        .unwrap_or_default()
 }
 
 /// Binds a listener; errors name `what` and the address.
