@@ -68,7 +68,9 @@ pub enum Error {
     #[error("failed to {what}: {message}")]
     Kafka { what: &'static str, message: String },
     /// A configuration value cannot be used.
-    #[error("spans of tenant {tenant} cannot be shipped through kafka yet: only tenant default is carried to the collector (send them to the collector's own receivers)")]
+    /// Spans of a tenant other than `default` at `clew agent`. The message does not name
+    /// the tenant (no refusal does).
+    #[error("spans of this token's tenant cannot be shipped through kafka yet: only tenant default is carried to the collector (send them to the collector's own receivers)")]
     TenantNotCarried { tenant: String },
 
     #[error("invalid configuration: {key}: {message}")]
