@@ -342,3 +342,120 @@ impl TraceIndex for TantivyTraceIndex {
         )
     }
 }
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+    use crate::conformance::fixtures::{in_tenant, span, span_id, trace_id, BASE_TIME};
+    use tantivy::schema::Schema;
+
+    /// A day partition written before tenants (the schema without the tenant fields)
+    /// keeps serving tenant `default` only, and the day's new documents go to a second
+    /// partition that records tenants.
+    #[tokio::test]
+    async fn a_partition_of_before_tenants_serves_default_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let common = Common {
+            data_dir: dir.path().to_path_buf(),
+            retention_days: 100_000,
+            indexed_attributes: vec![],
+        };
+        let day = schema::day_of(BASE_TIME);
+        let old_dir = dir
+            .path()
+            .join("index/days")
+            .join(schema::day_dir_name(day));
+        std::fs::create_dir_all(&old_dir).unwrap();
+        {
+            let fields = schema::Fields::new();
+            let mut b = Schema::builder();
+            for (_, entry) in fields.schema.fields() {
+                if ![schema::TENANT, schema::TENANT_OPERATION].contains(&entry.name()) {
+                    b.add_field(entry.clone());
+                }
+            }
+            let old = tantivy::Index::create_in_dir(&old_dir, b.build()).unwrap();
+            let mut w: tantivy::IndexWriter = old.writer(15_000_000).unwrap();
+            let mut doc = tantivy::TantivyDocument::default();
+            doc.add_bytes(fields.trace_id, &trace_id(1).0);
+            doc.add_u64(fields.start, BASE_TIME);
+            doc.add_text(fields.service, "legacy");
+            doc.add_text(fields.service_operation, "legacy\0Old");
+            w.add_document(doc).unwrap();
+            w.commit().unwrap();
+            assert!(old.schema().get_field(schema::TENANT).is_err());
+        }
+
+        let idx = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        let default = Tenant::default();
+        let shop = Tenant::parse("shop").unwrap();
+        let all = TraceQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let ids = |t: &Tenant| {
+            let (idx, t, q) = (&idx, t.clone(), all.clone());
+            async move {
+                let mut v: Vec<_> = (idx.find_trace_ids(&t, &q).await.unwrap().hits)
+                    .into_iter()
+                    .map(|h| h.trace_id)
+                    .collect();
+                v.sort();
+                v
+            }
+        };
+        assert_eq!(ids(&default).await, vec![trace_id(1)]);
+        assert!(
+            ids(&shop).await.is_empty(),
+            "the old partition is tenant default's"
+        );
+        assert_eq!(idx.services(&default).await.unwrap(), ["legacy"]);
+        assert!(idx.services(&shop).await.unwrap().is_empty());
+        assert_eq!(idx.operations(&default, "legacy").await.unwrap(), ["Old"]);
+
+        // the same day, after the upgrade: both tenants write
+        let new_default = span(
+            trace_id(2),
+            span_id(1),
+            None,
+            "web",
+            "Get",
+            BASE_TIME + 5,
+            1,
+        );
+        let new_shop = in_tenant(
+            vec![span(
+                trace_id(3),
+                span_id(1),
+                None,
+                "shop-api",
+                "Buy",
+                BASE_TIME + 5,
+                1,
+            )],
+            "shop",
+        );
+        idx.index_spans(vec![new_default].into()).await.unwrap();
+        idx.index_spans(new_shop.into()).await.unwrap();
+        idx.refresh().await.unwrap();
+        assert!(old_dir
+            .with_file_name(format!("{}.t", schema::day_dir_name(day)))
+            .is_dir());
+        let mut want = vec![trace_id(1), trace_id(2)];
+        want.sort();
+        assert_eq!(ids(&default).await, want);
+        assert_eq!(ids(&shop).await, vec![trace_id(3)]);
+        assert_eq!(idx.services(&default).await.unwrap(), ["legacy", "web"]);
+        assert_eq!(idx.services(&shop).await.unwrap(), ["shop-api"]);
+        idx.close().await.unwrap();
+
+        // and so after a restart
+        let idx = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        let found = idx.find_trace_ids(&shop, &all).await.unwrap().hits;
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            idx.find_trace_ids(&default, &all).await.unwrap().hits.len(),
+            2
+        );
+    }
+}
