@@ -336,3 +336,89 @@ async fn tenants_never_see_each_others_data() {
     let (_, body) = get(&clew, BANK, "/api/v1/inventory").await;
     assert_eq!(body["enabled"], false, "{body}");
 }
+
+/// `[[collector.tenants]]`: past its bucket a tenant's whole request is refused, 429 with
+/// `Retry-After` over HTTP and `RESOURCE_EXHAUSTED` with a RetryInfo over gRPC, counted per
+/// tenant; other tenants are not held back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_past_its_rate_limit_is_told_when_to_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("clew.toml");
+    let text = config().replace(
+        "[auth]",
+        "[[collector.tenants]]\nname = \"shop\"\nspans_per_second = 0.01\nburst_spans = 3\n\n[auth]",
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let clew = Clew::start(&["--config", config_path.to_str().unwrap()]);
+    let http = reqwest::Client::new();
+    let three = |service: &str| {
+        let trace = random_trace_id();
+        request(
+            service,
+            (1..=3)
+                .map(|i| otlp_span(trace, i, (i > 1).then_some(1), "op", vec![]))
+                .collect(),
+        )
+        .encode_to_vec()
+    };
+    let post = |token: &'static str, body: Vec<u8>| {
+        http.post(clew.otlp_http_url())
+            .bearer_auth(token)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(SHOP, three("limited")).await.unwrap().status(), 200);
+    let refused = post(SHOP, three("limited")).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 100, "3 spans at 0.01/s: {retry_after} s");
+    // bank has no limit
+    for _ in 0..3 {
+        assert_eq!(post(BANK, three("free")).await.unwrap().status(), 200);
+    }
+    // gRPC: RESOURCE_EXHAUSTED with a RetryInfo
+    let mut client = TraceServiceClient::new(channel(clew.otlp_grpc).await);
+    let trace = random_trace_id();
+    let status = client
+        .export(grpc(
+            request("limited", vec![otlp_span(trace, 1, None, "op", vec![])]),
+            SHOP,
+        ))
+        .await
+        .expect_err("shop's bucket is empty");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    use tonic_types::StatusExt;
+    let retry = status.get_details_retry_info().expect("a RetryInfo detail");
+    assert!(retry.retry_delay.unwrap() >= Duration::from_secs(90));
+
+    // nothing of the refused requests was stored, and the refusals are counted
+    let body = wait_for(&clew, SHOP, "/api/v1/search?service=limited", |b| {
+        !trace_ids(b).is_empty()
+    })
+    .await;
+    assert_eq!(trace_ids(&body).len(), 1, "{body}");
+    let metrics = http
+        .get(clew.api_url("/metrics"))
+        .bearer_auth(SHOP)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("clew_tenant_throttled_spans_total{") && l.contains("tenant=\"shop\"")
+        })
+        .unwrap_or_else(|| panic!("no throttled count in {metrics}"));
+    assert!(
+        line.ends_with(" 4"),
+        "3 spans over HTTP, 1 over gRPC: {line}"
+    );
+}

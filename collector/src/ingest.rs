@@ -41,6 +41,7 @@ use crate::enrich::Enricher;
 use crate::error::Error;
 use crate::inventory::{Inventory, Noted, Origin};
 use crate::metrics::{self, Protocol};
+use crate::rate_limit::RateLimits;
 use crate::redaction::Redactor;
 use crate::sink::SpanSink;
 use crate::span_metrics::{Observed, SpanMetrics};
@@ -131,6 +132,8 @@ pub(crate) struct Prepared {
     pub alert_errors: Option<Picked>,
     /// The resources the fleet inventory counts once the sink has stored their spans.
     pub inventory: Option<Noted>,
+    /// Whose spans these are.
+    pub tenant: Tenant,
 }
 
 /// The settings of the front-half stages and the sink they end in.
@@ -150,6 +153,8 @@ pub(crate) struct Front {
     pub alerting: Option<Arc<Alerting>>,
     /// The fleet inventory (`[inventory]`); `None` when off and in the agent.
     pub inventory: Option<Arc<Inventory>>,
+    /// Per-tenant rate limits (`[[collector.tenants]]`); `None`: no tenant is limited.
+    pub rate_limits: Option<Arc<RateLimits>>,
 }
 
 impl Front {
@@ -164,6 +169,7 @@ impl Front {
             span_metrics: self.span_metrics.clone(),
             alerting: self.alerting.clone(),
             inventory: self.inventory.clone(),
+            rate_limits: self.rate_limits.clone(),
         }
     }
 
@@ -192,6 +198,14 @@ impl Front {
             })
             .await
             .map_err(Refused::Decode)?;
+        // the tenant's rate limit, once the request's spans are counted: the whole request
+        // passes or none of it (crate::rate_limit)
+        if let Some(limits) = &self.rate_limits {
+            let spans = prepared.converted.spans.len();
+            limits
+                .take(&prepared.tenant, spans)
+                .map_err(Refused::Sink)?;
+        }
         let mut rejections = prepared.rejections;
         // 7. hand to the sink. Store rejections are counted and logged by the store writer
         //    (or the sink).
@@ -271,6 +285,7 @@ impl Front {
             observed,
             alert_errors,
             inventory,
+            tenant: tenant.clone(),
         })
     }
 

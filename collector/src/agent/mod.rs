@@ -361,6 +361,8 @@ fn receivers_shared(
             span_metrics: None,
             alerting: None,
             inventory: None,
+            // the agent takes tenant `default` only; limits apply at the collector
+            rate_limits: None,
         }),
         max_request_bytes: config.max_request_bytes,
         retry_after: Duration::from_secs(config.retry_after_secs),

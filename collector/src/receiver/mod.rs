@@ -61,6 +61,7 @@ impl Shared {
                 span_metrics: observers.span_metrics,
                 alerting: observers.alerting,
                 inventory: observers.inventory,
+                rate_limits: crate::rate_limit::RateLimits::new(&config.tenants).map(Arc::new),
             }),
             max_request_bytes: config.max_request_bytes,
             retry_after: Duration::from_secs(config.retry_after_secs),

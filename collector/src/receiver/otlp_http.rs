@@ -153,7 +153,13 @@ fn error_response(shared: &Shared, e: &Error, format: Format) -> Response {
     if e.is_retryable() {
         resp.headers_mut().insert(
             header::RETRY_AFTER,
-            HeaderValue::from(shared.retry_after.as_secs().max(1)),
+            // whole seconds, rounded up
+            HeaderValue::from(
+                e.retry_after(shared.retry_after)
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0) as u64,
+            ),
         );
     }
     resp

@@ -548,6 +548,7 @@ mod tests {
                     span_metrics: None,
                     alerting: None,
                     inventory: None,
+                    rate_limits: None,
                 },
             }
         }
