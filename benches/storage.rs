@@ -19,6 +19,7 @@
 
 mod workload;
 
+use clew_proto::Tenant;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -169,7 +170,7 @@ async fn main() {
     let mut lat = Vec::new();
     for (k, id) in ids.iter().enumerate().step_by((ids.len() / 2000).max(1)) {
         let t = Instant::now();
-        let tr = store.get_trace(*id).await.unwrap();
+        let tr = store.get_trace(&Tenant::default(), *id).await.unwrap();
         lat.push(t.elapsed().as_secs_f64() * 1e3);
         assert!(tr.is_some(), "trace {k} missing");
     }
@@ -225,7 +226,7 @@ async fn main() {
             ..Default::default()
         };
         let t = Instant::now();
-        index.find_trace_ids(&q).await.unwrap();
+        index.find_trace_ids(&Tenant::default(), &q).await.unwrap();
         search.push(t.elapsed().as_secs_f64() * 1e3);
         // the next keyed span from a pseudo-random place, wrapping around (an offset past
         // the last entry span would otherwise find no key at all)
@@ -242,7 +243,7 @@ async fn main() {
             ..Default::default()
         };
         let t = Instant::now();
-        let page = index.find_trace_ids(&q).await.unwrap();
+        let page = index.find_trace_ids(&Tenant::default(), &q).await.unwrap();
         by_key.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(
             page.hits.len(),

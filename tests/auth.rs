@@ -43,20 +43,27 @@ struct RpcStatus {
     message: String,
 }
 
-/// `[auth]` with the three tokens, or without the ingest one.
+/// `[auth]` with the three tokens of tenant `shop`, or without the ingest one.
 fn auth_section(with_ingest: bool) -> String {
+    auth_section_of(with_ingest, "shop")
+}
+
+/// `[auth]` with the three tokens, all of `tenant` (what the admin token writes, the read
+/// token reads back), or without the ingest one.
+fn auth_section_of(with_ingest: bool, tenant: &str) -> String {
     let mut text = String::from("[auth]\n");
     if with_ingest {
         text += &format!(
-            "[[auth.tokens]]\ntoken = \"{INGEST}\"\ntenant = \"shop\"\nscopes = [\"ingest\"]\n"
+            "[[auth.tokens]]\ntoken = \"{INGEST}\"\ntenant = \"{tenant}\"\nscopes = [\"ingest\"]\n"
         );
     }
     text += &format!(
-        "[[auth.tokens]]\ntoken_sha256 = \"{}\"\ntenant = \"shop\"\nscopes = [\"read\"]\n",
+        "[[auth.tokens]]\ntoken_sha256 = \"{}\"\ntenant = \"{tenant}\"\nscopes = [\"read\"]\n",
         READ_SHA256
     );
-    text +=
-        &format!("[[auth.tokens]]\ntoken = \"{ADMIN}\"\ntenant = \"ops\"\nscopes = [\"admin\"]\n");
+    text += &format!(
+        "[[auth.tokens]]\ntoken = \"{ADMIN}\"\ntenant = \"{tenant}\"\nscopes = [\"admin\"]\n"
+    );
     text
 }
 
@@ -611,9 +618,11 @@ mod agent {
         let config = tmp.path().join("agent.toml");
         std::fs::write(
             &config,
+            // tenant `default`: Kafka carries no other tenant yet, so the agent refuses
+            // spans of any other (docs/adr/0011-tenants.md)
             format!(
                 "[kafka]\nbrokers = \"127.0.0.1:1\"\ndelivery_timeout_ms = 1000\n{}",
-                auth_section(true)
+                auth_section_of(true, "default")
             ),
         )
         .unwrap();

@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 /// Plain tokens shorter than this are refused: a short token can be guessed, and its
 /// printed SHA-256 tested against guesses.
 pub const MIN_TOKEN_CHARS: usize = 16;
-/// Longest tenant name (it will be part of stored keys).
-pub const MAX_TENANT_CHARS: usize = 64;
+/// Longest tenant name.
+pub const MAX_TENANT_CHARS: usize = clew_proto::tenant::MAX_TENANT_CHARS;
 
 /// `[auth]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +47,8 @@ pub struct TokenConfig {
     /// Lower- or upper-case hex of the token's SHA-256 (64 digits).
     #[serde(default)]
     pub token_sha256: Option<String>,
-    /// Who the token's holder is; later the tenant their spans are stored under.
+    /// Who the token's holder is: the tenant their spans are stored under and their
+    /// queries read (`[a-z0-9][a-z0-9_-]{0,63}`).
     #[serde(default)]
     pub tenant: String,
     /// Among `ingest`, `read`, `admin`.
@@ -125,7 +126,7 @@ pub struct ConfigError(pub String);
 /// One checked entry: the digest clients' tokens are compared with, and who they are.
 pub(crate) struct Checked {
     pub digest: [u8; 32],
-    pub tenant: String,
+    pub tenant: clew_proto::Tenant,
     pub scopes: Vec<Scope>,
 }
 
@@ -185,19 +186,11 @@ impl AuthConfig {
                     digest
                 }
             };
-            let tenant = entry.tenant.as_str();
-            if tenant.is_empty() {
+            if entry.tenant.is_empty() {
                 return Err(bad("tenant is missing or empty".into()));
             }
-            if tenant.len() > MAX_TENANT_CHARS
-                || !tenant
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            {
-                return Err(bad(format!(
-                    "tenant {tenant:?} must be 1 to {MAX_TENANT_CHARS} characters among A-Z a-z 0-9 - _ ."
-                )));
-            }
+            let tenant =
+                clew_proto::Tenant::parse(&entry.tenant).map_err(|e| bad(e.to_string()))?;
             if entry.scopes.is_empty() {
                 return Err(bad(
                     "scopes is missing or empty (give some of \"ingest\", \"read\", \"admin\")"
@@ -220,7 +213,7 @@ impl AuthConfig {
             }
             out.push(Checked {
                 digest,
-                tenant: tenant.to_string(),
+                tenant,
                 scopes,
             });
         }
@@ -270,6 +263,7 @@ mod tests {
             ("token = \"fedcba9876543210\"\ntenant = \"t\"\nscopes = []", "auth.tokens[1]: scopes is missing"),
             ("token = \"fedcba9876543210\"\nscopes = [\"read\"]", "auth.tokens[1]: tenant is missing"),
             ("token = \"fedcba9876543210\"\ntenant = \"a b\"\nscopes = [\"read\"]", "tenant \"a b\""),
+            ("token = \"fedcba9876543210\"\ntenant = \"Shop\"\nscopes = [\"read\"]", "tenant \"Shop\" must be"),
             ("token = \"0123456789abcdef\"\ntenant = \"t\"\nscopes = [\"read\"]", "auth.tokens[1]: is the same token as auth.tokens[0]"),
             ("tokne = \"x\"", "unknown field"),
         ];

@@ -24,8 +24,9 @@
 //! Answers never say whether a token exists or which tenant it belongs to: an unknown token
 //! and a malformed header get the same 401. Tokens are never logged or counted by value.
 //!
-//! Tenants are carried in the [`Principal`] but do not yet separate anything: every
-//! tenant reads every trace (tenant isolation is a later step).
+//! The [`Principal`]'s tenant is what separates data: receivers stamp it on every span they
+//! decode and every read of the store and the index takes it as an argument
+//! (`docs/adr/0011-tenants.md`).
 
 pub mod config;
 pub mod layer;
@@ -40,14 +41,14 @@ pub use config::{parse_auth_section, AuthConfig, ConfigError, Scope, TokenConfig
 pub use layer::{AuthLayer, Render};
 
 /// The tenant of every caller while authentication is off.
-pub const DEFAULT_TENANT: &str = "default";
+pub const DEFAULT_TENANT: &str = clew_proto::tenant::DEFAULT_TENANT;
 /// The realm of `WWW-Authenticate: Bearer realm="clew"`.
 pub const REALM: &str = "clew";
 
 /// Who a request comes from, put into its extensions by [`AuthLayer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub tenant: Arc<str>,
+    pub tenant: clew_proto::Tenant,
     pub scopes: Arc<[Scope]>,
 }
 
@@ -147,11 +148,11 @@ impl Authenticator {
             enabled: config.enabled(),
             entries: RwLock::new(entries(config)?),
             anonymous: Principal {
-                tenant: Arc::from(DEFAULT_TENANT),
+                tenant: clew_proto::Tenant::default(),
                 scopes: Arc::from(Scope::ALL),
             },
             unauthenticated: Principal {
-                tenant: Arc::from(DEFAULT_TENANT),
+                tenant: clew_proto::Tenant::default(),
                 scopes: Arc::from([]),
             },
         }))
@@ -226,7 +227,7 @@ fn entries(config: &AuthConfig) -> Result<Arc<[Entry]>, ConfigError> {
         .map(|c| Entry {
             digest: c.digest,
             principal: Principal {
-                tenant: Arc::from(c.tenant),
+                tenant: c.tenant,
                 scopes: Arc::from(c.scopes),
             },
         })
@@ -282,7 +283,7 @@ mod tests {
     fn scopes_are_checked_and_admin_may_do_everything() {
         let a = auth();
         let p = a.authorize(Some(&header(INGEST_TOKEN)), INGEST).unwrap();
-        assert_eq!(&*p.tenant, "shop");
+        assert_eq!(p.tenant.as_str(), "shop");
         assert_eq!(
             a.authorize(Some(&header(INGEST_TOKEN)), READ),
             Err(AuthError::Forbidden(&[Scope::Read]))
@@ -358,6 +359,6 @@ mod tests {
             .replace(&config(&[(ADMIN_TOKEN, "ops", &["admin"])]))
             .is_err());
         let p = off.authorize(None, ADMIN).unwrap();
-        assert_eq!(&*p.tenant, DEFAULT_TENANT);
+        assert_eq!(p.tenant.as_str(), DEFAULT_TENANT);
     }
 }

@@ -47,6 +47,10 @@ pub struct CollectorConfig {
     /// Attribute names whose values become business keys (`order_id`, `user_id`, …).
     #[serde(default)]
     pub business_keys: Vec<String>,
+    /// `[[collector.tenants]]`: per-tenant ingest rate limits (`crate::rate_limit`); a
+    /// tenant without an entry is not limited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<crate::rate_limit::TenantLimits>,
     /// A batch is written once it holds this many spans…
     #[serde(default = "default_batch_max_spans")]
     pub batch_max_spans: usize,
@@ -164,6 +168,7 @@ impl Default for CollectorConfig {
             sampling_default_probability: default_sampling_probability(),
             max_request_bytes: default_max_request_bytes(),
             business_keys: Vec::new(),
+            tenants: Vec::new(),
             batch_max_spans: default_batch_max_spans(),
             batch_timeout_ms: default_batch_timeout_ms(),
             queue_max_spans: default_queue_max_spans(),
@@ -255,6 +260,7 @@ pub(crate) fn check_probability(key: &'static str, p: f64) -> Result<()> {
 impl CollectorConfig {
     /// Checks the values without doing any I/O. Errors name the offending key.
     pub fn validate(&self) -> Result<()> {
+        crate::rate_limit::validate(&self.tenants)?;
         check_addr("collector.otlp_grpc_addr", &self.otlp_grpc_addr)?;
         check_addr("collector.otlp_http_addr", &self.otlp_http_addr)?;
         check_addr("collector.zipkin_addr", &self.zipkin_addr)?;

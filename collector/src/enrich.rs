@@ -91,6 +91,7 @@ mod tests {
 
     fn span(attrs: Vec<KeyValue>, res: Vec<KeyValue>) -> Span {
         Span {
+            tenant: Default::default(),
             trace_id: TraceId([1; 16]),
             span_id: SpanId([1; 8]),
             parent_span_id: None,

@@ -68,6 +68,15 @@ pub enum Error {
     #[error("failed to {what}: {message}")]
     Kafka { what: &'static str, message: String },
     /// A configuration value cannot be used.
+    /// The caller's tenant sent more spans than its rate limit allows (`crate::rate_limit`).
+    #[error("this tenant's ingest rate limit is exhausted, retry in {} ms", retry_after.as_millis())]
+    Throttled { retry_after: Duration },
+
+    /// Spans of a tenant other than `default` at `clew agent`. The message does not name
+    /// the tenant (no refusal does).
+    #[error("spans of this token's tenant cannot be shipped through kafka yet: only tenant default is carried to the collector (send them to the collector's own receivers)")]
+    TenantNotCarried { tenant: String },
+
     #[error("invalid configuration: {key}: {message}")]
     Config { key: &'static str, message: String },
     /// A listener could not be bound or served.
@@ -92,6 +101,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Overloaded { .. }
+            | Error::Throttled { .. }
             | Error::ShuttingDown
             | Error::PipelineFailed
             | Error::SpoolFull { .. }
@@ -115,6 +125,8 @@ impl Error {
             Error::SpoolFull { .. } => "spool_full",
             Error::Spool { .. } => "spool_failed",
             Error::Kafka { .. } => "kafka",
+            Error::TenantNotCarried { .. } => "tenant_not_carried",
+            Error::Throttled { .. } => "throttled",
             Error::Config { .. } => "config",
             Error::Listen { .. } => "listen",
         }
@@ -128,6 +140,13 @@ impl Error {
                 tonic::Status::invalid_argument(message)
             }
             Error::TooLarge { .. } => tonic::Status::resource_exhausted(message),
+            Error::TenantNotCarried { .. } => tonic::Status::permission_denied(message),
+            // OTLP: throttling is RESOURCE_EXHAUSTED with a RetryInfo saying when
+            Error::Throttled { retry_after } => tonic::Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(Some(*retry_after)),
+            ),
             _ if self.is_retryable() => tonic::Status::with_error_details(
                 Code::Unavailable,
                 message,
@@ -143,8 +162,19 @@ impl Error {
             Error::Decode { .. } => HttpStatus::BAD_REQUEST,
             Error::TooLarge { .. } => HttpStatus::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => HttpStatus::UNSUPPORTED_MEDIA_TYPE,
+            Error::TenantNotCarried { .. } => HttpStatus::FORBIDDEN,
+            Error::Throttled { .. } => HttpStatus::TOO_MANY_REQUESTS,
             _ if self.is_retryable() => HttpStatus::SERVICE_UNAVAILABLE,
             _ => HttpStatus::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// How long a client should wait before retrying: the throttle's own delay, else
+    /// `default` (the configured `retry_after_secs`).
+    pub fn retry_after(&self, default: Duration) -> Duration {
+        match self {
+            Error::Throttled { retry_after } => *retry_after,
+            _ => default,
         }
     }
 
@@ -208,6 +238,20 @@ mod tests {
                 },
                 Code::Internal,
                 HttpStatus::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                Error::Throttled {
+                    retry_after: Duration::from_millis(1500),
+                },
+                Code::ResourceExhausted,
+                HttpStatus::TOO_MANY_REQUESTS,
+            ),
+            (
+                Error::TenantNotCarried {
+                    tenant: "shop".into(),
+                },
+                Code::PermissionDenied,
+                HttpStatus::FORBIDDEN,
             ),
         ];
         for (e, code, http) in cases {

@@ -32,7 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clew_proto::from_otlp::{convert_request, Converted, Limits};
 use clew_proto::model::repair;
 use clew_proto::otlp::collector::trace::v1::ExportTraceServiceRequest;
-use clew_proto::{RejectReason, Span};
+use clew_proto::{RejectReason, Span, Tenant};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
@@ -41,6 +41,7 @@ use crate::enrich::Enricher;
 use crate::error::Error;
 use crate::inventory::{Inventory, Noted, Origin};
 use crate::metrics::{self, Protocol};
+use crate::rate_limit::RateLimits;
 use crate::redaction::Redactor;
 use crate::sink::SpanSink;
 use crate::span_metrics::{Observed, SpanMetrics};
@@ -81,6 +82,10 @@ pub(crate) struct Input<'a> {
     pub count: bool,
     /// Its Kafka topic and shipping agent, for the fleet inventory.
     pub origin: Origin,
+    /// Whose spans these are: the authenticated caller's tenant (`default` without auth),
+    /// or the tenant a Kafka record's header names. Stamped on every span after
+    /// validation; never taken from span data.
+    pub tenant: Tenant,
 }
 
 /// A decode task that panicked; each source turns it into its own decode error.
@@ -127,6 +132,8 @@ pub(crate) struct Prepared {
     pub alert_errors: Option<Picked>,
     /// The resources the fleet inventory counts once the sink has stored their spans.
     pub inventory: Option<Noted>,
+    /// Whose spans these are.
+    pub tenant: Tenant,
 }
 
 /// The settings of the front-half stages and the sink they end in.
@@ -146,6 +153,8 @@ pub(crate) struct Front {
     pub alerting: Option<Arc<Alerting>>,
     /// The fleet inventory (`[inventory]`); `None` when off and in the agent.
     pub inventory: Option<Arc<Inventory>>,
+    /// Per-tenant rate limits (`[[collector.tenants]]`); `None`: no tenant is limited.
+    pub rate_limits: Option<Arc<RateLimits>>,
 }
 
 impl Front {
@@ -160,6 +169,7 @@ impl Front {
             span_metrics: self.span_metrics.clone(),
             alerting: self.alerting.clone(),
             inventory: self.inventory.clone(),
+            rate_limits: self.rate_limits.clone(),
         }
     }
 
@@ -180,11 +190,22 @@ impl Front {
             offload,
             count,
             origin,
+            tenant,
         } = input;
         let prepared = self
-            .off_the_reactor(offload, move |front| front.prepare(protocol, count, decode))
+            .off_the_reactor(offload, move |front| {
+                front.prepare(protocol, count, &tenant, decode)
+            })
             .await
             .map_err(Refused::Decode)?;
+        // the tenant's rate limit, once the request's spans are counted: the whole request
+        // passes or none of it (crate::rate_limit)
+        if let Some(limits) = &self.rate_limits {
+            let spans = prepared.converted.spans.len();
+            limits
+                .take(&prepared.tenant, spans)
+                .map_err(Refused::Sink)?;
+        }
         let mut rejections = prepared.rejections;
         // 7. hand to the sink. Store rejections are counted and logged by the store writer
         //    (or the sink).
@@ -212,7 +233,13 @@ impl Front {
     }
 
     /// The CPU-bound stages, in flow order (7, the sink, follows in [`Front::ingest`]).
-    pub fn prepare<D, E>(&self, protocol: Protocol, count: bool, decode: D) -> Result<Prepared, E>
+    pub fn prepare<D, E>(
+        &self,
+        protocol: Protocol,
+        count: bool,
+        tenant: &Tenant,
+        decode: D,
+    ) -> Result<Prepared, E>
     where
         D: FnOnce(&Limits, u64) -> Result<Decoded, E>,
     {
@@ -221,6 +248,12 @@ impl Front {
         let decoded = decode(&self.limits, now)?;
         // 2. validate + convert
         let mut converted = convert(decoded, &self.limits, now);
+        //    ... and whose they are (the conversion leaves every span in `default`)
+        if !tenant.is_default() {
+            for span in &mut converted.spans {
+                span.tenant = tenant.clone();
+            }
+        }
         // 3. count rejections
         let rejections = count_rejections(protocol, count, &converted);
         // 4. redact: after validation, before enrich and before anything is written, so no
@@ -233,18 +266,26 @@ impl Front {
         // 6. span metrics: note each span's series now (after enrich, while the spans are
         //    here); error signatures for the alert rules. Front::ingest counts the spans the
         //    sink stored.
-        let observed = self
-            .span_metrics
-            .as_ref()
+        //    These process-wide views are not per tenant yet: they see tenant `default`
+        //    only, so none of them can show one tenant's data to another
+        //    (`docs/adr/0011-tenants.md`).
+        let default = tenant.is_default();
+        let observed = (self.span_metrics.as_ref())
+            .filter(|_| default)
             .map(|m| m.observe(&converted.spans));
-        let alert_errors = self.alerting.as_ref().map(|a| a.pick(&converted.spans));
-        let inventory = self.inventory.as_ref().map(|i| i.note(&converted.spans));
+        let alert_errors = (self.alerting.as_ref())
+            .filter(|_| default)
+            .map(|a| a.pick(&converted.spans));
+        let inventory = (self.inventory.as_ref())
+            .filter(|_| default)
+            .map(|i| i.note(&converted.spans));
         Ok(Prepared {
             converted,
             rejections,
             observed,
             alert_errors,
             inventory,
+            tenant: tenant.clone(),
         })
     }
 

@@ -66,6 +66,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod metrics;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod receiver;
 pub mod redaction;
 pub mod sampling;

@@ -18,6 +18,13 @@ pub const ACK_SECONDS: &str = "clew_collector_ack_seconds";
 pub const WRITE_FAILURES: &str = "clew_collector_write_failures_total";
 /// Values dropped, masked or hashed by the redaction stage, by rule.
 pub const REDACTIONS: &str = "clew_redactions_total";
+/// Spans of requests refused by a tenant's rate limit (`crate::rate_limit`).
+pub const TENANT_THROTTLED: &str = "clew_tenant_throttled_spans_total";
+
+/// Counts the spans of a request refused by `tenant`'s rate limit.
+pub fn tenant_throttled(tenant: &str, spans: usize) {
+    counter!(TENANT_THROTTLED, "tenant" => tenant.to_string()).increment(spans as u64);
+}
 
 pub const KAFKA_RECORDS_CONSUMED: &str = "clew_kafka_records_consumed_total";
 pub const KAFKA_RECORDS_DONE: &str = "clew_kafka_records_done_total";

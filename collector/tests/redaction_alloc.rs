@@ -44,6 +44,7 @@ fn kv(k: &str, v: Value) -> KeyValue {
 fn clean_spans(n: usize, resource: &Arc<Resource>) -> Vec<Span> {
     (0..n)
         .map(|i| Span {
+            tenant: Default::default(),
             trace_id: TraceId([1; 16]),
             span_id: SpanId((i as u64 + 1).to_be_bytes()),
             parent_span_id: None,

@@ -270,6 +270,7 @@ impl SharedDecoder {
             }
         };
         Ok(Span {
+            tenant: Default::default(),
             trace_id: TraceId::from_bytes(&m.trace_id)?,
             span_id: SpanId::from_bytes(&m.span_id)?,
             parent_span_id: if m.parent_span_id.is_empty() {
@@ -347,6 +348,7 @@ mod tests {
             ),
         ];
         Span {
+            tenant: Default::default(),
             trace_id: TraceId([7; 16]),
             span_id: SpanId([8; 8]),
             parent_span_id: Some(SpanId([9; 8])),

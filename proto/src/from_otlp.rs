@@ -254,6 +254,7 @@ impl Origin {
         repairs |= limit_text(&mut status_message, limits);
 
         Ok(Span {
+            tenant: Default::default(),
             trace_id,
             span_id,
             parent_span_id,

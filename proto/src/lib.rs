@@ -20,6 +20,7 @@
 //! - [`to_otlp`]: stored spans back to OTLP `TracesData`, grouped by resource and scope.
 //! - [`jaeger_storage`]: Jaeger v2's remote-storage gRPC API (`jaeger.storage.v2`),
 //!   generated from `proto/jaeger/storage/v2/*.proto` by `build.rs`.
+//! - [`tenant`]: the tenant every span and every read belongs to, with its key prefix.
 //! - [`reject`]: why a span was refused, as metric labels and OTLP partial-success text.
 //! - [`jaeger_sampling`]: Jaeger's remote-sampling messages (`jaeger.api_v2`, contract in
 //!   `proto/schemas/jaeger/api_v2/sampling.proto`).
@@ -33,11 +34,13 @@ pub mod jaeger_sampling;
 pub mod jaeger_storage;
 pub mod model;
 pub mod reject;
+pub mod tenant;
 pub mod to_otlp;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use model::{BusinessKey, Resource, Scope, Span, SpanKind, StatusCode};
 pub use reject::RejectReason;
+pub use tenant::{Tenant, TenantError};
 
 /// Re-export of the OTLP generated types, so other crates use the same version.
 pub use opentelemetry_proto::tonic as otlp;

@@ -198,6 +198,10 @@ pub struct Span {
     pub business_keys: Vec<BusinessKey>,
     /// Bit set of [`repair`] flags.
     pub repairs: u32,
+    /// Whose span this is: set by the receiver from the authenticated caller (never from
+    /// span data), and by the store from the tenant a read asked for. Not part of the
+    /// stored span encoding: the row key carries it.
+    pub tenant: crate::Tenant,
 }
 
 impl Span {

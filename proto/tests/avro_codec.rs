@@ -79,6 +79,7 @@ fn full_span() -> Span {
     let mut res_attrs = vec![kv("service.name", Value::StringValue("checkout".into()))];
     res_attrs.extend(attrs.clone());
     Span {
+        tenant: Default::default(),
         trace_id: TraceId([7; 16]),
         span_id: SpanId([8; 8]),
         parent_span_id: Some(SpanId([9; 8])),

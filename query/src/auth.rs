@@ -12,8 +12,35 @@
 //! (`{"data": null, …, "errors": [{"code": 401, "msg": …}]}`), `{"error": …}` otherwise.
 
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Response};
-use clew_auth::{AuthError, Need};
+use clew_auth::{AuthError, Need, Principal};
+use clew_proto::Tenant;
+
+/// The caller's tenant, which every read of a handler passes to the store and the index:
+/// the authenticated principal's, or `default` (authentication off). Taken from the
+/// request's extensions only, never from its path, query or body.
+pub struct Caller(pub Tenant);
+
+impl Caller {
+    /// The tenant of a request's extensions (`clew_auth::AuthLayer` put the principal
+    /// there).
+    pub fn of(extensions: &axum::http::Extensions) -> Tenant {
+        extensions
+            .get::<Principal>()
+            .map(|p| p.tenant.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Caller(Caller::of(&parts.extensions)))
+    }
+}
 
 /// See the module docs.
 pub fn policy(path: &str) -> Need {

@@ -2,21 +2,23 @@
 
 use std::time::Duration;
 
-use clew_proto::TraceId;
+use clew_proto::{Tenant, TraceId};
 use clew_store::{SpanStore, StoredTrace};
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
 
-/// Fetches one trace; an unknown id is a [`Error::NotFound`].
+/// Fetches one trace of `tenant`; an unknown id (or one of another tenant) is a
+/// [`Error::NotFound`].
 pub async fn fetch_trace(
     store: &dyn SpanStore,
+    tenant: &Tenant,
     trace_id: TraceId,
     timeout: Duration,
 ) -> Result<StoredTrace> {
     let doing = || format!("failed to fetch trace {trace_id} from the span store");
     let span = tracing::debug_span!("fetch_trace", %trace_id);
-    tokio::time::timeout(timeout, store.get_trace(trace_id))
+    tokio::time::timeout(timeout, store.get_trace(tenant, trace_id))
         .instrument(span)
         .await
         .map_err(|_| Error::Timeout {
@@ -31,6 +33,7 @@ pub async fn fetch_trace(
 /// index can be ahead of a store that expired the row) are skipped.
 pub async fn fetch_traces(
     store: &dyn SpanStore,
+    tenant: &Tenant,
     trace_ids: &[TraceId],
     timeout: Duration,
 ) -> Result<Vec<StoredTrace>> {
@@ -43,7 +46,7 @@ pub async fn fetch_traces(
         asked = trace_ids.len(),
         found = tracing::field::Empty
     );
-    let traces = tokio::time::timeout(timeout, store.get_traces(trace_ids))
+    let traces = tokio::time::timeout(timeout, store.get_traces(tenant, trace_ids))
         .instrument(span.clone())
         .await
         .map_err(|_| Error::Timeout {

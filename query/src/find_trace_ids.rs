@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use clew_proto::Tenant;
 use clew_store::trace_index::{TraceIdPage, MAX_LIMIT};
 use clew_store::{TraceIndex, TraceQuery};
 use tracing::Instrument;
@@ -12,6 +13,7 @@ use crate::error::{Error, Result};
 /// Gives up after `timeout`, so that a pathological query fails fast with a 503.
 pub async fn find_trace_ids(
     index: &dyn TraceIndex,
+    tenant: &Tenant,
     query: &TraceQuery,
     timeout: Duration,
 ) -> Result<TraceIdPage> {
@@ -23,7 +25,7 @@ pub async fn find_trace_ids(
         hits = tracing::field::Empty
     );
     let doing = "failed to search the trace index";
-    let page = tokio::time::timeout(timeout, index.find_trace_ids(&query))
+    let page = tokio::time::timeout(timeout, index.find_trace_ids(tenant, &query))
         .instrument(span.clone())
         .await
         .map_err(|_| Error::Timeout {

@@ -18,6 +18,7 @@ use clew_store::StoredTrace;
 use serde::Serialize;
 
 use crate::assemble;
+use crate::auth::Caller;
 use crate::dependencies;
 use crate::error::{Error, Result};
 use crate::fetch_traces::{fetch_trace, fetch_traces};
@@ -94,23 +95,28 @@ mod ui {
 /// `GET /api/v1/traces/{trace_id}`
 pub async fn trace_by_id(
     State(state): State<QueryState>,
+    Caller(tenant): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
     let Path(raw_id) = path.map_err(path_error)?;
     let trace_id = parse_trace_id(&raw_id)?;
-    let trace = fetch_trace(state.store.as_ref(), trace_id, state.timeout).await?;
+    let trace = fetch_trace(state.store.as_ref(), &tenant, trace_id, state.timeout).await?;
     json_off_reactor("failed to assemble trace", move || TraceJson::new(&trace)).await
 }
 
 /// `GET /api/v1/search?…`
-pub async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Result<Response> {
+pub async fn search(
+    State(state): State<QueryState>,
+    Caller(tenant): Caller,
+    RawQuery(raw): RawQuery,
+) -> Result<Response> {
     let mut params = params::parse_search(raw.as_deref(), now_unix_nano())?;
     if let Some(indexed) = &state.indexed {
         params::check_attributes(&mut params.query, indexed)?;
     }
-    let page = find_trace_ids(state.index.as_ref(), &params.query, state.timeout).await?;
+    let page = find_trace_ids(state.index.as_ref(), &tenant, &params.query, state.timeout).await?;
     let ids: Vec<TraceId> = page.hits.iter().map(|hit| hit.trace_id).collect();
-    let mut traces = fetch_traces(state.store.as_ref(), &ids, state.timeout).await?;
+    let mut traces = fetch_traces(state.store.as_ref(), &tenant, &ids, state.timeout).await?;
     if params.errors == ErrorFilter::WithoutErrors {
         traces.retain(|t| !t.spans.iter().any(|s| s.is_error()));
     }
@@ -125,14 +131,15 @@ pub async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) ->
 /// `GET /api/v1/keys/{name}/{value}?full=…`
 pub async fn key_lookup(
     State(state): State<QueryState>,
+    Caller(tenant): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let Path((name, value)) = path.map_err(path_error)?;
     let params = params::parse_key_lookup(&name, &value, raw.as_deref(), now_unix_nano())?;
-    let page = find_trace_ids(state.index.as_ref(), &params.query, state.timeout).await?;
+    let page = find_trace_ids(state.index.as_ref(), &tenant, &params.query, state.timeout).await?;
     let ids: Vec<TraceId> = page.hits.iter().map(|hit| hit.trace_id).collect();
-    let traces = fetch_traces(state.store.as_ref(), &ids, state.timeout).await?;
+    let traces = fetch_traces(state.store.as_ref(), &tenant, &ids, state.timeout).await?;
     let next_cursor = page.next_cursor;
     if params.full {
         json_off_reactor("failed to assemble traces", move || TracesPage {
@@ -150,9 +157,12 @@ pub async fn key_lookup(
 }
 
 /// `GET /api/v1/services`
-pub async fn services(State(state): State<QueryState>) -> Result<Json<ServicesJson>> {
+pub async fn services(
+    State(state): State<QueryState>,
+    Caller(tenant): Caller,
+) -> Result<Json<ServicesJson>> {
     let doing = "failed to list services from the trace index";
-    let services = tokio::time::timeout(state.timeout, state.index.services())
+    let services = tokio::time::timeout(state.timeout, state.index.services(&tenant))
         .await
         .map_err(|_| Error::Timeout {
             doing: doing.into(),
@@ -165,6 +175,7 @@ pub async fn services(State(state): State<QueryState>) -> Result<Json<ServicesJs
 /// `GET /api/v1/services/{service}/operations`
 pub async fn operations(
     State(state): State<QueryState>,
+    Caller(tenant): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OperationsJson>> {
     let Path(service) = path.map_err(path_error)?;
@@ -174,7 +185,7 @@ pub async fn operations(
             shorten(&service)
         )
     };
-    let operations = tokio::time::timeout(state.timeout, state.index.operations(&service))
+    let operations = tokio::time::timeout(state.timeout, state.index.operations(&tenant, &service))
         .await
         .map_err(|_| Error::Timeout {
             doing: doing(),
@@ -184,13 +195,22 @@ pub async fn operations(
     Ok(Json(OperationsJson { operations }))
 }
 
+/// Why span metrics, alerts and the inventory answer empty for a tenant other than
+/// `default`: they are kept for tenant `default` only (`docs/adr/0011-tenants.md`).
+const NOT_PER_TENANT: &str =
+    "span metrics (RED history) are kept for tenant default only: none for this tenant";
+
 /// `GET /api/v1/services/{service}/red`: the service's last hour, one point per minute
 /// (calls, errors, p50/p99 of its server and consumer spans), from the span metrics.
 pub async fn service_red(
     State(state): State<QueryState>,
+    Caller(tenant): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RedJson>> {
     let Path(service) = path.map_err(path_error)?;
+    if !tenant.is_default() {
+        return Err(Error::NotFound(NOT_PER_TENANT.into()));
+    }
     let Some(red) = &state.service_red else {
         return Err(Error::NotFound(
             "span metrics are disabled ([span_metrics] enabled = false): no per-service history"
@@ -327,8 +347,8 @@ pub async fn alerts_page() -> Html<&'static str> {
 /// `GET /api/v1/alerts`: firing and recently resolved alerts, newest first, as the
 /// process's alert evaluation has them (`{"enabled": false, "alerts": []}` where none
 /// runs, as on a query-only node).
-pub async fn alerts(State(state): State<QueryState>) -> Result<Response> {
-    let Some(render) = state.alerts.clone() else {
+pub async fn alerts(State(state): State<QueryState>, Caller(tenant): Caller) -> Result<Response> {
+    let Some(render) = state.alerts.clone().filter(|_| tenant.is_default()) else {
         return Ok(
             Json(serde_json::json!({"enabled": false, "rules": [], "alerts": []})).into_response(),
         );
@@ -346,10 +366,11 @@ pub async fn inventory_page() -> Html<&'static str> {
 /// inventory, as on a query-only node or with `[inventory] enabled = false`).
 pub async fn inventory(
     State(state): State<QueryState>,
+    Caller(tenant): Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let query = params::parse_inventory(raw.as_deref())?;
-    let Some(render) = state.inventory.clone() else {
+    let Some(render) = state.inventory.clone().filter(|_| tenant.is_default()) else {
         return Ok(Json(serde_json::json!({"enabled": false, "services": []})).into_response());
     };
     json_off_reactor("failed to render the inventory", move || render(&query)).await
@@ -381,12 +402,13 @@ pub async fn ui_asset(path: Result<Path<String>, PathRejection>) -> Result<Respo
 /// from the newest `limit` traces of the range (see [`crate::dependencies`]).
 pub async fn dependencies(
     State(state): State<QueryState>,
+    Caller(tenant): Caller,
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let query = dependencies::parse(raw.as_deref(), now_unix_nano())?;
-    let page = find_trace_ids(state.index.as_ref(), &query, state.timeout).await?;
+    let page = find_trace_ids(state.index.as_ref(), &tenant, &query, state.timeout).await?;
     let ids: Vec<TraceId> = page.hits.iter().map(|hit| hit.trace_id).collect();
-    let traces = fetch_traces(state.store.as_ref(), &ids, state.timeout).await?;
+    let traces = fetch_traces(state.store.as_ref(), &tenant, &ids, state.timeout).await?;
     let more_traces = page.next_cursor.is_some();
     json_off_reactor("failed to compute service dependencies", move || {
         dependencies::dependencies(&traces, more_traces)

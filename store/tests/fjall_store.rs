@@ -1,6 +1,7 @@
 //! The embedded fjall span store: the shared conformance suite, plus what only an
 //! embedded store has to prove (reopen, `kill -9` durability, on-disk corruption, locking).
 
+use clew_proto::Tenant;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,7 +48,7 @@ fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
 
 async fn fetch(store: &Arc<dyn SpanStore>, id: TraceId) -> StoredTrace {
     store
-        .get_trace(id)
+        .get_trace(&Tenant::default(), id)
         .await
         .expect("get_trace")
         .unwrap_or_else(|| panic!("trace {id} should exist"))
@@ -282,7 +283,13 @@ async fn late_span_joins_the_older_bucket_holding_its_trace() {
     let store = open(dir.path(), 100);
     assert_eq!(store.drop_expired(now).await.unwrap(), 0);
     assert_eq!(store.drop_expired(now + 5 * DAY).await.unwrap(), 1);
-    assert_eq!(store.get_trace(trace_id(5)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_trace(&Tenant::default(), trace_id(5))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,7 +414,7 @@ async fn acknowledged_spans_survive_kill_9() {
         for k in 0..3 {
             let id = trace_id(1_000_000 + b * 3 + k);
             let got = store
-                .get_trace(id)
+                .get_trace(&Tenant::default(), id)
                 .await
                 .unwrap()
                 .unwrap_or_else(|| panic!("acked trace of batch {b} lost"));
@@ -456,7 +463,11 @@ async fn write_cost_micro_measure() {
     let ids: Vec<TraceId> = (0..10_000u64).step_by(7).map(trace_id).collect();
     let read_started = Instant::now();
     for id in &ids {
-        store.get_trace(*id).await.unwrap().unwrap();
+        store
+            .get_trace(&Tenant::default(), *id)
+            .await
+            .unwrap()
+            .unwrap();
     }
     let read = read_started.elapsed();
     eprintln!(

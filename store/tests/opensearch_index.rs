@@ -6,6 +6,7 @@
 //! `scripts/opensearch-start` and runs these with `--ignored`. Every index opened here
 //! uses its own random prefix, so runs (and the suite's cases) never see each other's data.
 
+use clew_proto::Tenant;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -183,10 +184,13 @@ async fn template_daily_indices_and_documents() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let page = idx
-            .find_trace_ids(&TraceQuery {
-                business_keys: vec![("order_id".into(), "B-2".into())],
-                ..Default::default()
-            })
+            .find_trace_ids(
+                &Tenant::default(),
+                &TraceQuery {
+                    business_keys: vec![("order_id".into(), "B-2".into())],
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         if page.hits.len() == 1 {
@@ -220,7 +224,7 @@ async fn unreachable_cluster_is_retryable() {
     let err = idx.index_spans(spans.into()).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     let err = idx
-        .find_trace_ids(&TraceQuery::default())
+        .find_trace_ids(&Tenant::default(), &TraceQuery::default())
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err}");
@@ -243,7 +247,10 @@ async fn fails_over_to_a_live_node() {
     }
     idx.refresh().await.unwrap();
     for _ in 0..4 {
-        let page = idx.find_trace_ids(&TraceQuery::default()).await.unwrap();
+        let page = idx
+            .find_trace_ids(&Tenant::default(), &TraceQuery::default())
+            .await
+            .unwrap();
         assert_eq!(page.hits.len(), 4);
     }
     delete_indices(&prefix).await;
@@ -332,13 +339,13 @@ async fn same_answers_as_the_embedded_index() {
     embedded.refresh().await.unwrap();
     remote.refresh().await.unwrap();
     assert_eq!(
-        embedded.services().await.unwrap(),
-        remote.services().await.unwrap()
+        embedded.services(&Tenant::default()).await.unwrap(),
+        remote.services(&Tenant::default()).await.unwrap()
     );
     for s in services {
         assert_eq!(
-            embedded.operations(s).await.unwrap(),
-            remote.operations(s).await.unwrap()
+            embedded.operations(&Tenant::default(), s).await.unwrap(),
+            remote.operations(&Tenant::default(), s).await.unwrap()
         );
     }
 
@@ -447,10 +454,13 @@ async fn all_pages(idx: &dyn TraceIndex, q: &TraceQuery) -> (Vec<(String, u64)>,
     let mut pages = 0;
     loop {
         let page = idx
-            .find_trace_ids(&TraceQuery {
-                cursor: cursor.clone(),
-                ..q.clone()
-            })
+            .find_trace_ids(
+                &Tenant::default(),
+                &TraceQuery {
+                    cursor: cursor.clone(),
+                    ..q.clone()
+                },
+            )
             .await
             .unwrap_or_else(|e| panic!("{q:?}: {e}"));
         pages += 1;
@@ -490,7 +500,7 @@ async fn prefixes_sharing_a_beginning_stay_apart() {
     a.refresh().await.unwrap();
     b.refresh().await.unwrap();
     let all = |idx: Arc<dyn TraceIndex>| async move {
-        idx.find_trace_ids(&TraceQuery::default())
+        idx.find_trace_ids(&Tenant::default(), &TraceQuery::default())
             .await
             .unwrap()
             .hits
@@ -541,7 +551,10 @@ async fn refused_bulk_items_are_reported() {
     assert!(text.contains("rejected 4 span document(s)"), "{text}");
     assert!(text.contains("parsing_exception"), "{text}");
     idx.refresh().await.unwrap();
-    let found = idx.find_trace_ids(&TraceQuery::default()).await.unwrap();
+    let found = idx
+        .find_trace_ids(&Tenant::default(), &TraceQuery::default())
+        .await
+        .unwrap();
     assert_eq!(
         found.hits.iter().map(|h| h.trace_id).collect::<Vec<_>>(),
         [trace_id(2)],

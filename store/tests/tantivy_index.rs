@@ -1,6 +1,7 @@
 //! The embedded tantivy index against the trace-index conformance suite, plus reopen and
 //! crash (kill -9) durability through its write-ahead log.
 
+use clew_proto::Tenant;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -90,11 +91,14 @@ async fn reopen_keeps_data() {
         assert!(idx.ready().await.is_err());
     }
     let idx = open(dir.path(), 1000);
-    let found = idx.find_trace_ids(&key("committed")).await.unwrap();
+    let found = idx
+        .find_trace_ids(&Tenant::default(), &key("committed"))
+        .await
+        .unwrap();
     assert_eq!(found.hits.len(), 1);
     assert_eq!(found.hits[0].trace_id, trace_id(1));
     assert_eq!(
-        idx.find_trace_ids(&key("at-close"))
+        idx.find_trace_ids(&Tenant::default(), &key("at-close"))
             .await
             .unwrap()
             .hits
@@ -102,7 +106,7 @@ async fn reopen_keeps_data() {
         1
     );
     assert_eq!(
-        idx.services().await.unwrap(),
+        idx.services(&Tenant::default()).await.unwrap(),
         ["checkout", "frontend", "payments"]
     );
     idx.close().await.unwrap();
@@ -119,7 +123,7 @@ async fn searchable_without_refresh_after_commit_interval() {
     for _ in 0..40 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         if !idx
-            .find_trace_ids(&key("soon"))
+            .find_trace_ids(&Tenant::default(), &key("soon"))
             .await
             .unwrap()
             .hits
@@ -201,7 +205,11 @@ async fn kill_9_keeps_acknowledged_spans() {
     for n in 0..=acked {
         for t in 0..10 {
             let order = format!("crash-{}", n * 10 + t);
-            let hits = idx.find_trace_ids(&key(&order)).await.unwrap().hits;
+            let hits = idx
+                .find_trace_ids(&Tenant::default(), &key(&order))
+                .await
+                .unwrap()
+                .hits;
             assert_eq!(
                 hits.len(),
                 1,
@@ -215,7 +223,14 @@ async fn kill_9_keeps_acknowledged_spans() {
         limit: 1000,
         ..Default::default()
     };
-    assert!(idx.find_trace_ids(&errors).await.unwrap().hits.len() >= (acked as usize / 2 + 1) * 10);
+    assert!(
+        idx.find_trace_ids(&Tenant::default(), &errors)
+            .await
+            .unwrap()
+            .hits
+            .len()
+            >= (acked as usize / 2 + 1) * 10
+    );
     idx.close().await.unwrap();
 }
 
@@ -270,14 +285,17 @@ async fn index_cost() {
         ..Default::default()
     };
     let t = std::time::Instant::now();
-    let page = idx.find_trace_ids(&q).await.unwrap();
+    let page = idx.find_trace_ids(&Tenant::default(), &q).await.unwrap();
     println!(
         "search service+errors: {} hits in {:?}",
         page.hits.len(),
         t.elapsed()
     );
     let t = std::time::Instant::now();
-    let page = idx.find_trace_ids(&key("order-4242")).await.unwrap();
+    let page = idx
+        .find_trace_ids(&Tenant::default(), &key("order-4242"))
+        .await
+        .unwrap();
     println!(
         "business key lookup: {} hits in {:?}",
         page.hits.len(),

@@ -361,6 +361,8 @@ fn receivers_shared(
             span_metrics: None,
             alerting: None,
             inventory: None,
+            // the agent takes tenant `default` only; limits apply at the collector
+            rate_limits: None,
         }),
         max_request_bytes: config.max_request_bytes,
         retry_after: Duration::from_secs(config.retry_after_secs),
@@ -403,6 +405,13 @@ pub struct AgentSink {
 #[async_trait]
 impl SpanSink for AgentSink {
     async fn submit(&self, spans: Vec<Span>) -> Result<StoreRejections> {
+        // Records carry no tenant: the collector would store them as `default`. Refused
+        // whole rather than written into another tenant.
+        if let Some(other) = spans.iter().find(|s| !s.tenant.is_default()) {
+            return Err(Error::TenantNotCarried {
+                tenant: other.tenant.to_string(),
+            });
+        }
         let total = spans.len();
         let kept = self.sampling.sample(spans);
         metrics::sampled_out(total - kept.len());

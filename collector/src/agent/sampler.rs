@@ -266,6 +266,7 @@ mod tests {
 
     fn span(trace: u128, service: &str, error: bool) -> Span {
         Span {
+            tenant: Default::default(),
             trace_id: TraceId(trace.to_be_bytes()),
             span_id: SpanId(1u64.to_be_bytes()),
             parent_span_id: None,

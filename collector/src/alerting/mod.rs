@@ -417,6 +417,7 @@ mod tests {
             ..Default::default()
         };
         Span {
+            tenant: Default::default(),
             trace_id: TraceId([trace; 16]),
             span_id: SpanId([trace; 8]),
             parent_span_id: None,

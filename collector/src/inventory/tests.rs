@@ -38,6 +38,7 @@ fn resource(service: &str, attrs: &[(&str, &str)]) -> Arc<Resource> {
 fn spans(resource: &Arc<Resource>, n: usize) -> Vec<Span> {
     (0..n)
         .map(|i| Span {
+            tenant: Default::default(),
             trace_id: TraceId(1u128.to_be_bytes()),
             span_id: SpanId((i as u64 + 1).to_be_bytes()),
             parent_span_id: None,

@@ -19,6 +19,7 @@ use clew_proto::from_otlp::Limits;
 use clew_proto::otlp::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
+use clew_proto::Tenant;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -60,6 +61,7 @@ impl Shared {
                 span_metrics: observers.span_metrics,
                 alerting: observers.alerting,
                 inventory: observers.inventory,
+                rate_limits: crate::rate_limit::RateLimits::new(&config.tenants).map(Arc::new),
             }),
             max_request_bytes: config.max_request_bytes,
             retry_after: Duration::from_secs(config.retry_after_secs),
@@ -74,6 +76,7 @@ impl Shared {
 pub(crate) async fn export<F>(
     shared: &Arc<Shared>,
     protocol: Protocol,
+    tenant: Tenant,
     heavy: bool,
     decode: F,
 ) -> Result<ExportTraceServiceResponse>
@@ -90,6 +93,7 @@ where
         },
         count: true,
         origin: Default::default(),
+        tenant,
     };
     let result = shared
         .front
@@ -105,6 +109,15 @@ where
         }
     }
     result
+}
+
+/// The tenant of a request: its principal's (put there by `clew_auth::AuthLayer`), or
+/// `default`.
+pub(crate) fn tenant_of(extensions: &axum::http::Extensions) -> Tenant {
+    extensions
+        .get::<clew_auth::Principal>()
+        .map(|p| p.tenant.clone())
+        .unwrap_or_default()
 }
 
 /// Binds a listener; errors name `what` and the address.

@@ -61,11 +61,18 @@ impl OtlpGrpc {
         &self,
         request: Request<Bytes>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
+        let tenant = super::tenant_of(request.extensions());
         let body = request.into_inner();
         let heavy = body.len() > INLINE_MAX_BYTES;
-        export(&self.shared, Protocol::Grpc, heavy, move |limits, now| {
-            decode_plain(&body, Format::Protobuf, limits, now).map(Decoded::Validated)
-        })
+        export(
+            &self.shared,
+            Protocol::Grpc,
+            tenant,
+            heavy,
+            move |limits, now| {
+                decode_plain(&body, Format::Protobuf, limits, now).map(Decoded::Validated)
+            },
+        )
         .await
         .map(tonic::Response::new)
         .map_err(|e| {

@@ -88,7 +88,13 @@ pub(crate) async fn serve(
     serve_http("serve otlp http", listener, router(shared), shutdown).await
 }
 
-async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn traces(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<axum::Extension<clew_auth::Principal>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let tenant = principal.map(|p| p.0.tenant).unwrap_or_default();
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let format = match Format::from_content_type(text(header::CONTENT_TYPE)) {
         Ok(f) => f,
@@ -106,9 +112,15 @@ async fn traces(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     };
     let heavy = body.len() > INLINE_MAX_BYTES
         || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
-    match export(&shared, Protocol::Http, heavy, move |limits, now| {
-        decode_body(body, compression, format, limit, limits, now).map(Decoded::Validated)
-    })
+    match export(
+        &shared,
+        Protocol::Http,
+        tenant,
+        heavy,
+        move |limits, now| {
+            decode_body(body, compression, format, limit, limits, now).map(Decoded::Validated)
+        },
+    )
     .await
     {
         Ok(resp) => (
@@ -141,7 +153,13 @@ fn error_response(shared: &Shared, e: &Error, format: Format) -> Response {
     if e.is_retryable() {
         resp.headers_mut().insert(
             header::RETRY_AFTER,
-            HeaderValue::from(shared.retry_after.as_secs().max(1)),
+            // whole seconds, rounded up
+            HeaderValue::from(
+                e.retry_after(shared.retry_after)
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0) as u64,
+            ),
         );
     }
     resp

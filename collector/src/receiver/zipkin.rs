@@ -74,7 +74,13 @@ pub fn decode_body(
     Ok(zipkin::to_otlp(spans))
 }
 
-async fn spans(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+async fn spans(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<axum::Extension<clew_auth::Principal>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let tenant = principal.map(|p| p.0.tenant).unwrap_or_default();
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     // Zipkin clients that send no Content-Type send JSON (Zipkin's own default).
     let format = match text(header::CONTENT_TYPE) {
@@ -96,7 +102,7 @@ async fn spans(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body
     };
     let heavy = body.len() > INLINE_MAX_BYTES
         || (compression == Compression::Gzip && body.len() > INLINE_MAX_BYTES / 8);
-    match export(&shared, Protocol::Zipkin, heavy, move |_, _| {
+    match export(&shared, Protocol::Zipkin, tenant, heavy, move |_, _| {
         decode_body(body, compression, format, limit).map(Decoded::Otlp)
     })
     .await
@@ -137,7 +143,13 @@ fn error_response(shared: &Shared, e: &Error) -> Response {
     if e.is_retryable() {
         resp.headers_mut().insert(
             header::RETRY_AFTER,
-            HeaderValue::from(shared.retry_after.as_secs().max(1)),
+            // whole seconds, rounded up
+            HeaderValue::from(
+                e.retry_after(shared.retry_after)
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0) as u64,
+            ),
         );
     }
     resp

@@ -22,6 +22,7 @@ fn s(k: &str, v: &str) -> KeyValue {
 
 fn span(attrs: Vec<KeyValue>) -> Span {
     Span {
+        tenant: Default::default(),
         trace_id: TraceId([1; 16]),
         span_id: SpanId([1; 8]),
         parent_span_id: None,

@@ -268,6 +268,7 @@ mod tests {
 
     fn span(trace: u128, id: u64, parent: Option<u64>, service: &str, name: &str) -> Span {
         Span {
+            tenant: Default::default(),
             trace_id: TraceId(trace.to_be_bytes()),
             span_id: SpanId(id.to_be_bytes()),
             parent_span_id: parent.map(|p| SpanId(p.to_be_bytes())),

@@ -43,6 +43,7 @@ fn string(v: &str) -> AnyValue {
 impl S {
     fn span(self) -> Span {
         Span {
+            tenant: Default::default(),
             trace_id: TraceId(self.trace.to_be_bytes()),
             span_id: SpanId(self.id.to_be_bytes()),
             parent_span_id: self.parent.map(|p| SpanId(p.to_be_bytes())),

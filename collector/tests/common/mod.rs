@@ -2,6 +2,7 @@
 //! demand), request builders, and a collector started on free ports.
 #![allow(dead_code)]
 
+use clew_proto::Tenant;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -84,7 +85,11 @@ impl SpanStore for RecordingStore {
         }
         Ok(report)
     }
-    async fn get_trace(&self, trace_id: TraceId) -> clew_store::Result<Option<StoredTrace>> {
+    async fn get_trace(
+        &self,
+        _tenant: &Tenant,
+        trace_id: TraceId,
+    ) -> clew_store::Result<Option<StoredTrace>> {
         let spans: Vec<Span> = self
             .spans
             .lock()
@@ -99,10 +104,14 @@ impl SpanStore for RecordingStore {
             truncated: false,
         }))
     }
-    async fn get_traces(&self, ids: &[TraceId]) -> clew_store::Result<Vec<StoredTrace>> {
+    async fn get_traces(
+        &self,
+        _tenant: &Tenant,
+        ids: &[TraceId],
+    ) -> clew_store::Result<Vec<StoredTrace>> {
         let mut out = Vec::new();
         for id in ids {
-            out.extend(self.get_trace(*id).await?);
+            out.extend(self.get_trace(&Tenant::default(), *id).await?);
         }
         Ok(out)
     }
@@ -141,13 +150,17 @@ impl TraceIndex for RecordingIndex {
         self.spans.lock().unwrap().extend(spans.iter().cloned());
         Ok(())
     }
-    async fn find_trace_ids(&self, _q: &TraceQuery) -> clew_store::Result<TraceIdPage> {
+    async fn find_trace_ids(
+        &self,
+        _tenant: &Tenant,
+        _q: &TraceQuery,
+    ) -> clew_store::Result<TraceIdPage> {
         Ok(TraceIdPage::default())
     }
-    async fn services(&self) -> clew_store::Result<Vec<String>> {
+    async fn services(&self, _tenant: &Tenant) -> clew_store::Result<Vec<String>> {
         Ok(vec![])
     }
-    async fn operations(&self, _s: &str) -> clew_store::Result<Vec<String>> {
+    async fn operations(&self, _tenant: &Tenant, _s: &str) -> clew_store::Result<Vec<String>> {
         Ok(vec![])
     }
     async fn refresh(&self) -> clew_store::Result<()> {

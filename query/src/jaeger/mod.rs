@@ -60,12 +60,13 @@ use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use clew_proto::{Span, TraceId};
+use clew_proto::{Span, Tenant, TraceId};
 use clew_store::trace_index::span_doc::{IndexedAttributes, MAX_TERM_BYTES};
 use clew_store::trace_index::MAX_LIMIT;
 use clew_store::{SpanConditions, StoredTrace, TraceQuery};
 use serde_json::{json, Value as Json};
 
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::fetch_traces::{fetch_trace, fetch_traces};
 use crate::find_trace_ids::find_trace_ids;
@@ -142,9 +143,9 @@ fn list_or_null(items: Vec<Json>) -> Json {
 }
 
 /// `GET /api/services`
-async fn services(State(state): State<QueryState>) -> Response {
+async fn services(State(state): State<QueryState>, Caller(tenant): Caller) -> Response {
     let doing = "failed to list services from the trace index";
-    match tokio::time::timeout(state.timeout, state.index.services()).await {
+    match tokio::time::timeout(state.timeout, state.index.services(&tenant)).await {
         Err(_) => from_error(Error::Timeout {
             doing: doing.into(),
             after: state.timeout,
@@ -161,12 +162,16 @@ async fn services(State(state): State<QueryState>) -> Response {
 }
 
 /// `GET /api/services/{service}/operations`: operation names, every kind.
-async fn operations_legacy(State(state): State<QueryState>, uri: Uri) -> Response {
+async fn operations_legacy(
+    State(state): State<QueryState>,
+    Caller(tenant): Caller,
+    uri: Uri,
+) -> Response {
     // as Jaeger: the raw path segment, query-unescaped (`+` is a space), "" if malformed
     let raw = uri.path().rsplit('/').nth(1).unwrap_or("");
     let service = params::go_query_unescape(raw).unwrap_or_default();
     let doing = "failed to list operations from the trace index";
-    match tokio::time::timeout(state.timeout, state.index.operations(&service)).await {
+    match tokio::time::timeout(state.timeout, state.index.operations(&tenant, &service)).await {
         Err(_) => from_error(Error::Timeout {
             doing: doing.into(),
             after: state.timeout,
@@ -183,14 +188,18 @@ async fn operations_legacy(State(state): State<QueryState>, uri: Uri) -> Respons
 }
 
 /// `GET /api/operations?service=&spanKind=`: operations with their span kind.
-async fn operations(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Response {
+async fn operations(
+    State(state): State<QueryState>,
+    Caller(tenant): Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let form = Form::parse(raw.as_deref());
     let service = form.value("service").to_string();
     if service.is_empty() {
         return bad_request("parameter 'service' is required");
     }
     let kind = form.value("spanKind").to_string();
-    match list_operations(&state, &service, &kind).await {
+    match list_operations(&state, &tenant, &service, &kind).await {
         Ok(operations) => {
             let data: Vec<Json> = operations
                 .into_iter()
@@ -209,6 +218,7 @@ async fn operations(State(state): State<QueryState>, RawQuery(raw): RawQuery) ->
 /// kind is asked for.
 pub async fn list_operations(
     state: &QueryState,
+    tenant: &Tenant,
     service: &str,
     kind: &str,
 ) -> Result<Vec<(String, String)>, Error> {
@@ -217,7 +227,7 @@ pub async fn list_operations(
         ..Default::default()
     };
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-    scan(state, &query, MAX_LIMIT, |trace| {
+    scan(state, tenant, &query, MAX_LIMIT, |trace| {
         for span in &trace.spans {
             if span.service_name == service {
                 let k = translate::kind_text(span.kind).unwrap_or("");
@@ -229,7 +239,11 @@ pub async fn list_operations(
     .await?;
     if kind.is_empty() {
         // operations of traces older than the scan: their kind is unknown here
-        let names = match tokio::time::timeout(state.timeout, state.index.operations(service)).await
+        let names = match tokio::time::timeout(
+            state.timeout,
+            state.index.operations(tenant, service),
+        )
+        .await
         {
             Ok(Ok(names)) => names,
             Ok(Err(e)) => return Err(Error::backend("failed to list operations", e)),
@@ -255,6 +269,7 @@ pub async fn list_operations(
 /// `GET /api/traces/{traceID}`
 async fn trace_by_id(
     State(state): State<QueryState>,
+    Caller(tenant): Caller,
     uri: Uri,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -272,7 +287,7 @@ async fn trace_by_id(
         // the all-zero id: no span can have it
         return fail(StatusCode::NOT_FOUND, "trace not found");
     };
-    match fetch_trace(state.store.as_ref(), trace_id, state.timeout).await {
+    match fetch_trace(state.store.as_ref(), &tenant, trace_id, state.timeout).await {
         Ok(trace) => traces_answer(vec![trace], Json::Null, !raw).await,
         Err(e) => from_error(e),
     }
@@ -280,16 +295,20 @@ async fn trace_by_id(
 
 /// `GET /api/traces?service=&operation=&tags=&tag=&minDuration=&maxDuration=&start=&end=&limit=`
 /// or `?traceID=…&traceID=…`.
-async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Response {
+async fn search(
+    State(state): State<QueryState>,
+    Caller(tenant): Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let form = Form::parse(raw.as_deref());
     let search = match params::parse_search(&form, now_nanos()) {
         Ok(search) => search,
         Err(msg) => return bad_request(msg),
     };
     if !search.trace_ids.is_empty() {
-        return traces_by_ids(&state, &search).await;
+        return traces_by_ids(&state, &tenant, &search).await;
     }
-    match find_traces(&state, &search).await {
+    match find_traces(&state, &tenant, &search).await {
         Ok(found) => traces_answer(found, Json::Null, !search.raw).await,
         Err(e) => from_error(e),
     }
@@ -299,6 +318,7 @@ async fn search(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Res
 /// above [`MAX_LIMIT`]: cut to it) traces in which one span satisfies every condition.
 pub async fn find_traces(
     state: &QueryState,
+    tenant: &Tenant,
     search: &TraceSearch,
 ) -> Result<Vec<StoredTrace>, Error> {
     let limit = if search.limit < 1 {
@@ -310,7 +330,7 @@ pub async fn find_traces(
         return Ok(Vec::new());
     };
     let mut found = Vec::new();
-    scan(state, &query, limit, |trace| {
+    scan(state, tenant, &query, limit, |trace| {
         if trace.spans.iter().any(|s| span_matches(s, search)) {
             found.push(trace);
         }
@@ -320,7 +340,7 @@ pub async fn find_traces(
     Ok(found)
 }
 
-async fn traces_by_ids(state: &QueryState, search: &TraceSearch) -> Response {
+async fn traces_by_ids(state: &QueryState, tenant: &Tenant, search: &TraceSearch) -> Response {
     let mut ids = Vec::new();
     let mut errors = Vec::new();
     for (text, bytes) in &search.trace_ids {
@@ -330,7 +350,7 @@ async fn traces_by_ids(state: &QueryState, search: &TraceSearch) -> Response {
         }
     }
     let wanted: Vec<TraceId> = ids.iter().map(|(_, id)| *id).collect();
-    let traces = match fetch_traces(state.store.as_ref(), &wanted, state.timeout).await {
+    let traces = match fetch_traces(state.store.as_ref(), tenant, &wanted, state.timeout).await {
         Ok(traces) => traces,
         Err(e) => return from_error(e),
     };
@@ -464,6 +484,7 @@ fn has_attribute(span: &Span, key: &str, value: &str) -> bool {
 /// conditions the index answers exactly reads no more traces than it returns.
 async fn scan(
     state: &QueryState,
+    tenant: &Tenant,
     query: &TraceQuery,
     first_page: usize,
     mut visit: impl FnMut(StoredTrace) -> bool,
@@ -472,10 +493,10 @@ async fn scan(
     query.limit = first_page.clamp(1, MAX_LIMIT);
     let mut read = 0;
     loop {
-        let page = find_trace_ids(state.index.as_ref(), &query, state.timeout).await?;
+        let page = find_trace_ids(state.index.as_ref(), tenant, &query, state.timeout).await?;
         let ids: Vec<TraceId> = page.hits.iter().map(|h| h.trace_id).collect();
         read += ids.len();
-        for trace in fetch_traces(state.store.as_ref(), &ids, state.timeout).await? {
+        for trace in fetch_traces(state.store.as_ref(), tenant, &ids, state.timeout).await? {
             if !visit(trace) {
                 return Ok(());
             }
@@ -542,7 +563,11 @@ struct Envelope<D> {
 /// of the traces that started after `endTs - lookback` and ended before `endTs`, every
 /// span whose parent is in the trace counting once (calls within a service included), as
 /// Jaeger's memory store counts them.
-async fn dependencies(State(state): State<QueryState>, RawQuery(raw): RawQuery) -> Response {
+async fn dependencies(
+    State(state): State<QueryState>,
+    Caller(tenant): Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let query = match params::parse_dependencies(&Form::parse(raw.as_deref()), now_nanos()) {
         Ok(query) => query,
         Err(msg) => return bad_request(msg),
@@ -554,7 +579,7 @@ async fn dependencies(State(state): State<QueryState>, RawQuery(raw): RawQuery) 
             "end time must be greater than start time",
         );
     }
-    let links = match dependency_links(&state, start, query.end_nanos).await {
+    let links = match dependency_links(&state, &tenant, start, query.end_nanos).await {
         Ok(links) => links,
         Err(e) => return from_error(e),
     };
@@ -573,6 +598,7 @@ async fn dependencies(State(state): State<QueryState>, RawQuery(raw): RawQuery) 
 /// counting once (calls within a service included), as Jaeger's memory store counts them.
 pub async fn dependency_links(
     state: &QueryState,
+    tenant: &Tenant,
     start: i64,
     end: i64,
 ) -> Result<BTreeMap<(String, String), u64>, Error> {
@@ -582,7 +608,7 @@ pub async fn dependency_links(
         ..Default::default()
     };
     let mut links: BTreeMap<(String, String), u64> = BTreeMap::new();
-    scan(state, &index_query, MAX_LIMIT, |trace| {
+    scan(state, tenant, &index_query, MAX_LIMIT, |trace| {
         let first = trace.spans.iter().map(|s| s.start_unix_nano).min();
         let last = trace.spans.iter().map(|s| s.end_unix_nano).max();
         let (Some(first), Some(last)) = (first, last) else {

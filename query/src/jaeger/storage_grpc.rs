@@ -45,6 +45,7 @@ use tonic::{Request, Response, Status};
 
 use super::params::TraceSearch;
 use super::{dependency_links, find_traces, list_operations, translate};
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::fetch_traces::fetch_traces;
 use crate::QueryState;
@@ -231,6 +232,7 @@ impl TraceReader for JaegerStorage {
         &self,
         request: Request<pb::GetTracesRequest>,
     ) -> Result<Response<TraceStream>, Status> {
+        let tenant = Caller::of(request.extensions());
         let mut ids = Vec::new();
         for (i, q) in request.get_ref().query.iter().enumerate() {
             if q.trace_id.len() != 16 {
@@ -246,7 +248,7 @@ impl TraceReader for JaegerStorage {
                 }
             }
         }
-        let traces = fetch_traces(self.state.store.as_ref(), &ids, self.state.timeout)
+        let traces = fetch_traces(self.state.store.as_ref(), &tenant, &ids, self.state.timeout)
             .await
             .map_err(|e| e.to_grpc_status())?;
         stream(traces).await.map(Response::new)
@@ -254,21 +256,26 @@ impl TraceReader for JaegerStorage {
 
     async fn get_services(
         &self,
-        _request: Request<pb::GetServicesRequest>,
+        request: Request<pb::GetServicesRequest>,
     ) -> Result<Response<pb::GetServicesResponse>, Status> {
+        let tenant = Caller::of(request.extensions());
         let doing = "failed to list services from the trace index";
-        let services =
-            match tokio::time::timeout(self.state.timeout, self.state.index.services()).await {
-                Ok(Ok(services)) => services,
-                Ok(Err(e)) => return Err(Error::backend(doing, e).to_grpc_status()),
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        doing: doing.into(),
-                        after: self.state.timeout,
-                    }
-                    .to_grpc_status())
+        let services = match tokio::time::timeout(
+            self.state.timeout,
+            self.state.index.services(&tenant),
+        )
+        .await
+        {
+            Ok(Ok(services)) => services,
+            Ok(Err(e)) => return Err(Error::backend(doing, e).to_grpc_status()),
+            Err(_) => {
+                return Err(Error::Timeout {
+                    doing: doing.into(),
+                    after: self.state.timeout,
                 }
-            };
+                .to_grpc_status())
+            }
+        };
         Ok(Response::new(pb::GetServicesResponse { services }))
     }
 
@@ -280,12 +287,17 @@ impl TraceReader for JaegerStorage {
         if q.service.is_empty() {
             return Err(invalid("service is required"));
         }
-        let operations = list_operations(&self.state, &q.service, &q.span_kind)
-            .await
-            .map_err(|e| e.to_grpc_status())?
-            .into_iter()
-            .map(|(name, span_kind)| pb::Operation { name, span_kind })
-            .collect();
+        let operations = list_operations(
+            &self.state,
+            &Caller::of(request.extensions()),
+            &q.service,
+            &q.span_kind,
+        )
+        .await
+        .map_err(|e| e.to_grpc_status())?
+        .into_iter()
+        .map(|(name, span_kind)| pb::Operation { name, span_kind })
+        .collect();
         Ok(Response::new(pb::GetOperationsResponse { operations }))
     }
 
@@ -294,7 +306,7 @@ impl TraceReader for JaegerStorage {
         request: Request<pb::FindTracesRequest>,
     ) -> Result<Response<TraceStream>, Status> {
         let search = trace_search(request.get_ref().query.as_ref())?;
-        let traces = find_traces(&self.state, &search)
+        let traces = find_traces(&self.state, &Caller::of(request.extensions()), &search)
             .await
             .map_err(|e| e.to_grpc_status())?;
         stream(traces).await.map(Response::new)
@@ -305,7 +317,7 @@ impl TraceReader for JaegerStorage {
         request: Request<pb::FindTracesRequest>,
     ) -> Result<Response<pb::FindTraceIDsResponse>, Status> {
         let search = trace_search(request.get_ref().query.as_ref())?;
-        let traces = find_traces(&self.state, &search)
+        let traces = find_traces(&self.state, &Caller::of(request.extensions()), &search)
             .await
             .map_err(|e| e.to_grpc_status())?;
         let trace_ids = traces
@@ -343,17 +355,18 @@ impl DependencyReader for JaegerStorage {
         if end < start {
             return Err(invalid("end_time must not be before start_time"));
         }
-        let dependencies = dependency_links(&self.state, start, end)
-            .await
-            .map_err(|e| e.to_grpc_status())?
-            .into_iter()
-            .map(|((parent, child), call_count)| pb::Dependency {
-                parent,
-                child,
-                call_count,
-                source: String::new(),
-            })
-            .collect();
+        let dependencies =
+            dependency_links(&self.state, &Caller::of(request.extensions()), start, end)
+                .await
+                .map_err(|e| e.to_grpc_status())?
+                .into_iter()
+                .map(|((parent, child), call_count)| pb::Dependency {
+                    parent,
+                    child,
+                    call_count,
+                    source: String::new(),
+                })
+                .collect();
         Ok(Response::new(pb::GetDependenciesResponse { dependencies }))
     }
 }

@@ -11,7 +11,7 @@ pub use std::time::Duration;
 pub use async_trait::async_trait;
 pub use axum::body::Body;
 pub use axum::http::{header, Method, Request, StatusCode};
-pub use clew_proto::{Span, TraceId};
+pub use clew_proto::{Span, Tenant, TraceId};
 pub use clew_query::{router, serve, QueryState, CONTENT_SECURITY_POLICY};
 pub use clew_store::conformance::fixtures::{checkout_trace, span, span_id, trace_id, BASE_TIME};
 pub use clew_store::trace_index::{TraceHit, TraceIdPage, TraceQuery};
@@ -81,7 +81,11 @@ impl SpanStore for MemStore {
         Ok(WriteReport::default())
     }
 
-    async fn get_trace(&self, trace_id: TraceId) -> clew_store::Result<Option<StoredTrace>> {
+    async fn get_trace(
+        &self,
+        _tenant: &Tenant,
+        trace_id: TraceId,
+    ) -> clew_store::Result<Option<StoredTrace>> {
         let fault = *self.fault.lock().unwrap();
         act(fault).await?;
         let truncated = self.data.truncated.lock().unwrap().contains(&trace_id);
@@ -98,10 +102,14 @@ impl SpanStore for MemStore {
             }))
     }
 
-    async fn get_traces(&self, trace_ids: &[TraceId]) -> clew_store::Result<Vec<StoredTrace>> {
+    async fn get_traces(
+        &self,
+        _tenant: &Tenant,
+        trace_ids: &[TraceId],
+    ) -> clew_store::Result<Vec<StoredTrace>> {
         let mut out = Vec::new();
         for id in trace_ids {
-            if let Some(t) = self.get_trace(*id).await? {
+            if let Some(t) = self.get_trace(&Tenant::default(), *id).await? {
                 out.push(t);
             }
         }
@@ -164,7 +172,11 @@ impl TraceIndex for MemIndex {
         Ok(())
     }
 
-    async fn find_trace_ids(&self, query: &TraceQuery) -> clew_store::Result<TraceIdPage> {
+    async fn find_trace_ids(
+        &self,
+        _tenant: &Tenant,
+        query: &TraceQuery,
+    ) -> clew_store::Result<TraceIdPage> {
         *self.last_query.lock().unwrap() = Some(query.clone());
         let fault = *self.fault.lock().unwrap();
         act(fault).await?;
@@ -212,7 +224,7 @@ impl TraceIndex for MemIndex {
         })
     }
 
-    async fn services(&self) -> clew_store::Result<Vec<String>> {
+    async fn services(&self, _tenant: &Tenant) -> clew_store::Result<Vec<String>> {
         let fault = *self.fault.lock().unwrap();
         act(fault).await?;
         let mut names: Vec<String> = self
@@ -229,7 +241,7 @@ impl TraceIndex for MemIndex {
         Ok(names)
     }
 
-    async fn operations(&self, service: &str) -> clew_store::Result<Vec<String>> {
+    async fn operations(&self, _tenant: &Tenant, service: &str) -> clew_store::Result<Vec<String>> {
         let mut names: Vec<String> = self
             .data
             .traces

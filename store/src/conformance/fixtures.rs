@@ -83,6 +83,7 @@ pub fn span(
     duration: u64,
 ) -> Span {
     Span {
+        tenant: Default::default(),
         trace_id: trace,
         span_id: id,
         parent_span_id: parent,
@@ -113,6 +114,15 @@ pub fn span(
         business_keys: vec![],
         repairs: 0,
     }
+}
+
+/// `spans`, every one of them in `tenant` (as a receiver stamps them).
+pub fn in_tenant(mut spans: Vec<Span>, tenant: &str) -> Vec<Span> {
+    let tenant = clew_proto::Tenant::parse(tenant).expect("a valid tenant name");
+    for s in &mut spans {
+        s.tenant = tenant.clone();
+    }
+    spans
 }
 
 /// Marks `span` as failed with an exception event.

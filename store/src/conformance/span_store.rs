@@ -7,6 +7,7 @@
 //! HBase backend runs the same assertions as the embedded one. Every case uses its own
 //! trace ids, so a backend whose "fresh" store shares a table still gets meaningful results.
 
+use clew_proto::Tenant;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use async_trait::async_trait;
 
 use clew_proto::{RejectReason, Span, SpanKind, TraceId};
 
-use super::fixtures::{checkout_trace, now_unix_nano, span, span_id, trace_id, wide_trace};
+use super::fixtures::{
+    checkout_trace, in_tenant, now_unix_nano, span, span_id, trace_id, wide_trace,
+};
 use crate::{SpanStore, StoredTrace};
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
@@ -116,6 +119,7 @@ pub fn cases() -> Vec<Case> {
         survives_close_and_reopen,
         ready_when_open,
         state_blobs_are_kept_apart_and_durable,
+        tenants_are_isolated,
     ]
 }
 
@@ -151,7 +155,7 @@ async fn write_ok(store: &Arc<dyn SpanStore>, spans: Vec<Span>) {
 
 async fn fetch(store: &Arc<dyn SpanStore>, id: TraceId) -> StoredTrace {
     store
-        .get_trace(id)
+        .get_trace(&Tenant::default(), id)
         .await
         .unwrap_or_else(|e| panic!("get_trace({id}) failed: {e}"))
         .unwrap_or_else(|| panic!("trace {id} should exist"))
@@ -208,13 +212,13 @@ pub async fn unknown_trace_is_none(backend: &dyn StoreBackend) {
     let store = backend.open(SuiteParams::default()).await;
     assert_eq!(
         store
-            .get_trace(trace_id(201))
+            .get_trace(&Tenant::default(), trace_id(201))
             .await
             .expect("get_trace on empty store"),
         None
     );
     assert!(store
-        .get_traces(&[])
+        .get_traces(&Tenant::default(), &[])
         .await
         .expect("get_traces of nothing")
         .is_empty());
@@ -225,13 +229,13 @@ pub async fn unknown_trace_is_none(backend: &dyn StoreBackend) {
     .await;
     assert_eq!(
         store
-            .get_trace(trace_id(201))
+            .get_trace(&Tenant::default(), trace_id(201))
             .await
             .expect("get_trace of unknown id"),
         None
     );
     assert!(store
-        .get_traces(&[trace_id(201), trace_id(203)])
+        .get_traces(&Tenant::default(), &[trace_id(201), trace_id(203)])
         .await
         .expect("get_traces of unknown ids")
         .is_empty());
@@ -254,7 +258,10 @@ pub async fn get_traces_keeps_order_and_skips_unknown(backend: &dyn StoreBackend
         trace_id(302),
         trace_id(398),
     ];
-    let got = store.get_traces(&ask).await.expect("get_traces");
+    let got = store
+        .get_traces(&Tenant::default(), &ask)
+        .await
+        .expect("get_traces");
     let ids: Vec<TraceId> = got.iter().map(|t| t.trace_id).collect();
     assert_eq!(ids, vec![trace_id(303), trace_id(301), trace_id(302)]);
     assert_spans(&got[0], &traces[2]);
@@ -394,7 +401,10 @@ pub async fn many_traces_in_one_batch(backend: &dyn StoreBackend) {
     write_ok(&store, batch).await;
 
     let ids: Vec<TraceId> = traces.iter().map(|t| t[0].trace_id).collect();
-    let got = store.get_traces(&ids).await.expect("get_traces");
+    let got = store
+        .get_traces(&Tenant::default(), &ids)
+        .await
+        .expect("get_traces");
     assert_eq!(got.len(), traces.len());
     for (g, want) in got.iter().zip(&traces) {
         assert_eq!(g.trace_id, want[0].trace_id);
@@ -511,7 +521,7 @@ pub async fn retention_drops_expired_data(backend: &dyn StoreBackend) {
     );
     assert_eq!(
         store
-            .get_trace(trace_id(1101))
+            .get_trace(&Tenant::default(), trace_id(1101))
             .await
             .expect("get_trace after retention"),
         None
@@ -614,4 +624,91 @@ pub async fn state_blobs_are_kept_apart_and_durable(backend: &dyn StoreBackend) 
     );
     assert_spans(&fetch(&store, trace_id(1401)).await, &t);
     store.close().await.expect("close after reopen");
+}
+
+/// A trace id is a trace *of a tenant* (`docs/adr/0011-tenants.md`): the same id written by
+/// three tenants is three rows; each tenant reads only its own, with its spans carrying it;
+/// an id that exists only in another tenant is unknown; caps count per tenant; and the
+/// default tenant's rows are those of a store without tenants.
+pub async fn tenants_are_isolated(backend: &dyn StoreBackend) {
+    let store = backend
+        .open(SuiteParams {
+            max_spans_per_trace: 6,
+            ..SuiteParams::default()
+        })
+        .await;
+    let now = now_unix_nano();
+    let (shared, only_shop) = (trace_id(1501), trace_id(1502));
+    let default = Tenant::default();
+    let shop = Tenant::parse("shop").unwrap();
+    let bank = Tenant::parse("bank").unwrap();
+    let plain = checkout_trace(shared, "order-d", now, false);
+    let shops = in_tenant(checkout_trace(shared, "order-s", now, true), "shop");
+    let banks = in_tenant(wide_trace(shared, 6, now), "bank");
+    let shop_only = in_tenant(checkout_trace(only_shop, "order-s2", now, false), "shop");
+    // one batch with every tenant mixed, as the batcher makes them
+    let batch: Vec<Span> = plain
+        .iter()
+        .chain(&shops)
+        .chain(&banks)
+        .chain(&shop_only)
+        .cloned()
+        .collect();
+    write_ok(&store, batch).await;
+
+    let got = |t: &Tenant, id| {
+        let store = store.clone();
+        let t = t.clone();
+        async move { store.get_trace(&t, id).await.expect("get_trace") }
+    };
+    let d = got(&default, shared).await.expect("default's trace");
+    assert_spans(&d, &plain);
+    let s = got(&shop, shared).await.expect("shop's trace");
+    assert_spans(&s, &shops);
+    assert!(s.spans.iter().all(|sp| sp.tenant == shop));
+    let b = got(&bank, shared).await.expect("bank's trace");
+    assert_spans(&b, &banks);
+    assert!(
+        !b.truncated,
+        "6 spans of bank fit its cap of 6; the other tenants' do not count"
+    );
+
+    assert_eq!(
+        got(&default, only_shop).await,
+        None,
+        "shop's trace asked by default"
+    );
+    assert_eq!(
+        got(&bank, only_shop).await,
+        None,
+        "shop's trace asked by bank"
+    );
+    assert_eq!(
+        store
+            .get_traces(&bank, &[only_shop, shared])
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.trace_id)
+            .collect::<Vec<_>>(),
+        vec![shared]
+    );
+    let page = store.get_traces(&shop, &[only_shop, shared]).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_spans(&page[0], &shop_only);
+
+    // rewriting shop's spans leaves the others' rows alone; the cap is per tenant's row
+    write_ok(&store, shops.clone()).await;
+    let extra = in_tenant(
+        (100..103)
+            .map(|i| span(shared, span_id(i), None, "late", "late", now, 1))
+            .collect(),
+        "bank",
+    );
+    let report = store.write_spans(extra.into()).await.unwrap();
+    assert_eq!(report.rejected.len(), 3, "bank's row is full at 6");
+    assert!(got(&bank, shared).await.unwrap().truncated);
+    assert!(!got(&default, shared).await.unwrap().truncated);
+    assert!(!got(&shop, shared).await.unwrap().truncated);
+    assert_spans(&got(&default, shared).await.unwrap(), &plain);
 }

@@ -10,7 +10,17 @@
 //! keyspace "day-<N>"   (one per UTC day of *ingest*, N = days since the unix epoch)
 //!   trace_id(16) ++ 0x00                      → meta: v1 | span count u32 | bytes u64 | flags u8
 //!   trace_id(16) ++ span_id(8) ++ kind(1)     → encoded span (clew_proto::encoding, version byte first)
+//! keyspace "day-<N>-t"  (the same day, rows of every tenant but `default`)
+//!   tenant(8) ++ trace_id(16) ++ 0x00         → meta: v2 | … as v1 … | tenant name
+//!   tenant(8) ++ trace_id(16) ++ span_id(8) ++ kind(1) → encoded span
 //! ```
+//!
+//! - **Tenants** (`docs/adr/0011-tenants.md`). A row key is `row_layout::RowKey`: the bare
+//!   trace id for tenant `default` (the rows of before tenants), `sha256(tenant)[..8] ++
+//!   trace id` for the others. Those live in their own keyspace per day, so a prefix scan
+//!   of a 16-byte default row can never run into a 24-byte key of another tenant that
+//!   happens to start with the same bytes; within `day-<N>-t` every row key has the same
+//!   length. A read checks the tenant its meta names (`MetaTenant::allows`).
 //!
 //! - **Row read = one prefix scan.** The meta key is a prefix of every cell key whose span
 //!   id starts with `0x00`, so it always sorts first in its row; rows of different traces
@@ -47,7 +57,7 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
 
 use clew_proto::encoding::SharedDecoder;
-use clew_proto::{Span, TraceId};
+use clew_proto::{Span, Tenant, TraceId};
 use fjall::config::{BlockSizePolicy, CompressionPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
@@ -56,7 +66,7 @@ use tracing::warn;
 
 use super::config::EmbeddedStoreConfig;
 use crate::metrics as m;
-use crate::row_layout::{cell_suffix, Meta};
+use crate::row_layout::{cell_suffix, Meta, RowKey, CELL_SUFFIX_LEN, ROW_KEY_MAX};
 use crate::span_store::admission::{Admission, Caps, WriteOutcome};
 use crate::span_store::blocking::{BlockingBackend, BlockingSpanStore, Retry};
 use crate::{Common, Error, Result, StoredTrace};
@@ -65,10 +75,8 @@ const BACKEND: &str = "embedded";
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 const BUCKET_PREFIX: &str = "day-";
 
-/// Length of a meta key: trace id + `0x00`.
-const META_KEY_LEN: usize = 17;
-/// Length of a cell key: trace id + span id + discriminator.
-const CELL_KEY_LEN: usize = 25;
+/// Suffix of the buckets holding the rows of tenants other than `default`.
+const TENANTED_SUFFIX: &str = "-t";
 
 /// The embedded span store. Cheap to share (`Arc` inside).
 pub type FjallSpanStore = BlockingSpanStore<FjallRows>;
@@ -98,28 +106,55 @@ const STATE_KEYSPACE: &str = "state";
 #[derive(Clone)]
 struct Bucket {
     day: u64,
+    /// Holds the rows of tenants other than `default` (`day-<N>-t`).
+    tenanted: bool,
     keyspace: Keyspace,
 }
 
-fn meta_key(trace: &TraceId) -> [u8; META_KEY_LEN] {
-    let mut key = [0u8; META_KEY_LEN];
-    key[..16].copy_from_slice(&trace.0);
-    key
+/// A meta or cell key: row key, then `0x00` or the cell suffix.
+#[derive(Clone, Copy)]
+struct Key {
+    buf: [u8; ROW_KEY_MAX + CELL_SUFFIX_LEN],
+    len: usize,
 }
 
-fn cell_key(span: &Span) -> [u8; CELL_KEY_LEN] {
-    let mut key = [0u8; CELL_KEY_LEN];
-    key[..16].copy_from_slice(&span.trace_id.0);
-    key[16..].copy_from_slice(&cell_suffix(span));
-    key
+impl AsRef<[u8]> for Key {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
-fn bucket_name(day: u64) -> String {
-    format!("{BUCKET_PREFIX}{day}")
+fn key(row: &RowKey, suffix: &[u8]) -> Key {
+    let row = row.as_bytes();
+    let mut buf = [0u8; ROW_KEY_MAX + CELL_SUFFIX_LEN];
+    buf[..row.len()].copy_from_slice(row);
+    buf[row.len()..row.len() + suffix.len()].copy_from_slice(suffix);
+    Key {
+        buf,
+        len: row.len() + suffix.len(),
+    }
 }
 
-fn parse_bucket_name(name: &str) -> Option<u64> {
-    name.strip_prefix(BUCKET_PREFIX)?.parse().ok()
+fn meta_key(row: &RowKey) -> Key {
+    key(row, &[0])
+}
+
+fn cell_key(span: &Span) -> Key {
+    key(&RowKey::of(span), &cell_suffix(span))
+}
+
+fn bucket_name(day: u64, tenanted: bool) -> String {
+    let suffix = if tenanted { TENANTED_SUFFIX } else { "" };
+    format!("{BUCKET_PREFIX}{day}{suffix}")
+}
+
+/// `(day, tenanted)` of a bucket name written by [`bucket_name`].
+fn parse_bucket_name(name: &str) -> Option<(u64, bool)> {
+    let rest = name.strip_prefix(BUCKET_PREFIX)?;
+    match rest.strip_suffix(TENANTED_SUFFIX) {
+        Some(day) => Some((day.parse().ok()?, true)),
+        None => Some((rest.parse().ok()?, false)),
+    }
 }
 
 fn wall_clock_nanos() -> u64 {
@@ -194,13 +229,17 @@ impl FjallSpanStore {
         })?;
         let mut buckets = Vec::new();
         for name in db.list_keyspace_names() {
-            let Some(day) = parse_bucket_name(&name) else {
+            let Some((day, tenanted)) = parse_bucket_name(&name) else {
                 continue;
             };
             let keyspace = db
                 .keyspace(&name, bucket_options)
                 .map_err(unavailable("failed to open span bucket"))?;
-            buckets.push(Bucket { day, keyspace });
+            buckets.push(Bucket {
+                day,
+                tenanted,
+                keyspace,
+            });
         }
         buckets.sort_by_key(|b| b.day);
         let state = db
@@ -271,35 +310,44 @@ impl FjallRows {
             .clone()
     }
 
-    /// The bucket for `day`, created if needed. Called by `write` only.
-    fn bucket_for_day(&self, day: u64) -> Result<Keyspace> {
+    /// The bucket for `day` and the tenants of `tenanted`, created if needed. Called by
+    /// `write` only.
+    fn bucket_for_day(&self, day: u64, tenanted: bool) -> Result<Keyspace> {
         if let Some(b) = self
             .buckets
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .rev()
-            .find(|b| b.day == day)
+            .find(|b| b.day == day && b.tenanted == tenanted)
         {
             return Ok(b.keyspace.clone());
         }
         let keyspace = self
             .db
-            .keyspace(&bucket_name(day), bucket_options)
+            .keyspace(&bucket_name(day, tenanted), bucket_options)
             .map_err(unavailable("failed to create span bucket"))?;
         let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
         buckets.push(Bucket {
             day,
+            tenanted,
             keyspace: keyspace.clone(),
         });
         buckets.sort_by_key(|b| b.day);
         Ok(keyspace)
     }
 
-    /// Finds the bucket already holding `trace` (newest first) and its meta.
-    fn find_trace(&self, buckets: &[Bucket], trace: &TraceId) -> Result<Option<(Keyspace, Meta)>> {
-        let key = meta_key(trace);
-        for bucket in buckets.iter().rev() {
+    /// Finds the bucket already holding row `row` of `tenant` (newest first) and its meta.
+    fn find_trace(
+        &self,
+        buckets: &[Bucket],
+        tenant: &Tenant,
+        row: &RowKey,
+    ) -> Result<Option<(Keyspace, Meta)>> {
+        let key = meta_key(row);
+        let trace = row.trace_id();
+        let tenanted = !tenant.is_default();
+        for bucket in buckets.iter().rev().filter(|b| b.tenanted == tenanted) {
             let Some(raw) = bucket
                 .keyspace
                 .get(key)
@@ -311,7 +359,7 @@ impl FjallRows {
                 Some(meta) => meta,
                 None => {
                     warn!(trace_id = %trace, "corrupt trace meta cell, recounting the row");
-                    recount_row(&bucket.keyspace, trace)?
+                    recount_row(&bucket.keyspace, row)?
                 }
             };
             return Ok(Some((bucket.keyspace.clone(), meta)));
@@ -325,17 +373,19 @@ impl FjallRows {
         }
         let buckets = self.live_buckets();
         let today = wall_clock_nanos() / NANOS_PER_DAY;
-        let mut today_bucket: Option<Keyspace> = None;
+        // today's bucket of tenant `default`, and of the others
+        let mut today_bucket: [Option<Keyspace>; 2] = [None, None];
         let mut admission = Admission::new(self.caps);
         // By admission slot.
         let mut traces: Vec<TraceBucket> = Vec::new();
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
 
         for (index, span) in spans.iter().enumerate() {
-            let slot = match admission.slot(&span.trace_id) {
+            let row = RowKey::of(span);
+            let slot = match admission.slot(&row) {
                 Some(slot) => slot,
                 None => {
-                    let (bucket, meta) = match self.find_trace(&buckets, &span.trace_id)? {
+                    let (bucket, meta) = match self.find_trace(&buckets, &span.tenant, &row)? {
                         Some((keyspace, meta)) => (
                             TraceBucket {
                                 keyspace,
@@ -344,9 +394,12 @@ impl FjallRows {
                             Some(meta),
                         ),
                         None => {
-                            let keyspace = match &today_bucket {
+                            let tenanted = !span.tenant.is_default();
+                            let keyspace = match &today_bucket[usize::from(tenanted)] {
                                 Some(k) => k.clone(),
-                                None => today_bucket.insert(self.bucket_for_day(today)?).clone(),
+                                None => today_bucket[usize::from(tenanted)]
+                                    .insert(self.bucket_for_day(today, tenanted)?)
+                                    .clone(),
                             };
                             let bucket = TraceBucket {
                                 keyspace,
@@ -356,7 +409,7 @@ impl FjallRows {
                         }
                     };
                     traces.push(bucket);
-                    admission.add_trace(span.trace_id, meta)
+                    admission.add_trace(row, &span.tenant, meta)
                 }
             };
             let bucket = &traces[slot];
@@ -369,12 +422,12 @@ impl FjallRows {
                         .map_err(unavailable("failed to read span cell"))?)
             };
             if let Some(encoded) = admission.admit(index, span, slot, exists)? {
-                batch.insert(&bucket.keyspace, key, encoded);
+                batch.insert(&bucket.keyspace, key.as_ref(), encoded);
             }
         }
 
-        for (slot, trace, meta) in admission.changed_metas() {
-            batch.insert(&traces[slot].keyspace, meta_key(&trace), meta.encode());
+        for (slot, row, _, cell) in admission.changed_metas() {
+            batch.insert(&traces[slot].keyspace, meta_key(&row).as_ref(), cell);
         }
         batch
             .commit()
@@ -382,17 +435,22 @@ impl FjallRows {
         Ok(admission.finish())
     }
 
-    /// Reads one whole trace from every bucket that has its meta (normally exactly one).
+    /// Reads one whole trace of `tenant` from every bucket that has its meta (normally
+    /// exactly one).
     fn read_trace(
         &self,
         buckets: &[Bucket],
+        tenant: &Tenant,
         trace: TraceId,
         corrupt: &mut u64,
     ) -> Result<Option<StoredTrace>> {
-        let mkey = meta_key(&trace);
+        let row = RowKey::new(tenant, &trace);
+        let mkey = meta_key(&row);
+        let cell_key_len = row.as_bytes().len() + CELL_SUFFIX_LEN;
+        let tenanted = !tenant.is_default();
         let mut found: Option<StoredTrace> = None;
         let mut decoder = SharedDecoder::default();
-        for bucket in buckets.iter().rev() {
+        for bucket in buckets.iter().rev().filter(|b| b.tenanted == tenanted) {
             let Some(raw) = bucket
                 .keyspace
                 .get(mkey)
@@ -400,6 +458,15 @@ impl FjallRows {
             else {
                 continue;
             };
+            if !Meta::tenant_of(&raw).allows(tenant) {
+                return Err(Error::unavailable(
+                    "failed to read trace",
+                    format!(
+                        "row of trace {trace} names another tenant than {tenant} (a tenant key \
+                         prefix collision); not served"
+                    ),
+                ));
+            }
             let truncated = match Meta::decode(&raw) {
                 Some(meta) => meta.truncated,
                 None => {
@@ -414,20 +481,23 @@ impl FjallRows {
                 truncated: false,
             });
             stored.truncated |= truncated;
-            for item in bucket.keyspace.prefix(trace.0) {
+            for item in bucket.keyspace.prefix(row.as_bytes()) {
                 let (key, value) = item
                     .into_inner()
                     .map_err(unavailable("failed to read trace row"))?;
-                if key.len() == META_KEY_LEN {
+                if key.len() == mkey.len {
                     continue;
                 }
-                if key.len() != CELL_KEY_LEN {
+                if key.len() != cell_key_len {
                     warn!(trace_id = %trace, key_len = key.len(), "unexpected key in trace row, skipped");
                     *corrupt += 1;
                     continue;
                 }
                 match decoder.decode(&value) {
-                    Ok(span) => stored.spans.push(span),
+                    Ok(mut span) => {
+                        span.tenant = tenant.clone();
+                        stored.spans.push(span)
+                    }
                     Err(error) => {
                         warn!(%error, trace_id = %trace, "undecodable span cell, skipped");
                         *corrupt += 1;
@@ -438,13 +508,13 @@ impl FjallRows {
         Ok(found)
     }
 
-    fn read_batch(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+    fn read_batch(&self, tenant: &Tenant, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
         let buckets = self.live_buckets();
         let mut out = Vec::with_capacity(ids.len());
         let mut corrupt = 0;
         let result = ids.iter().try_for_each(|id| {
             let started = Instant::now();
-            let trace = self.read_trace(&buckets, *id, &mut corrupt)?;
+            let trace = self.read_trace(&buckets, tenant, *id, &mut corrupt)?;
             metrics::histogram!(m::STORE_READ_SECONDS, "backend" => BACKEND)
                 .record(started.elapsed().as_secs_f64());
             out.extend(trace);
@@ -474,7 +544,7 @@ impl FjallRows {
             self.buckets
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
-                .retain(|b| b.day != bucket.day);
+                .retain(|b| (b.day, b.tenanted) != (bucket.day, bucket.tenanted));
             dropped += 1;
         }
         Ok(dropped)
@@ -482,13 +552,13 @@ impl FjallRows {
 }
 
 /// Rebuilds a meta from the row itself (only when the stored meta is unreadable).
-fn recount_row(keyspace: &Keyspace, trace: &TraceId) -> Result<Meta> {
+fn recount_row(keyspace: &Keyspace, row: &RowKey) -> Result<Meta> {
     let mut meta = Meta::default();
-    for item in keyspace.prefix(trace.0) {
+    for item in keyspace.prefix(row.as_bytes()) {
         let (key, value) = item
             .into_inner()
             .map_err(unavailable("failed to read trace row"))?;
-        if key.len() == CELL_KEY_LEN {
+        if key.len() == row.as_bytes().len() + CELL_SUFFIX_LEN {
             meta.spans += 1;
             meta.bytes += value.len() as u64;
         }
@@ -504,8 +574,8 @@ impl BlockingBackend for FjallRows {
         self.write_batch(spans)
     }
 
-    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
-        self.read_batch(ids)
+    fn read_traces(&self, tenant: &Tenant, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+        self.read_batch(tenant, ids)
     }
 
     fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
@@ -579,8 +649,14 @@ mod tests {
         );
         span.kind = SpanKind::Unspecified;
         let cell = cell_key(&span);
-        assert!(meta_key(&trace).as_slice() < cell.as_slice());
-        assert!(cell.starts_with(&trace.0));
+        let row = RowKey::of(&span);
+        assert!(meta_key(&row).as_ref() < cell.as_ref());
+        assert!(cell.as_ref().starts_with(&trace.0));
+        span.tenant = Tenant::parse("shop").unwrap();
+        let (cell, row) = (cell_key(&span), RowKey::of(&span));
+        assert!(meta_key(&row).as_ref() < cell.as_ref());
+        assert_eq!(cell.as_ref().len(), 33);
+        assert!(cell.as_ref().starts_with(row.as_bytes()));
     }
 
     #[test]
@@ -598,7 +674,7 @@ mod tests {
         let mut b = a.clone();
         a.kind = SpanKind::Client;
         b.kind = SpanKind::Server;
-        assert_ne!(cell_key(&a), cell_key(&b));
+        assert_ne!(cell_key(&a).as_ref(), cell_key(&b).as_ref());
         assert_eq!(
             crate::row_layout::discriminator(SpanKind::Unknown(77)),
             0xff
@@ -607,7 +683,19 @@ mod tests {
 
     #[test]
     fn bucket_names_round_trip() {
-        assert_eq!(parse_bucket_name(&bucket_name(19_675)), Some(19_675));
+        assert_eq!(
+            parse_bucket_name(&bucket_name(19_675, false)),
+            Some((19_675, false))
+        );
+        assert_eq!(
+            bucket_name(19_675, false),
+            "day-19675",
+            "the name of before tenants"
+        );
+        assert_eq!(
+            parse_bucket_name(&bucket_name(19_675, true)),
+            Some((19_675, true))
+        );
         assert_eq!(parse_bucket_name("other"), None);
         assert_eq!(parse_bucket_name("day-x"), None);
     }

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! table <table>, one column family `s` (TTL = retention, 1 version, block cache on)
-//!   row key: trace_id(16)
+//!   row key: trace_id(16)            (tenant `default`, the rows of before tenants)
+//!            sha256(tenant)[..8] ++ trace_id(16)   (every other tenant; meta v2 names it)
 //!     s:meta                         → v1 | span count u32 LE | bytes u64 LE | flags u8
 //!     s:<span_id(8) ++ kind(1)>      → encoded span (clew_proto::encoding, version byte first)
 //! ```
@@ -34,7 +35,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use clew_proto::encoding::SharedDecoder;
-use clew_proto::{Span, TraceId};
+use clew_proto::{Span, Tenant, TraceId};
 use hbase_thrift::hbase::{
     BatchMutation, ColumnDescriptor, Mutation, THbaseSyncClient, TRowResult,
 };
@@ -43,7 +44,7 @@ use tracing::{info, warn};
 use super::config::HbaseStoreConfig;
 use super::connection::{is_already_exists, Pool};
 use crate::metrics as m;
-use crate::row_layout::{cell_suffix, Meta, CELL_SUFFIX_LEN};
+use crate::row_layout::{cell_suffix, Meta, RowKey, CELL_SUFFIX_LEN};
 use crate::span_store::admission::{Admission, Caps, WriteOutcome};
 use crate::span_store::blocking::{BlockingBackend, BlockingSpanStore, Retry};
 use crate::{Common, Error, Result, StoredTrace};
@@ -161,9 +162,9 @@ impl HbaseRows {
         Ok(())
     }
 
-    /// Reads whole rows; `ids` in order, unknown ones skipped.
-    fn read_rows(&self, ids: &[TraceId]) -> Result<Vec<TRowResult>> {
-        let rows: Vec<Vec<u8>> = ids.iter().map(|id| id.0.to_vec()).collect();
+    /// Reads whole rows; `keys` in order, unknown ones skipped.
+    fn read_rows(&self, keys: &[RowKey]) -> Result<Vec<TRowResult>> {
+        let rows: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
         let table = self.table.clone();
         self.pool
             .with_client("failed to read traces from hbase", |c| {
@@ -181,14 +182,14 @@ impl HbaseRows {
         let order = traces_in_order(spans);
         let metas = self.read_metas(&order)?;
         let mut admission = Admission::new(self.caps);
-        for (trace, meta) in order.iter().zip(&metas) {
-            admission.add_trace(*trace, *meta);
+        for ((row, tenant), meta) in order.iter().zip(&metas) {
+            admission.add_trace(*row, tenant, *meta);
         }
         let existing = self.read_existing_cells(spans, &order, &metas)?;
         let mut cells: Vec<Vec<Mutation>> = vec![Vec::new(); order.len()];
         for (index, span) in spans.iter().enumerate() {
             let slot = admission
-                .slot(&span.trace_id)
+                .slot(&RowKey::of(span))
                 .expect("every trace was added");
             let q = cell_qualifier(span);
             let exists = || Ok(existing.contains(&(slot, q)));
@@ -205,9 +206,9 @@ impl HbaseRows {
 
     /// The stored meta of each trace (`None`: not stored yet), in the order of `order`.
     /// A meta that cannot be read is rebuilt from the row itself.
-    fn read_metas(&self, order: &[TraceId]) -> Result<Vec<Option<Meta>>> {
+    fn read_metas(&self, order: &[(RowKey, Tenant)]) -> Result<Vec<Option<Meta>>> {
         let slots = slots_of(order);
-        let rows: Vec<Vec<u8>> = order.iter().map(|id| id.0.to_vec()).collect();
+        let rows: Vec<Vec<u8>> = order.iter().map(|(k, _)| k.as_bytes().to_vec()).collect();
         let table = self.table.clone();
         let meta_rows = self
             .pool
@@ -231,6 +232,10 @@ impl HbaseRows {
                 .and_then(|cols| cols.get(&column(META_QUALIFIER)))
                 .and_then(|cell| cell.value.as_deref());
             if let Some(raw) = raw {
+                let (row, tenant) = &order[slot];
+                if !Meta::tenant_of(raw).allows(tenant) {
+                    return Err(collision(row, tenant));
+                }
                 match Meta::decode(raw) {
                     Some(meta) => metas[slot] = Some(meta),
                     None => corrupt_metas.push(slot),
@@ -238,15 +243,16 @@ impl HbaseRows {
             }
         }
         for slot in corrupt_metas {
-            warn!(trace_id = %order[slot], "corrupt trace meta cell, recounting the row");
-            metas[slot] = Some(self.recount_row(order[slot])?);
+            let row = order[slot].0;
+            warn!(trace_id = %row.trace_id(), "corrupt trace meta cell, recounting the row");
+            metas[slot] = Some(self.recount_row(row)?);
         }
         Ok(metas)
     }
 
     /// Rebuilds a meta from the row itself (only when the stored meta is unreadable).
-    fn recount_row(&self, trace: TraceId) -> Result<Meta> {
-        let row = self.read_rows(&[trace])?;
+    fn recount_row(&self, key: RowKey) -> Result<Meta> {
+        let row = self.read_rows(&[key])?;
         let mut meta = Meta::default();
         for (name, cell) in row.iter().flat_map(|r| r.columns.iter().flatten()) {
             if name.len() == FAMILY.len() + 1 + CELL_QUALIFIER_LEN {
@@ -262,30 +268,30 @@ impl HbaseRows {
     fn read_existing_cells(
         &self,
         spans: &[Span],
-        order: &[TraceId],
+        order: &[(RowKey, Tenant)],
         metas: &[Option<Meta>],
     ) -> Result<ExistingCells> {
         let mut existing = ExistingCells::new();
-        let known: HashSet<TraceId> = order
+        let known: HashSet<RowKey> = order
             .iter()
             .zip(metas)
             .filter(|(_, m)| m.is_some())
-            .map(|(id, _)| *id)
+            .map(|((row, _), _)| *row)
             .collect();
         if known.is_empty() {
             return Ok(existing);
         }
         let mut columns: Vec<Vec<u8>> = spans
             .iter()
-            .filter(|s| known.contains(&s.trace_id))
+            .filter(|s| known.contains(&RowKey::of(s)))
             .map(|s| column(&cell_qualifier(s)))
             .collect();
         columns.sort();
         columns.dedup();
         let known_rows: Vec<Vec<u8>> = order
             .iter()
-            .filter(|id| known.contains(id))
-            .map(|id| id.0.to_vec())
+            .filter(|(row, _)| known.contains(row))
+            .map(|(row, _)| row.as_bytes().to_vec())
             .collect();
         let table = self.table.clone();
         let found =
@@ -324,24 +330,21 @@ impl HbaseRows {
             })
     }
 
-    fn read_batch(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+    fn read_batch(&self, tenant: &Tenant, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
         let started = Instant::now();
-        let rows = self.read_rows(ids)?;
-        let mut by_id: HashMap<TraceId, TRowResult> = HashMap::with_capacity(rows.len());
+        let keys: Vec<RowKey> = ids.iter().map(|id| RowKey::new(tenant, id)).collect();
+        let rows = self.read_rows(&keys)?;
+        let mut by_key: HashMap<Vec<u8>, TRowResult> = HashMap::with_capacity(rows.len());
         for row in rows {
-            if let Some(id) = row
-                .row
-                .as_deref()
-                .and_then(|r| <[u8; 16]>::try_from(r).ok())
-            {
-                by_id.insert(TraceId(id), row);
+            if let Some(key) = row.row.clone() {
+                by_key.insert(key, row);
             }
         }
         let mut decoder = SharedDecoder::default();
         let mut corrupt = 0u64;
-        let mut out = Vec::with_capacity(by_id.len());
-        for id in ids {
-            let Some(row) = by_id.remove(id) else {
+        let mut out = Vec::with_capacity(by_key.len());
+        for (id, key) in ids.iter().zip(&keys) {
+            let Some(row) = by_key.remove(key.as_bytes()) else {
                 continue;
             };
             let mut trace = StoredTrace {
@@ -356,6 +359,9 @@ impl HbaseRows {
                 };
                 let value = cell.value.as_deref().unwrap_or_default();
                 if q == META_QUALIFIER {
+                    if !Meta::tenant_of(value).allows(tenant) {
+                        return Err(collision(key, tenant));
+                    }
                     match Meta::decode(value) {
                         Some(meta) => trace.truncated = meta.truncated,
                         None => {
@@ -368,7 +374,10 @@ impl HbaseRows {
                     corrupt += 1;
                 } else {
                     match decoder.decode(value) {
-                        Ok(span) => trace.spans.push(span),
+                        Ok(mut span) => {
+                            span.tenant = tenant.clone();
+                            trace.spans.push(span)
+                        }
                         Err(error) => {
                             warn!(%error, trace_id = %id, "undecodable span cell, skipped");
                             corrupt += 1;
@@ -388,38 +397,51 @@ impl HbaseRows {
     }
 }
 
-/// The batch's traces, in first-seen order; a trace's position is its admission slot.
-fn traces_in_order(spans: &[Span]) -> Vec<TraceId> {
+/// The batch's traces (row key and tenant), in first-seen order; a trace's position is its
+/// admission slot.
+fn traces_in_order(spans: &[Span]) -> Vec<(RowKey, Tenant)> {
     let mut seen = HashSet::new();
     spans
         .iter()
-        .map(|s| s.trace_id)
-        .filter(|id| seen.insert(*id))
+        .filter(|s| seen.insert(RowKey::of(s)))
+        .map(|s| (RowKey::of(s), s.tenant.clone()))
         .collect()
 }
 
-fn slots_of(order: &[TraceId]) -> HashMap<TraceId, usize> {
+fn slots_of(order: &[(RowKey, Tenant)]) -> HashMap<Vec<u8>, usize> {
     order
         .iter()
         .enumerate()
-        .map(|(slot, id)| (*id, slot))
+        .map(|(slot, (row, _))| (row.as_bytes().to_vec(), slot))
         .collect()
 }
 
-fn row_slot(row: &TRowResult, slots: &HashMap<TraceId, usize>) -> Option<usize> {
-    let id = <[u8; 16]>::try_from(row.row.as_deref()?).ok()?;
-    slots.get(&TraceId(id)).copied()
+fn row_slot(row: &TRowResult, slots: &HashMap<Vec<u8>, usize>) -> Option<usize> {
+    slots.get(row.row.as_deref()?).copied()
+}
+
+/// A row whose meta names another tenant than the one whose key led to it: two tenant
+/// names with the same key prefix (1 in 2^64 per pair). Never served, never written.
+fn collision(row: &RowKey, tenant: &Tenant) -> Error {
+    Error::unavailable(
+        "failed to access trace row",
+        format!(
+            "row of trace {} names another tenant than {tenant} (a tenant key prefix \
+             collision); not served",
+            row.trace_id()
+        ),
+    )
 }
 
 /// One row mutation per trace whose meta changed: its new cells, then its meta.
 fn row_mutations(admission: &Admission, mut cells: Vec<Vec<Mutation>>) -> Vec<BatchMutation> {
     admission
         .changed_metas()
-        .map(|(slot, trace, meta)| {
+        .map(|(slot, row, _, cell)| {
             let mut mutations = std::mem::take(&mut cells[slot]);
-            mutations.push(put(column(META_QUALIFIER), meta.encode().to_vec()));
+            mutations.push(put(column(META_QUALIFIER), cell));
             BatchMutation {
-                row: Some(trace.0.to_vec()),
+                row: Some(row.as_bytes().to_vec()),
                 mutations: Some(mutations),
             }
         })
@@ -446,8 +468,8 @@ impl BlockingBackend for HbaseRows {
         self.write_batch(spans)
     }
 
-    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
-        self.read_batch(ids)
+    fn read_traces(&self, tenant: &Tenant, ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+        self.read_batch(tenant, ids)
     }
 
     /// HBase expires cells itself through the column family's TTL (set to the retention

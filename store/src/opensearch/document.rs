@@ -14,14 +14,17 @@
 //! | `error` | boolean, error spans only | errors-only |
 //! | `error_text` | text, doc ids only, no norms | free text over status message, exception type and message |
 //! | `keys`, `attrs` | keyword `name=value`, no doc values | business keys and configured attributes, exact terms |
+//! | `tenant` | keyword, no doc values | the span's tenant: a filter of every search (`docs/adr/0011-tenants.md`); documents of before tenants have none and count as `default` |
 //!
 //! `_source` is off: the span store holds the spans, the index only answers "which
 //! traces". Mappings are `strict`, so a document that does not fit is an error, not a
 //! silently added field. Document ids are derived from (trace id, span id, kind), so
-//! writing a span again overwrites its document instead of adding one.
+//! writing a span again overwrites its document instead of adding one; for a tenant other than
+//! `default` the id starts with the tenant's key prefix, so equal ids in two tenants are two
+//! documents.
 
 use base64::Engine as _;
-use clew_proto::Span;
+use clew_proto::{Span, Tenant};
 use serde_json::{json, Value};
 
 use crate::row_layout::discriminator;
@@ -40,6 +43,29 @@ pub const ERROR: &str = "error";
 pub const ERROR_TEXT: &str = "error_text";
 pub const KEYS: &str = "keys";
 pub const ATTRS: &str = "attrs";
+pub const TENANT: &str = "tenant";
+
+/// The mapping of the fields added after the first template, put on indices that exist
+/// already (their mappings are strict).
+pub fn added_mappings() -> Value {
+    json!({"properties": {TENANT: {"type": "keyword", "doc_values": false}}})
+}
+
+/// The filter that keeps a search within `tenant`. Documents indexed before tenants have
+/// no `tenant` field and belong to `default`.
+pub fn tenant_filter(tenant: &Tenant) -> Value {
+    if tenant.is_default() {
+        json!({"bool": {
+            "should": [
+                {"term": {TENANT: tenant.as_str()}},
+                {"bool": {"must_not": {"exists": {"field": TENANT}}}},
+            ],
+            "minimum_should_match": 1,
+        }})
+    } else {
+        json!({"term": {TENANT: tenant.as_str()}})
+    }
+}
 
 /// The index template clew installs as `<prefix>`: every index `<prefix>-*` gets these
 /// settings and mappings and joins the alias `<prefix>`, which searches go through.
@@ -82,6 +108,7 @@ pub fn index_template(prefix: &str, shards: u32, replicas: u32) -> Value {
                     },
                     KEYS: keyword(false),
                     ATTRS: keyword(false),
+                    TENANT: keyword(false),
                 }
             },
             "aliases": { prefix: {} },
@@ -108,10 +135,13 @@ pub fn day_of_index(prefix: &str, name: &str) -> Option<u32> {
 /// Document id: URL-safe base64 of trace id, span id and the kind discriminator (the span
 /// store's cell identity), which OpenSearch keeps as 25 raw bytes.
 pub fn doc_id(span: &Span) -> String {
-    let mut raw = [0u8; 25];
-    raw[..16].copy_from_slice(&span.trace_id.0);
-    raw[16..24].copy_from_slice(&span.span_id.0);
-    raw[24] = discriminator(span.kind);
+    let mut raw = Vec::with_capacity(33);
+    if let Some(prefix) = span.tenant.key_prefix() {
+        raw.extend_from_slice(&prefix);
+    }
+    raw.extend_from_slice(&span.trace_id.0);
+    raw.extend_from_slice(&span.span_id.0);
+    raw.push(discriminator(span.kind));
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
@@ -126,6 +156,7 @@ pub fn to_document(doc: &SpanDoc) -> Value {
         SERVICE: doc.service,
         OPERATION: doc.operation,
         KIND: doc.kind,
+        TENANT: doc.tenant.as_str(),
     });
     let map = v.as_object_mut().expect("object");
     if doc.error {
@@ -196,5 +227,13 @@ mod tests {
         );
         assert_ne!(doc_id(&spans[0]), doc_id(&spans[1]));
         assert_eq!(doc_id(&spans[0]).len(), 34);
+        assert_eq!(root[TENANT], "default");
+        let mut other = spans[0].clone();
+        other.tenant = Tenant::parse("shop").unwrap();
+        assert_ne!(doc_id(&other), doc_id(&spans[0]), "one document per tenant");
+        assert_eq!(
+            to_document(&SpanDoc::from_span(&other, &attrs))[TENANT],
+            "shop"
+        );
     }
 }

@@ -28,12 +28,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use clew_proto::Tenant;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::client::{Body, Client};
 use super::document::{
-    clamp_i64, ATTRS, DURATION, ERROR, ERROR_TEXT, KEYS, OPERATION, SERVICE, START, TRACE_ID,
+    clamp_i64, tenant_filter, ATTRS, DURATION, ERROR, ERROR_TEXT, KEYS, OPERATION, SERVICE, START,
+    TRACE_ID,
 };
 use crate::metrics as m;
 use crate::trace_index::query_plan::{Condition, QueryPlan};
@@ -83,7 +85,12 @@ fn clause(condition: &Condition) -> Value {
 }
 
 /// Runs `q` against the indices behind `alias`.
-pub async fn find(client: &Client, alias: &str, q: &TraceQuery) -> Result<TraceIdPage> {
+pub async fn find(
+    client: &Client,
+    alias: &str,
+    tenant: &Tenant,
+    q: &TraceQuery,
+) -> Result<TraceIdPage> {
     let started = Instant::now();
     let plan = QueryPlan::new(q)?;
     if plan.empty_time_range() {
@@ -107,6 +114,7 @@ pub async fn find(client: &Client, alias: &str, q: &TraceQuery) -> Result<TraceI
         client,
         path: search_path(alias),
         groups,
+        tenant: tenant_filter(tenant),
         time,
     };
 
@@ -181,6 +189,8 @@ struct Search<'a> {
     client: &'a Client,
     path: String,
     groups: Vec<Value>,
+    /// The caller's tenant (`document::tenant_filter`), a filter of every request.
+    tenant: Value,
     time: Option<Value>,
 }
 
@@ -196,8 +206,10 @@ impl Search<'_> {
             .await
     }
 
+    /// `clause`, the time range and the tenant: the filters of every request. The one
+    /// place the tenant joins a search; it never comes from the query.
     fn filter(&self, clause: Value) -> Vec<Value> {
-        let mut f = vec![clause];
+        let mut f = vec![clause, self.tenant.clone()];
         f.extend(self.time.clone());
         f
     }
@@ -211,10 +223,7 @@ impl Search<'_> {
             .enumerate()
             .map(|(i, g)| (i.to_string(), g.clone()))
             .collect();
-        let query = match &self.time {
-            Some(t) => t.clone(),
-            None => json!({"match_all": {}}),
-        };
+        let query = json!({"bool": {"filter": self.filter(json!({"match_all": {}}))}});
         let answer = self
             .post(json!({
                 "size": 0,

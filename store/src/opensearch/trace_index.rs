@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clew_proto::Span;
+use clew_proto::{Span, Tenant};
 use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -69,6 +69,19 @@ impl OpenSearchTraceIndex {
                         Method::PUT,
                         &format!("/_index_template/{}", self.prefix),
                         &Body::Json(index_template(&self.prefix, self.shards, self.replicas)),
+                    )
+                    .await?;
+                // Daily indices created from an older template (before tenants) get the
+                // fields added since; their mappings are strict.
+                self.client
+                    .send(
+                        "failed to add the tenant field to existing daily indices",
+                        Method::PUT,
+                        &format!(
+                            "/{}-*/_mapping?allow_no_indices=true&ignore_unavailable=true",
+                            self.prefix
+                        ),
+                        &Body::Json(document::added_mappings()),
                     )
                     .await
                     .map(|_| ())
@@ -154,19 +167,22 @@ impl TraceIndex for OpenSearchTraceIndex {
         Ok(())
     }
 
-    async fn find_trace_ids(&self, query: &TraceQuery) -> Result<TraceIdPage> {
-        find_trace_ids::find(&self.client, self.alias(), query).await
+    async fn find_trace_ids(&self, tenant: &Tenant, query: &TraceQuery) -> Result<TraceIdPage> {
+        find_trace_ids::find(&self.client, self.alias(), tenant, query).await
     }
 
-    async fn services(&self) -> Result<Vec<String>> {
-        self.names(document::SERVICE, serde_json::json!({"match_all": {}}))
+    async fn services(&self, tenant: &Tenant) -> Result<Vec<String>> {
+        self.names(document::SERVICE, document::tenant_filter(tenant))
             .await
     }
 
-    async fn operations(&self, service: &str) -> Result<Vec<String>> {
+    async fn operations(&self, tenant: &Tenant, service: &str) -> Result<Vec<String>> {
         self.names(
             document::OPERATION,
-            serde_json::json!({"term": {document::SERVICE: service}}),
+            serde_json::json!({"bool": {"filter": [
+                {"term": {document::SERVICE: service}},
+                document::tenant_filter(tenant),
+            ]}}),
         )
         .await
     }

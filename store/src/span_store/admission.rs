@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use clew_proto::encoding::encode_span;
-use clew_proto::{RejectReason, Span, TraceId};
+use clew_proto::{RejectReason, Span, Tenant};
 
 use crate::metrics as m;
-use crate::row_layout::{cell_suffix, Meta, CELL_SUFFIX_LEN};
+use crate::row_layout::{cell_suffix, Meta, RowKey, CELL_SUFFIX_LEN};
 use crate::{Error, Result, WriteReport};
 
 /// Default span cap of a trace, for every span store.
@@ -89,16 +89,18 @@ impl WriteOutcome {
 
 /// A trace of the batch: its meta as it will be written back.
 struct TraceMeta {
-    trace_id: TraceId,
+    row: RowKey,
+    tenant: Tenant,
     meta: Meta,
     dirty: bool,
 }
 
 /// The admission state of one write batch. Traces get a slot (`0..`) in the order they are
-/// added; backends keep their own per-trace data (bucket, mutations) by that slot.
+/// added; backends keep their own per-trace data (bucket, mutations) by that slot. A trace
+/// is a row key: the same trace id in two tenants is two traces.
 pub struct Admission {
     caps: Caps,
-    slots: HashMap<TraceId, usize>,
+    slots: HashMap<RowKey, usize>,
     traces: Vec<TraceMeta>,
     /// Cells decided earlier in this batch: (slot, span id + discriminator) → stored?
     seen: HashMap<(usize, [u8; CELL_SUFFIX_LEN]), bool>,
@@ -119,22 +121,23 @@ impl Admission {
     }
 
     /// The slot of a trace added before.
-    pub fn slot(&self, trace_id: &TraceId) -> Option<usize> {
-        self.slots.get(trace_id).copied()
+    pub fn slot(&self, row: &RowKey) -> Option<usize> {
+        self.slots.get(row).copied()
     }
 
-    /// Adds a trace of the batch with its stored meta (`None`: not in the store yet) and
-    /// returns its slot. Adding a trace twice returns its first slot.
-    pub fn add_trace(&mut self, trace_id: TraceId, stored: Option<Meta>) -> usize {
-        if let Some(slot) = self.slot(&trace_id) {
+    /// Adds a trace (row `row` of `tenant`) of the batch with its stored meta (`None`: not
+    /// in the store yet) and returns its slot. Adding a trace twice returns its first slot.
+    pub fn add_trace(&mut self, row: RowKey, tenant: &Tenant, stored: Option<Meta>) -> usize {
+        if let Some(slot) = self.slot(&row) {
             return slot;
         }
         self.traces.push(TraceMeta {
-            trace_id,
+            row,
+            tenant: tenant.clone(),
             meta: stored.unwrap_or_default(),
             dirty: false,
         });
-        self.slots.insert(trace_id, self.traces.len() - 1);
+        self.slots.insert(row, self.traces.len() - 1);
         self.traces.len() - 1
     }
 
@@ -197,13 +200,14 @@ impl Admission {
     }
 
     /// The metas that changed, to be written in the same atomic batch as their cells:
-    /// `(slot, trace id, meta)`.
-    pub fn changed_metas(&self) -> impl Iterator<Item = (usize, TraceId, Meta)> + '_ {
+    /// `(slot, row key, meta, the meta cell's bytes)` (the cell records the tenant, see
+    /// [`Meta::encode_for`]).
+    pub fn changed_metas(&self) -> impl Iterator<Item = (usize, RowKey, Meta, Vec<u8>)> + '_ {
         self.traces
             .iter()
             .enumerate()
             .filter(|(_, t)| t.dirty)
-            .map(|(slot, t)| (slot, t.trace_id, t.meta))
+            .map(|(slot, t)| (slot, t.row, t.meta, t.meta.encode_for(&t.tenant)))
     }
 
     /// What the batch did.
@@ -229,8 +233,15 @@ mod tests {
         let t = trace_id(1);
         let s = |n| span(t, span_id(n), None, "svc", "op", BASE_TIME, 1);
         let mut admission = Admission::new(caps(2));
-        let slot = admission.add_trace(t, None);
-        assert_eq!(admission.add_trace(t, None), slot);
+        let d = Tenant::default();
+        let slot = admission.add_trace(RowKey::new(&d, &t), &d, None);
+        assert_eq!(admission.add_trace(RowKey::new(&d, &t), &d, None), slot);
+        let shop = Tenant::parse("shop").unwrap();
+        assert_ne!(
+            admission.add_trace(RowKey::new(&shop, &t), &shop, None),
+            slot,
+            "the same trace id of another tenant is another trace"
+        );
         let batch = [s(1), s(1), s(2), s(3), s(3), s(4)];
         let stored: Vec<bool> = batch
             .iter()
@@ -263,8 +274,10 @@ mod tests {
     fn an_untouched_stored_trace_writes_no_meta() {
         let t = trace_id(2);
         let mut admission = Admission::new(caps(5));
+        let d = Tenant::default();
         let slot = admission.add_trace(
-            t,
+            RowKey::new(&d, &t),
+            &d,
             Some(Meta {
                 spans: 1,
                 bytes: 10,

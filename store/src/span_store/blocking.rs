@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use clew_proto::{Span, TraceId};
+use clew_proto::{Span, Tenant, TraceId};
 use tracing::warn;
 
 use super::admission::WriteOutcome;
@@ -45,8 +45,9 @@ pub trait BlockingBackend: Send + Sync + 'static {
 
     /// Stores a batch (see the [`SpanStore`] contract); durable when it returns `Ok`.
     fn write(&self, spans: &[Span]) -> Result<WriteOutcome>;
-    /// Reads whole traces, in the order asked, unknown ids skipped.
-    fn read_traces(&self, ids: &[TraceId]) -> Result<Vec<StoredTrace>>;
+    /// Reads whole traces of `tenant`, in the order asked, unknown ids skipped; the spans
+    /// read carry `tenant`.
+    fn read_traces(&self, tenant: &Tenant, ids: &[TraceId]) -> Result<Vec<StoredTrace>>;
     /// Drops data older than the retention period; returns how many buckets went.
     fn drop_expired(&self, now_unix_nano: u64) -> Result<u64>;
     /// Makes everything written durable and releases what can be released.
@@ -129,22 +130,24 @@ impl<B: BlockingBackend> SpanStore for BlockingSpanStore<B> {
         Ok(out.finish(B::NAME, started))
     }
 
-    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>> {
+    async fn get_trace(&self, tenant: &Tenant, trace_id: TraceId) -> Result<Option<StoredTrace>> {
+        let tenant = tenant.clone();
         let mut traces = self
             .blocking("span store read task failed", B::RETRY, move |b| {
-                b.read_traces(&[trace_id])
+                b.read_traces(&tenant, &[trace_id])
             })
             .await?;
         Ok(traces.pop())
     }
 
-    async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
+    async fn get_traces(&self, tenant: &Tenant, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>> {
         if trace_ids.is_empty() {
             return Ok(Vec::new());
         }
         let ids = trace_ids.to_vec();
+        let tenant = tenant.clone();
         self.blocking("span store read task failed", B::RETRY, move |b| {
-            b.read_traces(&ids)
+            b.read_traces(&tenant, &ids)
         })
         .await
     }

@@ -14,7 +14,7 @@ pub mod blocking;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use clew_proto::{RejectReason, Span, TraceId};
+use clew_proto::{RejectReason, Span, Tenant, TraceId};
 
 use crate::Result;
 
@@ -50,6 +50,10 @@ pub struct WriteReport {
 ///   rejected with [`RejectReason::TraceTooLarge`]; the trace is then reported `truncated`.
 /// - **Reads**: `get_trace` is one row read; an unknown id is `Ok(None)`. `get_traces`
 ///   returns found traces in the order of the ids asked for, skipping unknown ids.
+/// - **Tenants**: a span is stored in the row of its trace *in its tenant*
+///   ([`Span::tenant`], `docs/adr/0011-tenants.md`); a read sees only the rows of the
+///   tenant it is given, and a trace id of another tenant is unknown (`Ok(None)`). Spans
+///   read back carry the tenant asked for.
 /// - **Errors**: every `Err` says through [`crate::Error::is_retryable`] whether the same
 ///   call may succeed later; a failed write stored nothing that readers would miss on retry.
 #[async_trait]
@@ -57,11 +61,12 @@ pub trait SpanStore: Send + Sync + 'static {
     /// Stores `spans` (any mix of traces). See the trait docs for the contract.
     async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport>;
 
-    /// Reads one whole trace.
-    async fn get_trace(&self, trace_id: TraceId) -> Result<Option<StoredTrace>>;
+    /// Reads one whole trace of `tenant`.
+    async fn get_trace(&self, tenant: &Tenant, trace_id: TraceId) -> Result<Option<StoredTrace>>;
 
-    /// Reads many whole traces (a result page), in the order asked, unknown ids skipped.
-    async fn get_traces(&self, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>>;
+    /// Reads many whole traces of `tenant` (a result page), in the order asked, unknown ids
+    /// skipped.
+    async fn get_traces(&self, tenant: &Tenant, trace_ids: &[TraceId]) -> Result<Vec<StoredTrace>>;
 
     /// Deletes data older than the retention period, relative to `now_unix_nano`.
     /// Returns how many buckets (partitions) were dropped.

@@ -18,7 +18,7 @@ pub mod span_doc;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use clew_proto::{Span, TraceId};
+use clew_proto::{Span, Tenant, TraceId};
 
 use crate::Result;
 
@@ -119,19 +119,23 @@ pub struct TraceIdPage {
 ///   that is stable under concurrent writes of older data.
 /// - **Errors**: a malformed cursor or query is [`crate::Error::InvalidRequest`];
 ///   pathological free text fails fast instead of running long.
+/// - **Tenants**: a span is indexed in its tenant ([`Span::tenant`]); `find_trace_ids`,
+///   `services` and `operations` see only the documents of the tenant they are given,
+///   whatever the query says: the tenant is a condition of its own that no field of
+///   [`TraceQuery`] can reach or widen (`docs/adr/0011-tenants.md`).
 #[async_trait]
 pub trait TraceIndex: Send + Sync + 'static {
     /// Indexes `spans` (business keys already filled in by the enrich stage).
     async fn index_spans(&self, spans: Arc<[Span]>) -> Result<()>;
 
-    /// Finds trace ids matching `query`, newest first.
-    async fn find_trace_ids(&self, query: &TraceQuery) -> Result<TraceIdPage>;
+    /// Finds trace ids of `tenant` matching `query`, newest first.
+    async fn find_trace_ids(&self, tenant: &Tenant, query: &TraceQuery) -> Result<TraceIdPage>;
 
-    /// Service names seen, sorted.
-    async fn services(&self) -> Result<Vec<String>>;
+    /// Service names seen in `tenant`, sorted.
+    async fn services(&self, tenant: &Tenant) -> Result<Vec<String>>;
 
-    /// Operation (span) names seen for `service`, sorted.
-    async fn operations(&self, service: &str) -> Result<Vec<String>>;
+    /// Operation (span) names seen for `service` in `tenant`, sorted.
+    async fn operations(&self, tenant: &Tenant, service: &str) -> Result<Vec<String>>;
 
     /// Makes everything indexed so far searchable now.
     async fn refresh(&self) -> Result<()>;

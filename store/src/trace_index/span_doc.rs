@@ -216,6 +216,8 @@ pub struct SpanDoc {
     pub keys: Vec<String>,
     /// Indexed attributes as `name=value` (see [`IndexedAttributes`]).
     pub attrs: Terms,
+    /// The span's tenant: a field of its own in every index, never one of the terms above.
+    pub tenant: clew_proto::Tenant,
 }
 
 impl SpanDoc {
@@ -306,6 +308,7 @@ impl<'s> SpanDocBuilder<'s> {
             error_text,
             keys,
             attrs,
+            tenant: span.tenant.clone(),
         }
     }
 

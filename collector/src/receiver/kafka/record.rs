@@ -264,6 +264,9 @@ impl Worker {
             } else {
                 Origin::default()
             },
+            // Kafka records carry no tenant yet: they are tenant `default`, and the agent
+            // refuses spans of any other tenant (`docs/adr/0011-tenants.md`).
+            tenant: Default::default(),
         }
     }
 
@@ -545,6 +548,7 @@ mod tests {
                     span_metrics: None,
                     alerting: None,
                     inventory: None,
+                    rate_limits: None,
                 },
             }
         }
@@ -558,9 +562,12 @@ mod tests {
     /// it submits.
     fn decode_value(front: &Front, format: KafkaFormat, value: &[u8]) -> Result<Converted, Poison> {
         front
-            .prepare(Protocol::Kafka, false, |limits, now| {
-                decode_record(format, value, 4096, limits, now)
-            })
+            .prepare(
+                Protocol::Kafka,
+                false,
+                &Default::default(),
+                |limits, now| decode_record(format, value, 4096, limits, now),
+            )
             .map(|p| p.converted)
     }
 

@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use clew_proto::Tenant;
 
 pub async fn find_by_business_key(idx: Arc<dyn TraceIndex>) {
     let (a, b) = (trace_id(1), trace_id(2));
@@ -660,7 +661,7 @@ pub async fn same_span_conditions(idx: Arc<dyn TraceIndex>) {
         ..Default::default()
     });
     assert!(matches!(
-        idx.find_trace_ids(&backwards).await,
+        idx.find_trace_ids(&Tenant::default(), &backwards).await,
         Err(Error::InvalidRequest(_))
     ));
 }

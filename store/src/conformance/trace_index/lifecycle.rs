@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use clew_proto::Tenant;
 
 pub async fn idempotent_indexing(idx: Arc<dyn TraceIndex>) {
     let a = trace_id(1);
@@ -57,7 +58,7 @@ pub async fn idempotent_indexing(idx: Arc<dyn TraceIndex>) {
 }
 
 pub async fn services_and_operations(idx: Arc<dyn TraceIndex>) {
-    assert!(idx.services().await.unwrap().is_empty());
+    assert!(idx.services(&Tenant::default()).await.unwrap().is_empty());
     index(&idx, checkout_trace(trace_id(1), "1", BASE_TIME, false)).await;
     index(
         &idx,
@@ -81,17 +82,35 @@ pub async fn services_and_operations(idx: Arc<dyn TraceIndex>) {
     idx.refresh().await.unwrap();
 
     assert_eq!(
-        idx.services().await.unwrap(),
+        idx.services(&Tenant::default()).await.unwrap(),
         ["checkout", "frontend", "pay", "payments"]
     );
     assert_eq!(
-        idx.operations("payments").await.unwrap(),
+        idx.operations(&Tenant::default(), "payments")
+            .await
+            .unwrap(),
         ["Charge", "SELECT payments"]
     );
-    assert_eq!(idx.operations("pay").await.unwrap(), ["Zap"]);
-    assert_eq!(idx.operations("frontend").await.unwrap(), ["GET /checkout"]);
-    assert!(idx.operations("nobody").await.unwrap().is_empty());
-    assert!(idx.operations("").await.unwrap().is_empty());
+    assert_eq!(
+        idx.operations(&Tenant::default(), "pay").await.unwrap(),
+        ["Zap"]
+    );
+    assert_eq!(
+        idx.operations(&Tenant::default(), "frontend")
+            .await
+            .unwrap(),
+        ["GET /checkout"]
+    );
+    assert!(idx
+        .operations(&Tenant::default(), "nobody")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(idx
+        .operations(&Tenant::default(), "")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Needs `retention_days = RETENTION_DAYS` (7).

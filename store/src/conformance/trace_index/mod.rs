@@ -16,13 +16,16 @@
 //!   same-span conditions (all on one span);
 //! - [`text`]: free text as data, never query syntax;
 //! - [`paging`]: order, cursors, limits (page size and the condition cap);
-//! - [`lifecycle`]: idempotency, names, retention, freshness, reopen, readiness.
+//! - [`lifecycle`]: idempotency, names, retention, freshness, reopen, readiness;
+//! - [`tenants`]: isolation of tenants in searches, cursors and listings.
 
 pub mod conditions;
 pub mod lifecycle;
 pub mod paging;
+pub mod tenants;
 pub mod text;
 
+use clew_proto::Tenant;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -130,6 +133,7 @@ pub fn cases() -> Vec<Case> {
         lifecycle::retention_drop,
         lifecycle::searchable_within_two_seconds,
         lifecycle::ready_when_open,
+        tenants::tenants_are_isolated,
     ]);
     all.extend(on_backend![lifecycle::survives_close_and_reopen]);
     all
@@ -148,7 +152,7 @@ async fn index(idx: &Arc<dyn TraceIndex>, spans: Vec<Span>) {
 }
 
 async fn find(idx: &Arc<dyn TraceIndex>, q: TraceQuery) -> TraceIdPage {
-    idx.find_trace_ids(&q)
+    idx.find_trace_ids(&Tenant::default(), &q)
         .await
         .unwrap_or_else(|e| panic!("find_trace_ids({q:?}): {e}"))
 }

@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use clew_proto::Tenant;
 
 pub async fn newest_first_and_paging(idx: Arc<dyn TraceIndex>) {
     let n = 25u64;
@@ -128,10 +129,13 @@ pub async fn malformed_cursor_is_invalid_request(idx: Arc<dyn TraceIndex>) {
     idx.refresh().await.unwrap();
     for bad in ["", "not-a-cursor", "💥", "%00", &"f".repeat(10_000)] {
         let r = idx
-            .find_trace_ids(&TraceQuery {
-                cursor: Some(bad.into()),
-                ..q()
-            })
+            .find_trace_ids(
+                &Tenant::default(),
+                &TraceQuery {
+                    cursor: Some(bad.into()),
+                    ..q()
+                },
+            )
             .await;
         assert!(
             matches!(r, Err(Error::InvalidRequest(_))),
@@ -196,7 +200,7 @@ pub async fn condition_limit(idx: Arc<dyn TraceIndex>) {
         "{MAX_GROUPS} conditions are served"
     );
     let over = keys(MAX_GROUPS + 1);
-    match idx.find_trace_ids(&over).await {
+    match idx.find_trace_ids(&Tenant::default(), &over).await {
         Err(Error::InvalidRequest(message)) => {
             assert!(message.contains(&MAX_GROUPS.to_string()), "{message}")
         }
@@ -219,7 +223,7 @@ pub async fn condition_limit(idx: Arc<dyn TraceIndex>) {
     for over in [same_span(MAX_GROUPS + 1, 0), same_span(MAX_GROUPS, 1)] {
         assert!(
             matches!(
-                idx.find_trace_ids(&over).await,
+                idx.find_trace_ids(&Tenant::default(), &over).await,
                 Err(Error::InvalidRequest(_))
             ),
             "{over:?}"

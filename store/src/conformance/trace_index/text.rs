@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use clew_proto::Tenant;
 
 pub async fn free_text(idx: Arc<dyn TraceIndex>) {
     let (a, b, c) = (trace_id(1), trace_id(2), trace_id(3));
@@ -88,7 +89,7 @@ pub async fn query_syntax_in_text_is_harmless(idx: Arc<dyn TraceIndex>) {
         "\u{0}\u{1}\u{ffff}",
     ];
     for t in nasty {
-        match idx.find_trace_ids(&text(t)).await {
+        match idx.find_trace_ids(&Tenant::default(), &text(t)).await {
             Ok(_) | Err(Error::InvalidRequest(_)) => {}
             Err(e) => panic!("text {t:?} must not fail with {e}"),
         }
@@ -108,12 +109,12 @@ pub async fn query_syntax_in_text_is_harmless(idx: Arc<dyn TraceIndex>) {
     }
     // Huge or many-word text fails fast or is bounded, never runs long or crashes.
     let huge = "declined ".repeat(100_000);
-    match idx.find_trace_ids(&text(&huge)).await {
+    match idx.find_trace_ids(&Tenant::default(), &text(&huge)).await {
         Ok(_) | Err(Error::InvalidRequest(_)) => {}
         Err(e) => panic!("huge text must not fail with {e}"),
     }
     let many: String = (0..5000).map(|i| format!("w{i} ")).collect();
-    match idx.find_trace_ids(&text(&many)).await {
+    match idx.find_trace_ids(&Tenant::default(), &text(&many)).await {
         Ok(page) => assert!(page.hits.is_empty()),
         Err(Error::InvalidRequest(_)) => {}
         Err(e) => panic!("many-word text must not fail with {e}"),

@@ -17,6 +17,8 @@ use crate::trace_index::span_doc::{Terms, TermsIter};
 pub struct IndexDoc {
     doc: SpanDoc,
     service_operation: String,
+    /// `tenant\0service\0operation`.
+    tenant_operation: String,
     fields: FieldIds,
 }
 
@@ -34,12 +36,16 @@ struct FieldIds {
     error_text: Field,
     keys: Field,
     attrs: Field,
+    tenant: Field,
+    tenant_operation: Field,
 }
 
 impl IndexDoc {
     pub fn new(doc: SpanDoc, f: &Fields) -> IndexDoc {
+        let service_operation = service_operation_term(&doc.service, &doc.operation);
         IndexDoc {
-            service_operation: service_operation_term(&doc.service, &doc.operation),
+            tenant_operation: tenant_term(doc.tenant.as_str(), &service_operation),
+            service_operation,
             doc,
             fields: FieldIds {
                 trace_id: f.trace_id,
@@ -53,6 +59,8 @@ impl IndexDoc {
                 error_text: f.error_text,
                 keys: f.keys,
                 attrs: f.attrs,
+                tenant: f.tenant,
+                tenant_operation: f.tenant_operation,
             },
         }
     }
@@ -113,11 +121,12 @@ impl<'a> Iterator for IndexDocValues<'a> {
         let IndexDoc {
             doc: d,
             service_operation,
+            tenant_operation,
             fields: f,
         } = self.doc;
         loop {
             let step = self.step;
-            self.step = step.saturating_add(1).min(9);
+            self.step = step.saturating_add(1).min(11);
             let item = match step {
                 0 => (f.trace_id, DocValue::Bytes(&d.trace_id)),
                 1 => (f.start, DocValue::U64(d.start_unix_nano)),
@@ -131,6 +140,8 @@ impl<'a> Iterator for IndexDocValues<'a> {
                     (f.error_text, DocValue::Str(&d.error_text))
                 }
                 7 | 8 => continue,
+                9 => (f.tenant, DocValue::Str(d.tenant.as_str())),
+                10 => (f.tenant_operation, DocValue::Str(tenant_operation)),
                 _ => {
                     if let Some(k) = d.keys.get(self.key) {
                         self.key += 1;
@@ -147,7 +158,14 @@ impl<'a> Iterator for IndexDocValues<'a> {
 impl SpanDoc {
     /// Bytes [`SpanDoc::encode`] appends.
     pub fn encoded_len(&self) -> usize {
-        16 + 8
+        let tenant = if self.tenant.is_default() {
+            0
+        } else {
+            4 + self.tenant.as_str().len()
+        };
+        tenant
+            + 16
+            + 8
             + 8
             + 1
             + 4 * 5
@@ -166,7 +184,13 @@ impl SpanDoc {
         out.extend_from_slice(&self.trace_id);
         out.extend_from_slice(&self.start_unix_nano.to_le_bytes());
         out.extend_from_slice(&self.duration_nanos.to_le_bytes());
-        out.push(u8::from(self.error));
+        // Bit 1: a tenant other than `default` follows (records of before tenants, and
+        // the default tenant's, have none).
+        let tenanted = !self.tenant.is_default();
+        out.push(u8::from(self.error) | (u8::from(tenanted) << 1));
+        if tenanted {
+            put_str(out, self.tenant.as_str());
+        }
         put_str(out, &self.service);
         put_str(out, &self.operation);
         put_str(out, &self.kind);
@@ -180,8 +204,15 @@ impl SpanDoc {
         let trace_id: [u8; 16] = take(input, 16)?.try_into().ok()?;
         let start_unix_nano = u64::from_le_bytes(take(input, 8)?.try_into().ok()?);
         let duration_nanos = u64::from_le_bytes(take(input, 8)?.try_into().ok()?);
-        let error = take(input, 1)?[0] != 0;
+        let flags = take(input, 1)?[0];
+        let error = flags & 1 != 0;
+        let tenant = if flags & 2 != 0 {
+            clew_proto::Tenant::parse(&get_str(input)?).ok()?
+        } else {
+            clew_proto::Tenant::default()
+        };
         Some(SpanDoc {
+            tenant,
             trace_id,
             start_unix_nano,
             duration_nanos,
@@ -194,6 +225,16 @@ impl SpanDoc {
             attrs: get_terms(input)?,
         })
     }
+}
+
+/// `tenant\0rest`: a term of the `tenant_operation` field, or (with `rest` = `service\0`
+/// or empty) the prefix of a tenant's services or of one of its services' operations.
+pub fn tenant_term(tenant: &str, rest: &str) -> String {
+    let mut t = String::with_capacity(tenant.len() + rest.len() + 1);
+    t.push_str(tenant);
+    t.push(schema::SERVICE_OPERATION_SEP);
+    t.push_str(rest);
+    t
 }
 
 /// The combined term of the operations listing and of `service + operation` queries.
@@ -262,7 +303,9 @@ mod tests {
 
     #[test]
     fn wal_encoding_round_trips_and_rejects_truncation() {
-        let spans = checkout_trace(trace_id(2), "77", BASE_TIME, true);
+        let mut spans = checkout_trace(trace_id(2), "77", BASE_TIME, true);
+        // one span of another tenant: its name is in the record, the others' is not
+        spans[1].tenant = clew_proto::Tenant::parse("shop").unwrap();
         let attrs = crate::trace_index::span_doc::IndexedAttributes::All;
         let docs: Vec<SpanDoc> = spans
             .iter()
@@ -310,6 +353,14 @@ mod tests {
         for a in &d.attrs {
             doc.add_text(f.attrs, a);
         }
+        doc.add_text(f.tenant, d.tenant.as_str());
+        doc.add_text(
+            f.tenant_operation,
+            tenant_term(
+                d.tenant.as_str(),
+                &service_operation_term(&d.service, &d.operation),
+            ),
+        );
         doc
     }
 
@@ -330,6 +381,8 @@ mod tests {
                 ("error_text", f.error_text),
                 ("keys", f.keys),
                 ("attrs", f.attrs),
+                ("tenant", f.tenant),
+                ("tenant_operation", f.tenant_operation),
             ] {
                 let inverted = segment.inverted_index(field).unwrap();
                 let mut terms = inverted.terms().stream().unwrap();

@@ -15,11 +15,18 @@
 //! one plus a few term-set lookups, not a scan of the broad one. The survivors are sorted
 //! newest first by `(start, trace id)`, cut at the cursor and
 //! paged. A query whose conditions form one group is one tantivy search.
+//!
+//! **Tenants.** Every search of a partition that has the `tenant` field gets
+//! `+tenant:<tenant>` next to its group, in one place ([`Search::run`]); the tenant is an
+//! argument, never a condition of the plan, so no query text reaches it. A partition
+//! created before tenants (no such field) holds tenant `default` only: it is searched for
+//! `default` without the clause and skipped for every other tenant.
 
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use clew_proto::Tenant;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{BytesColumn, Column};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
@@ -107,11 +114,11 @@ impl Group {
     }
 
     /// Estimated matching documents, to run the most selective group first.
-    fn estimate(&self, searchers: &[Searcher]) -> u64 {
+    fn estimate(&self, searchers: &[(Searcher, bool)]) -> u64 {
         let df = |t: &Term| {
             searchers
                 .iter()
-                .map(|s| s.doc_freq(t).unwrap_or(u64::MAX / 4))
+                .map(|(s, _)| s.doc_freq(t).unwrap_or(u64::MAX / 4))
                 .sum::<u64>()
         };
         match self {
@@ -128,18 +135,23 @@ impl Group {
     }
 }
 
-/// Runs `q` against the partitions it can touch.
-pub fn find(shared: &Shared, q: &TraceQuery) -> Result<TraceIdPage> {
-    find_chunked(shared, q, TERM_SET_FILTER_MAX)
+/// Runs `q` for `tenant` against the partitions it can touch.
+pub fn find(shared: &Shared, tenant: &Tenant, q: &TraceQuery) -> Result<TraceIdPage> {
+    find_chunked(shared, tenant, q, TERM_SET_FILTER_MAX)
 }
 
 /// [`find`], checking candidates of the first group `chunk` at a time.
-fn find_chunked(shared: &Shared, q: &TraceQuery, chunk: usize) -> Result<TraceIdPage> {
+fn find_chunked(
+    shared: &Shared,
+    tenant: &Tenant,
+    q: &TraceQuery,
+    chunk: usize,
+) -> Result<TraceIdPage> {
     let plan = QueryPlan::new(q)?;
     if plan.empty_time_range() {
         return Ok(TraceIdPage::default());
     }
-    let search = Search::new(shared, &plan);
+    let search = Search::new(shared, tenant, &plan);
     let mut groups = search.most_selective_first(&plan);
     let first = groups.remove(0);
     let first_found = search.run(&first, None)?;
@@ -155,22 +167,30 @@ fn find_chunked(shared: &Shared, q: &TraceQuery, chunk: usize) -> Result<TraceId
     Ok(plan.page(hits))
 }
 
-/// One search over the day partitions of the plan's time range.
+/// One search over the day partitions of the plan's time range, for one tenant.
 struct Search<'a> {
     fields: &'a Fields,
-    searchers: Vec<Searcher>,
+    /// The partitions the tenant can have documents in; `true` when the partition has the
+    /// `tenant` field (and so needs the tenant clause).
+    searchers: Vec<(Searcher, bool)>,
+    /// `+tenant:<tenant>`.
+    tenant: Term,
     /// The time range as a query, when the plan has one.
     time: Option<Box<dyn Query>>,
 }
 
 impl<'a> Search<'a> {
-    fn new(shared: &'a Shared, plan: &QueryPlan) -> Self {
+    fn new(shared: &'a Shared, tenant: &Tenant, plan: &QueryPlan) -> Self {
         let f = &shared.fields;
         let lo = plan.start_min_unix_nano.unwrap_or(0);
         let hi = plan.start_max_unix_nano; // exclusive
         let last_day = hi.map_or(u32::MAX, |hi| schema::day_of(hi - 1));
         let partitions = shared.snapshot(schema::day_of(lo)..=last_day);
-        let searchers = partitions.iter().map(|p| p.reader.searcher()).collect();
+        let searchers = partitions
+            .iter()
+            .filter(|p| p.tenanted || tenant.is_default())
+            .map(|p| (p.reader.searcher(), p.tenanted))
+            .collect();
         let time = plan.has_time_range().then(|| {
             Box::new(RangeQuery::new(
                 Bound::Included(Term::from_field_u64(f.start, lo)),
@@ -182,6 +202,7 @@ impl<'a> Search<'a> {
         Search {
             fields: f,
             searchers,
+            tenant: Term::from_field_text(f.tenant, tenant.as_str()),
             time,
         }
     }
@@ -219,7 +240,21 @@ impl<'a> Search<'a> {
                 .map(|id| Term::from_field_bytes(f.trace_id, id));
             must.push((Occur::Must, Box::new(TermSetQuery::new(ids))));
         }
-        let query: Box<dyn Query> = if must.len() == 1 {
+        // The one place the tenant joins a search: a mandatory clause of its own, on every
+        // partition that records tenants.
+        let mut with_tenant = must
+            .iter()
+            .map(|(o, q)| (*o, q.box_clone()))
+            .collect::<Vec<_>>();
+        with_tenant.push((
+            Occur::Must,
+            Box::new(TermQuery::new(
+                self.tenant.clone(),
+                IndexRecordOption::Basic,
+            )),
+        ));
+        let with_tenant: Box<dyn Query> = Box::new(BooleanQuery::new(with_tenant));
+        let before_tenants: Box<dyn Query> = if must.len() == 1 {
             must.pop().expect("one").1
         } else {
             Box::new(BooleanQuery::new(must))
@@ -228,9 +263,14 @@ impl<'a> Search<'a> {
             alive: alive.clone(),
         };
         let mut found = TraceMap::new();
-        for searcher in &self.searchers {
+        for (searcher, tenanted) in &self.searchers {
+            let query = if *tenanted {
+                &with_tenant
+            } else {
+                &before_tenants
+            };
             let part = searcher
-                .search(&*query, &collector)
+                .search(&**query, &collector)
                 .map_err(|e| Error::unavailable("index search failed", e))?;
             merge_min(&mut found, part);
         }
@@ -446,7 +486,8 @@ mod tests {
                         ..base_query.clone()
                     };
                     loop {
-                        let page = find_chunked(&index.shared, &q, chunk).unwrap();
+                        let page =
+                            find_chunked(&index.shared, &Tenant::default(), &q, chunk).unwrap();
                         all.push(page.hits.clone());
                         match page.next_cursor {
                             Some(c) => q.cursor = Some(c),

@@ -13,6 +13,12 @@
 //! | `error_text` | default tokenizer, doc ids only, error spans only | free text over status message, exception type and message |
 //! | `keys` | raw terms `name=value` | business keys (filled in by the enrich stage) |
 //! | `attrs` | raw terms `name=value` | attributes `Common::indexed_attributes` selects (default: every scalar attribute of the span, scope, resource and events; `trace_index::span_doc`) |
+//! | `tenant` | raw term, every span | the mandatory tenant clause of every search (`docs/adr/0011-tenants.md`) |
+//! | `tenant_operation` | raw term `tenant\0service\0operation` | `services()` and `operations(service)` of one tenant as prefix ranges |
+//!
+//! Partitions created before tenants lack the last two fields: they hold tenant `default`
+//! only, are searched for it without the clause and are no longer written (see
+//! [`writer`]).
 //!
 //! Nothing is stored (no doc store), nothing is scored (no field norms, no frequencies or
 //! positions): indexing cost is what limits ingest, and searches only need trace ids and
@@ -54,7 +60,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use clew_proto::Span;
+use clew_proto::{Span, Tenant};
 use tantivy::Searcher;
 use tokio::sync::oneshot;
 
@@ -131,13 +137,55 @@ impl TantivyTraceIndex {
         ack_rx.await.map_err(|_| closed())?
     }
 
-    fn searchers(&self) -> Vec<Searcher> {
+    /// The partitions `tenant` can have documents in, and whether each records tenants
+    /// (one of before tenants holds tenant `default` only).
+    fn searchers(&self, tenant: &Tenant) -> Vec<(Searcher, bool)> {
         self.shared
             .snapshot(0..=u32::MAX)
             .iter()
-            .map(|p| p.reader.searcher())
+            .filter(|p| p.tenanted || tenant.is_default())
+            .map(|p| (p.reader.searcher(), p.tenanted))
             .collect()
     }
+}
+
+/// Adds to `out` every term of `field` that starts with `prefix` (all of them for an empty
+/// one), without the prefix, and with `cut` only up to the next separator (`\0`).
+fn names_under(
+    searcher: &Searcher,
+    field: tantivy::schema::Field,
+    prefix: &str,
+    cut: bool,
+    out: &mut BTreeSet<String>,
+) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| Error::unavailable("failed to list index terms", e);
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1; // the prefixes end in the separator, `\0`
+    }
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(field).map_err(|e| fail(&e))?;
+        let mut range = inverted.terms().range().ge(prefix.as_bytes());
+        if !end.is_empty() {
+            range = range.lt(&end);
+        }
+        let mut terms = range.into_stream().map_err(|e| fail(&e))?;
+        while terms.advance() {
+            let mut name = &terms.key()[prefix.len()..];
+            if cut {
+                if let Some(at) = name
+                    .iter()
+                    .position(|&b| b == schema::SERVICE_OPERATION_SEP as u8)
+                {
+                    name = &name[..at];
+                }
+            }
+            if !out.contains(&*String::from_utf8_lossy(name)) {
+                out.insert(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+    Ok(())
 }
 
 const CLOSED: &str = "index writer is closed";
@@ -190,33 +238,28 @@ impl TraceIndex for TantivyTraceIndex {
         Ok(())
     }
 
-    async fn find_trace_ids(&self, query: &TraceQuery) -> Result<TraceIdPage> {
+    async fn find_trace_ids(&self, tenant: &Tenant, query: &TraceQuery) -> Result<TraceIdPage> {
         let started = Instant::now();
         let shared = self.shared.clone();
         let query = query.clone();
-        let page = blocking(move || find_trace_ids::find(&shared, &query)).await;
+        let tenant = tenant.clone();
+        let page = blocking(move || find_trace_ids::find(&shared, &tenant, &query)).await;
         metrics::histogram!(m::INDEX_SEARCH_SECONDS, "backend" => "embedded")
             .record(started.elapsed().as_secs_f64());
         page
     }
 
-    async fn services(&self) -> Result<Vec<String>> {
-        let searchers = self.searchers();
-        let field = self.shared.fields.service;
+    async fn services(&self, tenant: &Tenant) -> Result<Vec<String>> {
+        let searchers = self.searchers(tenant);
+        let f = self.shared.fields.clone();
+        let prefix = document::tenant_term(tenant.as_str(), "");
         blocking(move || {
             let mut names = BTreeSet::new();
-            for searcher in &searchers {
-                for segment in searcher.segment_readers() {
-                    let inverted = segment
-                        .inverted_index(field)
-                        .map_err(|e| Error::unavailable("failed to list services", e))?;
-                    let mut terms = inverted
-                        .terms()
-                        .stream()
-                        .map_err(|e| Error::unavailable("failed to list services", e))?;
-                    while terms.advance() {
-                        names.insert(String::from_utf8_lossy(terms.key()).into_owned());
-                    }
+            for (searcher, tenanted) in &searchers {
+                if *tenanted {
+                    names_under(searcher, f.tenant_operation, &prefix, true, &mut names)?;
+                } else {
+                    names_under(searcher, f.service, "", false, &mut names)?;
                 }
             }
             Ok(names.into_iter().collect())
@@ -224,31 +267,24 @@ impl TraceIndex for TantivyTraceIndex {
         .await
     }
 
-    async fn operations(&self, service: &str) -> Result<Vec<String>> {
-        let searchers = self.searchers();
-        let field = self.shared.fields.service_operation;
-        let prefix = document::service_operation_term(service, "");
-        let mut end = prefix.clone().into_bytes();
-        *end.last_mut().expect("separator") += 1;
+    async fn operations(&self, tenant: &Tenant, service: &str) -> Result<Vec<String>> {
+        let searchers = self.searchers(tenant);
+        let f = self.shared.fields.clone();
+        let service_prefix = document::service_operation_term(service, "");
+        let prefix = document::tenant_term(tenant.as_str(), &service_prefix);
         blocking(move || {
             let mut names = BTreeSet::new();
-            for searcher in &searchers {
-                for segment in searcher.segment_readers() {
-                    let fail = |e: &dyn std::fmt::Display| {
-                        Error::unavailable("failed to list operations", e)
-                    };
-                    let inverted = segment.inverted_index(field).map_err(|e| fail(&e))?;
-                    let mut terms = inverted
-                        .terms()
-                        .range()
-                        .ge(prefix.as_bytes())
-                        .lt(&end)
-                        .into_stream()
-                        .map_err(|e| fail(&e))?;
-                    while terms.advance() {
-                        let op = &terms.key()[prefix.len()..];
-                        names.insert(String::from_utf8_lossy(op).into_owned());
-                    }
+            for (searcher, tenanted) in &searchers {
+                if *tenanted {
+                    names_under(searcher, f.tenant_operation, &prefix, false, &mut names)?;
+                } else {
+                    names_under(
+                        searcher,
+                        f.service_operation,
+                        &service_prefix,
+                        false,
+                        &mut names,
+                    )?;
                 }
             }
             Ok(names.into_iter().collect())
@@ -304,5 +340,122 @@ impl TraceIndex for TantivyTraceIndex {
                 )
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+    use crate::conformance::fixtures::{in_tenant, span, span_id, trace_id, BASE_TIME};
+    use tantivy::schema::Schema;
+
+    /// A day partition written before tenants (the schema without the tenant fields)
+    /// keeps serving tenant `default` only, and the day's new documents go to a second
+    /// partition that records tenants.
+    #[tokio::test]
+    async fn a_partition_of_before_tenants_serves_default_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let common = Common {
+            data_dir: dir.path().to_path_buf(),
+            retention_days: 100_000,
+            indexed_attributes: vec![],
+        };
+        let day = schema::day_of(BASE_TIME);
+        let old_dir = dir
+            .path()
+            .join("index/days")
+            .join(schema::day_dir_name(day));
+        std::fs::create_dir_all(&old_dir).unwrap();
+        {
+            let fields = schema::Fields::new();
+            let mut b = Schema::builder();
+            for (_, entry) in fields.schema.fields() {
+                if ![schema::TENANT, schema::TENANT_OPERATION].contains(&entry.name()) {
+                    b.add_field(entry.clone());
+                }
+            }
+            let old = tantivy::Index::create_in_dir(&old_dir, b.build()).unwrap();
+            let mut w: tantivy::IndexWriter = old.writer(15_000_000).unwrap();
+            let mut doc = tantivy::TantivyDocument::default();
+            doc.add_bytes(fields.trace_id, &trace_id(1).0);
+            doc.add_u64(fields.start, BASE_TIME);
+            doc.add_text(fields.service, "legacy");
+            doc.add_text(fields.service_operation, "legacy\0Old");
+            w.add_document(doc).unwrap();
+            w.commit().unwrap();
+            assert!(old.schema().get_field(schema::TENANT).is_err());
+        }
+
+        let idx = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        let default = Tenant::default();
+        let shop = Tenant::parse("shop").unwrap();
+        let all = TraceQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let ids = |t: &Tenant| {
+            let (idx, t, q) = (&idx, t.clone(), all.clone());
+            async move {
+                let mut v: Vec<_> = (idx.find_trace_ids(&t, &q).await.unwrap().hits)
+                    .into_iter()
+                    .map(|h| h.trace_id)
+                    .collect();
+                v.sort();
+                v
+            }
+        };
+        assert_eq!(ids(&default).await, vec![trace_id(1)]);
+        assert!(
+            ids(&shop).await.is_empty(),
+            "the old partition is tenant default's"
+        );
+        assert_eq!(idx.services(&default).await.unwrap(), ["legacy"]);
+        assert!(idx.services(&shop).await.unwrap().is_empty());
+        assert_eq!(idx.operations(&default, "legacy").await.unwrap(), ["Old"]);
+
+        // the same day, after the upgrade: both tenants write
+        let new_default = span(
+            trace_id(2),
+            span_id(1),
+            None,
+            "web",
+            "Get",
+            BASE_TIME + 5,
+            1,
+        );
+        let new_shop = in_tenant(
+            vec![span(
+                trace_id(3),
+                span_id(1),
+                None,
+                "shop-api",
+                "Buy",
+                BASE_TIME + 5,
+                1,
+            )],
+            "shop",
+        );
+        idx.index_spans(vec![new_default].into()).await.unwrap();
+        idx.index_spans(new_shop.into()).await.unwrap();
+        idx.refresh().await.unwrap();
+        assert!(old_dir
+            .with_file_name(format!("{}.t", schema::day_dir_name(day)))
+            .is_dir());
+        let mut want = vec![trace_id(1), trace_id(2)];
+        want.sort();
+        assert_eq!(ids(&default).await, want);
+        assert_eq!(ids(&shop).await, vec![trace_id(3)]);
+        assert_eq!(idx.services(&default).await.unwrap(), ["legacy", "web"]);
+        assert_eq!(idx.services(&shop).await.unwrap(), ["shop-api"]);
+        idx.close().await.unwrap();
+
+        // and so after a restart
+        let idx = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        let found = idx.find_trace_ids(&shop, &all).await.unwrap().hits;
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            idx.find_trace_ids(&default, &all).await.unwrap().hits.len(),
+            2
+        );
     }
 }

@@ -17,6 +17,11 @@ pub const ERROR: &str = "error";
 pub const ERROR_TEXT: &str = "error_text";
 pub const KEYS: &str = "keys";
 pub const ATTRS: &str = "attrs";
+/// The span's tenant (raw term); every search of a partition that has it requires it.
+pub const TENANT: &str = "tenant";
+/// `tenant\0service\0operation`: the services and operations of one tenant as a prefix
+/// range of the dictionary.
+pub const TENANT_OPERATION: &str = "tenant_operation";
 
 /// The one term of the `error` field, present on error spans only.
 pub const ERROR_TERM: &str = "1";
@@ -43,6 +48,8 @@ pub struct Fields {
     pub error_text: Field,
     pub keys: Field,
     pub attrs: Field,
+    pub tenant: Field,
+    pub tenant_operation: Field,
 }
 
 impl Fields {
@@ -76,7 +83,11 @@ impl Fields {
         let error = b.add_text_field(ERROR, exact.clone());
         let error_text = b.add_text_field(ERROR_TEXT, text);
         let keys = b.add_text_field(KEYS, exact.clone());
-        let attrs = b.add_text_field(ATTRS, exact);
+        let attrs = b.add_text_field(ATTRS, exact.clone());
+        // Added with tenants, last, so the fields before keep their ids: a partition
+        // created before has exactly the fields above (`Partition::open`).
+        let tenant = b.add_text_field(TENANT, exact.clone());
+        let tenant_operation = b.add_text_field(TENANT_OPERATION, exact);
         Fields {
             schema: b.build(),
             trace_id,
@@ -90,6 +101,8 @@ impl Fields {
             error_text,
             keys,
             attrs,
+            tenant,
+            tenant_operation,
         }
     }
 }

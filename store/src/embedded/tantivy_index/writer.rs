@@ -7,6 +7,10 @@
 //!                                         every commit_interval_ms: commit, reload readers,
 //!                                         truncate WAL
 //! ```
+//!
+//! A day's documents go to its partition `YYYY-MM-DD`, which records tenants. A partition
+//! of that name created before tenants (no `tenant` field) is left as it is, read for tenant
+//! `default` only, and the day's new documents go to a second partition `YYYY-MM-DD.t`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -34,8 +38,9 @@ const MIN_WRITER_BYTES: usize = 16 << 20;
 pub struct Shared {
     pub fields: Fields,
     pub days_dir: PathBuf,
-    /// Open day partitions, by UTC day number.
-    pub partitions: RwLock<BTreeMap<u32, Arc<Partition>>>,
+    /// Open day partitions, by UTC day number and generation (0: `YYYY-MM-DD`, 1: the
+    /// day's `YYYY-MM-DD.t` next to a partition of before tenants).
+    pub partitions: RwLock<BTreeMap<(u32, u8), Arc<Partition>>>,
     /// Damaged parts found (and quarantined) at open.
     pub damage: std::sync::Mutex<Vec<Damage>>,
 }
@@ -43,6 +48,9 @@ pub struct Shared {
 /// One day's tantivy index and its reader.
 pub struct Partition {
     pub day: u32,
+    /// Has the `tenant` field; `false` for a partition created before tenants, which holds
+    /// tenant `default` only and is no longer written.
+    pub tenanted: bool,
     pub index: Index,
     pub reader: IndexReader,
     pub dir: PathBuf,
@@ -67,7 +75,7 @@ impl Shared {
             let entry =
                 entry.map_err(|e| Error::unavailable("failed to list index partitions", e))?;
             let name = entry.file_name();
-            let Some(day) = name.to_str().and_then(schema::parse_day_dir_name) else {
+            let Some((day, generation)) = name.to_str().and_then(parse_partition_dir_name) else {
                 tracing::warn!(path = %entry.path().display(), "ignoring unknown entry in index directory");
                 continue;
             };
@@ -79,7 +87,10 @@ impl Shared {
                     )
                 })?,
             );
-            partitions.insert(day, Arc::new(Partition::open(&fields, &days_dir, day)?));
+            partitions.insert(
+                (day, generation),
+                Arc::new(Partition::open(&fields, &days_dir, day, generation)?),
+            );
         }
         Ok(Shared {
             fields,
@@ -91,30 +102,74 @@ impl Shared {
 
     pub fn snapshot(&self, days: std::ops::RangeInclusive<u32>) -> Vec<Arc<Partition>> {
         let map = self.partitions.read().unwrap_or_else(|p| p.into_inner());
-        map.range(days).rev().map(|(_, p)| p.clone()).collect()
+        map.range((*days.start(), 0)..=(*days.end(), u8::MAX))
+            .rev()
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
+    /// The partition new documents of `day` go to: the first of the day that records
+    /// tenants, created if needed.
     fn partition(&self, day: u32) -> Result<Arc<Partition>> {
-        if let Some(p) = self
-            .partitions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&day)
-        {
-            return Ok(p.clone());
+        for generation in 0..=1u8 {
+            let existing = self
+                .partitions
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&(day, generation))
+                .cloned();
+            match existing {
+                Some(p) if p.tenanted => return Ok(p),
+                Some(_) => continue,
+                None => {
+                    let p = Arc::new(Partition::open(
+                        &self.fields,
+                        &self.days_dir,
+                        day,
+                        generation,
+                    )?);
+                    self.partitions
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((day, generation), p.clone());
+                    return Ok(p);
+                }
+            }
         }
-        let p = Arc::new(Partition::open(&self.fields, &self.days_dir, day)?);
-        self.partitions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(day, p.clone());
-        Ok(p)
+        Err(Error::unavailable(
+            "failed to open index partition",
+            format!(
+                "day {} has no partition that records tenants",
+                schema::day_dir_name(day)
+            ),
+        ))
+    }
+}
+
+/// Suffix of a day's second partition (next to one of before tenants).
+const SECOND_PARTITION_SUFFIX: &str = ".t";
+
+/// Directory name of partition `generation` of `day`.
+fn partition_dir_name(day: u32, generation: u8) -> String {
+    let name = schema::day_dir_name(day);
+    if generation == 0 {
+        name
+    } else {
+        name + SECOND_PARTITION_SUFFIX
+    }
+}
+
+/// `(day, generation)` of a name written by [`partition_dir_name`].
+fn parse_partition_dir_name(name: &str) -> Option<(u32, u8)> {
+    match name.strip_suffix(SECOND_PARTITION_SUFFIX) {
+        Some(day) => Some((schema::parse_day_dir_name(day)?, 1)),
+        None => Some((schema::parse_day_dir_name(name)?, 0)),
     }
 }
 
 impl Partition {
-    fn open(fields: &Fields, days_dir: &Path, day: u32) -> Result<Partition> {
-        let dir = days_dir.join(schema::day_dir_name(day));
+    fn open(fields: &Fields, days_dir: &Path, day: u32, generation: u8) -> Result<Partition> {
+        let dir = days_dir.join(partition_dir_name(day, generation));
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::unavailable(
                 "failed to create index partition",
@@ -123,8 +178,30 @@ impl Partition {
         })?;
         let mmap = MmapDirectory::open(&dir)
             .map_err(|e| Error::unavailable("failed to open index partition", e))?;
-        let index = Index::open_or_create(mmap, fields.schema.clone())
-            .map_err(|e| Error::unavailable("failed to open index partition", e))?;
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::unavailable(
+                "failed to open index partition",
+                format!("{}: {e}", dir.display()),
+            )
+        };
+        let index = if Index::exists(&mmap).map_err(|e| failed(&e))? {
+            Index::open(mmap).map_err(|e| failed(&e))?
+        } else {
+            Index::create(mmap, fields.schema.clone(), Default::default())
+                .map_err(|e| failed(&e))?
+        };
+        let schema = index.schema();
+        let tenanted = schema == fields.schema;
+        // A partition of before tenants has every field but the tenant ones, with the
+        // same ids: the searches' field handles fit it.
+        let before_tenants = !tenanted
+            && schema.num_fields() + 2 == fields.schema.num_fields()
+            && schema
+                .fields()
+                .all(|(field, entry)| fields.schema.get_field(entry.name()).ok() == Some(field));
+        if !tenanted && !before_tenants {
+            return Err(failed(&"its schema is not one this clew knows"));
+        }
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -132,6 +209,7 @@ impl Partition {
             .map_err(|e| Error::unavailable("failed to open index reader", e))?;
         Ok(Partition {
             day,
+            tenanted,
             index,
             reader,
             dir,
@@ -159,6 +237,7 @@ pub enum Command {
 }
 
 struct DayWriter {
+    partition: Arc<Partition>,
     writer: IndexWriter<IndexDoc>,
     /// Documents added since the last commit.
     dirty: bool,
@@ -363,6 +442,7 @@ impl Writer {
             self.writers.insert(
                 day,
                 DayWriter {
+                    partition,
                     writer,
                     dirty: false,
                 },
@@ -392,16 +472,8 @@ impl Writer {
             match w.writer.commit() {
                 Ok(_) => {
                     w.dirty = false;
-                    if let Some(p) = self
-                        .shared
-                        .partitions
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get(&day)
-                    {
-                        if let Err(e) = p.reader.reload() {
-                            tracing::warn!(error = %e, day, "failed to reload index reader");
-                        }
+                    if let Err(e) = w.partition.reader.reload() {
+                        tracing::warn!(error = %e, day, "failed to reload index reader");
                     }
                 }
                 Err(e) => failed = Some(Error::unavailable("failed to commit index", e)),
@@ -434,7 +506,7 @@ impl Writer {
                 .partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner());
-            let keep = map.split_off(&cutoff);
+            let keep = map.split_off(&(cutoff, 0));
             std::mem::replace(&mut *map, keep).into_values().collect()
         };
         let mut dropped = 0;

@@ -1,0 +1,424 @@
+//! Tenant isolation end to end (`docs/adr/0011-tenants.md`), on a real `clew serve`
+//! (embedded fjall + tantivy) with two tenants' tokens, over real sockets: spans sent by
+//! tenant `shop` (OTLP/HTTP) and tenant `bank` (OTLP/gRPC and Zipkin, one trace id shared
+//! with shop) are each visible to their own tenant only — trace by id, search, key lookup,
+//! services, operations, dependencies, Jaeger's HTTP API, Jaeger remote storage and the
+//! alert board — and query strings that try to name a tenant stay within the caller's.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use clew_proto::jaeger_storage::v2 as pb;
+use clew_proto::otlp::collector::trace::v1::trace_service_client::TraceServiceClient;
+use clew_proto::otlp::trace::v1::{status, Status};
+use common::*;
+use prost::Message;
+use serde_json::Value;
+
+const SHOP: &str = "shop-token-0123456789";
+const BANK: &str = "bank-token-0123456789";
+
+fn config() -> String {
+    format!(
+        "[collector]\nbusiness_keys = [\"order_id\"]\n\n[auth]\n\
+         [[auth.tokens]]\ntoken = \"{SHOP}\"\ntenant = \"shop\"\nscopes = [\"ingest\", \"read\"]\n\
+         [[auth.tokens]]\ntoken = \"{BANK}\"\ntenant = \"bank\"\nscopes = [\"ingest\", \"read\"]\n"
+    )
+}
+
+async fn get(clew: &Clew, token: &str, path: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(clew.api_url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("query API reachable");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls until `ready` holds for `token`'s answer to `path`.
+async fn wait_for(clew: &Clew, token: &str, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(clew, token, path).await;
+        if status == 200 && ready(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never ready; last {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every `service_name` (or `serviceName` / `service`) string anywhere in `v`.
+fn services_in(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if matches!(k.as_str(), "service" | "service_name" | "serviceName") {
+                        if let Some(s) = x.as_str() {
+                            out.push(s.to_string());
+                        }
+                    }
+                    walk(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
+fn grpc<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_never_see_each_others_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("clew.toml");
+    std::fs::write(&config_path, config()).unwrap();
+    let clew = Clew::start(&["--config", config_path.to_str().unwrap()]);
+    let http = reqwest::Client::new();
+
+    let shared = random_trace_id();
+    let shop_only = random_trace_id();
+    let bank_only = random_trace_id();
+    let hex = hex::encode;
+
+    // shop: the shared trace id, and one with an error, over OTLP/HTTP
+    let mut failing = otlp_span(shop_only, 2, None, "Charge", vec![kv("order_id", "s-2")]);
+    failing.status = Some(Status {
+        code: status::StatusCode::Error as i32,
+        message: "card declined".into(),
+        ..Default::default()
+    });
+    let shop_req = request(
+        "shop-api",
+        vec![
+            otlp_span(shared, 1, None, "Buy", vec![kv("order_id", "s-1")]),
+            otlp_span(shared, 3, Some(1), "Reserve", vec![kv("tenant", "bank")]),
+            failing,
+        ],
+    );
+    let resp = http
+        .post(clew.otlp_http_url())
+        .bearer_auth(SHOP)
+        .header("content-type", "application/x-protobuf")
+        .body(shop_req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // bank: its own trace over OTLP/gRPC, and the shared trace id over Zipkin
+    let mut client = TraceServiceClient::new(channel(clew.otlp_grpc).await);
+    client
+        .export(grpc(
+            request(
+                "bank-api",
+                vec![otlp_span(
+                    bank_only,
+                    1,
+                    None,
+                    "Pay",
+                    vec![kv("order_id", "b-1")],
+                )],
+            ),
+            BANK,
+        ))
+        .await
+        .expect("bank's OTLP/gRPC export");
+    let zipkin = serde_json::json!([{
+        "traceId": hex(shared), "id": "6b221d5bc9e6496c", "name": "transfer", "kind": "SERVER",
+        "timestamp": now_unix_nano() / 1000 - 1000, "duration": 500,
+        "localEndpoint": {"serviceName": "bank-ledger"}, "tags": {"order_id": "b-2"}
+    }]);
+    let resp = http
+        .post(clew.zipkin_url())
+        .bearer_auth(BANK)
+        .header("content-type", "application/json")
+        .body(zipkin.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+
+    // both tenants' data is searchable
+    wait_for(&clew, SHOP, "/api/v1/search?limit=50", |b| {
+        trace_ids(b).len() == 2
+    })
+    .await;
+    wait_for(&clew, BANK, "/api/v1/search?limit=50", |b| {
+        trace_ids(b).len() == 2
+    })
+    .await;
+
+    // trace by id: another tenant's trace is a 404; a shared id is each tenant's own row
+    let (status, _) = get(&clew, BANK, &format!("/api/v1/traces/{}", hex(shop_only))).await;
+    assert_eq!(status, 404, "shop's trace asked by bank");
+    let (status, _) = get(&clew, SHOP, &format!("/api/v1/traces/{}", hex(bank_only))).await;
+    assert_eq!(status, 404, "bank's trace asked by shop");
+    let (status, body) = get(&clew, SHOP, &format!("/api/v1/traces/{}", hex(shared))).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        span_ids(&body).len(),
+        2,
+        "shop's two spans of the shared id: {body}"
+    );
+    assert!(!body.to_string().contains("bank-ledger"), "{body}");
+    let (status, body) = get(&clew, BANK, &format!("/api/v1/traces/{}", hex(shared))).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        span_ids(&body).len(),
+        1,
+        "bank's one span of the shared id: {body}"
+    );
+    assert!(!body.to_string().contains("shop-api"), "{body}");
+
+    // searches, key lookups and listings stay within the caller's tenant
+    let shop_ids = || {
+        let mut v = vec![hex(shared), hex(shop_only)];
+        v.sort();
+        v
+    };
+    let sorted = |b: &Value| {
+        let mut v = trace_ids(b);
+        v.sort();
+        v
+    };
+    let (_, body) = get(&clew, SHOP, "/api/v1/search?limit=50").await;
+    assert_eq!(sorted(&body), shop_ids());
+    let (_, body) = get(&clew, BANK, "/api/v1/search?service=shop-api").await;
+    assert!(trace_ids(&body).is_empty(), "{body}");
+    let (_, body) = get(&clew, BANK, "/api/v1/search?error=true").await;
+    assert!(
+        trace_ids(&body).is_empty(),
+        "shop's error seen by bank: {body}"
+    );
+    let (_, body) = get(&clew, SHOP, "/api/v1/keys/order_id/b-1").await;
+    assert!(trace_ids(&body).is_empty(), "{body}");
+    let (_, body) = get(&clew, BANK, "/api/v1/keys/order_id/b-1").await;
+    assert_eq!(trace_ids(&body), vec![hex(bank_only)]);
+    let (_, body) = get(&clew, SHOP, "/api/v1/services").await;
+    assert_eq!(body["services"], serde_json::json!(["shop-api"]));
+    let (_, body) = get(&clew, BANK, "/api/v1/services").await;
+    assert_eq!(
+        body["services"],
+        serde_json::json!(["bank-api", "bank-ledger"])
+    );
+    let (_, body) = get(&clew, SHOP, "/api/v1/services/bank-api/operations").await;
+    assert_eq!(body["operations"], serde_json::json!([]));
+    let (_, body) = get(&clew, BANK, "/api/v1/services/bank-api/operations").await;
+    assert_eq!(body["operations"], serde_json::json!(["Pay"]));
+    let (status, body) = get(&clew, SHOP, "/api/v1/dependencies?lookback=1h").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.to_string().contains("bank"), "{body}");
+
+    // injections: query strings naming a tenant, wildcards and index field names
+    for path in [
+        "/api/v1/search?q=tenant:bank%20OR%20*",
+        "/api/v1/search?q=*",
+        "/api/v1/search?q=_id:*",
+        "/api/v1/search?attr=tenant:bank",
+        "/api/v1/search?attr=_id:*",
+        "/api/v1/search?attr=service:bank-api",
+        "/api/v1/search?key=tenant:bank",
+        "/api/v1/search?key=order_id:b-1%20OR%20tenant:bank",
+        "/api/v1/search?key=order_id:b-1&q=tenant:bank",
+        "/api/v1/search?service=*",
+        "/api/v1/search?service=bank-api",
+        "/api/v1/keys/tenant/bank",
+        "/api/v1/keys/order_id/*",
+    ] {
+        let (status, body) = get(&clew, SHOP, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        for id in trace_ids(&body) {
+            assert!(
+                shop_ids().contains(&id),
+                "{path} from shop found {id}: {body}"
+            );
+        }
+        assert!(!body.to_string().contains("bank-"), "{path}: {body}");
+    }
+    // an attribute named `tenant` is an attribute: shop's own span has `tenant=bank`
+    let (_, body) = get(&clew, SHOP, "/api/v1/search?attr=tenant:bank").await;
+    assert_eq!(trace_ids(&body), vec![hex(shared)]);
+    let (_, body) = get(&clew, BANK, "/api/v1/search?attr=tenant:bank").await;
+    assert!(trace_ids(&body).is_empty(), "{body}");
+
+    // Jaeger's HTTP API
+    let (status, _) = get(&clew, BANK, &format!("/api/traces/{}", hex(shop_only))).await;
+    assert_eq!(status, 404);
+    let (_, body) = get(&clew, SHOP, "/api/services").await;
+    assert_eq!(body["data"], serde_json::json!(["shop-api"]));
+    let (_, body) = get(&clew, SHOP, "/api/traces?service=bank-api&lookback=1h").await;
+    assert!(
+        body["data"].as_array().is_none_or(|d| d.is_empty()),
+        "{body}"
+    );
+    let (_, body) = get(&clew, BANK, "/api/traces?service=bank-api&lookback=1h").await;
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(1), "{body}");
+    let (_, body) = get(
+        &clew,
+        SHOP,
+        &format!(
+            "/api/traces?traceID={}&traceID={}",
+            hex(bank_only),
+            hex(shared)
+        ),
+    )
+    .await;
+    assert!(
+        !services_in(&body).iter().any(|s| s.starts_with("bank")),
+        "{body}"
+    );
+    let end = now_unix_nano() / 1_000_000 + 60_000;
+    let (_, body) = get(
+        &clew,
+        SHOP,
+        &format!("/api/dependencies?endTs={end}&lookback=3600000"),
+    )
+    .await;
+    assert!(!body.to_string().contains("bank"), "{body}");
+
+    // Jaeger remote storage (gRPC)
+    let mut reader =
+        pb::trace_reader_client::TraceReaderClient::new(channel(clew.jaeger_storage_grpc).await);
+    let services = reader
+        .get_services(grpc(pb::GetServicesRequest {}, BANK))
+        .await
+        .unwrap()
+        .into_inner()
+        .services;
+    assert_eq!(services, ["bank-api", "bank-ledger"]);
+    let mut stream = reader
+        .get_traces(grpc(
+            pb::GetTracesRequest {
+                query: vec![pb::GetTraceParams {
+                    trace_id: shop_only.to_vec(),
+                    ..Default::default()
+                }],
+            },
+            BANK,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut chunks = 0;
+    while let Some(chunk) = stream.message().await.unwrap() {
+        chunks += chunk.resource_spans.len();
+    }
+    assert_eq!(chunks, 0, "shop's trace through bank's remote storage");
+
+    // the process-wide views are tenant default's only: nothing for shop or bank
+    let (_, body) = get(&clew, SHOP, "/api/v1/alerts").await;
+    assert_eq!(body["enabled"], false, "{body}");
+    let (_, body) = get(&clew, BANK, "/api/v1/inventory").await;
+    assert_eq!(body["enabled"], false, "{body}");
+}
+
+/// `[[collector.tenants]]`: past its bucket a tenant's whole request is refused, 429 with
+/// `Retry-After` over HTTP and `RESOURCE_EXHAUSTED` with a RetryInfo over gRPC, counted per
+/// tenant; other tenants are not held back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_past_its_rate_limit_is_told_when_to_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("clew.toml");
+    let text = config().replace(
+        "[auth]",
+        "[[collector.tenants]]\nname = \"shop\"\nspans_per_second = 0.01\nburst_spans = 3\n\n[auth]",
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let clew = Clew::start(&["--config", config_path.to_str().unwrap()]);
+    let http = reqwest::Client::new();
+    let three = |service: &str| {
+        let trace = random_trace_id();
+        request(
+            service,
+            (1..=3)
+                .map(|i| otlp_span(trace, i, (i > 1).then_some(1), "op", vec![]))
+                .collect(),
+        )
+        .encode_to_vec()
+    };
+    let post = |token: &'static str, body: Vec<u8>| {
+        http.post(clew.otlp_http_url())
+            .bearer_auth(token)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(SHOP, three("limited")).await.unwrap().status(), 200);
+    let refused = post(SHOP, three("limited")).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 100, "3 spans at 0.01/s: {retry_after} s");
+    // bank has no limit
+    for _ in 0..3 {
+        assert_eq!(post(BANK, three("free")).await.unwrap().status(), 200);
+    }
+    // gRPC: RESOURCE_EXHAUSTED with a RetryInfo
+    let mut client = TraceServiceClient::new(channel(clew.otlp_grpc).await);
+    let trace = random_trace_id();
+    let status = client
+        .export(grpc(
+            request("limited", vec![otlp_span(trace, 1, None, "op", vec![])]),
+            SHOP,
+        ))
+        .await
+        .expect_err("shop's bucket is empty");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    use tonic_types::StatusExt;
+    let retry = status.get_details_retry_info().expect("a RetryInfo detail");
+    assert!(retry.retry_delay.unwrap() >= Duration::from_secs(90));
+
+    // nothing of the refused requests was stored, and the refusals are counted
+    let body = wait_for(&clew, SHOP, "/api/v1/search?service=limited", |b| {
+        !trace_ids(b).is_empty()
+    })
+    .await;
+    assert_eq!(trace_ids(&body).len(), 1, "{body}");
+    let metrics = http
+        .get(clew.api_url("/metrics"))
+        .bearer_auth(SHOP)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("clew_tenant_throttled_spans_total{") && l.contains("tenant=\"shop\"")
+        })
+        .unwrap_or_else(|| panic!("no throttled count in {metrics}"));
+    assert!(
+        line.ends_with(" 4"),
+        "3 spans over HTTP, 1 over gRPC: {line}"
+    );
+}
