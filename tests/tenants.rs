@@ -110,7 +110,6 @@ async fn tenants_never_see_each_others_data() {
     failing.status = Some(Status {
         code: status::StatusCode::Error as i32,
         message: "card declined".into(),
-        ..Default::default()
     });
     let shop_req = request(
         "shop-api",
