@@ -5,18 +5,28 @@
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
 use tantivy::schema::{Document, Field, Value};
 
-use super::schema::{self, Fields};
+use super::schema::{self, AttrsLayout, Fields, JoinedTerms};
 pub use crate::trace_index::span_doc::SpanDoc;
-use crate::trace_index::span_doc::{Terms, TermsIter};
+use crate::trace_index::span_doc::Terms;
 
 /// A span document as tantivy indexes it: tantivy reads every field value straight out of
 /// the [`SpanDoc`] (its writer indexes any [`Document`] without copying it), where a
 /// `TantivyDocument` would first copy each of the span's ~30 terms into a buffer of its
 /// own. Every field is indexed, nothing is stored.
+///
+/// The attribute terms are one joined value ([`schema::join_terms`]) that the `attrs`
+/// field's tokenizer splits again: tantivy's writer has per-value costs (it sorts a
+/// document's values by field, walks them once for the fast fields and twice for the doc
+/// store even though nothing is stored, and boxes a token stream per value) that one value
+/// per term paid ~20 times a span. Partitions written before that layout take the same
+/// terms one value each ([`IndexDoc::set_layout`]).
 #[derive(Debug)]
 pub struct IndexDoc {
+    /// The span's document, its `attrs` moved into `attrs_joined`.
     doc: SpanDoc,
     service_operation: String,
+    attrs_joined: String,
+    layout: AttrsLayout,
     fields: FieldIds,
 }
 
@@ -37,10 +47,16 @@ struct FieldIds {
 }
 
 impl IndexDoc {
-    pub fn new(doc: SpanDoc, f: &Fields) -> IndexDoc {
+    pub fn new(mut doc: SpanDoc, f: &Fields) -> IndexDoc {
+        let attrs = std::mem::take(&mut doc.attrs);
+        let mut attrs_joined =
+            String::with_capacity(schema::joined_len(attrs.len(), attrs.text_len()));
+        schema::join_terms(&attrs, &mut attrs_joined);
         IndexDoc {
             service_operation: service_operation_term(&doc.service, &doc.operation),
             doc,
+            attrs_joined,
+            layout: AttrsLayout::Joined,
             fields: FieldIds {
                 trace_id: f.trace_id,
                 start: f.start,
@@ -60,6 +76,11 @@ impl IndexDoc {
     /// The UTC day partition of the document.
     pub fn day(&self) -> u32 {
         self.doc.day()
+    }
+
+    /// Feeds the attribute terms the way a partition of `layout` indexes them.
+    pub fn set_layout(&mut self, layout: AttrsLayout) {
+        self.layout = layout;
     }
 }
 
@@ -93,7 +114,7 @@ impl Document for IndexDoc {
             doc: self,
             step: 0,
             key: 0,
-            attrs: self.doc.attrs.iter(),
+            attrs: JoinedTerms::new(&self.attrs_joined),
         }
     }
 }
@@ -103,7 +124,8 @@ pub struct IndexDocValues<'a> {
     doc: &'a IndexDoc,
     step: u8,
     key: usize,
-    attrs: TermsIter<'a>,
+    /// The remaining attribute terms, when fed one value each.
+    attrs: JoinedTerms<'a>,
 }
 
 impl<'a> Iterator for IndexDocValues<'a> {
@@ -113,11 +135,13 @@ impl<'a> Iterator for IndexDocValues<'a> {
         let IndexDoc {
             doc: d,
             service_operation,
+            attrs_joined,
+            layout,
             fields: f,
         } = self.doc;
         loop {
             let step = self.step;
-            self.step = step.saturating_add(1).min(9);
+            self.step = step.saturating_add(1).min(10);
             let item = match step {
                 0 => (f.trace_id, DocValue::Bytes(&d.trace_id)),
                 1 => (f.start, DocValue::U64(d.start_unix_nano)),
@@ -132,11 +156,19 @@ impl<'a> Iterator for IndexDocValues<'a> {
                 }
                 7 | 8 => continue,
                 _ => {
+                    // Step 9: the keys, then the joined attribute terms; step 10: done.
                     if let Some(k) = d.keys.get(self.key) {
                         self.key += 1;
+                        self.step = step;
                         return Some((f.keys, DocValue::Str(k)));
                     }
-                    return self.attrs.next().map(|a| (f.attrs, DocValue::Str(a)));
+                    return match layout {
+                        AttrsLayout::Joined => (step == 9 && !attrs_joined.is_empty())
+                            .then_some((f.attrs, DocValue::Str(attrs_joined))),
+                        AttrsLayout::PerTerm => {
+                            self.attrs.next().map(|(_, a)| (f.attrs, DocValue::Str(a)))
+                        }
+                    };
                 }
             };
             return Some(item);
@@ -367,15 +399,26 @@ mod tests {
         spans.extend(checkout_trace(trace_id(4), "100", BASE_TIME, false));
         let docs = SpanDoc::from_spans(&spans, &attrs);
         assert!(docs.iter().any(|d| d.error && !d.error_text.is_empty()));
-        let f = Fields::new();
-        let new_index = tantivy::Index::create_in_ram(f.schema.clone());
-        let mut w = new_index
-            .writer_with_num_threads::<IndexDoc>(1, 15_000_000)
-            .unwrap();
-        for d in &docs {
-            w.add_document(IndexDoc::new(d.clone(), &f)).unwrap();
+        assert!(docs.iter().any(|d| d.attrs.len() > 3));
+        // Both layouts of `attrs`: one joined value (new partitions), one value per term.
+        let mut indexes = Vec::new();
+        for layout in [AttrsLayout::Joined, AttrsLayout::PerTerm] {
+            let f = Fields::with_layout(layout);
+            let index = tantivy::Index::create_in_ram(f.schema.clone());
+            schema::register_tokenizers(&index);
+            let mut w = index
+                .writer_with_num_threads::<IndexDoc>(1, 15_000_000)
+                .unwrap();
+            for d in &docs {
+                let mut doc = IndexDoc::new(d.clone(), &f);
+                doc.set_layout(layout);
+                w.add_document(doc).unwrap();
+            }
+            w.commit().unwrap();
+            indexes.push((index, f));
         }
-        w.commit().unwrap();
+        // The reference: a `TantivyDocument` per span, one value per term.
+        let f = Fields::with_layout(AttrsLayout::PerTerm);
         let old_index = tantivy::Index::create_in_ram(f.schema.clone());
         let mut w = old_index
             .writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000)
@@ -384,8 +427,10 @@ mod tests {
             w.add_document(reference_document(d, &f)).unwrap();
         }
         w.commit().unwrap();
-        let new = contents(&new_index, &f);
-        assert!(new.iter().any(|t| t.starts_with("attrs ")));
-        assert_eq!(new, contents(&old_index, &f));
+        let expected = contents(&old_index, &f);
+        assert!(expected.iter().any(|t| t.starts_with("attrs ")));
+        for (index, f) in &indexes {
+            assert_eq!(contents(index, f), expected);
+        }
     }
 }

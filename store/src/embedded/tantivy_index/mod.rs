@@ -12,7 +12,7 @@
 //! | `error` | raw term `1`, error spans only | errors-only; rare, so a short posting list |
 //! | `error_text` | default tokenizer, doc ids only, error spans only | free text over status message, exception type and message |
 //! | `keys` | raw terms `name=value` | business keys (filled in by the enrich stage) |
-//! | `attrs` | raw terms `name=value` | attributes `Common::indexed_attributes` selects (default: every scalar attribute of the span, scope, resource and events; `trace_index::span_doc`) |
+//! | `attrs` | exact terms `name=value`, one joined value per span (`clew_terms` tokenizer, `schema::join_terms`; `raw`, one value per term, in partitions created before) | attributes `Common::indexed_attributes` selects (default: every scalar attribute of the span, scope, resource and events; `trace_index::span_doc`) |
 //!
 //! Nothing is stored (no doc store), nothing is scored (no field norms, no frequencies or
 //! positions): indexing cost is what limits ingest, and searches only need trace ids and
@@ -304,5 +304,102 @@ impl TraceIndex for TantivyTraceIndex {
                 )
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::document::{IndexDoc, SpanDoc};
+    use super::schema::{self, AttrsLayout, Fields};
+    use super::*;
+    use crate::conformance::fixtures::{checkout_trace, trace_id, BASE_TIME};
+
+    /// A partition written before the joined `attrs` layout (one value per term, `raw` in
+    /// its schema) opens with its own schema, takes new spans in its layout and answers
+    /// attribute searches over its old and new spans; a new partition is joined.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_per_term_partition_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let common = Common {
+            data_dir: dir.path().to_path_buf(),
+            retention_days: 100_000,
+            indexed_attributes: vec!["*".into()],
+        };
+        let old = checkout_trace(trace_id(1), "old", BASE_TIME, true);
+        let day = schema::day_of(BASE_TIME);
+        let part = dir
+            .path()
+            .join("index/days")
+            .join(schema::day_dir_name(day));
+        std::fs::create_dir_all(&part).unwrap();
+        let legacy = Fields::with_layout(AttrsLayout::PerTerm);
+        let index = tantivy::Index::create_in_dir(&part, legacy.schema.clone()).unwrap();
+        let mut w = index
+            .writer_with_num_threads::<IndexDoc>(1, 15_000_000)
+            .unwrap();
+        for d in SpanDoc::from_spans(&old, &IndexedAttributes::All) {
+            let mut doc = IndexDoc::new(d, &legacy);
+            doc.set_layout(AttrsLayout::PerTerm);
+            w.add_document(doc).unwrap();
+        }
+        w.commit().unwrap();
+        w.wait_merging_threads().unwrap();
+        drop(index);
+
+        let idx = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        let layout = |day| idx.shared.snapshot(day..=day).first().map(|p| p.layout);
+        assert_eq!(layout(day), Some(AttrsLayout::PerTerm));
+        idx.index_spans(checkout_trace(trace_id(2), "new", BASE_TIME, false).into())
+            .await
+            .unwrap();
+        let next_day = BASE_TIME + DAY_NANOS;
+        idx.index_spans(checkout_trace(trace_id(3), "later", next_day, false).into())
+            .await
+            .unwrap();
+        idx.refresh().await.unwrap();
+        assert_eq!(layout(day + 1), Some(AttrsLayout::Joined));
+        let attr = |name: &str, value: &str| TraceQuery {
+            attributes: vec![(name.into(), value.into())],
+            limit: 10,
+            ..Default::default()
+        };
+        let ids = |q| {
+            let idx = &idx;
+            async move {
+                let mut ids: Vec<_> = idx
+                    .find_trace_ids(&q)
+                    .await
+                    .unwrap()
+                    .hits
+                    .into_iter()
+                    .map(|h| h.trace_id)
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        // A resource attribute of every span, and one of the failing span only.
+        let mut all = vec![trace_id(1), trace_id(2), trace_id(3)];
+        all.sort();
+        assert_eq!(ids(attr("host.name", "host-1")).await, all);
+        assert_eq!(ids(attr("db.system", "postgresql")).await.len(), 3);
+        assert_eq!(
+            ids(attr("exception.type", "PaymentDeclinedError")).await,
+            [trace_id(1)]
+        );
+        assert!(ids(attr("host.name", "host-2")).await.is_empty());
+        idx.close().await.unwrap();
+        // Reopened: still per term, still found.
+        let idx = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        assert_eq!(
+            idx.shared.snapshot(day..=day).first().map(|p| p.layout),
+            Some(AttrsLayout::PerTerm)
+        );
+        let found = idx
+            .find_trace_ids(&attr("host.name", "host-1"))
+            .await
+            .unwrap();
+        assert_eq!(found.hits.len(), 3);
+        idx.close().await.unwrap();
     }
 }

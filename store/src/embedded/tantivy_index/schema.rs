@@ -4,6 +4,7 @@
 use tantivy::schema::{
     BytesOptions, Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 /// Field names (the only place they are spelled).
 pub const TRACE_ID: &str = "trace_id";
@@ -25,6 +26,9 @@ pub const SERVICE_OPERATION_SEP: char = '\0';
 /// Tokenizer of `error_text`, used for documents and for query text alike
 /// (`trace_index::query_plan::words`).
 pub const TEXT_TOKENIZER: &str = crate::trace_index::query_plan::TEXT_ANALYZER;
+/// Tokenizer of `attrs`: a span's attribute terms arrive as one joined value
+/// ([`TermsTokenizer`]).
+pub const TERMS_TOKENIZER: &str = "clew_terms";
 
 pub use crate::trace_index::days::{day_dir_name, day_of, parse_day_dir_name, DAY_NANOS};
 
@@ -45,8 +49,27 @@ pub struct Fields {
     pub attrs: Field,
 }
 
+/// How a partition's `attrs` field takes a span's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttrsLayout {
+    /// One field value holding every term ([`join_terms`], [`TERMS_TOKENIZER`]): what
+    /// partitions are created with.
+    Joined,
+    /// One field value per term (the `raw` tokenizer): partitions written before the
+    /// joined layout. Same fields, same terms; only the tokenizer name in the schema
+    /// differs.
+    PerTerm,
+}
+
 impl Fields {
+    /// The schema new partitions are created with.
     pub fn new() -> Self {
+        Fields::with_layout(AttrsLayout::Joined)
+    }
+
+    /// The schema of a partition with the given `attrs` layout; field ids do not depend
+    /// on the layout.
+    pub fn with_layout(layout: AttrsLayout) -> Self {
         // Nothing is stored and nothing is scored: no doc store, no field norms, no
         // positions. Exact terms only need doc ids (`Basic`).
         let exact = TextOptions::default().set_indexing_options(
@@ -61,6 +84,15 @@ impl Fields {
                 .set_fieldnorms(false)
                 .set_index_option(IndexRecordOption::Basic),
         );
+        let attrs_options = match layout {
+            AttrsLayout::Joined => TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(TERMS_TOKENIZER)
+                    .set_fieldnorms(false)
+                    .set_index_option(IndexRecordOption::Basic),
+            ),
+            AttrsLayout::PerTerm => exact.clone(),
+        };
         // Times are fast-only: range queries run on the column, so no per-value terms.
         let fast_u64 = NumericOptions::default().set_fast();
 
@@ -76,7 +108,7 @@ impl Fields {
         let error = b.add_text_field(ERROR, exact.clone());
         let error_text = b.add_text_field(ERROR_TEXT, text);
         let keys = b.add_text_field(KEYS, exact.clone());
-        let attrs = b.add_text_field(ATTRS, exact);
+        let attrs = b.add_text_field(ATTRS, attrs_options);
         Fields {
             schema: b.build(),
             trace_id,
@@ -91,5 +123,161 @@ impl Fields {
             keys,
             attrs,
         }
+    }
+}
+
+/// Registers the tokenizers the schema names beyond tantivy's own on `index`.
+pub fn register_tokenizers(index: &tantivy::Index) {
+    index
+        .tokenizers()
+        .register(TERMS_TOKENIZER, TermsTokenizer::default());
+}
+
+/// Appends `terms` to `out` as one value of the joined `attrs` layout: each term after one
+/// `char` whose code point is the term's length in bytes. Terms are at most
+/// `span_doc::MAX_TERM_BYTES` (1 KiB) long, so the length is a valid `char` (below the
+/// surrogates) and any term text, separators included, round-trips.
+pub fn join_terms<'a>(terms: impl IntoIterator<Item = &'a str>, out: &mut String) {
+    for t in terms {
+        debug_assert!(t.len() <= crate::trace_index::span_doc::MAX_TERM_BYTES);
+        out.push(char::from_u32(t.len() as u32).expect("a term is at most 1 KiB"));
+        out.push_str(t);
+    }
+}
+
+/// Bytes [`join_terms`] appends for terms of `text_len` bytes together, `count` of them,
+/// at most.
+pub fn joined_len(count: usize, text_len: usize) -> usize {
+    text_len + 2 * count
+}
+
+/// The terms of a value written by [`join_terms`], in order, each with its byte offset in
+/// the value; a malformed value ends early.
+#[derive(Clone)]
+pub struct JoinedTerms<'a> {
+    rest: &'a str,
+    offset: usize,
+}
+
+impl<'a> JoinedTerms<'a> {
+    pub fn new(joined: &'a str) -> Self {
+        JoinedTerms {
+            rest: joined,
+            offset: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for JoinedTerms<'a> {
+    type Item = (usize, &'a str);
+
+    fn next(&mut self) -> Option<(usize, &'a str)> {
+        let mut chars = self.rest.chars();
+        let len = chars.next()? as usize;
+        let after = chars.as_str();
+        let Some(term) = after.get(..len) else {
+            self.rest = "";
+            return None;
+        };
+        let start = self.offset + (self.rest.len() - after.len());
+        self.offset = start + len;
+        self.rest = &after[len..];
+        Some((start, term))
+    }
+}
+
+/// Splits a value written by [`join_terms`] back into its terms, one token each: a
+/// span's ~20 attribute terms reach tantivy as one field value, so its writer handles
+/// one value (one token stream, one pass of each of its per-value loops) instead of one
+/// per term.
+#[derive(Clone, Default)]
+pub struct TermsTokenizer {
+    token: Token,
+}
+
+pub struct TermsTokenStream<'a> {
+    terms: JoinedTerms<'a>,
+    token: &'a mut Token,
+}
+
+impl Tokenizer for TermsTokenizer {
+    type TokenStream<'a> = TermsTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> TermsTokenStream<'a> {
+        self.token.reset();
+        TermsTokenStream {
+            terms: JoinedTerms::new(text),
+            token: &mut self.token,
+        }
+    }
+}
+
+impl TokenStream for TermsTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        let Some((start, term)) = self.terms.next() else {
+            return false;
+        };
+        self.token.text.clear();
+        self.token.text.push_str(term);
+        self.token.offset_from = start;
+        self.token.offset_to = start + term.len();
+        self.token.position = self.token.position.wrapping_add(1);
+        self.token.position_length = 1;
+        true
+    }
+
+    fn token(&self) -> &Token {
+        self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(text: &str) -> Vec<String> {
+        let mut tokenizer = TermsTokenizer::default();
+        let mut stream = tokenizer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn joined_terms_split_back_into_the_same_terms() {
+        let long = "k=".to_string() + &"é".repeat(511);
+        let terms = [
+            "a=1",
+            "",
+            "sep=\u{0}\u{3}x",
+            "ünï=cödé",
+            long.as_str(),
+            "z=9",
+        ];
+        let mut joined = String::new();
+        join_terms(terms, &mut joined);
+        assert!(joined.len() <= joined_len(terms.len(), terms.iter().map(|t| t.len()).sum()));
+        assert_eq!(tokens(&joined), terms);
+        let split: Vec<&str> = JoinedTerms::new(&joined).map(|(_, t)| t).collect();
+        assert_eq!(split, terms);
+        assert!(tokens("").is_empty());
+        // Truncated: the terms before the cut, then the stream ends.
+        let cut = joined.len() - 2;
+        assert_eq!(tokens(&joined[..cut]), &terms[..terms.len() - 1]);
+    }
+
+    #[test]
+    fn field_ids_do_not_depend_on_the_layout() {
+        let (joined, per_term) = (Fields::new(), Fields::with_layout(AttrsLayout::PerTerm));
+        assert_eq!(joined.attrs, per_term.attrs);
+        assert_eq!(joined.keys, per_term.keys);
+        assert_eq!(joined.trace_id, per_term.trace_id);
+        assert_ne!(joined.schema, per_term.schema);
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::document::IndexDoc;
 use super::salvage;
-use super::schema::{self, Fields};
+use super::schema::{self, AttrsLayout, Fields};
 use super::wal::Wal;
 use crate::metrics as m;
 use crate::{Damage, Error, Result};
@@ -46,6 +46,8 @@ pub struct Partition {
     pub index: Index,
     pub reader: IndexReader,
     pub dir: PathBuf,
+    /// How its `attrs` field takes a span's terms (older partitions: one value each).
+    pub layout: AttrsLayout,
 }
 
 impl Shared {
@@ -79,7 +81,7 @@ impl Shared {
                     )
                 })?,
             );
-            partitions.insert(day, Arc::new(Partition::open(&fields, &days_dir, day)?));
+            partitions.insert(day, Arc::new(Partition::open(&days_dir, day)?));
         }
         Ok(Shared {
             fields,
@@ -103,7 +105,7 @@ impl Shared {
         {
             return Ok(p.clone());
         }
-        let p = Arc::new(Partition::open(&self.fields, &self.days_dir, day)?);
+        let p = Arc::new(Partition::open(&self.days_dir, day)?);
         self.partitions
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -113,7 +115,7 @@ impl Shared {
 }
 
 impl Partition {
-    fn open(fields: &Fields, days_dir: &Path, day: u32) -> Result<Partition> {
+    fn open(days_dir: &Path, day: u32) -> Result<Partition> {
         let dir = days_dir.join(schema::day_dir_name(day));
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::unavailable(
@@ -121,10 +123,7 @@ impl Partition {
                 format!("{}: {e}", dir.display()),
             )
         })?;
-        let mmap = MmapDirectory::open(&dir)
-            .map_err(|e| Error::unavailable("failed to open index partition", e))?;
-        let index = Index::open_or_create(mmap, fields.schema.clone())
-            .map_err(|e| Error::unavailable("failed to open index partition", e))?;
+        let (index, layout) = open_index(&dir)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -135,8 +134,29 @@ impl Partition {
             index,
             reader,
             dir,
+            layout,
         })
     }
+}
+
+/// Opens the tantivy index in `dir`, or creates it with the current schema; an index of
+/// the older per-term `attrs` layout opens with that schema (field ids are the same).
+fn open_index(dir: &Path) -> Result<(Index, AttrsLayout)> {
+    let open = |layout| -> tantivy::Result<Index> {
+        let mmap = MmapDirectory::open(dir)?;
+        Index::open_or_create(mmap, Fields::with_layout(layout).schema)
+    };
+    let fail = |e| Error::unavailable("failed to open index partition", e);
+    let (index, layout) = match open(AttrsLayout::Joined) {
+        Ok(index) => (index, AttrsLayout::Joined),
+        Err(tantivy::TantivyError::SchemaError(_)) => (
+            open(AttrsLayout::PerTerm).map_err(fail)?,
+            AttrsLayout::PerTerm,
+        ),
+        Err(e) => return Err(fail(e)),
+    };
+    schema::register_tokenizers(&index);
+    Ok((index, layout))
 }
 
 pub enum Command {
@@ -160,6 +180,7 @@ pub enum Command {
 
 struct DayWriter {
     writer: IndexWriter<IndexDoc>,
+    layout: AttrsLayout,
     /// Documents added since the last commit.
     dirty: bool,
 }
@@ -330,10 +351,11 @@ impl Writer {
 
     fn add(&mut self, docs: impl Iterator<Item = IndexDoc>) {
         let mut n = 0u64;
-        for doc in docs {
+        for mut doc in docs {
             let day = doc.day();
             let result = self.writer(day).and_then(|w| {
                 w.dirty = true;
+                doc.set_layout(w.layout);
                 w.writer
                     .add_document(doc)
                     .map_err(|e| Error::unavailable("failed to add index document", e))
@@ -364,6 +386,7 @@ impl Writer {
                 day,
                 DayWriter {
                     writer,
+                    layout: partition.layout,
                     dirty: false,
                 },
             );
