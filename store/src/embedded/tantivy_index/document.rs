@@ -149,7 +149,9 @@ impl<'a> Iterator for IndexDocValues<'a> {
                 3 => (f.service, DocValue::Str(&d.service)),
                 4 => (f.operation, DocValue::Str(&d.operation)),
                 5 => (f.service_operation, DocValue::Str(service_operation)),
-                6 => (f.kind, DocValue::Str(&d.kind)),
+                // No search asks for the span kind: the schema keeps the field (the
+                // partitions' schemas stay as they are), no document fills it.
+                6 => continue,
                 7 if d.error => (f.error, DocValue::Str(schema::ERROR_TERM)),
                 8 if d.error && !d.error_text.is_empty() => {
                     (f.error_text, DocValue::Str(&d.error_text))
@@ -329,7 +331,6 @@ mod tests {
             f.service_operation,
             service_operation_term(&d.service, &d.operation),
         );
-        doc.add_text(f.kind, &d.kind);
         if d.error {
             doc.add_text(f.error, schema::ERROR_TERM);
             if !d.error_text.is_empty() {
@@ -429,6 +430,7 @@ mod tests {
         w.commit().unwrap();
         let expected = contents(&old_index, &f);
         assert!(expected.iter().any(|t| t.starts_with("attrs ")));
+        assert!(!expected.iter().any(|t| t.starts_with("kind ")));
         for (index, f) in &indexes {
             assert_eq!(contents(index, f), expected);
         }

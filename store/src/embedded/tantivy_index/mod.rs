@@ -7,7 +7,8 @@
 //! | `trace_id` | bytes, indexed + fast | what searches return (read from the column); the term lets later condition groups filter on the trace ids still alive |
 //! | `start` | u64, fast only | time ranges run on the column (no term per timestamp), newest-first ordering |
 //! | `duration` | u64, fast only | min/max duration ranges |
-//! | `service`, `operation`, `kind` | raw terms | exact filters, `services()` from the term dictionary |
+//! | `service`, `operation` | raw terms | exact filters, `services()` from the term dictionary |
+//! | `kind` | raw terms, no longer filled (nothing searches by span kind) | in the schema so that older partitions keep their schema |
 //! | `service_operation` | raw term `service\0operation` | `service + operation` on one span, `operations(service)` as a prefix range of the dictionary |
 //! | `error` | raw term `1`, error spans only | errors-only; rare, so a short posting list |
 //! | `error_text` | default tokenizer, doc ids only, error spans only | free text over status message, exception type and message |
