@@ -5,16 +5,17 @@
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
 use tantivy::schema::{Document, Field, Value};
 
-use super::schema::{self, AttrsLayout, Fields, JoinedTerms};
+use super::schema::{self, AttrsLayout, Fields};
 pub use crate::trace_index::span_doc::SpanDoc;
-use crate::trace_index::span_doc::Terms;
+use crate::trace_index::span_doc::{Terms, TermsIter};
 
 /// A span document as tantivy indexes it: tantivy reads every field value straight out of
 /// the [`SpanDoc`] (its writer indexes any [`Document`] without copying it), where a
 /// `TantivyDocument` would first copy each of the span's ~30 terms into a buffer of its
 /// own. Every field is indexed, nothing is stored.
 ///
-/// The attribute terms are one joined value ([`schema::join_terms`]) that the `attrs`
+/// The attribute terms are one joined value ([`Terms::joined`]: the terms' own buffer, no
+/// copy) that the `attrs`
 /// field's tokenizer splits again: tantivy's writer has per-value costs (it sorts a
 /// document's values by field, walks them once for the fast fields and twice for the doc
 /// store even though nothing is stored, and boxes a token stream per value) that one value
@@ -22,10 +23,8 @@ use crate::trace_index::span_doc::Terms;
 /// terms one value each ([`IndexDoc::set_layout`]).
 #[derive(Debug)]
 pub struct IndexDoc {
-    /// The span's document, its `attrs` moved into `attrs_joined`.
     doc: SpanDoc,
     service_operation: String,
-    attrs_joined: String,
     layout: AttrsLayout,
     fields: FieldIds,
 }
@@ -39,7 +38,6 @@ struct FieldIds {
     service: Field,
     operation: Field,
     service_operation: Field,
-    kind: Field,
     error: Field,
     error_text: Field,
     keys: Field,
@@ -47,15 +45,10 @@ struct FieldIds {
 }
 
 impl IndexDoc {
-    pub fn new(mut doc: SpanDoc, f: &Fields) -> IndexDoc {
-        let attrs = std::mem::take(&mut doc.attrs);
-        let mut attrs_joined =
-            String::with_capacity(schema::joined_len(attrs.len(), attrs.text_len()));
-        schema::join_terms(&attrs, &mut attrs_joined);
+    pub fn new(doc: SpanDoc, f: &Fields) -> IndexDoc {
         IndexDoc {
             service_operation: service_operation_term(&doc.service, &doc.operation),
             doc,
-            attrs_joined,
             layout: AttrsLayout::Joined,
             fields: FieldIds {
                 trace_id: f.trace_id,
@@ -64,7 +57,6 @@ impl IndexDoc {
                 service: f.service,
                 operation: f.operation,
                 service_operation: f.service_operation,
-                kind: f.kind,
                 error: f.error,
                 error_text: f.error_text,
                 keys: f.keys,
@@ -114,7 +106,7 @@ impl Document for IndexDoc {
             doc: self,
             step: 0,
             key: 0,
-            attrs: JoinedTerms::new(&self.attrs_joined),
+            attrs: self.doc.attrs.iter(),
         }
     }
 }
@@ -125,7 +117,7 @@ pub struct IndexDocValues<'a> {
     step: u8,
     key: usize,
     /// The remaining attribute terms, when fed one value each.
-    attrs: JoinedTerms<'a>,
+    attrs: TermsIter<'a>,
 }
 
 impl<'a> Iterator for IndexDocValues<'a> {
@@ -135,7 +127,6 @@ impl<'a> Iterator for IndexDocValues<'a> {
         let IndexDoc {
             doc: d,
             service_operation,
-            attrs_joined,
             layout,
             fields: f,
         } = self.doc;
@@ -165,10 +156,10 @@ impl<'a> Iterator for IndexDocValues<'a> {
                         return Some((f.keys, DocValue::Str(k)));
                     }
                     return match layout {
-                        AttrsLayout::Joined => (step == 9 && !attrs_joined.is_empty())
-                            .then_some((f.attrs, DocValue::Str(attrs_joined))),
+                        AttrsLayout::Joined => (step == 9 && !d.attrs.is_empty())
+                            .then_some((f.attrs, DocValue::Str(d.attrs.joined()))),
                         AttrsLayout::PerTerm => {
-                            self.attrs.next().map(|(_, a)| (f.attrs, DocValue::Str(a)))
+                            self.attrs.next().map(|a| (f.attrs, DocValue::Str(a)))
                         }
                     };
                 }
@@ -358,7 +349,7 @@ mod tests {
                 ("service", f.service),
                 ("operation", f.operation),
                 ("service_operation", f.service_operation),
-                ("kind", f.kind),
+                ("kind", f.schema.get_field(schema::KIND).unwrap()),
                 ("error", f.error),
                 ("error_text", f.error_text),
                 ("keys", f.keys),

@@ -6,6 +6,10 @@ use tantivy::schema::{
 };
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
+#[cfg(doc)]
+use crate::trace_index::span_doc::Terms;
+use crate::trace_index::span_doc::TERM_PREFIX_BASE;
+
 /// Field names (the only place they are spelled).
 pub const TRACE_ID: &str = "trace_id";
 pub const START: &str = "start";
@@ -42,7 +46,6 @@ pub struct Fields {
     pub service: Field,
     pub operation: Field,
     pub service_operation: Field,
-    pub kind: Field,
     pub error: Field,
     pub error_text: Field,
     pub keys: Field,
@@ -52,7 +55,7 @@ pub struct Fields {
 /// How a partition's `attrs` field takes a span's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttrsLayout {
-    /// One field value holding every term ([`join_terms`], [`TERMS_TOKENIZER`]): what
+    /// One field value holding every term ([`Terms::joined`], [`TERMS_TOKENIZER`]): what
     /// partitions are created with.
     Joined,
     /// One field value per term (the `raw` tokenizer): partitions written before the
@@ -104,7 +107,9 @@ impl Fields {
         let service = b.add_text_field(SERVICE, exact.clone());
         let operation = b.add_text_field(OPERATION, exact.clone());
         let service_operation = b.add_text_field(SERVICE_OPERATION, exact.clone());
-        let kind = b.add_text_field(KIND, exact.clone());
+        // Not filled any more (no search asks for the span kind); kept so that the
+        // partitions' schemas stay as they are.
+        b.add_text_field(KIND, exact.clone());
         let error = b.add_text_field(ERROR, exact.clone());
         let error_text = b.add_text_field(ERROR_TEXT, text);
         let keys = b.add_text_field(KEYS, exact.clone());
@@ -117,7 +122,6 @@ impl Fields {
             service,
             operation,
             service_operation,
-            kind,
             error,
             error_text,
             keys,
@@ -133,26 +137,9 @@ pub fn register_tokenizers(index: &tantivy::Index) {
         .register(TERMS_TOKENIZER, TermsTokenizer::default());
 }
 
-/// Appends `terms` to `out` as one value of the joined `attrs` layout: each term after one
-/// `char` whose code point is the term's length in bytes. Terms are at most
-/// `span_doc::MAX_TERM_BYTES` (1 KiB) long, so the length is a valid `char` (below the
-/// surrogates) and any term text, separators included, round-trips.
-pub fn join_terms<'a>(terms: impl IntoIterator<Item = &'a str>, out: &mut String) {
-    for t in terms {
-        debug_assert!(t.len() <= crate::trace_index::span_doc::MAX_TERM_BYTES);
-        out.push(char::from_u32(t.len() as u32).expect("a term is at most 1 KiB"));
-        out.push_str(t);
-    }
-}
-
-/// Bytes [`join_terms`] appends for terms of `text_len` bytes together, `count` of them,
-/// at most.
-pub fn joined_len(count: usize, text_len: usize) -> usize {
-    text_len + 2 * count
-}
-
-/// The terms of a value written by [`join_terms`], in order, each with its byte offset in
-/// the value; a malformed value ends early.
+/// The terms of a joined value ([`Terms::joined`]: each term behind a `char` of code point
+/// U+0080 + its byte length), in order, each with its byte offset in the value; a
+/// malformed value ends early.
 #[derive(Clone)]
 pub struct JoinedTerms<'a> {
     rest: &'a str,
@@ -173,7 +160,7 @@ impl<'a> Iterator for JoinedTerms<'a> {
 
     fn next(&mut self) -> Option<(usize, &'a str)> {
         let mut chars = self.rest.chars();
-        let len = chars.next()? as usize;
+        let len = (chars.next()? as u32).checked_sub(TERM_PREFIX_BASE)? as usize;
         let after = chars.as_str();
         let Some(term) = after.get(..len) else {
             self.rest = "";
@@ -186,7 +173,7 @@ impl<'a> Iterator for JoinedTerms<'a> {
     }
 }
 
-/// Splits a value written by [`join_terms`] back into its terms, one token each: a
+/// Splits a joined value ([`Terms::joined`]) back into its terms, one token each: a
 /// span's ~20 attribute terms reach tantivy as one field value, so its writer handles
 /// one value (one token stream, one pass of each of its per-value loops) instead of one
 /// per term.
@@ -260,13 +247,13 @@ mod tests {
             long.as_str(),
             "z=9",
         ];
-        let mut joined = String::new();
-        join_terms(terms, &mut joined);
-        assert!(joined.len() <= joined_len(terms.len(), terms.iter().map(|t| t.len()).sum()));
-        assert_eq!(tokens(&joined), terms);
-        let split: Vec<&str> = JoinedTerms::new(&joined).map(|(_, t)| t).collect();
+        let joined: crate::trace_index::span_doc::Terms = terms.into_iter().collect();
+        let joined = joined.joined();
+        assert_eq!(tokens(joined), terms);
+        let split: Vec<&str> = JoinedTerms::new(joined).map(|(_, t)| t).collect();
         assert_eq!(split, terms);
         assert!(tokens("").is_empty());
+        assert!(tokens("\u{7f}a").is_empty(), "no prefix: malformed");
         // Truncated: the terms before the cut, then the stream ends.
         let cut = joined.len() - 2;
         assert_eq!(tokens(&joined[..cut]), &terms[..terms.len() - 1]);
