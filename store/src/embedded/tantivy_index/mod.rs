@@ -13,7 +13,7 @@
 //! | `error` | raw term `1`, error spans only | errors-only; rare, so a short posting list |
 //! | `error_text` | default tokenizer, doc ids only, error spans only | free text over status message, exception type and message |
 //! | `keys` | raw terms `name=value` | business keys (filled in by the enrich stage) |
-//! | `attrs` | exact terms `name=value`, one joined value per span (`clew_terms` tokenizer, `schema::join_terms`; `raw`, one value per term, in partitions created before) | attributes `Common::indexed_attributes` selects (default: every scalar attribute of the span, scope, resource and events; `trace_index::span_doc`) |
+//! | `attrs` | exact terms `name=value`, one joined value per span (`span_doc::Terms::joined`, split by the `clew_terms` tokenizer; `raw`, one value per term, in partitions created before) | attributes `Common::indexed_attributes` selects (default: every scalar attribute of the span, scope, resource and events; `trace_index::span_doc`) |
 //!
 //! Nothing is stored (no doc store), nothing is scored (no field norms, no frequencies or
 //! positions): indexing cost is what limits ingest, and searches only need trace ids and
