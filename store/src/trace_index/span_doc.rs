@@ -66,7 +66,10 @@ impl IndexedAttributes {
 }
 
 /// The `name=value` terms of one document, in one buffer: two allocations however many
-/// terms (indexing every attribute gives a span ~25 of them).
+/// terms (indexing every attribute gives a span ~25 of them). Each term sits behind a
+/// [`TERM_PREFIX_BYTES`]-byte `char` whose code point is U+0080 plus the term's byte
+/// length, so the buffer is also the one value tantivy's `attrs` field takes
+/// ([`Terms::joined`]; its tokenizer splits it back into the terms) without a copy.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Terms {
     text: String,
@@ -74,10 +77,17 @@ pub struct Terms {
     ends: Vec<u32>,
 }
 
+/// Bytes of the length prefix before each term of [`Terms`]: U+0080 + at most
+/// [`MAX_TERM_BYTES`] is below U+0800, so always two bytes of UTF-8.
+pub const TERM_PREFIX_BYTES: usize = 2;
+/// The code point of a term prefix is this plus the term's length.
+pub const TERM_PREFIX_BASE: u32 = 0x80;
+
 impl Terms {
+    /// Room for `terms` terms of `bytes` bytes together.
     pub fn with_capacity(terms: usize, bytes: usize) -> Terms {
         Terms {
-            text: String::with_capacity(bytes),
+            text: String::with_capacity(bytes + TERM_PREFIX_BYTES * terms),
             ends: Vec::with_capacity(terms),
         }
     }
@@ -90,15 +100,20 @@ impl Terms {
         self.ends.is_empty()
     }
 
-    /// Bytes of all terms together.
+    /// Bytes of all terms together (without their prefixes).
     pub fn text_len(&self) -> usize {
-        self.text.len()
+        self.text.len() - TERM_PREFIX_BYTES * self.ends.len()
+    }
+
+    /// Every term behind its length prefix, as one string.
+    pub fn joined(&self) -> &str {
+        &self.text
     }
 
     pub fn get(&self, i: usize) -> Option<&str> {
         let end = *self.ends.get(i)? as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        Some(&self.text[start..end])
+        Some(&self.text[start + TERM_PREFIX_BYTES..end])
     }
 
     pub fn iter(&self) -> TermsIter<'_> {
@@ -115,20 +130,37 @@ impl Terms {
 
     /// Appends `term`, cut at 1 KiB like every term.
     pub fn push(&mut self, term: &str) {
-        let start = self.text.len();
+        let start = self.begin_term();
         self.text.push_str(term);
         self.end_term(start);
     }
 
-    /// Closes the term written into `text` since `start`, cutting it at 1 KiB.
+    /// Starts a term, to be written into `text` and closed by [`Terms::end_term`] with the
+    /// offset returned (the prefix's; truncating `text` to it drops the term).
+    fn begin_term(&mut self) -> usize {
+        let start = self.text.len();
+        self.text
+            .push(char::from_u32(TERM_PREFIX_BASE).expect("a char"));
+        start
+    }
+
+    /// Closes the term written into `text` since `start` (from [`Terms::begin_term`]),
+    /// cutting it at 1 KiB and writing its length prefix.
     fn end_term(&mut self, start: usize) {
-        if self.text.len() - start > MAX_TERM_BYTES {
-            let mut cut = start + MAX_TERM_BYTES;
+        let body = start + TERM_PREFIX_BYTES;
+        if self.text.len() - body > MAX_TERM_BYTES {
+            let mut cut = body + MAX_TERM_BYTES;
             while !self.text.is_char_boundary(cut) {
                 cut -= 1;
             }
             self.text.truncate(cut);
         }
+        let len = (self.text.len() - body) as u32;
+        let mut prefix = [0u8; 4];
+        let prefix = char::from_u32(TERM_PREFIX_BASE + len)
+            .expect("a term of at most 1 KiB has a prefix char")
+            .encode_utf8(&mut prefix);
+        self.text.replace_range(start..body, prefix);
         self.ends.push(self.text.len() as u32);
     }
 
@@ -188,7 +220,7 @@ impl<'a> Iterator for TermsIter<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
         let end = *self.ends.next()? as usize;
-        let term = &self.text[self.start..end];
+        let term = &self.text[self.start + TERM_PREFIX_BYTES..end];
         self.start = end;
         Some(term)
     }
@@ -392,12 +424,13 @@ impl<'s, T> SharedTerms<'s, T> {
 /// Appends the term of `kv` if it is a scalar within the size limits and not already in
 /// `terms`; returns its hash if it was appended.
 fn push_distinct(terms: &mut Terms, seen: &mut Seen, kv: &KeyValue) -> Option<u64> {
-    let start = terms.text.len();
+    let start = terms.begin_term();
     if !write_scalar_term(&mut terms.text, kv) {
         terms.text.truncate(start);
         return None;
     }
     terms.end_term(start);
+    let start = start + TERM_PREFIX_BYTES;
     let hash = term_hash(&terms.text.as_bytes()[start..]);
     if seen.insert(hash) {
         return Some(hash);
@@ -454,9 +487,8 @@ fn write_scalar_term(out: &mut String, kv: &KeyValue) -> bool {
     match value {
         Value::StringValue(s) => out.push_str(s),
         Value::BoolValue(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::IntValue(i) => {
-            let _ = write!(out, "{i}");
-        }
+        // What `value_to_string` writes, without `fmt`'s machinery (~3 ints a span).
+        Value::IntValue(i) => out.push_str(itoa::Buffer::new().format(*i)),
         Value::DoubleValue(d) => {
             let _ = write!(out, "{d}");
         }
@@ -548,14 +580,14 @@ mod tests {
         assert_eq!(root.keys, vec!["order_id=12345"]);
         assert!(!root.error && root.error_text.is_empty());
         assert!(
-            root.attrs.contains(&"host.name=host-1".to_string()),
+            root.attrs.contains("host.name=host-1"),
             "resource attribute"
         );
         let db = SpanDoc::from_span(&spans[3], &attrs);
         assert!(db.error);
         assert!(db.error_text.contains("PaymentDeclinedError"));
         assert!(db.error_text.contains("card declined"));
-        assert!(db.attrs.contains(&"db.system=postgresql".to_string()));
+        assert!(db.attrs.contains("db.system=postgresql"));
         assert_eq!(db.service, "payments");
     }
 
@@ -613,7 +645,7 @@ mod tests {
             "cache.key=user:7",
             "exception.type=PaymentDeclinedError",
         ] {
-            assert!(attrs.contains(&term.to_string()), "{term} in {attrs:?}");
+            assert!(attrs.contains(term), "{term} in {attrs:?}");
         }
         assert!(
             !attrs
@@ -635,10 +667,7 @@ mod tests {
         }
         let attrs = SpanDoc::from_span(&span, &IndexedAttributes::All).attrs;
         assert_eq!(attrs.len(), MAX_ATTRIBUTE_TERMS_PER_SPAN);
-        assert!(
-            attrs.contains(&"a0=v".to_string()),
-            "the span's own attributes first"
-        );
+        assert!(attrs.contains("a0=v"), "the span's own attributes first");
     }
 
     /// The term builder before the per-batch one: one `String` per term and a set of
@@ -726,6 +755,23 @@ mod tests {
     }
 
     #[test]
+    fn int_terms_are_written_as_value_to_string_writes_them() {
+        for i in [0, 7, -1, 42, 8080, i64::MIN, i64::MAX, -1_000_000_007] {
+            let v = clew_proto::model::AnyValue {
+                value: Some(any_value::Value::IntValue(i)),
+            };
+            let kv = KeyValue {
+                key: "n".into(),
+                value: Some(v.clone()),
+                ..Default::default()
+            };
+            let mut out = String::new();
+            assert!(write_scalar_term(&mut out, &kv));
+            assert_eq!(out, format!("n={}", value_to_string(&v)));
+        }
+    }
+
+    #[test]
     fn terms_keep_their_order_and_cut_long_ones() {
         let mut terms: Terms = ["a=1", "b=2"].into_iter().collect();
         terms.push(&"x".repeat(MAX_TERM_BYTES + 10));
@@ -735,5 +781,8 @@ mod tests {
         terms.pop();
         assert_eq!(terms.iter().collect::<Vec<_>>(), vec!["a=1", "b=2"]);
         assert_eq!(serde_json::to_string(&terms).unwrap(), r#"["a=1","b=2"]"#);
+        assert_eq!(terms.text_len(), 6);
+        assert_eq!(terms.joined(), "\u{83}a=1\u{83}b=2");
+        assert_eq!(terms.get(2), None);
     }
 }

@@ -5,7 +5,7 @@
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
 use tantivy::schema::{Document, Field, Value};
 
-use super::schema::{self, Fields};
+use super::schema::{self, AttrsLayout, Fields};
 pub use crate::trace_index::span_doc::SpanDoc;
 use crate::trace_index::span_doc::{Terms, TermsIter};
 
@@ -13,12 +13,21 @@ use crate::trace_index::span_doc::{Terms, TermsIter};
 /// the [`SpanDoc`] (its writer indexes any [`Document`] without copying it), where a
 /// `TantivyDocument` would first copy each of the span's ~30 terms into a buffer of its
 /// own. Every field is indexed, nothing is stored.
+///
+/// The attribute terms are one joined value ([`Terms::joined`]: the terms' own buffer, no
+/// copy) that the `attrs`
+/// field's tokenizer splits again: tantivy's writer has per-value costs (it sorts a
+/// document's values by field, walks them once for the fast fields and twice for the doc
+/// store even though nothing is stored, and boxes a token stream per value) that one value
+/// per term paid ~20 times a span. Partitions written before that layout take the same
+/// terms one value each ([`IndexDoc::set_layout`]).
 #[derive(Debug)]
 pub struct IndexDoc {
     doc: SpanDoc,
     service_operation: String,
     /// `tenant\0service\0operation`.
     tenant_operation: String,
+    layout: AttrsLayout,
     fields: FieldIds,
 }
 
@@ -31,7 +40,6 @@ struct FieldIds {
     service: Field,
     operation: Field,
     service_operation: Field,
-    kind: Field,
     error: Field,
     error_text: Field,
     keys: Field,
@@ -47,6 +55,7 @@ impl IndexDoc {
             tenant_operation: tenant_term(doc.tenant.as_str(), &service_operation),
             service_operation,
             doc,
+            layout: AttrsLayout::Joined,
             fields: FieldIds {
                 trace_id: f.trace_id,
                 start: f.start,
@@ -54,7 +63,6 @@ impl IndexDoc {
                 service: f.service,
                 operation: f.operation,
                 service_operation: f.service_operation,
-                kind: f.kind,
                 error: f.error,
                 error_text: f.error_text,
                 keys: f.keys,
@@ -68,6 +76,11 @@ impl IndexDoc {
     /// The UTC day partition of the document.
     pub fn day(&self) -> u32 {
         self.doc.day()
+    }
+
+    /// Feeds the attribute terms the way a partition of `layout` indexes them.
+    pub fn set_layout(&mut self, layout: AttrsLayout) {
+        self.layout = layout;
     }
 }
 
@@ -111,6 +124,7 @@ pub struct IndexDocValues<'a> {
     doc: &'a IndexDoc,
     step: u8,
     key: usize,
+    /// The remaining attribute terms, when fed one value each.
     attrs: TermsIter<'a>,
 }
 
@@ -122,11 +136,12 @@ impl<'a> Iterator for IndexDocValues<'a> {
             doc: d,
             service_operation,
             tenant_operation,
+            layout,
             fields: f,
         } = self.doc;
         loop {
             let step = self.step;
-            self.step = step.saturating_add(1).min(11);
+            self.step = step.saturating_add(1).min(12);
             let item = match step {
                 0 => (f.trace_id, DocValue::Bytes(&d.trace_id)),
                 1 => (f.start, DocValue::U64(d.start_unix_nano)),
@@ -134,7 +149,9 @@ impl<'a> Iterator for IndexDocValues<'a> {
                 3 => (f.service, DocValue::Str(&d.service)),
                 4 => (f.operation, DocValue::Str(&d.operation)),
                 5 => (f.service_operation, DocValue::Str(service_operation)),
-                6 => (f.kind, DocValue::Str(&d.kind)),
+                // No search asks for the span kind: the schema keeps the field (the
+                // partitions' schemas stay as they are), no document fills it.
+                6 => continue,
                 7 if d.error => (f.error, DocValue::Str(schema::ERROR_TERM)),
                 8 if d.error && !d.error_text.is_empty() => {
                     (f.error_text, DocValue::Str(&d.error_text))
@@ -143,11 +160,19 @@ impl<'a> Iterator for IndexDocValues<'a> {
                 9 => (f.tenant, DocValue::Str(d.tenant.as_str())),
                 10 => (f.tenant_operation, DocValue::Str(tenant_operation)),
                 _ => {
+                    // Step 11: the keys, then the joined attribute terms; step 12: done.
                     if let Some(k) = d.keys.get(self.key) {
                         self.key += 1;
+                        self.step = step;
                         return Some((f.keys, DocValue::Str(k)));
                     }
-                    return self.attrs.next().map(|a| (f.attrs, DocValue::Str(a)));
+                    return match layout {
+                        AttrsLayout::Joined => (step == 11 && !d.attrs.is_empty())
+                            .then_some((f.attrs, DocValue::Str(d.attrs.joined()))),
+                        AttrsLayout::PerTerm => {
+                            self.attrs.next().map(|a| (f.attrs, DocValue::Str(a)))
+                        }
+                    };
                 }
             };
             return Some(item);
@@ -340,7 +365,6 @@ mod tests {
             f.service_operation,
             service_operation_term(&d.service, &d.operation),
         );
-        doc.add_text(f.kind, &d.kind);
         if d.error {
             doc.add_text(f.error, schema::ERROR_TERM);
             if !d.error_text.is_empty() {
@@ -376,7 +400,7 @@ mod tests {
                 ("service", f.service),
                 ("operation", f.operation),
                 ("service_operation", f.service_operation),
-                ("kind", f.kind),
+                ("kind", f.schema.get_field(schema::KIND).unwrap()),
                 ("error", f.error),
                 ("error_text", f.error_text),
                 ("keys", f.keys),
@@ -420,15 +444,26 @@ mod tests {
         spans.extend(checkout_trace(trace_id(4), "100", BASE_TIME, false));
         let docs = SpanDoc::from_spans(&spans, &attrs);
         assert!(docs.iter().any(|d| d.error && !d.error_text.is_empty()));
-        let f = Fields::new();
-        let new_index = tantivy::Index::create_in_ram(f.schema.clone());
-        let mut w = new_index
-            .writer_with_num_threads::<IndexDoc>(1, 15_000_000)
-            .unwrap();
-        for d in &docs {
-            w.add_document(IndexDoc::new(d.clone(), &f)).unwrap();
+        assert!(docs.iter().any(|d| d.attrs.len() > 3));
+        // Both layouts of `attrs`: one joined value (new partitions), one value per term.
+        let mut indexes = Vec::new();
+        for layout in [AttrsLayout::Joined, AttrsLayout::PerTerm] {
+            let f = Fields::with_layout(layout);
+            let index = tantivy::Index::create_in_ram(f.schema.clone());
+            schema::register_tokenizers(&index);
+            let mut w = index
+                .writer_with_num_threads::<IndexDoc>(1, 15_000_000)
+                .unwrap();
+            for d in &docs {
+                let mut doc = IndexDoc::new(d.clone(), &f);
+                doc.set_layout(layout);
+                w.add_document(doc).unwrap();
+            }
+            w.commit().unwrap();
+            indexes.push((index, f));
         }
-        w.commit().unwrap();
+        // The reference: a `TantivyDocument` per span, one value per term.
+        let f = Fields::with_layout(AttrsLayout::PerTerm);
         let old_index = tantivy::Index::create_in_ram(f.schema.clone());
         let mut w = old_index
             .writer_with_num_threads::<tantivy::TantivyDocument>(1, 15_000_000)
@@ -437,8 +472,11 @@ mod tests {
             w.add_document(reference_document(d, &f)).unwrap();
         }
         w.commit().unwrap();
-        let new = contents(&new_index, &f);
-        assert!(new.iter().any(|t| t.starts_with("attrs ")));
-        assert_eq!(new, contents(&old_index, &f));
+        let expected = contents(&old_index, &f);
+        assert!(expected.iter().any(|t| t.starts_with("attrs ")));
+        assert!(!expected.iter().any(|t| t.starts_with("kind ")));
+        for (index, f) in &indexes {
+            assert_eq!(contents(index, f), expected);
+        }
     }
 }

@@ -7,12 +7,13 @@
 //! | `trace_id` | bytes, indexed + fast | what searches return (read from the column); the term lets later condition groups filter on the trace ids still alive |
 //! | `start` | u64, fast only | time ranges run on the column (no term per timestamp), newest-first ordering |
 //! | `duration` | u64, fast only | min/max duration ranges |
-//! | `service`, `operation`, `kind` | raw terms | exact filters, `services()` from the term dictionary |
+//! | `service`, `operation` | raw terms | exact filters, `services()` from the term dictionary |
+//! | `kind` | raw terms, no longer filled (nothing searches by span kind) | in the schema so that older partitions keep their schema |
 //! | `service_operation` | raw term `service\0operation` | `service + operation` on one span, `operations(service)` as a prefix range of the dictionary |
 //! | `error` | raw term `1`, error spans only | errors-only; rare, so a short posting list |
 //! | `error_text` | default tokenizer, doc ids only, error spans only | free text over status message, exception type and message |
 //! | `keys` | raw terms `name=value` | business keys (filled in by the enrich stage) |
-//! | `attrs` | raw terms `name=value` | attributes `Common::indexed_attributes` selects (default: every scalar attribute of the span, scope, resource and events; `trace_index::span_doc`) |
+//! | `attrs` | exact terms `name=value`, one joined value per span (`span_doc::Terms::joined`, split by the `clew_terms` tokenizer; `raw`, one value per term, in partitions created before) | attributes `Common::indexed_attributes` selects (default: every scalar attribute of the span, scope, resource and events; `trace_index::span_doc`) |
 //! | `tenant` | raw term, every span | the mandatory tenant clause of every search (`docs/adr/0011-tenants.md`) |
 //! | `tenant_operation` | raw term `tenant\0service\0operation` | `services()` and `operations(service)` of one tenant as prefix ranges |
 //!
@@ -367,7 +368,8 @@ mod upgrade_tests {
             .join(schema::day_dir_name(day));
         std::fs::create_dir_all(&old_dir).unwrap();
         {
-            let fields = schema::Fields::new();
+            // what clew wrote before tenants: per-term `attrs`, no tenant fields
+            let fields = schema::Fields::with_layout(schema::AttrsLayout::PerTerm);
             let mut b = Schema::builder();
             for (_, entry) in fields.schema.fields() {
                 if ![schema::TENANT, schema::TENANT_OPERATION].contains(&entry.name()) {
@@ -381,6 +383,7 @@ mod upgrade_tests {
             doc.add_u64(fields.start, BASE_TIME);
             doc.add_text(fields.service, "legacy");
             doc.add_text(fields.service_operation, "legacy\0Old");
+            doc.add_text(fields.attrs, "host.name=legacy-host");
             w.add_document(doc).unwrap();
             w.commit().unwrap();
             assert!(old.schema().get_field(schema::TENANT).is_err());
@@ -412,6 +415,19 @@ mod upgrade_tests {
         assert_eq!(idx.services(&default).await.unwrap(), ["legacy"]);
         assert!(idx.services(&shop).await.unwrap().is_empty());
         assert_eq!(idx.operations(&default, "legacy").await.unwrap(), ["Old"]);
+        let by_host = TraceQuery {
+            attributes: vec![("host.name".into(), "legacy-host".into())],
+            limit: 100,
+            ..Default::default()
+        };
+        let found = idx.find_trace_ids(&default, &by_host).await.unwrap().hits;
+        assert_eq!(found.len(), 1, "an attribute term of the old partition");
+        assert!(idx
+            .find_trace_ids(&shop, &by_host)
+            .await
+            .unwrap()
+            .hits
+            .is_empty());
 
         // the same day, after the upgrade: both tenants write
         let new_default = span(
@@ -457,5 +473,102 @@ mod upgrade_tests {
             idx.find_trace_ids(&default, &all).await.unwrap().hits.len(),
             2
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::document::{IndexDoc, SpanDoc};
+    use super::schema::{self, AttrsLayout, Fields};
+    use super::*;
+    use crate::conformance::fixtures::{checkout_trace, trace_id, BASE_TIME};
+
+    /// A partition written before the joined `attrs` layout (one value per term, `raw` in
+    /// its schema) opens with its own schema, takes new spans in its layout and answers
+    /// attribute searches over its old and new spans; a new partition is joined.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_per_term_partition_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let common = Common {
+            data_dir: dir.path().to_path_buf(),
+            retention_days: 100_000,
+            indexed_attributes: vec!["*".into()],
+        };
+        let old = checkout_trace(trace_id(1), "old", BASE_TIME, true);
+        let day = schema::day_of(BASE_TIME);
+        let part = dir
+            .path()
+            .join("index/days")
+            .join(schema::day_dir_name(day));
+        std::fs::create_dir_all(&part).unwrap();
+        let legacy = Fields::with_layout(AttrsLayout::PerTerm);
+        let index = tantivy::Index::create_in_dir(&part, legacy.schema.clone()).unwrap();
+        let mut w = index
+            .writer_with_num_threads::<IndexDoc>(1, 15_000_000)
+            .unwrap();
+        for d in SpanDoc::from_spans(&old, &IndexedAttributes::All) {
+            let mut doc = IndexDoc::new(d, &legacy);
+            doc.set_layout(AttrsLayout::PerTerm);
+            w.add_document(doc).unwrap();
+        }
+        w.commit().unwrap();
+        w.wait_merging_threads().unwrap();
+        drop(index);
+
+        let idx = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        let layout = |day| idx.shared.snapshot(day..=day).first().map(|p| p.layout);
+        assert_eq!(layout(day), Some(AttrsLayout::PerTerm));
+        idx.index_spans(checkout_trace(trace_id(2), "new", BASE_TIME, false).into())
+            .await
+            .unwrap();
+        let next_day = BASE_TIME + DAY_NANOS;
+        idx.index_spans(checkout_trace(trace_id(3), "later", next_day, false).into())
+            .await
+            .unwrap();
+        idx.refresh().await.unwrap();
+        assert_eq!(layout(day + 1), Some(AttrsLayout::Joined));
+        let attr = |name: &str, value: &str| TraceQuery {
+            attributes: vec![(name.into(), value.into())],
+            limit: 10,
+            ..Default::default()
+        };
+        let ids = |q| {
+            let idx = &idx;
+            async move {
+                let mut ids: Vec<_> = idx
+                    .find_trace_ids(&Tenant::default(), &q)
+                    .await
+                    .unwrap()
+                    .hits
+                    .into_iter()
+                    .map(|h| h.trace_id)
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        // A resource attribute of every span, and one of the failing span only.
+        let mut all = vec![trace_id(1), trace_id(2), trace_id(3)];
+        all.sort();
+        assert_eq!(ids(attr("host.name", "host-1")).await, all);
+        assert_eq!(ids(attr("db.system", "postgresql")).await.len(), 3);
+        assert_eq!(
+            ids(attr("exception.type", "PaymentDeclinedError")).await,
+            [trace_id(1)]
+        );
+        assert!(ids(attr("host.name", "host-2")).await.is_empty());
+        idx.close().await.unwrap();
+        // Reopened: still per term, still found.
+        let idx = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        assert_eq!(
+            idx.shared.snapshot(day..=day).first().map(|p| p.layout),
+            Some(AttrsLayout::PerTerm)
+        );
+        let found = idx
+            .find_trace_ids(&Tenant::default(), &attr("host.name", "host-1"))
+            .await
+            .unwrap();
+        assert_eq!(found.hits.len(), 3);
+        idx.close().await.unwrap();
     }
 }

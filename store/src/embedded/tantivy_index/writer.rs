@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use super::document::IndexDoc;
 use super::salvage;
-use super::schema::{self, Fields};
+use super::schema::{self, AttrsLayout, Fields};
 use super::wal::Wal;
 use crate::metrics as m;
 use crate::{Damage, Error, Result};
@@ -54,6 +54,8 @@ pub struct Partition {
     pub index: Index,
     pub reader: IndexReader,
     pub dir: PathBuf,
+    /// How its `attrs` field takes a span's terms (older partitions: one value each).
+    pub layout: AttrsLayout,
 }
 
 impl Shared {
@@ -190,15 +192,20 @@ impl Partition {
             Index::create(mmap, fields.schema.clone(), Default::default())
                 .map_err(|e| failed(&e))?
         };
+        schema::register_tokenizers(&index);
         let schema = index.schema();
-        let tenanted = schema == fields.schema;
+        // Partitions of before the joined `attrs` layout take one value per term; field
+        // ids do not depend on the layout.
+        let layout = schema::attrs_layout(&schema);
+        let expected = Fields::with_layout(layout).schema;
+        let tenanted = schema == expected;
         // A partition of before tenants has every field but the tenant ones, with the
         // same ids: the searches' field handles fit it.
         let before_tenants = !tenanted
-            && schema.num_fields() + 2 == fields.schema.num_fields()
+            && schema.num_fields() + 2 == expected.num_fields()
             && schema
                 .fields()
-                .all(|(field, entry)| fields.schema.get_field(entry.name()).ok() == Some(field));
+                .all(|(field, entry)| expected.get_field(entry.name()).ok() == Some(field));
         if !tenanted && !before_tenants {
             return Err(failed(&"its schema is not one this clew knows"));
         }
@@ -213,6 +220,7 @@ impl Partition {
             index,
             reader,
             dir,
+            layout,
         })
     }
 }
@@ -239,6 +247,7 @@ pub enum Command {
 struct DayWriter {
     partition: Arc<Partition>,
     writer: IndexWriter<IndexDoc>,
+    layout: AttrsLayout,
     /// Documents added since the last commit.
     dirty: bool,
 }
@@ -409,10 +418,11 @@ impl Writer {
 
     fn add(&mut self, docs: impl Iterator<Item = IndexDoc>) {
         let mut n = 0u64;
-        for doc in docs {
+        for mut doc in docs {
             let day = doc.day();
             let result = self.writer(day).and_then(|w| {
                 w.dirty = true;
+                doc.set_layout(w.layout);
                 w.writer
                     .add_document(doc)
                     .map_err(|e| Error::unavailable("failed to add index document", e))
@@ -442,6 +452,7 @@ impl Writer {
             self.writers.insert(
                 day,
                 DayWriter {
+                    layout: partition.layout,
                     partition,
                     writer,
                     dirty: false,
