@@ -253,13 +253,13 @@ impl SpanEncoder {
             &mut self.resources,
             &mut self.next_resource,
             &span.resource,
-            |r, b| encode_resource(r, b),
+            encode_resource,
         ));
         buf.extend_from_slice(cached(
             &mut self.scopes,
             &mut self.next_scope,
             &span.scope,
-            |s, b| encode_scope(s, b),
+            encode_scope,
         ));
         encode_tail(span, buf);
     }
