@@ -28,6 +28,10 @@
 
 mod workload;
 
+// `clew serve`'s allocator (jemalloc), so that the count is the server's.
+#[path = "../src/alloc.rs"]
+mod alloc;
+
 use std::sync::Arc;
 
 use clew_collector::decode::{decode_plain, Format};

@@ -19,6 +19,10 @@
 //! `scripts/bench-e2e --agent` uses it against a release `clew agent` in front of a real
 //! Kafka broker, where an acknowledgement means Kafka acknowledged the Avro records
 //! (acks=all).
+//!
+//! `--token TOKEN` sends `authorization: Bearer TOKEN` with every request (OTLP and query
+//! API), for a clew with `[auth]` tokens (the token needs the `ingest` scope, and `read`
+//! unless `--ingest-only`).
 
 mod workload;
 
@@ -42,6 +46,7 @@ struct Args {
     seed: u64,
     ingest_only: bool,
     jaeger: bool,
+    token: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -55,6 +60,7 @@ fn parse_args() -> Args {
         seed: 1,
         ingest_only: false,
         jaeger: false,
+        token: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -76,6 +82,7 @@ fn parse_args() -> Args {
             "--seed" => a.seed = val().parse().expect("--seed N"),
             "--ingest-only" => a.ingest_only = true,
             "--jaeger" => a.jaeger = true,
+            "--token" => a.token = Some(val()),
             "--bench" => {} // passed by `cargo bench`
             other => panic!("unknown argument {other}"),
         }
@@ -196,7 +203,23 @@ async fn main() {
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
-    let http = reqwest::Client::new();
+    let bearer = args.token.as_ref().map(|t| format!("Bearer {t}"));
+    let http = {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(b) = &bearer {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                b.parse().expect("--token: a header value"),
+            );
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    };
+    let bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = bearer
+        .as_deref()
+        .map(|b| b.parse().expect("--token: a header value"));
     let freshness: Arc<Mutex<Vec<f64>>> = Arc::default();
     let (fresh_tx, mut fresh_rx) = tokio::sync::mpsc::channel::<(String, Instant)>(64);
 
@@ -243,16 +266,18 @@ async fn main() {
         let mut grpc = tonic::client::Grpc::new(channel.clone());
         let path = path.clone();
         let fresh_tx = fresh_tx.clone();
+        let bearer = bearer.clone();
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some(b) = batches.get(i) else { break };
                 loop {
                     grpc.ready().await.expect("channel ready");
-                    match grpc
-                        .unary(tonic::Request::new(b.body.clone()), path.clone(), RawCodec)
-                        .await
-                    {
+                    let mut request = tonic::Request::new(b.body.clone());
+                    if let Some(v) = &bearer {
+                        request.metadata_mut().insert("authorization", v.clone());
+                    }
+                    match grpc.unary(request, path.clone(), RawCodec).await {
                         Ok(resp) => {
                             let r = resp.into_inner();
                             if let Some(p) = r.partial_success {

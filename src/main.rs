@@ -2,6 +2,7 @@
 //! libraries (`clew-collector`, `clew-store`, `clew-query`) do the work.
 
 mod agent;
+mod alloc;
 mod auth;
 mod config;
 mod serve;

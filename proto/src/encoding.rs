@@ -162,6 +162,14 @@ fn put_fixed64(tag: u32, v: u64, buf: &mut Vec<u8>) {
 
 /// Appends the stored form of `span` (version byte + body) to `buf`.
 pub fn encode_span(span: &Span, buf: &mut Vec<u8>) {
+    encode_head(span, buf);
+    encode_resource(&span.resource, buf);
+    encode_scope(&span.scope, buf);
+    encode_tail(span, buf);
+}
+
+/// Fields 1–17: the span's own, before its resource.
+fn encode_head(span: &Span, buf: &mut Vec<u8>) {
     buf.reserve(256);
     buf.push(FORMAT_V1);
     put_bytes(1, span.trace_id.as_bytes(), buf);
@@ -183,16 +191,20 @@ pub fn encode_span(span: &Span, buf: &mut Vec<u8>) {
     put_u32(15, span.dropped_links_count, buf);
     put_i32(16, span.status_code.as_i32(), buf);
     put_str(17, &span.status_message, buf);
+}
 
-    let r = &*span.resource;
+/// Fields 18 and 19: the resource and its schema URL.
+fn encode_resource(r: &Resource, buf: &mut Vec<u8>) {
     // Always written (even when empty) so that "no resource" and "empty resource" decode alike.
     pe::encode_key(18, WireType::LengthDelimited, buf);
     pe::encode_varint(resource_body_len(r) as u64, buf);
     pe::message::encode_repeated(1, &r.attributes, buf);
     put_u32(2, r.dropped_attributes_count, buf);
     put_str(19, &r.schema_url, buf);
+}
 
-    let s = &*span.scope;
+/// Fields 20 and 21: the scope and its schema URL.
+fn encode_scope(s: &Scope, buf: &mut Vec<u8>) {
     pe::encode_key(20, WireType::LengthDelimited, buf);
     pe::encode_varint(scope_body_len(s) as u64, buf);
     put_str(1, &s.name, buf);
@@ -200,7 +212,10 @@ pub fn encode_span(span: &Span, buf: &mut Vec<u8>) {
     pe::message::encode_repeated(3, &s.attributes, buf);
     put_u32(4, s.dropped_attributes_count, buf);
     put_str(21, &s.schema_url, buf);
+}
 
+/// Fields 22–24: service name, business keys, repairs.
+fn encode_tail(span: &Span, buf: &mut Vec<u8>) {
     put_str(22, &span.service_name, buf);
     for key in &span.business_keys {
         let len = str_len(1, &key.name) + str_len(2, &key.value);
@@ -210,6 +225,71 @@ pub fn encode_span(span: &Span, buf: &mut Vec<u8>) {
         put_str(2, &key.value, buf);
     }
     put_u32(24, span.repairs, buf);
+}
+
+/// How many resources (and as many scopes) a [`SpanEncoder`] keeps encoded: a write batch
+/// holds the spans of a few services, interleaved by trace.
+const ENCODER_CACHE: usize = 8;
+
+/// Encodes spans exactly as [`encode_span`] does, but the resource and scope of spans that
+/// share them (the same `Arc`, as the spans of one request do) are encoded once and then
+/// copied: every cell still holds its span's resource and scope (ADR 0003), only the work
+/// of encoding them again is saved. The cache holds its own `Arc`s, so a pointer is never
+/// mistaken for a freed one's successor.
+#[derive(Default)]
+pub struct SpanEncoder {
+    resources: Vec<(Arc<Resource>, Vec<u8>)>,
+    scopes: Vec<(Arc<Scope>, Vec<u8>)>,
+    /// The next entry to replace once a cache is full (each cache its own).
+    next_resource: usize,
+    next_scope: usize,
+}
+
+impl SpanEncoder {
+    /// Appends the stored form of `span` to `buf`, the same bytes as [`encode_span`].
+    pub fn encode(&mut self, span: &Span, buf: &mut Vec<u8>) {
+        encode_head(span, buf);
+        buf.extend_from_slice(cached(
+            &mut self.resources,
+            &mut self.next_resource,
+            &span.resource,
+            encode_resource,
+        ));
+        buf.extend_from_slice(cached(
+            &mut self.scopes,
+            &mut self.next_scope,
+            &span.scope,
+            encode_scope,
+        ));
+        encode_tail(span, buf);
+    }
+}
+
+/// The encoded bytes of `value`, from the cache or encoded into it.
+fn cached<'c, T>(
+    cache: &'c mut Vec<(Arc<T>, Vec<u8>)>,
+    next: &mut usize,
+    value: &Arc<T>,
+    encode: impl FnOnce(&T, &mut Vec<u8>),
+) -> &'c [u8] {
+    let i = match cache.iter().position(|(v, _)| Arc::ptr_eq(v, value)) {
+        Some(i) => i,
+        None => {
+            let mut bytes = Vec::new();
+            encode(value, &mut bytes);
+            let entry = (value.clone(), bytes);
+            if cache.len() < ENCODER_CACHE {
+                cache.push(entry);
+                cache.len() - 1
+            } else {
+                let i = *next;
+                *next = (i + 1) % ENCODER_CACHE;
+                cache[i] = entry;
+                i
+            }
+        }
+    };
+    &cache[i].1
 }
 
 /// The stored form of `span` as a new buffer.
@@ -459,6 +539,60 @@ mod tests {
             Err(DecodeError::UnknownVersion(9))
         ));
         assert!(decode_span(&[1, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn the_caching_encoder_writes_the_same_bytes() {
+        // the golden cell, from a fresh encoder and from one with the resource cached
+        let golden = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/span_v1.bin"
+        ))
+        .expect("golden file present");
+        let span = full_span();
+        let mut enc = SpanEncoder::default();
+        for _ in 0..2 {
+            let mut buf = Vec::new();
+            enc.encode(&span, &mut buf);
+            assert_eq!(buf, golden);
+        }
+        // more resources and scopes than the cache holds, interleaved, some shared by
+        // pointer and some only equal: every cell as `encode_span` writes it
+        let resources: Vec<Arc<Resource>> = (0..ENCODER_CACHE as u32 + 3)
+            .map(|i| {
+                Arc::new(Resource {
+                    dropped_attributes_count: i,
+                    ..(*span.resource).clone()
+                })
+            })
+            .collect();
+        let scopes: Vec<Arc<Scope>> = (0..ENCODER_CACHE + 2)
+            .map(|i| {
+                Arc::new(Scope {
+                    version: format!("1.{i}"),
+                    ..(*span.scope).clone()
+                })
+            })
+            .collect();
+        for round in 0..3 {
+            for (i, r) in resources.iter().enumerate() {
+                let s = Span {
+                    resource: if round == 1 {
+                        Arc::new((**r).clone())
+                    } else {
+                        r.clone()
+                    },
+                    scope: scopes[(i * 7 + round) % scopes.len()].clone(),
+                    span_id: SpanId([i as u8; 8]),
+                    ..full_span()
+                };
+                let mut buf = vec![0xAA]; // appends, as encode_span does
+                enc.encode(&s, &mut buf);
+                let mut want = vec![0xAA];
+                encode_span(&s, &mut want);
+                assert_eq!(buf, want, "round {round}, resource {i}");
+            }
+        }
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //!
 //! Most text holds no secret, so every detector sits behind a check that costs one pass
 //! over the bytes and allocates nothing: the card detector runs only on text with at least
-//! 13 ASCII digits; the bearer, JWT and query-string detectors only where one
-//! Aho-Corasick automaton (ASCII case-insensitive) finds their literal (`bearer`, `eyJ`,
-//! `token=`…); the configured patterns only where their `RegexSet` matches. Only then are
-//! the exact regexes run and the matches collected.
+//! 13 ASCII digits; the bearer, JWT and query-string detectors only where one walk of an
+//! Aho-Corasick DFA (ASCII case-insensitive, every occurrence, [`super::keys::for_each_match`])
+//! finds their literal (`bearer`, `eyJ`, `token=`…); the configured patterns only where
+//! their `RegexSet` matches. Only then are the exact regexes run and the matches collected.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::dfa::DFA;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use super::config::Detector;
+use super::keys::{for_each_match, literal_dfa};
 
 /// Card numbers have at most 19 digits and at least 13.
 const CARD_MIN_DIGITS: usize = 13;
@@ -51,7 +52,7 @@ pub struct TextDetectors {
     jwt: Option<(usize, Regex)>,
     url: Option<(usize, Regex)>,
     /// Literals of bearer, JWT and query-string secrets; each pattern's detector.
-    literals: Option<(AhoCorasick, Vec<Detector>)>,
+    literals: Option<(DFA, Vec<Detector>)>,
     /// The configured patterns, all at once, then one by one.
     set: Option<RegexSet>,
     patterns: Vec<(usize, Regex)>,
@@ -111,14 +112,8 @@ impl TextDetectors {
         let literals = if literals.is_empty() {
             None
         } else {
-            // a DFA: a few dozen short literals, searched in every string value
-            let ac = AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .kind(Some(AhoCorasickKind::DFA))
-                .match_kind(MatchKind::Standard)
-                .build(&literals)
-                .expect("literal automaton builds");
-            Some((ac, kinds))
+            // a DFA: a few dozen short literals, walked over every string value
+            Some((literal_dfa(&literals), kinds))
         };
         let set = if patterns.is_empty() {
             None
@@ -171,7 +166,7 @@ impl TextDetectors {
     fn scan(&self, text: &str, hits: &mut Option<Vec<Hit>>, first_only: bool) {
         let push = |h: Hit, hits: &mut Option<Vec<Hit>>| hits.get_or_insert_with(Vec::new).push(h);
         if let Some(rule) = self.card {
-            if count_digits(text.as_bytes()) >= CARD_MIN_DIGITS {
+            if text.len() >= CARD_MIN_DIGITS && count_digits(text.as_bytes()) >= CARD_MIN_DIGITS {
                 card_numbers(text.as_bytes(), |start, end| {
                     push(Hit { start, end, rule }, hits)
                 });
@@ -180,19 +175,19 @@ impl TextDetectors {
                 }
             }
         }
-        if let Some((ac, kinds)) = self.literals.as_ref().filter(|(ac, _)| ac.is_match(text)) {
+        if let Some((dfa, kinds)) = &self.literals {
             let (mut bearer, mut jwt, mut url) = (false, false, false);
-            for m in ac.find_iter(text) {
-                match kinds[m.pattern().as_usize()] {
+            // every occurrence, overlapping ones too: never fewer detectors run than a
+            // leftmost search would start
+            for_each_match(dfa, text.as_bytes(), |pattern, start| {
+                match kinds[pattern] {
                     Detector::BearerToken => bearer = true,
-                    Detector::Jwt => jwt = text.as_bytes()[m.start()..].starts_with(b"eyJ") || jwt,
+                    Detector::Jwt => jwt = jwt || text.as_bytes()[start..].starts_with(b"eyJ"),
                     Detector::UrlSecret => url = true,
                     Detector::CardNumber => {}
                 }
-                if bearer && jwt && url {
-                    break;
-                }
-            }
+                !(bearer && jwt && url)
+            });
             for (on, found) in [(bearer, &self.bearer), (jwt, &self.jwt), (url, &self.url)] {
                 if let (true, Some((rule, re))) = (on, found) {
                     if capture_hits(re, *rule, text, hits, first_only) && first_only {

@@ -29,6 +29,7 @@ pub mod config;
 pub mod detectors;
 pub mod keys;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use clew_proto::model::{any_value::Value, value_to_string, AnyValue, KeyValue};
@@ -168,9 +169,10 @@ impl Redactor {
         let mut counts = vec![0u64; self.rules.len()];
         let mut touched = Touched::new(self.rules.len());
         let mut shared = SharedCache::default();
+        let mut memo = Memo::default();
         for span in spans {
             touched.clear();
-            self.redact_span(span, &mut touched, &mut counts, &mut shared);
+            self.redact_span(span, &mut touched, &mut counts, &mut shared, &mut memo);
             if touched.any() {
                 self.mark(span, &touched);
             }
@@ -188,11 +190,13 @@ impl Redactor {
         touched: &mut Touched,
         counts: &mut [u64],
         shared: &mut SharedCache,
+        memo: &mut Memo,
     ) {
         let mut r = Run {
             redactor: self,
             touched,
             counts,
+            memo: Some(memo),
         };
         r.text_field(&mut span.name);
         r.text_field(&mut span.status_message);
@@ -260,6 +264,7 @@ impl Redactor {
             redactor: self,
             touched: &mut touched,
             counts,
+            memo: None,
         };
         let value = build(&mut run);
         Some((Arc::new(value), touched))
@@ -376,14 +381,67 @@ fn is_number(v: Option<&AnyValue>) -> bool {
     )
 }
 
-/// One span's pass: the rules that touched it and the batch's counts.
+/// One span's pass: the rules that touched it, the batch's counts and memo (none for the
+/// once-per-batch resources and scopes).
 struct Run<'a> {
     redactor: &'a Redactor,
     touched: &'a mut Touched,
     counts: &'a mut [u64],
+    memo: Option<&'a mut Memo>,
+}
+
+/// Entries a [`Memo`] holds at most, each kind; later keys and texts are checked without
+/// being remembered.
+const MEMO_ENTRIES: usize = 2048;
+
+/// Texts longer than this are never remembered (they rarely repeat, and a long one would
+/// cost more to hash and copy than to scan).
+const MEMO_TEXT_BYTES: usize = 96;
+
+/// What one batch learned about its keys and texts. The spans of a request repeat the same
+/// attribute keys and many of the same values (methods, routes, host names), and a hash
+/// lookup costs less than walking the key automaton or the value detectors again. Both
+/// are pure functions of the text, so a remembered answer is the answer: which key rule
+/// matches a key (or none), and that a text holds nothing any value rule finds (texts with
+/// a match are never remembered and are scanned every time).
+#[derive(Default)]
+struct Memo {
+    keys: HashMap<Box<str>, Option<(usize, bool)>, foldhash::fast::RandomState>,
+    clean: HashSet<Box<str>, foldhash::fast::RandomState>,
+}
+
+impl Memo {
+    fn key(&mut self, keys: &KeyMatcher, key: &str) -> Option<(usize, bool)> {
+        if let Some(found) = self.keys.get(key) {
+            return *found;
+        }
+        let found = keys.find(key);
+        if self.keys.len() < MEMO_ENTRIES {
+            self.keys.insert(key.into(), found);
+        }
+        found
+    }
+
+    fn is_clean(&self, text: &str) -> bool {
+        text.len() <= MEMO_TEXT_BYTES && self.clean.contains(text)
+    }
+
+    fn note_clean(&mut self, text: &str) {
+        if text.len() <= MEMO_TEXT_BYTES && self.clean.len() < MEMO_ENTRIES {
+            self.clean.insert(text.into());
+        }
+    }
 }
 
 impl Run<'_> {
+    /// The key rule for `key` (through the batch's memo when there is one).
+    fn key_rule(&mut self, key: &str) -> Option<(usize, bool)> {
+        match &mut self.memo {
+            Some(memo) => memo.key(&self.redactor.keys, key),
+            None => self.redactor.keys.find(key),
+        }
+    }
+
     fn hit(&mut self, rule: usize) {
         self.touched.set(rule);
         self.counts[rule] += 1;
@@ -399,7 +457,7 @@ impl Run<'_> {
             return true;
         }
         let r = self.redactor;
-        if let Some((rule, numbers)) = r.keys.find(&kv.key) {
+        if let Some((rule, numbers)) = self.key_rule(&kv.key) {
             if !numbers && is_number(kv.value.as_ref()) {
                 return true;
             }
@@ -472,7 +530,14 @@ impl Run<'_> {
 
     fn text(&mut self, s: &str, may_drop: bool) -> Redacted {
         let r = self.redactor;
+        // no rule matches empty text (empty matches are skipped, `capture_hits`)
+        if s.is_empty() || self.memo.as_ref().is_some_and(|m| m.is_clean(s)) {
+            return Redacted::Unchanged;
+        }
         let Some(hits) = r.text.find(s) else {
+            if let Some(memo) = &mut self.memo {
+                memo.note_clean(s);
+            }
             return Redacted::Unchanged;
         };
         let mut out = String::with_capacity(s.len());

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use clew_proto::encoding::encode_span;
+use clew_proto::encoding::SpanEncoder;
 use clew_proto::{RejectReason, Span, Tenant};
 
 use crate::metrics as m;
@@ -106,6 +106,8 @@ pub struct Admission {
     seen: HashMap<(usize, [u8; CELL_SUFFIX_LEN]), bool>,
     outcome: WriteOutcome,
     scratch: Vec<u8>,
+    /// Encodes each resource and scope of the batch once (the cells are unchanged).
+    encoder: SpanEncoder,
 }
 
 impl Admission {
@@ -117,6 +119,7 @@ impl Admission {
             seen: HashMap::new(),
             outcome: WriteOutcome::default(),
             scratch: Vec::with_capacity(1024),
+            encoder: SpanEncoder::default(),
         }
     }
 
@@ -168,7 +171,7 @@ impl Admission {
             return Ok(None);
         }
         self.scratch.clear();
-        encode_span(span, &mut self.scratch);
+        self.encoder.encode(span, &mut self.scratch);
         let len = self.scratch.len() as u64;
         let caps = self.caps;
         let trace = &mut self.traces[slot];
