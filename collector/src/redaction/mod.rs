@@ -390,13 +390,15 @@ struct Run<'a> {
     memo: Option<&'a mut Memo>,
 }
 
-/// Entries a [`Memo`] holds at most, each kind; later keys and texts are checked without
-/// being remembered.
-const MEMO_ENTRIES: usize = 2048;
+/// Keys and texts a [`Memo`] holds at most (a batch's distinct attribute keys are a few
+/// dozen; its short values many more); later ones are checked without being remembered.
+/// Each is 7/8 of a power of two: the tables are allocated at that size once per batch.
+const MEMO_KEYS: usize = 224;
+const MEMO_TEXTS: usize = 896;
 
-/// Texts longer than this are never remembered (they rarely repeat, and a long one would
-/// cost more to hash and copy than to scan).
-const MEMO_TEXT_BYTES: usize = 96;
+/// Texts (and keys) longer than this are never remembered (they rarely repeat, and a long
+/// one would cost more to hash and copy than to scan).
+const MEMO_TEXT_BYTES: usize = 64;
 
 /// What one batch learned about its keys and texts. The spans of a request repeat the same
 /// attribute keys and many of the same values (methods, routes, host names), and a hash
@@ -404,31 +406,94 @@ const MEMO_TEXT_BYTES: usize = 96;
 /// are pure functions of the text, so a remembered answer is the answer: which key rule
 /// matches a key (or none), and that a text holds nothing any value rule finds (texts with
 /// a match are never remembered and are scanned every time).
-#[derive(Default)]
+///
+/// The memo allocates once per batch, not per span: its tables are sized for
+/// [`MEMO_KEYS`] and [`MEMO_TEXTS`] up front and hold texts inline ([`ShortText`]), so a clean span costs no
+/// allocation (`tests/redaction_alloc.rs`).
 struct Memo {
-    keys: HashMap<Box<str>, Option<(usize, bool)>, foldhash::fast::RandomState>,
-    clean: HashSet<Box<str>, foldhash::fast::RandomState>,
+    keys: HashMap<ShortText, Option<(usize, bool)>, foldhash::fast::RandomState>,
+    clean: HashSet<ShortText, foldhash::fast::RandomState>,
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        let table = || foldhash::fast::RandomState::default();
+        Memo {
+            keys: HashMap::with_capacity_and_hasher(MEMO_KEYS, table()),
+            clean: HashSet::with_capacity_and_hasher(MEMO_TEXTS, table()),
+        }
+    }
+}
+
+/// A text of at most [`MEMO_TEXT_BYTES`] held inline; hashes and compares as its bytes, so
+/// the tables are looked up by `&[u8]`.
+#[derive(Clone, Copy)]
+struct ShortText {
+    len: u8,
+    bytes: [u8; MEMO_TEXT_BYTES],
+}
+
+impl ShortText {
+    fn new(text: &str) -> Option<ShortText> {
+        let len = text.len();
+        (len <= MEMO_TEXT_BYTES).then(|| {
+            let mut bytes = [0; MEMO_TEXT_BYTES];
+            bytes[..len].copy_from_slice(text.as_bytes());
+            ShortText {
+                len: len as u8,
+                bytes,
+            }
+        })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl PartialEq for ShortText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for ShortText {}
+
+impl std::hash::Hash for ShortText {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state)
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for ShortText {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
 }
 
 impl Memo {
     fn key(&mut self, keys: &KeyMatcher, key: &str) -> Option<(usize, bool)> {
-        if let Some(found) = self.keys.get(key) {
+        if let Some(found) = self.keys.get(key.as_bytes()) {
             return *found;
         }
         let found = keys.find(key);
-        if self.keys.len() < MEMO_ENTRIES {
-            self.keys.insert(key.into(), found);
+        if self.keys.len() < MEMO_KEYS {
+            if let Some(short) = ShortText::new(key) {
+                self.keys.insert(short, found);
+            }
         }
         found
     }
 
     fn is_clean(&self, text: &str) -> bool {
-        text.len() <= MEMO_TEXT_BYTES && self.clean.contains(text)
+        text.len() <= MEMO_TEXT_BYTES && self.clean.contains(text.as_bytes())
     }
 
     fn note_clean(&mut self, text: &str) {
-        if text.len() <= MEMO_TEXT_BYTES && self.clean.len() < MEMO_ENTRIES {
-            self.clean.insert(text.into());
+        if self.clean.len() < MEMO_TEXTS {
+            if let Some(short) = ShortText::new(text) {
+                self.clean.insert(short);
+            }
         }
     }
 }
