@@ -247,7 +247,6 @@ pub enum Command {
 struct DayWriter {
     partition: Arc<Partition>,
     writer: IndexWriter<IndexDoc>,
-    layout: AttrsLayout,
     /// Documents added since the last commit.
     dirty: bool,
 }
@@ -422,7 +421,7 @@ impl Writer {
             let day = doc.day();
             let result = self.writer(day).and_then(|w| {
                 w.dirty = true;
-                doc.set_layout(w.layout);
+                doc.set_layout(w.partition.layout);
                 w.writer
                     .add_document(doc)
                     .map_err(|e| Error::unavailable("failed to add index document", e))
@@ -452,7 +451,6 @@ impl Writer {
             self.writers.insert(
                 day,
                 DayWriter {
-                    layout: partition.layout,
                     partition,
                     writer,
                     dirty: false,
