@@ -400,15 +400,7 @@ async fn every_listener_checks_tokens_and_scopes_and_a_removed_token_is_revoked(
     }
 
     // failures are counted per listener and reason
-    let metrics = http
-        .get(clew.api_url("/metrics"))
-        .bearer_auth(READ)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = clew.metrics(Some(READ)).await;
     for line in [
         "clew_auth_failures_total{listener=\"otlp_http\",reason=\"missing_token\"}",
         "clew_auth_failures_total{listener=\"otlp_grpc\",reason=\"insufficient_scope\"}",

@@ -55,12 +55,7 @@ async fn readyz(clew: &Clew) -> String {
 }
 
 async fn quarantined_metric(clew: &Clew, part: &str) -> f64 {
-    let text = reqwest::get(clew.api_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let text = clew.metrics(None).await;
     let series = format!("clew_storage_quarantined_total{{part=\"{part}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))

@@ -87,12 +87,7 @@ fn instances<'a>(answer: &'a Value, service: &str) -> Vec<&'a Value> {
 async fn wait_metric_line(clew: &Clew, line: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let metrics = reqwest::get(clew.api_url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = clew.metrics(None).await;
         if metrics.lines().any(|l| l == line) {
             return;
         }

@@ -195,12 +195,7 @@ fn rate(r: &SamplingStrategyResponse) -> Option<f64> {
 }
 
 async fn reload_errors(clew: &Clew, reason: &str) -> f64 {
-    let text = reqwest::get(clew.api_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let text = clew.metrics(None).await;
     metric_value(
         &text,
         "clew_sampling_strategies_reload_errors_total",
@@ -366,12 +361,7 @@ async fn remote_sampling_answers_like_jaeger_v2() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(rate(&grpc_get(&clew_grpc, "checkout").await), Some(0.3));
-    let last = reqwest::get(clew.api_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let last = clew.metrics(None).await;
     assert!(
         metric_value(
             &last,

@@ -377,12 +377,7 @@ async fn secrets_never_reach_the_disk_and_hashed_values_stay_searchable() {
         assert_eq!(status, 200, "{query}: {body}");
         assert!(trace_ids(&body).is_empty(), "{query}: {body}");
     }
-    let metrics = reqwest::get(clew.api_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = clew.metrics(None).await;
     for rule in [
         "email",
         "password",

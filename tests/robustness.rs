@@ -443,12 +443,7 @@ async fn per_trace_cap_from_the_config_file_holds() {
     assert_eq!(span_ids(&t).len(), 10);
     assert_eq!(t["truncated"], true);
     // The rejections are counted by reason.
-    let metrics = reqwest::get(clew.api_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = clew.metrics(None).await;
     let line = metrics
         .lines()
         .find(|l| {

@@ -401,15 +401,7 @@ async fn a_tenant_past_its_rate_limit_is_told_when_to_retry() {
     })
     .await;
     assert_eq!(trace_ids(&body).len(), 1, "{body}");
-    let metrics = http
-        .get(clew.api_url("/metrics"))
-        .bearer_auth(SHOP)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = clew.metrics(Some(SHOP)).await;
     let line = metrics
         .lines()
         .find(|l| {

@@ -200,6 +200,21 @@ impl Clew {
         (status, body)
     }
 
+    /// The text of `/metrics`, asked with `token` as a bearer token when given; panics
+    /// when it cannot be read.
+    pub async fn metrics(&self, token: Option<&str>) -> String {
+        let mut req = reqwest::Client::new().get(self.api_url("/metrics"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the /metrics body")
+    }
+
     /// Polls `path` until `ready(body)` holds; panics after `timeout`. (Freshness is a
     /// target measured in benchmarks; tests only wait for it.)
     pub async fn wait_for(
