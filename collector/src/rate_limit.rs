@@ -3,8 +3,9 @@
 //! span count is known) and before anything is queued. A request past the bucket is
 //! refused whole — 429 with `Retry-After` over HTTP, `RESOURCE_EXHAUSTED` with a
 //! `google.rpc.RetryInfo` over gRPC, as OTLP's throttling rules ask — so nothing of it is
-//! acknowledged and the client sends it again later. Counted per tenant in
-//! `clew_tenant_throttled_total{tenant}` (tenants are configured names, a bounded set).
+//! acknowledged and the client sends it again later. The spans refused are counted per
+//! tenant in `clew_tenant_throttled_spans_total{tenant}` (tenants are configured names, a
+//! bounded set).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
