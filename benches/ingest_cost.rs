@@ -95,7 +95,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let common = Common {
         data_dir: dir.path().to_path_buf(),
-        retention_days: 7,
+        retention: clew_store::RetentionClasses::uniform(7),
         indexed_attributes,
     };
     // Opened directly: the configuration's validation keeps the interval ≤ 1.5 s.

@@ -124,7 +124,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let common = Common {
         data_dir: dir.path().to_path_buf(),
-        retention_days: 7,
+        retention: clew_store::RetentionClasses::uniform(7),
         // `--indexed-attributes all` (the default configuration) or `listed` (the three
         // names the workload's searches use: the index before every attribute was indexed)
         indexed_attributes: match arg_str("--indexed-attributes", "all").as_str() {

@@ -387,9 +387,41 @@ impl Config {
     pub fn storage_common(&self) -> clew_store::Common {
         clew_store::Common {
             data_dir: self.data_dir.clone(),
-            retention_days: self.retention_days,
+            retention: self.retention_classes(),
             indexed_attributes: self.indexed_attributes.clone(),
         }
+    }
+
+    /// The global `retention_days` and the tenants of `[[collector.tenants]]` that set
+    /// their own (the entries are validated: a name that does not parse is left out).
+    pub fn retention_classes(&self) -> clew_store::RetentionClasses {
+        clew_store::RetentionClasses::new(
+            self.retention_days,
+            self.collector.tenants.iter().filter_map(|t| {
+                Some((clew_proto::Tenant::parse(&t.name).ok()?, t.retention_days?))
+            }),
+        )
+    }
+
+    /// The retention classes in force, as `#` comment lines for `clew config`.
+    pub fn describe_retention(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::from(
+            "# retention classes (days each tenant's traces are kept; [[collector.tenants]] retention_days):\n",
+        );
+        for (class, days, tenants) in self.retention_classes().classes() {
+            let who = if class == clew_store::RetentionClass::Default {
+                "default class (retention_days): every other tenant".to_string()
+            } else {
+                tenants
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(out, "#   {days} days: {who}");
+        }
+        out
     }
 }
 

@@ -83,6 +83,7 @@ fn run(cli: Cli) -> Result<()> {
             let config = config::Config::load(&args.overrides)?;
             print!("{}", toml::to_string_pretty(&config)?);
             print!("\n{}", config.redaction.describe());
+            print!("\n{}", config.describe_retention());
             Ok(())
         }
     }

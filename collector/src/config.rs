@@ -47,10 +47,11 @@ pub struct CollectorConfig {
     /// Attribute names whose values become business keys (`order_id`, `user_id`, …).
     #[serde(default)]
     pub business_keys: Vec<String>,
-    /// `[[collector.tenants]]`: per-tenant ingest rate limits (`crate::rate_limit`); a
-    /// tenant without an entry is not limited.
+    /// `[[collector.tenants]]`: per-tenant ingest rate limits (`crate::rate_limit`) and
+    /// retention (`retention_days`, applied by the store and index); a tenant without an
+    /// entry is not limited and keeps the global `retention_days`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tenants: Vec<crate::rate_limit::TenantLimits>,
+    pub tenants: Vec<crate::rate_limit::TenantSettings>,
     /// A batch is written once it holds this many spans…
     #[serde(default = "default_batch_max_spans")]
     pub batch_max_spans: usize,

@@ -58,8 +58,9 @@ use crate::{Error, Result, SpanStore, TraceIndex};
 pub struct Common {
     /// Directory under which embedded backends keep their files.
     pub data_dir: PathBuf,
-    /// Data older than this is dropped (whole buckets / partitions).
-    pub retention_days: u32,
+    /// How long each tenant's data is kept: the global `retention_days` and the tenants'
+    /// retention classes (whole buckets / partitions are dropped, HBase cells expire).
+    pub retention: crate::RetentionClasses,
     /// Attribute names indexed as exact `name=value` terms (besides business keys).
     pub indexed_attributes: Vec<String>,
 }
@@ -358,7 +359,7 @@ mod tests {
         let config = StoreConfig::Hbase(HbaseStoreConfig::new(vec!["h:1".into()]));
         let common = Common {
             data_dir: std::env::temp_dir(),
-            retention_days: 1,
+            retention: crate::RetentionClasses::uniform(1),
             indexed_attributes: vec![],
         };
         let err = open_span_store(&config, &common).err().unwrap().to_string();
@@ -376,7 +377,7 @@ mod tests {
         let config = IndexConfig::Opensearch(OpenSearchIndexConfig::new(vec!["http://h:1".into()]));
         let common = Common {
             data_dir: std::env::temp_dir(),
-            retention_days: 1,
+            retention: crate::RetentionClasses::uniform(1),
             indexed_attributes: vec![],
         };
         let err = open_trace_index(&config, &common)

@@ -36,6 +36,7 @@ pub mod error;
 pub mod hbase;
 pub mod metrics;
 pub mod opensearch;
+pub mod retention;
 pub mod row_layout;
 pub mod span_store;
 pub mod trace_index;
@@ -49,5 +50,6 @@ pub use config::{
 };
 pub use damage::Damage;
 pub use error::{Error, Result};
+pub use retention::{RetentionClass, RetentionClasses};
 pub use span_store::{SpanStore, StoredTrace, WriteReport};
 pub use trace_index::{SpanConditions, TraceHit, TraceIdPage, TraceIndex, TraceQuery};

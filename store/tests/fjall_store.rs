@@ -29,7 +29,7 @@ fn config(max_spans_per_trace: u32, max_bytes_per_trace: u64) -> EmbeddedStoreCo
 fn common(dir: &Path, retention_days: u32) -> Common {
     Common {
         data_dir: dir.to_path_buf(),
-        retention_days,
+        retention: clew_store::conformance::retention_classes(retention_days),
         indexed_attributes: vec![],
     }
 }

@@ -47,7 +47,7 @@ fn config(table: &str, max_spans_per_trace: u32, max_bytes_per_trace: u64) -> Hb
 async fn open(table: String, params: SuiteParams) -> Arc<dyn SpanStore> {
     let common = Common {
         data_dir: std::env::temp_dir(),
-        retention_days: params.retention_days,
+        retention: clew_store::conformance::retention_classes(params.retention_days),
         indexed_attributes: vec![],
     };
     let store = tokio::task::spawn_blocking(move || {
@@ -203,7 +203,7 @@ async fn unreachable_server_is_retryable() {
     };
     let common = Common {
         data_dir: std::env::temp_dir(),
-        retention_days: 1,
+        retention: clew_store::RetentionClasses::uniform(1),
         indexed_attributes: vec![],
     };
     let err = tokio::task::spawn_blocking(move || HbaseSpanStore::open(&config, &common))

@@ -54,7 +54,7 @@ fn config(urls: Vec<String>, prefix: &str, timeout_ms: u64) -> OpenSearchIndexCo
 fn common() -> Common {
     Common {
         data_dir: std::env::temp_dir(),
-        retention_days: RETENTION_DAYS,
+        retention: clew_store::conformance::trace_index::retention_classes(RETENTION_DAYS),
         indexed_attributes: INDEXED_ATTRIBUTES.iter().map(|s| s.to_string()).collect(),
     }
 }

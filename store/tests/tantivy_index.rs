@@ -17,7 +17,7 @@ use clew_store::{Common, EmbeddedIndexConfig, TraceIndex, TraceQuery};
 fn common(dir: &Path) -> Common {
     Common {
         data_dir: dir.to_path_buf(),
-        retention_days: RETENTION_DAYS,
+        retention: clew_store::conformance::trace_index::retention_classes(RETENTION_DAYS),
         indexed_attributes: INDEXED_ATTRIBUTES.iter().map(|s| s.to_string()).collect(),
     }
 }

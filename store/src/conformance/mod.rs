@@ -9,3 +9,25 @@
 pub mod fixtures;
 pub mod span_store;
 pub mod trace_index;
+
+use crate::RetentionClasses;
+
+/// Tenant in a short retention class in every backend under test.
+pub const SHORT_TENANT: &str = "brief";
+/// Its retention, in days.
+pub const SHORT_DAYS: u32 = 2;
+/// Tenant in a long retention class in every backend under test.
+pub const LONG_TENANT: &str = "archive";
+/// Its retention, in days.
+pub const LONG_DAYS: u32 = 30;
+
+/// The retention classes every backend under test is opened with: `default_days` for
+/// every tenant but [`SHORT_TENANT`] ([`SHORT_DAYS`]) and [`LONG_TENANT`] ([`LONG_DAYS`]).
+/// Only those two tenants' data depends on it, so the other cases are unaffected.
+pub fn retention_classes(default_days: u32) -> RetentionClasses {
+    let t = |name| clew_proto::Tenant::parse(name).expect("a valid tenant name");
+    RetentionClasses::new(
+        default_days,
+        [(t(SHORT_TENANT), SHORT_DAYS), (t(LONG_TENANT), LONG_DAYS)],
+    )
+}

@@ -28,7 +28,8 @@ const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 pub struct SuiteParams {
     /// Per-trace span cap the store must enforce.
     pub max_spans_per_trace: u32,
-    /// Retention the store must apply in `drop_expired`.
+    /// Retention the store must apply in `drop_expired`: the global `retention_days`
+    /// of [`super::retention_classes`], with which the store must be opened.
     pub retention_days: u32,
 }
 
@@ -116,6 +117,7 @@ pub fn cases() -> Vec<Case> {
         size_cap_rejects_and_marks_truncated,
         concurrent_writers_of_one_trace,
         retention_drops_expired_data,
+        retention_classes_expire_apart,
         survives_close_and_reopen,
         ready_when_open,
         state_blobs_are_kept_apart_and_durable,
@@ -531,6 +533,88 @@ pub async fn retention_drops_expired_data(backend: &dyn StoreBackend) {
     let fresh = checkout_trace(trace_id(1102), "order-1102", now_unix_nano(), false);
     write_ok(&store, fresh.clone()).await;
     assert_spans(&fetch(&store, trace_id(1102)).await, &fresh);
+}
+
+/// Tenants in different retention classes ([`super::retention_classes`]): written the
+/// same day, then retention runs at a `now` where only the short class expired: the short
+/// tenant's trace is gone, the long tenant's and the default tenant's stay; later the
+/// default class expires by the global `retention_days` and the long one still stays.
+/// A server-TTL backend drops nothing here (the TTL per class is its own test).
+pub async fn retention_classes_expire_apart(backend: &dyn StoreBackend) {
+    use super::{LONG_DAYS, LONG_TENANT, SHORT_DAYS, SHORT_TENANT};
+    let params = SuiteParams {
+        retention_days: 7,
+        ..SuiteParams::default()
+    };
+    assert!(SHORT_DAYS + 1 < params.retention_days && params.retention_days + 2 < LONG_DAYS);
+    let store = backend.open(params).await;
+    let now = now_unix_nano();
+    let id = trace_id(1701);
+    let plain = checkout_trace(id, "order-1701", now, false);
+    let short = in_tenant(checkout_trace(id, "order-1701s", now, false), SHORT_TENANT);
+    let long = in_tenant(checkout_trace(id, "order-1701l", now, true), LONG_TENANT);
+    write_ok(
+        &store,
+        plain.iter().chain(&short).chain(&long).cloned().collect(),
+    )
+    .await;
+    let (short_t, long_t) = (
+        Tenant::parse(SHORT_TENANT).unwrap(),
+        Tenant::parse(LONG_TENANT).unwrap(),
+    );
+    let got = |t: &Tenant| {
+        let (store, t) = (store.clone(), t.clone());
+        async move { store.get_trace(&t, id).await.expect("get_trace") }
+    };
+    assert_spans(&got(&short_t).await.expect("short tenant's trace"), &short);
+    assert_spans(&got(&long_t).await.expect("long tenant's trace"), &long);
+
+    // past the short class's horizon only
+    let after_short = now + u64::from(SHORT_DAYS + 2) * NANOS_PER_DAY;
+    let dropped = store
+        .drop_expired(after_short)
+        .await
+        .expect("drop_expired past the short class");
+    if backend.capabilities().retention == Retention::ServerTtl {
+        assert_eq!(dropped, 0, "the server expires data, there are no buckets");
+        assert_spans(
+            &got(&short_t).await.expect("short, kept by drop_expired"),
+            &short,
+        );
+        assert_spans(&got(&long_t).await.expect("long tenant's trace"), &long);
+        assert_spans(&fetch(&store, id).await, &plain);
+        return;
+    }
+    assert!(dropped >= 1, "the short class's bucket is dropped");
+    assert_eq!(got(&short_t).await, None, "the short class expired");
+    assert_spans(&got(&long_t).await.expect("long class kept"), &long);
+    assert_spans(&fetch(&store, id).await, &plain);
+
+    // past the global retention: the default class goes, the long class stays
+    let after_default = now + u64::from(params.retention_days + 2) * NANOS_PER_DAY;
+    store
+        .drop_expired(after_default)
+        .await
+        .expect("drop_expired past the default class");
+    assert_eq!(
+        store
+            .get_trace(&Tenant::default(), id)
+            .await
+            .expect("get_trace"),
+        None,
+        "the default class expired by the global retention_days"
+    );
+    assert_spans(&got(&long_t).await.expect("long class still kept"), &long);
+
+    // a late span of the long tenant's trace still lands in its row
+    let mut late = long[0].clone();
+    late.span_id = span_id(0x17_01_99);
+    write_ok(&store, vec![late.clone()]).await;
+    let with_late: Vec<Span> = long.iter().cloned().chain([late]).collect();
+    assert_spans(
+        &got(&long_t).await.expect("long class after a late span"),
+        &with_late,
+    );
 }
 
 /// Durability across a restart: spans, the truncated flag and the per-trace counts are read

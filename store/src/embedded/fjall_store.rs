@@ -13,6 +13,8 @@
 //! keyspace "day-<N>-t"  (the same day, rows of every tenant but `default`)
 //!   tenant(8) ++ trace_id(16) ++ 0x00         → meta: v2 | … as v1 … | tenant name
 //!   tenant(8) ++ trace_id(16) ++ span_id(8) ++ kind(1) → encoded span
+//! keyspace "day-<N>-r<D>", "day-<N>-r<D>-t"   (the same, for tenants of the retention
+//!   class of D days; the two above are the default class, the global retention_days)
 //! ```
 //!
 //! - **Tenants** (`docs/adr/0011-tenants.md`). A row key is `row_layout::RowKey`: the bare
@@ -34,14 +36,17 @@
 //!   the same bucket as the trace's cells and is written in the same atomic batch, so the
 //!   two never disagree after a crash.
 //! - **Retention by buckets.** A trace lives in the bucket of the day its first span was
-//!   ingested; late spans go to the bucket that already holds the trace (found with
-//!   bloom-filtered point reads of the meta key, newest bucket first), so a trace is one
-//!   row in one bucket. `drop_expired` deletes whole keyspaces: no tombstones, no
-//!   compaction debt. A trace whose bucket expired and that receives more spans starts
-//!   over in today's bucket.
-//! - **Fetch by id, no time window.** For each live bucket (a handful: retention days + 1)
-//!   a point read of the meta key, which the bloom filters answer without I/O when the
-//!   trace is not there; then one prefix scan of the bucket that has it.
+//!   ingested, in its tenant's retention class (`crate::retention`); late spans go to the
+//!   bucket that already holds the trace (found with bloom-filtered point reads of the
+//!   meta key, newest bucket first, whatever its class), so a trace is one row in one
+//!   bucket. `drop_expired` deletes whole keyspaces once their class's horizon passed: no
+//!   tombstones, no compaction debt. A trace whose bucket expired and that receives more
+//!   spans starts over in today's bucket.
+//! - **Fetch by id, no time window.** For each live bucket (a handful: retention days + 1
+//!   per class) a point read of the meta key, which the bloom filters answer without I/O
+//!   when the trace is not there; then one prefix scan of the bucket that has it. Every
+//!   class's buckets are read, so a tenant moved to another class between restarts still
+//!   finds what it wrote before.
 //!
 //! # Durability and concurrency
 //!
@@ -69,7 +74,7 @@ use crate::metrics as m;
 use crate::row_layout::{cell_suffix, Meta, RowKey, CELL_SUFFIX_LEN, ROW_KEY_MAX};
 use crate::span_store::admission::{Admission, Caps, WriteOutcome};
 use crate::span_store::blocking::{BlockingBackend, BlockingSpanStore, Retry};
-use crate::{Common, Error, Result, StoredTrace};
+use crate::{Common, Error, Result, RetentionClass, RetentionClasses, StoredTrace};
 
 const BACKEND: &str = "embedded";
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
@@ -90,7 +95,7 @@ pub struct FjallRows {
     /// adapter never runs concurrently.
     buckets: RwLock<Vec<Bucket>>,
     caps: Caps,
-    retention_days: u32,
+    retention: RetentionClasses,
     /// Damaged journals quarantined at open.
     damage: Vec<Damage>,
     /// Keyspace "state": named blobs ([`SpanStore::put_state`]), never a day bucket, so
@@ -106,6 +111,7 @@ const STATE_KEYSPACE: &str = "state";
 #[derive(Clone)]
 struct Bucket {
     day: u64,
+    class: RetentionClass,
     /// Holds the rows of tenants other than `default` (`day-<N>-t`).
     tenanted: bool,
     keyspace: Keyspace,
@@ -143,18 +149,29 @@ fn cell_key(span: &Span) -> Key {
     key(&RowKey::of(span), &cell_suffix(span))
 }
 
-fn bucket_name(day: u64, tenanted: bool) -> String {
+fn bucket_name(day: u64, class: RetentionClass, tenanted: bool) -> String {
     let suffix = if tenanted { TENANTED_SUFFIX } else { "" };
-    format!("{BUCKET_PREFIX}{day}{suffix}")
+    match class.tag() {
+        None => format!("{BUCKET_PREFIX}{day}{suffix}"),
+        Some(tag) => format!("{BUCKET_PREFIX}{day}-{tag}{suffix}"),
+    }
 }
 
-/// `(day, tenanted)` of a bucket name written by [`bucket_name`].
-fn parse_bucket_name(name: &str) -> Option<(u64, bool)> {
+/// `(day, class, tenanted)` of a bucket name written by [`bucket_name`].
+fn parse_bucket_name(name: &str) -> Option<(u64, RetentionClass, bool)> {
     let rest = name.strip_prefix(BUCKET_PREFIX)?;
-    match rest.strip_suffix(TENANTED_SUFFIX) {
-        Some(day) => Some((day.parse().ok()?, true)),
-        None => Some((rest.parse().ok()?, false)),
+    let (rest, tenanted) = match rest.strip_suffix(TENANTED_SUFFIX) {
+        Some(rest) => (rest, true),
+        None => (rest, false),
+    };
+    let (day, class) = match rest.split_once('-') {
+        Some((day, tag)) => (day, RetentionClass::parse_tag(tag)?),
+        None => (rest, RetentionClass::Default),
+    };
+    if !day.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    Some((day.parse().ok()?, class, tenanted))
 }
 
 fn wall_clock_nanos() -> u64 {
@@ -229,7 +246,7 @@ impl FjallSpanStore {
         })?;
         let mut buckets = Vec::new();
         for name in db.list_keyspace_names() {
-            let Some((day, tenanted)) = parse_bucket_name(&name) else {
+            let Some((day, class, tenanted)) = parse_bucket_name(&name) else {
                 continue;
             };
             let keyspace = db
@@ -237,6 +254,7 @@ impl FjallSpanStore {
                 .map_err(unavailable("failed to open span bucket"))?;
             buckets.push(Bucket {
                 day,
+                class,
                 tenanted,
                 keyspace,
             });
@@ -254,7 +272,7 @@ impl FjallSpanStore {
                 max_spans_per_trace: config.max_spans_per_trace,
                 max_bytes_per_trace: config.max_bytes_per_trace,
             },
-            retention_days: common.retention_days,
+            retention: common.retention.clone(),
             damage,
         }))
     }
@@ -310,26 +328,27 @@ impl FjallRows {
             .clone()
     }
 
-    /// The bucket for `day` and the tenants of `tenanted`, created if needed. Called by
-    /// `write` only.
-    fn bucket_for_day(&self, day: u64, tenanted: bool) -> Result<Keyspace> {
+    /// The bucket for `day`, `class` and the tenants of `tenanted`, created if needed.
+    /// Called by `write` only.
+    fn bucket_for_day(&self, day: u64, class: RetentionClass, tenanted: bool) -> Result<Keyspace> {
         if let Some(b) = self
             .buckets
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .rev()
-            .find(|b| b.day == day && b.tenanted == tenanted)
+            .find(|b| b.day == day && b.class == class && b.tenanted == tenanted)
         {
             return Ok(b.keyspace.clone());
         }
         let keyspace = self
             .db
-            .keyspace(&bucket_name(day, tenanted), bucket_options)
+            .keyspace(&bucket_name(day, class, tenanted), bucket_options)
             .map_err(unavailable("failed to create span bucket"))?;
         let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
         buckets.push(Bucket {
             day,
+            class,
             tenanted,
             keyspace: keyspace.clone(),
         });
@@ -373,8 +392,8 @@ impl FjallRows {
         }
         let buckets = self.live_buckets();
         let today = wall_clock_nanos() / NANOS_PER_DAY;
-        // today's bucket of tenant `default`, and of the others
-        let mut today_bucket: [Option<Keyspace>; 2] = [None, None];
+        // today's buckets, by class and whether they hold tenant `default`'s rows
+        let mut today_buckets: Vec<((RetentionClass, bool), Keyspace)> = Vec::new();
         let mut admission = Admission::new(self.caps);
         // By admission slot.
         let mut traces: Vec<TraceBucket> = Vec::new();
@@ -394,12 +413,17 @@ impl FjallRows {
                             Some(meta),
                         ),
                         None => {
-                            let tenanted = !span.tenant.is_default();
-                            let keyspace = match &today_bucket[usize::from(tenanted)] {
-                                Some(k) => k.clone(),
-                                None => today_bucket[usize::from(tenanted)]
-                                    .insert(self.bucket_for_day(today, tenanted)?)
-                                    .clone(),
+                            let which = (
+                                self.retention.class_of(&span.tenant),
+                                !span.tenant.is_default(),
+                            );
+                            let keyspace = match today_buckets.iter().find(|(w, _)| *w == which) {
+                                Some((_, k)) => k.clone(),
+                                None => {
+                                    let k = self.bucket_for_day(today, which.0, which.1)?;
+                                    today_buckets.push((which, k.clone()));
+                                    k
+                                }
                             };
                             let bucket = TraceBucket {
                                 keyspace,
@@ -529,12 +553,15 @@ impl FjallRows {
 
     fn drop_expired_buckets(&self, now_unix_nano: u64) -> Result<u64> {
         // A bucket holds data ingested before the end of its day; it expires once that end
-        // is more than `retention_days` before `now`.
-        let cutoff = now_unix_nano.saturating_sub(u64::from(self.retention_days) * NANOS_PER_DAY);
+        // is more than its class's retention before `now`.
         let expired: Vec<Bucket> = self
             .live_buckets()
             .into_iter()
-            .filter(|b| (b.day + 1).saturating_mul(NANOS_PER_DAY) <= cutoff)
+            .filter(|b| {
+                let days = self.retention.days(b.class);
+                let cutoff = now_unix_nano.saturating_sub(u64::from(days) * NANOS_PER_DAY);
+                (b.day + 1).saturating_mul(NANOS_PER_DAY) <= cutoff
+            })
             .collect();
         let mut dropped = 0;
         for bucket in expired {
@@ -544,7 +571,9 @@ impl FjallRows {
             self.buckets
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
-                .retain(|b| (b.day, b.tenanted) != (bucket.day, bucket.tenanted));
+                .retain(|b| {
+                    (b.day, b.class, b.tenanted) != (bucket.day, bucket.class, bucket.tenanted)
+                });
             dropped += 1;
         }
         Ok(dropped)
@@ -683,20 +712,33 @@ mod tests {
 
     #[test]
     fn bucket_names_round_trip() {
+        use RetentionClass::{Days, Default};
+        for class in [Default, Days(1), Days(30)] {
+            for tenanted in [false, true] {
+                assert_eq!(
+                    parse_bucket_name(&bucket_name(19_675, class, tenanted)),
+                    Some((19_675, class, tenanted))
+                );
+            }
+        }
         assert_eq!(
-            parse_bucket_name(&bucket_name(19_675, false)),
-            Some((19_675, false))
-        );
-        assert_eq!(
-            bucket_name(19_675, false),
+            bucket_name(19_675, Default, false),
             "day-19675",
             "the name of before tenants"
         );
-        assert_eq!(
-            parse_bucket_name(&bucket_name(19_675, true)),
-            Some((19_675, true))
-        );
-        assert_eq!(parse_bucket_name("other"), None);
-        assert_eq!(parse_bucket_name("day-x"), None);
+        assert_eq!(bucket_name(19_675, Default, true), "day-19675-t");
+        assert_eq!(bucket_name(19_675, Days(30), false), "day-19675-r30");
+        assert_eq!(bucket_name(19_675, Days(30), true), "day-19675-r30-t");
+        for other in [
+            "other",
+            "day-x",
+            "day--t",
+            "day-1-r0",
+            "day-1-x-t",
+            "day-+1",
+            "state",
+        ] {
+            assert_eq!(parse_bucket_name(other), None, "{other}");
+        }
     }
 }

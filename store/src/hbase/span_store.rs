@@ -3,7 +3,8 @@
 //! # Layout (the row contract of `docs/design.md`, see `docs/adr/0001-row-layout.md`)
 //!
 //! ```text
-//! table <table>, one column family `s` (TTL = retention, 1 version, block cache on)
+//! table <table>, one column family `s` (TTL = the longest retention class, 1 version,
+//!   block cache on)
 //!   row key: trace_id(16)            (tenant `default`, the rows of before tenants)
 //!            sha256(tenant)[..8] ++ trace_id(16)   (every other tenant; meta v2 names it)
 //!     s:meta                         → v1 | span count u32 LE | bytes u64 LE | flags u8
@@ -19,8 +20,14 @@
 //!   first (one multi-get for all such traces); cells that exist are neither rewritten nor
 //!   counted. With one version kept, a re-write would be invisible anyway; the check is
 //!   for the cap.
-//! - **Retention** is the column family's TTL, applied by HBase with the server's clock at
-//!   read and compaction time, so [`SpanStore::drop_expired`] has nothing to do and returns 0.
+//! - **Retention** is a TTL HBase applies with the server's clock at read and compaction
+//!   time, so [`SpanStore::drop_expired`] has nothing to do and returns 0. Each put carries
+//!   the TTL of its tenant's retention class (`crate::retention`) as the `_ttl` mutation
+//!   attribute (milliseconds, an 8-byte big-endian long: what `Mutation.setTTL` sends),
+//!   which Thrift1's `mutateRows` passes to every `Put` of the call; so a batch is one
+//!   `mutateRows` per class it holds. A cell TTL can only shorten the column family's,
+//!   hence the family TTL = the longest class. Thrift1 cannot alter a family: a table
+//!   created with a shorter TTL keeps it (logged at open; `alter` it in the HBase shell).
 //! - **Concurrency.** Writers in one process are serialized (the meta is
 //!   read-modify-write); several clew processes writing the same trace at the same instant
 //!   could each admit spans up to the cap. All Thrift calls are blocking and run in
@@ -47,7 +54,7 @@ use crate::metrics as m;
 use crate::row_layout::{cell_suffix, Meta, RowKey, CELL_SUFFIX_LEN};
 use crate::span_store::admission::{Admission, Caps, WriteOutcome};
 use crate::span_store::blocking::{BlockingBackend, BlockingSpanStore, Retry};
-use crate::{Common, Error, Result, StoredTrace};
+use crate::{Common, Error, Result, RetentionClass, RetentionClasses, StoredTrace};
 
 const BACKEND: &str = "hbase";
 /// The one column family.
@@ -88,7 +95,13 @@ pub struct HbaseRows {
     pool: Pool,
     table: Vec<u8>,
     caps: Caps,
+    retention: RetentionClasses,
+    /// A day of retention: 24 h (shorter only in tests, to see HBase expire cells).
+    day: Duration,
 }
+
+/// The `_ttl` attribute HBase reads from a mutation (`Mutation.OP_ATTRIBUTE_TTL`).
+const TTL_ATTRIBUTE: &[u8] = b"_ttl";
 
 /// Cells of the batch that are already stored: (admission slot, qualifier).
 type ExistingCells = HashSet<(usize, [u8; CELL_QUALIFIER_LEN])>;
@@ -100,6 +113,17 @@ fn no_attributes() -> BTreeMap<Vec<u8>, Vec<u8>> {
 impl HbaseSpanStore {
     /// Connects and creates the table if it is missing (blocking; call before serving).
     pub fn open(config: &HbaseStoreConfig, common: &Common) -> Result<Self> {
+        Self::open_with_day(config, common, Duration::from_secs(86_400))
+    }
+
+    /// [`HbaseSpanStore::open`] with a retention day of `day` instead of 24 h: for tests
+    /// that watch HBase expire cells by their class's TTL within seconds.
+    #[doc(hidden)]
+    pub fn open_with_day(
+        config: &HbaseStoreConfig,
+        common: &Common,
+        day: Duration,
+    ) -> Result<Self> {
         let rows = HbaseRows {
             pool: Pool::new(
                 config.thrift_addrs.clone(),
@@ -111,9 +135,13 @@ impl HbaseSpanStore {
                 max_spans_per_trace: config.max_spans_per_trace,
                 max_bytes_per_trace: config.max_bytes_per_trace,
             },
+            retention: common.retention.clone(),
+            day,
         };
-        let ttl_seconds = i32::try_from(u64::from(common.retention_days) * 86_400)
-            .map_err(|_| Error::Config("retention_days is too large for an hbase ttl".into()))?;
+        let ttl_seconds = i32::try_from(
+            (u128::from(common.retention.longest_days()) * day.as_millis() / 1000).max(1),
+        )
+        .map_err(|_| Error::Config("retention_days is too large for an hbase ttl".into()))?;
         let mut attempt = 0;
         loop {
             match rows.ensure_table(ttl_seconds) {
@@ -136,6 +164,7 @@ impl HbaseRows {
             Ok(c.get_table_names()?.contains(&table))
         })?;
         if exists {
+            self.check_family_ttl(ttl_seconds);
             return Ok(());
         }
         let family = ColumnDescriptor {
@@ -160,6 +189,45 @@ impl HbaseRows {
             info!(table = %String::from_utf8_lossy(&self.table), ttl_seconds, "created hbase span table");
         }
         Ok(())
+    }
+
+    /// Warns when the table's family TTL is shorter than the longest retention class: the
+    /// cells of that class then expire by the family's TTL (Thrift1 cannot alter it).
+    fn check_family_ttl(&self, wanted_seconds: i32) {
+        let table = self.table.clone();
+        let families = self
+            .pool
+            .with_client("failed to read hbase column families", |c| {
+                c.get_column_descriptors(table.clone())
+            });
+        let family_ttl = match families {
+            Ok(f) => f
+                .values()
+                .find(|d| {
+                    d.name.as_deref().map(|n| n.strip_suffix(b":").unwrap_or(n)) == Some(FAMILY)
+                })
+                .and_then(|d| d.time_to_live),
+            Err(error) => {
+                warn!(%error, "could not check the hbase column family ttl");
+                return;
+            }
+        };
+        if let Some(ttl) = family_ttl.filter(|&t| t > 0 && t < wanted_seconds) {
+            warn!(
+                table = %String::from_utf8_lossy(&self.table),
+                family_ttl_seconds = ttl,
+                longest_retention_seconds = wanted_seconds,
+                "the hbase column family ttl is shorter than the longest retention class: its \
+                 cells expire by the family ttl; raise it with `alter` in the hbase shell"
+            );
+        }
+    }
+
+    /// The `mutateRows` attributes of a write in `class`: its TTL in milliseconds.
+    fn ttl_attributes(&self, class: RetentionClass) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let ms = u128::from(self.retention.days(class)) * self.day.as_millis();
+        let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        BTreeMap::from([(TTL_ATTRIBUTE.to_vec(), ms.to_be_bytes().to_vec())])
     }
 
     /// Reads whole rows; `keys` in order, unknown ones skipped.
@@ -197,9 +265,14 @@ impl HbaseRows {
                 cells[slot].push(put(column(&q), encoded.to_vec()));
             }
         }
-        let rows = row_mutations(&admission, cells);
-        if !rows.is_empty() {
-            self.mutate_rows(rows)?;
+        // one `mutateRows` per retention class: its `_ttl` applies to every put of the call
+        let mut by_class: BTreeMap<RetentionClass, Vec<BatchMutation>> = BTreeMap::new();
+        for (slot, row) in row_mutations(&admission, cells) {
+            let class = self.retention.class_of(&order[slot].1);
+            by_class.entry(class).or_default().push(row);
+        }
+        for (class, rows) in by_class {
+            self.mutate_rows(rows, self.ttl_attributes(class))?;
         }
         Ok(admission.finish())
     }
@@ -322,11 +395,15 @@ impl HbaseRows {
         Ok(existing)
     }
 
-    fn mutate_rows(&self, rows: Vec<BatchMutation>) -> Result<()> {
+    fn mutate_rows(
+        &self,
+        rows: Vec<BatchMutation>,
+        attributes: BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<()> {
         let table = self.table.clone();
         self.pool
             .with_client("failed to write spans to hbase", |c| {
-                c.mutate_rows(table.clone(), rows.clone(), no_attributes())
+                c.mutate_rows(table.clone(), rows.clone(), attributes.clone())
             })
     }
 
@@ -433,17 +510,22 @@ fn collision(row: &RowKey, tenant: &Tenant) -> Error {
     )
 }
 
-/// One row mutation per trace whose meta changed: its new cells, then its meta.
-fn row_mutations(admission: &Admission, mut cells: Vec<Vec<Mutation>>) -> Vec<BatchMutation> {
+/// One row mutation per trace whose meta changed: its new cells, then its meta; with
+/// the trace's admission slot.
+fn row_mutations(
+    admission: &Admission,
+    mut cells: Vec<Vec<Mutation>>,
+) -> Vec<(usize, BatchMutation)> {
     admission
         .changed_metas()
         .map(|(slot, row, _, cell)| {
             let mut mutations = std::mem::take(&mut cells[slot]);
             mutations.push(put(column(META_QUALIFIER), cell));
-            BatchMutation {
+            let row = BatchMutation {
                 row: Some(row.as_bytes().to_vec()),
                 mutations: Some(mutations),
-            }
+            };
+            (slot, row)
         })
         .collect()
 }
@@ -472,8 +554,8 @@ impl BlockingBackend for HbaseRows {
         self.read_batch(tenant, ids)
     }
 
-    /// HBase expires cells itself through the column family's TTL (set to the retention
-    /// at table creation), so there is nothing to drop here.
+    /// HBase expires cells itself, by each put's class TTL (and the column family's TTL,
+    /// the longest class), so there is nothing to drop here.
     fn drop_expired(&self, _now_unix_nano: u64) -> Result<u64> {
         Ok(0)
     }
@@ -493,13 +575,16 @@ impl BlockingBackend for HbaseRows {
             .ok_or_else(|| Error::unavailable("hbase table is not available", "table is disabled"))
     }
 
-    /// One row per blob, in the span table; the column family's TTL expires a blob not
-    /// rewritten within the retention, like the traces.
+    /// One row per blob, in the span table; the default class's TTL expires a blob not
+    /// rewritten within the global retention, like the default tenant's traces.
     fn put_state(&self, name: &str, value: &[u8]) -> Result<()> {
-        self.mutate_rows(vec![BatchMutation {
-            row: Some(state_row(name)),
-            mutations: Some(vec![put(column(STATE_QUALIFIER), value.to_vec())]),
-        }])
+        self.mutate_rows(
+            vec![BatchMutation {
+                row: Some(state_row(name)),
+                mutations: Some(vec![put(column(STATE_QUALIFIER), value.to_vec())]),
+            }],
+            self.ttl_attributes(RetentionClass::Default),
+        )
     }
 
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>> {

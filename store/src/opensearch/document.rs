@@ -31,6 +31,7 @@ use crate::row_layout::discriminator;
 use crate::trace_index::days::{day_dir_name, parse_day_dir_name};
 use crate::trace_index::query_plan::words;
 use crate::trace_index::span_doc::SpanDoc;
+use crate::RetentionClass;
 
 pub const TRACE_ID: &str = "trace_id";
 pub const START: &str = "start";
@@ -117,19 +118,28 @@ pub fn index_template(prefix: &str, shards: u32, replicas: u32) -> Value {
     })
 }
 
-/// `<prefix>-YYYY.MM.DD` of the UTC day `day` (days since the unix epoch).
-pub fn index_name(prefix: &str, day: u32) -> String {
-    format!("{prefix}-{}", day_dir_name(day).replace('-', "."))
+/// `<prefix>-YYYY.MM.DD` of the UTC day `day` (days since the unix epoch) in the default
+/// retention class, `<prefix>-r<days>-YYYY.MM.DD` in a class of `days`.
+pub fn index_name(prefix: &str, class: RetentionClass, day: u32) -> String {
+    let date = day_dir_name(day).replace('-', ".");
+    match class.tag() {
+        None => format!("{prefix}-{date}"),
+        Some(tag) => format!("{prefix}-{tag}-{date}"),
+    }
 }
 
-/// The day of an index named by [`index_name`] with this `prefix`; `None` for any other
-/// name (another prefix that shares ours as its beginning, a hand-made index).
-pub fn day_of_index(prefix: &str, name: &str) -> Option<u32> {
-    let date = name.strip_prefix(prefix)?.strip_prefix('-')?;
+/// The class and day of an index named by [`index_name`] with this `prefix`; `None` for
+/// any other name (another prefix that shares ours as its beginning, a hand-made index).
+pub fn day_of_index(prefix: &str, name: &str) -> Option<(RetentionClass, u32)> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+    let (class, date) = match rest.split_once('-') {
+        Some((tag, date)) => (RetentionClass::parse_tag(tag)?, date),
+        None => (RetentionClass::Default, rest),
+    };
     if date.contains('-') {
         return None;
     }
-    parse_day_dir_name(&date.replace('.', "-"))
+    Some((class, parse_day_dir_name(&date.replace('.', "-"))?))
 }
 
 /// Document id: URL-safe base64 of trace id, span id and the kind discriminator (the span
@@ -191,10 +201,28 @@ mod tests {
     #[test]
     fn index_names_round_trip_and_reject_other_prefixes() {
         let day = day_of(BASE_TIME);
-        assert_eq!(index_name("clew-spans", day), "clew-spans-2023.11.14");
+        let default = RetentionClass::Default;
+        assert_eq!(
+            index_name("clew-spans", default, day),
+            "clew-spans-2023.11.14"
+        );
         assert_eq!(
             day_of_index("clew-spans", "clew-spans-2023.11.14"),
-            Some(day)
+            Some((default, day))
+        );
+        let r30 = RetentionClass::Days(30);
+        assert_eq!(
+            index_name("clew-spans", r30, day),
+            "clew-spans-r30-2023.11.14"
+        );
+        assert_eq!(
+            day_of_index("clew-spans", "clew-spans-r30-2023.11.14"),
+            Some((r30, day))
+        );
+        assert_eq!(day_of_index("clew-spans", "clew-spans-r0-2023.11.14"), None);
+        assert_eq!(
+            day_of_index("clew-spans", "clew-spans-r30-x-2023.11.14"),
+            None
         );
         assert_eq!(day_of_index("clew-spans", "clew-spans-eu-2023.11.14"), None);
         assert_eq!(day_of_index("clew-spans", "clew-spans-2023-11-14"), None);

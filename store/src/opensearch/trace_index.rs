@@ -18,7 +18,7 @@ use crate::metrics as m;
 use crate::trace_index::days::{day_of, DAY_NANOS};
 use crate::trace_index::span_doc::IndexedAttributes;
 use crate::trace_index::span_doc::SpanDoc;
-use crate::{Common, Error, Result, TraceIdPage, TraceIndex, TraceQuery};
+use crate::{Common, Error, Result, RetentionClasses, TraceIdPage, TraceIndex, TraceQuery};
 
 /// Most names `services()` and `operations()` return.
 const MAX_NAMES: usize = 10_000;
@@ -33,7 +33,8 @@ pub struct OpenSearchTraceIndex {
     bulk_max_bytes: usize,
     timeout: Duration,
     indexed_attributes: Arc<IndexedAttributes>,
-    retention_days: u32,
+    /// Which daily indices a tenant's documents go to, and how long each class is kept.
+    retention: Arc<RetentionClasses>,
     template: OnceCell<()>,
 }
 
@@ -49,7 +50,7 @@ impl OpenSearchTraceIndex {
             bulk_max_bytes: config.bulk_max_bytes,
             timeout: Duration::from_millis(config.timeout_ms),
             indexed_attributes: Arc::new(IndexedAttributes::from_names(&common.indexed_attributes)),
-            retention_days: common.retention_days,
+            retention: Arc::new(common.retention.clone()),
             template: OnceCell::new(),
         })
     }
@@ -137,6 +138,7 @@ impl TraceIndex for OpenSearchTraceIndex {
         self.ensure_template().await?;
         let prefix = self.prefix.clone();
         let attrs = self.indexed_attributes.clone();
+        let retention = self.retention.clone();
         let batch = spans.clone();
         // Building documents is CPU work: off the reactor.
         let items = tokio::task::spawn_blocking(move || {
@@ -145,7 +147,7 @@ impl TraceIndex for OpenSearchTraceIndex {
                 .map(|span| {
                     let doc = SpanDoc::from_span(span, &attrs);
                     writer::Item::new(
-                        &index_name(&prefix, doc.day()),
+                        &index_name(&prefix, retention.class_of(&span.tenant), doc.day()),
                         &doc_id(span),
                         &to_document(&doc),
                     )
@@ -202,9 +204,12 @@ impl TraceIndex for OpenSearchTraceIndex {
     }
 
     async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
-        let horizon = now_unix_nano.saturating_sub(u64::from(self.retention_days) * DAY_NANOS);
-        // A day is expired once all of it lies before the horizon (as in the embedded index).
-        let first_kept = day_of(horizon);
+        // A day is expired once all of it lies before its class's horizon (as in the
+        // embedded index); an index of a class no longer configured keeps its own days.
+        let first_kept = |class| {
+            let days = u64::from(self.retention.days(class));
+            day_of(now_unix_nano.saturating_sub(days * DAY_NANOS))
+        };
         let listing = self
             .send(
                 "failed to list daily indices",
@@ -221,7 +226,9 @@ impl TraceIndex for OpenSearchTraceIndex {
             .map(|rows| {
                 rows.iter()
                     .filter_map(|r| r["index"].as_str())
-                    .filter(|name| day_of_index(&self.prefix, name).is_some_and(|d| d < first_kept))
+                    .filter(|name| {
+                        day_of_index(&self.prefix, name).is_some_and(|(c, d)| d < first_kept(c))
+                    })
                     .map(String::from)
                     .collect()
             })

@@ -5,7 +5,8 @@
 //! calls [`run_all`]. There is no other entry point: a new case reaches every backend.
 //! The indexes it opens must configure:
 //! - `Common::indexed_attributes = `[`INDEXED_ATTRIBUTES`] (every attribute, the default);
-//! - `Common::retention_days = `[`RETENTION_DAYS`] (see [`lifecycle::retention_drop`]).
+//! - `Common::retention = `[`retention_classes`]`(`[`RETENTION_DAYS`]`)` (see
+//!   [`lifecycle::retention_drop`] and [`tenants::retention_classes_drop_apart`]).
 //!
 //! Cases only use the trait, call `refresh()` before asserting searches (except
 //! [`lifecycle::searchable_within_two_seconds`], which tests the freshness contract), and
@@ -42,6 +43,8 @@ use super::fixtures::{
 use crate::trace_index::{DEFAULT_LIMIT, MAX_LIMIT};
 #[allow(unused_imports)]
 use crate::{Error, TraceIdPage, TraceIndex, TraceQuery};
+
+pub use super::retention_classes;
 
 const MS: u64 = 1_000_000;
 const MINUTE: u64 = 60_000 * MS;
@@ -134,6 +137,7 @@ pub fn cases() -> Vec<Case> {
         lifecycle::searchable_within_two_seconds,
         lifecycle::ready_when_open,
         tenants::tenants_are_isolated,
+        tenants::retention_classes_drop_apart,
     ]);
     all.extend(on_backend![lifecycle::survives_close_and_reopen]);
     all

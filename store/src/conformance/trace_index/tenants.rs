@@ -194,3 +194,87 @@ pub async fn tenants_are_isolated(idx: Arc<dyn TraceIndex>) {
         Vec::<String>::new()
     );
 }
+
+/// Tenants in different retention classes (`conformance::retention_classes`, with which
+/// every index is opened): the same trace id of the short, the long and the default
+/// tenant indexed on one day; retention at a `now` where only the short class expired
+/// leaves the other two searchable, and each tenant still finds only its own, whatever
+/// class partition holds it; past the global `retention_days` only the long class stays.
+pub async fn retention_classes_drop_apart(idx: Arc<dyn TraceIndex>) {
+    use super::super::{LONG_DAYS, LONG_TENANT, SHORT_DAYS, SHORT_TENANT};
+    assert!(SHORT_DAYS + 1 < RETENTION_DAYS && RETENTION_DAYS + 2 < LONG_DAYS);
+    let short = Tenant::parse(SHORT_TENANT).unwrap();
+    let long = Tenant::parse(LONG_TENANT).unwrap();
+    let default = Tenant::default();
+    let id = trace_id(40);
+    let day_d = BASE_TIME - 10 * DAY;
+    for (tenant, order) in [(&default, "r-d"), (&short, "r-s"), (&long, "r-l")] {
+        index(
+            &idx,
+            in_tenant(checkout_trace(id, order, day_d, false), tenant.as_str()),
+        )
+        .await;
+    }
+    idx.refresh().await.unwrap();
+    for (tenant, order) in [(&default, "r-d"), (&short, "r-s"), (&long, "r-l")] {
+        assert_eq!(
+            find_in(&idx, tenant, key("order_id", order)).await,
+            HashSet::from([id]),
+            "{tenant} finds its own trace"
+        );
+        assert_eq!(find_in(&idx, tenant, q()).await, HashSet::from([id]));
+    }
+    // every class's partition is searched for every tenant, and the tenant clause holds
+    assert!(find_in(&idx, &long, key("order_id", "r-s"))
+        .await
+        .is_empty());
+    assert!(find_in(&idx, &short, key("order_id", "r-l"))
+        .await
+        .is_empty());
+    assert!(find_in(&idx, &default, key("order_id", "r-l"))
+        .await
+        .is_empty());
+    assert_eq!(
+        idx.services(&long).await.unwrap(),
+        idx.services(&short).await.unwrap()
+    );
+
+    // now = D + SHORT_DAYS + 2: only the short class expired
+    let dropped = idx
+        .drop_expired(day_d + u64::from(SHORT_DAYS + 2) * DAY)
+        .await
+        .unwrap();
+    assert!(
+        dropped >= 1,
+        "the short class's partition of day D is dropped"
+    );
+    idx.refresh().await.unwrap();
+    assert!(
+        find_in(&idx, &short, q()).await.is_empty(),
+        "short class gone"
+    );
+    assert!(idx.services(&short).await.unwrap().is_empty());
+    assert_eq!(
+        find_in(&idx, &long, key("order_id", "r-l")).await,
+        HashSet::from([id])
+    );
+    assert_eq!(
+        find_in(&idx, &default, key("order_id", "r-d")).await,
+        HashSet::from([id]),
+        "the default tenant keeps the global retention_days"
+    );
+
+    // now = D + RETENTION_DAYS + 2: the default class expired too, the long one stays
+    idx.drop_expired(day_d + u64::from(RETENTION_DAYS + 2) * DAY)
+        .await
+        .unwrap();
+    idx.refresh().await.unwrap();
+    assert!(find_in(&idx, &default, key("order_id", "r-d"))
+        .await
+        .is_empty());
+    assert_eq!(
+        find_in(&idx, &long, key("order_id", "r-l")).await,
+        HashSet::from([id])
+    );
+    assert!(!idx.services(&long).await.unwrap().is_empty());
+}

@@ -78,6 +78,11 @@ impl IndexDoc {
         self.doc.day()
     }
 
+    /// The tenant of the span (its retention class picks the partition).
+    pub fn tenant(&self) -> &clew_proto::Tenant {
+        &self.doc.tenant
+    }
+
     /// Feeds the attribute terms the way a partition of `layout` indexes them.
     pub fn set_layout(&mut self, layout: AttrsLayout) {
         self.layout = layout;

@@ -441,7 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let common = Common {
             data_dir: dir.path().to_path_buf(),
-            retention_days: 7,
+            retention: crate::RetentionClasses::uniform(7),
             indexed_attributes: vec!["db.system".into()],
         };
         let index = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();

@@ -44,8 +44,9 @@
 //!
 //! # Retention
 //!
-//! A day partition is deleted as a whole once its day ended more than `retention_days`
-//! ago.
+//! A day partition is deleted as a whole once its day ended more than its retention
+//! class's days ago (`crate::retention`; the default class: `retention_days`). Each class
+//! has its own partitions of a day (see [`writer`]).
 
 pub(crate) mod document;
 mod find_trace_ids;
@@ -66,7 +67,6 @@ use tantivy::Searcher;
 use tokio::sync::oneshot;
 
 use self::document::{IndexDoc, SpanDoc};
-use self::schema::DAY_NANOS;
 use self::wal::Wal;
 use self::writer::{Command, Shared, Writer};
 use super::config::EmbeddedIndexConfig;
@@ -84,7 +84,6 @@ pub struct TantivyTraceIndex {
     shared: Arc<Shared>,
     tx: SyncSender<Command>,
     indexed_attributes: Arc<IndexedAttributes>,
-    retention_days: u32,
     /// Cleared when the writer thread ends (closed, or died).
     writer_alive: Arc<AtomicBool>,
     /// Set by `close`: a writer that ended after it is not broken.
@@ -103,6 +102,7 @@ impl TantivyTraceIndex {
             &root.join("wal.log"),
             Duration::from_millis(config.commit_interval_ms),
             config.writer_memory_mb,
+            common.retention.clone(),
         )?;
         let (tx, rx) = sync_channel(QUEUE_DEPTH);
         let writer_alive = Arc::new(AtomicBool::new(true));
@@ -118,7 +118,6 @@ impl TantivyTraceIndex {
             shared,
             tx,
             indexed_attributes: Arc::new(IndexedAttributes::from_names(&common.indexed_attributes)),
-            retention_days: common.retention_days,
             writer_alive,
             closing: AtomicBool::new(false),
             root,
@@ -298,10 +297,8 @@ impl TraceIndex for TantivyTraceIndex {
     }
 
     async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
-        let horizon = now_unix_nano.saturating_sub(u64::from(self.retention_days) * DAY_NANOS);
-        // A day is expired once all of it lies before the horizon.
-        let day = schema::day_of(horizon);
-        self.send(move |ack| Command::DropBefore { day, ack }).await
+        self.send(move |ack| Command::DropExpired { now_unix_nano, ack })
+            .await
     }
 
     async fn close(&self) -> Result<()> {
@@ -358,7 +355,7 @@ mod upgrade_tests {
         let dir = tempfile::tempdir().unwrap();
         let common = Common {
             data_dir: dir.path().to_path_buf(),
-            retention_days: 100_000,
+            retention: crate::RetentionClasses::uniform(100_000),
             indexed_attributes: vec![],
         };
         let day = schema::day_of(BASE_TIME);
@@ -491,7 +488,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let common = Common {
             data_dir: dir.path().to_path_buf(),
-            retention_days: 100_000,
+            retention: crate::RetentionClasses::uniform(100_000),
             indexed_attributes: vec!["*".into()],
         };
         let old = checkout_trace(trace_id(1), "old", BASE_TIME, true);
@@ -521,7 +518,7 @@ mod tests {
         idx.index_spans(checkout_trace(trace_id(2), "new", BASE_TIME, false).into())
             .await
             .unwrap();
-        let next_day = BASE_TIME + DAY_NANOS;
+        let next_day = BASE_TIME + schema::DAY_NANOS;
         idx.index_spans(checkout_trace(trace_id(3), "later", next_day, false).into())
             .await
             .unwrap();

@@ -11,6 +11,10 @@
 //! A day's documents go to its partition `YYYY-MM-DD`, which records tenants. A partition
 //! of that name created before tenants (no `tenant` field) is left as it is, read for tenant
 //! `default` only, and the day's new documents go to a second partition `YYYY-MM-DD.t`.
+//! Those two are the default retention class's; the documents of tenants in a class of
+//! `D` days (`crate::retention`) go to the day's `YYYY-MM-DD.t.r<D>`, dropped by its own
+//! horizon. Every search reads every class's partitions of its days: the tenant clause
+//! keeps tenants apart, the class only decides when a partition is dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -27,7 +31,7 @@ use super::salvage;
 use super::schema::{self, AttrsLayout, Fields};
 use super::wal::Wal;
 use crate::metrics as m;
-use crate::{Damage, Error, Result};
+use crate::{Damage, Error, Result, RetentionClass, RetentionClasses};
 
 /// Most commands handled (and fsynced) as one group.
 const MAX_GROUP: usize = 256;
@@ -38,16 +42,21 @@ const MIN_WRITER_BYTES: usize = 16 << 20;
 pub struct Shared {
     pub fields: Fields,
     pub days_dir: PathBuf,
-    /// Open day partitions, by UTC day number and generation (0: `YYYY-MM-DD`, 1: the
-    /// day's `YYYY-MM-DD.t` next to a partition of before tenants).
-    pub partitions: RwLock<BTreeMap<(u32, u8), Arc<Partition>>>,
+    /// Open day partitions, by UTC day number, generation (0: `YYYY-MM-DD`, 1: the
+    /// day's `YYYY-MM-DD.t` next to a partition of before tenants, and every partition of
+    /// a class other than the default) and retention class.
+    pub partitions: RwLock<BTreeMap<PartitionKey, Arc<Partition>>>,
     /// Damaged parts found (and quarantined) at open.
     pub damage: std::sync::Mutex<Vec<Damage>>,
 }
 
+/// `(day, generation, class)` of a partition.
+pub type PartitionKey = (u32, u8, RetentionClass);
+
 /// One day's tantivy index and its reader.
 pub struct Partition {
     pub day: u32,
+    pub class: RetentionClass,
     /// Has the `tenant` field; `false` for a partition created before tenants, which holds
     /// tenant `default` only and is no longer written.
     pub tenanted: bool,
@@ -77,7 +86,7 @@ impl Shared {
             let entry =
                 entry.map_err(|e| Error::unavailable("failed to list index partitions", e))?;
             let name = entry.file_name();
-            let Some((day, generation)) = name.to_str().and_then(parse_partition_dir_name) else {
+            let Some(key) = name.to_str().and_then(parse_partition_dir_name) else {
                 tracing::warn!(path = %entry.path().display(), "ignoring unknown entry in index directory");
                 continue;
             };
@@ -89,10 +98,7 @@ impl Shared {
                     )
                 })?,
             );
-            partitions.insert(
-                (day, generation),
-                Arc::new(Partition::open(&fields, &days_dir, day, generation)?),
-            );
+            partitions.insert(key, Arc::new(Partition::open(&fields, &days_dir, key)?));
         }
         Ok(Shared {
             fields,
@@ -104,36 +110,41 @@ impl Shared {
 
     pub fn snapshot(&self, days: std::ops::RangeInclusive<u32>) -> Vec<Arc<Partition>> {
         let map = self.partitions.read().unwrap_or_else(|p| p.into_inner());
-        map.range((*days.start(), 0)..=(*days.end(), u8::MAX))
-            .rev()
-            .map(|(_, p)| p.clone())
-            .collect()
+        map.range(
+            (*days.start(), 0, RetentionClass::Default)
+                ..=(*days.end(), u8::MAX, RetentionClass::Days(u32::MAX)),
+        )
+        .rev()
+        .map(|(_, p)| p.clone())
+        .collect()
     }
 
-    /// The partition new documents of `day` go to: the first of the day that records
-    /// tenants, created if needed.
-    fn partition(&self, day: u32) -> Result<Arc<Partition>> {
-        for generation in 0..=1u8 {
+    /// The partition new documents of `day` and `class` go to: the first of the day and
+    /// class that records tenants, created if needed.
+    fn partition(&self, day: u32, class: RetentionClass) -> Result<Arc<Partition>> {
+        // a class other than the default has no partition of before tenants
+        let first = if class == RetentionClass::Default {
+            0
+        } else {
+            1
+        };
+        for generation in first..=1u8 {
+            let key = (day, generation, class);
             let existing = self
                 .partitions
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .get(&(day, generation))
+                .get(&key)
                 .cloned();
             match existing {
                 Some(p) if p.tenanted => return Ok(p),
                 Some(_) => continue,
                 None => {
-                    let p = Arc::new(Partition::open(
-                        &self.fields,
-                        &self.days_dir,
-                        day,
-                        generation,
-                    )?);
+                    let p = Arc::new(Partition::open(&self.fields, &self.days_dir, key)?);
                     self.partitions
                         .write()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert((day, generation), p.clone());
+                        .insert(key, p.clone());
                     return Ok(p);
                 }
             }
@@ -148,30 +159,43 @@ impl Shared {
     }
 }
 
-/// Suffix of a day's second partition (next to one of before tenants).
+/// Suffix of a day's second partition (next to one of before tenants), and of every
+/// partition of a class other than the default (before its `.r<days>`).
 const SECOND_PARTITION_SUFFIX: &str = ".t";
 
-/// Directory name of partition `generation` of `day`.
-fn partition_dir_name(day: u32, generation: u8) -> String {
-    let name = schema::day_dir_name(day);
-    if generation == 0 {
-        name
-    } else {
-        name + SECOND_PARTITION_SUFFIX
+/// Directory name of a partition: `YYYY-MM-DD`, `YYYY-MM-DD.t` or `YYYY-MM-DD.t.r<days>`.
+fn partition_dir_name((day, generation, class): PartitionKey) -> String {
+    let mut name = schema::day_dir_name(day);
+    if generation != 0 {
+        name.push_str(SECOND_PARTITION_SUFFIX);
     }
+    if let Some(tag) = class.tag() {
+        name.push('.');
+        name.push_str(&tag);
+    }
+    name
 }
 
-/// `(day, generation)` of a name written by [`partition_dir_name`].
-fn parse_partition_dir_name(name: &str) -> Option<(u32, u8)> {
+/// The key of a name written by [`partition_dir_name`].
+fn parse_partition_dir_name(name: &str) -> Option<PartitionKey> {
+    let (name, class) = match name.rsplit_once('.') {
+        Some((rest, tag)) if tag.starts_with('r') => (rest, RetentionClass::parse_tag(tag)?),
+        _ => (name, RetentionClass::Default),
+    };
     match name.strip_suffix(SECOND_PARTITION_SUFFIX) {
-        Some(day) => Some((schema::parse_day_dir_name(day)?, 1)),
-        None => Some((schema::parse_day_dir_name(name)?, 0)),
+        Some(day) => Some((schema::parse_day_dir_name(day)?, 1, class)),
+        // a class's partitions always record tenants: `.t` is never missing
+        None if class == RetentionClass::Default => {
+            Some((schema::parse_day_dir_name(name)?, 0, class))
+        }
+        None => None,
     }
 }
 
 impl Partition {
-    fn open(fields: &Fields, days_dir: &Path, day: u32, generation: u8) -> Result<Partition> {
-        let dir = days_dir.join(partition_dir_name(day, generation));
+    fn open(fields: &Fields, days_dir: &Path, key: PartitionKey) -> Result<Partition> {
+        let (day, _, class) = key;
+        let dir = days_dir.join(partition_dir_name(key));
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::unavailable(
                 "failed to create index partition",
@@ -216,6 +240,7 @@ impl Partition {
             .map_err(|e| Error::unavailable("failed to open index reader", e))?;
         Ok(Partition {
             day,
+            class,
             tenanted,
             index,
             reader,
@@ -234,9 +259,9 @@ pub enum Command {
     Commit {
         ack: oneshot::Sender<Result<()>>,
     },
-    /// Drop partitions of days before this one.
-    DropBefore {
-        day: u32,
+    /// Drop the partitions whose class's retention ended before this time.
+    DropExpired {
+        now_unix_nano: u64,
         ack: oneshot::Sender<Result<u64>>,
     },
     Close {
@@ -258,7 +283,9 @@ pub struct Writer {
     wal_broken: bool,
     /// Documents were acknowledged but could not be handed to tantivy: keep the WAL.
     keep_wal: bool,
-    writers: HashMap<u32, DayWriter>,
+    writers: HashMap<(u32, RetentionClass), DayWriter>,
+    /// Which class a tenant's documents go to, and how long each class is kept.
+    retention: RetentionClasses,
     commit_interval: Duration,
     writer_bytes: usize,
     dirty_since: Option<Instant>,
@@ -271,6 +298,7 @@ impl Writer {
         wal_path: &Path,
         commit_interval: Duration,
         writer_memory_mb: usize,
+        retention: RetentionClasses,
     ) -> Result<Writer> {
         let data_dir = shared.days_dir.parent().and_then(Path::parent);
         let (wal, replay, damage) = Wal::open(wal_path, data_dir.unwrap_or(Path::new(".")))
@@ -288,6 +316,7 @@ impl Writer {
             wal_broken: false,
             keep_wal: false,
             writers: HashMap::new(),
+            retention,
             commit_interval,
             // Usually one day is written at a time; late spans open a second writer.
             writer_bytes: (writer_memory_mb << 20).div_euclid(2).max(MIN_WRITER_BYTES),
@@ -377,8 +406,8 @@ impl Writer {
                 Command::Commit { ack } => {
                     let _ = ack.send(self.commit());
                 }
-                Command::DropBefore { day, ack } => {
-                    let _ = ack.send(self.drop_before(day));
+                Command::DropExpired { now_unix_nano, ack } => {
+                    let _ = ack.send(self.drop_expired(now_unix_nano));
                 }
                 Command::Close { ack } => {
                     let result = self.commit();
@@ -419,7 +448,8 @@ impl Writer {
         let mut n = 0u64;
         for mut doc in docs {
             let day = doc.day();
-            let result = self.writer(day).and_then(|w| {
+            let class = self.retention.class_of(doc.tenant());
+            let result = self.writer(day, class).and_then(|w| {
                 w.dirty = true;
                 doc.set_layout(w.partition.layout);
                 w.writer
@@ -441,15 +471,15 @@ impl Writer {
         }
     }
 
-    fn writer(&mut self, day: u32) -> Result<&mut DayWriter> {
-        if !self.writers.contains_key(&day) {
-            let partition = self.shared.partition(day)?;
+    fn writer(&mut self, day: u32, class: RetentionClass) -> Result<&mut DayWriter> {
+        if !self.writers.contains_key(&(day, class)) {
+            let partition = self.shared.partition(day, class)?;
             let writer = partition
                 .index
                 .writer_with_num_threads(1, self.writer_bytes)
                 .map_err(|e| Error::unavailable("failed to open index writer", e))?;
             self.writers.insert(
-                day,
+                (day, class),
                 DayWriter {
                     partition,
                     writer,
@@ -457,7 +487,7 @@ impl Writer {
                 },
             );
         }
-        Ok(self.writers.get_mut(&day).expect("inserted above"))
+        Ok(self.writers.get_mut(&(day, class)).expect("inserted above"))
     }
 
     fn commit_logged(&mut self) {
@@ -473,9 +503,10 @@ impl Writer {
         let started = Instant::now();
         let mut failed = None;
         let mut idle = Vec::new();
-        for (&day, w) in self.writers.iter_mut() {
+        for (&key, w) in self.writers.iter_mut() {
+            let day = key.0;
             if !w.dirty {
-                idle.push(day);
+                idle.push(key);
                 continue;
             }
             match w.writer.commit() {
@@ -488,8 +519,8 @@ impl Writer {
                 Err(e) => failed = Some(Error::unavailable("failed to commit index", e)),
             }
         }
-        for day in idle {
-            self.writers.remove(&day);
+        for key in idle {
+            self.writers.remove(&key);
         }
         if let Some(e) = failed {
             return Err(e);
@@ -506,21 +537,31 @@ impl Writer {
         Ok(())
     }
 
-    fn drop_before(&mut self, cutoff: u32) -> Result<u64> {
+    fn drop_expired(&mut self, now_unix_nano: u64) -> Result<u64> {
         // Commit first so nothing of the dropped days waits in the WAL to be replayed.
         self.commit()?;
+        // A day is expired once all of it lies before its class's horizon.
+        let retention = &self.retention;
+        let first_kept = |class: RetentionClass| {
+            let days = u64::from(retention.days(class));
+            schema::day_of(now_unix_nano.saturating_sub(days * schema::DAY_NANOS))
+        };
         let expired: Vec<Arc<Partition>> = {
             let mut map = self
                 .shared
                 .partitions
                 .write()
                 .unwrap_or_else(|p| p.into_inner());
-            let keep = map.split_off(&(cutoff, 0));
-            std::mem::replace(&mut *map, keep).into_values().collect()
+            let keys: Vec<PartitionKey> = map
+                .keys()
+                .filter(|(day, _, class)| *day < first_kept(*class))
+                .copied()
+                .collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
         };
         let mut dropped = 0;
         for p in expired {
-            self.writers.remove(&p.day);
+            self.writers.remove(&(p.day, p.class));
             let dir = p.dir.clone();
             drop(p);
             // Open searches keep their mmaps; removing the files is safe on unix.
@@ -537,7 +578,7 @@ impl Writer {
     }
 
     fn shutdown(&mut self) {
-        for (day, w) in self.writers.drain() {
+        for ((day, _), w) in self.writers.drain() {
             if let Err(e) = w.writer.wait_merging_threads() {
                 tracing::warn!(error = %e, day, "index merge did not finish at shutdown");
             }
