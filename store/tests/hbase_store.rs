@@ -143,7 +143,11 @@ async fn table_and_row_layout() {
     let family = descriptors.values().next().unwrap();
     assert_eq!(family.name.as_deref(), Some(&b"s:"[..]));
     assert_eq!(family.max_versions, Some(1));
-    assert_eq!(family.time_to_live, Some(3 * 86_400));
+    assert_eq!(
+        family.time_to_live,
+        Some(clew_store::conformance::LONG_DAYS as i32 * 86_400),
+        "the family TTL is the longest retention class, not retention_days (3)"
+    );
     assert_eq!(family.block_cache_enabled, Some(true));
 
     assert_eq!(rows.len(), 2);
@@ -187,6 +191,81 @@ async fn table_and_row_layout() {
         }
         assert_eq!(meta.bytes, bytes);
     }
+}
+
+/// Retention classes on HBase: each put carries its class's TTL (the `_ttl` attribute of
+/// Thrift1's `mutateRows`), and HBase itself expires the cells. With a retention "day" of
+/// one second (`open_with_day`), the short class (2 days) is gone after 3 s while the
+/// default (7) and long (30) classes are still read, then the default class goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs HBase (scripts/hbase-start); scripts/test runs it"]
+async fn retention_class_ttls_expire_cells_apart() {
+    use clew_proto::Tenant;
+    use clew_store::conformance::fixtures::in_tenant;
+    use clew_store::conformance::{retention_classes, LONG_TENANT, SHORT_TENANT};
+    const DAY: Duration = Duration::from_secs(1);
+    let table = unique_table("ttl");
+    let common = Common {
+        data_dir: std::env::temp_dir(),
+        retention: retention_classes(7),
+        indexed_attributes: vec![],
+    };
+    let store: Arc<dyn SpanStore> = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            HbaseSpanStore::open_with_day(&config(&table, 100, 64 << 20), &common, DAY)
+        })
+        .await
+        .unwrap()
+        .expect("open hbase span store"),
+    );
+    let id = trace_id(77);
+    let now = now_unix_nano();
+    let plain = checkout_trace(id, "ttl-d", now, false);
+    let short = in_tenant(checkout_trace(id, "ttl-s", now, false), SHORT_TENANT);
+    let long = in_tenant(checkout_trace(id, "ttl-l", now, false), LONG_TENANT);
+    let written = std::time::Instant::now();
+    let batch: Vec<_> = plain.iter().chain(&short).chain(&long).cloned().collect();
+    let report = store.write_spans(batch.into()).await.unwrap();
+    assert!(report.rejected.is_empty());
+    let (default_t, short_t, long_t) = (
+        Tenant::default(),
+        Tenant::parse(SHORT_TENANT).unwrap(),
+        Tenant::parse(LONG_TENANT).unwrap(),
+    );
+    let spans_of = |t: &Tenant| {
+        let (store, t) = (store.clone(), t.clone());
+        async move {
+            store
+                .get_trace(&t, id)
+                .await
+                .expect("get_trace")
+                .map_or(0, |tr| tr.spans.len())
+        }
+    };
+    assert_eq!(spans_of(&short_t).await, short.len(), "written");
+    assert!(
+        written.elapsed() < 2 * DAY,
+        "the machine is too slow for this test's timing"
+    );
+    tokio::time::sleep((3 * DAY).saturating_sub(written.elapsed())).await;
+    assert_eq!(
+        spans_of(&short_t).await,
+        0,
+        "the short class (2 days) expired"
+    );
+    assert_eq!(
+        spans_of(&default_t).await,
+        plain.len(),
+        "default class: 7 days"
+    );
+    assert_eq!(spans_of(&long_t).await, long.len(), "long class: 30 days");
+    tokio::time::sleep((8 * DAY).saturating_sub(written.elapsed())).await;
+    assert_eq!(
+        spans_of(&default_t).await,
+        0,
+        "the default class (7 days) expired"
+    );
+    assert_eq!(spans_of(&long_t).await, long.len(), "long class: 30 days");
 }
 
 /// An address nobody listens on is a retryable error, reported after the retries.
