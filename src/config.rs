@@ -815,6 +815,75 @@ scopes = [\"write\"]
     }
 
     #[test]
+    fn tenants_retention_days_make_the_store_s_retention_classes() {
+        let c: Config = toml::from_str(
+            "retention_days = 5
+[[collector.tenants]]
+name = \"shop\"
+retention_days = 30
+[[collector.tenants]]
+name = \"bank\"
+spans_per_second = 10.0
+[[collector.tenants]]
+name = \"same\"
+retention_days = 5
+",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let classes = c.storage_common().retention;
+        let t = |n| clew_proto::Tenant::parse(n).unwrap();
+        assert_eq!(classes.days_of(&t("shop")), 30);
+        assert_eq!(
+            classes.days_of(&t("bank")),
+            5,
+            "rate limit only: the global value"
+        );
+        assert_eq!(
+            classes.class_of(&t("same")),
+            clew_store::RetentionClass::Default
+        );
+        assert_eq!(classes.days_of(&clew_proto::Tenant::default()), 5);
+        assert_eq!(classes.classes().len(), 2, "5 days and 30 days");
+        assert_eq!(
+            c.describe_retention(),
+            "# retention classes (days each tenant's traces are kept; [[collector.tenants]] retention_days):\n\
+             #   5 days: default class (retention_days): every other tenant\n\
+             #   30 days: shop\n"
+        );
+        // the global value moved by --retention-days still decides the default class
+        let mut c = c;
+        c.retention_days = 30;
+        let classes = c.retention_classes();
+        assert_eq!(
+            classes.class_of(&t("shop")),
+            clew_store::RetentionClass::Default
+        );
+        assert_eq!(classes.days_of(&t("same")), 5, "now a class of its own");
+
+        for (text, why) in [
+            (
+                "[[collector.tenants]]\nname = \"shop\"\nretention_days = 0\n",
+                "collector.tenants: [0]: retention_days must be at least 1",
+            ),
+            (
+                "[[collector.tenants]]\nname = \"shop\"\n",
+                "sets neither spans_per_second nor retention_days",
+            ),
+            (
+                "[[collector.tenants]]\nname = \"shop\"\nretention_days = -1\n",
+                "retention_days",
+            ),
+        ] {
+            let err = toml::from_str::<Config>(text)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| c.validate())
+                .unwrap_err();
+            assert!(format!("{err:#}").contains(why), "{text}: {err:#}");
+        }
+    }
+
+    #[test]
     fn invalid_values_are_rejected() {
         let o = Overrides {
             retention_days: Some(0),

@@ -413,3 +413,103 @@ async fn a_tenant_past_its_rate_limit_is_told_when_to_retry() {
         "3 spans over HTTP, 1 over gRPC: {line}"
     );
 }
+
+/// `[[collector.tenants]] retention_days`: `clew config` prints the retention classes in
+/// force (tenants grouped by their days, the global value for everyone else), a value of 0
+/// is a config error naming the entry, and on a running `clew serve` a tenant's spans land
+/// in its class's index partition (`YYYY-MM-DD.t.r<days>`) while the other tenants' stay
+/// in the default class's, each searchable by its own tenant only.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_in_retention_classes_are_configured_shown_and_written_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("clew.toml");
+    let tenants = "[[collector.tenants]]\nname = \"shop\"\nretention_days = 30\n\n\
+        [[collector.tenants]]\nname = \"archive\"\nretention_days = 30\nspans_per_second = 1000.0\n\n\
+        [[collector.tenants]]\nname = \"brief\"\nretention_days = 2\n\n\
+        [[collector.tenants]]\nname = \"same\"\nretention_days = 9\n\n\
+        [[collector.tenants]]\nname = \"bank\"\nspans_per_second = 1000.0\n\n[auth]";
+    let text = format!(
+        "retention_days = 9\n{}",
+        config().replace("[auth]", tenants)
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let clew_config = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clew"))
+            .args(["config", "--config"])
+            .arg(path)
+            .env_remove("CLEW_CONFIG")
+            .env_remove("CLEW_RETENTION_DAYS")
+            .output()
+            .unwrap()
+    };
+    let printed = clew_config(&config_path);
+    assert!(printed.status.success(), "{printed:?}");
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    let classes: Vec<&str> = printed
+        .lines()
+        .skip_while(|l| !l.starts_with("# retention classes"))
+        .skip(1)
+        .take_while(|l| l.starts_with("#   "))
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            "#   9 days: default class (retention_days): every other tenant",
+            "#   2 days: brief",
+            "#   30 days: archive, shop",
+        ],
+        "{printed}"
+    );
+    // the entries themselves round-trip, rate limits and retention side by side
+    assert!(
+        printed.contains("name = \"archive\"\nspans_per_second = 1000.0\nretention_days = 30"),
+        "{printed}"
+    );
+
+    // 0 days is an error naming the entry
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[collector.tenants]]\nname = \"shop\"\nretention_days = 0\n",
+    )
+    .unwrap();
+    let refused = clew_config(&bad);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("collector.tenants") && err.contains("[0]: retention_days must be at least 1"),
+        "{err}"
+    );
+
+    // a running clew writes shop (30 days) apart from bank (the default class)
+    let clew = Clew::start(&["--config", config_path.to_str().unwrap()]);
+    let http = reqwest::Client::new();
+    for (token, service) in [(SHOP, "kept-long"), (BANK, "kept-default")] {
+        let trace = random_trace_id();
+        let body = request(service, vec![otlp_span(trace, 1, None, "op", vec![])]).encode_to_vec();
+        let resp = http
+            .post(clew.otlp_http_url())
+            .bearer_auth(token)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let path = format!("/api/v1/search?service={service}");
+        wait_for(&clew, token, &path, |b| trace_ids(b).len() == 1).await;
+    }
+    let (_, other) = get(&clew, BANK, "/api/v1/search?service=kept-long").await;
+    assert!(trace_ids(&other).is_empty(), "{other}");
+    let days = clew.data_dir.join("index").join("days");
+    let mut names: Vec<String> = std::fs::read_dir(&days)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        !names[0].contains(".r") && names[1].ends_with(".t.r30"),
+        "the default class's partition and shop's 30-day one: {names:?}"
+    );
+}
