@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// OpenSearch (or Elasticsearch) over its REST API (`crate::opensearch`): one index per
-/// UTC day, `<index_prefix>-YYYY.MM.DD`, created from an index template clew installs.
+/// UTC day, `<index_prefix>-YYYY.MM.DD` (`<index_prefix>-r<days>-YYYY.MM.DD` for a tenant
+/// retention class), created from an index template clew installs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenSearchIndexConfig {

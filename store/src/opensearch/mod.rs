@@ -26,7 +26,10 @@
 //! not ready, writes answer retryable errors). The index template is installed (and
 //! overwritten, so mapping changes take effect with the next daily index) on the first
 //! call that needs the cluster. Daily indices are created by the first write into them,
-//! from the template; retention deletes whole daily indices.
+//! from the template; retention deletes whole daily indices. Tenants of a retention class
+//! other than the global `retention_days` (`crate::retention`) write to their class's own
+//! daily indices, `<prefix>-r<days>-YYYY.MM.DD`, deleted by that class's horizon; they
+//! match the same template and join the same alias, so searches cover every class.
 //!
 //! # Contract
 //!
