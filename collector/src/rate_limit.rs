@@ -206,7 +206,7 @@ mod tests {
             retention_days: Some(1),
             ..entry("bank", 5.0, Some(10))
         };
-        assert!(validate(&[both.clone()]).is_ok());
+        assert!(validate(std::slice::from_ref(&both)).is_ok());
         let nothing = TenantSettings {
             retention_days: None,
             spans_per_second: None,

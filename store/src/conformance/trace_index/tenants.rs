@@ -202,7 +202,7 @@ pub async fn tenants_are_isolated(idx: Arc<dyn TraceIndex>) {
 /// class partition holds it; past the global `retention_days` only the long class stays.
 pub async fn retention_classes_drop_apart(idx: Arc<dyn TraceIndex>) {
     use super::super::{LONG_DAYS, LONG_TENANT, SHORT_DAYS, SHORT_TENANT};
-    assert!(SHORT_DAYS + 1 < RETENTION_DAYS && RETENTION_DAYS + 2 < LONG_DAYS);
+    const { assert!(SHORT_DAYS + 1 < RETENTION_DAYS && RETENTION_DAYS + 2 < LONG_DAYS) };
     let short = Tenant::parse(SHORT_TENANT).unwrap();
     let long = Tenant::parse(LONG_TENANT).unwrap();
     let default = Tenant::default();
