@@ -136,6 +136,64 @@ async fn data_and_caps_survive_close_and_reopen() {
     assert_eq!(sorted(fetch(&store, trace_id(1)).await.spans), sorted(want));
 }
 
+/// A tenant moved to another retention class between restarts: what it wrote in the old
+/// class is still read (every class's buckets are read), a late span of that trace joins
+/// the old bucket (one row), new traces go to the new class, and each bucket expires by the
+/// class it was written in, not by the tenant's class of now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_moved_to_another_class_keeps_what_it_wrote() {
+    use clew_store::conformance::fixtures::in_tenant;
+    use clew_store::RetentionClasses;
+    const DAY: u64 = 86_400 * 1_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let shop = Tenant::parse("shop").unwrap();
+    let open_with = |classes: RetentionClasses| -> Arc<dyn SpanStore> {
+        let common = Common {
+            data_dir: dir.path().to_path_buf(),
+            retention: classes,
+            indexed_attributes: vec![],
+        };
+        Arc::new(FjallSpanStore::open(&config(100, 64 << 20), &common).expect("open"))
+    };
+    let now = now_unix_nano();
+    let old = in_tenant(checkout_trace(trace_id(1), "moved-1", now, false), "shop");
+    {
+        // shop keeps 2 days
+        let store = open_with(RetentionClasses::new(7, [(shop.clone(), 2)]));
+        store.write_spans(old.clone().into()).await.unwrap();
+        store.close().await.unwrap();
+    }
+    // now shop keeps 30 days
+    let store = open_with(RetentionClasses::new(7, [(shop.clone(), 30)]));
+    let got = store.get_trace(&shop, trace_id(1)).await.unwrap();
+    assert_eq!(
+        sorted(got.expect("read from the 2-day class").spans),
+        sorted(old.clone())
+    );
+    let mut late = old[0].clone();
+    late.span_id = span_id(77);
+    let new = in_tenant(checkout_trace(trace_id(2), "moved-2", now, false), "shop");
+    let batch: Vec<Span> = new.iter().cloned().chain([late.clone()]).collect();
+    store.write_spans(batch.into()).await.unwrap();
+    let mut with_late = old.clone();
+    with_late.push(late);
+    let got = store.get_trace(&shop, trace_id(1)).await.unwrap().unwrap();
+    assert_eq!(
+        sorted(got.spans),
+        sorted(with_late),
+        "the late span joined the old row"
+    );
+
+    // past 2 days: the old class's bucket goes (its own horizon), the new class's stays
+    let dropped = store.drop_expired(now + 4 * DAY).await.unwrap();
+    assert_eq!(dropped, 1, "the 2-day bucket only");
+    assert_eq!(store.get_trace(&shop, trace_id(1)).await.unwrap(), None);
+    let got = store.get_trace(&shop, trace_id(2)).await.unwrap();
+    assert_eq!(sorted(got.expect("30-day class").spans), sorted(new));
+    assert_eq!(store.drop_expired(now + 20 * DAY).await.unwrap(), 0);
+    assert!(store.get_trace(&shop, trace_id(2)).await.unwrap().is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_cap_rejects_spans_past_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -65,6 +65,74 @@ async fn conformance() {
     trace_index::run_all(&Tantivy::default()).await;
 }
 
+/// A tenant moved to another retention class between restarts: its documents in the old
+/// class's partition (`YYYY-MM-DD.t.r2`) are still found, new ones go to the new class's
+/// partition of the same day (`.t.r30`), and each partition is dropped by the class it
+/// was written in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_moved_to_another_class_keeps_what_it_wrote() {
+    use clew_store::conformance::fixtures::in_tenant;
+    use clew_store::RetentionClasses;
+    const DAY: u64 = 86_400 * 1_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let shop = Tenant::parse("shop").unwrap();
+    let open_with = |classes: RetentionClasses| {
+        let common = Common {
+            retention: classes,
+            ..common(dir.path())
+        };
+        let config = EmbeddedIndexConfig {
+            commit_interval_ms: 1000,
+            writer_memory_mb: 32,
+        };
+        TantivyTraceIndex::open(&config, &common).expect("open index")
+    };
+    async fn found(idx: &TantivyTraceIndex, order: &str) -> usize {
+        let shop = Tenant::parse("shop").unwrap();
+        idx.find_trace_ids(&shop, &key(order))
+            .await
+            .unwrap()
+            .hits
+            .len()
+    }
+    let doc = |id, order| {
+        in_tenant(
+            checkout_trace(trace_id(id), order, BASE_TIME, false),
+            "shop",
+        )
+    };
+    {
+        let idx = open_with(RetentionClasses::new(7, [(shop.clone(), 2)]));
+        idx.index_spans(doc(1, "in-r2").into()).await.unwrap();
+        idx.close().await.unwrap();
+    }
+    let idx = open_with(RetentionClasses::new(7, [(shop.clone(), 30)]));
+    idx.index_spans(doc(2, "in-r30").into()).await.unwrap();
+    idx.refresh().await.unwrap();
+    assert_eq!(
+        found(&idx, "in-r2").await,
+        1,
+        "the old class's partition is searched"
+    );
+    assert_eq!(found(&idx, "in-r30").await, 1);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("index").join("days"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["2023-11-14.t.r2", "2023-11-14.t.r30"]);
+
+    assert_eq!(
+        idx.drop_expired(BASE_TIME + 4 * DAY).await.unwrap(),
+        1,
+        "r2 only"
+    );
+    idx.refresh().await.unwrap();
+    assert_eq!(found(&idx, "in-r2").await, 0);
+    assert_eq!(found(&idx, "in-r30").await, 1);
+    idx.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
