@@ -48,7 +48,10 @@ pub struct EmbeddedIndexConfig {
     /// the "searchable within 2 s" contract.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
-    /// tantivy writer memory budget, in MiB.
+    /// tantivy writer memory budget, in MiB: each day partition being written gets a
+    /// writer with half of it (usually one day is written; late spans open a second). A
+    /// day's partitions are one per retention class written, so tenants in `k` classes
+    /// other than the default can use up to `k + 1` times as much.
     #[serde(default = "default_writer_memory_mb")]
     pub writer_memory_mb: usize,
 }
