@@ -21,6 +21,11 @@
 //! sampling_strategies = "/etc/clew/strategies.json"   # optional: Jaeger strategies file
 //! business_keys = ["order_id"]
 //!
+//! [[collector.tenants]]      # optional, per tenant: an ingest rate limit, a retention, or both
+//! name = "shop"               # the [[auth.tokens]] tenant, or "default"
+//! spans_per_second = 5000.0   # burst_spans = N: optional, default one second's worth
+//! retention_days = 30         # default: the global retention_days; equal values share a class
+//!
 //! [collector.kafka]          # optional: consume spans from Kafka too
 //! brokers = ["127.0.0.1:9092"]
 //! topics = [{ name = "clew-spans", format = "avro" }]
