@@ -289,6 +289,7 @@ async fn start_serving(
         auth = if auth.enabled() { "bearer tokens" } else { "off" },
         business_keys = ?config.collector.business_keys,
         retention_days = config.retention_days,
+        retention_classes = config.retention_classes().classes().len(),
         "clew is serving"
     );
     Ok(Running {

@@ -585,3 +585,31 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_dir_names_round_trip() {
+        use RetentionClass::{Days, Default};
+        let day = schema::parse_day_dir_name("2023-11-14").unwrap();
+        for (key, name) in [
+            ((day, 0, Default), "2023-11-14"),
+            ((day, 1, Default), "2023-11-14.t"),
+            ((day, 1, Days(30)), "2023-11-14.t.r30"),
+        ] {
+            assert_eq!(partition_dir_name(key), name);
+            assert_eq!(parse_partition_dir_name(name), Some(key), "{name}");
+        }
+        for other in [
+            "2023-11-14.r30",
+            "2023-11-14.t.r0",
+            "2023-11-14.t.x",
+            "2023-11-14.t.t",
+            "wal.log",
+        ] {
+            assert_eq!(parse_partition_dir_name(other), None, "{other}");
+        }
+    }
+}
