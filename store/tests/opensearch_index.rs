@@ -518,6 +518,28 @@ async fn prefixes_sharing_a_beginning_stay_apart() {
     assert_eq!(b.drop_expired(BASE_TIME).await.unwrap(), 1);
     assert_eq!(all(b).await, [trace_id(2)]);
     delete_indices(&eu).await;
+
+    // a prefix that looks like a retention class of ours (`<base>-r2`): its daily indices
+    // are named like our class-r2 indices, and are still not ours to drop
+    let r2 = format!("{base}-r2");
+    let c = open(&r2);
+    c.index_spans(checkout_trace(trace_id(4), "C-old", old, false).into())
+        .await
+        .unwrap();
+    c.refresh().await.unwrap();
+    assert_eq!(
+        a.drop_expired(BASE_TIME).await.unwrap(),
+        0,
+        "not a's to drop"
+    );
+    assert_eq!(all(c.clone()).await, [trace_id(4)]);
+    assert_eq!(all(a.clone()).await, [trace_id(1)]);
+    assert_eq!(
+        c.drop_expired(BASE_TIME).await.unwrap(),
+        1,
+        "c's own, 30 days old"
+    );
+    delete_indices(&r2).await;
     delete_indices(&base).await;
 }
 

@@ -18,7 +18,9 @@ use crate::metrics as m;
 use crate::trace_index::days::{day_of, DAY_NANOS};
 use crate::trace_index::span_doc::IndexedAttributes;
 use crate::trace_index::span_doc::SpanDoc;
-use crate::{Common, Error, Result, RetentionClasses, TraceIdPage, TraceIndex, TraceQuery};
+use crate::{
+    Common, Error, Result, RetentionClass, RetentionClasses, TraceIdPage, TraceIndex, TraceQuery,
+};
 
 /// Most names `services()` and `operations()` return.
 const MAX_NAMES: usize = 10_000;
@@ -221,18 +223,39 @@ impl TraceIndex for OpenSearchTraceIndex {
                 Body::None,
             )
             .await?;
-        let expired: Vec<String> = listing
+        let mut expired: Vec<(String, RetentionClass)> = listing
             .as_array()
             .map(|rows| {
                 rows.iter()
                     .filter_map(|r| r["index"].as_str())
-                    .filter(|name| {
-                        day_of_index(&self.prefix, name).is_some_and(|(c, d)| d < first_kept(c))
+                    .filter_map(|name| {
+                        let (class, day) = day_of_index(&self.prefix, name)?;
+                        (day < first_kept(class)).then(|| (name.to_string(), class))
                     })
-                    .map(String::from)
                     .collect()
             })
             .unwrap_or_default();
+        // `<prefix>-r7-YYYY.MM.DD` may also be the default-class index of another clew
+        // whose prefix is `<prefix>-r7`: a class index is ours only if it joined our alias
+        // (the longer prefix's template wins its indices, see `index_template`).
+        if expired.iter().any(|(_, c)| *c != RetentionClass::Default) {
+            let members = self
+                .send(
+                    "failed to list the indices of the alias",
+                    Method::GET,
+                    &format!("/_cat/aliases/{}?format=json&h=index", self.prefix),
+                    Body::None,
+                )
+                .await?;
+            let ours: std::collections::HashSet<&str> = members
+                .as_array()
+                .map(|rows| rows.iter().filter_map(|r| r["index"].as_str()).collect())
+                .unwrap_or_default();
+            expired.retain(|(name, class)| {
+                *class == RetentionClass::Default || ours.contains(name.as_str())
+            });
+        }
+        let expired: Vec<String> = expired.into_iter().map(|(name, _)| name).collect();
         for name in &expired {
             self.send(
                 "failed to delete an expired daily index",
