@@ -610,8 +610,8 @@ mod agent {
         let config = tmp.path().join("agent.toml");
         std::fs::write(
             &config,
-            // tenant `default`: Kafka carries no other tenant yet, so the agent refuses
-            // spans of any other (docs/adr/0011-tenants.md)
+            // any tenant would do (it rides in the clew-tenant header); tenant
+            // isolation through Kafka is tests/kafka_e2e.rs's
             format!(
                 "[kafka]\nbrokers = \"127.0.0.1:1\"\ndelivery_timeout_ms = 1000\n{}",
                 auth_section_of(true, "default")

@@ -72,11 +72,6 @@ pub enum Error {
     #[error("this tenant's ingest rate limit is exhausted, retry in {} ms", retry_after.as_millis())]
     Throttled { retry_after: Duration },
 
-    /// Spans of a tenant other than `default` at `clew agent`. The message does not name
-    /// the tenant (no refusal does).
-    #[error("spans of this token's tenant cannot be shipped through kafka yet: only tenant default is carried to the collector (send them to the collector's own receivers)")]
-    TenantNotCarried { tenant: String },
-
     #[error("invalid configuration: {key}: {message}")]
     Config { key: &'static str, message: String },
     /// A listener could not be bound or served.
@@ -125,7 +120,6 @@ impl Error {
             Error::SpoolFull { .. } => "spool_full",
             Error::Spool { .. } => "spool_failed",
             Error::Kafka { .. } => "kafka",
-            Error::TenantNotCarried { .. } => "tenant_not_carried",
             Error::Throttled { .. } => "throttled",
             Error::Config { .. } => "config",
             Error::Listen { .. } => "listen",
@@ -140,7 +134,6 @@ impl Error {
                 tonic::Status::invalid_argument(message)
             }
             Error::TooLarge { .. } => tonic::Status::resource_exhausted(message),
-            Error::TenantNotCarried { .. } => tonic::Status::permission_denied(message),
             // OTLP: throttling is RESOURCE_EXHAUSTED with a RetryInfo saying when
             Error::Throttled { retry_after } => tonic::Status::with_error_details(
                 Code::ResourceExhausted,
@@ -162,7 +155,6 @@ impl Error {
             Error::Decode { .. } => HttpStatus::BAD_REQUEST,
             Error::TooLarge { .. } => HttpStatus::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => HttpStatus::UNSUPPORTED_MEDIA_TYPE,
-            Error::TenantNotCarried { .. } => HttpStatus::FORBIDDEN,
             Error::Throttled { .. } => HttpStatus::TOO_MANY_REQUESTS,
             _ if self.is_retryable() => HttpStatus::SERVICE_UNAVAILABLE,
             _ => HttpStatus::INTERNAL_SERVER_ERROR,
@@ -245,13 +237,6 @@ mod tests {
                 },
                 Code::ResourceExhausted,
                 HttpStatus::TOO_MANY_REQUESTS,
-            ),
-            (
-                Error::TenantNotCarried {
-                    tenant: "shop".into(),
-                },
-                Code::PermissionDenied,
-                HttpStatus::FORBIDDEN,
             ),
         ];
         for (e, code, http) in cases {

@@ -11,7 +11,8 @@
 //!  AgentSink::submit ─▶ head sampling (per service, per trace id; errors always kept):
 //!                       sampler (rates file) or sampling::head (Jaeger strategies file)
 //!                    ─▶ group by trace id ─▶ Avro single-object records ≤ message_max_bytes
-//!                       (key = trace id: a trace stays in one partition)
+//!                       (key = trace id: a trace stays in one partition; header
+//!                       `clew-tenant` = the caller's tenant unless it is `default`)
 //!                    ─▶ producer::Shipper::ship ─▶ Kafka (acks=all, idempotent) or spool (fsync)
 //!                    ─▶ answer: OK (+ partial success) / UNAVAILABLE + retry hint when the spool is full
 //!
@@ -47,7 +48,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::routing::get;
 use axum::Router;
-use clew_proto::{RejectReason, Span, TraceId};
+use clew_proto::{RejectReason, Span, Tenant, TraceId};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -361,7 +362,7 @@ fn receivers_shared(
             span_metrics: None,
             alerting: None,
             inventory: None,
-            // the agent takes tenant `default` only; limits apply at the collector
+            // rate limits apply at the collector, which reads the tenant from the record
             rate_limits: None,
         }),
         max_request_bytes: config.max_request_bytes,
@@ -405,13 +406,6 @@ pub struct AgentSink {
 #[async_trait]
 impl SpanSink for AgentSink {
     async fn submit(&self, spans: Vec<Span>) -> Result<StoreRejections> {
-        // Records carry no tenant: the collector would store them as `default`. Refused
-        // whole rather than written into another tenant.
-        if let Some(other) = spans.iter().find(|s| !s.tenant.is_default()) {
-            return Err(Error::TenantNotCarried {
-                tenant: other.tenant.to_string(),
-            });
-        }
         let total = spans.len();
         let kept = self.sampling.sample(spans);
         metrics::sampled_out(total - kept.len());
@@ -434,37 +428,42 @@ impl SpanSink for AgentSink {
     }
 }
 
-/// One record per trace (in the order traces first appear), each an Avro batch of that
-/// trace's spans; a trace too large for one record is split into several with the same
-/// key. A single span larger than `max_bytes` is rejected alone (`span_too_large`).
+/// One record per trace and tenant (in the order traces first appear), each an Avro
+/// batch of that trace's spans, carrying their tenant; a trace too large for one record is
+/// split into several with the same key. A single span larger than `max_bytes` is rejected
+/// alone (`span_too_large`). (A request's spans share one tenant, the caller's; grouping
+/// by it too keeps a record from ever mixing two.)
 pub fn build_records(
     spans: Vec<(usize, Span)>,
     max_bytes: usize,
 ) -> (Vec<(Record, usize)>, StoreRejections) {
-    let mut order: Vec<TraceId> = Vec::new();
-    let mut by_trace: HashMap<TraceId, Vec<(usize, Span)>> = HashMap::new();
+    let mut order: Vec<(Tenant, TraceId)> = Vec::new();
+    let mut by_trace: HashMap<(Tenant, TraceId), Vec<(usize, Span)>> = HashMap::new();
     for (i, s) in spans {
+        let key = (s.tenant.clone(), s.trace_id);
         by_trace
-            .entry(s.trace_id)
-            .or_insert_with(|| {
-                order.push(s.trace_id);
+            .entry(key)
+            .or_insert_with_key(|k| {
+                order.push(k.clone());
                 Vec::new()
             })
             .push((i, s));
     }
     let mut records = Vec::with_capacity(order.len());
     let mut rejected = Vec::new();
-    for trace in order {
-        let group = by_trace.remove(&trace).expect("grouped above");
+    for key in order {
+        let group = by_trace.remove(&key).expect("grouped above");
         let (idx, spans): (Vec<usize>, Vec<Span>) = group.into_iter().unzip();
-        encode_split(&trace, &idx, &spans, max_bytes, &mut records, &mut rejected);
+        let (tenant, trace) = key;
+        let at = (&tenant, &trace);
+        encode_split(at, &idx, &spans, max_bytes, &mut records, &mut rejected);
     }
     rejected.sort_unstable_by_key(|(i, _)| *i);
     (records, rejected)
 }
 
 fn encode_split(
-    trace: &TraceId,
+    (tenant, trace): (&Tenant, &TraceId),
     idx: &[usize],
     spans: &[Span],
     max_bytes: usize,
@@ -477,6 +476,7 @@ fn encode_split(
             Record {
                 key: trace.0.to_vec(),
                 value,
+                tenant: tenant.clone(),
             },
             spans.len(),
         ));
@@ -487,8 +487,9 @@ fn encode_split(
         return;
     }
     let mid = spans.len() / 2;
-    encode_split(trace, &idx[..mid], &spans[..mid], max_bytes, out, rejected);
-    encode_split(trace, &idx[mid..], &spans[mid..], max_bytes, out, rejected);
+    let at = (tenant, trace);
+    encode_split(at, &idx[..mid], &spans[..mid], max_bytes, out, rejected);
+    encode_split(at, &idx[mid..], &spans[mid..], max_bytes, out, rejected);
 }
 
 #[cfg(test)]

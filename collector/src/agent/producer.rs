@@ -44,6 +44,7 @@ use super::metrics;
 use super::spool::{AppendError, Peeked, Record, Spool};
 use crate::error::{Error, Result};
 use crate::inventory::{AGENT_HEADER, AGENT_VERSION_HEADER};
+use crate::receiver::kafka::TENANT_HEADER;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -103,7 +104,8 @@ pub struct Shipper {
     queue_timeout: Duration,
     replay_batch_records: usize,
     max_bytes: u64,
-    /// `clew-agent` and `clew-agent-version`, on every record.
+    /// `clew-agent` and `clew-agent-version`, on every record (`clew-tenant` is added per
+    /// record, for tenants other than `default`).
     identity: OwnedHeaders,
 }
 
@@ -255,10 +257,18 @@ impl Shipper {
         path: &'static str,
     ) -> Vec<Result<(), &'static str>> {
         let sends = records.map(|r| {
+            let mut headers = self.identity.clone();
+            if !r.tenant.is_default() {
+                // records of tenant `default` go without it, as before tenants
+                headers = headers.insert(Header {
+                    key: TENANT_HEADER,
+                    value: Some(r.tenant.as_str()),
+                });
+            }
             let record = FutureRecord::to(&self.topic)
                 .key(r.key.as_slice())
                 .payload(r.value.as_slice())
-                .headers(self.identity.clone());
+                .headers(headers);
             self.producer
                 .send(record, Timeout::After(self.queue_timeout))
         });

@@ -8,8 +8,17 @@
 //!    cursor                     "7 1234\n": first record not yet delivered (segment, offset)
 //!
 //!  frame = len u32 LE │ crc32(payload) u32 LE │ payload
-//!  payload = key_len u32 LE │ key │ value
+//!  payload = key_len u32 LE │ key │ value                                   (tenant `default`)
+//!          | key_len|TENANT_FLAG u32 LE │ tenant_len u8 │ tenant │ key │ value  (any other)
 //! ```
+//!
+//! Frame versions: a frame of tenant `default` is exactly what agents wrote before tenants
+//! (no flag), so spools written before the upgrade replay unchanged, and a spool holding
+//! only tenant `default` stays readable by an older agent. A frame of any other tenant sets
+//! bit 31 of `key_len` ([`TENANT_FLAG`]; keys are 16-byte trace ids, so the bit was always 0)
+//! and names its tenant, checked with [`Tenant::parse`] when read; an older agent reads such
+//! a frame as corrupt and cuts its segment there (a downgrade with such records spooled
+//! loses them: drain the spool first). `docs/adr/0006-agent-delivery-and-spool.md`.
 //!
 //! - [`Spool::append`] writes all frames of a call with one `write` and `fdatasync`s before
 //!   it returns: what it returned `Ok` for survives a crash or a power cut.
@@ -29,12 +38,15 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use clew_proto::Tenant;
 use tracing::{info, warn};
 
 /// Opens every segment file.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"CLEWSPL1";
 const FRAME_HEADER: u64 = 8;
 const KEY_LEN_BYTES: u64 = 4;
+/// Bit 31 of a frame's `key_len`: a tenant (`tenant_len u8 │ tenant`) follows the length.
+pub const TENANT_FLAG: u32 = 1 << 31;
 /// Larger frames are treated as corruption when reading (no record is that large: the
 /// producer splits values at `kafka.message_max_bytes`).
 pub const MAX_FRAME_BYTES: u64 = 256 * 1024 * 1024;
@@ -44,17 +56,32 @@ const CURSOR_FILE: &str = "cursor";
 const MAX_APPEND_TIMES: usize = 65_536;
 const SEGMENT_SUFFIX: &str = ".seg";
 
-/// One Kafka record: key and value bytes.
+/// One Kafka record: key and value bytes, and the tenant its spans belong to (the
+/// `clew-tenant` header when it is not `default`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+    pub tenant: Tenant,
 }
 
 impl Record {
     /// Bytes this record takes in a segment.
     pub fn frame_len(&self) -> u64 {
-        FRAME_HEADER + KEY_LEN_BYTES + self.key.len() as u64 + self.value.len() as u64
+        FRAME_HEADER
+            + KEY_LEN_BYTES
+            + tenant_bytes(&self.tenant)
+            + self.key.len() as u64
+            + self.value.len() as u64
+    }
+}
+
+/// Bytes a frame spends naming its tenant: none for `default`.
+fn tenant_bytes(t: &Tenant) -> u64 {
+    if t.is_default() {
+        0
+    } else {
+        1 + t.as_str().len() as u64
     }
 }
 
@@ -479,11 +506,19 @@ impl Spool {
 }
 
 fn encode_frame(r: &Record, out: &mut Vec<u8>) {
-    let payload_len = KEY_LEN_BYTES as usize + r.key.len() + r.value.len();
+    let payload_len = (r.frame_len() - FRAME_HEADER) as usize;
     let start = out.len();
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&(r.key.len() as u32).to_le_bytes());
+    if r.tenant.is_default() {
+        out.extend_from_slice(&(r.key.len() as u32).to_le_bytes());
+    } else {
+        let name = r.tenant.as_str().as_bytes();
+        out.extend_from_slice(&(r.key.len() as u32 | TENANT_FLAG).to_le_bytes());
+        // a tenant name is at most 64 bytes (Tenant::parse)
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+    }
     out.extend_from_slice(&r.key);
     out.extend_from_slice(&r.value);
     let crc = crc32fast::hash(&out[start + FRAME_HEADER as usize..]);
@@ -491,7 +526,7 @@ fn encode_frame(r: &Record, out: &mut Vec<u8>) {
 }
 
 /// Reads one frame of at most `left` bytes. `Ok(None)`: torn or corrupt (length past the
-/// end, bad CRC, inconsistent key length).
+/// end, bad CRC, inconsistent key or tenant length, a tenant name [`Tenant::parse`] refuses).
 fn read_frame(r: &mut impl Read, left: u64) -> io::Result<Option<Record>> {
     if left < FRAME_HEADER + KEY_LEN_BYTES {
         return Ok(None);
@@ -509,13 +544,32 @@ fn read_frame(r: &mut impl Read, left: u64) -> io::Result<Option<Record>> {
     if !read_full(r, &mut payload)? || crc32fast::hash(&payload) != crc {
         return Ok(None);
     }
-    let key_len = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes")) as usize;
-    if key_len > payload.len() - 4 {
+    let key_len = u32::from_le_bytes(payload[..4].try_into().expect("4 bytes"));
+    let mut at = 4;
+    let tenant = if key_len & TENANT_FLAG == 0 {
+        Tenant::default()
+    } else {
+        let Some(&name_len) = payload.get(at) else {
+            return Ok(None);
+        };
+        let name = payload.get(at + 1..at + 1 + name_len as usize);
+        let Some(Ok(tenant)) = name.map(|n| std::str::from_utf8(n).map(Tenant::parse)) else {
+            return Ok(None);
+        };
+        at += 1 + name_len as usize;
+        match tenant {
+            // `default` is never flagged: a frame naming it was not written by the agent
+            Ok(t) if !t.is_default() => t,
+            _ => return Ok(None),
+        }
+    };
+    let key_len = (key_len & !TENANT_FLAG) as usize;
+    if key_len > payload.len() - at {
         return Ok(None);
     }
-    let value = payload.split_off(4 + key_len);
-    let key = payload[4..].to_vec();
-    Ok(Some(Record { key, value }))
+    let value = payload.split_off(at + key_len);
+    let key = payload[at..].to_vec();
+    Ok(Some(Record { key, value, tenant }))
 }
 
 /// `Ok(false)` at end of input before `buf` is full.
@@ -584,6 +638,7 @@ mod tests {
         Record {
             key: i.to_be_bytes().repeat(4),
             value: vec![(i % 251) as u8; value_len],
+            tenant: Tenant::default(),
         }
     }
 
@@ -780,6 +835,98 @@ mod tests {
         assert_eq!(recovery.records, 2);
         assert_eq!(recovery.truncated_segments, 1);
         assert_eq!(drain(&mut s, 100), all[..2].to_vec());
+    }
+
+    /// A segment as agents wrote it before tenants (no flag in any frame): what the
+    /// frame format read then, spelled out byte by byte here rather than with
+    /// `encode_frame`, so a change to the writer cannot hide a change to the reader.
+    fn old_frame(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut payload = (key.len() as u32).to_le_bytes().to_vec();
+        payload.extend_from_slice(key);
+        payload.extend_from_slice(value);
+        let mut f = (payload.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        f.extend_from_slice(&payload);
+        f
+    }
+
+    #[test]
+    fn frames_written_before_tenants_replay_and_new_frames_carry_the_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = SEGMENT_MAGIC.to_vec();
+        old.extend(old_frame(&[1; 16], b"old-a"));
+        old.extend(old_frame(&[2; 16], b"old-b"));
+        fs::write(segment_path(dir.path(), 1), &old).unwrap();
+        let (mut s, recovery) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+        assert_eq!(recovery.records, 2);
+        assert_eq!(recovery.truncated_segments, 0);
+        let shop = Tenant::parse("shop").unwrap();
+        let new = vec![
+            Record {
+                key: vec![3; 16],
+                value: b"new-shop".to_vec(),
+                tenant: shop.clone(),
+            },
+            Record {
+                key: vec![4; 16],
+                value: b"new-default".to_vec(),
+                tenant: Tenant::default(),
+            },
+        ];
+        s.append(&new).unwrap();
+        drop(s);
+        // after a restart: the old frames as tenant `default`, then the new ones, in order
+        let (mut s, recovery) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+        assert_eq!((recovery.records, recovery.truncated_segments), (4, 0));
+        let got = drain(&mut s, 10);
+        let want = [
+            (vec![1; 16], b"old-a".to_vec(), Tenant::default()),
+            (vec![2; 16], b"old-b".to_vec(), Tenant::default()),
+            (vec![3; 16], b"new-shop".to_vec(), shop),
+            (vec![4; 16], b"new-default".to_vec(), Tenant::default()),
+        ];
+        let got: Vec<_> = got
+            .into_iter()
+            .map(|r| (r.key, r.value, r.tenant))
+            .collect();
+        assert_eq!(got, want);
+        // a frame of tenant `default` is byte for byte the old format
+        let mut buf = Vec::new();
+        encode_frame(&new[1], &mut buf);
+        assert_eq!(buf, old_frame(&[4; 16], b"new-default"));
+        // and one of another tenant flags its key length and names the tenant
+        let mut buf = Vec::new();
+        encode_frame(&new[0], &mut buf);
+        assert_eq!(buf.len() as u64, new[0].frame_len());
+        assert_eq!(&buf[8..12], &(16u32 | TENANT_FLAG).to_le_bytes());
+        assert_eq!(&buf[12..17], b"\x04shop");
+    }
+
+    #[test]
+    fn a_frame_naming_an_invalid_tenant_ends_its_segment() {
+        for name in [&b"Shop"[..], b"default", b"", &[0xff]] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut payload = (16u32 | TENANT_FLAG).to_le_bytes().to_vec();
+            payload.push(name.len() as u8);
+            payload.extend_from_slice(name);
+            payload.extend_from_slice(&[5; 16]);
+            payload.extend_from_slice(b"value");
+            let mut seg = SEGMENT_MAGIC.to_vec();
+            seg.extend(old_frame(&[1; 16], b"good"));
+            seg.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            seg.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            seg.extend_from_slice(&payload);
+            fs::write(segment_path(dir.path(), 1), &seg).unwrap();
+            let (mut s, recovery) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+            assert_eq!(
+                (recovery.records, recovery.truncated_segments),
+                (1, 1),
+                "{name:?}"
+            );
+            let got = drain(&mut s, 10);
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].value, b"good");
+        }
     }
 
     #[test]

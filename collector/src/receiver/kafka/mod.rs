@@ -7,6 +7,7 @@
 //!           │ callbacks; pauses the assignment while writes fail or it is at its limit)
 //!           │ ≤ max_in_flight_records records in flight; offsets tracked per partition
 //!           ▼ one tokio task per record (record.rs)
+//!  tenant from the `clew-tenant` header (none: `default`)  └─ invalid: poison "bad_tenant"
 //!  decode by the topic's format                                      (blocking pool if large)
 //!    avro:       clew_proto::avro::decode_batch (validates while decoding, same limits)
 //!    otlp_proto: prost ExportTraceServiceRequest
@@ -40,6 +41,12 @@
 pub mod config;
 #[cfg(feature = "kafka")]
 mod consume;
+
+/// Kafka record header naming the tenant of a record's spans (`clew agent` writes it for
+/// every tenant but `default`; a record without it is tenant `default`). The collector
+/// checks it with `clew_proto::Tenant::parse`: a record whose header fails is poison
+/// (`reason="bad_tenant"`), never stored as `default`. `docs/adr/0011-tenants.md`.
+pub const TENANT_HEADER: &str = "clew-tenant";
 #[cfg(feature = "kafka")]
 mod offsets;
 #[cfg(feature = "kafka")]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clew_proto::avro::{self, AvroError};
 use clew_proto::from_otlp::Limits;
-use clew_proto::Span;
+use clew_proto::{Span, Tenant};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -24,6 +24,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{debug, warn};
 
 use super::config::{KafkaFormat, TopicFormats};
+use super::TENANT_HEADER;
 use crate::batcher::StoreRejections;
 use crate::decode::{decode_json, decode_plain, Format};
 use crate::error::{Error, Result};
@@ -88,7 +89,8 @@ impl From<DecoderFailed> for Poison {
 }
 
 /// Every reason label of [`Poison`], for pre-registering the series.
-pub(super) const POISON_REASONS: [&str; 6] = [
+pub(super) const POISON_REASONS: [&str; 7] = [
+    "bad_tenant",
     "too_large",
     "undecodable",
     "avro_bad_header",
@@ -211,6 +213,10 @@ impl Worker {
             );
             return self.poison(&msg, None, p).await;
         };
+        let tenant = match tenant_of(&msg) {
+            Ok(t) => t,
+            Err(p) => return self.poison(&msg, Some(format), p).await,
+        };
         let mut backoff = Backoff::new(self.backoff_min, self.backoff_max);
         let mut failing: Option<Failing> = None;
         let mut first = true;
@@ -218,7 +224,10 @@ impl Worker {
             // The value is decoded again on each retry instead of keeping a copy of the spans.
             let result = self
                 .front
-                .ingest(self.input(&msg, first), self.decoder(&msg, format))
+                .ingest(
+                    self.input(&msg, first, tenant.clone()),
+                    self.decoder(&msg, format),
+                )
                 .await;
             first = false;
             match result {
@@ -249,7 +258,7 @@ impl Worker {
     }
 
     /// Large values are decoded on the blocking pool; a record is counted on its first try.
-    fn input(&self, msg: &OwnedMessage, first: bool) -> Input<'_> {
+    fn input(&self, msg: &OwnedMessage, first: bool, tenant: Tenant) -> Input<'_> {
         let len = msg.payload().map_or(0, <[u8]>::len);
         Input {
             protocol: Protocol::Kafka,
@@ -264,9 +273,9 @@ impl Worker {
             } else {
                 Origin::default()
             },
-            // Kafka records carry no tenant yet: they are tenant `default`, and the agent
-            // refuses spans of any other tenant (`docs/adr/0011-tenants.md`).
-            tenant: Default::default(),
+            // from the record's `clew-tenant` header (`default` without one), stamped on
+            // every span by Front::prepare as the OTLP receivers do with the caller's
+            tenant,
         }
     }
 
@@ -414,6 +423,39 @@ impl SpanSink for InFlightSpans {
             .map_err(|_| Error::ShuttingDown)?;
         self.sink.submit(spans).await
     }
+}
+
+/// The tenant a record's `clew-tenant` header names, `default` without the header. A
+/// header that is not a valid tenant name (or several that disagree) makes the record
+/// poison: storing it as `default` would put one tenant's spans into another's.
+pub(super) fn tenant_of(msg: &OwnedMessage) -> Result<Tenant, Poison> {
+    let Some(headers) = msg.headers() else {
+        return Ok(Tenant::default());
+    };
+    let mut found: Option<Tenant> = None;
+    for h in headers.iter().filter(|h| h.key == TENANT_HEADER) {
+        let value = h.value.unwrap_or_default();
+        let tenant = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| Tenant::parse(v).ok())
+            .ok_or_else(|| {
+                Poison::new(
+                    "bad_tenant",
+                    format!(
+                        "record header {TENANT_HEADER} {:?} is not a tenant name ([a-z0-9][a-z0-9_-]{{0,63}})",
+                        String::from_utf8_lossy(&value[..value.len().min(80)])
+                    ),
+                )
+            })?;
+        if found.as_ref().is_some_and(|f| *f != tenant) {
+            return Err(Poison::new(
+                "bad_tenant",
+                format!("record has several {TENANT_HEADER} headers naming different tenants"),
+            ));
+        }
+        found = Some(tenant);
+    }
+    Ok(found.unwrap_or_default())
 }
 
 /// A record's topic and, from its headers, the `clew agent` that produced it.
@@ -706,6 +748,77 @@ mod tests {
             want.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<Vec<_>>()
+        );
+    }
+
+    fn with_headers(headers: &[(&str, Option<&[u8]>)]) -> OwnedMessage {
+        let mut h = OwnedHeaders::new();
+        for (key, value) in headers {
+            h = h.insert(Header { key, value: *value });
+        }
+        OwnedMessage::new(
+            None,
+            None,
+            "spans".into(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            7,
+            Some(h),
+        )
+    }
+
+    #[test]
+    fn the_tenant_header_names_the_tenant_and_a_bad_one_is_poison() {
+        let reason =
+            |h: &[(&str, Option<&[u8]>)]| tenant_of(&with_headers(h)).map_err(|p| p.reason);
+        assert_eq!(reason(&[]), Ok(Tenant::default()));
+        assert_eq!(
+            reason(&[("clew-agent", Some(b"host"))]),
+            Ok(Tenant::default())
+        );
+        let shop = Tenant::parse("shop").unwrap();
+        assert_eq!(reason(&[(TENANT_HEADER, Some(b"shop"))]), Ok(shop.clone()));
+        assert_eq!(
+            reason(&[
+                (TENANT_HEADER, Some(b"shop")),
+                (TENANT_HEADER, Some(b"shop"))
+            ]),
+            Ok(shop)
+        );
+        assert_eq!(
+            reason(&[(TENANT_HEADER, Some(b"default"))]),
+            Ok(Tenant::default())
+        );
+        let bad: [&[u8]; 6] = [
+            b"",
+            b"Shop",
+            b"shop.eu",
+            b"-shop",
+            &[0xff, 0xfe],
+            &[b'a'; 65],
+        ];
+        for value in bad {
+            assert_eq!(
+                reason(&[(TENANT_HEADER, Some(value))]),
+                Err("bad_tenant"),
+                "{value:?}"
+            );
+        }
+        assert_eq!(reason(&[(TENANT_HEADER, None)]), Err("bad_tenant"));
+        assert_eq!(
+            reason(&[
+                (TENANT_HEADER, Some(b"shop")),
+                (TENANT_HEADER, Some(b"bank"))
+            ]),
+            Err("bad_tenant")
+        );
+        assert!(POISON_REASONS.contains(&"bad_tenant"));
+        // the message says which header and what it held, bounded
+        let p = tenant_of(&with_headers(&[(TENANT_HEADER, Some(b"Shop"))])).unwrap_err();
+        assert!(
+            p.message.contains("clew-tenant") && p.message.contains("Shop"),
+            "{}",
+            p.message
         );
     }
 
