@@ -25,7 +25,7 @@ pub mod view;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -429,8 +429,11 @@ impl Inventory {
             version: 1,
             instances,
         };
+        // serialized whole first: serde_json writes token by token, and every small write
+        // into the gzip stream cost a (zeroed) deflate step
+        let json = serde_json::to_vec(&saved).ok()?;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        serde_json::to_writer(&mut gz, &saved).ok()?;
+        gz.write_all(&json).ok()?;
         gz.finish().ok()
     }
 
