@@ -4,6 +4,8 @@
 //! with shop) are each visible to their own tenant only — trace by id, search, key lookup,
 //! services, operations, dependencies, Jaeger's HTTP API, Jaeger remote storage and the
 //! alert board — and query strings that try to name a tenant stay within the caller's.
+//! The same checks run in scale-out shape (HBase + OpenSearch, `--ignored`: scripts/test
+//! runs them next to the other HBase and OpenSearch suites).
 
 mod common;
 
@@ -98,6 +100,36 @@ async fn tenants_never_see_each_others_data() {
     let config_path = tmp.path().join("clew.toml");
     std::fs::write(&config_path, config()).unwrap();
     let clew = Clew::start(&["--config", config_path.to_str().unwrap()]);
+    isolation(&clew).await;
+}
+
+/// The same checks in scale-out shape: rows in a real HBase (tenant-prefixed row keys, the
+/// tenant in the meta cell) and documents in a real OpenSearch (the `tenant` filter).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs HBase and OpenSearch (scripts/hbase-start, scripts/opensearch-start); scripts/test runs it"]
+async fn tenants_never_see_each_others_data_on_hbase_and_opensearch() {
+    let thrift = std::env::var("HBASE_THRIFT").expect("HBASE_THRIFT=host:port");
+    let url = std::env::var("OPENSEARCH_URL").expect("OPENSEARCH_URL=http://host:port");
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("clew.toml");
+    let table = unique("clew_tenants").replace(['-', '.'], "_");
+    let prefix = unique("clew-tenants").replace('.', "-");
+    std::fs::write(
+        &config_path,
+        format!(
+            "{}\n[store]\ntype = \"hbase\"\nthrift_addrs = [\"{thrift}\"]\ntable = \"{table}\"\n\n\
+             [index]\ntype = \"opensearch\"\nurls = [\"{url}\"]\nindex_prefix = \"{prefix}\"\nnumber_of_replicas = 0\n",
+            config()
+        ),
+    )
+    .unwrap();
+    let clew = Clew::start(&["--config", config_path.to_str().unwrap()]);
+    isolation(&clew).await;
+}
+
+/// Spans of tenant `shop` (OTLP/HTTP) and `bank` (OTLP/gRPC and Zipkin, one trace id shared
+/// with shop) into `clew`, then every read API, as each tenant.
+async fn isolation(clew: &Clew) {
     let http = reqwest::Client::new();
 
     let shared = random_trace_id();
@@ -163,21 +195,21 @@ async fn tenants_never_see_each_others_data() {
     assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
 
     // both tenants' data is searchable
-    wait_for(&clew, SHOP, "/api/v1/search?limit=50", |b| {
+    wait_for(clew, SHOP, "/api/v1/search?limit=50", |b| {
         trace_ids(b).len() == 2
     })
     .await;
-    wait_for(&clew, BANK, "/api/v1/search?limit=50", |b| {
+    wait_for(clew, BANK, "/api/v1/search?limit=50", |b| {
         trace_ids(b).len() == 2
     })
     .await;
 
     // trace by id: another tenant's trace is a 404; a shared id is each tenant's own row
-    let (status, _) = get(&clew, BANK, &format!("/api/v1/traces/{}", hex(shop_only))).await;
+    let (status, _) = get(clew, BANK, &format!("/api/v1/traces/{}", hex(shop_only))).await;
     assert_eq!(status, 404, "shop's trace asked by bank");
-    let (status, _) = get(&clew, SHOP, &format!("/api/v1/traces/{}", hex(bank_only))).await;
+    let (status, _) = get(clew, SHOP, &format!("/api/v1/traces/{}", hex(bank_only))).await;
     assert_eq!(status, 404, "bank's trace asked by shop");
-    let (status, body) = get(&clew, SHOP, &format!("/api/v1/traces/{}", hex(shared))).await;
+    let (status, body) = get(clew, SHOP, &format!("/api/v1/traces/{}", hex(shared))).await;
     assert_eq!(status, 200);
     assert_eq!(
         span_ids(&body).len(),
@@ -185,7 +217,7 @@ async fn tenants_never_see_each_others_data() {
         "shop's two spans of the shared id: {body}"
     );
     assert!(!body.to_string().contains("bank-ledger"), "{body}");
-    let (status, body) = get(&clew, BANK, &format!("/api/v1/traces/{}", hex(shared))).await;
+    let (status, body) = get(clew, BANK, &format!("/api/v1/traces/{}", hex(shared))).await;
     assert_eq!(status, 200);
     assert_eq!(
         span_ids(&body).len(),
@@ -205,31 +237,31 @@ async fn tenants_never_see_each_others_data() {
         v.sort();
         v
     };
-    let (_, body) = get(&clew, SHOP, "/api/v1/search?limit=50").await;
+    let (_, body) = get(clew, SHOP, "/api/v1/search?limit=50").await;
     assert_eq!(sorted(&body), shop_ids());
-    let (_, body) = get(&clew, BANK, "/api/v1/search?service=shop-api").await;
+    let (_, body) = get(clew, BANK, "/api/v1/search?service=shop-api").await;
     assert!(trace_ids(&body).is_empty(), "{body}");
-    let (_, body) = get(&clew, BANK, "/api/v1/search?error=true").await;
+    let (_, body) = get(clew, BANK, "/api/v1/search?error=true").await;
     assert!(
         trace_ids(&body).is_empty(),
         "shop's error seen by bank: {body}"
     );
-    let (_, body) = get(&clew, SHOP, "/api/v1/keys/order_id/b-1").await;
+    let (_, body) = get(clew, SHOP, "/api/v1/keys/order_id/b-1").await;
     assert!(trace_ids(&body).is_empty(), "{body}");
-    let (_, body) = get(&clew, BANK, "/api/v1/keys/order_id/b-1").await;
+    let (_, body) = get(clew, BANK, "/api/v1/keys/order_id/b-1").await;
     assert_eq!(trace_ids(&body), vec![hex(bank_only)]);
-    let (_, body) = get(&clew, SHOP, "/api/v1/services").await;
+    let (_, body) = get(clew, SHOP, "/api/v1/services").await;
     assert_eq!(body["services"], serde_json::json!(["shop-api"]));
-    let (_, body) = get(&clew, BANK, "/api/v1/services").await;
+    let (_, body) = get(clew, BANK, "/api/v1/services").await;
     assert_eq!(
         body["services"],
         serde_json::json!(["bank-api", "bank-ledger"])
     );
-    let (_, body) = get(&clew, SHOP, "/api/v1/services/bank-api/operations").await;
+    let (_, body) = get(clew, SHOP, "/api/v1/services/bank-api/operations").await;
     assert_eq!(body["operations"], serde_json::json!([]));
-    let (_, body) = get(&clew, BANK, "/api/v1/services/bank-api/operations").await;
+    let (_, body) = get(clew, BANK, "/api/v1/services/bank-api/operations").await;
     assert_eq!(body["operations"], serde_json::json!(["Pay"]));
-    let (status, body) = get(&clew, SHOP, "/api/v1/dependencies?lookback=1h").await;
+    let (status, body) = get(clew, SHOP, "/api/v1/dependencies?lookback=1h").await;
     assert_eq!(status, 200, "{body}");
     assert!(!body.to_string().contains("bank"), "{body}");
 
@@ -249,7 +281,7 @@ async fn tenants_never_see_each_others_data() {
         "/api/v1/keys/tenant/bank",
         "/api/v1/keys/order_id/*",
     ] {
-        let (status, body) = get(&clew, SHOP, path).await;
+        let (status, body) = get(clew, SHOP, path).await;
         assert_eq!(status, 200, "{path}: {body}");
         for id in trace_ids(&body) {
             assert!(
@@ -260,25 +292,25 @@ async fn tenants_never_see_each_others_data() {
         assert!(!body.to_string().contains("bank-"), "{path}: {body}");
     }
     // an attribute named `tenant` is an attribute: shop's own span has `tenant=bank`
-    let (_, body) = get(&clew, SHOP, "/api/v1/search?attr=tenant:bank").await;
+    let (_, body) = get(clew, SHOP, "/api/v1/search?attr=tenant:bank").await;
     assert_eq!(trace_ids(&body), vec![hex(shared)]);
-    let (_, body) = get(&clew, BANK, "/api/v1/search?attr=tenant:bank").await;
+    let (_, body) = get(clew, BANK, "/api/v1/search?attr=tenant:bank").await;
     assert!(trace_ids(&body).is_empty(), "{body}");
 
     // Jaeger's HTTP API
-    let (status, _) = get(&clew, BANK, &format!("/api/traces/{}", hex(shop_only))).await;
+    let (status, _) = get(clew, BANK, &format!("/api/traces/{}", hex(shop_only))).await;
     assert_eq!(status, 404);
-    let (_, body) = get(&clew, SHOP, "/api/services").await;
+    let (_, body) = get(clew, SHOP, "/api/services").await;
     assert_eq!(body["data"], serde_json::json!(["shop-api"]));
-    let (_, body) = get(&clew, SHOP, "/api/traces?service=bank-api&lookback=1h").await;
+    let (_, body) = get(clew, SHOP, "/api/traces?service=bank-api&lookback=1h").await;
     assert!(
         body["data"].as_array().is_none_or(|d| d.is_empty()),
         "{body}"
     );
-    let (_, body) = get(&clew, BANK, "/api/traces?service=bank-api&lookback=1h").await;
+    let (_, body) = get(clew, BANK, "/api/traces?service=bank-api&lookback=1h").await;
     assert_eq!(body["data"].as_array().map(Vec::len), Some(1), "{body}");
     let (_, body) = get(
-        &clew,
+        clew,
         SHOP,
         &format!(
             "/api/traces?traceID={}&traceID={}",
@@ -293,7 +325,7 @@ async fn tenants_never_see_each_others_data() {
     );
     let end = now_unix_nano() / 1_000_000 + 60_000;
     let (_, body) = get(
-        &clew,
+        clew,
         SHOP,
         &format!("/api/dependencies?endTs={end}&lookback=3600000"),
     )
@@ -330,9 +362,9 @@ async fn tenants_never_see_each_others_data() {
     assert_eq!(chunks, 0, "shop's trace through bank's remote storage");
 
     // the process-wide views are tenant default's only: nothing for shop or bank
-    let (_, body) = get(&clew, SHOP, "/api/v1/alerts").await;
+    let (_, body) = get(clew, SHOP, "/api/v1/alerts").await;
     assert_eq!(body["enabled"], false, "{body}");
-    let (_, body) = get(&clew, BANK, "/api/v1/inventory").await;
+    let (_, body) = get(clew, BANK, "/api/v1/inventory").await;
     assert_eq!(body["enabled"], false, "{body}");
 }
 
