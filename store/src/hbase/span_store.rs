@@ -21,11 +21,15 @@
 //!   for the cap.
 //! - **Retention** is the column family's TTL, applied by HBase with the server's clock at
 //!   read and compaction time, so [`SpanStore::drop_expired`] has nothing to do and returns 0.
-//! - **Concurrency.** Writers in one process are serialized (the meta is
-//!   read-modify-write); several clew processes writing the same trace at the same instant
-//!   could each admit spans up to the cap. All Thrift calls are blocking and run in
-//!   `spawn_blocking` on pooled connections; retryable failures are retried with back-off
-//!   before [`Error::Unavailable`] reaches the caller.
+//! - **Concurrency.** Up to `pool_size` write batches run at once, each on its own pooled
+//!   connection ([`SpanStore::write_concurrency`]; the pipeline keeps that many in
+//!   flight). The meta is read-modify-write, so a batch first claims a lease on each of
+//!   its traces (`crate::span_store::trace_leases`): two batches touching the same trace
+//!   run one after the other, the second reading the meta the first wrote; batches of
+//!   disjoint traces overlap. Several clew processes writing the same trace at the same
+//!   instant could each admit spans up to the cap. All Thrift calls are blocking and run
+//!   in `spawn_blocking` on pooled connections; retryable failures are retried with
+//!   back-off before [`Error::Unavailable`] reaches the caller.
 //!
 //! Thrift1 can neither create namespaces nor pre-split tables: the store creates a missing
 //! table in an existing namespace; pre-splitting on the first byte of the row key is an
@@ -47,6 +51,7 @@ use crate::metrics as m;
 use crate::row_layout::{cell_suffix, Meta, RowKey, CELL_SUFFIX_LEN};
 use crate::span_store::admission::{Admission, Caps, WriteOutcome};
 use crate::span_store::blocking::{BlockingBackend, BlockingSpanStore, Retry};
+use crate::span_store::trace_leases::TraceLeases;
 use crate::{Common, Error, Result, StoredTrace};
 
 const BACKEND: &str = "hbase";
@@ -88,6 +93,10 @@ pub struct HbaseRows {
     pool: Pool,
     table: Vec<u8>,
     caps: Caps,
+    /// Write batches in flight at once (= the pool size).
+    write_concurrency: usize,
+    /// The traces of the write batches in flight.
+    leases: TraceLeases,
 }
 
 /// Cells of the batch that are already stored: (admission slot, qualifier).
@@ -111,6 +120,8 @@ impl HbaseSpanStore {
                 max_spans_per_trace: config.max_spans_per_trace,
                 max_bytes_per_trace: config.max_bytes_per_trace,
             },
+            write_concurrency: config.pool_size.max(1),
+            leases: TraceLeases::default(),
         };
         let ttl_seconds = i32::try_from(u64::from(common.retention_days) * 86_400)
             .map_err(|_| Error::Config("retention_days is too large for an hbase ttl".into()))?;
@@ -172,14 +183,18 @@ impl HbaseRows {
             })
     }
 
-    /// One batch, in four steps: the metas of its traces (one multi-get), the cells that
-    /// already exist in traces already stored (one multi-get), admission, and one
-    /// `mutateRows` in which each row's cells and meta are applied atomically.
+    /// One batch, in four steps under a lease on its traces: the metas of its traces (one
+    /// multi-get), the cells that already exist in traces already stored (one multi-get),
+    /// admission, and one `mutateRows` in which each row's cells and meta are applied
+    /// atomically. The lease is held until `mutateRows` returned (or failed), so a batch
+    /// sharing a trace reads this one's meta, never the one before it.
     fn write_batch(&self, spans: &[Span]) -> Result<WriteOutcome> {
         if spans.is_empty() {
             return Ok(WriteOutcome::default());
         }
         let order = traces_in_order(spans);
+        let rows: Vec<RowKey> = order.iter().map(|(row, _)| *row).collect();
+        let _lease = self.leases.claim(&rows);
         let metas = self.read_metas(&order)?;
         let mut admission = Admission::new(self.caps);
         for ((row, tenant), meta) in order.iter().zip(&metas) {
@@ -463,6 +478,10 @@ impl BlockingBackend for HbaseRows {
         attempts: ATTEMPTS,
         backoff_start: BACKOFF_START,
     };
+
+    fn write_concurrency(&self) -> usize {
+        self.write_concurrency
+    }
 
     fn write(&self, spans: &[Span]) -> Result<WriteOutcome> {
         self.write_batch(spans)

@@ -31,6 +31,7 @@ pub struct OpenSearchTraceIndex {
     replicas: u32,
     bulk_max_docs: usize,
     bulk_max_bytes: usize,
+    bulk_concurrency: usize,
     timeout: Duration,
     indexed_attributes: Arc<IndexedAttributes>,
     retention_days: u32,
@@ -47,6 +48,7 @@ impl OpenSearchTraceIndex {
             replicas: config.number_of_replicas,
             bulk_max_docs: config.bulk_max_docs,
             bulk_max_bytes: config.bulk_max_bytes,
+            bulk_concurrency: config.bulk_concurrency.max(1),
             timeout: Duration::from_millis(config.timeout_ms),
             indexed_attributes: Arc::new(IndexedAttributes::from_names(&common.indexed_attributes)),
             retention_days: common.retention_days,
@@ -130,6 +132,12 @@ impl OpenSearchTraceIndex {
 
 #[async_trait]
 impl TraceIndex for OpenSearchTraceIndex {
+    /// `bulk_concurrency`: each call sends its own `_bulk` requests and shares nothing
+    /// with the others but the HTTP client.
+    fn write_concurrency(&self) -> usize {
+        self.bulk_concurrency
+    }
+
     async fn index_spans(&self, spans: Arc<[Span]>) -> Result<()> {
         if spans.is_empty() {
             return Ok(());
