@@ -179,7 +179,7 @@ impl HbaseRows {
         let table = self.table.clone();
         self.pool
             .with_client("failed to read traces from hbase", |c| {
-                c.get_rows(table.clone(), rows.clone(), no_attributes())
+                c.get_rows(table, rows, no_attributes())
             })
     }
 
@@ -228,12 +228,7 @@ impl HbaseRows {
         let meta_rows = self
             .pool
             .with_client("failed to read trace metas from hbase", |c| {
-                c.get_rows_with_columns(
-                    table.clone(),
-                    rows.clone(),
-                    vec![column(META_QUALIFIER)],
-                    no_attributes(),
-                )
+                c.get_rows_with_columns(table, rows, vec![column(META_QUALIFIER)], no_attributes())
             })?;
         let mut metas: Vec<Option<Meta>> = vec![None; order.len()];
         let mut corrupt_metas: Vec<usize> = Vec::new();
@@ -309,16 +304,11 @@ impl HbaseRows {
             .map(|(row, _)| row.as_bytes().to_vec())
             .collect();
         let table = self.table.clone();
-        let found =
-            self.pool
-                .with_client("failed to read existing span cells from hbase", |c| {
-                    c.get_rows_with_columns(
-                        table.clone(),
-                        known_rows.clone(),
-                        columns.clone(),
-                        no_attributes(),
-                    )
-                })?;
+        let found = self
+            .pool
+            .with_client("failed to read existing span cells from hbase", |c| {
+                c.get_rows_with_columns(table, known_rows, columns, no_attributes())
+            })?;
         let slots = slots_of(order);
         for row in found {
             let Some(slot) = row_slot(&row, &slots) else {
@@ -337,11 +327,13 @@ impl HbaseRows {
         Ok(existing)
     }
 
+    /// One `mutateRows`; the mutations move into the call (the blocking layer retries a
+    /// failed write by running the whole batch again, not this call).
     fn mutate_rows(&self, rows: Vec<BatchMutation>) -> Result<()> {
         let table = self.table.clone();
         self.pool
             .with_client("failed to write spans to hbase", |c| {
-                c.mutate_rows(table.clone(), rows.clone(), no_attributes())
+                c.mutate_rows(table, rows, no_attributes())
             })
     }
 
