@@ -1,8 +1,9 @@
 //! Batch stage: groups submissions into store-sized batches (group commit).
 //!
 //! A batch is handed to the store writer when it holds `batch_max_spans`, or when the
-//! store writer is idle (nothing is lost by writing now, and latency stays low at light
-//! load), or at the latest `batch_timeout_ms` after its first submission arrived. While
+//! store writer has room for another batch (it keeps as many in flight as the store's
+//! `write_concurrency`, 1 for the embedded store; nothing is lost by writing now, and
+//! latency stays low at light load), or at the latest `batch_timeout_ms` after its first submission arrived. While
 //! the store is busy, batches grow on their own, so that heavy load means few large
 //! writes. Submissions are never split: a batch may exceed `batch_max_spans` by less than
 //! one submission.
@@ -58,22 +59,33 @@ impl Batch {
     }
 }
 
-/// How many batches the store writer has taken and not finished, and a wake-up for when
-/// that number drops.
-#[derive(Default)]
+/// How many batches the store writer has taken and not finished, how many it writes at
+/// once ([`clew_store::SpanStore::write_concurrency`]), and a wake-up for when the number
+/// in flight drops.
 pub struct WriterLoad {
     pub in_flight: AtomicUsize,
+    pub capacity: usize,
     pub done: Notify,
 }
 
 impl WriterLoad {
+    /// A writer that keeps up to `capacity` batches in flight.
+    pub fn new(capacity: usize) -> Self {
+        WriterLoad {
+            in_flight: AtomicUsize::new(0),
+            capacity: capacity.max(1),
+            done: Notify::new(),
+        }
+    }
+
     pub fn finished_one(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.done.notify_one();
     }
 
+    /// Whether the writer could start another batch now.
     fn idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
+        self.in_flight.load(Ordering::Acquire) < self.capacity
     }
 }
 

@@ -39,9 +39,11 @@ const SUBMIT_CHANNEL: usize = 4096;
 ///                                                  │ mpsc<Batch>, 1 slot
 ///                                                  ▼
 ///                                    store writer: SpanStore::write_spans
+///                                    (up to SpanStore::write_concurrency batches at once)
 ///                                                  │ mpsc<StoredBatch>, 1 slot
 ///                                                  ▼
-///                                    index writer: TraceIndex::index_spans (stored spans only)
+///                                    index writer: TraceIndex::index_spans (stored spans only;
+///                                    up to TraceIndex::write_concurrency batches at once)
 ///                                                  │
 ///                                                  ▼
 ///                        ack each submission (oneshot) with its store rejections,
@@ -53,7 +55,7 @@ pub fn start(
     index: Arc<dyn TraceIndex>,
 ) -> (Ingest, JoinHandle<()>) {
     let permits = Arc::new(Semaphore::new(config.queue_max_spans));
-    let load = Arc::new(WriterLoad::default());
+    let load = Arc::new(WriterLoad::new(store.write_concurrency()));
     let (submit_tx, submit_rx) = mpsc::channel::<Submission>(SUBMIT_CHANNEL);
     let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
     let (stored_tx, stored_rx) = mpsc::channel::<StoredBatch>(1);

@@ -1,8 +1,10 @@
 //! Write stages: the span store first, then the trace index with only the spans the store
 //! kept, then the acknowledgements.
 //!
-//! The two writes run as two tasks joined by a one-slot channel, so the store writes batch
-//! N+1 while the index writes batch N. A submission is answered only after both writes of
+//! The two writes run as two stages joined by a one-slot channel, so the store writes batch
+//! N+1 while the index writes batch N; each stage keeps as many batches in flight as its
+//! backend serves at once (`write_concurrency`: 1 for fjall and tantivy, the Thrift pool
+//! for HBase, `bulk_concurrency` for OpenSearch). A submission is answered only after both writes of
 //! its batch returned `Ok`; if either fails, every submission of the batch gets an error
 //! (retryable when the backend says so) and nothing of it is acknowledged. A retry after an
 //! index failure rewrites spans the store already holds, which the store contract makes a
@@ -13,7 +15,8 @@ use std::sync::Arc;
 use clew_proto::{RejectReason, Span};
 use clew_store::{SpanStore, TraceIndex};
 use tokio::sync::{mpsc, Semaphore};
-use tracing::{debug, warn};
+use tokio::task::JoinSet;
+use tracing::{debug, error, warn};
 
 use crate::batcher::{Batch, Part, StoreRejections, WriterLoad};
 use crate::error::Error;
@@ -27,86 +30,141 @@ pub struct StoredBatch {
     parts: Vec<Part>,
 }
 
-/// Store stage: writes each batch, passes it on to the index stage.
+/// Store stage: writes each batch, up to [`SpanStore::write_concurrency`] at once, and
+/// passes each on to the index stage as its write finishes (not necessarily in order:
+/// every batch is answered on its own, and the store keeps a trace's cap exact across
+/// concurrent writes).
 pub async fn write_store(
     mut rx: mpsc::Receiver<Batch>,
     tx: mpsc::Sender<StoredBatch>,
     store: Arc<dyn SpanStore>,
     load: Arc<WriterLoad>,
 ) {
-    while let Some(batch) = rx.recv().await {
-        let spans: Arc<[Span]> = batch.spans.into();
-        let result = store.write_spans(spans.clone()).await;
-        load.finished_one();
-        match result {
-            Ok(report) => {
-                metrics::batch_written(spans.len());
-                let mut rejected = report.rejected;
-                rejected.sort_unstable_by_key(|(i, _)| *i);
-                rejected.retain(|(i, _)| *i < spans.len());
-                for (i, reason) in &rejected {
-                    let s = &spans[*i];
-                    debug!(trace_id = %s.trace_id, span_id = %s.span_id, %reason, "span rejected by the store");
-                    metrics::span_rejected(*reason, 1);
-                }
-                if tx
-                    .send(StoredBatch {
-                        spans,
-                        rejected,
-                        parts: batch.parts,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
+    let limit = store.write_concurrency().max(1);
+    let mut running: JoinSet<Option<StoredBatch>> = JoinSet::new();
+    let mut open = true;
+    while open || !running.is_empty() {
+        tokio::select! {
+            biased;
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Some(stored) = finished(done) {
+                    if tx.send(stored).await.is_err() {
+                        return;
+                    }
                 }
             }
-            Err(error) => {
-                warn!(%error, spans = spans.len(), retryable = error.is_retryable(), "span store write failed; answering the batch with errors");
-                fail(batch.parts, "store", &error);
-            }
+            batch = rx.recv(), if open && running.len() < limit => match batch {
+                Some(batch) => {
+                    running.spawn(write_one(batch, store.clone(), load.clone()));
+                }
+                None => open = false,
+            },
         }
     }
 }
 
-/// Index stage: indexes what the store kept, then answers every submission of the batch.
+/// A write task's result; a panicked task dropped its batch, which answers its
+/// submissions with an error.
+fn finished<T>(done: Result<Option<T>, tokio::task::JoinError>) -> Option<T> {
+    done.unwrap_or_else(|e| {
+        error!(error = %e, "write task failed; its batch is answered with errors");
+        None
+    })
+}
+
+/// Writes one batch to the store; `None` if it failed (its submissions are answered).
+async fn write_one(
+    batch: Batch,
+    store: Arc<dyn SpanStore>,
+    load: Arc<WriterLoad>,
+) -> Option<StoredBatch> {
+    let spans: Arc<[Span]> = batch.spans.into();
+    let result = store.write_spans(spans.clone()).await;
+    load.finished_one();
+    match result {
+        Ok(report) => {
+            metrics::batch_written(spans.len());
+            let mut rejected = report.rejected;
+            rejected.sort_unstable_by_key(|(i, _)| *i);
+            rejected.retain(|(i, _)| *i < spans.len());
+            for (i, reason) in &rejected {
+                let s = &spans[*i];
+                debug!(trace_id = %s.trace_id, span_id = %s.span_id, %reason, "span rejected by the store");
+                metrics::span_rejected(*reason, 1);
+            }
+            Some(StoredBatch {
+                spans,
+                rejected,
+                parts: batch.parts,
+            })
+        }
+        Err(error) => {
+            warn!(%error, spans = spans.len(), retryable = error.is_retryable(), "span store write failed; answering the batch with errors");
+            fail(batch.parts, "store", &error);
+            None
+        }
+    }
+}
+
+/// Index stage: indexes what the store kept, up to [`TraceIndex::write_concurrency`]
+/// batches at once, then answers every submission of each batch.
 pub async fn write_index(
     mut rx: mpsc::Receiver<StoredBatch>,
     index: Arc<dyn TraceIndex>,
     permits: Arc<Semaphore>,
     queue_max_spans: usize,
 ) {
-    while let Some(batch) = rx.recv().await {
-        let to_index: Arc<[Span]> = if batch.rejected.is_empty() {
-            batch.spans.clone()
-        } else {
-            let mut skip = batch.rejected.iter().map(|(i, _)| *i).peekable();
-            let mut kept = Vec::with_capacity(batch.spans.len() - batch.rejected.len());
-            for (i, s) in batch.spans.iter().enumerate() {
-                if skip.peek() == Some(&i) {
-                    while skip.peek() == Some(&i) {
-                        skip.next();
-                    }
-                } else {
-                    kept.push(s.clone());
-                }
+    let limit = index.write_concurrency().max(1);
+    let mut running: JoinSet<Option<()>> = JoinSet::new();
+    let mut open = true;
+    while open || !running.is_empty() {
+        tokio::select! {
+            biased;
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                finished(done);
+                metrics::queue_spans(queue_max_spans.saturating_sub(permits.available_permits()));
             }
-            kept.into()
-        };
-        let result = if to_index.is_empty() {
-            Ok(())
-        } else {
-            index.index_spans(to_index).await
-        };
-        match result {
-            Ok(()) => ack(batch.parts, &batch.rejected),
-            Err(error) => {
-                warn!(%error, spans = batch.spans.len(), retryable = error.is_retryable(), "trace index write failed; answering the batch with errors");
-                fail(batch.parts, "index", &error);
+            batch = rx.recv(), if open && running.len() < limit => match batch {
+                Some(batch) => {
+                    running.spawn(index_one(batch, index.clone()));
+                }
+                None => open = false,
+            },
+        }
+    }
+}
+
+/// Indexes one stored batch and answers its submissions.
+async fn index_one(batch: StoredBatch, index: Arc<dyn TraceIndex>) -> Option<()> {
+    let to_index: Arc<[Span]> = if batch.rejected.is_empty() {
+        batch.spans.clone()
+    } else {
+        let mut skip = batch.rejected.iter().map(|(i, _)| *i).peekable();
+        let mut kept = Vec::with_capacity(batch.spans.len() - batch.rejected.len());
+        for (i, s) in batch.spans.iter().enumerate() {
+            if skip.peek() == Some(&i) {
+                while skip.peek() == Some(&i) {
+                    skip.next();
+                }
+            } else {
+                kept.push(s.clone());
             }
         }
-        metrics::queue_spans(queue_max_spans.saturating_sub(permits.available_permits()));
+        kept.into()
+    };
+    let result = if to_index.is_empty() {
+        Ok(())
+    } else {
+        index.index_spans(to_index).await
+    };
+    match result {
+        Ok(()) => ack(batch.parts, &batch.rejected),
+        Err(error) => {
+            warn!(%error, spans = batch.spans.len(), retryable = error.is_retryable(), "trace index write failed; answering the batch with errors");
+            fail(batch.parts, "index", &error);
+        }
     }
+    Some(())
 }
 
 /// Answers each part with the store rejections that fall in its range, re-based.

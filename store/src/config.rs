@@ -16,7 +16,7 @@
 //! # type = "hbase"
 //! # thrift_addrs = ["127.0.0.1:9090"]
 //! # table = "clew_spans"      # created if missing (its namespace must exist)
-//! # pool_size = 4
+//! # pool_size = 4                # thrift connections = write batches in flight
 //! # timeout_ms = 5000
 //!
 //! [index]
@@ -35,6 +35,7 @@
 //! # timeout_ms = 10000
 //! # bulk_max_docs = 5000
 //! # bulk_max_bytes = 8388608
+//! # bulk_concurrency = 4          # write batches indexed at once
 //! # number_of_shards = 1
 //! # number_of_replicas = 1
 //! ```
@@ -248,6 +249,7 @@ mod tests {
                 timeout_ms: 10_000,
                 bulk_max_docs: 5_000,
                 bulk_max_bytes: 8 << 20,
+                bulk_concurrency: 4,
                 number_of_shards: 1,
                 number_of_replicas: 1,
             })

@@ -266,6 +266,124 @@ async fn retention_class_ttls_expire_cells_apart() {
         "the default class (7 days) expired"
     );
     assert_eq!(spans_of(&long_t).await, long.len(), "long class: 30 days");
+
+/// Several write batches in flight at once (`write_concurrency` = the pool size) touching
+/// the same trace: each reads the meta the one before it wrote, so the trace's cap holds
+/// exactly (no two batches both find the trace new and each admit up to the cap), the
+/// meta counts every stored cell, and batches of other traces are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs HBase (scripts/hbase-start); scripts/test runs it"]
+async fn concurrent_batches_share_a_traces_cap() {
+    use clew_proto::SpanId;
+    use clew_store::conformance::fixtures::span;
+
+    const CAP: u32 = 10;
+    const BATCHES: u64 = 8;
+    const SHARED_PER_BATCH: u64 = 4;
+    let store = open(
+        unique_table("concurrent"),
+        SuiteParams {
+            max_spans_per_trace: CAP,
+            retention_days: 7,
+        },
+    )
+    .await;
+    assert_eq!(store.write_concurrency(), 4, "pool_size batches in flight");
+    let shared = trace_id(0xC0C0);
+    let now = now_unix_nano();
+    let batches: Vec<Arc<[clew_proto::Span]>> = (0..BATCHES)
+        .map(|b| {
+            let mut spans = Vec::new();
+            // Spans of the shared trace; neighbouring batches repeat one span each, so
+            // re-deliveries race too.
+            for n in 0..=SHARED_PER_BATCH {
+                let id = b * SHARED_PER_BATCH + n + 1;
+                spans.push(span(
+                    shared,
+                    SpanId(id.to_be_bytes()),
+                    None,
+                    "svc",
+                    "op",
+                    now,
+                    1,
+                ));
+            }
+            // A trace of this batch only.
+            let own = trace_id(0xD000 + b);
+            for n in 1..=3u64 {
+                spans.push(span(
+                    own,
+                    SpanId(n.to_be_bytes()),
+                    None,
+                    "svc",
+                    "op",
+                    now,
+                    1,
+                ));
+            }
+            spans.into()
+        })
+        .collect();
+    let writes: Vec<_> = batches
+        .iter()
+        .cloned()
+        .map(|batch| {
+            let store = store.clone();
+            tokio::spawn(async move { store.write_spans(batch).await.expect("write") })
+        })
+        .collect();
+    let mut rejected_shared = 0;
+    for (b, write) in writes.into_iter().enumerate() {
+        let report = write.await.unwrap();
+        for (i, _) in &report.rejected {
+            assert!(
+                *i <= SHARED_PER_BATCH as usize,
+                "batch {b}: only spans of the shared trace are over its cap"
+            );
+            rejected_shared += 1;
+        }
+    }
+    let distinct = BATCHES * SHARED_PER_BATCH + 1;
+    let trace = store
+        .get_trace(&Default::default(), shared)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        trace.spans.len(),
+        CAP as usize,
+        "the cap holds across concurrent batches"
+    );
+    assert!(trace.truncated);
+    // Every distinct span was either stored or rejected (duplicates of stored ones are
+    // neither); a span whose every copy was rejected counts once per copy.
+    assert!(rejected_shared as u64 >= distinct - u64::from(CAP));
+    for b in 0..BATCHES {
+        let own = store
+            .get_trace(&Default::default(), trace_id(0xD000 + b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            own.spans.len(),
+            3,
+            "other traces of each batch are all stored"
+        );
+    }
+    // The meta counts what is stored: a later new span is rejected, not admitted over
+    // an under-counted meta.
+    let late: Arc<[clew_proto::Span]> = vec![span(
+        shared,
+        SpanId(999u64.to_be_bytes()),
+        None,
+        "svc",
+        "op",
+        now,
+        1,
+    )]
+    .into();
+    let report = store.write_spans(late).await.unwrap();
+    assert_eq!(report.rejected.len(), 1, "the trace is full");
 }
 
 /// An address nobody listens on is a retryable error, reported after the retries.

@@ -45,6 +45,7 @@ fn config(urls: Vec<String>, prefix: &str, timeout_ms: u64) -> OpenSearchIndexCo
         timeout_ms,
         bulk_max_docs: 5_000,
         bulk_max_bytes: 8 << 20,
+        bulk_concurrency: 4,
         number_of_shards: 1,
         // One node: replicas would keep every index yellow.
         number_of_replicas: 0,

@@ -18,7 +18,7 @@ pub struct HbaseStoreConfig {
     /// Table name, `namespace:table` or `table`; created if missing.
     #[serde(default = "default_hbase_table")]
     pub table: String,
-    /// Thrift connections kept open.
+    /// Thrift connections kept open, and the most write batches in flight at once.
     #[serde(default = "default_hbase_pool_size")]
     pub pool_size: usize,
     /// Connect, read and write timeout of every Thrift call.

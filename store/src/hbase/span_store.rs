@@ -28,11 +28,15 @@
 //!   `mutateRows` per class it holds. A cell TTL can only shorten the column family's,
 //!   hence the family TTL = the longest class. Thrift1 cannot alter a family: a table
 //!   created with a shorter TTL keeps it (logged at open; `alter` it in the HBase shell).
-//! - **Concurrency.** Writers in one process are serialized (the meta is
-//!   read-modify-write); several clew processes writing the same trace at the same instant
-//!   could each admit spans up to the cap. All Thrift calls are blocking and run in
-//!   `spawn_blocking` on pooled connections; retryable failures are retried with back-off
-//!   before [`Error::Unavailable`] reaches the caller.
+//! - **Concurrency.** Up to `pool_size` write batches run at once, each on its own pooled
+//!   connection ([`SpanStore::write_concurrency`]; the pipeline keeps that many in
+//!   flight). The meta is read-modify-write, so a batch first claims a lease on each of
+//!   its traces (`crate::span_store::trace_leases`): two batches touching the same trace
+//!   run one after the other, the second reading the meta the first wrote; batches of
+//!   disjoint traces overlap. Several clew processes writing the same trace at the same
+//!   instant could each admit spans up to the cap. All Thrift calls are blocking and run
+//!   in `spawn_blocking` on pooled connections; retryable failures are retried with
+//!   back-off before [`Error::Unavailable`] reaches the caller.
 //!
 //! Thrift1 can neither create namespaces nor pre-split tables: the store creates a missing
 //! table in an existing namespace; pre-splitting on the first byte of the row key is an
@@ -54,6 +58,7 @@ use crate::metrics as m;
 use crate::row_layout::{cell_suffix, Meta, RowKey, CELL_SUFFIX_LEN};
 use crate::span_store::admission::{Admission, Caps, WriteOutcome};
 use crate::span_store::blocking::{BlockingBackend, BlockingSpanStore, Retry};
+use crate::span_store::trace_leases::TraceLeases;
 use crate::{Common, Error, Result, RetentionClass, RetentionClasses, StoredTrace};
 
 const BACKEND: &str = "hbase";
@@ -98,6 +103,10 @@ pub struct HbaseRows {
     retention: RetentionClasses,
     /// A day of retention: 24 h (shorter only in tests, to see HBase expire cells).
     day: Duration,
+    /// Write batches in flight at once (= the pool size).
+    write_concurrency: usize,
+    /// The traces of the write batches in flight.
+    leases: TraceLeases,
 }
 
 /// The `_ttl` attribute HBase reads from a mutation (`Mutation.OP_ATTRIBUTE_TTL`).
@@ -137,6 +146,8 @@ impl HbaseSpanStore {
             },
             retention: common.retention.clone(),
             day,
+            write_concurrency: config.pool_size.max(1),
+            leases: TraceLeases::default(),
         };
         let ttl_seconds = i32::try_from(
             (u128::from(common.retention.longest_days()) * day.as_millis() / 1000).max(1),
@@ -236,18 +247,22 @@ impl HbaseRows {
         let table = self.table.clone();
         self.pool
             .with_client("failed to read traces from hbase", |c| {
-                c.get_rows(table.clone(), rows.clone(), no_attributes())
+                c.get_rows(table, rows, no_attributes())
             })
     }
 
-    /// One batch, in four steps: the metas of its traces (one multi-get), the cells that
-    /// already exist in traces already stored (one multi-get), admission, and one
-    /// `mutateRows` in which each row's cells and meta are applied atomically.
+    /// One batch, in four steps under a lease on its traces: the metas of its traces (one
+    /// multi-get), the cells that already exist in traces already stored (one multi-get),
+    /// admission, and one `mutateRows` in which each row's cells and meta are applied
+    /// atomically. The lease is held until `mutateRows` returned (or failed), so a batch
+    /// sharing a trace reads this one's meta, never the one before it.
     fn write_batch(&self, spans: &[Span]) -> Result<WriteOutcome> {
         if spans.is_empty() {
             return Ok(WriteOutcome::default());
         }
         let order = traces_in_order(spans);
+        let rows: Vec<RowKey> = order.iter().map(|(row, _)| *row).collect();
+        let _lease = self.leases.claim(&rows);
         let metas = self.read_metas(&order)?;
         let mut admission = Admission::new(self.caps);
         for ((row, tenant), meta) in order.iter().zip(&metas) {
@@ -286,12 +301,7 @@ impl HbaseRows {
         let meta_rows = self
             .pool
             .with_client("failed to read trace metas from hbase", |c| {
-                c.get_rows_with_columns(
-                    table.clone(),
-                    rows.clone(),
-                    vec![column(META_QUALIFIER)],
-                    no_attributes(),
-                )
+                c.get_rows_with_columns(table, rows, vec![column(META_QUALIFIER)], no_attributes())
             })?;
         let mut metas: Vec<Option<Meta>> = vec![None; order.len()];
         let mut corrupt_metas: Vec<usize> = Vec::new();
@@ -367,16 +377,11 @@ impl HbaseRows {
             .map(|(row, _)| row.as_bytes().to_vec())
             .collect();
         let table = self.table.clone();
-        let found =
-            self.pool
-                .with_client("failed to read existing span cells from hbase", |c| {
-                    c.get_rows_with_columns(
-                        table.clone(),
-                        known_rows.clone(),
-                        columns.clone(),
-                        no_attributes(),
-                    )
-                })?;
+        let found = self
+            .pool
+            .with_client("failed to read existing span cells from hbase", |c| {
+                c.get_rows_with_columns(table, known_rows, columns, no_attributes())
+            })?;
         let slots = slots_of(order);
         for row in found {
             let Some(slot) = row_slot(&row, &slots) else {
@@ -395,6 +400,8 @@ impl HbaseRows {
         Ok(existing)
     }
 
+    /// One `mutateRows`; the mutations move into the call (the blocking layer retries a
+    /// failed write by running the whole batch again, not this call).
     fn mutate_rows(
         &self,
         rows: Vec<BatchMutation>,
@@ -403,7 +410,7 @@ impl HbaseRows {
         let table = self.table.clone();
         self.pool
             .with_client("failed to write spans to hbase", |c| {
-                c.mutate_rows(table.clone(), rows.clone(), attributes.clone())
+                c.mutate_rows(table, rows, attributes)
             })
     }
 
@@ -545,6 +552,10 @@ impl BlockingBackend for HbaseRows {
         attempts: ATTEMPTS,
         backoff_start: BACKOFF_START,
     };
+
+    fn write_concurrency(&self) -> usize {
+        self.write_concurrency
+    }
 
     fn write(&self, spans: &[Span]) -> Result<WriteOutcome> {
         self.write_batch(spans)

@@ -267,6 +267,7 @@ mod tests {
             timeout_ms: 1000,
             bulk_max_docs: 10,
             bulk_max_bytes: 1 << 20,
+            bulk_concurrency: 4,
             number_of_shards: 1,
             number_of_replicas: 0,
         };

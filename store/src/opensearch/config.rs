@@ -45,6 +45,11 @@ pub struct OpenSearchIndexConfig {
     /// Body bytes per `_bulk` request (a request holds at least one document).
     #[serde(default = "default_opensearch_bulk_max_bytes")]
     pub bulk_max_bytes: usize,
+    /// Write batches indexed at once, each in its own `_bulk` requests (the node works
+    /// on them in parallel and fsyncs its translog once for requests that arrive
+    /// together).
+    #[serde(default = "default_opensearch_bulk_concurrency")]
+    pub bulk_concurrency: usize,
     /// Primary shards of each daily index.
     #[serde(default = "default_opensearch_shards")]
     pub number_of_shards: u32,
@@ -67,6 +72,7 @@ impl OpenSearchIndexConfig {
             timeout_ms: default_opensearch_timeout_ms(),
             bulk_max_docs: default_opensearch_bulk_max_docs(),
             bulk_max_bytes: default_opensearch_bulk_max_bytes(),
+            bulk_concurrency: default_opensearch_bulk_concurrency(),
             number_of_shards: default_opensearch_shards(),
             number_of_replicas: default_opensearch_replicas(),
         }
@@ -112,9 +118,13 @@ impl OpenSearchIndexConfig {
     }
 
     fn validate_sizes(&self) -> Result<()> {
-        if self.timeout_ms == 0 || self.bulk_max_docs == 0 || self.number_of_shards == 0 {
+        if self.timeout_ms == 0
+            || self.bulk_max_docs == 0
+            || self.bulk_concurrency == 0
+            || self.number_of_shards == 0
+        {
             return Err(Error::Config(
-                "index.timeout_ms, index.bulk_max_docs and index.number_of_shards must be at least 1"
+                "index.timeout_ms, index.bulk_max_docs, index.bulk_concurrency and index.number_of_shards must be at least 1"
                     .into(),
             ));
         }
@@ -183,6 +193,9 @@ pub fn default_opensearch_bulk_max_docs() -> usize {
 }
 pub fn default_opensearch_bulk_max_bytes() -> usize {
     8 << 20
+}
+pub fn default_opensearch_bulk_concurrency() -> usize {
+    4
 }
 pub fn default_opensearch_shards() -> u32 {
     1

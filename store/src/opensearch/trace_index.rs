@@ -33,6 +33,7 @@ pub struct OpenSearchTraceIndex {
     replicas: u32,
     bulk_max_docs: usize,
     bulk_max_bytes: usize,
+    bulk_concurrency: usize,
     timeout: Duration,
     indexed_attributes: Arc<IndexedAttributes>,
     /// Which daily indices a tenant's documents go to, and how long each class is kept.
@@ -50,6 +51,7 @@ impl OpenSearchTraceIndex {
             replicas: config.number_of_replicas,
             bulk_max_docs: config.bulk_max_docs,
             bulk_max_bytes: config.bulk_max_bytes,
+            bulk_concurrency: config.bulk_concurrency.max(1),
             timeout: Duration::from_millis(config.timeout_ms),
             indexed_attributes: Arc::new(IndexedAttributes::from_names(&common.indexed_attributes)),
             retention: Arc::new(common.retention.clone()),
@@ -133,6 +135,12 @@ impl OpenSearchTraceIndex {
 
 #[async_trait]
 impl TraceIndex for OpenSearchTraceIndex {
+    /// `bulk_concurrency`: each call sends its own `_bulk` requests and shares nothing
+    /// with the others but the HTTP client.
+    fn write_concurrency(&self) -> usize {
+        self.bulk_concurrency
+    }
+
     async fn index_spans(&self, spans: Arc<[Span]>) -> Result<()> {
         if spans.is_empty() {
             return Ok(());

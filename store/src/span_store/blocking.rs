@@ -1,12 +1,19 @@
 //! The one [`SpanStore`] adapter for backends whose work blocks (fjall's file I/O,
 //! HBase's Thrift calls): every call runs on tokio's blocking pool, retryable failures are
 //! retried with doubling back-off where the backend asks for it, writers are serialized
-//! (the meta cell is read-modify-write), and the store metrics are emitted per batch.
+//! (the meta cell is read-modify-write) unless the backend coordinates concurrent writes
+//! itself ([`BlockingBackend::write_concurrency`]), and the store metrics are emitted per
+//! batch.
 //!
 //! ```text
 //!  SpanStore call ─▶ BlockingSpanStore ─▶ spawn_blocking ─▶ BlockingBackend (fjall, hbase)
 //!                     (writer lock for write / drop_expired / close, retries, metrics)
 //! ```
+//!
+//! The writer lock is a read-write lock: `drop_expired`, `close` and `put_state` always
+//! hold it alone; `write` holds it alone for a backend that serializes its writers (fjall)
+//! and shared for one that runs several batches at once (HBase, which keeps per-trace
+//! leases, `super::trace_leases`), so `close` still waits for every write in flight.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +50,12 @@ pub trait BlockingBackend: Send + Sync + 'static {
     /// Retries of retryable failures, for writes, reads and readiness checks.
     const RETRY: Retry;
 
+    /// How many `write` calls may run at once. 1 (the default): the adapter serializes
+    /// them. More: the backend keeps each trace's meta exact across concurrent calls
+    /// itself.
+    fn write_concurrency(&self) -> usize {
+        1
+    }
     /// Stores a batch (see the [`SpanStore`] contract); durable when it returns `Ok`.
     fn write(&self, spans: &[Span]) -> Result<WriteOutcome>;
     /// Reads whole traces of `tenant`, in the order asked, unknown ids skipped; the spans
@@ -69,18 +82,25 @@ pub trait BlockingBackend: Send + Sync + 'static {
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>>;
 }
 
+/// A write's hold on the writer lock (never read; held for its lifetime).
+#[allow(dead_code)]
+enum WriterGuard<'a> {
+    Shared(tokio::sync::RwLockReadGuard<'a, ()>),
+    Alone(tokio::sync::RwLockWriteGuard<'a, ()>),
+}
+
 /// A [`SpanStore`] over a [`BlockingBackend`]. Cheap to share (`Arc` inside).
 pub struct BlockingSpanStore<B> {
     backend: Arc<B>,
-    /// Serializes writers, retention and close.
-    writer: tokio::sync::Mutex<()>,
+    /// Serializes writers (unless the backend runs several at once), retention and close.
+    writer: tokio::sync::RwLock<()>,
 }
 
 impl<B: BlockingBackend> BlockingSpanStore<B> {
     pub fn new(backend: B) -> Self {
         BlockingSpanStore {
             backend: Arc::new(backend),
-            writer: tokio::sync::Mutex::new(()),
+            writer: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -121,13 +141,21 @@ impl<B: BlockingBackend> BlockingSpanStore<B> {
 impl<B: BlockingBackend> SpanStore for BlockingSpanStore<B> {
     async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport> {
         let started = Instant::now();
-        let _writer = self.writer.lock().await;
+        let _writer = if self.backend.write_concurrency() > 1 {
+            WriterGuard::Shared(self.writer.read().await)
+        } else {
+            WriterGuard::Alone(self.writer.write().await)
+        };
         let out = self
             .blocking("span store write task failed", B::RETRY, move |b| {
                 b.write(&spans)
             })
             .await?;
         Ok(out.finish(B::NAME, started))
+    }
+
+    fn write_concurrency(&self) -> usize {
+        self.backend.write_concurrency().max(1)
     }
 
     async fn get_trace(&self, tenant: &Tenant, trace_id: TraceId) -> Result<Option<StoredTrace>> {
@@ -153,7 +181,7 @@ impl<B: BlockingBackend> SpanStore for BlockingSpanStore<B> {
     }
 
     async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.writer.write().await;
         let dropped = self
             .blocking("span store retention task failed", Retry::NEVER, move |b| {
                 b.drop_expired(now_unix_nano)
@@ -167,7 +195,7 @@ impl<B: BlockingBackend> SpanStore for BlockingSpanStore<B> {
     }
 
     async fn close(&self) -> Result<()> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.writer.write().await;
         self.blocking("span store close task failed", Retry::NEVER, |b| b.close())
             .await
     }
@@ -186,7 +214,7 @@ impl<B: BlockingBackend> SpanStore for BlockingSpanStore<B> {
     }
 
     async fn put_state(&self, name: &str, value: Vec<u8>) -> Result<()> {
-        let _writer = self.writer.lock().await;
+        let _writer = self.writer.write().await;
         let name = name.to_string();
         self.blocking("span store state write task failed", B::RETRY, move |b| {
             b.put_state(&name, &value)

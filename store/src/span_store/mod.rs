@@ -7,9 +7,12 @@
 //!   for the per-trace cap, and the caps' defaults and validation.
 //! - [`blocking`]: the one [`SpanStore`] adapter over a blocking backend (blocking pool,
 //!   retries, writer serialization, metrics).
+//! - [`trace_leases`]: per-trace leases that let a backend run several write batches at
+//!   once without two of them read-modify-writing one trace's meta together.
 
 pub mod admission;
 pub mod blocking;
+pub mod trace_leases;
 
 use std::sync::Arc;
 
@@ -60,6 +63,15 @@ pub struct WriteReport {
 pub trait SpanStore: Send + Sync + 'static {
     /// Stores `spans` (any mix of traces). See the trait docs for the contract.
     async fn write_spans(&self, spans: Arc<[Span]>) -> Result<WriteReport>;
+
+    /// How many `write_spans` calls the store serves at once to good effect; callers may
+    /// keep that many batches in flight (the pipeline's store stage does). Any number of
+    /// concurrent calls is always *correct*: a store that serializes its writers answers
+    /// 1, and a store answering more keeps each trace's cap and idempotency exact across
+    /// its concurrent calls.
+    fn write_concurrency(&self) -> usize {
+        1
+    }
 
     /// Reads one whole trace of `tenant`.
     async fn get_trace(&self, tenant: &Tenant, trace_id: TraceId) -> Result<Option<StoredTrace>>;

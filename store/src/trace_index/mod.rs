@@ -128,6 +128,13 @@ pub trait TraceIndex: Send + Sync + 'static {
     /// Indexes `spans` (business keys already filled in by the enrich stage).
     async fn index_spans(&self, spans: Arc<[Span]>) -> Result<()>;
 
+    /// How many `index_spans` calls the index serves at once to good effect; callers may
+    /// keep that many batches in flight (the pipeline's index stage does). Concurrent
+    /// calls are always correct; an index that serializes its writer answers 1.
+    fn write_concurrency(&self) -> usize {
+        1
+    }
+
     /// Finds trace ids of `tenant` matching `query`, newest first.
     async fn find_trace_ids(&self, tenant: &Tenant, query: &TraceQuery) -> Result<TraceIdPage>;
 
