@@ -266,6 +266,7 @@ async fn retention_class_ttls_expire_cells_apart() {
         "the default class (7 days) expired"
     );
     assert_eq!(spans_of(&long_t).await, long.len(), "long class: 30 days");
+}
 
 /// Several write batches in flight at once (`write_concurrency` = the pool size) touching
 /// the same trace: each reads the meta the one before it wrote, so the trace's cap holds
