@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use clew_proto::Tenant;
 
+use crate::trace_index::days::{day_of, DAY_NANOS};
+
 /// The class a tenant's data is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RetentionClass {
@@ -109,6 +111,14 @@ impl RetentionClasses {
     /// Days the data of `class` is kept (a class no longer configured keeps its own days).
     pub fn days(&self, class: RetentionClass) -> u32 {
         class.days(self.default_days)
+    }
+
+    /// The first UTC day (days since the unix epoch) whose data of `class` is still kept
+    /// at `now_unix_nano`: a day expires once all of it lies more than the class's
+    /// retention before now. The one horizon of every backend that drops by day.
+    pub fn first_kept_day(&self, class: RetentionClass, now_unix_nano: u64) -> u32 {
+        let days = u64::from(self.days(class));
+        day_of(now_unix_nano.saturating_sub(days * DAY_NANOS))
     }
 
     /// The longest retention of any class (HBase's column family TTL).

@@ -557,11 +557,7 @@ impl FjallRows {
         let expired: Vec<Bucket> = self
             .live_buckets()
             .into_iter()
-            .filter(|b| {
-                let days = self.retention.days(b.class);
-                let cutoff = now_unix_nano.saturating_sub(u64::from(days) * NANOS_PER_DAY);
-                (b.day + 1).saturating_mul(NANOS_PER_DAY) <= cutoff
-            })
+            .filter(|b| b.day < u64::from(self.retention.first_kept_day(b.class, now_unix_nano)))
             .collect();
         let mut dropped = 0;
         for bucket in expired {

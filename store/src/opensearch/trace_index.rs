@@ -15,7 +15,6 @@ use super::config::OpenSearchIndexConfig;
 use super::document::{self, day_of_index, doc_id, index_name, index_template, to_document};
 use super::{find_trace_ids, writer};
 use crate::metrics as m;
-use crate::trace_index::days::{day_of, DAY_NANOS};
 use crate::trace_index::span_doc::IndexedAttributes;
 use crate::trace_index::span_doc::SpanDoc;
 use crate::{
@@ -216,10 +215,6 @@ impl TraceIndex for OpenSearchTraceIndex {
     async fn drop_expired(&self, now_unix_nano: u64) -> Result<u64> {
         // A day is expired once all of it lies before its class's horizon (as in the
         // embedded index); an index of a class no longer configured keeps its own days.
-        let first_kept = |class| {
-            let days = u64::from(self.retention.days(class));
-            day_of(now_unix_nano.saturating_sub(days * DAY_NANOS))
-        };
         let listing = self
             .send(
                 "failed to list daily indices",
@@ -238,7 +233,8 @@ impl TraceIndex for OpenSearchTraceIndex {
                     .filter_map(|r| r["index"].as_str())
                     .filter_map(|name| {
                         let (class, day) = day_of_index(&self.prefix, name)?;
-                        (day < first_kept(class)).then(|| (name.to_string(), class))
+                        (day < self.retention.first_kept_day(class, now_unix_nano))
+                            .then(|| (name.to_string(), class))
                     })
                     .collect()
             })

@@ -518,7 +518,7 @@ mod tests {
         idx.index_spans(checkout_trace(trace_id(2), "new", BASE_TIME, false).into())
             .await
             .unwrap();
-        let next_day = BASE_TIME + schema::DAY_NANOS;
+        let next_day = BASE_TIME + crate::trace_index::days::DAY_NANOS;
         idx.index_spans(checkout_trace(trace_id(3), "later", next_day, false).into())
             .await
             .unwrap();

@@ -39,7 +39,7 @@ pub const TEXT_TOKENIZER: &str = crate::trace_index::query_plan::TEXT_ANALYZER;
 /// ([`TermsTokenizer`]).
 pub const TERMS_TOKENIZER: &str = "clew_terms";
 
-pub use crate::trace_index::days::{day_dir_name, day_of, parse_day_dir_name, DAY_NANOS};
+pub use crate::trace_index::days::{day_dir_name, day_of, parse_day_dir_name};
 
 /// Handles of the schema's fields.
 #[derive(Clone, Debug)]

@@ -542,10 +542,6 @@ impl Writer {
         self.commit()?;
         // A day is expired once all of it lies before its class's horizon.
         let retention = &self.retention;
-        let first_kept = |class: RetentionClass| {
-            let days = u64::from(retention.days(class));
-            schema::day_of(now_unix_nano.saturating_sub(days * schema::DAY_NANOS))
-        };
         let expired: Vec<Arc<Partition>> = {
             let mut map = self
                 .shared
@@ -554,7 +550,7 @@ impl Writer {
                 .unwrap_or_else(|p| p.into_inner());
             let keys: Vec<PartitionKey> = map
                 .keys()
-                .filter(|(day, _, class)| *day < first_kept(*class))
+                .filter(|(day, _, class)| *day < retention.first_kept_day(*class, now_unix_nano))
                 .copied()
                 .collect();
             keys.iter().filter_map(|k| map.remove(k)).collect()
