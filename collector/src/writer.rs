@@ -10,6 +10,7 @@
 //! index failure rewrites spans the store already holds, which the store contract makes a
 //! no-op.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use clew_proto::{RejectReason, Span};
@@ -41,21 +42,47 @@ pub async fn write_store(
     load: Arc<WriterLoad>,
 ) {
     let limit = store.write_concurrency().max(1);
-    let mut running: JoinSet<Option<StoredBatch>> = JoinSet::new();
+    let tx = &tx;
+    in_flight(
+        &mut rx,
+        limit,
+        |batch| write_one(batch, store.clone(), load.clone()),
+        |stored| async move {
+            match stored {
+                Some(stored) => tx.send(stored).await.is_ok(),
+                None => true,
+            }
+        },
+    )
+    .await;
+}
+
+/// Runs `start(item)` as a task for each item of `rx`, at most `limit` at once, and hands
+/// each task's output to `done` as it finishes (completion order), until `rx` is closed
+/// and every task finished, or `done` answers `false`.
+async fn in_flight<I, O, T, D>(
+    rx: &mut mpsc::Receiver<I>,
+    limit: usize,
+    mut start: impl FnMut(I) -> T,
+    mut done: impl FnMut(Option<O>) -> D,
+) where
+    T: Future<Output = Option<O>> + Send + 'static,
+    O: Send + 'static,
+    D: Future<Output = bool>,
+{
+    let mut running: JoinSet<Option<O>> = JoinSet::new();
     let mut open = true;
     while open || !running.is_empty() {
         tokio::select! {
             biased;
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Some(stored) = finished(done) {
-                    if tx.send(stored).await.is_err() {
-                        return;
-                    }
+            Some(finished_task) = running.join_next(), if !running.is_empty() => {
+                if !done(finished(finished_task)).await {
+                    return;
                 }
             }
-            batch = rx.recv(), if open && running.len() < limit => match batch {
-                Some(batch) => {
-                    running.spawn(write_one(batch, store.clone(), load.clone()));
+            item = rx.recv(), if open && running.len() < limit => match item {
+                Some(item) => {
+                    running.spawn(start(item));
                 }
                 None => open = false,
             },
@@ -115,23 +142,16 @@ pub async fn write_index(
     queue_max_spans: usize,
 ) {
     let limit = index.write_concurrency().max(1);
-    let mut running: JoinSet<Option<()>> = JoinSet::new();
-    let mut open = true;
-    while open || !running.is_empty() {
-        tokio::select! {
-            biased;
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                finished(done);
-                metrics::queue_spans(queue_max_spans.saturating_sub(permits.available_permits()));
-            }
-            batch = rx.recv(), if open && running.len() < limit => match batch {
-                Some(batch) => {
-                    running.spawn(index_one(batch, index.clone()));
-                }
-                None => open = false,
-            },
-        }
-    }
+    in_flight(
+        &mut rx,
+        limit,
+        |batch| index_one(batch, index.clone()),
+        |_: Option<()>| {
+            metrics::queue_spans(queue_max_spans.saturating_sub(permits.available_permits()));
+            async { true }
+        },
+    )
+    .await;
 }
 
 /// Indexes one stored batch and answers its submissions.
