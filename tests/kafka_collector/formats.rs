@@ -83,7 +83,8 @@ async fn avro_records_are_stored_with_every_span_and_offsets_committed() {
         let got = tokio::task::spawn_blocking(move || committed(&g, &t, 4))
             .await
             .unwrap();
-        if got.iter().sum::<i64>() == 24 {
+        // a partition that got no record has no committed offset (-1)
+        if got.iter().map(|o| (*o).max(0)).sum::<i64>() == 24 {
             break;
         }
         assert!(
