@@ -9,7 +9,8 @@
 //! - a CA that did not sign the broker's certificate: both clients log the failed
 //!   verification, the agent keeps what it acknowledged in its spool and the collector
 //!   commits nothing, so both deliver everything once given the right CA;
-//! - a CA file that does not exist: both programs refuse to start, naming the property.
+//! - a CA or client certificate file that does not exist: both programs refuse to start,
+//!   naming the property.
 //!
 //! Run: `eval "$(scripts/kafka-start)"; cargo test --test kafka_tls -- --ignored`.
 
@@ -312,7 +313,7 @@ fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "clew {args:?} kept running with a missing CA file:\n{}",
+                "clew {args:?} kept running with a missing file:\n{}",
                 std::fs::read_to_string(&err).unwrap()
             );
         }
@@ -320,59 +321,83 @@ fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
     }
 }
 
-/// A CA file that is not there is a start-up error of both programs, naming the
-/// property, not a client that retries forever. Needs no broker: librdkafka reads the
-/// file when the client is created.
+/// A CA file, or a client certificate, that is not there is a start-up error of both
+/// programs, naming the property, not a client that retries forever. Needs no broker:
+/// librdkafka reads the files when the client is created.
 #[test]
-fn a_missing_ca_file_stops_agent_and_collector_at_start() {
+fn a_missing_ca_or_certificate_file_stops_agent_and_collector_at_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let tls = BrokerTls {
-        bootstrap: "127.0.0.1:9".into(),
-        ca: tmp.path().join("no-such-ca.pem"),
-        cert: tmp.path().join("no-such-client.pem"),
-        key: tmp.path().join("no-such-client.key"),
-    };
-    let agent_cfg = agent_config(tmp.path(), "agent.toml", &tls, "t", &tls.ca);
-    let spool = tmp.path().join("spool");
-    let (status, err) = run_to_exit(&[
-        "agent",
-        "--config",
-        agent_cfg.to_str().unwrap(),
-        "--spool-dir",
-        spool.to_str().unwrap(),
-        "--otlp-grpc-addr",
-        "127.0.0.1:0",
-        "--otlp-http-addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ]);
-    assert!(!status.success(), "clew agent started anyway:\n{err}");
-    assert!(err.contains("ssl.ca.location"), "{err}");
+    tls_support::make_ca(tmp.path());
+    let missing = |name: &str| tmp.path().join(name);
+    let cases = [
+        // (CA, client certificate, the property the error must name)
+        (
+            missing("no-such-ca.pem"),
+            missing("no-such-client.pem"),
+            "ssl.ca.location",
+        ),
+        (
+            tmp.path().join("ca.pem"),
+            missing("no-such-client.pem"),
+            "ssl.certificate.location",
+        ),
+    ];
+    for (i, (ca, cert, property)) in cases.into_iter().enumerate() {
+        let tls = BrokerTls {
+            bootstrap: "127.0.0.1:9".into(),
+            ca,
+            cert,
+            key: missing("no-such-client.key"),
+        };
+        let agent_cfg = agent_config(tmp.path(), &format!("agent-{i}.toml"), &tls, "t", &tls.ca);
+        let spool = tmp.path().join(format!("spool-{i}"));
+        let (status, err) = run_to_exit(&[
+            "agent",
+            "--config",
+            agent_cfg.to_str().unwrap(),
+            "--spool-dir",
+            spool.to_str().unwrap(),
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ]);
+        assert!(!status.success(), "clew agent started anyway:\n{err}");
+        assert!(err.contains(property), "{property}: {err}");
 
-    let clew_cfg = collector_config(tmp.path(), "clew.toml", &tls, "t", "g", &tls.ca);
-    let data = tmp.path().join("data");
-    let (status, err) = run_to_exit(&[
-        "serve",
-        "--config",
-        clew_cfg.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--otlp-grpc-addr",
-        "127.0.0.1:0",
-        "--otlp-http-addr",
-        "127.0.0.1:0",
-        "--zipkin-addr",
-        "127.0.0.1:0",
-        "--sampling-http-addr",
-        "127.0.0.1:0",
-        "--sampling-grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--jaeger-storage-grpc-addr",
-        "127.0.0.1:0",
-    ]);
-    assert!(!status.success(), "clew serve started anyway:\n{err}");
-    assert!(err.contains("ssl.ca.location"), "{err}");
+        let clew_cfg = collector_config(
+            tmp.path(),
+            &format!("clew-{i}.toml"),
+            &tls,
+            "t",
+            "g",
+            &tls.ca,
+        );
+        let data = tmp.path().join(format!("data-{i}"));
+        let (status, err) = run_to_exit(&[
+            "serve",
+            "--config",
+            clew_cfg.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+            "--zipkin-addr",
+            "127.0.0.1:0",
+            "--sampling-http-addr",
+            "127.0.0.1:0",
+            "--sampling-grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--jaeger-storage-grpc-addr",
+            "127.0.0.1:0",
+        ]);
+        assert!(!status.success(), "clew serve started anyway:\n{err}");
+        assert!(err.contains(property), "{property}: {err}");
+    }
 }
