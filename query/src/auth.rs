@@ -8,6 +8,9 @@
 //! | `POST /api/v1/purge` (tests only) | `admin` |
 //! | everything else: `/api/v1/…`, Jaeger's `/api/…`, `/metrics`, unknown paths | `read` |
 //!
+//! Every read runs for the caller's tenant ([`Caller`]); `/metrics` shows a token without
+//! `admin` its own tenant's span-metric series only ([`MetricsCaller`]).
+//!
 //! Refusals come in the shape of the API asked: Jaeger's envelope for Jaeger's paths
 //! (`{"data": null, …, "errors": [{"code": 401, "msg": …}]}`), `{"error": …}` otherwise.
 
@@ -39,6 +42,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Caller(Caller::of(&parts.extensions)))
+    }
+}
+
+/// Whose span-metric series `GET /metrics` shows: `None` (every tenant's) without
+/// authentication and to an `admin` token, `Some(tenant)` to any other token — a `read`
+/// token of one tenant never sees another tenant's service or operation names there.
+pub struct MetricsCaller(pub Option<Tenant>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MetricsCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let only = parts
+            .extensions
+            .get::<Principal>()
+            .filter(|p| !p.scopes.contains(&clew_auth::Scope::Admin))
+            .map(|p| p.tenant.clone());
+        Ok(MetricsCaller(only))
     }
 }
 

@@ -12,6 +12,7 @@ use super::{Instance, InventoryConfig};
 const QUIET_WINDOW_MS: u64 = 3_600_000;
 
 /// A copy of the inventory at one moment.
+#[derive(Default)]
 pub struct Snapshot {
     pub instances: Vec<Instance>,
     /// Distinct instances left out because the inventory was full.
