@@ -57,7 +57,7 @@ pub use history::RedPoint;
 use exposition::Family;
 use history::History;
 use red::{RedTable, SeriesKey};
-use service_graph::{Half, ServiceGraph};
+use service_graph::{Half, ServiceGraph, TenantGraph};
 
 /// A service id that stands for "too many services" (the overflow series).
 const OVERFLOW_SERVICE: u32 = u32::MAX;
@@ -308,7 +308,7 @@ impl SpanMetrics {
             .collect();
         RedTable::render(out, &tables);
         if self.graph_enabled {
-            let graphs: Vec<(Option<&str>, &ServiceGraph, &[Box<str>])> = shown
+            let graphs: Vec<TenantGraph<'_>> = shown
                 .iter()
                 .map(|(label, s)| (label.as_deref(), &s.graph, s.services.names.as_slice()))
                 .collect();

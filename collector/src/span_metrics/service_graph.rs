@@ -125,6 +125,10 @@ impl Edge {
     }
 }
 
+/// One tenant's graph as rendered: its `tenant="…"` pair (when tenants are labelled), the
+/// graph, and the tenant's service names its edges point into.
+pub type TenantGraph<'a> = (Option<&'a str>, &'a ServiceGraph, &'a [Box<str>]);
+
 pub struct ServiceGraph {
     pending: HashMap<(TraceId, SpanId), Waiting>,
     order: VecDeque<((TraceId, SpanId), u64)>,
@@ -230,7 +234,7 @@ impl ServiceGraph {
 
     /// Every family over every tenant's graph (with its `tenant="…"` pair when tenants
     /// are labelled; `names`: that tenant's service names).
-    pub fn render(out: &mut String, graphs: &[(Option<&str>, &ServiceGraph, &[Box<str>])]) {
+    pub fn render(out: &mut String, graphs: &[TenantGraph<'_>]) {
         let shown: Vec<(&Edge, String)> = graphs
             .iter()
             .flat_map(|(tenant, graph, names)| {
