@@ -730,3 +730,51 @@ async fn tenants_in_retention_classes_are_configured_shown_and_written_apart() {
         "the default class's partition and shop's 30-day one: {names:?}"
     );
 }
+
+/// The fleet inventory is saved per tenant and read back apart by the next process.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_tenants_inventory_is_saved_and_read_back_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("clew.toml");
+    std::fs::write(
+        &config_path,
+        format!("{}\n[inventory]\npersist_interval_secs = 1\n", config()),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let args = ["--config", config_path.to_str().unwrap()];
+    let mut clew = Clew::start_in(&data, &args);
+    for (token, service) in [(SHOP, "shop-api"), (BANK, "bank-api")] {
+        let req = request(
+            service,
+            vec![otlp_span(random_trace_id(), 1, None, "op", vec![])],
+        );
+        let resp = reqwest::Client::new()
+            .post(clew.otlp_http_url())
+            .bearer_auth(token)
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let services_of = |body: &Value| {
+        let mut s = services_in(&body["services"]);
+        s.dedup();
+        s
+    };
+    for (token, service) in [(SHOP, "shop-api"), (BANK, "bank-api")] {
+        wait_for(&clew, token, "/api/v1/inventory", |b| {
+            services_of(b) == [service]
+        })
+        .await;
+    }
+    assert!(clew.terminate().success());
+    let clew = Clew::start_in(&data, &args);
+    for (token, service) in [(SHOP, "shop-api"), (BANK, "bank-api")] {
+        let (status, body) = get(&clew, token, "/api/v1/inventory").await;
+        assert_eq!(status, 200);
+        assert_eq!(services_of(&body), [service], "{body}");
+    }
+}
