@@ -131,4 +131,34 @@ mod tests {
         }
         assert_eq!(policy("/api/v1/purge"), clew_auth::ADMIN);
     }
+
+    #[tokio::test]
+    async fn metrics_show_every_tenant_to_admin_and_without_auth_else_the_callers_own() {
+        use clew_auth::Scope;
+        let only = |principal: Option<Principal>| async move {
+            let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+            if let Some(p) = principal {
+                parts.extensions.insert(p);
+            }
+            let MetricsCaller(only) = MetricsCaller::from_request_parts(&mut parts, &())
+                .await
+                .unwrap();
+            only
+        };
+        let shop = Tenant::parse("shop").unwrap();
+        let principal = |scopes: &[Scope]| Principal {
+            tenant: shop.clone(),
+            scopes: scopes.into(),
+        };
+        assert_eq!(only(None).await, None, "auth off: every tenant");
+        assert_eq!(only(Some(principal(&[Scope::Admin]))).await, None);
+        assert_eq!(
+            only(Some(principal(&[Scope::Read]))).await,
+            Some(shop.clone())
+        );
+        assert_eq!(
+            only(Some(principal(&[Scope::Read, Scope::Ingest]))).await,
+            Some(shop.clone())
+        );
+    }
 }
