@@ -212,7 +212,7 @@ pub async fn service_red(
     };
     let Some(points) = red(&tenant, &service) else {
         return Err(Error::NotFound(format!(
-            "no stored span names service `{}` since clew started",
+            "no stored span of this tenant names service `{}` since clew started",
             shorten(&service)
         )));
     };

@@ -2,7 +2,7 @@
 //! per-minute aggregates, computed from the spans the sink stored.
 //!
 //! ```text
-//!  Front::prepare ── 6. SpanMetrics::observe(&spans) ─▶ Observed (series ids, durations, pair halves)
+//!  Front::prepare ── 6. SpanMetrics::observe(tenant, &spans) ─▶ Observed (the tenant, series ids, durations, pair halves)
 //!  Front::ingest  ── 7. sink.submit(spans) ─▶ Ok(rejections) ─▶ SpanMetrics::record(observed, rejections)
 //!                                                               ├─ red.rs            traces_span_metrics_*
 //!                                                               ├─ service_graph.rs  traces_service_graph_*
