@@ -148,7 +148,8 @@ async fn start_serving(
         &config.collector.business_keys,
     )
     .context("failed to build the redaction rules")?;
-    let inventory = clew_collector::inventory::Inventory::new(&config.inventory).map(Arc::new);
+    let inventory = clew_collector::inventory::Inventory::new(&config.inventory)
+        .map(|i| Arc::new(i.label_tenants(auth.enabled())));
     if let Some(inventory) = &inventory {
         inventory.load(&store).await;
     }

@@ -24,14 +24,16 @@ const BANK: &str = "bank-token-0123456789";
 /// Tenant `ops`, scope `admin`: `/metrics` shows it every tenant's series.
 const OPS: &str = "ops-admin-token-0123456789";
 
-/// Two tenants that write and read, an admin, and an alert rule that fires on one error.
+/// Two tenants that write and read, an admin, an alert rule that fires on one error, and
+/// the inventory saved (and its gauges set) every second.
 fn config() -> String {
     format!(
         "[collector]\nbusiness_keys = [\"order_id\"]\n\n[auth]\n\
          [[auth.tokens]]\ntoken = \"{SHOP}\"\ntenant = \"shop\"\nscopes = [\"ingest\", \"read\"]\n\
          [[auth.tokens]]\ntoken = \"{BANK}\"\ntenant = \"bank\"\nscopes = [\"ingest\", \"read\"]\n\
          [[auth.tokens]]\ntoken = \"{OPS}\"\ntenant = \"ops\"\nscopes = [\"admin\"]\n\n\
-         [alerting]\n[[alerting.error_rules]]\nname = \"errors\"\nmin_count = 1\nwindow = \"10m\"\n"
+         [alerting]\n[[alerting.error_rules]]\nname = \"errors\"\nmin_count = 1\nwindow = \"10m\"\n\n\
+         [inventory]\npersist_interval_secs = 1\n"
     )
 }
 
@@ -425,8 +427,19 @@ async fn isolation(clew: &Clew) {
     assert_eq!(services, ["shop-api"], "{body}");
     assert!(!body.to_string().contains("bank-"), "{body}");
 
-    // /metrics: a read token sees its own tenant's span metrics, labelled; admin sees all
+    // /metrics: a read token sees its own tenant's span metrics and inventory gauges,
+    // labelled; admin sees all
+    let bank_gauge = "clew_inventory_instances{service=\"bank-ledger\",sdk_language=\"\",sdk_version=\"\",tenant=\"bank\"} 1\n";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !clew.metrics(Some(OPS)).await.contains(bank_gauge) {
+        assert!(Instant::now() < deadline, "no {bank_gauge}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let shop_metrics = clew.metrics(Some(SHOP)).await;
+    assert!(
+        shop_metrics.contains("clew_inventory_instances{service=\"shop-api\",sdk_language=\"\",sdk_version=\"\",tenant=\"shop\"} 1\n"),
+        "{shop_metrics}"
+    );
     assert!(
         shop_metrics.contains("traces_span_metrics_calls_total{service_name=\"shop-api\",span_name=\"Buy\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\",tenant=\"shop\"} 1\n"),
         "{shop_metrics}"
@@ -439,6 +452,8 @@ async fn isolation(clew: &Clew) {
         "{bank_metrics}"
     );
     assert!(!bank_metrics.contains("shop-api"), "{bank_metrics}");
+    assert!(bank_metrics.contains(bank_gauge), "{bank_metrics}");
+    assert!(!bank_metrics.contains("tenant=\"shop\""), "{bank_metrics}");
     let all = clew.metrics(Some(OPS)).await;
     for line in [
         "traces_span_metrics_calls_total{service_name=\"shop-api\",span_name=\"Charge\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_ERROR\",tenant=\"shop\"} 1\n",
@@ -731,16 +746,13 @@ async fn tenants_in_retention_classes_are_configured_shown_and_written_apart() {
     );
 }
 
-/// The fleet inventory is saved per tenant and read back apart by the next process.
+/// The fleet inventory is saved per tenant (every second, `config()`) and read back apart
+/// by the next process.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_tenants_inventory_is_saved_and_read_back_apart() {
     let tmp = tempfile::tempdir().unwrap();
     let config_path = tmp.path().join("clew.toml");
-    std::fs::write(
-        &config_path,
-        format!("{}\n[inventory]\npersist_interval_secs = 1\n", config()),
-    )
-    .unwrap();
+    std::fs::write(&config_path, config()).unwrap();
     let data = tmp.path().join("data");
     let args = ["--config", config_path.to_str().unwrap()];
     let mut clew = Clew::start_in(&data, &args);

@@ -132,6 +132,20 @@ mod tests {
         assert_eq!(policy("/api/v1/purge"), clew_auth::ADMIN);
     }
 
+    #[test]
+    fn other_tenants_samples_are_left_out_of_metrics() {
+        let text = "# HELP a x\n# TYPE a counter\na{tenant=\"shop\"} 1\na{tenant=\"bank\"} 2\n\
+                    b{service=\"s\",tenant=\"shop\"} 3\nb{service=\"s\",tenant=\"shopping\"} 4\n\
+                    c{service=\"x,tenant=\\\"bank\\\"\"} 5\nd 6\ne{tenant=\"bank\",x=\"tenant=\\\"shop\\\"\"} 7\n";
+        let kept = crate::routes::without_other_tenants(text, "shop");
+        assert_eq!(
+            kept,
+            "# HELP a x\n# TYPE a counter\na{tenant=\"shop\"} 1\n\
+             b{service=\"s\",tenant=\"shop\"} 3\n\
+             c{service=\"x,tenant=\\\"bank\\\"\"} 5\nd 6\n"
+        );
+    }
+
     #[tokio::test]
     async fn metrics_show_every_tenant_to_admin_and_without_auth_else_the_callers_own() {
         use clew_auth::Scope;

@@ -291,13 +291,21 @@ pub async fn purge(State(state): State<QueryState>) -> Result<Response> {
 }
 
 /// `GET /metrics`: Prometheus text, rendered by whatever the binary installed; a caller
-/// without the `admin` scope gets its own tenant's span-metric series only.
+/// without the `admin` scope gets its own tenant's span-metric series only, and no sample
+/// of any family labelled with another tenant.
 pub async fn metrics(
     State(state): State<QueryState>,
     MetricsCaller(only): MetricsCaller,
 ) -> Response {
     let render = state.metrics_render.clone();
-    let text = tokio::task::spawn_blocking(move || render(only.as_ref())).await;
+    let text = tokio::task::spawn_blocking(move || {
+        let text = render(only.as_ref());
+        match &only {
+            Some(tenant) => without_other_tenants(&text, tenant.as_str()),
+            None => text,
+        }
+    })
+    .await;
     match text {
         Ok(text) => (
             [(
@@ -312,6 +320,25 @@ pub async fn metrics(
         }
         .into_response(),
     }
+}
+
+/// `text` (Prometheus exposition) without the samples labelled `tenant="<another>"`. In
+/// the text format a label value's `"` is escaped, so `{tenant="` or `,tenant="` can only
+/// start a label, never sit inside a value.
+pub fn without_other_tenants(text: &str, tenant: &str) -> String {
+    let own = format!("tenant=\"{tenant}\"");
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let labelled = ["{tenant=\"", ",tenant=\""]
+            .iter()
+            .filter_map(|p| line.find(p).map(|at| at + 1))
+            .min();
+        let other = labelled.is_some_and(|at| !line[at..].starts_with(&own));
+        if !other {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// `GET /`: the search page.

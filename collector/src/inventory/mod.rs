@@ -20,8 +20,9 @@
 //! - **Persisted** as one gzip'd JSON blob in the span store ([`SpanStore::put_state`],
 //!   the embedded store or HBase) every `persist_interval_secs` and at shutdown, read back
 //!   at start; instances not seen within the retention are dropped.
-//! - [`view`] answers `GET /api/v1/inventory` and sets the `clew_inventory_*` gauges (of
-//!   tenant `default`'s instances: `/metrics` shows them to every `read` token).
+//! - [`view`] answers `GET /api/v1/inventory` and sets the `clew_inventory_*` gauges, with
+//!   a `tenant` label where tenants are labelled (as the span metrics); `/metrics` shows
+//!   a token without `admin` its own tenant's.
 
 pub mod config;
 pub mod view;
@@ -262,6 +263,9 @@ struct TenantState {
 /// The inventory; shared by the ingest front half (writes) and the query API (reads).
 pub struct Inventory {
     config: InventoryConfig,
+    /// Give the gauges a `tenant` label even while only `default` has instances (set when
+    /// authentication is on).
+    label_tenants: bool,
     state: Mutex<State>,
 }
 
@@ -270,8 +274,17 @@ impl Inventory {
     pub fn new(config: &InventoryConfig) -> Option<Inventory> {
         config.enabled.then(|| Inventory {
             config: config.clone(),
+            label_tenants: false,
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// Labels the `clew_inventory_*` gauges with their tenant from the start, `default`'s
+    /// included (authentication is on); without it the label appears with the first
+    /// instance of another tenant, as for the span metrics.
+    pub fn label_tenants(mut self, on: bool) -> Self {
+        self.label_tenants = on;
+        self
     }
 
     pub fn config(&self) -> &InventoryConfig {
@@ -434,6 +447,29 @@ impl Inventory {
         snapshot
     }
 
+    /// What the gauges are set from: one unlabelled snapshot (tenant `default`'s) where
+    /// tenants are not labelled, else one per tenant with its name.
+    fn gauge_snapshots(&self) -> Vec<(Option<String>, view::Snapshot)> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let labelled = self.label_tenants || state.tenants.keys().any(|t| !t.is_default());
+        if !labelled {
+            let mut snapshot = view::Snapshot::default();
+            if let Some(t) = state.tenants.get(&Tenant::default()) {
+                add_to(&mut snapshot, t);
+            }
+            return vec![(None, snapshot)];
+        }
+        state
+            .tenants
+            .iter()
+            .map(|(tenant, t)| {
+                let mut snapshot = view::Snapshot::default();
+                add_to(&mut snapshot, t);
+                (Some(tenant.to_string()), snapshot)
+            })
+            .collect()
+    }
+
     /// `GET /api/v1/inventory`: `tenant`'s instances matching `filter`, by service.
     pub fn answer(&self, tenant: &Tenant, filter: &InventoryFilter) -> view::Answer {
         view::answer(self.snapshot(tenant), filter, &self.config, now_ms())
@@ -552,9 +588,7 @@ impl Inventory {
             let now = now_ms();
             let retention_ms = u64::from(retention_days) * 86_400_000;
             self.expire(now.saturating_sub(retention_ms));
-            // tenant default's only: the gauges are labelled by service, and `/metrics`
-            // shows the recorder's families to every `read` token, whatever its tenant
-            gauges.set(&self.snapshot(&Tenant::default()), now, &self.config);
+            gauges.set(&self.gauge_snapshots(), now, &self.config);
             since_save += tick;
             if stopped || *stop.borrow() || since_save >= persist_every {
                 since_save = Duration::ZERO;

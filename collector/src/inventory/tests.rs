@@ -550,3 +550,44 @@ fn each_tenant_has_its_own_instances_cap_and_saved_inventory() {
     assert_eq!(names(&old, &Tenant::default()), ["legacy"]);
     assert!(names(&old, &shop).is_empty());
 }
+
+#[test]
+fn the_gauges_are_labelled_by_tenant_once_tenants_are_told_apart() {
+    let tenants_of = |inv: &Inventory| {
+        inv.gauge_snapshots()
+            .into_iter()
+            .map(|(t, s)| (t, s.instances.len()))
+            .collect::<Vec<_>>()
+    };
+    let r = resource("svc", &[]);
+    // without tenants: one unlabelled set, as before tenants
+    let plain = inventory(InventoryConfig::default());
+    assert_eq!(tenants_of(&plain), vec![(None, 0)]);
+    ingest(
+        &plain,
+        &spans(&r, 1),
+        Protocol::Grpc,
+        &Origin::default(),
+        T0,
+    );
+    assert_eq!(tenants_of(&plain), vec![(None, 1)]);
+    // another tenant's spans: every tenant's set has its name
+    ingest_as(&plain, &Tenant::parse("shop").unwrap(), &spans(&r, 1), T0);
+    let mut got = tenants_of(&plain);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![(Some("default".into()), 1), (Some("shop".into()), 1)]
+    );
+    // with auth on: labelled from the start
+    let authed = inventory(InventoryConfig::default()).label_tenants(true);
+    assert!(tenants_of(&authed).is_empty());
+    ingest(
+        &authed,
+        &spans(&r, 1),
+        Protocol::Grpc,
+        &Origin::default(),
+        T0,
+    );
+    assert_eq!(tenants_of(&authed), vec![(Some("default".into()), 1)]);
+}
