@@ -9,7 +9,8 @@
 //! | everything else: `/api/v1/…`, Jaeger's `/api/…`, `/metrics`, unknown paths | `read` |
 //!
 //! Every read runs for the caller's tenant ([`Caller`]); `/metrics` shows a token without
-//! `admin` its own tenant's span-metric series only ([`MetricsCaller`]).
+//! `admin` its own tenant's span-metric series only and no sample labelled with another
+//! tenant ([`MetricsCaller`], `routes::without_other_tenants`).
 //!
 //! Refusals come in the shape of the API asked: Jaeger's envelope for Jaeger's paths
 //! (`{"data": null, …, "errors": [{"code": 401, "msg": …}]}`), `{"error": …}` otherwise.
