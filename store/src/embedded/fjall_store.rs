@@ -473,7 +473,6 @@ impl FjallSpanStore {
         let mut time_keyed: Vec<(u64, RetentionClass, bool)> = Vec::new();
         for name in db.list_keyspace_names() {
             match parse_keyspace_name(&name) {
-                None => {}
                 Some((day, class, tenanted, Part::Rows)) => {
                     let rows = db
                         .keyspace(&name, bucket_options)
@@ -485,11 +484,13 @@ impl FjallSpanStore {
                         layout: Layout::Rows(rows),
                     });
                 }
-                Some((day, class, tenanted, Part::Cells | Part::Metas)) => {
-                    if !time_keyed.contains(&(day, class, tenanted)) {
-                        time_keyed.push((day, class, tenanted));
-                    }
+                Some((day, class, tenanted, Part::Cells | Part::Metas))
+                    if !time_keyed.contains(&(day, class, tenanted)) =>
+                {
+                    time_keyed.push((day, class, tenanted));
                 }
+                // not a bucket, or the other half of a time-keyed bucket already seen
+                _ => {}
             }
         }
         let mut last_stamp = 0;
