@@ -942,3 +942,73 @@ async fn undecodable_time_keyed_cell_is_skipped_not_fatal() {
     let store = open(dir.path(), 100);
     assert_spans_eq(&fetch(&store, trace_id(60)).await, &t);
 }
+
+/// A row bucket of tenants other than `default` (`day-<N>-t`, rows `sha256(tenant)[..8] ++
+/// trace id`, v2 metas naming the tenant), as a store of before wrote it: read by its
+/// tenant only, and a late span joins the row there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenanted_row_bucket_of_before_is_read_and_written() {
+    use clew_store::conformance::fixtures::in_tenant;
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_unix_nano();
+    let today = now / DAY;
+    let shop = Tenant::parse("shop").unwrap();
+    let t = in_tenant(checkout_trace(trace_id(70), "order-70", now, false), "shop");
+    let mut row = shop.key_prefix().unwrap().to_vec();
+    row.extend_from_slice(&trace_id(70).0);
+    {
+        let db = raw_db(dir.path());
+        let rows = raw_keyspace(&db, &format!("day-{today}-t"));
+        let mut bytes = 0u64;
+        for s in &t {
+            let encoded = clew_proto::encoding::encode_span_to_vec(s);
+            bytes += encoded.len() as u64;
+            let mut key = row.clone();
+            key.extend_from_slice(&s.span_id.0);
+            key.push(kind_byte(s));
+            rows.insert(key, encoded).unwrap();
+        }
+        let mut meta = vec![2u8];
+        meta.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        meta.extend_from_slice(&bytes.to_le_bytes());
+        meta.push(0);
+        meta.push(4);
+        meta.extend_from_slice(b"shop");
+        let mut key = row.clone();
+        key.push(0);
+        rows.insert(key, meta).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let mut late = t[0].clone();
+    late.span_id = span_id(88);
+    {
+        let store = open(dir.path(), 100);
+        assert_eq!(
+            store
+                .get_trace(&Tenant::default(), trace_id(70))
+                .await
+                .unwrap(),
+            None,
+            "another tenant's row"
+        );
+        let got = store.get_trace(&shop, trace_id(70)).await.unwrap().unwrap();
+        assert_spans_eq(&got, &t);
+        let report = store
+            .write_spans(vec![t[1].clone(), late.clone()].into())
+            .await
+            .unwrap();
+        assert!(report.rejected.is_empty());
+        let mut want = t.clone();
+        want.push(late);
+        let got = store.get_trace(&shop, trace_id(70)).await.unwrap().unwrap();
+        assert_spans_eq(&got, &want);
+        store.close().await.unwrap();
+    }
+    let db = raw_db(dir.path());
+    let rows = raw_keyspace(&db, &format!("day-{today}-t"));
+    assert_eq!(
+        rows.prefix(&row).count(),
+        1 + t.len() + 1,
+        "meta, the cells of before and the late one, once each"
+    );
+}
