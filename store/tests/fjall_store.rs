@@ -224,39 +224,6 @@ async fn byte_cap_rejects_spans_past_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn undecodable_cell_is_skipped_not_fatal() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = checkout_trace(trace_id(4), "order-4", now_unix_nano(), false);
-    {
-        let store = open(dir.path(), 100);
-        store.write_spans(t.clone().into()).await.unwrap();
-        store.close().await.unwrap();
-    }
-    {
-        // damage the row behind the store's back: one garbage cell in the trace's bucket
-        let db = fjall::Database::builder(dir.path().join("spans"))
-            .open()
-            .unwrap();
-        let name = db
-            .list_keyspace_names()
-            .into_iter()
-            .find(|n| n.starts_with("day-"))
-            .expect("a day bucket");
-        let ks = db
-            .keyspace(&name, fjall::KeyspaceCreateOptions::default)
-            .unwrap();
-        let mut key = trace_id(4).0.to_vec();
-        key.extend_from_slice(&span_id(77).0);
-        key.push(SpanKind::Internal.as_i32() as u8);
-        ks.insert(key, vec![9u8, 1, 2, 3]).unwrap();
-        db.persist(fjall::PersistMode::SyncAll).unwrap();
-    }
-    let store = open(dir.path(), 100);
-    let got = fetch(&store, trace_id(4)).await;
-    assert_eq!(sorted(got.spans), sorted(t));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_span_joins_the_older_bucket_holding_its_trace() {
     const DAY: u64 = 86_400 * 1_000_000_000;
     let dir = tempfile::tempdir().unwrap();
