@@ -92,7 +92,7 @@ fn bench(c: &mut Criterion) {
     let metrics = clew_collector::SpanMetrics::new(&config).unwrap();
     g.bench_function("observe_and_record", |b| {
         b.iter(|| {
-            let observed = metrics.observe(&converted);
+            let observed = metrics.observe(&clew_proto::Tenant::default(), &converted);
             metrics.record(observed, &[]);
         })
     });
@@ -100,7 +100,7 @@ fn bench(c: &mut Criterion) {
         let mut out = String::new();
         b.iter(|| {
             out.clear();
-            metrics.render(&mut out);
+            metrics.render(&mut out, None);
             out.len()
         })
     });
@@ -114,7 +114,7 @@ fn bench(c: &mut Criterion) {
     let origin = clew_collector::inventory::Origin::default();
     g.bench_function("note_and_record", |b| {
         b.iter(|| {
-            let noted = inventory.note(&converted);
+            let noted = inventory.note(&clew_proto::Tenant::default(), &converted);
             inventory.record(noted, &[], clew_collector::metrics::Protocol::Grpc, &origin);
         })
     });
@@ -128,7 +128,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     g.bench_function("note_and_record_resource_per_span", |b| {
         b.iter(|| {
-            let noted = inventory.note(&one_each);
+            let noted = inventory.note(&clew_proto::Tenant::default(), &one_each);
             inventory.record(noted, &[], clew_collector::metrics::Protocol::Grpc, &origin);
         })
     });

@@ -156,7 +156,9 @@ async fn main() {
                     redactor.redact_all(&mut converted);
                 }
                 enricher.enrich_all(&mut converted);
-                let observed = metrics.as_ref().map(|m| m.observe(&converted));
+                let observed = metrics
+                    .as_ref()
+                    .map(|m| m.observe(&clew_proto::Tenant::default(), &converted));
                 let n = converted.len();
                 let rejected = ingest.submit(converted).await.unwrap();
                 if let (Some(metrics), Some(observed)) = (&metrics, observed) {

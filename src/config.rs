@@ -33,12 +33,13 @@
 //! [span_metrics]             # RED + service-graph metrics on /metrics, see clew_collector::SpanMetricsConfig
 //! enabled = true
 //! dimensions = []             # e.g. ["http.route", { name = "http.request.method", default = "GET" }]
-//! cardinality_limit = 5000    # series per metric; more fold into otel_metric_overflow="true"
+//! cardinality_limit = 5000    # series per metric and tenant; more fold into otel_metric_overflow="true"
 //! service_graph = true
+//! max_tenants = 100           # tenants with span metrics
 //!
 //! [inventory]                # the fleet inventory, see clew_collector::inventory
 //! enabled = true
-//! max_instances = 10000
+//! max_instances = 10000       # per tenant
 //! quiet_after_secs = 600
 //!
 //! [store]

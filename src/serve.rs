@@ -134,18 +134,22 @@ async fn start_serving(
             &config.alerting,
             config_file.clone(),
             &format!("http://{query_addr}"),
+            auth.enabled(),
         )
     });
     if alerting.is_some() && config.alerting.ui_url.is_none() && query_addr.ip().is_unspecified() {
         warn!(%query_addr, "the trace links in alerts use the query address, which names no host; set [alerting] ui_url to the address people open");
     }
-    let span_metrics = clew_collector::SpanMetrics::new(&config.span_metrics).map(Arc::new);
+    // with auth on, every series has a `tenant` label from the start (ADR 0011)
+    let span_metrics = clew_collector::SpanMetrics::new(&config.span_metrics)
+        .map(|m| Arc::new(m.label_tenants(auth.enabled())));
     let redactor = clew_collector::redaction::Redactor::from_config(
         &config.redaction,
         &config.collector.business_keys,
     )
     .context("failed to build the redaction rules")?;
-    let inventory = clew_collector::inventory::Inventory::new(&config.inventory).map(Arc::new);
+    let inventory = clew_collector::inventory::Inventory::new(&config.inventory)
+        .map(|i| Arc::new(i.label_tenants(auth.enabled())));
     if let Some(inventory) = &inventory {
         inventory.load(&store).await;
     }
@@ -180,10 +184,10 @@ async fn start_serving(
     let mut state = clew_query::QueryState::new(
         store.clone(),
         index.clone(),
-        Arc::new(move || {
+        Arc::new(move |only: Option<&clew_proto::Tenant>| {
             let mut text = prometheus.render();
             if let Some(m) = &rendered {
-                m.render(&mut text);
+                m.render(&mut text, only);
             }
             text
         }),
@@ -198,39 +202,43 @@ async fn start_serving(
         warn!("--enable-purge-for-tests: POST /api/v1/purge deletes every stored trace");
     }
     if let Some(m) = span_metrics {
-        state = state.with_service_red(Arc::new(move |service: &str| {
-            m.service_red(service).map(|points| {
-                points
-                    .into_iter()
-                    .map(|p| clew_query::RedPoint {
-                        t: p.t,
-                        calls: p.calls,
-                        errors: p.errors,
-                        p50_ms: p.p50_ms,
-                        p99_ms: p.p99_ms,
-                    })
-                    .collect()
-            })
-        }));
+        state = state.with_service_red(Arc::new(
+            move |tenant: &clew_proto::Tenant, service: &str| {
+                m.service_red(tenant, service).map(|points| {
+                    points
+                        .into_iter()
+                        .map(|p| clew_query::RedPoint {
+                            t: p.t,
+                            calls: p.calls,
+                            errors: p.errors,
+                            p50_ms: p.p50_ms,
+                            p99_ms: p.p99_ms,
+                        })
+                        .collect()
+                })
+            },
+        ));
     }
     if let Some(inventory) = &inventory {
         let inventory = inventory.clone();
         clew_collector::inventory::view::describe();
-        state = state.with_inventory(Arc::new(move |q: &clew_query::InventoryQuery| {
-            let filter = clew_collector::inventory::InventoryFilter {
-                service: q.service.clone(),
-                sdk: q.sdk.clone(),
-                version: q.version.clone(),
-                quiet_for_ms: q.quiet_for.map(|d| d.as_millis() as u64),
-            };
-            serde_json::to_value(inventory.answer(&filter)).unwrap_or_default()
-        }));
+        state = state.with_inventory(Arc::new(
+            move |tenant: &clew_proto::Tenant, q: &clew_query::InventoryQuery| {
+                let filter = clew_collector::inventory::InventoryFilter {
+                    service: q.service.clone(),
+                    sdk: q.sdk.clone(),
+                    version: q.version.clone(),
+                    quiet_for_ms: q.quiet_for.map(|d| d.as_millis() as u64),
+                };
+                serde_json::to_value(inventory.answer(tenant, &filter)).unwrap_or_default()
+            },
+        ));
     }
     let state = match &alerting {
         Some(alerting) => {
             let alerting = alerting.clone();
-            state.with_alerts(Arc::new(move || {
-                serde_json::to_value(alerting.board()).unwrap_or_default()
+            state.with_alerts(Arc::new(move |tenant: &clew_proto::Tenant| {
+                serde_json::to_value(alerting.board(tenant)).unwrap_or_default()
             }))
         }
         None => state,

@@ -725,3 +725,155 @@ severity = "critical"
     assert_eq!(in_am.len(), 1, "merged into one: {in_am:?}");
     assert_eq!(in_am[0]["labels"]["signature"], signatures[0]);
 }
+
+/// With `[auth]`, each tenant's errors are its own: the same signature sent by two tenants
+/// is two alerts in Alertmanager, each with its `tenant` label (and the same `signature`),
+/// and each tenant's board shows its own alert only, its example traces its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs prometheus-alertmanager (scripts/alertmanager-fetch); scripts/test runs it"]
+async fn two_tenants_one_signature_make_two_alerts_each_with_its_tenant() {
+    const SHOP: &str = "shop-token-0123456789";
+    const BANK: &str = "bank-token-0123456789";
+    let am = Alertmanager::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &format!(
+            r#"
+[auth]
+[[auth.tokens]]
+token = "{SHOP}"
+tenant = "shop"
+scopes = ["ingest", "read"]
+[[auth.tokens]]
+token = "{BANK}"
+tenant = "bank"
+scopes = ["ingest", "read"]
+
+[alerting]
+alertmanager_urls = ["{}"]
+resend_interval_ms = 1000
+retry_initial_ms = 100
+retry_max_ms = 1000
+[[alerting.error_rules]]
+name = "tenant-errors"
+min_count = 10
+window = "1m"
+"#,
+            am.url()
+        ),
+    );
+    let clew = Clew::start(&["--config", &config]);
+    let client = reqwest::Client::new();
+    // 6 errors each: 12 of one signature in all, yet neither tenant reaches 10 ...
+    let send_as = |token: &'static str, from: u64, n: u64| {
+        let client = client.clone();
+        let url = clew.otlp_http_url();
+        async move {
+            let mut ids = Vec::new();
+            let spans: Vec<Span> = (from..from + n)
+                .map(|i| {
+                    let trace = random_trace_id();
+                    ids.push(hex::encode(trace));
+                    error_span(trace, "charge", "CardDeclinedException", i)
+                })
+                .collect();
+            let resp = client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/x-protobuf")
+                .body(host_request("payments", "payments-1", spans).encode_to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            ids
+        }
+    };
+    let board = |token: &'static str| {
+        let client = client.clone();
+        let url = clew.api_url("/api/v1/alerts");
+        async move {
+            let body: Value = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["alerts"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let mut shop_ids = send_as(SHOP, 0, 6).await;
+    let mut bank_ids = send_as(BANK, 100, 6).await;
+    // ... until each sends 4 more
+    shop_ids.extend(send_as(SHOP, 6, 4).await);
+    let shop_alert = wait_until("shop's alert", Duration::from_secs(30), async || {
+        board(SHOP).await.into_iter().find(|a| a["count"] == 10)
+    })
+    .await;
+    assert!(
+        board(BANK).await.is_empty(),
+        "bank has 6 errors: no alert of its own, none of shop's"
+    );
+    bank_ids.extend(send_as(BANK, 106, 4).await);
+    let bank_alert = wait_until("bank's alert", Duration::from_secs(30), async || {
+        board(BANK).await.into_iter().find(|a| a["count"] == 10)
+    })
+    .await;
+    assert_eq!(
+        board(SHOP).await.len(),
+        1,
+        "shop's board: its own alert only"
+    );
+    assert_eq!(shop_alert["signature"], bank_alert["signature"]);
+    for (alert, ids, tenant) in [
+        (&shop_alert, &shop_ids, "shop"),
+        (&bank_alert, &bank_ids, "bank"),
+    ] {
+        assert_eq!(alert["labels"]["tenant"], tenant);
+        for id in alert["example_trace_ids"].as_array().unwrap() {
+            assert!(
+                ids.contains(&id.as_str().unwrap().to_string()),
+                "{tenant}: {id}"
+            );
+        }
+    }
+
+    // Alertmanager: two alerts, one per tenant, with the documented labels and `tenant`
+    let in_am = wait_until(
+        "both alerts in Alertmanager",
+        Duration::from_secs(30),
+        async || {
+            let alerts = am.alerts_with("alertname", "tenant-errors").await;
+            (alerts.len() == 2).then_some(alerts)
+        },
+    )
+    .await;
+    let mut tenants: Vec<String> = in_am
+        .iter()
+        .map(|a| a["labels"]["tenant"].as_str().unwrap().to_string())
+        .collect();
+    tenants.sort();
+    assert_eq!(tenants, ["bank", "shop"]);
+    for alert in &in_am {
+        assert_eq!(
+            label_names(alert),
+            BTreeSet::from(
+                [
+                    "alertname",
+                    "exception_type",
+                    "operation",
+                    "service",
+                    "severity",
+                    "signature",
+                    "tenant"
+                ]
+                .map(String::from)
+            ),
+        );
+        assert_eq!(alert["labels"]["signature"], shop_alert["signature"]);
+    }
+}

@@ -455,6 +455,46 @@ async fn each_tenant_reads_only_its_own_spans_through_agent_and_kafka() {
             "another tenant's trace"
         );
     }
+    // the views fed at ingest take the tenant from the record too: each tenant's RED
+    // history and inventory hold its spans from Kafka, none of the other's
+    let read = |token: &'static str, path: String| {
+        let url = clew.api_url(&path);
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (
+                status,
+                resp.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let calls = |body: &serde_json::Value| -> u64 {
+        body["points"]
+            .as_array()
+            .map(|p| p.iter().filter_map(|p| p["calls"].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    for (token, service, want) in [(SHOP, "shop-api", 3), (BANK, "bank-api", 2)] {
+        let (status, body) = read(token, format!("/api/v1/services/{service}/red")).await;
+        assert_eq!((status, calls(&body)), (200, want), "{service}: {body}");
+        let (_, inventory) = read(token, "/api/v1/inventory".into()).await;
+        let services: Vec<&str> = inventory["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["service"].as_str())
+            .collect();
+        assert_eq!(services, [service], "{inventory}");
+    }
+    for (token, service) in [(SHOP, "bank-api"), (BANK, "shop-api")] {
+        let (status, _) = read(token, format!("/api/v1/services/{service}/red")).await;
+        assert_eq!(status, 404, "another tenant's {service}");
+    }
 }
 
 /// The inventory lists `service`'s instance as received from Kafka `topic`, shipped by the

@@ -2,8 +2,9 @@
 //! (embedded fjall + tantivy) with two tenants' tokens, over real sockets: spans sent by
 //! tenant `shop` (OTLP/HTTP) and tenant `bank` (OTLP/gRPC and Zipkin, one trace id shared
 //! with shop) are each visible to their own tenant only — trace by id, search, key lookup,
-//! services, operations, dependencies, Jaeger's HTTP API, Jaeger remote storage and the
-//! alert board — and query strings that try to name a tenant stay within the caller's.
+//! services, operations, dependencies, Jaeger's HTTP API, Jaeger remote storage, the
+//! service RED history, the alert board, the fleet inventory and the span metrics of
+//! `/metrics` — and query strings that try to name a tenant stay within the caller's.
 //! The same checks run in scale-out shape (HBase + OpenSearch, `--ignored`: scripts/test
 //! runs them next to the other HBase and OpenSearch suites).
 
@@ -20,12 +21,19 @@ use serde_json::Value;
 
 const SHOP: &str = "shop-token-0123456789";
 const BANK: &str = "bank-token-0123456789";
+/// Tenant `ops`, scope `admin`: `/metrics` shows it every tenant's series.
+const OPS: &str = "ops-admin-token-0123456789";
 
+/// Two tenants that write and read, an admin, an alert rule that fires on one error, and
+/// the inventory saved (and its gauges set) every second.
 fn config() -> String {
     format!(
         "[collector]\nbusiness_keys = [\"order_id\"]\n\n[auth]\n\
          [[auth.tokens]]\ntoken = \"{SHOP}\"\ntenant = \"shop\"\nscopes = [\"ingest\", \"read\"]\n\
-         [[auth.tokens]]\ntoken = \"{BANK}\"\ntenant = \"bank\"\nscopes = [\"ingest\", \"read\"]\n"
+         [[auth.tokens]]\ntoken = \"{BANK}\"\ntenant = \"bank\"\nscopes = [\"ingest\", \"read\"]\n\
+         [[auth.tokens]]\ntoken = \"{OPS}\"\ntenant = \"ops\"\nscopes = [\"admin\"]\n\n\
+         [alerting]\n[[alerting.error_rules]]\nname = \"errors\"\nmin_count = 1\nwindow = \"10m\"\n\n\
+         [inventory]\npersist_interval_secs = 1\n"
     )
 }
 
@@ -361,11 +369,203 @@ async fn isolation(clew: &Clew) {
     }
     assert_eq!(chunks, 0, "shop's trace through bank's remote storage");
 
-    // the process-wide views are tenant default's only: nothing for shop or bank
-    let (_, body) = get(clew, SHOP, "/api/v1/alerts").await;
-    assert_eq!(body["enabled"], false, "{body}");
-    let (_, body) = get(clew, BANK, "/api/v1/inventory").await;
-    assert_eq!(body["enabled"], false, "{body}");
+    // RED history per (tenant, service): each tenant its own services' only
+    let body = wait_for(clew, SHOP, "/api/v1/services/shop-api/red", |b| {
+        red_calls(b) == 3
+    })
+    .await;
+    assert_eq!(body["service"], "shop-api");
+    let body = wait_for(clew, BANK, "/api/v1/services/bank-ledger/red", |b| {
+        red_calls(b) == 1
+    })
+    .await;
+    assert_eq!(body["service"], "bank-ledger");
+    for (token, other) in [
+        (BANK, "shop-api"),
+        (SHOP, "bank-ledger"),
+        (SHOP, "bank-api"),
+    ] {
+        let (status, body) = get(clew, token, &format!("/api/v1/services/{other}/red")).await;
+        assert_eq!(status, 404, "another tenant's {other} history: {body}");
+    }
+
+    // alerts: shop's error fires for shop, with its tenant label; bank's board stays empty
+    let body = wait_for(clew, SHOP, "/api/v1/alerts", |b| {
+        b["alerts"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let alert = &body["alerts"][0];
+    assert_eq!(alert["service"], "shop-api", "{body}");
+    assert_eq!(alert["labels"]["tenant"], "shop", "{body}");
+    assert_eq!(alert["example_trace_ids"][0], hex(shop_only), "{body}");
+    // the alert's example trace opens for shop (the link's reader), not for bank
+    let (status, _) = get(clew, SHOP, &format!("/api/v1/traces/{}", hex(shop_only))).await;
+    assert_eq!(status, 200);
+    let (status, body) = get(clew, BANK, "/api/v1/alerts").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["enabled"], true,
+        "the rule applies to bank too: {body}"
+    );
+    assert_eq!(
+        body["alerts"],
+        serde_json::json!([]),
+        "shop's alert on bank's board"
+    );
+
+    // the fleet inventory: each tenant's own instances
+    let body = wait_for(clew, BANK, "/api/v1/inventory", |b| {
+        b["services"].as_array().is_some_and(|s| s.len() == 2)
+    })
+    .await;
+    let mut services = services_in(&body["services"]);
+    services.dedup();
+    assert_eq!(services, ["bank-api", "bank-ledger"], "{body}");
+    let (_, body) = get(clew, SHOP, "/api/v1/inventory").await;
+    let mut services = services_in(&body["services"]);
+    services.dedup();
+    assert_eq!(services, ["shop-api"], "{body}");
+    assert!(!body.to_string().contains("bank-"), "{body}");
+
+    // /metrics: a read token sees its own tenant's span metrics and inventory gauges,
+    // labelled; admin sees all
+    let bank_gauge = "clew_inventory_instances{service=\"bank-ledger\",sdk_language=\"\",sdk_version=\"\",tenant=\"bank\"} 1\n";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !clew.metrics(Some(OPS)).await.contains(bank_gauge) {
+        assert!(Instant::now() < deadline, "no {bank_gauge}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shop_metrics = clew.metrics(Some(SHOP)).await;
+    assert!(
+        shop_metrics.contains("clew_inventory_instances{service=\"shop-api\",sdk_language=\"\",sdk_version=\"\",tenant=\"shop\"} 1\n"),
+        "{shop_metrics}"
+    );
+    assert!(
+        shop_metrics.contains("traces_span_metrics_calls_total{service_name=\"shop-api\",span_name=\"Buy\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\",tenant=\"shop\"} 1\n"),
+        "{shop_metrics}"
+    );
+    assert!(!shop_metrics.contains("bank-"), "{shop_metrics}");
+    assert!(!shop_metrics.contains("tenant=\"bank\""), "{shop_metrics}");
+    let bank_metrics = clew.metrics(Some(BANK)).await;
+    assert!(
+        bank_metrics.contains("service_name=\"bank-ledger\""),
+        "{bank_metrics}"
+    );
+    assert!(!bank_metrics.contains("shop-api"), "{bank_metrics}");
+    assert!(bank_metrics.contains(bank_gauge), "{bank_metrics}");
+    assert!(!bank_metrics.contains("tenant=\"shop\""), "{bank_metrics}");
+    let all = clew.metrics(Some(OPS)).await;
+    for line in [
+        "traces_span_metrics_calls_total{service_name=\"shop-api\",span_name=\"Charge\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_ERROR\",tenant=\"shop\"} 1\n",
+        "traces_span_metrics_calls_total{service_name=\"bank-api\",span_name=\"Pay\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\",tenant=\"bank\"} 1\n",
+        "clew_span_metrics_series{metric=\"traces_span_metrics\",tenant=\"bank\"} 2\n",
+    ] {
+        assert!(all.contains(line), "{line} not in {all}");
+    }
+    // every span-metric sample names its tenant (with auth on, default's would too)
+    for line in all
+        .lines()
+        .filter(|l| l.starts_with("traces_span_metrics_"))
+    {
+        assert!(line.contains(",tenant=\""), "{line}");
+    }
+}
+
+/// The calls of a RED history answer, over its hour.
+fn red_calls(body: &Value) -> u64 {
+    body["points"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|p| p["calls"].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// Without auth there are no tenants to tell apart: the span metrics of `/metrics` have
+/// no `tenant` label, exactly as before tenants (dashboards and the spanmetrics connector
+/// comparison in `span_metrics_compat.rs` see the same series), and the RED history,
+/// alerts and inventory are tenant `default`'s, as they always were.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_auth_span_metrics_have_no_tenant_label() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("clew.toml");
+    std::fs::write(
+        &config_path,
+        "[alerting]\n[[alerting.error_rules]]\nname = \"errors\"\nmin_count = 1\nwindow = \"10m\"\n",
+    )
+    .unwrap();
+    let clew = Clew::start(&["--config", config_path.to_str().unwrap()]);
+    let trace = random_trace_id();
+    let mut failing = otlp_span(trace, 2, Some(1), "Charge", vec![]);
+    failing.status = Some(Status {
+        code: status::StatusCode::Error as i32,
+        message: "card declined".into(),
+    });
+    let req = request(
+        "shop-api",
+        vec![otlp_span(trace, 1, None, "Buy", vec![]), failing],
+    );
+    let resp = reqwest::Client::new()
+        .post(clew.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let anyone = |path: &'static str| {
+        let clew = &clew;
+        async move {
+            let resp = reqwest::Client::new()
+                .get(clew.api_url(path))
+                .send()
+                .await
+                .unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let board = loop {
+        let (status, red) = anyone("/api/v1/services/shop-api/red").await;
+        let (_, board) = anyone("/api/v1/alerts").await;
+        if status == 200 && red_calls(&red) == 2 && board["alerts"][0].is_object() {
+            break board;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no RED history or alert: {status} {red} {board}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let text = clew.metrics(None).await;
+    assert!(
+        text.contains("traces_span_metrics_calls_total{service_name=\"shop-api\",span_name=\"Buy\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("traces_service_graph_unpaired_spans_total 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clew_span_metrics_series{metric=\"traces_span_metrics\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("tenant=\""),
+        "a tenant label without tenants: {text}"
+    );
+    assert!(
+        !text.contains("clew_span_metrics_left_out_tenant_spans_total"),
+        "{text}"
+    );
+    let labels = &board["alerts"][0]["labels"];
+    assert_eq!(labels["alertname"], "errors", "{board}");
+    assert!(labels.get("tenant").is_none(), "{board}");
+    let (_, inventory) = anyone("/api/v1/inventory").await;
+    let mut services = services_in(&inventory["services"]);
+    services.dedup();
+    assert_eq!(services, ["shop-api"], "{inventory}");
 }
 
 /// `[[collector.tenants]]`: past its bucket a tenant's whole request is refused, 429 with
@@ -544,4 +744,49 @@ async fn tenants_in_retention_classes_are_configured_shown_and_written_apart() {
         !names[0].contains(".r") && names[1].ends_with(".t.r30"),
         "the default class's partition and shop's 30-day one: {names:?}"
     );
+}
+
+/// The fleet inventory is saved per tenant (every second, `config()`) and read back apart
+/// by the next process.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_tenants_inventory_is_saved_and_read_back_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_path = tmp.path().join("clew.toml");
+    std::fs::write(&config_path, config()).unwrap();
+    let data = tmp.path().join("data");
+    let args = ["--config", config_path.to_str().unwrap()];
+    let mut clew = Clew::start_in(&data, &args);
+    for (token, service) in [(SHOP, "shop-api"), (BANK, "bank-api")] {
+        let req = request(
+            service,
+            vec![otlp_span(random_trace_id(), 1, None, "op", vec![])],
+        );
+        let resp = reqwest::Client::new()
+            .post(clew.otlp_http_url())
+            .bearer_auth(token)
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let services_of = |body: &Value| {
+        let mut s = services_in(&body["services"]);
+        s.dedup();
+        s
+    };
+    for (token, service) in [(SHOP, "shop-api"), (BANK, "bank-api")] {
+        wait_for(&clew, token, "/api/v1/inventory", |b| {
+            services_of(b) == [service]
+        })
+        .await;
+    }
+    assert!(clew.terminate().success());
+    let clew = Clew::start_in(&data, &args);
+    for (token, service) in [(SHOP, "shop-api"), (BANK, "bank-api")] {
+        let (status, body) = get(&clew, token, "/api/v1/inventory").await;
+        assert_eq!(status, 200);
+        assert_eq!(services_of(&body), [service], "{body}");
+    }
 }

@@ -266,19 +266,11 @@ impl Front {
         // 6. span metrics: note each span's series now (after enrich, while the spans are
         //    here); error signatures for the alert rules. Front::ingest counts the spans the
         //    sink stored.
-        //    These process-wide views are not per tenant yet: they see tenant `default`
-        //    only, so none of them can show one tenant's data to another
-        //    (`docs/adr/0011-tenants.md`).
-        let default = tenant.is_default();
-        let observed = (self.span_metrics.as_ref())
-            .filter(|_| default)
-            .map(|m| m.observe(&converted.spans));
-        let alert_errors = (self.alerting.as_ref())
-            .filter(|_| default)
-            .map(|a| a.pick(&converted.spans));
-        let inventory = (self.inventory.as_ref())
-            .filter(|_| default)
-            .map(|i| i.note(&converted.spans));
+        //    Each keeps the input's tenant with what it noted: series, alerts and
+        //    instances are per tenant (`docs/adr/0011-tenants.md`).
+        let observed = (self.span_metrics.as_ref()).map(|m| m.observe(tenant, &converted.spans));
+        let alert_errors = (self.alerting.as_ref()).map(|a| a.pick(tenant, &converted.spans));
+        let inventory = (self.inventory.as_ref()).map(|i| i.note(tenant, &converted.spans));
         Ok(Prepared {
             converted,
             rejections,

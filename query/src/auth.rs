@@ -8,6 +8,10 @@
 //! | `POST /api/v1/purge` (tests only) | `admin` |
 //! | everything else: `/api/v1/…`, Jaeger's `/api/…`, `/metrics`, unknown paths | `read` |
 //!
+//! Every read runs for the caller's tenant ([`Caller`]); `/metrics` shows a token without
+//! `admin` its own tenant's span-metric series only and no sample labelled with another
+//! tenant ([`MetricsCaller`], `routes::without_other_tenants`).
+//!
 //! Refusals come in the shape of the API asked: Jaeger's envelope for Jaeger's paths
 //! (`{"data": null, …, "errors": [{"code": 401, "msg": …}]}`), `{"error": …}` otherwise.
 
@@ -39,6 +43,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Caller(Caller::of(&parts.extensions)))
+    }
+}
+
+/// Whose span-metric series `GET /metrics` shows: `None` (every tenant's) without
+/// authentication and to an `admin` token, `Some(tenant)` to any other token — a `read`
+/// token of one tenant never sees another tenant's service or operation names there.
+pub struct MetricsCaller(pub Option<Tenant>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MetricsCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let only = parts
+            .extensions
+            .get::<Principal>()
+            .filter(|p| !p.scopes.contains(&clew_auth::Scope::Admin))
+            .map(|p| p.tenant.clone());
+        Ok(MetricsCaller(only))
     }
 }
 
@@ -109,5 +131,49 @@ mod tests {
             assert_eq!(policy(read), clew_auth::READ, "{read}");
         }
         assert_eq!(policy("/api/v1/purge"), clew_auth::ADMIN);
+    }
+
+    #[test]
+    fn other_tenants_samples_are_left_out_of_metrics() {
+        let text = "# HELP a x\n# TYPE a counter\na{tenant=\"shop\"} 1\na{tenant=\"bank\"} 2\n\
+                    b{service=\"s\",tenant=\"shop\"} 3\nb{service=\"s\",tenant=\"shopping\"} 4\n\
+                    c{service=\"x,tenant=\\\"bank\\\"\"} 5\nd 6\ne{tenant=\"bank\",x=\"tenant=\\\"shop\\\"\"} 7\n";
+        let kept = crate::routes::without_other_tenants(text, "shop");
+        assert_eq!(
+            kept,
+            "# HELP a x\n# TYPE a counter\na{tenant=\"shop\"} 1\n\
+             b{service=\"s\",tenant=\"shop\"} 3\n\
+             c{service=\"x,tenant=\\\"bank\\\"\"} 5\nd 6\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_show_every_tenant_to_admin_and_without_auth_else_the_callers_own() {
+        use clew_auth::Scope;
+        let only = |principal: Option<Principal>| async move {
+            let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+            if let Some(p) = principal {
+                parts.extensions.insert(p);
+            }
+            let MetricsCaller(only) = MetricsCaller::from_request_parts(&mut parts, &())
+                .await
+                .unwrap();
+            only
+        };
+        let shop = Tenant::parse("shop").unwrap();
+        let principal = |scopes: &[Scope]| Principal {
+            tenant: shop.clone(),
+            scopes: scopes.into(),
+        };
+        assert_eq!(only(None).await, None, "auth off: every tenant");
+        assert_eq!(only(Some(principal(&[Scope::Admin]))).await, None);
+        assert_eq!(
+            only(Some(principal(&[Scope::Read]))).await,
+            Some(shop.clone())
+        );
+        assert_eq!(
+            only(Some(principal(&[Scope::Read, Scope::Ingest]))).await,
+            Some(shop.clone())
+        );
     }
 }

@@ -65,12 +65,14 @@ pub use error::{Error, Result};
 /// How long one store or index call may take before the request fails with a 503.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Renders the process's Prometheus metrics as text (the binary installs the exporter).
-pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+/// Renders the process's Prometheus metrics as text (the binary installs the exporter):
+/// with `None` every tenant's span-metric series, with `Some(tenant)` that tenant's only
+/// (a caller without the `admin` scope, see [`auth::MetricsCaller`]).
+pub type MetricsRender = Arc<dyn Fn(Option<&clew_proto::Tenant>) -> String + Send + Sync>;
 
-/// The alert board as JSON (`GET /api/v1/alerts`), from whatever evaluates alerts in this
-/// process (the binary wires the collector's error-signature alerts in).
-pub type AlertsRender = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// A tenant's alert board as JSON (`GET /api/v1/alerts`), from whatever evaluates alerts
+/// in this process (the binary wires the collector's error-signature alerts in).
+pub type AlertsRender = Arc<dyn Fn(&clew_proto::Tenant) -> serde_json::Value + Send + Sync>;
 /// The filters of `GET /api/v1/inventory` (each one given must hold).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InventoryQuery {
@@ -84,9 +86,10 @@ pub struct InventoryQuery {
     pub quiet_for: Option<Duration>,
 }
 
-/// The fleet inventory as JSON (`GET /api/v1/inventory`), from the collector in this
-/// process (the binary wires it in).
-pub type InventoryRender = Arc<dyn Fn(&InventoryQuery) -> serde_json::Value + Send + Sync>;
+/// A tenant's fleet inventory as JSON (`GET /api/v1/inventory`), from the collector in
+/// this process (the binary wires it in).
+pub type InventoryRender =
+    Arc<dyn Fn(&clew_proto::Tenant, &InventoryQuery) -> serde_json::Value + Send + Sync>;
 
 /// One minute of a service's requests, for `GET /api/v1/services/{service}/red`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -100,9 +103,10 @@ pub struct RedPoint {
     pub p99_ms: Option<f64>,
 }
 
-/// A service's last hour, one point per minute oldest first, from the collector's span
-/// metrics (the binary wires it); `None` for a service no stored span named.
-pub type ServiceRed = Arc<dyn Fn(&str) -> Option<Vec<RedPoint>> + Send + Sync>;
+/// A tenant's service's last hour, one point per minute oldest first, from the collector's
+/// span metrics (the binary wires it); `None` for a service no stored span of the tenant
+/// named.
+pub type ServiceRed = Arc<dyn Fn(&clew_proto::Tenant, &str) -> Option<Vec<RedPoint>> + Send + Sync>;
 
 /// The `Content-Security-Policy` of every response.
 pub const CONTENT_SECURITY_POLICY: &str =

@@ -18,7 +18,7 @@ use clew_store::StoredTrace;
 use serde::Serialize;
 
 use crate::assemble;
-use crate::auth::Caller;
+use crate::auth::{Caller, MetricsCaller};
 use crate::dependencies;
 use crate::error::{Error, Result};
 use crate::fetch_traces::{fetch_trace, fetch_traces};
@@ -195,31 +195,24 @@ pub async fn operations(
     Ok(Json(OperationsJson { operations }))
 }
 
-/// Why span metrics, alerts and the inventory answer empty for a tenant other than
-/// `default`: they are kept for tenant `default` only (`docs/adr/0011-tenants.md`).
-const NOT_PER_TENANT: &str =
-    "span metrics (RED history) are kept for tenant default only: none for this tenant";
-
 /// `GET /api/v1/services/{service}/red`: the service's last hour, one point per minute
-/// (calls, errors, p50/p99 of its server and consumer spans), from the span metrics.
+/// (calls, errors, p50/p99 of its server and consumer spans), from the caller's tenant's
+/// span metrics.
 pub async fn service_red(
     State(state): State<QueryState>,
     Caller(tenant): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RedJson>> {
     let Path(service) = path.map_err(path_error)?;
-    if !tenant.is_default() {
-        return Err(Error::NotFound(NOT_PER_TENANT.into()));
-    }
     let Some(red) = &state.service_red else {
         return Err(Error::NotFound(
             "span metrics are disabled ([span_metrics] enabled = false): no per-service history"
                 .into(),
         ));
     };
-    let Some(points) = red(&service) else {
+    let Some(points) = red(&tenant, &service) else {
         return Err(Error::NotFound(format!(
-            "no stored span names service `{}` since clew started",
+            "no stored span of this tenant names service `{}` since clew started",
             shorten(&service)
         )));
     };
@@ -297,10 +290,22 @@ pub async fn purge(State(state): State<QueryState>) -> Result<Response> {
     }
 }
 
-/// `GET /metrics`: Prometheus text, rendered by whatever the binary installed.
-pub async fn metrics(State(state): State<QueryState>) -> Response {
+/// `GET /metrics`: Prometheus text, rendered by whatever the binary installed; a caller
+/// without the `admin` scope gets its own tenant's span-metric series only, and no sample
+/// of any family labelled with another tenant.
+pub async fn metrics(
+    State(state): State<QueryState>,
+    MetricsCaller(only): MetricsCaller,
+) -> Response {
     let render = state.metrics_render.clone();
-    let text = tokio::task::spawn_blocking(move || render()).await;
+    let text = tokio::task::spawn_blocking(move || {
+        let text = render(only.as_ref());
+        match &only {
+            Some(tenant) => without_other_tenants(&text, tenant.as_str()),
+            None => text,
+        }
+    })
+    .await;
     match text {
         Ok(text) => (
             [(
@@ -315,6 +320,25 @@ pub async fn metrics(State(state): State<QueryState>) -> Response {
         }
         .into_response(),
     }
+}
+
+/// `text` (Prometheus exposition) without the samples labelled `tenant="<another>"`. In
+/// the text format a label value's `"` is escaped, so `{tenant="` or `,tenant="` can only
+/// start a label, never sit inside a value.
+pub fn without_other_tenants(text: &str, tenant: &str) -> String {
+    let own = format!("tenant=\"{tenant}\"");
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let labelled = ["{tenant=\"", ",tenant=\""]
+            .iter()
+            .filter_map(|p| line.find(p).map(|at| at + 1))
+            .min();
+        let other = labelled.is_some_and(|at| !line[at..].starts_with(&own));
+        if !other {
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 /// `GET /`: the search page.
@@ -344,16 +368,16 @@ pub async fn alerts_page() -> Html<&'static str> {
     Html(ui::ALERTS)
 }
 
-/// `GET /api/v1/alerts`: firing and recently resolved alerts, newest first, as the
-/// process's alert evaluation has them (`{"enabled": false, "alerts": []}` where none
-/// runs, as on a query-only node).
+/// `GET /api/v1/alerts`: the caller's tenant's firing and recently resolved alerts,
+/// newest first, as the process's alert evaluation has them (`{"enabled": false,
+/// "alerts": []}` where none runs, as on a query-only node).
 pub async fn alerts(State(state): State<QueryState>, Caller(tenant): Caller) -> Result<Response> {
-    let Some(render) = state.alerts.clone().filter(|_| tenant.is_default()) else {
+    let Some(render) = state.alerts.clone() else {
         return Ok(
             Json(serde_json::json!({"enabled": false, "rules": [], "alerts": []})).into_response(),
         );
     };
-    json_off_reactor("failed to render the alert board", move || render()).await
+    json_off_reactor("failed to render the alert board", move || render(&tenant)).await
 }
 
 /// `GET /inventory`: the fleet inventory page.
@@ -361,8 +385,8 @@ pub async fn inventory_page() -> Html<&'static str> {
     Html(ui::INVENTORY)
 }
 
-/// `GET /api/v1/inventory?service=&sdk=&version=&quiet_for=`: the services and instances
-/// that send spans (`{"enabled": false, "services": []}` where this process keeps no
+/// `GET /api/v1/inventory?service=&sdk=&version=&quiet_for=`: the caller's tenant's
+/// services and instances that send spans (`{"enabled": false, "services": []}` where this process keeps no
 /// inventory, as on a query-only node or with `[inventory] enabled = false`).
 pub async fn inventory(
     State(state): State<QueryState>,
@@ -370,10 +394,13 @@ pub async fn inventory(
     RawQuery(raw): RawQuery,
 ) -> Result<Response> {
     let query = params::parse_inventory(raw.as_deref())?;
-    let Some(render) = state.inventory.clone().filter(|_| tenant.is_default()) else {
+    let Some(render) = state.inventory.clone() else {
         return Ok(Json(serde_json::json!({"enabled": false, "services": []})).into_response());
     };
-    json_off_reactor("failed to render the inventory", move || render(&query)).await
+    json_off_reactor("failed to render the inventory", move || {
+        render(&tenant, &query)
+    })
+    .await
 }
 
 /// `GET /services/{service}`: the service page (RED charts); `service.js` reads the name

@@ -143,7 +143,7 @@ async fn the_alert_board_is_what_the_alert_evaluation_renders() {
     f.state = f
         .state
         .clone()
-        .with_alerts(std::sync::Arc::new(move || served.clone()));
+        .with_alerts(std::sync::Arc::new(move |_| served.clone()));
     let answer = f.get("/api/v1/alerts").await;
     assert_eq!(answer.status, StatusCode::OK);
     answer.assert_security_headers();

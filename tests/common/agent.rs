@@ -23,6 +23,11 @@ impl Agent {
     /// Starts `clew agent` with `--spool-dir spool_dir`, free ports and `extra_args`
     /// (e.g. `--kafka-brokers`, `--kafka-topic`, `--config`).
     pub fn start(spool_dir: &Path, extra_args: &[&str]) -> Agent {
+        Agent::start_logging_to(spool_dir, extra_args, Stdio::inherit())
+    }
+
+    /// [`Agent::start`] with the agent's stderr (its log) sent to `stderr`.
+    pub fn start_logging_to(spool_dir: &Path, extra_args: &[&str], stderr: Stdio) -> Agent {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_clew"));
         cmd.arg("agent")
             .arg("--spool-dir")
@@ -45,7 +50,7 @@ impl Agent {
             .env_remove("CLEW_SAMPLING_STRATEGIES")
             .env_remove("CLEW_SAMPLING_HTTP_ADDR")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = cmd.spawn().expect("spawn clew agent");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();

@@ -15,6 +15,8 @@
 //! delivery_timeout_ms = 5000
 //! [kafka.properties]                  # any other librdkafka producer property
 //! "client.id" = "clew-agent"
+//! # TLS to the brokers: "security.protocol" = "SSL", "ssl.ca.location" = "/etc/clew/kafka-ca.pem"
+//! # (client certificates: "ssl.certificate.location", "ssl.key.location")
 //!
 //! [spool]
 //! dir = "./clew-agent-spool"

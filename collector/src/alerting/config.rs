@@ -8,6 +8,7 @@
 //! [[alerting.error_rules]]
 //! name = "errors"          # alertname
 //! service = "payments"     # optional filter; absent = every service
+//! tenant = "shop"          # optional filter; absent = every tenant, each counted apart
 //! min_count = 20           # errors of one signature ...
 //! window = "10s"           # ... within this sliding window
 //! severity = "critical"
@@ -62,6 +63,10 @@ pub struct ErrorRule {
     /// Only spans of this service (`service.name`); absent: every service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// Only spans of this tenant; absent: every tenant's, each tenant's counted apart
+    /// (`docs/adr/0011-tenants.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub min_count: u64,
     /// `"500ms"`, `"10s"`, `"5m"`, `"1h"`.
     pub window: String,
@@ -171,11 +176,19 @@ pub fn validate_rules(rules: &[ErrorRule]) -> Result<(), String> {
         if rule.severity.trim().is_empty() {
             return Err(format!("{}: must not be empty", key("severity")));
         }
+        if let Some(tenant) = &rule.tenant {
+            clew_proto::Tenant::parse(tenant).map_err(|e| format!("{}: {e}", key("tenant")))?;
+        }
     }
     Ok(())
 }
 
 impl ErrorRule {
+    /// Whether the rule counts `tenant`'s errors.
+    pub fn applies_to(&self, tenant: &clew_proto::Tenant) -> bool {
+        self.tenant.as_deref().is_none_or(|t| t == tenant.as_str())
+    }
+
     /// The window; [`validate_rules`] has checked that it parses.
     pub fn window(&self) -> Duration {
         parse_duration(&self.window).unwrap_or(Duration::from_secs(10))
@@ -223,6 +236,7 @@ mod tests {
         ErrorRule {
             name: name.into(),
             service: None,
+            tenant: None,
             min_count: 20,
             window: window.into(),
             severity: "critical".into(),
@@ -294,6 +308,18 @@ severity = "critical"
         c.alertmanager_urls.clear();
         c.ui_url = Some("ftp://x".into());
         assert!(c.validate().unwrap_err().contains("alerting.ui_url"));
+        c.ui_url = None;
+        c.error_rules = vec![ErrorRule {
+            tenant: Some("Shop.Team".into()),
+            ..rule("a", "1s")
+        }];
+        assert!(c.validate().unwrap_err().contains("error_rules[0].tenant"));
+        c.error_rules[0].tenant = Some("shop".into());
+        c.validate().unwrap();
+        let shop = clew_proto::Tenant::parse("shop").unwrap();
+        assert!(c.error_rules[0].applies_to(&shop));
+        assert!(!c.error_rules[0].applies_to(&clew_proto::Tenant::default()));
+        assert!(rule("b", "1s").applies_to(&shop));
         assert!(toml::from_str::<AlertingConfig>("alertmanager_url = []").is_err());
     }
 }

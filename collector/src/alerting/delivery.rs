@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, warn};
 
-use super::evaluator::{AlertState, AlertView};
+use super::evaluator::{AlertKey, AlertState, AlertView};
 use super::metrics;
 
 /// Alerts per request.
@@ -33,8 +33,8 @@ const BATCH: usize = 64;
 
 /// What is waiting for one target: the latest state of each alert, oldest first.
 pub struct Queue {
-    order: VecDeque<(String, String)>,
-    latest: HashMap<(String, String), AlertView>,
+    order: VecDeque<AlertKey>,
+    latest: HashMap<AlertKey, AlertView>,
     cap: usize,
 }
 
@@ -145,6 +145,10 @@ pub struct Render {
     /// Base of the trace links, without a trailing `/`.
     pub ui_url: String,
     pub resend: Duration,
+    /// Give every alert a `tenant` label, `default`'s included (authentication is on).
+    /// Without it only the alerts of other tenants have one (a collector behind Kafka
+    /// whose agents check tokens), so alerts look as before tenants where there are none.
+    pub label_tenants: bool,
 }
 
 impl Render {
@@ -153,8 +157,9 @@ impl Render {
     }
 
     /// The labels every collector gives this alert: nothing collector-specific, so
-    /// Alertmanager merges the same alert from several collectors into one.
-    pub fn labels(alert: &AlertView) -> BTreeMap<&'static str, String> {
+    /// Alertmanager merges the same alert from several collectors into one; the tenant's
+    /// name keeps two tenants' alerts of one signature apart.
+    pub fn labels(&self, alert: &AlertView) -> BTreeMap<&'static str, String> {
         let s = &alert.signature;
         let mut labels = BTreeMap::from([
             ("alertname", alert.rule.clone()),
@@ -166,6 +171,9 @@ impl Render {
         // Alertmanager drops empty label values; absent says the same
         if !s.exception_type.is_empty() {
             labels.insert("exception_type", s.exception_type.clone());
+        }
+        if self.label_tenants || !alert.tenant.is_default() {
+            labels.insert("tenant", alert.tenant.to_string());
         }
         labels
     }
@@ -206,7 +214,7 @@ impl Render {
             AlertState::Resolved => alert.resolved_at_ms.unwrap_or(now_ms),
         };
         json!({
-            "labels": Render::labels(alert),
+            "labels": self.labels(alert),
             "annotations": annotations,
             "startsAt": rfc3339(alert.fired_at_ms),
             "endsAt": rfc3339(ends_at),
@@ -352,6 +360,7 @@ mod tests {
     fn alert(message: &str, state: AlertState) -> AlertView {
         AlertView {
             state,
+            tenant: Default::default(),
             rule: "errors".into(),
             severity: "critical".into(),
             signature: Signature {
@@ -416,6 +425,7 @@ mod tests {
         let r = Render {
             ui_url: "http://clew:16686".into(),
             resend: Duration::from_secs(30),
+            label_tenants: false,
         };
         let v = r.alert(&alert("card <n> declined", AlertState::Firing), 10_000);
         assert_eq!(v["labels"]["alertname"], "errors");
@@ -438,6 +448,42 @@ mod tests {
         assert_eq!(v["annotations"]["count"], "20");
         let v = r.alert(&alert("x", AlertState::Resolved), 10_000);
         assert_eq!(v["endsAt"], "1970-01-01T00:00:05.000Z");
+    }
+
+    #[test]
+    fn alerts_carry_their_tenant_where_tenants_are_told_apart() {
+        let shop = AlertView {
+            tenant: clew_proto::Tenant::parse("shop").unwrap(),
+            ..alert("x", AlertState::Firing)
+        };
+        let mut r = Render {
+            ui_url: "http://clew:16686".into(),
+            resend: Duration::from_secs(30),
+            label_tenants: false,
+        };
+        // without auth: no label for default, the tenant's name for any other
+        assert!(!r
+            .labels(&alert("x", AlertState::Firing))
+            .contains_key("tenant"));
+        assert_eq!(r.labels(&shop)["tenant"], "shop");
+        // with auth: every alert has one
+        r.label_tenants = true;
+        assert_eq!(
+            r.labels(&alert("x", AlertState::Firing))["tenant"],
+            "default"
+        );
+        let v = r.alert(&shop, 10_000);
+        assert_eq!(v["labels"]["tenant"], "shop");
+        // the link opens the trace for whoever holds a token of that tenant
+        assert_eq!(
+            v["generatorURL"],
+            format!("http://clew:16686/trace/{}", "ab".repeat(16))
+        );
+        // the same alert of two tenants waits twice in a queue
+        let mut q = Queue::new(10);
+        q.push(alert("x", AlertState::Firing));
+        q.push(shop);
+        assert_eq!(q.len(), 2);
     }
 
     #[test]

@@ -16,10 +16,14 @@
 //! an [`AlertView`] for delivery; the caller never waits on delivery while holding the
 //! state. Counting is by window steps of 1/100 of the window, so a signature costs at most
 //! ~100 counters however many errors it has, and the window slides in those steps.
+//!
+//! Per tenant (`docs/adr/0011-tenants.md`): every rule counts each tenant's occurrences
+//! apart (the same signature in two tenants is two alerts), `max_signatures` and the
+//! resolved alerts kept for the board are per tenant, and the board shows one tenant's.
 
 use std::collections::{HashMap, VecDeque};
 
-use clew_proto::TraceId;
+use clew_proto::{Tenant, TraceId};
 use serde::Serialize;
 
 use super::config::ErrorRule;
@@ -36,6 +40,8 @@ const STEPS: u64 = 100;
 /// One error span, as the evaluator sees it.
 #[derive(Debug, Clone)]
 pub struct Occurrence {
+    /// Whose span it was.
+    pub tenant: Tenant,
     pub signature: Signature,
     pub trace_id: TraceId,
 }
@@ -51,6 +57,8 @@ pub enum AlertState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertView {
     pub state: AlertState,
+    /// Whose errors these are.
+    pub tenant: Tenant,
     pub rule: String,
     pub severity: String,
     pub signature: Signature,
@@ -68,10 +76,13 @@ pub struct AlertView {
 
 impl AlertView {
     /// What identifies the alert in a delivery queue (Alertmanager: its labels).
-    pub fn key(&self) -> (String, String) {
-        (self.rule.clone(), self.hash.clone())
+    pub fn key(&self) -> AlertKey {
+        (self.tenant.clone(), self.rule.clone(), self.hash.clone())
     }
 }
+
+/// An alert's identity: tenant, rule, signature hash.
+pub type AlertKey = (Tenant, String, String);
 
 /// What the evaluator counted that nothing else sees.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +112,8 @@ struct RuleState {
     rule: ErrorRule,
     window_ms: u64,
     step_ms: u64,
-    tracked: HashMap<Signature, Tracked>,
+    /// By tenant, then signature.
+    tracked: HashMap<Tenant, HashMap<Signature, Tracked>>,
 }
 
 impl RuleState {
@@ -116,20 +128,37 @@ impl RuleState {
     }
 
     fn matches(&self, o: &Occurrence) -> bool {
-        self.rule
-            .service
-            .as_ref()
-            .is_none_or(|s| *s == o.signature.service)
+        self.rule.applies_to(&o.tenant)
+            && self
+                .rule
+                .service
+                .as_ref()
+                .is_none_or(|s| *s == o.signature.service)
     }
 
-    fn view(&self, sig: &Signature, t: &Tracked, state: AlertState, now: u64) -> AlertView {
-        view(&self.rule, sig, t, state, now)
+    fn view(
+        &self,
+        tenant: &Tenant,
+        sig: &Signature,
+        t: &Tracked,
+        state: AlertState,
+        now: u64,
+    ) -> AlertView {
+        view(&self.rule, tenant, sig, t, state, now)
     }
 }
 
-fn view(rule: &ErrorRule, sig: &Signature, t: &Tracked, state: AlertState, now: u64) -> AlertView {
+fn view(
+    rule: &ErrorRule,
+    tenant: &Tenant,
+    sig: &Signature,
+    t: &Tracked,
+    state: AlertState,
+    now: u64,
+) -> AlertView {
     AlertView {
         state,
+        tenant: tenant.clone(),
         rule: rule.name.clone(),
         severity: rule.severity.clone(),
         signature: sig.clone(),
@@ -159,10 +188,13 @@ impl Tracked {
 /// The state of every rule.
 pub struct Evaluator {
     rules: Vec<RuleState>,
+    /// Per tenant.
     max_signatures: usize,
     resend_ms: u64,
-    tracked: usize,
-    resolved: VecDeque<AlertView>,
+    /// Signatures tracked per tenant, over all rules (no entry: none).
+    tracked: HashMap<Tenant, usize>,
+    /// Per tenant, newest first.
+    resolved: HashMap<Tenant, VecDeque<AlertView>>,
     counts: Counts,
 }
 
@@ -172,8 +204,8 @@ impl Evaluator {
             rules: rules.iter().cloned().map(RuleState::new).collect(),
             max_signatures,
             resend_ms: resend_ms.max(1),
-            tracked: 0,
-            resolved: VecDeque::new(),
+            tracked: HashMap::new(),
+            resolved: HashMap::new(),
             counts: Counts::default(),
         }
     }
@@ -182,18 +214,20 @@ impl Evaluator {
     pub fn observe(&mut self, occurrences: &[Occurrence], now: u64) -> Vec<AlertView> {
         let mut out = Vec::new();
         for rs in &mut self.rules {
-            let mut fired: Vec<&Signature> = Vec::new();
+            let mut fired: Vec<&Occurrence> = Vec::new();
             for o in occurrences {
                 if !rs.matches(o) {
                     continue;
                 }
-                if !rs.tracked.contains_key(&o.signature) {
-                    if self.tracked >= self.max_signatures {
+                let sigs = rs.tracked.entry(o.tenant.clone()).or_default();
+                if !sigs.contains_key(&o.signature) {
+                    let tracked = self.tracked.entry(o.tenant.clone()).or_default();
+                    if *tracked >= self.max_signatures {
                         self.counts.signatures_dropped += 1;
                         continue;
                     }
-                    self.tracked += 1;
-                    rs.tracked.insert(
+                    *tracked += 1;
+                    sigs.insert(
                         o.signature.clone(),
                         Tracked {
                             hash: o.signature.hash(),
@@ -207,7 +241,7 @@ impl Evaluator {
                         },
                     );
                 }
-                let t = rs.tracked.get_mut(&o.signature).expect("just inserted");
+                let t = sigs.get_mut(&o.signature).expect("just inserted");
                 let step = now - now % rs.step_ms;
                 match t.steps.back_mut() {
                     Some((start, n)) if *start == step => *n += 1,
@@ -225,15 +259,17 @@ impl Evaluator {
                         fired_at_ms: now,
                         last_sent_ms: now,
                     });
-                    fired.push(&o.signature);
+                    fired.push(o);
                 }
             }
             // one notification per alert that fired in this call, with its final count
-            for sig in fired {
-                if let Some(t) = rs.tracked.get(sig) {
-                    out.push(rs.view(sig, t, AlertState::Firing, now));
+            for o in fired {
+                if let Some(t) = rs.tracked.get(&o.tenant).and_then(|s| s.get(&o.signature)) {
+                    out.push(rs.view(&o.tenant, &o.signature, t, AlertState::Firing, now));
                 }
             }
+            // a tenant whose signatures were all dropped keeps no empty map
+            rs.tracked.retain(|_, sigs| !sigs.is_empty());
         }
         out
     }
@@ -246,37 +282,50 @@ impl Evaluator {
         for rs in &mut self.rules {
             let (window_ms, step_ms) = (rs.window_ms, rs.step_ms);
             let mut gone = Vec::new();
-            for (sig, t) in rs.tracked.iter_mut() {
-                t.expire(now, window_ms, step_ms);
-                if now.saturating_sub(t.last_seen_ms) >= window_ms {
-                    gone.push((sig.clone(), t.firing.is_some()));
-                    continue;
-                }
-                if let Some(f) = &mut t.firing {
-                    if now.saturating_sub(f.last_sent_ms) >= resend_ms {
-                        f.last_sent_ms = now;
-                        out.push(view(&rs.rule, sig, t, AlertState::Firing, now));
+            for (tenant, sigs) in rs.tracked.iter_mut() {
+                for (sig, t) in sigs.iter_mut() {
+                    t.expire(now, window_ms, step_ms);
+                    if now.saturating_sub(t.last_seen_ms) >= window_ms {
+                        gone.push((tenant.clone(), sig.clone(), t.firing.is_some()));
+                        continue;
+                    }
+                    if let Some(f) = &mut t.firing {
+                        if now.saturating_sub(f.last_sent_ms) >= resend_ms {
+                            f.last_sent_ms = now;
+                            out.push(view(&rs.rule, tenant, sig, t, AlertState::Firing, now));
+                        }
                     }
                 }
             }
-            for (sig, was_firing) in gone {
-                let t = rs.tracked.remove(&sig).expect("just seen");
-                self.tracked -= 1;
+            for (tenant, sig, was_firing) in gone {
+                let Some(sigs) = rs.tracked.get_mut(&tenant) else {
+                    continue;
+                };
+                let t = sigs.remove(&sig).expect("just seen");
+                if sigs.is_empty() {
+                    rs.tracked.remove(&tenant);
+                }
+                untrack(&mut self.tracked, &tenant, 1);
                 if was_firing {
-                    let v = rs.view(&sig, &t, AlertState::Resolved, now);
-                    self.resolved.push_front(v.clone());
+                    let v = rs.view(&tenant, &sig, &t, AlertState::Resolved, now);
+                    self.resolved
+                        .entry(tenant)
+                        .or_default()
+                        .push_front(v.clone());
                     out.push(v);
                 }
             }
         }
-        while self.resolved.len() > RESOLVED_KEEP
-            || self
-                .resolved
-                .back()
-                .is_some_and(|v| v.resolved_at_ms.unwrap_or(0) + RESOLVED_KEEP_MS <= now)
-        {
-            self.resolved.pop_back();
+        for resolved in self.resolved.values_mut() {
+            while resolved.len() > RESOLVED_KEEP
+                || resolved
+                    .back()
+                    .is_some_and(|v| v.resolved_at_ms.unwrap_or(0) + RESOLVED_KEEP_MS <= now)
+            {
+                resolved.pop_back();
+            }
         }
+        self.resolved.retain(|_, r| !r.is_empty());
         out
     }
 
@@ -292,30 +341,38 @@ impl Evaluator {
             }
         }
         for rs in old {
-            self.tracked -= rs.tracked.len();
-            for (sig, t) in &rs.tracked {
-                if t.firing.is_some() {
-                    let v = rs.view(sig, t, AlertState::Resolved, now);
-                    self.resolved.push_front(v.clone());
-                    out.push(v);
+            for (tenant, sigs) in &rs.tracked {
+                untrack(&mut self.tracked, tenant, sigs.len());
+                for (sig, t) in sigs {
+                    if t.firing.is_some() {
+                        let v = rs.view(tenant, sig, t, AlertState::Resolved, now);
+                        self.resolved
+                            .entry(tenant.clone())
+                            .or_default()
+                            .push_front(v.clone());
+                        out.push(v);
+                    }
                 }
             }
         }
         out
     }
 
-    /// Firing alerts and the recently resolved ones, newest first (by when they fired).
-    pub fn board(&self, now: u64) -> Vec<AlertView> {
+    /// `tenant`'s firing alerts and recently resolved ones, newest first (by when they
+    /// fired).
+    pub fn board(&self, now: u64, tenant: &Tenant) -> Vec<AlertView> {
         let mut all: Vec<AlertView> = self
             .rules
             .iter()
             .flat_map(|rs| {
                 rs.tracked
-                    .iter()
+                    .get(tenant)
+                    .into_iter()
+                    .flatten()
                     .filter(|(_, t)| t.firing.is_some())
-                    .map(move |(sig, t)| rs.view(sig, t, AlertState::Firing, now))
+                    .map(move |(sig, t)| rs.view(tenant, sig, t, AlertState::Firing, now))
             })
-            .chain(self.resolved.iter().cloned())
+            .chain(self.resolved.get(tenant).into_iter().flatten().cloned())
             .collect();
         all.sort_by(|a, b| {
             b.fired_at_ms
@@ -330,21 +387,33 @@ impl Evaluator {
         self.rules.iter().map(|rs| rs.rule.clone()).collect()
     }
 
-    /// Signatures tracked now (pending or firing).
+    /// Signatures tracked now (pending or firing), over every tenant.
     pub fn tracked(&self) -> usize {
-        self.tracked
+        self.tracked.values().sum()
     }
 
+    /// Firing alerts, over every tenant.
     pub fn firing(&self) -> usize {
         self.rules
             .iter()
-            .map(|rs| rs.tracked.values().filter(|t| t.firing.is_some()).count())
+            .flat_map(|rs| rs.tracked.values())
+            .map(|sigs| sigs.values().filter(|t| t.firing.is_some()).count())
             .sum()
     }
 
     /// Takes the counts gathered since the last call.
     pub fn take_counts(&mut self) -> Counts {
         std::mem::take(&mut self.counts)
+    }
+}
+
+/// `n` fewer signatures tracked for `tenant` (its entry goes at zero).
+fn untrack(tracked: &mut HashMap<Tenant, usize>, tenant: &Tenant, n: usize) {
+    if let Some(count) = tracked.get_mut(tenant) {
+        *count = count.saturating_sub(n);
+        if *count == 0 {
+            tracked.remove(tenant);
+        }
     }
 }
 
@@ -356,6 +425,7 @@ mod tests {
         ErrorRule {
             name: name.into(),
             service: service.map(String::from),
+            tenant: None,
             min_count,
             window: window.into(),
             severity: "critical".into(),
@@ -374,6 +444,7 @@ mod tests {
 
     fn occ(s: &Signature, trace: u8) -> Occurrence {
         Occurrence {
+            tenant: Tenant::default(),
             signature: s.clone(),
             trace_id: TraceId([trace; 16]),
         }
@@ -404,7 +475,7 @@ mod tests {
         for i in 0..100u64 {
             assert!(e.observe(&[occ(&s, 40)], T0 + 9_700 + i).is_empty());
         }
-        assert_eq!(e.board(T0 + 9_800)[0].count, 120);
+        assert_eq!(e.board(T0 + 9_800, &Tenant::default())[0].count, 120);
         assert_eq!(e.firing(), 1);
     }
 
@@ -446,17 +517,17 @@ mod tests {
         assert_eq!(resolved[0].count, 4);
         assert_eq!(e.tracked(), 0);
         // the board keeps it; a new burst is a new alert
-        let board = e.board(T0 + 4_000);
+        let board = e.board(T0 + 4_000, &Tenant::default());
         assert_eq!(board.len(), 1);
         assert_eq!(board[0].state, AlertState::Resolved);
         assert_eq!(e.observe(&three, T0 + 5_000).len(), 1);
-        let board = e.board(T0 + 5_000);
+        let board = e.board(T0 + 5_000, &Tenant::default());
         assert_eq!(board.len(), 2);
         assert_eq!(board[0].state, AlertState::Firing, "newest first");
         // an hour later the resolved one is gone from the board
         e.tick(T0 + 3_500 + RESOLVED_KEEP_MS);
         assert!(e
-            .board(T0 + 3_500 + RESOLVED_KEEP_MS)
+            .board(T0 + 3_500 + RESOLVED_KEEP_MS, &Tenant::default())
             .iter()
             .all(|a| a.state == AlertState::Firing || a.fired_at_ms > T0));
     }
@@ -544,5 +615,99 @@ mod tests {
         assert_eq!(e.rules(), vec![keep, changed]);
         // the unchanged rule does not fire again
         assert!(e.observe(&[occ(&s, 2)], T0 + 2).is_empty());
+    }
+
+    fn occ_of(tenant: &Tenant, s: &Signature, trace: u8) -> Occurrence {
+        Occurrence {
+            tenant: tenant.clone(),
+            ..occ(s, trace)
+        }
+    }
+
+    #[test]
+    fn tenants_are_counted_capped_and_shown_apart() {
+        let shop = Tenant::parse("shop").unwrap();
+        let bank = Tenant::parse("bank").unwrap();
+        let only_bank = ErrorRule {
+            tenant: Some("bank".into()),
+            ..rule("bank-errors", None, 1, "10s")
+        };
+        let mut e = Evaluator::new(&[rule("errors", None, 3, "10s"), only_bank], 2, 30_000);
+        let s = sig("payments", "card <n> declined");
+        // shop's 2 and bank's 2 of one signature: neither reaches 3 under "errors"
+        let fired = e.observe(
+            &[
+                occ_of(&shop, &s, 1),
+                occ_of(&shop, &s, 2),
+                occ_of(&bank, &s, 3),
+                occ_of(&bank, &s, 4),
+            ],
+            T0,
+        );
+        assert_eq!(
+            fired
+                .iter()
+                .map(|a| (a.rule.as_str(), a.tenant.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("bank-errors", "bank")],
+            "the bank-only rule fires for bank, nothing counts across tenants"
+        );
+        let fired = e.observe(&[occ_of(&shop, &s, 5)], T0 + 1);
+        assert_eq!(fired.len(), 1);
+        assert_eq!((fired[0].tenant.as_str(), fired[0].count), ("shop", 3));
+        assert_eq!(
+            fired[0].examples,
+            vec![TraceId([1; 16]), TraceId([2; 16]), TraceId([5; 16])]
+        );
+        // the board: each tenant's own alerts only
+        let board = |t: &Tenant| {
+            e.board(T0 + 2, t)
+                .iter()
+                .map(|a| (a.rule.clone(), a.tenant.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            board(&shop),
+            vec![("errors".to_string(), "shop".to_string())]
+        );
+        assert_eq!(
+            board(&bank),
+            vec![("bank-errors".to_string(), "bank".to_string())]
+        );
+        assert!(board(&Tenant::default()).is_empty());
+        // max_signatures (2) per tenant: shop tracks s and a, its b and c are dropped; a
+        // tenant new to the evaluator still has its whole budget
+        for (i, m) in ["a", "b", "c"].into_iter().enumerate() {
+            e.observe(&[occ_of(&shop, &sig("payments", m), 10 + i as u8)], T0 + 3);
+        }
+        assert_eq!(e.take_counts().signatures_dropped, 2, "shop's b and c");
+        let cafe = Tenant::parse("cafe").unwrap();
+        e.observe(&[occ_of(&cafe, &sig("ledger", "x"), 20)], T0 + 4);
+        assert_eq!(
+            e.take_counts().signatures_dropped,
+            0,
+            "cafe's first signature"
+        );
+        assert_eq!(e.tracked(), 2 + 2 + 1);
+        // resolved alerts stay on their tenant's board
+        e.tick(T0 + 20_000);
+        let resolved = e.board(T0 + 20_000, &shop);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].state, AlertState::Resolved);
+        assert_eq!(e.board(T0 + 20_000, &bank).len(), 1);
+        assert_eq!(e.tracked(), 0);
+        // the keys of one signature's alerts in two tenants differ
+        assert_ne!(
+            AlertView {
+                tenant: shop.clone(),
+                ..resolved[0].clone()
+            }
+            .key(),
+            AlertView {
+                tenant: bank.clone(),
+                ..resolved[0].clone()
+            }
+            .key()
+        );
     }
 }

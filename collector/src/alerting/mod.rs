@@ -20,9 +20,14 @@
 //!
 //! Scale-out: every collector evaluates the spans it ingests and posts alerts whose labels
 //! carry nothing collector-specific (`alertname`, `service`, `operation`,
-//! `exception_type`, `severity`, `signature`), so Alertmanager merges the alerts of one
-//! signature from several collectors into one. Each collector counts only its own share
-//! of the spans, so `min_count` is per collector.
+//! `exception_type`, `severity`, `signature`, and `tenant` where tenants are told apart),
+//! so Alertmanager merges the alerts of one signature from several collectors into one.
+//! Each collector counts only its own share of the spans, so `min_count` is per collector.
+//!
+//! Tenants (`docs/adr/0011-tenants.md`): each tenant's errors are counted apart under
+//! every rule that applies to it (a rule may name one `tenant`), `max_signatures` is per
+//! tenant, and the board is the caller's tenant's. Alerts carry a `tenant` label when
+//! authentication is on (and, without it, when the tenant is not `default`).
 
 pub mod config;
 pub mod delivery;
@@ -34,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clew_proto::{RejectReason, Span};
+use clew_proto::{RejectReason, Span, Tenant};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -66,12 +71,14 @@ pub struct Picked(Vec<(usize, Occurrence)>);
 impl Alerting {
     /// Starts the evaluation and one delivery task per target. `config` must have passed
     /// [`AlertingConfig::validate`]; `config_file` (the file it came from) is polled for
-    /// changed rules; `default_ui_url` is the base of trace links when `ui_url` is unset.
+    /// changed rules; `default_ui_url` is the base of trace links when `ui_url` is unset;
+    /// `label_tenants` (authentication is on) gives every alert a `tenant` label.
     /// Must be called inside a tokio runtime.
     pub fn start(
         config: &AlertingConfig,
         config_file: Option<PathBuf>,
         default_ui_url: &str,
+        label_tenants: bool,
     ) -> Arc<Alerting> {
         metrics::describe();
         let ui_url = config
@@ -81,7 +88,11 @@ impl Alerting {
             .trim_end_matches('/')
             .to_string();
         let resend = Duration::from_millis(config.resend_interval_ms);
-        let render = Render { ui_url, resend };
+        let render = Render {
+            ui_url,
+            resend,
+            label_tenants,
+        };
         let mut targets = Vec::new();
         for url in &config.alertmanager_urls {
             let post = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
@@ -136,9 +147,9 @@ impl Alerting {
         alerting
     }
 
-    /// Stage 6 of the ingest path: the signature of each recent error span. CPU only,
-    /// nothing for spans that are not errors.
-    pub fn pick(&self, spans: &[Span]) -> Picked {
+    /// Stage 6 of the ingest path: the signature of each recent error span of one input
+    /// (all of `tenant`). CPU only, nothing for spans that are not errors.
+    pub fn pick(&self, tenant: &Tenant, spans: &[Span]) -> Picked {
         let oldest = (now_ms() * 1_000_000).saturating_sub(MAX_SPAN_AGE.as_nanos() as u64);
         Picked(
             spans
@@ -150,6 +161,7 @@ impl Alerting {
                         (
                             i,
                             Occurrence {
+                                tenant: tenant.clone(),
                                 signature,
                                 trace_id: span.trace_id,
                             },
@@ -186,22 +198,28 @@ impl Alerting {
             fired
         };
         for a in &fired {
-            info!(rule = %a.rule, service = %a.signature.service, operation = %a.signature.operation, exception_type = %a.signature.exception_type, signature = %a.hash, count = a.count, "error alert fired");
+            info!(rule = %a.rule, tenant = %a.tenant, service = %a.signature.service, operation = %a.signature.operation, exception_type = %a.signature.exception_type, signature = %a.hash, count = a.count, "error alert fired");
             metrics::fired(&a.rule);
         }
         self.deliver(&fired);
     }
 
-    /// Firing and recently resolved alerts, newest first.
-    pub fn board(&self) -> Board {
+    /// `tenant`'s firing and recently resolved alerts, newest first, and the rules that
+    /// apply to it.
+    pub fn board(&self, tenant: &Tenant) -> Board {
         let now = now_ms();
         let (views, rules) = {
             let e = self.evaluator.lock().expect("alert evaluator lock");
-            (e.board(now), e.rules())
+            (e.board(now, tenant), e.rules())
         };
+        let rules: Vec<String> = rules
+            .into_iter()
+            .filter(|r| r.applies_to(tenant))
+            .map(|r| r.name)
+            .collect();
         Board {
             enabled: !rules.is_empty(),
-            rules: rules.into_iter().map(|r| r.name).collect(),
+            rules,
             alerts: views.iter().map(|v| self.board_alert(v)).collect(),
         }
     }
@@ -221,7 +239,7 @@ impl Alerting {
             return;
         }
         for a in alerts.iter().filter(|a| a.state == AlertState::Resolved) {
-            info!(rule = %a.rule, signature = %a.hash, count = a.count, "error alert resolved");
+            info!(rule = %a.rule, tenant = %a.tenant, signature = %a.hash, count = a.count, "error alert resolved");
             metrics::resolved(&a.rule);
         }
         for t in &self.targets {
@@ -266,7 +284,9 @@ impl Alerting {
             fired_at_unix_nano: ns(v.fired_at_ms),
             resolved_at_unix_nano: v.resolved_at_ms.map(ns),
             example_trace_ids: v.examples.iter().map(|t| t.to_hex()).collect(),
-            labels: Render::labels(v)
+            labels: self
+                .render
+                .labels(v)
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
@@ -274,12 +294,12 @@ impl Alerting {
     }
 }
 
-/// `GET /api/v1/alerts`.
+/// `GET /api/v1/alerts`: one tenant's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Board {
-    /// Whether any error rule is configured.
+    /// Whether any error rule applies to the tenant.
     pub enabled: bool,
-    /// The rule names in force.
+    /// The names of the rules in force for the tenant.
     pub rules: Vec<String>,
     /// Firing alerts and those resolved within the last hour (at most 200), newest first
     /// (by when they fired).
@@ -457,13 +477,14 @@ mod tests {
             error_rules: vec![ErrorRule {
                 name: "errors".into(),
                 service: None,
+                tenant: None,
                 min_count: 3,
                 window: "10s".into(),
                 severity: "critical".into(),
             }],
             ..Default::default()
         };
-        let a = Alerting::start(&config, None, "http://127.0.0.1:16686");
+        let a = Alerting::start(&config, None, "http://127.0.0.1:16686", false);
         let now = now_ms() * 1_000_000;
         let mut ok = error_span(9, "fine", now);
         ok.status_code = StatusCode::Ok;
@@ -475,7 +496,7 @@ mod tests {
             error_span(3, "card 3 declined", now - 10 * 60 * 1_000_000_000),
             error_span(4, "card 4 declined", now),
         ];
-        let picked = a.pick(&spans);
+        let picked = a.pick(&Tenant::default(), &spans);
         assert_eq!(
             picked.0.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
             vec![0, 2, 4],
@@ -483,9 +504,9 @@ mod tests {
         );
         // the store rejected one of them: 2 of 3 count, nothing fires
         a.observe(picked, &[(2, RejectReason::TraceTooLarge)]);
-        assert!(a.board().alerts.is_empty());
-        a.observe(a.pick(&spans[4..]), &[]);
-        let board = a.board();
+        assert!(a.board(&Tenant::default()).alerts.is_empty());
+        a.observe(a.pick(&Tenant::default(), &spans[4..]), &[]);
+        let board = a.board(&Tenant::default());
         assert!(board.enabled);
         assert_eq!(board.alerts.len(), 1);
         let alert = &board.alerts[0];

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 /// ```toml
 /// [inventory]
 /// enabled = true
-/// max_instances = 10000       # instances kept; more are counted, not kept
+/// max_instances = 10000       # instances kept per tenant; more are counted, not kept
 /// quiet_after_secs = 600      # an instance silent this long is "quiet"
 /// refresh_secs = 5            # how often one instance's details are read again
 /// persist_interval_secs = 30  # how often the inventory is saved in the span store
@@ -18,8 +18,9 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields, default)]
 pub struct InventoryConfig {
     pub enabled: bool,
-    /// Most instances kept (across services). An instance first seen once the inventory
-    /// is full is left out and counted (`instances_left_out`, with its spans).
+    /// Most instances kept per tenant (across services). An instance first seen once its
+    /// tenant's inventory is full is left out and counted (`instances_left_out`, with its
+    /// spans).
     pub max_instances: usize,
     /// An instance whose last span is older than this is marked quiet.
     pub quiet_after_secs: u64,

@@ -11,13 +11,18 @@
 //! - An **instance** is `service.instance.id` when the resource has one, else `host.name`
 //!   (or `host.id`) with `process.pid`, else whatever of those it has; a resource with
 //!   none of them is the service's one unnamed instance.
-//! - **Bounded**: at most `max_instances` are kept; an instance first seen once the
-//!   inventory is full is counted (distinct, up to ten times the cap or 100,000) with its
-//!   spans, not kept.
+//! - **Per tenant** (`docs/adr/0011-tenants.md`): each tenant has its own instances (the
+//!   same service and host in two tenants are two instances), its own `max_instances` and
+//!   left-out counts, and `GET /api/v1/inventory` answers the caller's tenant's.
+//! - **Bounded**: at most `max_instances` are kept per tenant; an instance first seen once
+//!   its tenant's inventory is full is counted (distinct, up to ten times the cap or
+//!   100,000) with its spans, not kept.
 //! - **Persisted** as one gzip'd JSON blob in the span store ([`SpanStore::put_state`],
 //!   the embedded store or HBase) every `persist_interval_secs` and at shutdown, read back
 //!   at start; instances not seen within the retention are dropped.
-//! - [`view`] answers `GET /api/v1/inventory` and sets the `clew_inventory_*` gauges.
+//! - [`view`] answers `GET /api/v1/inventory` and sets the `clew_inventory_*` gauges, with
+//!   a `tenant` label where tenants are labelled (as the span metrics); `/metrics` shows
+//!   a token without `admin` its own tenant's.
 
 pub mod config;
 pub mod view;
@@ -31,7 +36,7 @@ use std::time::Duration;
 
 use clew_proto::model::UNKNOWN_SERVICE;
 use clew_proto::model::{any_value, find_attr, Resource};
-use clew_proto::{RejectReason, Span};
+use clew_proto::{RejectReason, Span, Tenant};
 use clew_store::SpanStore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -233,25 +238,34 @@ fn is_receiver(label: &str, protocol: Protocol, origin: &Origin) -> bool {
     }
 }
 
-/// The resource groups of one input, noted at stage 6: consecutive spans of one
-/// resource, as index ranges.
-pub struct Noted(Vec<(Arc<Resource>, usize, usize)>);
+/// The resource groups of one input (all of one tenant), noted at stage 6: consecutive
+/// spans of one resource, as index ranges.
+pub struct Noted(Vec<(Arc<Resource>, usize, usize)>, Tenant);
 
 #[derive(Default)]
 struct State {
+    tenants: HashMap<Tenant, TenantState>,
+    /// Changed since the last save.
+    dirty: bool,
+}
+
+/// One tenant's inventory.
+#[derive(Default)]
+struct TenantState {
     instances: HashMap<u64, Instance>,
-    /// Distinct instances left out because the inventory was full (up to a bound).
+    /// Distinct instances left out because the tenant's inventory was full (up to a bound).
     left_out: HashSet<u64>,
     /// More instances were left out than `left_out` holds.
     left_out_saturated: bool,
     left_out_spans: u64,
-    /// Changed since the last save.
-    dirty: bool,
 }
 
 /// The inventory; shared by the ingest front half (writes) and the query API (reads).
 pub struct Inventory {
     config: InventoryConfig,
+    /// Give the gauges a `tenant` label even while only `default` has instances (set when
+    /// authentication is on).
+    label_tenants: bool,
     state: Mutex<State>,
 }
 
@@ -260,16 +274,26 @@ impl Inventory {
     pub fn new(config: &InventoryConfig) -> Option<Inventory> {
         config.enabled.then(|| Inventory {
             config: config.clone(),
+            label_tenants: false,
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// Labels the `clew_inventory_*` gauges with their tenant from the start, `default`'s
+    /// included (authentication is on); without it the label appears with the first
+    /// instance of another tenant, as for the span metrics.
+    pub fn label_tenants(mut self, on: bool) -> Self {
+        self.label_tenants = on;
+        self
     }
 
     pub fn config(&self) -> &InventoryConfig {
         &self.config
     }
 
-    /// Stage 6: the resource groups of `spans` (no copy: one `Arc` per group).
-    pub fn note(&self, spans: &[Span]) -> Noted {
+    /// Stage 6: the resource groups of `spans`, one input's, all of `tenant` (no copy: one
+    /// `Arc` per group).
+    pub fn note(&self, tenant: &Tenant, spans: &[Span]) -> Noted {
         let mut groups: Vec<(Arc<Resource>, usize, usize)> = Vec::new();
         for (i, span) in spans.iter().enumerate() {
             match groups.last_mut() {
@@ -277,7 +301,7 @@ impl Inventory {
                 _ => groups.push((span.resource.clone(), i, i + 1)),
             }
         }
-        Noted(groups)
+        Noted(groups, tenant.clone())
     }
 
     /// After the sink stored the spans (all but `rejected`, by index): counts them for
@@ -302,27 +326,34 @@ impl Inventory {
     ) {
         let mut rejected: Vec<usize> = rejected.iter().map(|(i, _)| *i).collect();
         rejected.sort_unstable();
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        for (resource, start, end) in noted.0 {
+        let Noted(groups, tenant) = noted;
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *guard;
+        let mut changed = false;
+        for (resource, start, end) in groups {
             let refused =
                 rejected.partition_point(|i| *i < end) - rejected.partition_point(|i| *i < start);
             let stored = (end - start - refused) as u64;
             if stored == 0 {
                 continue;
             }
-            self.count(&mut state, &resource, stored, protocol, origin, now_ms);
+            let tenant_state = state.tenants.entry(tenant.clone()).or_default();
+            changed |= self.count(tenant_state, &resource, stored, protocol, origin, now_ms);
         }
+        state.dirty |= changed;
     }
 
+    /// Counts `spans` of `resource` in its tenant's state; `false` when they were only
+    /// counted as left out.
     fn count(
         &self,
-        state: &mut State,
+        state: &mut TenantState,
         resource: &Resource,
         spans: u64,
         protocol: Protocol,
         origin: &Origin,
         now_ms: u64,
-    ) {
+    ) -> bool {
         let id = Identity::of(resource);
         let key = id.key();
         let full = state.instances.len() >= self.config.max_instances;
@@ -354,7 +385,7 @@ impl Inventory {
                 } else if !state.left_out.contains(&key) {
                     state.left_out_saturated = true;
                 }
-                return;
+                return false;
             }
             None => {
                 let mut instance = Instance {
@@ -384,50 +415,91 @@ impl Inventory {
                 state.instances.insert(key, instance);
             }
         }
-        state.dirty = true;
+        true
     }
 
-    /// Drops instances not seen since `cutoff_ms`; returns how many.
+    /// Drops instances not seen since `cutoff_ms`, of every tenant; returns how many.
     fn expire(&self, cutoff_ms: u64) -> usize {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = state.instances.len();
-        state.instances.retain(|_, i| i.last_seen_ms >= cutoff_ms);
-        let dropped = before - state.instances.len();
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *guard;
+        let mut dropped = 0;
+        for t in state.tenants.values_mut() {
+            let before = t.instances.len();
+            t.instances.retain(|_, i| i.last_seen_ms >= cutoff_ms);
+            dropped += before - t.instances.len();
+        }
+        state
+            .tenants
+            .retain(|_, t| !t.instances.is_empty() || t.left_out_spans > 0);
         if dropped > 0 {
             state.dirty = true;
         }
         dropped
     }
 
-    /// A copy of every instance kept, and the left-out counts.
-    pub fn snapshot(&self) -> view::Snapshot {
+    /// A copy of every instance `tenant` has, and its left-out counts.
+    pub fn snapshot(&self, tenant: &Tenant) -> view::Snapshot {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        view::Snapshot {
-            instances: state.instances.values().cloned().collect(),
-            left_out: state.left_out.len() as u64,
-            left_out_saturated: state.left_out_saturated,
-            left_out_spans: state.left_out_spans,
+        let mut snapshot = view::Snapshot::default();
+        if let Some(t) = state.tenants.get(tenant) {
+            add_to(&mut snapshot, t);
         }
+        snapshot
     }
 
-    /// `GET /api/v1/inventory`: the instances matching `filter`, by service.
-    pub fn answer(&self, filter: &InventoryFilter) -> view::Answer {
-        view::answer(self.snapshot(), filter, &self.config, now_ms())
+    /// What the gauges are set from: one unlabelled snapshot (tenant `default`'s) where
+    /// tenants are not labelled, else one per tenant with its name.
+    fn gauge_snapshots(&self) -> Vec<(Option<String>, view::Snapshot)> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let labelled = self.label_tenants || state.tenants.keys().any(|t| !t.is_default());
+        if !labelled {
+            let mut snapshot = view::Snapshot::default();
+            if let Some(t) = state.tenants.get(&Tenant::default()) {
+                add_to(&mut snapshot, t);
+            }
+            return vec![(None, snapshot)];
+        }
+        state
+            .tenants
+            .iter()
+            .map(|(tenant, t)| {
+                let mut snapshot = view::Snapshot::default();
+                add_to(&mut snapshot, t);
+                (Some(tenant.to_string()), snapshot)
+            })
+            .collect()
+    }
+
+    /// `GET /api/v1/inventory`: `tenant`'s instances matching `filter`, by service.
+    pub fn answer(&self, tenant: &Tenant, filter: &InventoryFilter) -> view::Answer {
+        view::answer(self.snapshot(tenant), filter, &self.config, now_ms())
     }
 
     /// The saved form (gzip'd JSON), or `None` when nothing changed since the last one.
     fn encode_if_dirty(&self) -> Option<Vec<u8>> {
-        let instances: Vec<Instance> = {
+        let saved = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if !state.dirty {
                 return None;
             }
             state.dirty = false;
-            state.instances.values().cloned().collect()
-        };
-        let saved = Saved {
-            version: 1,
-            instances,
+            let mut saved = Saved {
+                version: 1,
+                instances: Vec::new(),
+                tenants: Vec::new(),
+            };
+            for (tenant, t) in &state.tenants {
+                let instances = t.instances.values().cloned().collect();
+                if tenant.is_default() {
+                    saved.instances = instances;
+                } else {
+                    saved.tenants.push(SavedTenant {
+                        tenant: tenant.to_string(),
+                        instances,
+                    });
+                }
+            }
+            saved
         };
         // serialized whole first: serde_json writes token by token, and every small write
         // into the gzip stream cost a (zeroed) deflate step
@@ -448,15 +520,33 @@ impl Inventory {
         if saved.version != 1 {
             return Err(format!("unknown version {}", saved.version));
         }
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        for instance in saved.instances {
-            if state.instances.len() >= self.config.max_instances {
-                break;
+        let mut tenants = vec![(Tenant::default(), saved.instances)];
+        for t in saved.tenants {
+            // names were checked when they were saved; one that no longer parses is left
+            match Tenant::parse(&t.tenant) {
+                Ok(tenant) => tenants.push((tenant, t.instances)),
+                Err(error) => {
+                    warn!(%error, "a saved fleet inventory's tenant is not a tenant name; its instances are left out")
+                }
             }
-            let key = identity_of_saved(&instance).key();
-            state.instances.entry(key).or_insert(instance);
         }
-        Ok(state.instances.len())
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = 0;
+        for (tenant, instances) in tenants {
+            if instances.is_empty() {
+                continue;
+            }
+            let t = state.tenants.entry(tenant).or_default();
+            for instance in instances {
+                if t.instances.len() >= self.config.max_instances {
+                    break;
+                }
+                let key = identity_of_saved(&instance).key();
+                t.instances.entry(key).or_insert(instance);
+            }
+            kept += t.instances.len();
+        }
+        Ok(kept)
     }
 
     /// Reads the saved inventory from `store` (before any span is counted: call it before
@@ -498,7 +588,7 @@ impl Inventory {
             let now = now_ms();
             let retention_ms = u64::from(retention_days) * 86_400_000;
             self.expire(now.saturating_sub(retention_ms));
-            gauges.set(&self.snapshot(), now, &self.config);
+            gauges.set(&self.gauge_snapshots(), now, &self.config);
             since_save += tick;
             if stopped || *stop.borrow() || since_save >= persist_every {
                 since_save = Duration::ZERO;
@@ -525,10 +615,28 @@ impl Inventory {
     }
 }
 
+/// The saved form. Tenant `default`'s instances are `instances`, as before tenants (so an
+/// older clew reads them back and skips `tenants`); every other tenant's are in `tenants`.
 #[derive(Serialize, Deserialize)]
 struct Saved {
     version: u32,
     instances: Vec<Instance>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tenants: Vec<SavedTenant>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedTenant {
+    tenant: String,
+    instances: Vec<Instance>,
+}
+
+/// Adds one tenant's instances and left-out counts to `snapshot`.
+fn add_to(snapshot: &mut view::Snapshot, t: &TenantState) {
+    snapshot.instances.extend(t.instances.values().cloned());
+    snapshot.left_out += t.left_out.len() as u64;
+    snapshot.left_out_saturated |= t.left_out_saturated;
+    snapshot.left_out_spans += t.left_out_spans;
 }
 
 /// The identity a saved instance was kept under.

@@ -2,7 +2,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use clew_proto::model::{any_value, AnyValue, KeyValue, Resource, Scope, SpanKind, StatusCode};
-use clew_proto::{RejectReason, Span, SpanId, TraceId};
+use clew_proto::{RejectReason, Span, SpanId, Tenant, TraceId};
 
 use super::view::{answer, compare_versions, InventoryFilter};
 use super::*;
@@ -70,12 +70,12 @@ fn inventory(config: InventoryConfig) -> Inventory {
 }
 
 fn ingest(inv: &Inventory, batch: &[Span], protocol: Protocol, origin: &Origin, now_ms: u64) {
-    let noted = inv.note(batch);
+    let noted = inv.note(&Tenant::default(), batch);
     inv.record_at(noted, &[], protocol, origin, now_ms);
 }
 
 fn instances(inv: &Inventory) -> Vec<Instance> {
-    let mut all = inv.snapshot().instances;
+    let mut all = inv.snapshot(&Tenant::default()).instances;
     all.sort_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
     all
 }
@@ -88,7 +88,7 @@ fn one_group_per_resource_run_and_only_stored_spans_count() {
     let mut batch = spans(&a, 3);
     batch.extend(spans(&b, 2));
     batch.extend(spans(&a, 1));
-    let noted = inv.note(&batch);
+    let noted = inv.note(&Tenant::default(), &batch);
     assert_eq!(noted.0.len(), 3, "runs of one resource: a, b, a");
     // the store refused the second span of `a` and the first of `b`
     let rejected = [
@@ -111,7 +111,7 @@ fn one_group_per_resource_run_and_only_stored_spans_count() {
     // a group the store refused entirely leaves no trace
     let c = resource("refused", &[]);
     let batch = spans(&c, 2);
-    let noted = inv.note(&batch);
+    let noted = inv.note(&Tenant::default(), &batch);
     inv.record_at(
         noted,
         &[
@@ -224,7 +224,7 @@ fn the_cap_holds_and_what_it_leaves_out_is_counted() {
         ingest(&inv, &spans(&r, 2), Protocol::Grpc, &origin, T0);
         ingest(&inv, &spans(&r, 1), Protocol::Grpc, &origin, T0);
     }
-    let snap = inv.snapshot();
+    let snap = inv.snapshot(&Tenant::default());
     assert_eq!(snap.instances.len(), 100);
     assert_eq!(snap.left_out, 900);
     assert!(!snap.left_out_saturated);
@@ -234,7 +234,7 @@ fn the_cap_holds_and_what_it_leaves_out_is_counted() {
         let r = resource("fleet", &[("host.name", &format!("host-{host}"))]);
         ingest(&inv, &spans(&r, 1), Protocol::Grpc, &origin, T0);
     }
-    let snap = inv.snapshot();
+    let snap = inv.snapshot(&Tenant::default());
     assert_eq!(snap.left_out, 100_000);
     assert!(snap.left_out_saturated);
 }
@@ -324,7 +324,12 @@ fn answer_marks_quiet_and_outdated_and_filters() {
     );
 
     let now = T0 + 120_000;
-    let all = answer(inv.snapshot(), &InventoryFilter::default(), &config, now);
+    let all = answer(
+        inv.snapshot(&Tenant::default()),
+        &InventoryFilter::default(),
+        &config,
+        now,
+    );
     assert_eq!(all.instances_kept, 3);
     assert_eq!(
         all.services
@@ -351,14 +356,14 @@ fn answer_marks_quiet_and_outdated_and_filters() {
         quiet_for_ms: Some(60_000),
         ..Default::default()
     };
-    let q = answer(inv.snapshot(), &quiet, &config, now);
+    let q = answer(inv.snapshot(&Tenant::default()), &quiet, &config, now);
     assert_eq!(q.services.len(), 1);
     assert_eq!(q.services[0].instances.len(), 1);
     assert_eq!(q.services[0].instances[0].instance.instance, "a");
 
     let by_sdk = |sdk: &str| {
         answer(
-            inv.snapshot(),
+            inv.snapshot(&Tenant::default()),
             &InventoryFilter {
                 sdk: Some(sdk.into()),
                 ..Default::default()
@@ -375,7 +380,7 @@ fn answer_marks_quiet_and_outdated_and_filters() {
     assert_eq!(by_sdk("opentelemetry@1.9.0"), 1);
     assert_eq!(by_sdk("java"), 0);
     let by_version = answer(
-        inv.snapshot(),
+        inv.snapshot(&Tenant::default()),
         &InventoryFilter {
             service: Some("checkout".into()),
             version: Some("2.0".into()),
@@ -431,4 +436,158 @@ fn versions_compare_as_people_read_them() {
         assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
         assert_eq!(compare_versions(b, a), want.reverse(), "{b} vs {a}");
     }
+}
+
+fn ingest_as(inv: &Inventory, tenant: &Tenant, batch: &[Span], now_ms: u64) {
+    let mut batch = batch.to_vec();
+    for span in &mut batch {
+        span.tenant = tenant.clone();
+    }
+    let noted = inv.note(tenant, &batch);
+    inv.record_at(noted, &[], Protocol::Http, &Origin::default(), now_ms);
+}
+
+#[test]
+fn each_tenant_has_its_own_instances_cap_and_saved_inventory() {
+    let config = InventoryConfig {
+        max_instances: 2,
+        ..Default::default()
+    };
+    let inv = inventory(config.clone());
+    let (shop, bank) = (
+        Tenant::parse("shop").unwrap(),
+        Tenant::parse("bank").unwrap(),
+    );
+    // the same resource in two tenants is two instances
+    let shared = resource("checkout", &[("host.name", "web-1")]);
+    ingest_as(&inv, &shop, &spans(&shared, 3), T0);
+    ingest_as(&inv, &bank, &spans(&shared, 1), T0);
+    // shop fills its cap; bank's next instance is still kept
+    for host in ["web-2", "web-3", "web-4"] {
+        let r = resource("checkout", &[("host.name", host)]);
+        ingest_as(&inv, &shop, &spans(&r, 1), T0);
+    }
+    ingest_as(&inv, &bank, &spans(&resource("ledger", &[]), 2), T0);
+
+    let spans_of = |t: &Tenant| {
+        let mut v: Vec<(String, String, u64)> = inv
+            .snapshot(t)
+            .instances
+            .into_iter()
+            .map(|i| (i.service, i.instance, i.spans_total))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        spans_of(&shop),
+        vec![
+            ("checkout".into(), "web-1".into(), 3),
+            ("checkout".into(), "web-2".into(), 1)
+        ]
+    );
+    assert_eq!(
+        spans_of(&bank),
+        vec![
+            ("checkout".into(), "web-1".into(), 1),
+            ("ledger".into(), "".into(), 2)
+        ]
+    );
+    assert!(spans_of(&Tenant::default()).is_empty());
+    let (s, b) = (inv.snapshot(&shop), inv.snapshot(&bank));
+    assert_eq!((s.left_out, s.left_out_spans), (2, 2), "web-3 and web-4");
+    assert_eq!((b.left_out, b.left_out_spans), (0, 0));
+    // the answer is one tenant's: nothing of the other's services
+    let answer = inv.answer(&bank, &InventoryFilter::default());
+    let services: Vec<&str> = answer.services.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(services, ["checkout", "ledger"]);
+    assert_eq!(answer.instances_kept, 2);
+    assert_eq!(answer.instances_left_out, 0);
+    assert_eq!(
+        inv.answer(&Tenant::default(), &InventoryFilter::default())
+            .services
+            .len(),
+        0
+    );
+
+    // saved and read back per tenant
+    ingest(
+        &inv,
+        &spans(&resource("legacy", &[]), 1),
+        Protocol::Grpc,
+        &Origin::default(),
+        T0,
+    );
+    let bytes = inv.encode_if_dirty().expect("changed");
+    let back = inventory(config.clone());
+    assert_eq!(back.restore(&bytes), Ok(5));
+    let names = |i: &Inventory, t: &Tenant| {
+        let mut v: Vec<String> = i
+            .snapshot(t)
+            .instances
+            .into_iter()
+            .map(|i| i.service)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&back, &shop), ["checkout", "checkout"]);
+    assert_eq!(names(&back, &bank), ["checkout", "ledger"]);
+    assert_eq!(names(&back, &Tenant::default()), ["legacy"]);
+
+    // a blob saved before tenants (no `tenants`) is tenant default's
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_end(&mut json)
+        .unwrap();
+    let mut saved: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(saved["tenants"].as_array().map(Vec::len), Some(2));
+    saved.as_object_mut().unwrap().remove("tenants");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&serde_json::to_vec(&saved).unwrap()).unwrap();
+    let old = inventory(config);
+    assert_eq!(old.restore(&gz.finish().unwrap()), Ok(1));
+    assert_eq!(names(&old, &Tenant::default()), ["legacy"]);
+    assert!(names(&old, &shop).is_empty());
+}
+
+#[test]
+fn the_gauges_are_labelled_by_tenant_once_tenants_are_told_apart() {
+    let tenants_of = |inv: &Inventory| {
+        inv.gauge_snapshots()
+            .into_iter()
+            .map(|(t, s)| (t, s.instances.len()))
+            .collect::<Vec<_>>()
+    };
+    let r = resource("svc", &[]);
+    // without tenants: one unlabelled set, as before tenants
+    let plain = inventory(InventoryConfig::default());
+    assert_eq!(tenants_of(&plain), vec![(None, 0)]);
+    ingest(
+        &plain,
+        &spans(&r, 1),
+        Protocol::Grpc,
+        &Origin::default(),
+        T0,
+    );
+    assert_eq!(tenants_of(&plain), vec![(None, 1)]);
+    // another tenant's spans: every tenant's set has its name
+    ingest_as(&plain, &Tenant::parse("shop").unwrap(), &spans(&r, 1), T0);
+    let mut got = tenants_of(&plain);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![(Some("default".into()), 1), (Some("shop".into()), 1)]
+    );
+    // with auth on: labelled from the start
+    let authed = inventory(InventoryConfig::default()).label_tenants(true);
+    assert!(tenants_of(&authed).is_empty());
+    ingest(
+        &authed,
+        &spans(&r, 1),
+        Protocol::Grpc,
+        &Origin::default(),
+        T0,
+    );
+    assert_eq!(tenants_of(&authed), vec![(Some("default".into()), 1)]);
 }

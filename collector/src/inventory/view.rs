@@ -12,6 +12,7 @@ use super::{Instance, InventoryConfig};
 const QUIET_WINDOW_MS: u64 = 3_600_000;
 
 /// A copy of the inventory at one moment.
+#[derive(Default)]
 pub struct Snapshot {
     pub instances: Vec<Instance>,
     /// Distinct instances left out because the inventory was full.
@@ -260,11 +261,13 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 }
 
 /// The `clew_inventory_*` gauges, with the label sets set last time (a set that is gone
-/// is set to 0, so a dashboard sees it drop instead of freezing).
+/// is set to 0, so a dashboard sees it drop instead of freezing). Each set has the
+/// tenant's `tenant` label where tenants are labelled (`None`: no such label).
 #[derive(Default)]
 pub struct Gauges {
-    instances: BTreeSet<(String, String, String)>,
-    quiet: BTreeSet<String>,
+    instances: BTreeSet<(Option<String>, String, String, String)>,
+    quiet: BTreeSet<(Option<String>, String)>,
+    left_out: BTreeSet<Option<String>>,
 }
 
 /// Active instances per service and SDK version.
@@ -290,22 +293,36 @@ pub fn describe() {
 }
 
 impl Gauges {
-    pub fn set(&mut self, snapshot: &Snapshot, now_ms: u64, config: &InventoryConfig) {
+    /// Sets the gauges from each tenant's snapshot (`None`: unlabelled, the one tenant of
+    /// a clew without tenants).
+    pub fn set(
+        &mut self,
+        snapshots: &[(Option<String>, Snapshot)],
+        now_ms: u64,
+        config: &InventoryConfig,
+    ) {
         let quiet_ms = config.quiet_after_secs * 1000;
-        let mut active: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-        let mut quiet: BTreeMap<String, u64> = BTreeMap::new();
-        for i in &snapshot.instances {
-            let silent = now_ms.saturating_sub(i.last_seen_ms);
-            if silent < quiet_ms {
-                let key = (
-                    i.service.clone(),
-                    i.sdk_language.clone().unwrap_or_default(),
-                    i.sdk_version.clone().unwrap_or_default(),
-                );
-                *active.entry(key).or_default() += 1;
-            } else if silent < QUIET_WINDOW_MS.max(quiet_ms + 60_000) {
-                *quiet.entry(i.service.clone()).or_default() += 1;
+        let mut active: BTreeMap<(Option<String>, String, String, String), u64> = BTreeMap::new();
+        let mut quiet: BTreeMap<(Option<String>, String), u64> = BTreeMap::new();
+        let mut left_out: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        for (tenant, snapshot) in snapshots {
+            for i in &snapshot.instances {
+                let silent = now_ms.saturating_sub(i.last_seen_ms);
+                if silent < quiet_ms {
+                    let key = (
+                        tenant.clone(),
+                        i.service.clone(),
+                        i.sdk_language.clone().unwrap_or_default(),
+                        i.sdk_version.clone().unwrap_or_default(),
+                    );
+                    *active.entry(key).or_default() += 1;
+                } else if silent < QUIET_WINDOW_MS.max(quiet_ms + 60_000) {
+                    *quiet
+                        .entry((tenant.clone(), i.service.clone()))
+                        .or_default() += 1;
+                }
             }
+            left_out.insert(tenant.clone(), snapshot.left_out);
         }
         for gone in self.instances.iter().filter(|k| !active.contains_key(*k)) {
             instances_gauge(gone).set(0.0);
@@ -315,21 +332,47 @@ impl Gauges {
         }
         self.instances = active.into_keys().collect();
         for gone in self.quiet.iter().filter(|s| !quiet.contains_key(*s)) {
-            metrics::gauge!(QUIET_INSTANCES, "service" => gone.clone()).set(0.0);
+            quiet_gauge(gone).set(0.0);
         }
-        for (service, n) in &quiet {
-            metrics::gauge!(QUIET_INSTANCES, "service" => service.clone()).set(*n as f64);
+        for (key, n) in &quiet {
+            quiet_gauge(key).set(*n as f64);
         }
         self.quiet = quiet.into_keys().collect();
-        metrics::gauge!(LEFT_OUT).set(snapshot.left_out as f64);
+        for gone in self.left_out.iter().filter(|t| !left_out.contains_key(*t)) {
+            left_out_gauge(gone).set(0.0);
+        }
+        for (tenant, n) in &left_out {
+            left_out_gauge(tenant).set(*n as f64);
+        }
+        self.left_out = left_out.into_keys().collect();
     }
 }
 
-fn instances_gauge((service, language, version): &(String, String, String)) -> metrics::Gauge {
-    metrics::gauge!(
-        INSTANCES,
-        "service" => service.clone(),
-        "sdk_language" => language.clone(),
-        "sdk_version" => version.clone()
-    )
+fn instances_gauge(
+    (tenant, service, language, version): &(Option<String>, String, String, String),
+) -> metrics::Gauge {
+    let mut labels = vec![
+        ("service", service.clone()),
+        ("sdk_language", language.clone()),
+        ("sdk_version", version.clone()),
+    ];
+    if let Some(t) = tenant {
+        labels.push(("tenant", t.clone()));
+    }
+    metrics::gauge!(INSTANCES, &labels)
+}
+
+fn quiet_gauge((tenant, service): &(Option<String>, String)) -> metrics::Gauge {
+    let mut labels = vec![("service", service.clone())];
+    if let Some(t) = tenant {
+        labels.push(("tenant", t.clone()));
+    }
+    metrics::gauge!(QUIET_INSTANCES, &labels)
+}
+
+fn left_out_gauge(tenant: &Option<String>) -> metrics::Gauge {
+    match tenant {
+        None => metrics::gauge!(LEFT_OUT),
+        Some(t) => metrics::gauge!(LEFT_OUT, "tenant" => t.clone()),
+    }
 }

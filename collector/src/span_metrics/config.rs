@@ -6,6 +6,9 @@ use crate::error::{Error, Result};
 
 /// The labels every span-metrics series has; configured dimensions may not take them.
 pub const BUILT_IN_LABELS: [&str; 4] = ["service_name", "span_name", "span_kind", "status_code"];
+/// The label a series has once tenants are told apart (`docs/adr/0011-tenants.md`); no
+/// dimension may take it either.
+pub const TENANT_LABEL: &str = "tenant";
 
 /// `[span_metrics]` section.
 ///
@@ -17,6 +20,7 @@ pub const BUILT_IN_LABELS: [&str; 4] = ["service_name", "span_name", "span_kind"
 /// service_graph = true
 /// service_graph_wait_ms = 10000
 /// service_graph_max_pending = 10000
+/// max_tenants = 100
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +39,10 @@ pub struct SpanMetricsConfig {
     pub service_graph_wait_ms: u64,
     /// Most halves waiting at once; a half beyond it is dropped (and counted).
     pub service_graph_max_pending: usize,
+    /// Most tenants with span metrics; each has its own `cardinality_limit` series per
+    /// metric, `service_graph_max_pending` halves and service history. Spans of a tenant
+    /// first seen once this many have metrics are counted, not kept.
+    pub max_tenants: usize,
 }
 
 impl Default for SpanMetricsConfig {
@@ -46,6 +54,7 @@ impl Default for SpanMetricsConfig {
             service_graph: true,
             service_graph_wait_ms: 10_000,
             service_graph_max_pending: 10_000,
+            max_tenants: 100,
         }
     }
 }
@@ -98,12 +107,24 @@ impl SpanMetricsConfig {
                 "must be at least 1",
             );
         }
+        if !(1..=100_000).contains(&self.max_tenants) {
+            return bad("span_metrics.max_tenants", "must be between 1 and 100000");
+        }
         let mut labels: Vec<String> = BUILT_IN_LABELS.iter().map(|l| l.to_string()).collect();
         for d in &self.dimensions {
             if d.name().trim().is_empty() {
                 return bad("span_metrics.dimensions", "a dimension name is empty");
             }
             let label = label_name(d.name());
+            if label == TENANT_LABEL {
+                return bad(
+                    "span_metrics.dimensions",
+                    format!(
+                        "{:?} becomes the label \"tenant\", which is the tenant's own (every series has it with authentication on)",
+                        d.name()
+                    ),
+                );
+            }
             if let Some(taken) = labels.iter().find(|l| **l == label) {
                 return bad(
                     "span_metrics.dimensions",
@@ -194,6 +215,8 @@ mod tests {
             ("dimensions = [\"service.name\"]", "span_metrics.dimensions"),
             ("dimensions = [\"a.b\", \"a_b\"]", "span_metrics.dimensions"),
             ("dimensions = [\" \"]", "span_metrics.dimensions"),
+            ("dimensions = [\"tenant\"]", "span_metrics.dimensions"),
+            ("max_tenants = 0", "span_metrics.max_tenants"),
         ] {
             let c: SpanMetricsConfig = toml::from_str(text).unwrap();
             let err = c.validate().unwrap_err().to_string();

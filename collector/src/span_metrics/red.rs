@@ -8,6 +8,7 @@ use clew_proto::model::{any_value, repair, AnyValue};
 use clew_proto::{Span, SpanKind, StatusCode};
 
 use super::exposition::{escape_label_value, write_histogram, Family};
+use super::with_tenant;
 
 pub const CALLS: &str = "traces_span_metrics_calls_total";
 pub const DURATION: &str = "traces_span_metrics_duration_milliseconds";
@@ -227,25 +228,31 @@ impl RedTable {
         }
     }
 
-    pub fn render(&self, out: &mut String) {
+    /// Both families over every tenant's table (with its `tenant="…"` pair when tenants
+    /// are labelled).
+    pub fn render(out: &mut String, tables: &[(Option<&str>, &RedTable)]) {
         // A series created for spans the sink then rejected has no calls: not shown.
         let shown = || {
-            self.series
-                .iter()
-                .chain(std::iter::once(&self.overflow))
-                .filter(|s| s.count > 0)
+            tables.iter().flat_map(|(tenant, table)| {
+                table
+                    .series
+                    .iter()
+                    .chain(std::iter::once(&table.overflow))
+                    .filter(|s| s.count > 0)
+                    .map(move |s| (with_tenant(&s.labels, *tenant), s))
+            })
         };
         Family::counter(CALLS, "spans stored, by service, span name, kind, status and configured dimensions (OpenTelemetry spanmetrics connector names)").write(out);
-        for s in shown() {
-            let _ = writeln!(out, "{CALLS}{{{}}} {}", s.labels, s.count);
+        for (labels, s) in shown() {
+            let _ = writeln!(out, "{CALLS}{{{labels}}} {}", s.count);
         }
         Family::histogram(
             DURATION,
             "duration of the stored spans in milliseconds, same labels as traces_span_metrics_calls_total",
         )
         .write(out);
-        for s in shown() {
-            write_histogram(out, DURATION, &s.labels, &BUCKETS_MS, &s.buckets, s.sum_ms);
+        for (labels, s) in shown() {
+            write_histogram(out, DURATION, &labels, &BUCKETS_MS, &s.buckets, s.sum_ms);
         }
     }
 

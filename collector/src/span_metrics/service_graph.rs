@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use clew_proto::{Span, SpanId, SpanKind, TraceId};
 
 use super::exposition::{escape_label_value, write_histogram, Family};
-use super::OVERFLOW_SERVICE;
+use super::{with_tenant, OVERFLOW_SERVICE};
 
 pub const REQUEST_TOTAL: &str = "traces_service_graph_request_total";
 pub const REQUEST_FAILED: &str = "traces_service_graph_request_failed_total";
@@ -125,6 +125,10 @@ impl Edge {
     }
 }
 
+/// One tenant's graph as rendered: its `tenant="…"` pair (when tenants are labelled), the
+/// graph, and the tenant's service names its edges point into.
+pub type TenantGraph<'a> = (Option<&'a str>, &'a ServiceGraph, &'a [Box<str>]);
+
 pub struct ServiceGraph {
     pending: HashMap<(TraceId, SpanId), Waiting>,
     order: VecDeque<((TraceId, SpanId), u64)>,
@@ -228,13 +232,19 @@ impl ServiceGraph {
         }
     }
 
-    pub fn render(&self, out: &mut String, names: &[Box<str>]) {
-        let shown: Vec<(&Edge, String)> = self
-            .edges
+    /// Every family over every tenant's graph (with its `tenant="…"` pair when tenants
+    /// are labelled; `names`: that tenant's service names).
+    pub fn render(out: &mut String, graphs: &[TenantGraph<'_>]) {
+        let shown: Vec<(&Edge, String)> = graphs
             .iter()
-            .chain(std::iter::once(&self.overflow))
-            .filter(|e| e.total > 0)
-            .map(|e| (e, e.labels(names)))
+            .flat_map(|(tenant, graph, names)| {
+                graph
+                    .edges
+                    .iter()
+                    .chain(std::iter::once(&graph.overflow))
+                    .filter(|e| e.total > 0)
+                    .map(move |e| (e, with_tenant(&e.labels(names), *tenant).into_owned()))
+            })
             .collect();
         Family::counter(
             REQUEST_TOTAL,
@@ -282,24 +292,37 @@ impl ServiceGraph {
                 e.client_sum,
             );
         }
+        // the per-graph counters: unlabelled without tenants, `{tenant="…"}` with them
+        let per_graph = |out: &mut String, name: &str, value: &dyn Fn(&ServiceGraph) -> u64| {
+            for &(tenant, graph, _) in graphs {
+                match tenant {
+                    None => {
+                        let _ = writeln!(out, "{name} {}", value(graph));
+                    }
+                    Some(t) => {
+                        let _ = writeln!(out, "{name}{{{t}}} {}", value(graph));
+                    }
+                }
+            }
+        };
         Family::counter(
             UNPAIRED,
             "client or server spans whose other half did not arrive within span_metrics.service_graph_wait_ms",
         )
         .write(out);
-        let _ = writeln!(out, "{UNPAIRED} {}", self.unpaired);
+        per_graph(out, UNPAIRED, &|g| g.unpaired);
         Family::counter(
             DROPPED,
             "client or server spans not paired because span_metrics.service_graph_max_pending halves were already waiting",
         )
         .write(out);
-        let _ = writeln!(out, "{DROPPED} {}", self.dropped);
+        per_graph(out, DROPPED, &|g| g.dropped);
         Family::gauge(
             PENDING,
             "client or server spans waiting for their other half",
         )
         .write(out);
-        let _ = writeln!(out, "{PENDING} {}", self.pending.len());
+        per_graph(out, PENDING, &|g| g.pending.len() as u64);
     }
 
     /// Requests counted in the overflow series.

@@ -84,14 +84,35 @@ fn metrics(config: SpanMetricsConfig) -> SpanMetrics {
 }
 
 fn ingest(m: &SpanMetrics, spans: Vec<Span>, rejected: &[(usize, RejectReason)], now: u64) {
-    let observed = m.observe(&spans);
+    ingest_as(m, &Tenant::default(), spans, rejected, now);
+}
+
+fn ingest_as(
+    m: &SpanMetrics,
+    tenant: &Tenant,
+    mut spans: Vec<Span>,
+    rejected: &[(usize, RejectReason)],
+    now: u64,
+) {
+    for span in &mut spans {
+        span.tenant = tenant.clone();
+    }
+    let observed = m.observe(tenant, &spans);
     m.record_at(observed, rejected, now);
 }
 
 fn text(m: &SpanMetrics, now: u64) -> String {
+    text_for(m, None, now)
+}
+
+fn text_for(m: &SpanMetrics, only: Option<&Tenant>, now: u64) -> String {
     let mut out = String::new();
-    m.render_at(&mut out, now);
+    m.render_at(&mut out, only, now);
     out
+}
+
+fn tenant(name: &str) -> Tenant {
+    Tenant::parse(name).unwrap()
 }
 
 /// The value of the one sample line starting with `series ` (None if absent).
@@ -190,7 +211,10 @@ fn spans_the_sink_rejected_are_not_counted() {
         T0,
     );
     // an input the sink refused is observed and never recorded
-    let _ = m.observe(&[s("a", "op", SpanKind::Internal).span()]);
+    let _ = m.observe(
+        &Tenant::default(),
+        &[s("a", "op", SpanKind::Internal).span()],
+    );
     let t = text(&m, T0);
     assert_eq!(
         sample(&t, "traces_span_metrics_calls_total{service_name=\"a\",span_name=\"op\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_UNSET\"}"),
@@ -389,17 +413,191 @@ fn service_history_counts_requests_per_minute() {
     // client spans are not requests the service handled
     spans.push(s("cart", "call", SpanKind::Client).span());
     ingest(&m, spans, &[], T0);
-    let points = m.service_red_at("cart", T0).unwrap();
+    let points = m.service_red_at(&Tenant::default(), "cart", T0).unwrap();
     assert_eq!(points.len(), 60);
     let last = points.last().unwrap();
     assert_eq!(last.t, T0 / 1_000_000_000 / 60 * 60);
     assert_eq!((last.calls, last.errors), (10, 1));
     let p50 = last.p50_ms.unwrap();
     assert!((40.0..=60.0).contains(&p50), "p50 {p50}");
-    assert!(m.service_red_at("nobody", T0).is_none());
+    assert!(m.service_red_at(&Tenant::default(), "nobody", T0).is_none());
     assert!(SpanMetrics::new(&SpanMetricsConfig {
         enabled: false,
         ..Default::default()
     })
     .is_none());
+}
+
+/// A server span of `service`, `name`, 10 ms.
+fn server(service: &'static str, name: &str, id: u64) -> Span {
+    let mut span = s(service, "x", SpanKind::Server);
+    span.id = id;
+    let mut span = span.span();
+    span.name = name.to_string();
+    span
+}
+
+#[test]
+fn without_tenants_the_exposition_has_no_tenant_label_and_with_auth_it_only_adds_one() {
+    let spans = || {
+        let (c, sv) = pair(1, "frontend", "cart");
+        vec![c, sv, server("cart", "GET /cart", 3)]
+    };
+    let plain = metrics(SpanMetricsConfig::default());
+    let before = text(&plain, T0);
+    assert!(!before.contains("tenant"), "{before}");
+    assert!(before.contains("traces_service_graph_unpaired_spans_total 0\n"));
+    ingest(&plain, spans(), &[], T0);
+    let plain_text = text(&plain, T0);
+    assert!(!plain_text.contains("tenant"), "{plain_text}");
+
+    // with auth on: the same lines, each with tenant="default" among its labels
+    let authed = metrics(SpanMetricsConfig::default()).label_tenants(true);
+    ingest(&authed, spans(), &[], T0);
+    let authed_text = text(&authed, T0);
+    assert!(authed_text.contains(
+        "traces_span_metrics_calls_total{service_name=\"cart\",span_name=\"GET /cart\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\",tenant=\"default\"} 1\n"
+    ), "{authed_text}");
+    assert!(
+        authed_text.contains("traces_service_graph_unpaired_spans_total{tenant=\"default\"} 0\n")
+    );
+    assert!(authed_text.contains(
+        "clew_span_metrics_series{metric=\"traces_span_metrics\",tenant=\"default\"} 3\n"
+    ));
+    let stripped: String = authed_text
+        .lines()
+        .filter(|l| !l.contains(LEFT_OUT_TENANT_SPANS))
+        .map(|l| {
+            let l = l
+                .replace(",tenant=\"default\"", "")
+                .replace("{tenant=\"default\"}", "");
+            format!("{l}\n")
+        })
+        .collect();
+    assert_eq!(stripped, plain_text);
+}
+
+#[test]
+fn each_tenant_has_its_own_series_budget_graph_and_history() {
+    let m = metrics(SpanMetricsConfig {
+        cardinality_limit: 10,
+        ..Default::default()
+    });
+    let (shop, bank) = (tenant("shop"), tenant("bank"));
+    // shop exhausts its own budget...
+    let flood: Vec<Span> = (0..25)
+        .map(|i| server("shop-api", &format!("op-{i}"), i + 1))
+        .collect();
+    ingest_as(&m, &shop, flood, &[], T0);
+    // ...and bank's first series are still series of their own
+    let bank_spans: Vec<Span> = (0..3)
+        .map(|i| server("bank-api", &format!("pay-{i}"), i + 1))
+        .collect();
+    ingest_as(&m, &bank, bank_spans, &[], T0);
+    // the same service name in both tenants is two services
+    ingest_as(&m, &bank, vec![server("shop-api", "op-0", 9)], &[], T0);
+    let (c, sv) = pair(7, "bank-web", "bank-api");
+    ingest_as(&m, &bank, vec![c, sv], &[], T0);
+
+    let t = text(&m, T0);
+    let calls = |t: &str, tenant: &str| {
+        t.lines()
+            .filter(|l| {
+                l.starts_with("traces_span_metrics_calls_total{")
+                    && l.contains(&format!("tenant=\"{tenant}\"}}"))
+            })
+            .count()
+    };
+    assert_eq!(calls(&t, "shop"), 11, "10 series and shop's overflow: {t}");
+    assert_eq!(
+        calls(&t, "bank"),
+        6,
+        "3 + 1 + the pair's 2, no overflow: {t}"
+    );
+    assert_eq!(
+        sample(
+            &t,
+            "traces_span_metrics_calls_total{otel_metric_overflow=\"true\",tenant=\"shop\"}"
+        ),
+        Some(15.0)
+    );
+    assert_eq!(
+        sample(&t, "clew_span_metrics_overflow_spans_total{metric=\"traces_span_metrics\",tenant=\"bank\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&t, "traces_span_metrics_calls_total{service_name=\"shop-api\",span_name=\"op-0\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\",tenant=\"bank\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&t, "traces_service_graph_request_total{client=\"bank-web\",server=\"bank-api\",tenant=\"bank\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &t,
+            "traces_service_graph_unpaired_spans_total{tenant=\"shop\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(sample(&t, LEFT_OUT_TENANT_SPANS), Some(0.0));
+
+    // one tenant's view: its series only, nothing of the other's names
+    let bank_only = text_for(&m, Some(&bank), T0);
+    assert!(!bank_only.contains("tenant=\"shop\""), "{bank_only}");
+    assert!(!bank_only.contains("op-1\""), "{bank_only}");
+    assert!(!bank_only.contains(LEFT_OUT_TENANT_SPANS), "{bank_only}");
+    assert_eq!(calls(&bank_only, "bank"), 6);
+    let nobody = text_for(&m, Some(&tenant("nobody")), T0);
+    assert!(
+        !nobody.contains("shop") && !nobody.contains("bank"),
+        "{nobody}"
+    );
+    assert!(nobody.contains("# TYPE traces_span_metrics_calls_total counter"));
+
+    // RED history per (tenant, service)
+    let calls_of = |t: &Tenant, service: &str| {
+        m.service_red_at(t, service, T0)
+            .map(|p| p.iter().map(|p| p.calls).sum::<u64>())
+    };
+    assert_eq!(calls_of(&shop, "shop-api"), Some(25));
+    assert_eq!(calls_of(&bank, "shop-api"), Some(1));
+    assert_eq!(calls_of(&shop, "bank-api"), None);
+    assert_eq!(calls_of(&Tenant::default(), "shop-api"), None);
+}
+
+#[test]
+fn tenants_beyond_max_tenants_are_counted_not_kept() {
+    let m = metrics(SpanMetricsConfig {
+        max_tenants: 2,
+        ..Default::default()
+    });
+    for name in ["a", "b", "c"] {
+        let spans = (0..4).map(|i| server("svc", "op", i + 1)).collect();
+        ingest_as(
+            &m,
+            &tenant(name),
+            spans,
+            &[(0, RejectReason::TraceTooLarge)],
+            T0,
+        );
+    }
+    let t = text(&m, T0);
+    assert!(
+        t.contains("tenant=\"a\"") && t.contains("tenant=\"b\""),
+        "{t}"
+    );
+    assert!(!t.contains("tenant=\"c\""), "{t}");
+    assert_eq!(
+        sample(&t, LEFT_OUT_TENANT_SPANS),
+        Some(3.0),
+        "stored spans of c"
+    );
+    assert!(m.service_red_at(&tenant("c"), "svc", T0).is_none());
+    // a tenant that has its metrics keeps them
+    ingest_as(&m, &tenant("a"), vec![server("svc", "op", 9)], &[], T0);
+    assert_eq!(
+        sample(&text(&m, T0), "traces_span_metrics_calls_total{service_name=\"svc\",span_name=\"op\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_UNSET\",tenant=\"a\"}"),
+        Some(4.0)
+    );
 }

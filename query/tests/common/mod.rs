@@ -302,7 +302,7 @@ impl Fixture {
             last_query: Mutex::new(None),
         });
         let render: clew_query::MetricsRender =
-            Arc::new(|| "# TYPE clew_up gauge\nclew_up 1\n".to_string());
+            Arc::new(|_| "# TYPE clew_up gauge\nclew_up 1\n".to_string());
         let state = QueryState::new(store.clone(), index.clone(), render);
         Fixture {
             data,

@@ -3,61 +3,87 @@
 //! # Layout
 //!
 //! fjall has no columns, so the row contract of `docs/design.md` ("Storage layout") is
-//! mapped onto sorted keys: a row is every key that starts with the 16-byte trace id, and
-//! a cell is one key inside that prefix.
+//! mapped onto sorted keys. A *bucket* (one UTC day of ingest, one retention class, the
+//! rows of tenant `default` or of every other tenant) is two keyspaces, one whose keys are
+//! ordered by ingest time (the cells) and one keyed by row (the metas):
 //!
 //! ```text
-//! keyspace "day-<N>"   (one per UTC day of *ingest*, N = days since the unix epoch)
-//!   trace_id(16) ++ 0x00                      → meta: v1 | span count u32 | bytes u64 | flags u8
-//!   trace_id(16) ++ span_id(8) ++ kind(1)     → encoded span (clew_proto::encoding, version byte first)
-//! keyspace "day-<N>-t"  (the same day, rows of every tenant but `default`)
-//!   tenant(8) ++ trace_id(16) ++ 0x00         → meta: v2 | … as v1 … | tenant name
-//!   tenant(8) ++ trace_id(16) ++ span_id(8) ++ kind(1) → encoded span
-//! keyspace "day-<N>-r<D>", "day-<N>-r<D>-t"   (the same, for tenants of the retention
-//!   class of D days; the two above are the default class, the global retention_days)
+//! keyspace "day-<N>.cells"   (N = days since the unix epoch of the ingest)
+//!   stamp(8) ++ row key ++ span_id(8) ++ kind(1)  → encoded span (clew_proto::encoding, version byte first)
+//! keyspace "day-<N>.metas"
+//!   row key ++ 0x00                               → meta: v1 | span count u32 | bytes u64 | flags u8
+//!                                                   (v2 | … as v1 … | tenant name, for other tenants)
+//!   row key ++ 0x01 ++ stamp(8)                   → empty: the row has cells under this stamp
+//! keyspaces "day-<N>-t.*"        the same day, rows of every tenant but `default`
+//! keyspaces "day-<N>-r<D>[-t].*" the same, for tenants of the retention class of D days
+//!   (the two above are the default class, the global retention_days)
 //! ```
 //!
+//! - **Stamp.** Every write batch takes one *stamp*: its wall-clock time in nanoseconds,
+//!   u64 big-endian, raised to one past the previous batch's if the clock did not move on
+//!   (and, at open, past the newest stamp on disk). Batches are committed one at a time,
+//!   so every batch's cells sort after every cell already stored: a memtable flushed to
+//!   disk never overlaps the tables below it, and fjall's leveled compaction *moves* such
+//!   tables down (a manifest change) instead of merging and rewriting them. Before, cells
+//!   were keyed by the random trace id, every flushed table overlapped all the others and
+//!   compaction rewrote the data again and again (`docs/adr/0001-row-layout.md`).
+//! - **Metas** stay keyed by row: the meta cell (counts, truncated flag, tenant) and one
+//!   empty *stamp entry* per batch that stored cells of the row, written blind (no list is
+//!   read and rewritten). They are small (one meta per trace, one entry per batch of it), so
+//!   their random keys cost little compaction.
 //! - **Tenants** (`docs/adr/0011-tenants.md`). A row key is `row_layout::RowKey`: the bare
 //!   trace id for tenant `default` (the rows of before tenants), `sha256(tenant)[..8] ++
-//!   trace id` for the others. Those live in their own keyspace per day, so a prefix scan
-//!   of a 16-byte default row can never run into a 24-byte key of another tenant that
-//!   happens to start with the same bytes; within `day-<N>-t` every row key has the same
-//!   length. A read checks the tenant its meta names (`MetaTenant::allows`).
-//!
-//! - **Row read = one prefix scan.** The meta key is a prefix of every cell key whose span
-//!   id starts with `0x00`, so it always sorts first in its row; rows of different traces
-//!   never interleave.
+//!   trace id` for the others. Those live in their own buckets, so within a keyspace every
+//!   row key has the same length and a prefix of one row can never take in a key of
+//!   another. A read checks the tenant its meta names (`MetaTenant::allows`).
+//! - **Row read.** A point read of the meta (bloom-filtered), a prefix scan of the metas
+//!   for the row's stamps, then one prefix scan `stamp ++ row key` of the cells per stamp
+//!   (normally one: a trace usually arrives in one batch, a few when its spans trickle in).
 //! - **Discriminator.** The byte after the span id is the span kind, so a client and a
 //!   server span that share one span id (Zipkin-style shared spans) are two cells. Writing
-//!   the same (trace id, span id, kind) again is a no-op: the cell is not rewritten and not
-//!   counted again against the cap.
+//!   the same (trace id, span id, kind) again is a no-op: a trace that was stored before
+//!   the batch is looked up under each of its stamps (bloom-filtered point reads), and a
+//!   cell found is not rewritten and not counted again against the cap.
 //! - **Meta cell.** Holds the per-trace span count, encoded bytes and the truncated flag,
 //!   so the size cap costs one point read per trace per batch, not a row scan. It lives in
-//!   the same bucket as the trace's cells and is written in the same atomic batch, so the
-//!   two never disagree after a crash.
+//!   the same bucket as the trace's cells and is written in the same atomic batch (fjall
+//!   batches are atomic across the keyspaces of a database), with the stamp entry, so
+//!   metas, stamp entries and cells never disagree after a crash.
 //! - **Retention by buckets.** A trace lives in the bucket of the day its first span was
 //!   ingested, in its tenant's retention class (`crate::retention`); late spans go to the
 //!   bucket that already holds the trace (found with bloom-filtered point reads of the
 //!   meta key, newest bucket first, whatever its class), so a trace is one row in one
-//!   bucket. `drop_expired` deletes whole keyspaces once their class's horizon passed: no
-//!   tombstones, no compaction debt. A trace whose bucket expired and that receives more
-//!   spans starts over in today's bucket.
+//!   bucket. `drop_expired` deletes whole buckets (both keyspaces, the metas first) once
+//!   their class's horizon passed: no tombstones, no compaction debt. A trace whose bucket
+//!   expired and that receives more spans starts over in today's bucket.
 //! - **Fetch by id, no time window.** For each live bucket (a handful: retention days + 1
 //!   per class) a point read of the meta key, which the bloom filters answer without I/O
-//!   when the trace is not there; then one prefix scan of the bucket that has it. Every
-//!   class's buckets are read, so a tenant moved to another class between restarts still
-//!   finds what it wrote before.
+//!   when the trace is not there; then the row read above in the bucket that has it.
+//!   Every class's buckets are read, so a tenant moved to another class between restarts
+//!   still finds what it wrote before.
+//!
+//! # Buckets of before time-keyed cells
+//!
+//! Stores written before this layout have *row buckets*: one keyspace `day-<N>[-r<D>][-t]`
+//! (no `.cells`/`.metas` marker) holding `row key ++ 0x00 → meta` and `row key ++ span_id
+//! ++ kind → span`, a row being one prefix scan. They are read as before and stay
+//! writable: a late span of a trace that lives in one joins its row there, in that layout
+//! (so a trace stays one row in one bucket and a re-delivered span is found where it is).
+//! New traces always start in a time-keyed bucket; row buckets go once their retention
+//! passed.
 //!
 //! # Durability and concurrency
 //!
-//! A write is one fjall batch (cells + metas) committed with `PersistMode::SyncData`
-//! before `write_spans` returns. Which spans are stored is decided by the shared
-//! `span_store::admission`; the shared adapter (`span_store::blocking`) serializes writers,
-//! because the cap is a read-modify-write of the meta cell, and runs all blocking work
-//! (including encoding) in `spawn_blocking`; reads never wait for writers. Every fjall
-//! error becomes the retryable [`Error::Unavailable`]. See `docs/adr/0001-row-layout.md`.
+//! A write is one fjall batch (cells + metas + stamp entries) committed with
+//! `PersistMode::SyncData` before `write_spans` returns. Which spans are stored is decided
+//! by the shared `span_store::admission`; the shared adapter (`span_store::blocking`)
+//! serializes writers, because the cap is a read-modify-write of the meta cell (and the
+//! stamps must follow commit order), and runs all blocking work (including encoding) in
+//! `spawn_blocking`; reads never wait for writers. Every fjall error becomes the retryable
+//! [`Error::Unavailable`]. See `docs/adr/0001-row-layout.md`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
 
@@ -83,6 +109,20 @@ const BUCKET_PREFIX: &str = "day-";
 /// Suffix of the buckets holding the rows of tenants other than `default`.
 const TENANTED_SUFFIX: &str = "-t";
 
+/// Marker ending the name of a time-keyed bucket's cells keyspace. A name without a marker
+/// is a row bucket (the layout of before); clew versions of before skip marked names
+/// (they do not parse as a bucket name).
+const CELLS_MARKER: &str = ".cells";
+/// Marker ending the name of a time-keyed bucket's metas keyspace.
+const METAS_MARKER: &str = ".metas";
+
+/// Length of a batch's stamp, the first bytes of every time-keyed cell key.
+const STAMP_LEN: usize = 8;
+/// The byte after the row key of a meta cell.
+const META_TAG: u8 = 0x00;
+/// The byte after the row key of a stamp entry (time-keyed metas keyspace only).
+const STAMP_TAG: u8 = 0x01;
+
 /// The embedded span store. Cheap to share (`Arc` inside).
 pub type FjallSpanStore = BlockingSpanStore<FjallRows>;
 
@@ -94,6 +134,9 @@ pub struct FjallRows {
     /// Live buckets, oldest first. Changed only by `write` and `drop_expired`, which the
     /// adapter never runs concurrently.
     buckets: RwLock<Vec<Bucket>>,
+    /// The stamp of the last write batch (or the newest on disk at open); the next one is
+    /// above it. Used by `write` only.
+    last_stamp: AtomicU64,
     caps: Caps,
     retention: RetentionClasses,
     /// Damaged journals quarantined at open.
@@ -108,20 +151,71 @@ pub struct FjallRows {
 /// The keyspace of the state blobs (not a `day-<N>` name, so never taken for a bucket).
 const STATE_KEYSPACE: &str = "state";
 
+/// How a bucket keeps its rows.
+#[derive(Clone)]
+enum Layout {
+    /// One keyspace (the layout of before time-keyed cells): meta and cells under the row
+    /// key, a row is one prefix scan.
+    Rows(Keyspace),
+    /// Cells under `stamp ++ row key ++ suffix`, metas and stamp entries under the row key.
+    TimeKeyed { cells: Keyspace, metas: Keyspace },
+}
+
 #[derive(Clone)]
 struct Bucket {
     day: u64,
     class: RetentionClass,
-    /// Holds the rows of tenants other than `default` (`day-<N>-t`).
+    /// Holds the rows of tenants other than `default` (`day-<N>-t…`).
     tenanted: bool,
-    keyspace: Keyspace,
+    layout: Layout,
 }
 
-/// A meta or cell key: row key, then `0x00` or the cell suffix.
+impl Bucket {
+    /// The keyspace holding the bucket's meta cells.
+    fn metas(&self) -> &Keyspace {
+        match &self.layout {
+            Layout::Rows(rows) => rows,
+            Layout::TimeKeyed { metas, .. } => metas,
+        }
+    }
+
+    fn is_time_keyed(&self) -> bool {
+        matches!(self.layout, Layout::TimeKeyed { .. })
+    }
+
+    /// Whether `other` is this bucket (a row bucket and a time-keyed bucket of the same
+    /// day, class and tenants are two buckets).
+    fn is(&self, other: &Bucket) -> bool {
+        (self.day, self.class, self.tenanted, self.is_time_keyed())
+            == (
+                other.day,
+                other.class,
+                other.tenanted,
+                other.is_time_keyed(),
+            )
+    }
+}
+
+/// The longest key: stamp, row key, cell suffix.
+const KEY_MAX: usize = STAMP_LEN + ROW_KEY_MAX + CELL_SUFFIX_LEN;
+
+/// A key of a bucket, built from parts without allocating.
 #[derive(Clone, Copy)]
 struct Key {
-    buf: [u8; ROW_KEY_MAX + CELL_SUFFIX_LEN],
+    buf: [u8; KEY_MAX],
     len: usize,
+}
+
+impl Key {
+    fn of(parts: &[&[u8]]) -> Key {
+        let mut buf = [0u8; KEY_MAX];
+        let mut len = 0;
+        for part in parts {
+            buf[len..len + part.len()].copy_from_slice(part);
+            len += part.len();
+        }
+        Key { buf, len }
+    }
 }
 
 impl AsRef<[u8]> for Key {
@@ -130,25 +224,43 @@ impl AsRef<[u8]> for Key {
     }
 }
 
-fn key(row: &RowKey, suffix: &[u8]) -> Key {
-    let row = row.as_bytes();
-    let mut buf = [0u8; ROW_KEY_MAX + CELL_SUFFIX_LEN];
-    buf[..row.len()].copy_from_slice(row);
-    buf[row.len()..row.len() + suffix.len()].copy_from_slice(suffix);
-    Key {
-        buf,
-        len: row.len() + suffix.len(),
-    }
-}
-
+/// The meta cell's key: row key, then `0x00` (both layouts).
 fn meta_key(row: &RowKey) -> Key {
-    key(row, &[0])
+    Key::of(&[row.as_bytes(), &[META_TAG]])
 }
 
+/// A row bucket's cell key: row key, then the cell suffix.
+fn row_cell_key(row: &RowKey, suffix: &[u8]) -> Key {
+    Key::of(&[row.as_bytes(), suffix])
+}
+
+/// `span`'s cell key in a row bucket.
+#[cfg(test)]
 fn cell_key(span: &Span) -> Key {
-    key(&RowKey::of(span), &cell_suffix(span))
+    row_cell_key(&RowKey::of(span), &cell_suffix(span))
 }
 
+/// A time-keyed cell key: stamp, row key, cell suffix.
+fn timed_cell_key(stamp: &[u8; STAMP_LEN], row: &RowKey, suffix: &[u8]) -> Key {
+    Key::of(&[stamp, row.as_bytes(), suffix])
+}
+
+/// The prefix of every time-keyed cell of `row` written under `stamp`.
+fn timed_row_prefix(stamp: &[u8; STAMP_LEN], row: &RowKey) -> Key {
+    Key::of(&[stamp, row.as_bytes()])
+}
+
+/// The stamp entry of `row` for `stamp` (time-keyed metas keyspace).
+fn stamp_key(row: &RowKey, stamp: &[u8; STAMP_LEN]) -> Key {
+    Key::of(&[row.as_bytes(), &[STAMP_TAG], stamp])
+}
+
+/// The prefix of every stamp entry of `row`.
+fn stamps_prefix(row: &RowKey) -> Key {
+    Key::of(&[row.as_bytes(), &[STAMP_TAG]])
+}
+
+/// The name of a row bucket, and the base of a time-keyed bucket's two names.
 fn bucket_name(day: u64, class: RetentionClass, tenanted: bool) -> String {
     let suffix = if tenanted { TENANTED_SUFFIX } else { "" };
     match class.tag() {
@@ -174,6 +286,37 @@ fn parse_bucket_name(name: &str) -> Option<(u64, RetentionClass, bool)> {
     Some((day.parse().ok()?, class, tenanted))
 }
 
+/// Which keyspace of a bucket a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// A row bucket's one keyspace.
+    Rows,
+    Cells,
+    Metas,
+}
+
+fn keyspace_name(day: u64, class: RetentionClass, tenanted: bool, part: Part) -> String {
+    let marker = match part {
+        Part::Rows => "",
+        Part::Cells => CELLS_MARKER,
+        Part::Metas => METAS_MARKER,
+    };
+    format!("{}{marker}", bucket_name(day, class, tenanted))
+}
+
+/// `(day, class, tenanted, part)` of a keyspace name written by [`keyspace_name`].
+fn parse_keyspace_name(name: &str) -> Option<(u64, RetentionClass, bool, Part)> {
+    let (base, part) = if let Some(base) = name.strip_suffix(CELLS_MARKER) {
+        (base, Part::Cells)
+    } else if let Some(base) = name.strip_suffix(METAS_MARKER) {
+        (base, Part::Metas)
+    } else {
+        (name, Part::Rows)
+    };
+    let (day, class, tenanted) = parse_bucket_name(base)?;
+    Some((day, class, tenanted, part))
+}
+
 fn wall_clock_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -187,19 +330,99 @@ fn unavailable(context: &'static str) -> impl FnOnce(fjall::Error) -> Error {
 
 /// Where a trace touched by the current batch lives.
 struct TraceBucket {
-    keyspace: Keyspace,
+    bucket: Bucket,
     /// Whether the trace had cells before this batch (only then can a cell already exist).
     existed: bool,
+    /// Time-keyed bucket, trace stored before: the stamps under which it has cells.
+    stamps: Vec<[u8; STAMP_LEN]>,
+    /// Time-keyed bucket: this batch stores cells of the trace (under its stamp).
+    stores_cells: bool,
 }
 
-/// Options of every day bucket. Cells of one trace repeat resource and attribute keys, so
-/// LZ4 on every level (fjall's default leaves L0 and L1 uncompressed) and 32 KiB blocks —
-/// room for a whole typical trace row in one block — shrink the store several times over
-/// for little CPU; trace reads touch one or two blocks either way.
+impl TraceBucket {
+    /// Whether the cell `suffix` of `row` is already stored: one bloom-filtered point read
+    /// per stamp the row has (row bucket: one).
+    fn cell_exists(&self, row: &RowKey, suffix: &[u8]) -> Result<bool> {
+        if !self.existed {
+            return Ok(false);
+        }
+        match &self.bucket.layout {
+            Layout::Rows(rows) => rows
+                .contains_key(row_cell_key(row, suffix))
+                .map_err(unavailable("failed to read span cell")),
+            Layout::TimeKeyed { cells, .. } => {
+                for stamp in &self.stamps {
+                    if cells
+                        .contains_key(timed_cell_key(stamp, row, suffix))
+                        .map_err(unavailable("failed to read span cell"))?
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Options of the cells keyspace of every bucket (and of a row bucket). Cells of one trace
+/// repeat resource and attribute keys, so LZ4 on every level (fjall's default leaves L0 and
+/// L1 uncompressed) and 32 KiB blocks — room for a whole typical trace row in one block —
+/// shrink the store several times over for little CPU; trace reads touch one or two blocks
+/// either way.
 fn bucket_options() -> KeyspaceCreateOptions {
     KeyspaceCreateOptions::default()
         .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
         .data_block_size_policy(BlockSizePolicy::all(32 * 1024))
+}
+
+/// Options of a time-keyed bucket's metas: small random-keyed values read by point reads,
+/// so fjall's default (small) blocks, LZ4 on every level.
+fn metas_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+}
+
+/// Opens (or creates) the two keyspaces of a time-keyed bucket.
+fn open_time_keyed(
+    db: &Database,
+    day: u64,
+    class: RetentionClass,
+    tenanted: bool,
+) -> Result<Bucket> {
+    let cells = db
+        .keyspace(
+            &keyspace_name(day, class, tenanted, Part::Cells),
+            bucket_options,
+        )
+        .map_err(unavailable("failed to open span bucket"))?;
+    let metas = db
+        .keyspace(
+            &keyspace_name(day, class, tenanted, Part::Metas),
+            metas_options,
+        )
+        .map_err(unavailable("failed to open span bucket"))?;
+    Ok(Bucket {
+        day,
+        class,
+        tenanted,
+        layout: Layout::TimeKeyed { cells, metas },
+    })
+}
+
+/// The newest stamp of a cells keyspace (its last key's first bytes), 0 when empty.
+fn newest_stamp(cells: &Keyspace) -> Result<u64> {
+    let Some(last) = cells.last_key_value() else {
+        return Ok(0);
+    };
+    let key = last
+        .key()
+        .map_err(unavailable("failed to read the newest span cell"))?;
+    Ok(key
+        .get(..STAMP_LEN)
+        .and_then(|s| <[u8; STAMP_LEN]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0))
 }
 
 impl FjallSpanStore {
@@ -245,19 +468,38 @@ impl FjallSpanStore {
             ),
         })?;
         let mut buckets = Vec::new();
+        // time-keyed buckets by one of their two keyspaces: a crash between creating (or
+        // dropping) the two leaves one, and the other is created again (empty)
+        let mut time_keyed: Vec<(u64, RetentionClass, bool)> = Vec::new();
         for name in db.list_keyspace_names() {
-            let Some((day, class, tenanted)) = parse_bucket_name(&name) else {
-                continue;
-            };
-            let keyspace = db
-                .keyspace(&name, bucket_options)
-                .map_err(unavailable("failed to open span bucket"))?;
-            buckets.push(Bucket {
-                day,
-                class,
-                tenanted,
-                keyspace,
-            });
+            match parse_keyspace_name(&name) {
+                Some((day, class, tenanted, Part::Rows)) => {
+                    let rows = db
+                        .keyspace(&name, bucket_options)
+                        .map_err(unavailable("failed to open span bucket"))?;
+                    buckets.push(Bucket {
+                        day,
+                        class,
+                        tenanted,
+                        layout: Layout::Rows(rows),
+                    });
+                }
+                Some((day, class, tenanted, Part::Cells | Part::Metas))
+                    if !time_keyed.contains(&(day, class, tenanted)) =>
+                {
+                    time_keyed.push((day, class, tenanted));
+                }
+                // not a bucket, or the other half of a time-keyed bucket already seen
+                _ => {}
+            }
+        }
+        let mut last_stamp = 0;
+        for (day, class, tenanted) in time_keyed {
+            let bucket = open_time_keyed(&db, day, class, tenanted)?;
+            if let Layout::TimeKeyed { cells, .. } = &bucket.layout {
+                last_stamp = last_stamp.max(newest_stamp(cells)?);
+            }
+            buckets.push(bucket);
         }
         buckets.sort_by_key(|b| b.day);
         let state = db
@@ -268,6 +510,7 @@ impl FjallSpanStore {
             path,
             state,
             buckets: RwLock::new(buckets),
+            last_stamp: AtomicU64::new(last_stamp),
             caps: Caps {
                 max_spans_per_trace: config.max_spans_per_trace,
                 max_bytes_per_trace: config.max_bytes_per_trace,
@@ -328,32 +571,34 @@ impl FjallRows {
             .clone()
     }
 
-    /// The bucket for `day`, `class` and the tenants of `tenanted`, created if needed.
-    /// Called by `write` only.
-    fn bucket_for_day(&self, day: u64, class: RetentionClass, tenanted: bool) -> Result<Keyspace> {
+    /// The time-keyed bucket for `day`, `class` and the tenants of `tenanted`, created if
+    /// needed (new traces never start in a row bucket). Called by `write` only.
+    fn bucket_for_day(&self, day: u64, class: RetentionClass, tenanted: bool) -> Result<Bucket> {
         if let Some(b) = self
             .buckets
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .rev()
-            .find(|b| b.day == day && b.class == class && b.tenanted == tenanted)
+            .find(|b| {
+                b.is_time_keyed() && b.day == day && b.class == class && b.tenanted == tenanted
+            })
         {
-            return Ok(b.keyspace.clone());
+            return Ok(b.clone());
         }
-        let keyspace = self
-            .db
-            .keyspace(&bucket_name(day, class, tenanted), bucket_options)
-            .map_err(unavailable("failed to create span bucket"))?;
+        let bucket = open_time_keyed(&self.db, day, class, tenanted)?;
         let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
-        buckets.push(Bucket {
-            day,
-            class,
-            tenanted,
-            keyspace: keyspace.clone(),
-        });
+        buckets.push(bucket.clone());
         buckets.sort_by_key(|b| b.day);
-        Ok(keyspace)
+        Ok(bucket)
+    }
+
+    /// The stamp of the next write batch: now, or one past the last stamp if the clock did
+    /// not move on (or went back). Called by `write` only.
+    fn next_stamp(&self) -> [u8; STAMP_LEN] {
+        let stamp = wall_clock_nanos().max(self.last_stamp.load(Ordering::Relaxed) + 1);
+        self.last_stamp.store(stamp, Ordering::Relaxed);
+        stamp.to_be_bytes()
     }
 
     /// Finds the bucket already holding row `row` of `tenant` (newest first) and its meta.
@@ -362,13 +607,13 @@ impl FjallRows {
         buckets: &[Bucket],
         tenant: &Tenant,
         row: &RowKey,
-    ) -> Result<Option<(Keyspace, Meta)>> {
+    ) -> Result<Option<(Bucket, Meta)>> {
         let key = meta_key(row);
         let trace = row.trace_id();
         let tenanted = !tenant.is_default();
         for bucket in buckets.iter().rev().filter(|b| b.tenanted == tenanted) {
             let Some(raw) = bucket
-                .keyspace
+                .metas()
                 .get(key)
                 .map_err(unavailable("failed to read trace meta"))?
             else {
@@ -378,10 +623,10 @@ impl FjallRows {
                 Some(meta) => meta,
                 None => {
                     warn!(trace_id = %trace, "corrupt trace meta cell, recounting the row");
-                    recount_row(&bucket.keyspace, row)?
+                    recount_row(bucket, row)?
                 }
             };
-            return Ok(Some((bucket.keyspace.clone(), meta)));
+            return Ok(Some((bucket.clone(), meta)));
         }
         Ok(None)
     }
@@ -392,8 +637,9 @@ impl FjallRows {
         }
         let buckets = self.live_buckets();
         let today = wall_clock_nanos() / NANOS_PER_DAY;
+        let stamp = self.next_stamp();
         // today's buckets, by class and whether they hold tenant `default`'s rows
-        let mut today_buckets: Vec<((RetentionClass, bool), Keyspace)> = Vec::new();
+        let mut today_buckets: Vec<((RetentionClass, bool), Bucket)> = Vec::new();
         let mut admission = Admission::new(self.caps);
         // By admission slot.
         let mut traces: Vec<TraceBucket> = Vec::new();
@@ -404,54 +650,75 @@ impl FjallRows {
             let slot = match admission.slot(&row) {
                 Some(slot) => slot,
                 None => {
-                    let (bucket, meta) = match self.find_trace(&buckets, &span.tenant, &row)? {
-                        Some((keyspace, meta)) => (
-                            TraceBucket {
-                                keyspace,
+                    let (trace, meta) = match self.find_trace(&buckets, &span.tenant, &row)? {
+                        Some((bucket, meta)) => {
+                            let stamps = match &bucket.layout {
+                                Layout::TimeKeyed { metas, .. } => row_stamps(metas, &row, &mut 0)?,
+                                Layout::Rows(_) => Vec::new(),
+                            };
+                            let trace = TraceBucket {
+                                bucket,
                                 existed: true,
-                            },
-                            Some(meta),
-                        ),
+                                stamps,
+                                stores_cells: false,
+                            };
+                            (trace, Some(meta))
+                        }
                         None => {
                             let which = (
                                 self.retention.class_of(&span.tenant),
                                 !span.tenant.is_default(),
                             );
-                            let keyspace = match today_buckets.iter().find(|(w, _)| *w == which) {
-                                Some((_, k)) => k.clone(),
+                            let bucket = match today_buckets.iter().find(|(w, _)| *w == which) {
+                                Some((_, b)) => b.clone(),
                                 None => {
-                                    let k = self.bucket_for_day(today, which.0, which.1)?;
-                                    today_buckets.push((which, k.clone()));
-                                    k
+                                    let b = self.bucket_for_day(today, which.0, which.1)?;
+                                    today_buckets.push((which, b.clone()));
+                                    b
                                 }
                             };
-                            let bucket = TraceBucket {
-                                keyspace,
+                            let trace = TraceBucket {
+                                bucket,
                                 existed: false,
+                                stamps: Vec::new(),
+                                stores_cells: false,
                             };
-                            (bucket, None)
+                            (trace, None)
                         }
                     };
-                    traces.push(bucket);
+                    traces.push(trace);
                     admission.add_trace(row, &span.tenant, meta)
                 }
             };
-            let bucket = &traces[slot];
-            let key = cell_key(span);
-            let exists = || {
-                Ok(bucket.existed
-                    && bucket
-                        .keyspace
-                        .contains_key(key)
-                        .map_err(unavailable("failed to read span cell"))?)
+            let trace = &traces[slot];
+            let suffix = cell_suffix(span);
+            let exists = || trace.cell_exists(&row, &suffix);
+            let Some(encoded) = admission.admit(index, span, slot, exists)? else {
+                continue;
             };
-            if let Some(encoded) = admission.admit(index, span, slot, exists)? {
-                batch.insert(&bucket.keyspace, key.as_ref(), encoded);
+            match &trace.bucket.layout {
+                Layout::Rows(rows) => {
+                    batch.insert(rows, row_cell_key(&row, &suffix).as_ref(), encoded);
+                }
+                Layout::TimeKeyed { cells, .. } => {
+                    batch.insert(
+                        cells,
+                        timed_cell_key(&stamp, &row, &suffix).as_ref(),
+                        encoded,
+                    );
+                    traces[slot].stores_cells = true;
+                }
             }
         }
 
         for (slot, row, _, cell) in admission.changed_metas() {
-            batch.insert(&traces[slot].keyspace, meta_key(&row).as_ref(), cell);
+            let trace = &traces[slot];
+            batch.insert(trace.bucket.metas(), meta_key(&row).as_ref(), cell);
+            // a row's cells are stored only together with its meta (the count changes)
+            if trace.stores_cells {
+                let entry = stamp_key(&row, &stamp);
+                batch.insert(trace.bucket.metas(), entry.as_ref(), Vec::<u8>::new());
+            }
         }
         batch
             .commit()
@@ -470,13 +737,13 @@ impl FjallRows {
     ) -> Result<Option<StoredTrace>> {
         let row = RowKey::new(tenant, &trace);
         let mkey = meta_key(&row);
-        let cell_key_len = row.as_bytes().len() + CELL_SUFFIX_LEN;
+        let row_len = row.as_bytes().len();
         let tenanted = !tenant.is_default();
         let mut found: Option<StoredTrace> = None;
         let mut decoder = SharedDecoder::default();
         for bucket in buckets.iter().rev().filter(|b| b.tenanted == tenanted) {
             let Some(raw) = bucket
-                .keyspace
+                .metas()
                 .get(mkey)
                 .map_err(unavailable("failed to read trace meta"))?
             else {
@@ -505,19 +772,13 @@ impl FjallRows {
                 truncated: false,
             });
             stored.truncated |= truncated;
-            for item in bucket.keyspace.prefix(row.as_bytes()) {
-                let (key, value) = item
-                    .into_inner()
-                    .map_err(unavailable("failed to read trace row"))?;
-                if key.len() == mkey.len {
-                    continue;
-                }
-                if key.len() != cell_key_len {
+            let mut cell = |key: &[u8], value: &[u8], want_len: usize| {
+                if key.len() != want_len {
                     warn!(trace_id = %trace, key_len = key.len(), "unexpected key in trace row, skipped");
                     *corrupt += 1;
-                    continue;
+                    return;
                 }
-                match decoder.decode(&value) {
+                match decoder.decode(value) {
                     Ok(mut span) => {
                         span.tenant = tenant.clone();
                         stored.spans.push(span)
@@ -526,6 +787,31 @@ impl FjallRows {
                         warn!(%error, trace_id = %trace, "undecodable span cell, skipped");
                         *corrupt += 1;
                     }
+                }
+            };
+            match &bucket.layout {
+                Layout::Rows(rows) => {
+                    for item in rows.prefix(row.as_bytes()) {
+                        let (key, value) = item
+                            .into_inner()
+                            .map_err(unavailable("failed to read trace row"))?;
+                        if key.len() != mkey.len {
+                            cell(&key[..], &value[..], row_len + CELL_SUFFIX_LEN);
+                        }
+                    }
+                }
+                Layout::TimeKeyed { cells, metas } => {
+                    let mut bad_entries = 0;
+                    let stamps = row_stamps(metas, &row, &mut bad_entries)?;
+                    for stamp in stamps {
+                        for item in cells.prefix(timed_row_prefix(&stamp, &row)) {
+                            let (key, value) = item
+                                .into_inner()
+                                .map_err(unavailable("failed to read trace row"))?;
+                            cell(&key[..], &value[..], STAMP_LEN + row_len + CELL_SUFFIX_LEN);
+                        }
+                    }
+                    *corrupt += bad_entries;
                 }
             }
         }
@@ -561,31 +847,73 @@ impl FjallRows {
             .collect();
         let mut dropped = 0;
         for bucket in expired {
+            // The metas first: without them no read finds the bucket's traces. A crash (or
+            // an error) before the cells go too leaves a lone cells keyspace, which the next
+            // open takes back as an (expired, empty-looking) bucket and the next run drops.
             self.db
-                .delete_keyspace(bucket.keyspace)
+                .delete_keyspace(bucket.metas().clone())
                 .map_err(unavailable("failed to drop expired span bucket"))?;
             self.buckets
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
-                .retain(|b| {
-                    (b.day, b.class, b.tenanted) != (bucket.day, bucket.class, bucket.tenanted)
-                });
+                .retain(|b| !b.is(&bucket));
+            if let Layout::TimeKeyed { cells, .. } = bucket.layout {
+                self.db
+                    .delete_keyspace(cells)
+                    .map_err(unavailable("failed to drop expired span bucket"))?;
+            }
             dropped += 1;
         }
         Ok(dropped)
     }
 }
 
+/// The stamps under which row `row` has cells, from its stamp entries in a time-keyed
+/// bucket's `metas`, oldest first; malformed entries are skipped and counted in `corrupt`.
+fn row_stamps(metas: &Keyspace, row: &RowKey, corrupt: &mut u64) -> Result<Vec<[u8; STAMP_LEN]>> {
+    let prefix = stamps_prefix(row);
+    let mut stamps = Vec::new();
+    for item in metas.prefix(prefix) {
+        let key = item
+            .key()
+            .map_err(unavailable("failed to read the stamps of a trace"))?;
+        match <[u8; STAMP_LEN]>::try_from(&key[prefix.len..]) {
+            Ok(stamp) => stamps.push(stamp),
+            Err(_) => {
+                warn!(trace_id = %row.trace_id(), key_len = key.len(), "malformed stamp entry, skipped");
+                *corrupt += 1;
+            }
+        }
+    }
+    Ok(stamps)
+}
+
 /// Rebuilds a meta from the row itself (only when the stored meta is unreadable).
-fn recount_row(keyspace: &Keyspace, row: &RowKey) -> Result<Meta> {
+fn recount_row(bucket: &Bucket, row: &RowKey) -> Result<Meta> {
     let mut meta = Meta::default();
-    for item in keyspace.prefix(row.as_bytes()) {
+    let mut count = |item: fjall::Guard, want_len: usize| -> Result<()> {
         let (key, value) = item
             .into_inner()
             .map_err(unavailable("failed to read trace row"))?;
-        if key.len() == row.as_bytes().len() + CELL_SUFFIX_LEN {
+        if key.len() == want_len {
             meta.spans += 1;
             meta.bytes += value.len() as u64;
+        }
+        Ok(())
+    };
+    let row_len = row.as_bytes().len();
+    match &bucket.layout {
+        Layout::Rows(rows) => {
+            for item in rows.prefix(row.as_bytes()) {
+                count(item, row_len + CELL_SUFFIX_LEN)?;
+            }
+        }
+        Layout::TimeKeyed { cells, metas } => {
+            for stamp in row_stamps(metas, row, &mut 0)? {
+                for item in cells.prefix(timed_row_prefix(&stamp, row)) {
+                    count(item, STAMP_LEN + row_len + CELL_SUFFIX_LEN)?;
+                }
+            }
         }
     }
     Ok(meta)
@@ -736,5 +1064,75 @@ mod tests {
         ] {
             assert_eq!(parse_bucket_name(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn keyspace_names_mark_the_layout_and_old_versions_skip_the_marked_ones() {
+        use RetentionClass::{Days, Default};
+        for class in [Default, Days(1), Days(30)] {
+            for tenanted in [false, true] {
+                for part in [Part::Rows, Part::Cells, Part::Metas] {
+                    let name = keyspace_name(19_675, class, tenanted, part);
+                    assert_eq!(
+                        parse_keyspace_name(&name),
+                        Some((19_675, class, tenanted, part)),
+                        "{name}"
+                    );
+                    // what a clew of before time-keyed cells parses (`parse_bucket_name`
+                    // was its whole parser): only the row buckets
+                    assert_eq!(
+                        parse_bucket_name(&name).is_some(),
+                        part == Part::Rows,
+                        "{name}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            keyspace_name(19_675, Days(30), true, Part::Cells),
+            "day-19675-r30-t.cells"
+        );
+        assert_eq!(
+            keyspace_name(19_675, Default, false, Part::Metas),
+            "day-19675.metas"
+        );
+        assert_eq!(
+            keyspace_name(19_675, Default, false, Part::Rows),
+            "day-19675"
+        );
+        for other in ["day-1.cells.cells", ".cells", "state.metas", "day-x.metas"] {
+            assert_eq!(parse_keyspace_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn time_keyed_keys_sort_by_stamp_first_and_stamp_entries_after_the_meta() {
+        let a = RowKey::new(&Tenant::default(), &TraceId([0xff; 16]));
+        let b = RowKey::new(&Tenant::default(), &TraceId([0x01; 16]));
+        let suffix = [0xff; CELL_SUFFIX_LEN];
+        let (s1, s2) = (1u64.to_be_bytes(), 2u64.to_be_bytes());
+        // a later batch's cells sort after an earlier one's, whatever their rows
+        assert!(
+            timed_cell_key(&s1, &a, &suffix).as_ref() < timed_cell_key(&s2, &b, &[0; 9]).as_ref()
+        );
+        let cell = timed_cell_key(&s1, &a, &suffix);
+        assert_eq!(cell.as_ref().len(), STAMP_LEN + 16 + CELL_SUFFIX_LEN);
+        assert!(cell
+            .as_ref()
+            .starts_with(timed_row_prefix(&s1, &a).as_ref()));
+        assert!(!cell
+            .as_ref()
+            .starts_with(timed_row_prefix(&s1, &b).as_ref()));
+        // in the metas: the meta, then the row's stamp entries in stamp order
+        let (meta, e1, e2) = (meta_key(&a), stamp_key(&a, &s1), stamp_key(&a, &s2));
+        assert!(meta.as_ref() < e1.as_ref() && e1.as_ref() < e2.as_ref());
+        assert!(e1.as_ref().starts_with(stamps_prefix(&a).as_ref()));
+        assert!(!meta.as_ref().starts_with(stamps_prefix(&a).as_ref()));
+        let shop = RowKey::new(&Tenant::parse("shop").unwrap(), &TraceId([0xff; 16]));
+        assert_eq!(
+            timed_cell_key(&s1, &shop, &suffix).as_ref().len(),
+            KEY_MAX,
+            "the longest key fits"
+        );
     }
 }
