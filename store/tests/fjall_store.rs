@@ -23,6 +23,7 @@ fn config(max_spans_per_trace: u32, max_bytes_per_trace: u64) -> EmbeddedStoreCo
         max_spans_per_trace,
         max_bytes_per_trace,
         cache_mb: 16,
+        ..EmbeddedStoreConfig::default()
     }
 }
 

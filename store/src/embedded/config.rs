@@ -21,6 +21,13 @@ pub struct EmbeddedStoreConfig {
     /// fjall block cache, in MiB.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
+    /// fjall's background threads (memtable flushes and compactions). One by default:
+    /// with more, fjall 3.1's first worker leaves compactions to the others (to stay free
+    /// for flushes) by putting each compaction request back on the queue it took it from,
+    /// and takes it again at once while they are busy: a busy loop that cost ~2 CPU
+    /// seconds per million spans on two cores (BENCHMARKS.md, "fjall's worker pool").
+    #[serde(default = "default_background_threads")]
+    pub background_threads: usize,
 }
 
 impl Default for EmbeddedStoreConfig {
@@ -29,6 +36,7 @@ impl Default for EmbeddedStoreConfig {
             max_spans_per_trace: default_max_spans_per_trace(),
             max_bytes_per_trace: default_max_bytes_per_trace(),
             cache_mb: default_cache_mb(),
+            background_threads: default_background_threads(),
         }
     }
 }
@@ -36,7 +44,13 @@ impl Default for EmbeddedStoreConfig {
 impl EmbeddedStoreConfig {
     /// Checks values without touching the disk.
     pub fn validate(&self) -> Result<()> {
-        validate_caps(self.max_spans_per_trace, self.max_bytes_per_trace)
+        validate_caps(self.max_spans_per_trace, self.max_bytes_per_trace)?;
+        if !(1..=16).contains(&self.background_threads) {
+            return Err(Error::Config(
+                "store.background_threads must be between 1 and 16".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -85,6 +99,9 @@ impl EmbeddedIndexConfig {
 
 pub fn default_cache_mb() -> u64 {
     256
+}
+pub fn default_background_threads() -> usize {
+    1
 }
 pub fn default_commit_interval_ms() -> u64 {
     1000

@@ -438,6 +438,7 @@ impl FjallSpanStore {
         let open = || {
             Database::builder(&path)
                 .cache_size(config.cache_mb.saturating_mul(1024 * 1024))
+                .worker_threads(config.background_threads)
                 .journal_compression(CompressionType::Lz4)
                 .open()
         };
