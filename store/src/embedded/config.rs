@@ -109,3 +109,26 @@ pub fn default_commit_interval_ms() -> u64 {
 pub fn default_writer_memory_mb() -> usize {
     256
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn background_threads_default_to_one_and_zero_is_refused() {
+        let config = EmbeddedStoreConfig::default();
+        assert_eq!(config.background_threads, 1);
+        assert!(config.validate().is_ok());
+        let none = EmbeddedStoreConfig {
+            background_threads: 0,
+            ..config.clone()
+        };
+        let error = none.validate().unwrap_err().to_string();
+        assert!(error.contains("store.background_threads"), "{error}");
+        let parsed: EmbeddedStoreConfig =
+            serde_json::from_str(r#"{"background_threads": 3}"#).unwrap();
+        assert_eq!(parsed.background_threads, 3);
+        let omitted: EmbeddedStoreConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(omitted, EmbeddedStoreConfig::default());
+    }
+}
