@@ -33,6 +33,23 @@ fn unique_table(what: &str) -> String {
     )
 }
 
+/// The socket transport on `HBASE_THRIFT`, or with `CLEW_HBASE_TRANSPORT=http` the HTTPS
+/// Thrift server of `scripts/hbase-start --thrift-https` (`HBASE_THRIFT_HTTPS`,
+/// `HBASE_THRIFT_CA`): the same tests over either transport.
+fn transport_config() -> HbaseStoreConfig {
+    if std::env::var("CLEW_HBASE_TRANSPORT").as_deref() == Ok("http") {
+        let url = std::env::var("HBASE_THRIFT_HTTPS").expect("HBASE_THRIFT_HTTPS=https://...");
+        let ca = std::env::var("HBASE_THRIFT_CA").expect("HBASE_THRIFT_CA=<ca pem>");
+        HbaseStoreConfig {
+            transport: clew_store::HbaseTransport::Http,
+            ca_cert_path: Some(ca.into()),
+            ..HbaseStoreConfig::new(vec![url])
+        }
+    } else {
+        HbaseStoreConfig::new(vec![thrift_addr()])
+    }
+}
+
 fn config(table: &str, max_spans_per_trace: u32, max_bytes_per_trace: u64) -> HbaseStoreConfig {
     HbaseStoreConfig {
         table: table.to_string(),
@@ -40,7 +57,7 @@ fn config(table: &str, max_spans_per_trace: u32, max_bytes_per_trace: u64) -> Hb
         timeout_ms: 10_000,
         max_spans_per_trace,
         max_bytes_per_trace,
-        ..HbaseStoreConfig::new(vec![thrift_addr()])
+        ..transport_config()
     }
 }
 
