@@ -50,7 +50,7 @@ use std::sync::Arc;
 use serde::{de, Deserialize, Deserializer, Serialize};
 
 pub use crate::embedded::config::{EmbeddedIndexConfig, EmbeddedStoreConfig};
-pub use crate::hbase::config::HbaseStoreConfig;
+pub use crate::hbase::config::{HbaseStoreConfig, HbaseTransport};
 pub use crate::opensearch::config::{OpenSearchIndexConfig, Secret};
 use crate::{Error, Result, SpanStore, TraceIndex};
 
@@ -214,6 +214,9 @@ mod tests {
             config,
             StoreConfig::Hbase(HbaseStoreConfig {
                 thrift_addrs: vec!["127.0.0.1:9090".into()],
+                transport: HbaseTransport::Socket,
+                ca_cert_path: None,
+                insecure_skip_verify: false,
                 table: "clew_spans".into(),
                 pool_size: 4,
                 timeout_ms: 5000,

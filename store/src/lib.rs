@@ -46,7 +46,7 @@ pub mod conformance;
 
 pub use config::{
     open_span_store, open_trace_index, Common, EmbeddedIndexConfig, EmbeddedStoreConfig,
-    HbaseStoreConfig, IndexConfig, OpenSearchIndexConfig, Secret, StoreConfig,
+    HbaseStoreConfig, HbaseTransport, IndexConfig, OpenSearchIndexConfig, Secret, StoreConfig,
 };
 pub use damage::Damage;
 pub use error::{Error, Result};

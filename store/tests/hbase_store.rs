@@ -33,14 +33,31 @@ fn unique_table(what: &str) -> String {
     )
 }
 
+/// The socket transport on `HBASE_THRIFT`, or with `CLEW_HBASE_TRANSPORT=http` the HTTPS
+/// Thrift server of `scripts/hbase-start --thrift-https` (`HBASE_THRIFT_HTTPS`,
+/// `HBASE_THRIFT_CA`): the same tests over either transport.
+fn transport_config() -> HbaseStoreConfig {
+    if std::env::var("CLEW_HBASE_TRANSPORT").as_deref() == Ok("http") {
+        let url = std::env::var("HBASE_THRIFT_HTTPS").expect("HBASE_THRIFT_HTTPS=https://...");
+        let ca = std::env::var("HBASE_THRIFT_CA").expect("HBASE_THRIFT_CA=<ca pem>");
+        HbaseStoreConfig {
+            transport: clew_store::HbaseTransport::Http,
+            ca_cert_path: Some(ca.into()),
+            ..HbaseStoreConfig::new(vec![url])
+        }
+    } else {
+        HbaseStoreConfig::new(vec![thrift_addr()])
+    }
+}
+
 fn config(table: &str, max_spans_per_trace: u32, max_bytes_per_trace: u64) -> HbaseStoreConfig {
     HbaseStoreConfig {
-        thrift_addrs: vec![thrift_addr()],
         table: table.to_string(),
         pool_size: 4,
         timeout_ms: 10_000,
         max_spans_per_trace,
         max_bytes_per_trace,
+        ..transport_config()
     }
 }
 
@@ -392,12 +409,12 @@ async fn concurrent_batches_share_a_traces_cap() {
 #[ignore = "slow: open retries with back-off for ~15 s; scripts/test runs it"]
 async fn unreachable_server_is_retryable() {
     let config = HbaseStoreConfig {
-        thrift_addrs: vec!["127.0.0.1:1".into()],
         table: "clew_unused".into(),
         pool_size: 1,
         timeout_ms: 500,
         max_spans_per_trace: 10,
         max_bytes_per_trace: 1 << 20,
+        ..HbaseStoreConfig::new(vec!["127.0.0.1:1".into()])
     };
     let common = Common {
         data_dir: std::env::temp_dir(),

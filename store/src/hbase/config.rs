@@ -2,6 +2,8 @@
 //! validation. Always compiled, so a binary built without the `hbase` feature still reads
 //! (and then refuses, by name) a configuration that asks for HBase.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::span_store::admission::{
@@ -13,8 +15,22 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HbaseStoreConfig {
-    /// `host:port` of HBase Thrift1 servers, used round-robin.
+    /// HBase Thrift1 servers, used round-robin: `host:port` with `transport = "socket"`,
+    /// `http://host:port/` or `https://host:port/` URLs with `transport = "http"`.
     pub thrift_addrs: Vec<String>,
+    /// How Thrift messages travel: `socket` (binary protocol on a plain TCP connection,
+    /// the Thrift server's default mode) or `http` (each message an HTTP POST body, the
+    /// Thrift server's `hbase.regionserver.thrift.http` mode, the only one HBase serves
+    /// over TLS).
+    #[serde(default)]
+    pub transport: HbaseTransport,
+    /// PEM file of the CA that signed the Thrift server's certificate (`https` URLs only;
+    /// without it the built-in Mozilla root set is used).
+    #[serde(default)]
+    pub ca_cert_path: Option<PathBuf>,
+    /// Accept any server certificate (`https` URLs only). For tests only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
     /// Table name, `namespace:table` or `table`; created if missing.
     #[serde(default = "default_hbase_table")]
     pub table: String,
@@ -37,6 +53,9 @@ impl HbaseStoreConfig {
     pub fn new(thrift_addrs: Vec<String>) -> Self {
         HbaseStoreConfig {
             thrift_addrs,
+            transport: HbaseTransport::default(),
+            ca_cert_path: None,
+            insecure_skip_verify: false,
             table: default_hbase_table(),
             pool_size: default_hbase_pool_size(),
             timeout_ms: default_hbase_timeout_ms(),
@@ -51,6 +70,49 @@ impl HbaseStoreConfig {
             return Err(Error::Config(
                 "store.thrift_addrs must name at least one hbase thrift server".into(),
             ));
+        }
+        match self.transport {
+            HbaseTransport::Socket => {
+                if let Some(url) = self.thrift_addrs.iter().find(|a| a.contains("://")) {
+                    return Err(Error::Config(format!(
+                        "store.thrift_addrs: {url:?} is a url; urls need store.transport = \"http\""
+                    )));
+                }
+                if self.ca_cert_path.is_some() {
+                    return Err(Error::Config(
+                        "store.ca_cert_path needs store.transport = \"http\" and https urls \
+                         (hbase's thrift server speaks tls only in http mode)"
+                            .into(),
+                    ));
+                }
+                if self.insecure_skip_verify {
+                    return Err(Error::Config(
+                        "store.insecure_skip_verify needs store.transport = \"http\" and https urls"
+                            .into(),
+                    ));
+                }
+            }
+            HbaseTransport::Http => {
+                for url in &self.thrift_addrs {
+                    let rest = url
+                        .strip_prefix("https://")
+                        .or_else(|| url.strip_prefix("http://"));
+                    if rest.is_none_or(|r| r.trim_end_matches('/').is_empty()) {
+                        return Err(Error::Config(format!(
+                            "store.thrift_addrs: {url:?} is not an http:// or https:// url \
+                             (store.transport = \"http\")"
+                        )));
+                    }
+                }
+                let tls_options = self.ca_cert_path.is_some() || self.insecure_skip_verify;
+                if tls_options && self.thrift_addrs.iter().any(|u| u.starts_with("http://")) {
+                    return Err(Error::Config(
+                        "store.ca_cert_path and store.insecure_skip_verify apply to https urls; \
+                         store.thrift_addrs has an http:// one"
+                            .into(),
+                    ));
+                }
+            }
         }
         let table = &self.table;
         if table.is_empty() || table.matches(':').count() > 1 {
@@ -67,6 +129,17 @@ impl HbaseStoreConfig {
     }
 }
 
+/// `[store] transport`: how clew reaches HBase's Thrift1 servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HbaseTransport {
+    /// Binary protocol on a buffered TCP connection (the Thrift server's default mode).
+    #[default]
+    Socket,
+    /// Binary protocol as HTTP POST bodies, over TLS for `https` URLs.
+    Http,
+}
+
 /// In the default namespace: HBase's Thrift1 interface cannot create namespaces.
 pub fn default_hbase_table() -> String {
     "clew_spans".into()
@@ -76,4 +149,40 @@ pub fn default_hbase_pool_size() -> usize {
 }
 pub fn default_hbase_timeout_ms() -> u64 {
     5000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(config: &HbaseStoreConfig) -> String {
+        config.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn transport_and_tls_options_are_checked_together() {
+        let mut socket = HbaseStoreConfig::new(vec!["127.0.0.1:9090".into()]);
+        socket.validate().unwrap();
+        socket.ca_cert_path = Some("/ca.pem".into());
+        assert!(
+            err(&socket).contains("store.ca_cert_path"),
+            "{}",
+            err(&socket)
+        );
+        socket.ca_cert_path = None;
+        socket.insecure_skip_verify = true;
+        assert!(err(&socket).contains("store.insecure_skip_verify"));
+        let url_on_socket = HbaseStoreConfig::new(vec!["https://h:9090/".into()]);
+        assert!(err(&url_on_socket).contains("store.transport"));
+
+        let mut http = HbaseStoreConfig::new(vec!["https://h:9090/".into()]);
+        http.transport = HbaseTransport::Http;
+        http.validate().unwrap();
+        http.ca_cert_path = Some("/ca.pem".into());
+        http.validate().unwrap();
+        http.thrift_addrs.push("http://plain:9090/".into());
+        assert!(err(&http).contains("https urls"), "{}", err(&http));
+        http.thrift_addrs = vec!["h:9090".into()];
+        assert!(err(&http).contains("not an http:// or https:// url"));
+    }
 }

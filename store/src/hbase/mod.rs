@@ -12,6 +12,6 @@ pub mod connection;
 #[cfg(feature = "hbase")]
 pub mod span_store;
 
-pub use config::HbaseStoreConfig;
+pub use config::{HbaseStoreConfig, HbaseTransport};
 #[cfg(feature = "hbase")]
 pub use span_store::HbaseSpanStore;

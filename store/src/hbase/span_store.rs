@@ -134,11 +134,7 @@ impl HbaseSpanStore {
         day: Duration,
     ) -> Result<Self> {
         let rows = HbaseRows {
-            pool: Pool::new(
-                config.thrift_addrs.clone(),
-                config.pool_size,
-                Duration::from_millis(config.timeout_ms),
-            ),
+            pool: Pool::new(config)?,
             table: config.table.as_bytes().to_vec(),
             caps: Caps {
                 max_spans_per_trace: config.max_spans_per_trace,
