@@ -519,19 +519,8 @@ fn serve_args<'a>(data_dir: &'a Path, grpc_addr: &'a str, extra: &[&'a str]) -> 
         data_dir.to_str().unwrap(),
         "--otlp-grpc-addr",
         grpc_addr,
-        "--otlp-http-addr",
-        "127.0.0.1:0",
-        "--zipkin-addr",
-        "127.0.0.1:0",
-        "--sampling-http-addr",
-        "127.0.0.1:0",
-        "--sampling-grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--jaeger-storage-grpc-addr",
-        "127.0.0.1:0",
     ];
+    args.extend(ephemeral_listeners(&["--otlp-grpc-addr"]));
     args.extend_from_slice(extra);
     args
 }

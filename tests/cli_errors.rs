@@ -19,19 +19,11 @@ fn serve_fails(data_dir: &Path, extra: &[&str]) -> (Output, String) {
         "--data-dir".into(),
         data_dir.display().to_string(),
     ];
-    for (flag, default) in [
-        ("--otlp-grpc-addr", "127.0.0.1:0"),
-        ("--otlp-http-addr", "127.0.0.1:0"),
-        ("--zipkin-addr", "127.0.0.1:0"),
-        ("--sampling-http-addr", "127.0.0.1:0"),
-        ("--sampling-grpc-addr", "127.0.0.1:0"),
-        ("--http-addr", "127.0.0.1:0"),
-        ("--jaeger-storage-grpc-addr", "127.0.0.1:0"),
-    ] {
-        if !extra.contains(&flag) {
-            args.extend([flag.to_string(), default.to_string()]);
-        }
-    }
+    args.extend(
+        common::ephemeral_listeners(extra)
+            .into_iter()
+            .map(str::to_string),
+    );
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_clew"))
         .args(&args)
@@ -183,22 +175,7 @@ fn server_logs_into_a_file_have_no_colour_codes() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_clew"))
         .args(["serve", "--data-dir"])
         .arg(tmp.path().join("data"))
-        .args([
-            "--otlp-grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-            "--zipkin-addr",
-            "127.0.0.1:0",
-            "--sampling-http-addr",
-            "127.0.0.1:0",
-            "--sampling-grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--jaeger-storage-grpc-addr",
-            "127.0.0.1:0",
-        ])
+        .args(common::ephemeral_listeners(&[]))
         .env_remove("CLEW_CONFIG")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

@@ -90,25 +90,7 @@ fn a_certificate_from_another_ca_fails_start_without_retrying() {
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args(["--config", config.to_str().unwrap()])
-        .args([
-            "--otlp-grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--zipkin-addr",
-            "127.0.0.1:0",
-            "--sampling-http-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--sampling-grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--jaeger-storage-grpc-addr", "127.0.0.1:0"])
+        .args(common::ephemeral_listeners(&[]))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

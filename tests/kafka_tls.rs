@@ -376,27 +376,15 @@ fn a_missing_ca_or_certificate_file_stops_agent_and_collector_at_start() {
             &tls.ca,
         );
         let data = tmp.path().join(format!("data-{i}"));
-        let (status, err) = run_to_exit(&[
+        let mut args = vec![
             "serve",
             "--config",
             clew_cfg.to_str().unwrap(),
             "--data-dir",
             data.to_str().unwrap(),
-            "--otlp-grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-            "--zipkin-addr",
-            "127.0.0.1:0",
-            "--sampling-http-addr",
-            "127.0.0.1:0",
-            "--sampling-grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--jaeger-storage-grpc-addr",
-            "127.0.0.1:0",
-        ]);
+        ];
+        args.extend(common::ephemeral_listeners(&[]));
+        let (status, err) = run_to_exit(&args);
         assert!(!status.success(), "clew serve started anyway:\n{err}");
         assert!(err.contains(property), "{property}: {err}");
     }

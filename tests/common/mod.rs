@@ -32,6 +32,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Every listener flag of `clew serve`: a test server puts each one on a free loopback port
+/// ([`ephemeral_listeners`]), so a new listener is added here once.
+pub const SERVE_LISTENERS: [&str; 7] = [
+    "--otlp-grpc-addr",
+    "--otlp-http-addr",
+    "--zipkin-addr",
+    "--sampling-http-addr",
+    "--sampling-grpc-addr",
+    "--http-addr",
+    "--jaeger-storage-grpc-addr",
+];
+
+/// `flag 127.0.0.1:0` for every flag of [`SERVE_LISTENERS`] not in `except` (the ones a test
+/// sets itself).
+pub fn ephemeral_listeners(except: &[&str]) -> Vec<&'static str> {
+    SERVE_LISTENERS
+        .iter()
+        .filter(|flag| !except.contains(flag))
+        .flat_map(|flag| [*flag, "127.0.0.1:0"])
+        .collect()
+}
+
 /// A running `clew serve`.
 pub struct Clew {
     child: Child,
@@ -89,22 +111,7 @@ impl Clew {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args([
-                "--otlp-grpc-addr",
-                "127.0.0.1:0",
-                "--otlp-http-addr",
-                "127.0.0.1:0",
-                "--zipkin-addr",
-                "127.0.0.1:0",
-                "--sampling-http-addr",
-                "127.0.0.1:0",
-                "--sampling-grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--jaeger-storage-grpc-addr",
-                "127.0.0.1:0",
-            ])
+            .args(ephemeral_listeners(&[]))
             .args(["--business-key", "order_id"])
             .args(extra_args)
             .env(
