@@ -470,8 +470,10 @@ fn search_cases(base_us: u64, failed: &str, health: &str) -> Vec<(String, usize)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Jaeger v2 binary (scripts/jaeger-fetch builds it with Go); run with --ignored"]
 async fn jaeger_api_answers_like_jaeger_v2() {
-    let jaeger = Jaeger::start();
+    // clew first: it binds its own listeners, so the free ports picked for Jaeger next
+    // cannot be ones clew takes while Jaeger is still starting.
     let clew = Clew::start(&[]);
+    let jaeger = Jaeger::start();
     let (j, c) = (jaeger.query.clone(), format!("http://{}", clew.http));
     wait_up(&j).await;
     wait_up(&c).await;

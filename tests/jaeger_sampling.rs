@@ -214,8 +214,10 @@ async fn remote_sampling_answers_like_jaeger_v2() {
     );
     std::fs::copy(original, &file).unwrap();
 
-    let jaeger = Jaeger::start(&file);
+    // clew first: it binds its own listeners, so the free ports picked for Jaeger next
+    // cannot be ones clew takes while Jaeger is still starting.
     let clew = Clew::start(&["--sampling-strategies", file.to_str().unwrap()]);
+    let jaeger = Jaeger::start(&file);
     wait_up(&jaeger.http).await;
     wait_up(&clew.sampling_http.to_string()).await;
 
