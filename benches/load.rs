@@ -24,17 +24,17 @@
 //! API), for a clew with `[auth]` tokens (the token needs the `ingest` scope, and `read`
 //! unless `--ingest-only`).
 
+mod otlp_client;
 mod workload;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes};
-use clew_proto::otlp::collector::trace::v1::ExportTraceServiceResponse;
+use bytes::Bytes;
 use prost::Message;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::Status;
+
+use otlp_client::{now_unix_nano, percentile, summary, RawCodec};
 
 struct Args {
     spans: u64,
@@ -90,70 +90,6 @@ fn parse_args() -> Args {
     a
 }
 
-/// Sends already-encoded protobuf bytes as the request message.
-#[derive(Clone, Default)]
-struct RawCodec;
-struct RawEncoder;
-struct RespDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = ExportTraceServiceResponse;
-    type Encoder = RawEncoder;
-    type Decoder = RespDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RespDecoder {
-        RespDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RespDecoder {
-    type Item = ExportTraceServiceResponse;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        ExportTraceServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
-    }
-}
-
-fn now_unix_nano() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn summary(name: &str, mut v: Vec<f64>) -> String {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    format!(
-        "| {name} | {} | {:.2} | {:.2} | {:.2} |",
-        v.len(),
-        percentile(&v, 0.5),
-        percentile(&v, 0.99),
-        v.last().copied().unwrap_or(f64::NAN)
-    )
-}
-
 struct Batch {
     body: Bytes,
     orders: Vec<(String, [u8; 16])>,
@@ -197,9 +133,7 @@ async fn main() {
         .connect()
         .await
         .expect("connect to clew OTLP gRPC");
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    );
+    let path = http::uri::PathAndQuery::from_static(otlp_client::EXPORT_PATH);
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
