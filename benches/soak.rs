@@ -466,10 +466,22 @@ async fn main() {
                 async move {
                     let t = Instant::now();
                     let r = http.get(&url).send().await.expect("query API");
-                    let ok = r.status().is_success();
+                    let status = r.status();
                     let body: serde_json::Value = r.json().await.unwrap_or_default();
-                    (t.elapsed().as_secs_f64() * 1000.0, ok, body)
+                    (t.elapsed().as_secs_f64() * 1000.0, status, body)
                 }
+            };
+            // every failed or empty probe is told (the first 20 in full), by kind
+            let mut told = 0;
+            let mut miss = |what: &str, url: &str, status: reqwest::StatusCode, age: Duration| {
+                if told < 20 {
+                    eprintln!(
+                        "probe miss: {what} {url} answered {status} (acknowledged {:.1} s before)",
+                        age.as_secs_f64()
+                    );
+                    told += 1;
+                }
+                1
             };
             let mut q = 0usize;
             while Instant::now() < end {
@@ -483,27 +495,41 @@ async fn main() {
                         .cloned();
                     (a.back().cloned(), settled)
                 };
-                let Some((_, id, _)) = newest else { continue };
-                let (ms, ok, _) =
-                    timed(format!("http://{api}/api/v1/traces/{}", hex::encode(id))).await;
-                let mut misses = u64::from(!ok);
+                let Some((acked_at, id, _)) = newest else {
+                    continue;
+                };
+                let url = format!("http://{api}/api/v1/traces/{}", hex::encode(id));
+                let (ms, status, _) = timed(url.clone()).await;
+                let mut misses = 0;
+                if !status.is_success() {
+                    misses += miss("trace by id", &url, status, acked_at.elapsed());
+                }
                 let mut key = None;
-                if let Some((_, _, order)) = settled {
-                    let (ms, ok, body) =
-                        timed(format!("http://{api}/api/v1/keys/order_id/{order}")).await;
+                if let Some((acked_at, _, order)) = settled {
+                    let url = format!("http://{api}/api/v1/keys/order_id/{order}");
+                    let (ms, status, body) = timed(url.clone()).await;
                     let found = body["traces"].as_array().is_some_and(|t| !t.is_empty());
-                    misses += u64::from(!(ok && found));
+                    if !(status.is_success() && found) {
+                        misses += miss(
+                            "key lookup (empty or failed)",
+                            &url,
+                            status,
+                            acked_at.elapsed(),
+                        );
+                    }
                     key = Some(ms);
                 }
                 q += 1;
                 let svc = workload::SERVICES[q % workload::SERVICES.len()];
                 let now = now_unix_nano();
-                let (s_ms, s_ok, _) = timed(format!(
+                let url = format!(
                     "http://{api}/api/v1/search?service={svc}&error=true&start={}&end={now}&limit=20",
                     now - 900_000_000_000
-                ))
-                .await;
-                misses += u64::from(!s_ok);
+                );
+                let (s_ms, status, _) = timed(url.clone()).await;
+                if !status.is_success() {
+                    misses += miss("search", &url, status, Duration::ZERO);
+                }
                 let mut w = window.lock().unwrap();
                 w.by_id_ms.push(ms);
                 w.key_ms.extend(key);
@@ -516,7 +542,7 @@ async fn main() {
     let mut out = std::fs::File::create(&args.out).expect("--out file");
     writeln!(
         out,
-        "seconds,acked_spans_per_s,total_spans,retries,export_p50_ms,export_p99_ms,by_id_p99_ms,key_p99_ms,search_p99_ms,queries,misses,rss_mib,disk_bytes,disk_bytes_per_span"
+        "seconds,acked_spans_per_s,total_spans,retries,export_p50_ms,export_p99_ms,by_id_p99_ms,key_p99_ms,search_p99_ms,queries,misses,rss_mib,disk_bytes,disk_bytes_per_span,rss_anon_mib,rss_file_mib"
     )
     .unwrap();
     let mut total = 0u64;
@@ -553,6 +579,10 @@ async fn main() {
             } else {
                 0.0
             },
+            // RSS split: heap (anonymous) and mapped files (tantivy's mmap'd segments:
+            // page cache the kernel can take back, not memory clew holds)
+            args.pid.map_or(0, |p| rss_kib(p, "RssAnon:")) as f64 / 1024.0,
+            args.pid.map_or(0, |p| rss_kib(p, "RssFile:")) as f64 / 1024.0,
         ];
         let line: Vec<String> = row
             .iter()
@@ -609,6 +639,8 @@ async fn main() {
         ("business-key lookup p99 ms", 7),
         ("service + error search (15 min) p99 ms", 8),
         ("RSS MiB", 11),
+        ("of which anonymous (heap) MiB", 14),
+        ("of which mapped files MiB", 15),
         ("disk bytes per span", 13),
     ] {
         println!(
