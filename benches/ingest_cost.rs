@@ -182,27 +182,12 @@ async fn main() {
         requests.len()
     );
     // On-disk size after the final commit: the index (day partitions + WAL) and the store.
-    let index_bytes = dir_bytes(&dir.path().join("index"));
-    let all_bytes = dir_bytes(dir.path());
+    let index_bytes = workload::dir_bytes(&dir.path().join("index"));
+    let all_bytes = workload::dir_bytes(dir.path());
     println!(
         "disk: index {index_bytes} B ({:.1} B/span), store {} B ({:.1} B/span)",
         index_bytes as f64 / acked as f64,
         all_bytes - index_bytes,
         (all_bytes - index_bytes) as f64 / acked as f64,
     );
-}
-
-/// Bytes of the files under `path`.
-fn dir_bytes(path: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }

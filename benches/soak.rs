@@ -27,7 +27,7 @@ mod workload;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -317,20 +317,6 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn dir_bytes(p: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 fn p(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     percentile(v, q)
@@ -559,7 +545,7 @@ async fn main() {
         total_misses += w.misses;
         let secs = start.elapsed().as_secs_f64();
         let rss = args.pid.map_or(0, |p| rss_kib(p, "VmRSS:")) as f64 / 1024.0;
-        let disk = args.data_dir.as_deref().map_or(0, dir_bytes);
+        let disk = args.data_dir.as_deref().map_or(0, workload::dir_bytes);
         let row = vec![
             secs,
             w.acked_spans as f64 / args.window as f64,

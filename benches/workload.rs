@@ -228,3 +228,18 @@ pub fn request(traces: &mut dyn Iterator<Item = GenTrace>) -> ExportTraceService
             .collect(),
     }
 }
+
+/// Bytes of the files under `path`.
+pub fn dir_bytes(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
