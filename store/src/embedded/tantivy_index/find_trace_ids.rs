@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clew_proto::Tenant;
@@ -133,6 +134,25 @@ impl Group {
             Group::Duration(..) | Group::Any => u64::MAX,
         }
     }
+}
+
+/// How [`find`] walks the time range: a switch for benchmarks only, which compare the
+/// two on the same index (`store/benches/tantivy_search.rs`).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchWalk {
+    /// Newest first, slice by slice (what clew does).
+    Slices,
+    /// The whole range at once (the search before issue 13).
+    WholeRange,
+}
+
+static WHOLE_RANGE: AtomicBool = AtomicBool::new(false);
+
+/// Sets how every later search of this process walks time (benchmarks only).
+#[doc(hidden)]
+pub fn set_search_walk(walk: SearchWalk) {
+    WHOLE_RANGE.store(walk == SearchWalk::WholeRange, Ordering::Relaxed);
 }
 
 /// Runs `q` for `tenant` against the partitions it can touch.

@@ -55,6 +55,9 @@ pub(crate) mod schema;
 mod wal;
 mod writer;
 
+#[doc(hidden)]
+pub use self::find_trace_ids::{set_search_walk, SearchWalk};
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
