@@ -29,7 +29,7 @@ use std::time::Instant;
 use clew_proto::{BusinessKey, Span, SpanId, SpanKind, StatusCode, Tenant, TraceId};
 use clew_store::conformance::fixtures::{kv, kv_int, now_unix_nano, resource, scope, with_exception};
 use clew_store::embedded::tantivy_index::{set_search_walk, SearchWalk};
-use clew_store::{Common, IndexConfig, RetentionClasses, TraceIndex, TraceQuery};
+use clew_store::{Common, IndexConfig, RetentionClasses, TraceQuery};
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let argv: Vec<String> = std::env::args().collect();

@@ -22,7 +22,7 @@
 //! created before tenants (no such field) holds tenant `default` only: it is searched for
 //! `default` without the clause and skipped for every other tenant.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,9 +30,11 @@ use std::sync::Arc;
 use clew_proto::Tenant;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{BytesColumn, Column};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
+use tantivy::{DocId, DocSet, Score, Searcher, SegmentOrdinal, SegmentReader, Term, TERMINATED};
 
 use super::document::service_operation_term;
 use super::schema::{self, Fields};
@@ -44,6 +46,11 @@ use crate::{Error, Result, TraceIdPage, TraceQuery};
 /// Candidates of the first group are checked against the other groups this many at a
 /// time, with a term-set filter on their trace ids.
 const TERM_SET_FILTER_MAX: usize = 4096;
+
+/// The newest slice of the time range is sized to hold this many pages of the first
+/// group's spans, were they spread evenly over the data's time; each older slice is twice
+/// as wide as the one before.
+const SLICE_PAGES: u64 = 4;
 
 type TraceMap = HashMap<[u8; 16], u64>;
 
@@ -157,7 +164,82 @@ pub fn set_search_walk(walk: SearchWalk) {
 
 /// Runs `q` for `tenant` against the partitions it can touch.
 pub fn find(shared: &Shared, tenant: &Tenant, q: &TraceQuery) -> Result<TraceIdPage> {
-    find_chunked(shared, tenant, q, TERM_SET_FILTER_MAX)
+    if WHOLE_RANGE.load(Ordering::Relaxed) {
+        return find_chunked(shared, tenant, q, TERM_SET_FILTER_MAX);
+    }
+    find_walking(shared, tenant, q, None)
+}
+
+/// [`find`] walking the time range newest first, slice by slice; the first slice is
+/// `first_slice` nanoseconds wide when given, else sized from the first group's estimate.
+fn find_walking(
+    shared: &Shared,
+    tenant: &Tenant,
+    q: &TraceQuery,
+    first_slice: Option<u64>,
+) -> Result<TraceIdPage> {
+    let plan = QueryPlan::new(q)?;
+    if plan.empty_time_range() {
+        return Ok(TraceIdPage::default());
+    }
+    let search = Search::new(shared, tenant, &plan);
+    let Some(data) = search.data_starts() else {
+        // A segment without start times cannot be skipped by time: search it whole.
+        return find_chunked(shared, tenant, q, TERM_SET_FILTER_MAX);
+    };
+    let groups = search.most_selective_first(&plan);
+    let range = search.range.unwrap_or(Starts::ALL);
+    // Only starts that some document has: the walk begins at the newest one.
+    let lo = range.lo.max(data.lo);
+    let hi = range.hi.min(data.hi);
+    if lo >= hi {
+        return Ok(TraceIdPage::default());
+    }
+    let mut width = first_slice
+        .unwrap_or_else(|| search.first_slice_width(&groups[0], data, plan.limit))
+        .max(1);
+    let mut seen: HashSet<[u8; 16]> = HashSet::new();
+    let mut hits: Vec<Key> = Vec::new();
+    let mut b = hi;
+    loop {
+        let a = b.saturating_sub(width).max(lo);
+        let slice = Starts { lo: a, hi: b };
+        let found = search.run_in(&groups[0], slice)?;
+        if (a, b, groups.len()) == (lo, hi, 1) {
+            // One slice over the whole range and one group: its starts are the keys.
+            hits.extend(
+                found
+                    .into_iter()
+                    .map(|(id, start)| (start, id))
+                    .filter(|key| plan.below_cursor(key)),
+            );
+            break;
+        }
+        let mut candidates: Vec<[u8; 16]> =
+            found.into_keys().filter(|id| seen.insert(*id)).collect();
+        candidates.sort_unstable();
+        // A candidate's key is its earliest matching start over the whole range, which
+        // can lie in an older slice (or in a newer one for the other groups): resolve it
+        // over the whole range, by its trace id.
+        hits.extend(
+            search
+                .resolve(&candidates, &groups, range)?
+                .into_iter()
+                .filter(|key| plan.below_cursor(key)),
+        );
+        if a == lo {
+            break;
+        }
+        // Every trace not seen yet has all its first-group spans (in range) before `a`,
+        // so its key is below `a`: once more than a page of hits is at or above it, the
+        // page and whether another follows are certain.
+        if hits.iter().filter(|&&(start, _)| start >= a).count() > plan.limit {
+            break;
+        }
+        b = a;
+        width = width.saturating_mul(2);
+    }
+    Ok(plan.page(hits))
 }
 
 /// [`find`], checking candidates of the first group `chunk` at a time.
@@ -187,16 +269,63 @@ fn find_chunked(
     Ok(plan.page(hits))
 }
 
+/// Span starts `[lo, hi)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Starts {
+    lo: u64,
+    /// Exclusive; `u64::MAX` stands for "no upper bound" (no span starts then).
+    hi: u64,
+}
+
+impl Starts {
+    const ALL: Starts = Starts {
+        lo: 0,
+        hi: u64::MAX,
+    };
+
+    fn contains(&self, start: u64) -> bool {
+        self.lo <= start && start < self.hi
+    }
+
+    /// Whether a segment whose starts lie in `[min, max]` can hold one of these.
+    fn overlaps(&self, (min, max): (u64, u64)) -> bool {
+        self.lo <= max && min < self.hi
+    }
+
+    fn query(&self, f: &Fields) -> Box<dyn Query> {
+        Box::new(RangeQuery::new(
+            Bound::Included(Term::from_field_u64(f.start, self.lo)),
+            if self.hi == u64::MAX {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(Term::from_field_u64(f.start, self.hi))
+            },
+        ))
+    }
+}
+
+/// One day partition as a search sees it.
+struct Partition {
+    searcher: Searcher,
+    /// The partition has the `tenant` field (and so needs the tenant clause).
+    tenanted: bool,
+    /// Per segment (by ordinal), the least and greatest start of its documents; `None`
+    /// for a segment without the start column.
+    starts: Vec<Option<(u64, u64)>>,
+}
+
 /// One search over the day partitions of the plan's time range, for one tenant.
 struct Search<'a> {
     fields: &'a Fields,
-    /// The partitions the tenant can have documents in; `true` when the partition has the
-    /// `tenant` field (and so needs the tenant clause).
+    /// The partitions the tenant can have documents in.
     searchers: Vec<(Searcher, bool)>,
+    partitions: Vec<Partition>,
     /// `+tenant:<tenant>`.
     tenant: Term,
     /// The time range as a query, when the plan has one.
     time: Option<Box<dyn Query>>,
+    /// The plan's time range, when it has one.
+    range: Option<Starts>,
 }
 
 impl<'a> Search<'a> {
@@ -206,10 +335,25 @@ impl<'a> Search<'a> {
         let hi = plan.start_max_unix_nano; // exclusive
         let last_day = hi.map_or(u32::MAX, |hi| schema::day_of(hi - 1));
         let partitions = shared.snapshot(schema::day_of(lo)..=last_day);
-        let searchers = partitions
+        let searchers: Vec<(Searcher, bool)> = partitions
             .iter()
             .filter(|p| p.tenanted || tenant.is_default())
             .map(|p| (p.reader.searcher(), p.tenanted))
+            .collect();
+        let partitions = searchers
+            .iter()
+            .map(|(searcher, tenanted)| Partition {
+                searcher: searcher.clone(),
+                tenanted: *tenanted,
+                starts: searcher
+                    .segment_readers()
+                    .iter()
+                    .map(|segment| {
+                        let column = segment.fast_fields().u64(schema::START).ok()?;
+                        Some((column.min_value(), column.max_value()))
+                    })
+                    .collect(),
+            })
             .collect();
         let time = plan.has_time_range().then(|| {
             Box::new(RangeQuery::new(
@@ -219,12 +363,175 @@ impl<'a> Search<'a> {
                 }),
             )) as Box<dyn Query>
         });
+        let range = plan.has_time_range().then_some(Starts {
+            lo,
+            hi: hi.unwrap_or(u64::MAX),
+        });
         Search {
             fields: f,
             searchers,
+            partitions,
             tenant: Term::from_field_text(f.tenant, tenant.as_str()),
             time,
+            range,
         }
+    }
+
+    /// The starts of every document searched, `[least, greatest + 1)`; `None` when a
+    /// segment has no start column (and so cannot be placed in time).
+    fn data_starts(&self) -> Option<Starts> {
+        let mut data = Starts { lo: u64::MAX, hi: 0 };
+        for p in &self.partitions {
+            for &bounds in &p.starts {
+                let (min, max) = bounds?;
+                data.lo = data.lo.min(min);
+                data.hi = data.hi.max(max.saturating_add(1));
+            }
+        }
+        Some(data)
+    }
+
+    /// The width of the newest slice: what should hold a few pages of the first group's
+    /// spans if they were spread evenly over the data's time.
+    fn first_slice_width(&self, first: &Group, data: Starts, limit: usize) -> u64 {
+        let docs: u64 = self
+            .searchers
+            .iter()
+            .map(|(s, _)| s.num_docs())
+            .sum::<u64>()
+            .max(1);
+        let matching = first.estimate(&self.searchers).clamp(1, docs);
+        let wanted = (SLICE_PAGES * (limit as u64 + 1)) as u128;
+        let span = data.hi.saturating_sub(data.lo) as u128;
+        (span * wanted / matching as u128).min(u64::MAX as u128) as u64
+    }
+
+    /// The query of `group` on a partition, with the tenant clause where it records
+    /// tenants.
+    fn with_tenant(&self, query: Box<dyn Query>, tenanted: bool) -> Box<dyn Query> {
+        if !tenanted {
+            return query;
+        }
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Must, query),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    self.tenant.clone(),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ]))
+    }
+
+    /// `trace id → earliest start in `starts`` of the traces with a span matching `group`
+    /// there. Segments whose starts all lie outside are not searched at all.
+    fn run_in(&self, group: &Group, starts: Starts) -> Result<TraceMap> {
+        let f = self.fields;
+        let query: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+            (Occur::Must, group.query(f)),
+            (Occur::Must, starts.query(f)),
+        ]));
+        let collector = TraceCollector { alive: None };
+        let mut found = TraceMap::new();
+        for p in &self.partitions {
+            let query = self.with_tenant(query.box_clone(), p.tenanted);
+            let weight = query
+                .weight(EnableScoring::disabled_from_searcher(&p.searcher))
+                .map_err(|e| Error::unavailable("index search failed", e))?;
+            for (ord, segment) in p.searcher.segment_readers().iter().enumerate() {
+                if p.starts[ord].is_some_and(|b| !starts.overlaps(b)) {
+                    continue;
+                }
+                let part = collector
+                    .collect_segment(&*weight, ord as SegmentOrdinal, segment)
+                    .map_err(|e| Error::unavailable("index search failed", e))?;
+                merge_min(&mut found, part);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The keys of those of `ids` (sorted) that match every group in `range`: each
+    /// trace's earliest start of a span matching any group there. Reads only the span
+    /// documents of these traces (their trace-id postings), checking each group's
+    /// matches at those documents.
+    fn resolve(&self, ids: &[[u8; 16]], groups: &[Group], range: Starts) -> Result<Vec<Key>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fail = |e: &dyn std::fmt::Display| Error::unavailable("index search failed", e);
+        let f = self.fields;
+        // earliest[i * groups + g]: trace i's earliest start matching group g.
+        let mut earliest = vec![u64::MAX; ids.len() * groups.len()];
+        for p in &self.partitions {
+            let weights = groups
+                .iter()
+                .map(|g| {
+                    self.with_tenant(g.query(f), p.tenanted)
+                        .weight(EnableScoring::disabled_from_searcher(&p.searcher))
+                })
+                .collect::<tantivy::Result<Vec<_>>>()
+                .map_err(|e| fail(&e))?;
+            for (ord, segment) in p.searcher.segment_readers().iter().enumerate() {
+                if p.starts[ord].is_some_and(|b| !range.overlaps(b)) {
+                    continue;
+                }
+                let inverted = segment.inverted_index(f.trace_id).map_err(|e| fail(&e))?;
+                let mut docs: Vec<(DocId, usize)> = Vec::new();
+                for (i, id) in ids.iter().enumerate() {
+                    let term = Term::from_field_bytes(f.trace_id, id);
+                    let Some(mut postings) = inverted
+                        .read_postings(&term, IndexRecordOption::Basic)
+                        .map_err(|e| fail(&e))?
+                    else {
+                        continue;
+                    };
+                    while postings.doc() != TERMINATED {
+                        docs.push((postings.doc(), i));
+                        postings.advance();
+                    }
+                }
+                if docs.is_empty() {
+                    continue;
+                }
+                docs.sort_unstable();
+                let starts = segment
+                    .fast_fields()
+                    .u64(schema::START)
+                    .map_err(|e| fail(&e))?;
+                let alive = segment.alive_bitset();
+                let mut scorers = weights
+                    .iter()
+                    .map(|w| w.scorer(segment, 1.0))
+                    .collect::<tantivy::Result<Vec<_>>>()
+                    .map_err(|e| fail(&e))?;
+                for (doc, i) in docs {
+                    if alive.is_some_and(|a| a.is_deleted(doc)) {
+                        continue;
+                    }
+                    let start = starts.first(doc).unwrap_or(0);
+                    if !range.contains(start) {
+                        continue;
+                    }
+                    for (g, scorer) in scorers.iter_mut().enumerate() {
+                        if scorer.doc() < doc {
+                            scorer.seek(doc);
+                        }
+                        if scorer.doc() == doc {
+                            let e = &mut earliest[i * groups.len() + g];
+                            *e = (*e).min(start);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ids
+            .iter()
+            .zip(earliest.chunks(groups.len()))
+            .filter(|(_, starts)| starts.iter().all(|&s| s != u64::MAX))
+            .map(|(id, starts)| (starts.iter().copied().min().unwrap_or(0), *id))
+            .collect())
     }
 
     /// The plan's groups (at least one: "any span"), most selective first.
@@ -447,7 +754,9 @@ impl SegmentCollector for TraceSegmentCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conformance::fixtures::{checkout_trace, now_unix_nano, trace_id};
+    use crate::conformance::fixtures::{
+        checkout_trace, now_unix_nano, span, span_id, trace_id, with_exception,
+    };
     use crate::embedded::config::EmbeddedIndexConfig;
     use crate::embedded::tantivy_index::TantivyTraceIndex;
     use crate::{Common, TraceIndex};
@@ -525,6 +834,124 @@ mod tests {
                         reference,
                         "{base_query:?} limit {limit} chunk {chunk}"
                     );
+                }
+            }
+        }
+    }
+
+    /// The newest-first walk over time slices gives the same pages as one pass over the
+    /// whole range, for slices far narrower than the traces (so most traces have matching
+    /// spans in several slices): a trace first found by a late error span keeps the
+    /// start of its earlier error span or of its earlier `frontend` span as its key; ties
+    /// on the start break by trace id; empty slices (a ten-minute gap) are walked past;
+    /// ranges without a lower bound, without any bound, and bounds that cut traces in two.
+    #[tokio::test]
+    async fn time_slices_page_like_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let common = Common {
+            data_dir: dir.path().to_path_buf(),
+            retention: crate::RetentionClasses::uniform(7),
+            indexed_attributes: vec!["db.system".into()],
+        };
+        let index = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        let sec = 1_000_000_000u64;
+        let base = (now_unix_nano() - 3_600 * sec) / sec * sec;
+        let mut spans = Vec::new();
+        for i in 0..150u64 {
+            let id = trace_id(i + 1);
+            // Two clusters a gap apart; 40 distinct root starts, so many ties.
+            let cluster = if i % 2 == 0 { 0 } else { 600 * sec };
+            let start = base + cluster + (i * 7919 % 40) * sec;
+            let mut trace = vec![
+                span(id, span_id(1), None, "frontend", "GET /", start, sec),
+                span(id, span_id(2), Some(span_id(1)), "frontend", "render", start + 50 * sec, sec),
+            ];
+            // Error spans later than the root, some traces with two far apart (the first
+            // found by the walk is not the earliest), some with none.
+            if i % 3 != 1 {
+                let at = start + (i * 37 % 30) * sec;
+                trace.push(with_exception(
+                    span(id, span_id(3), Some(span_id(1)), "payments", "Charge", at, sec),
+                    "Declined",
+                    "card declined",
+                ));
+                if i % 4 == 0 {
+                    let later = at + (5 + i % 25) * sec;
+                    trace.push(with_exception(
+                        span(id, span_id(4), Some(span_id(1)), "payments", "Retry", later, sec),
+                        "Declined",
+                        "card declined again",
+                    ));
+                }
+            }
+            spans.extend(trace);
+        }
+        index.index_spans(spans.into()).await.unwrap();
+        index.refresh().await.unwrap();
+
+        let ranges = [
+            (None, None),
+            (None, Some(base + 620 * sec)),
+            (Some(base + 12 * sec), None),
+            (Some(base + 12 * sec), Some(base + 633 * sec)),
+        ];
+        for (lo, hi) in ranges {
+            let queries = [
+                // error is the first group; `frontend` often only on an earlier span
+                TraceQuery {
+                    service: Some("frontend".into()),
+                    errors_only: true,
+                    ..Default::default()
+                },
+                // one group: a trace's key is its earliest error span
+                TraceQuery {
+                    errors_only: true,
+                    ..Default::default()
+                },
+                TraceQuery {
+                    service: Some("payments".into()),
+                    text: Some("declined".into()),
+                    operation: Some("Charge".into()),
+                    ..Default::default()
+                },
+                // no conditions: every trace, keyed by its root
+                TraceQuery::default(),
+            ];
+            for base_query in queries {
+                for limit in [3, 8, 200] {
+                    let q = TraceQuery {
+                        limit,
+                        start_min_unix_nano: lo,
+                        start_max_unix_nano: hi,
+                        ..base_query.clone()
+                    };
+                    let pages = |find: &dyn Fn(&TraceQuery) -> TraceIdPage| {
+                        let mut all = Vec::new();
+                        let mut q = q.clone();
+                        loop {
+                            let page = find(&q);
+                            all.push(page.hits.clone());
+                            match page.next_cursor {
+                                Some(c) => q.cursor = Some(c),
+                                None => break,
+                            }
+                        }
+                        all
+                    };
+                    let tenant = Tenant::default();
+                    let reference = pages(&|q| {
+                        find_chunked(&index.shared, &tenant, q, usize::MAX).unwrap()
+                    });
+                    assert!(
+                        reference.iter().map(Vec::len).sum::<usize>() > 20,
+                        "{q:?} finds enough to page through"
+                    );
+                    for first_slice in [Some(1_000), Some(sec), Some(3 * sec + 7), None] {
+                        let walked = pages(&|q| {
+                            find_walking(&index.shared, &tenant, q, first_slice).unwrap()
+                        });
+                        assert_eq!(walked, reference, "{q:?}, first slice {first_slice:?}");
+                    }
                 }
             }
         }
