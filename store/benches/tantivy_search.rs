@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clew_proto::{BusinessKey, Span, SpanId, SpanKind, StatusCode, Tenant, TraceId};
-use clew_store::conformance::fixtures::{kv, kv_int, now_unix_nano, resource, scope, with_exception};
+use clew_store::conformance::fixtures::{
+    kv, kv_int, now_unix_nano, resource, scope, with_exception,
+};
 use clew_store::embedded::tantivy_index::{set_search_walk, SearchWalk};
 use clew_store::{Common, IndexConfig, RetentionClasses, TraceQuery};
 
@@ -85,7 +87,10 @@ fn trace(rng: &mut Rng, n: u64, start: u64, resources: &[Arc<clew_proto::Resourc
             let mut attributes = vec![
                 kv("http.route", route),
                 kv_int("http.response.status_code", 200),
-                kv("thread.name", ["worker-1", "worker-2", "worker-3"][k as usize % 3]),
+                kv(
+                    "thread.name",
+                    ["worker-1", "worker-2", "worker-3"][k as usize % 3],
+                ),
             ];
             let mut business_keys = vec![];
             if k == 0 {
@@ -139,7 +144,10 @@ fn trace(rng: &mut Rng, n: u64, start: u64, resources: &[Arc<clew_proto::Resourc
 /// `(first start, last start, traces)` of the index kept in `dir`, if one was built there.
 fn built(dir: &Path) -> Option<(u64, u64, u64)> {
     let text = std::fs::read_to_string(dir.join("bench-window")).ok()?;
-    let v: Vec<u64> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
     (v.len() == 3).then(|| (v[0], v[1], v[2]))
 }
 
@@ -214,7 +222,9 @@ async fn main() {
     println!("segments per day partition: {:?}", segments(&dir));
     println!(
         "machine: load average {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
 
     let service_error = |k: usize, lo: Option<u64>, hi: Option<u64>| TraceQuery {

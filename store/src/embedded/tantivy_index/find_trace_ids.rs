@@ -5,19 +5,61 @@
 //! `trace_index::query_plan` (one group = what must hold on one span: `service`+`operation`,
 //! `min`+`max` duration, each attribute, each business key, errors, text, and each
 //! same-span entry, whose parts are one boolean conjunction over the one document of a
-//! span), each restricted to the time range. The groups run most selective first
-//! (estimated from term document frequencies); the first collects `trace id → earliest
-//! matching start`. Its candidates are then taken newest first, a chunk at a time: every
-//! following group only looks at the chunk's trace ids (a term-set filter on the indexed
-//! trace id) and intersects. Chunks stop as soon as the page is certain (see
-//! `Search::intersect_in_chunks`), so a
-//! selective condition next to a broad one (`error` and a big service) costs the selective
-//! one plus a few term-set lookups, not a scan of the broad one. The survivors are sorted
-//! newest first by `(start, trace id)`, cut at the cursor and
-//! paged. A query whose conditions form one group is one tantivy search.
+//! span), each restricted to the time range. The groups are ordered most selective first
+//! (estimated from term document frequencies). A trace's sort key is `(earliest start of a
+//! span matching any group in the range, trace id)`; pages are newest first by that key
+//! and a cursor is the last key of a page (`trace_index::cursor`, `QueryPlan::page`).
+//!
+//! # How a search walks time
+//!
+//! A page of 20 out of a window holding tens of thousands of matches should cost the page,
+//! not the window. So [`find`] walks the range newest first, in slices:
+//!
+//! ```text
+//!   range [lo ─────────────────────────────────────────────── hi)   (hi: newest start indexed)
+//!          … ◀──────── slice 3 ────────▶◀─ slice 2 ─▶◀ slice 1 ▶
+//!   slice 1 is sized to hold SLICE_PAGES pages of the first group's spans (estimated from
+//!   its document frequency and the data's time span), every older slice twice the one
+//!   before
+//!
+//!   per slice [a, b):
+//!     1. the first group over [a, b) only ─▶ trace ids not seen in a newer slice
+//!        (segments whose `start` column min/max lies outside [a, b) are not searched)
+//!     2. resolve those ids over the WHOLE range: their own span documents (trace-id
+//!        postings, ~20 per trace) checked against every group ─▶ each trace's true key,
+//!        or dropped when a group holds on none of its spans
+//!     3. stop when more than `limit` hits below the cursor have keys ≥ a
+//! ```
+//!
+//! Why this gives exactly the one-pass answer:
+//!
+//! - A trace first found in a slice may have an earlier matching span in an older slice
+//!   (its key then drops below the slice), or its other groups may hold only on spans in
+//!   other slices. Step 2 looks at all of its spans in the range, so the key is the one a
+//!   pass over the whole range gives.
+//! - A trace not seen yet has no first-group span at or after `a` (its first-group spans in
+//!   the range are all older), so its key is below `a`. Once more than a page of hits have
+//!   keys `≥ a`, no unseen trace can enter the page nor decide whether another page follows.
+//!   Slices are half-open, so ties on a start at a slice boundary land in one slice, and
+//!   ties are broken by trace id when the hits are sorted.
+//! - A cursor does not move the walk's start: a trace below the cursor can have its
+//!   first-group span above it. Deeper pages walk further, each page a few slices more.
+//! - Without a lower bound the walk ends at the oldest start indexed; without an upper one
+//!   it begins at the newest. Empty slices cost a look at the segments' min/max each.
+//!
+//! Cost: step 1 is tantivy's search of the first group in the segments of the slice, and
+//! the harvest of their trace ids from the trace-id dictionary; step 2 is one trace-id term
+//! lookup per candidate per segment plus a seek per group per span document. Both grow with
+//! the candidates walked, i.e. with the page, not with the range. (Before, the first group
+//! ran over the whole range and the others filtered its candidates through a term set of
+//! up to 4,096 trace ids: at 3M spans in 15 minutes, 41 % of a search went to harvesting
+//! every error's trace id and 40 % to that term set.) The whole-range search is kept
+//! ([`find_chunked`]) as the reference the walk is tested against and as a benchmark's
+//! baseline ([`set_search_walk`]); it is also what a partition with a segment lacking the
+//! `start` column gets, since such a segment cannot be placed in time.
 //!
 //! **Tenants.** Every search of a partition that has the `tenant` field gets
-//! `+tenant:<tenant>` next to its group, in one place ([`Search::run`]); the tenant is an
+//! `+tenant:<tenant>` next to its group, in one place ([`Search::with_tenant`]); the tenant is an
 //! argument, never a condition of the plan, so no query text reaches it. A partition
 //! created before tenants (no such field) holds tenant `default` only: it is searched for
 //! `default` without the clause and skipped for every other tenant.
@@ -273,7 +315,8 @@ fn find_chunked(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Starts {
     lo: u64,
-    /// Exclusive; `u64::MAX` stands for "no upper bound" (no span starts then).
+    /// Exclusive; `u64::MAX` stands for "no upper bound" (no span starts then: ingest
+    /// refuses spans starting more than a day ahead).
     hi: u64,
 }
 
@@ -322,8 +365,6 @@ struct Search<'a> {
     partitions: Vec<Partition>,
     /// `+tenant:<tenant>`.
     tenant: Term,
-    /// The time range as a query, when the plan has one.
-    time: Option<Box<dyn Query>>,
     /// The plan's time range, when it has one.
     range: Option<Starts>,
 }
@@ -355,14 +396,6 @@ impl<'a> Search<'a> {
                     .collect(),
             })
             .collect();
-        let time = plan.has_time_range().then(|| {
-            Box::new(RangeQuery::new(
-                Bound::Included(Term::from_field_u64(f.start, lo)),
-                hi.map_or(Bound::Unbounded, |hi| {
-                    Bound::Excluded(Term::from_field_u64(f.start, hi))
-                }),
-            )) as Box<dyn Query>
-        });
         let range = plan.has_time_range().then_some(Starts {
             lo,
             hi: hi.unwrap_or(u64::MAX),
@@ -372,7 +405,6 @@ impl<'a> Search<'a> {
             searchers,
             partitions,
             tenant: Term::from_field_text(f.tenant, tenant.as_str()),
-            time,
             range,
         }
     }
@@ -380,7 +412,10 @@ impl<'a> Search<'a> {
     /// The starts of every document searched, `[least, greatest + 1)`; `None` when a
     /// segment has no start column (and so cannot be placed in time).
     fn data_starts(&self) -> Option<Starts> {
-        let mut data = Starts { lo: u64::MAX, hi: 0 };
+        let mut data = Starts {
+            lo: u64::MAX,
+            hi: 0,
+        };
         for p in &self.partitions {
             for &bounds in &p.starts {
                 let (min, max) = bounds?;
@@ -406,8 +441,8 @@ impl<'a> Search<'a> {
         (span * wanted / matching as u128).min(u64::MAX as u128) as u64
     }
 
-    /// The query of `group` on a partition, with the tenant clause where it records
-    /// tenants.
+    /// `query` on a partition, with the tenant clause where it records tenants: the one
+    /// place the tenant joins a search, a mandatory clause of its own.
     fn with_tenant(&self, query: Box<dyn Query>, tenanted: bool) -> Box<dyn Query> {
         if !tenanted {
             return query;
@@ -558,8 +593,8 @@ impl<'a> Search<'a> {
     fn run(&self, group: &Group, alive: Option<Arc<TraceMap>>) -> Result<TraceMap> {
         let f = self.fields;
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, group.query(f))];
-        if let Some(t) = &self.time {
-            must.push((Occur::Must, t.box_clone()));
+        if let Some(range) = &self.range {
+            must.push((Occur::Must, range.query(f)));
         }
         if let Some(alive) = &alive {
             let ids = alive
@@ -567,21 +602,7 @@ impl<'a> Search<'a> {
                 .map(|id| Term::from_field_bytes(f.trace_id, id));
             must.push((Occur::Must, Box::new(TermSetQuery::new(ids))));
         }
-        // The one place the tenant joins a search: a mandatory clause of its own, on every
-        // partition that records tenants.
-        let mut with_tenant = must
-            .iter()
-            .map(|(o, q)| (*o, q.box_clone()))
-            .collect::<Vec<_>>();
-        with_tenant.push((
-            Occur::Must,
-            Box::new(TermQuery::new(
-                self.tenant.clone(),
-                IndexRecordOption::Basic,
-            )),
-        ));
-        let with_tenant: Box<dyn Query> = Box::new(BooleanQuery::new(with_tenant));
-        let before_tenants: Box<dyn Query> = if must.len() == 1 {
+        let query: Box<dyn Query> = if must.len() == 1 {
             must.pop().expect("one").1
         } else {
             Box::new(BooleanQuery::new(must))
@@ -591,13 +612,9 @@ impl<'a> Search<'a> {
         };
         let mut found = TraceMap::new();
         for (searcher, tenanted) in &self.searchers {
-            let query = if *tenanted {
-                &with_tenant
-            } else {
-                &before_tenants
-            };
+            let query = self.with_tenant(query.box_clone(), *tenanted);
             let part = searcher
-                .search(&**query, &collector)
+                .search(&*query, &collector)
                 .map_err(|e| Error::unavailable("index search failed", e))?;
             merge_min(&mut found, part);
         }
@@ -864,21 +881,45 @@ mod tests {
             let start = base + cluster + (i * 7919 % 40) * sec;
             let mut trace = vec![
                 span(id, span_id(1), None, "frontend", "GET /", start, sec),
-                span(id, span_id(2), Some(span_id(1)), "frontend", "render", start + 50 * sec, sec),
+                span(
+                    id,
+                    span_id(2),
+                    Some(span_id(1)),
+                    "frontend",
+                    "render",
+                    start + 50 * sec,
+                    sec,
+                ),
             ];
             // Error spans later than the root, some traces with two far apart (the first
             // found by the walk is not the earliest), some with none.
             if i % 3 != 1 {
                 let at = start + (i * 37 % 30) * sec;
                 trace.push(with_exception(
-                    span(id, span_id(3), Some(span_id(1)), "payments", "Charge", at, sec),
+                    span(
+                        id,
+                        span_id(3),
+                        Some(span_id(1)),
+                        "payments",
+                        "Charge",
+                        at,
+                        sec,
+                    ),
                     "Declined",
                     "card declined",
                 ));
                 if i % 4 == 0 {
                     let later = at + (5 + i % 25) * sec;
                     trace.push(with_exception(
-                        span(id, span_id(4), Some(span_id(1)), "payments", "Retry", later, sec),
+                        span(
+                            id,
+                            span_id(4),
+                            Some(span_id(1)),
+                            "payments",
+                            "Retry",
+                            later,
+                            sec,
+                        ),
                         "Declined",
                         "card declined again",
                     ));
@@ -939,9 +980,8 @@ mod tests {
                         all
                     };
                     let tenant = Tenant::default();
-                    let reference = pages(&|q| {
-                        find_chunked(&index.shared, &tenant, q, usize::MAX).unwrap()
-                    });
+                    let reference =
+                        pages(&|q| find_chunked(&index.shared, &tenant, q, usize::MAX).unwrap());
                     assert!(
                         reference.iter().map(Vec::len).sum::<usize>() > 20,
                         "{q:?} finds enough to page through"
