@@ -67,11 +67,12 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clew_proto::Tenant;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{BytesColumn, Column};
+use tantivy::index::SegmentId;
 use tantivy::query::{
     AllQuery, BooleanQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
 };
@@ -347,14 +348,56 @@ impl Starts {
     }
 }
 
+/// The columns a search reads of one segment.
+struct Columns {
+    starts: Column<u64>,
+    /// `None` when no document of the segment has a trace id.
+    ids: Option<BytesColumn>,
+    /// The least and greatest start.
+    bounds: (u64, u64),
+}
+
+/// A partition's [`Columns`] by segment, opened once per segment rather than once per
+/// search: opening the start column decodes its whole block index (blockwise-linear
+/// codec; ~20,000 blocks for a segment of 10M spans), which cost more than a slice's search.
+#[derive(Default)]
+pub struct SegmentColumns(Mutex<HashMap<SegmentId, Option<Arc<Columns>>>>);
+
+impl SegmentColumns {
+    /// The columns of each segment of `searcher` (by ordinal); `None` for a segment
+    /// without a start column. Forgets segments `searcher` no longer has.
+    fn of(&self, searcher: &Searcher) -> Vec<Option<Arc<Columns>>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let segments = searcher.segment_readers();
+        map.retain(|id, _| segments.iter().any(|s| s.segment_id() == *id));
+        segments
+            .iter()
+            .map(|segment| {
+                map.entry(segment.segment_id())
+                    .or_insert_with(|| {
+                        let fast = segment.fast_fields();
+                        let starts = fast.u64(schema::START).ok()?;
+                        let ids = fast.bytes(schema::TRACE_ID).ok().flatten();
+                        let bounds = (starts.min_value(), starts.max_value());
+                        Some(Arc::new(Columns {
+                            starts,
+                            ids,
+                            bounds,
+                        }))
+                    })
+                    .clone()
+            })
+            .collect()
+    }
+}
+
 /// One day partition as a search sees it.
 struct Partition {
     searcher: Searcher,
     /// The partition has the `tenant` field (and so needs the tenant clause).
     tenanted: bool,
-    /// Per segment (by ordinal), the least and greatest start of its documents; `None`
-    /// for a segment without the start column.
-    starts: Vec<Option<(u64, u64)>>,
+    /// Per segment (by ordinal).
+    columns: Vec<Option<Arc<Columns>>>,
 }
 
 /// One search over the day partitions of the plan's time range, for one tenant.
@@ -376,25 +419,21 @@ impl<'a> Search<'a> {
         let hi = plan.start_max_unix_nano; // exclusive
         let last_day = hi.map_or(u32::MAX, |hi| schema::day_of(hi - 1));
         let partitions = shared.snapshot(schema::day_of(lo)..=last_day);
-        let searchers: Vec<(Searcher, bool)> = partitions
+        let partitions: Vec<Partition> = partitions
             .iter()
             .filter(|p| p.tenanted || tenant.is_default())
-            .map(|p| (p.reader.searcher(), p.tenanted))
-            .collect();
-        let partitions = searchers
-            .iter()
-            .map(|(searcher, tenanted)| Partition {
-                searcher: searcher.clone(),
-                tenanted: *tenanted,
-                starts: searcher
-                    .segment_readers()
-                    .iter()
-                    .map(|segment| {
-                        let column = segment.fast_fields().u64(schema::START).ok()?;
-                        Some((column.min_value(), column.max_value()))
-                    })
-                    .collect(),
+            .map(|p| {
+                let searcher = p.reader.searcher();
+                Partition {
+                    columns: p.columns.of(&searcher),
+                    searcher,
+                    tenanted: p.tenanted,
+                }
             })
+            .collect();
+        let searchers = partitions
+            .iter()
+            .map(|p| (p.searcher.clone(), p.tenanted))
             .collect();
         let range = plan.has_time_range().then_some(Starts {
             lo,
@@ -417,8 +456,8 @@ impl<'a> Search<'a> {
             hi: 0,
         };
         for p in &self.partitions {
-            for &bounds in &p.starts {
-                let (min, max) = bounds?;
+            for columns in &p.columns {
+                let (min, max) = columns.as_ref()?.bounds;
                 data.lo = data.lo.min(min);
                 data.hi = data.hi.max(max.saturating_add(1));
             }
@@ -462,26 +501,37 @@ impl<'a> Search<'a> {
     /// `trace id → earliest start in `starts`` of the traces with a span matching `group`
     /// there. Segments whose starts all lie outside are not searched at all.
     fn run_in(&self, group: &Group, starts: Starts) -> Result<TraceMap> {
-        let f = self.fields;
-        let query: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
-            (Occur::Must, group.query(f)),
-            (Occur::Must, starts.query(f)),
-        ]));
-        let collector = TraceCollector { alive: None };
+        let fail = |e: tantivy::TantivyError| Error::unavailable("index search failed", e);
         let mut found = TraceMap::new();
         for p in &self.partitions {
-            let query = self.with_tenant(query.box_clone(), p.tenanted);
-            let weight = query
+            let weight = self
+                .with_tenant(group.query(self.fields), p.tenanted)
                 .weight(EnableScoring::disabled_from_searcher(&p.searcher))
-                .map_err(|e| Error::unavailable("index search failed", e))?;
-            for (ord, segment) in p.searcher.segment_readers().iter().enumerate() {
-                if p.starts[ord].is_some_and(|b| !starts.overlaps(b)) {
+                .map_err(fail)?;
+            for (segment, columns) in p.searcher.segment_readers().iter().zip(&p.columns) {
+                let Some(columns) = columns.as_ref().filter(|c| starts.overlaps(c.bounds)) else {
                     continue;
-                }
-                let part = collector
-                    .collect_segment(&*weight, ord as SegmentOrdinal, segment)
-                    .map_err(|e| Error::unavailable("index search failed", e))?;
-                merge_min(&mut found, part);
+                };
+                // The time range is checked on each matching document's start as it is
+                // collected: no range query, which would open the start column again.
+                let mut collector = TraceSegmentCollector {
+                    ids: columns.ids.clone(),
+                    starts: columns.starts.clone(),
+                    within: starts,
+                    alive: None,
+                    by_ord: HashMap::new(),
+                };
+                let deleted = segment.alive_bitset();
+                weight
+                    .for_each_no_score(segment, &mut |docs| {
+                        for &doc in docs {
+                            if deleted.is_none_or(|d| d.is_alive(doc)) {
+                                collector.collect(doc, 0.0);
+                            }
+                        }
+                    })
+                    .map_err(fail)?;
+                merge_min(&mut found, collector.harvest());
             }
         }
         Ok(found)
@@ -508,10 +558,10 @@ impl<'a> Search<'a> {
                 })
                 .collect::<tantivy::Result<Vec<_>>>()
                 .map_err(|e| fail(&e))?;
-            for (ord, segment) in p.searcher.segment_readers().iter().enumerate() {
-                if p.starts[ord].is_some_and(|b| !range.overlaps(b)) {
+            for (segment, columns) in p.searcher.segment_readers().iter().zip(&p.columns) {
+                let Some(columns) = columns.as_ref().filter(|c| range.overlaps(c.bounds)) else {
                     continue;
-                }
+                };
                 let inverted = segment.inverted_index(f.trace_id).map_err(|e| fail(&e))?;
                 let mut docs: Vec<(DocId, usize)> = Vec::new();
                 for (i, id) in ids.iter().enumerate() {
@@ -531,10 +581,7 @@ impl<'a> Search<'a> {
                     continue;
                 }
                 docs.sort_unstable();
-                let starts = segment
-                    .fast_fields()
-                    .u64(schema::START)
-                    .map_err(|e| fail(&e))?;
+                let starts = &columns.starts;
                 let alive = segment.alive_bitset();
                 let mut scorers = weights
                     .iter()
@@ -690,6 +737,8 @@ struct TraceCollector {
 struct TraceSegmentCollector {
     ids: Option<BytesColumn>,
     starts: Column<u64>,
+    /// Only documents starting in here count.
+    within: Starts,
     /// Only trace ids in here count (checked once per distinct trace, at harvest).
     alive: Option<Arc<TraceMap>>,
     /// Segment-local trace-id ordinal → earliest start.
@@ -710,6 +759,7 @@ impl Collector for TraceCollector {
         Ok(TraceSegmentCollector {
             ids,
             starts,
+            within: Starts::ALL,
             alive: self.alive.clone(),
             by_ord: HashMap::new(),
         })
@@ -737,6 +787,9 @@ impl SegmentCollector for TraceSegmentCollector {
             return;
         };
         let start = self.starts.first(doc).unwrap_or(0);
+        if !self.within.contains(start) {
+            return;
+        }
         self.by_ord
             .entry(ord)
             .and_modify(|s| *s = (*s).min(start))
