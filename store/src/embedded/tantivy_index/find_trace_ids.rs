@@ -72,7 +72,7 @@ use std::sync::{Arc, Mutex};
 use clew_proto::Tenant;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{BytesColumn, Column};
-use tantivy::index::SegmentId;
+use tantivy::index::{InvertedIndexReader, SegmentId};
 use tantivy::query::{
     AllQuery, BooleanQuery, EnableScoring, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
 };
@@ -353,6 +353,11 @@ struct Columns {
     starts: Column<u64>,
     /// `None` when no document of the segment has a trace id.
     ids: Option<BytesColumn>,
+    /// The trace-id terms of the inverted index, when they are exactly the trace ids of
+    /// the column's dictionary (same count; both sorted): then a column ordinal is a term
+    /// ordinal, and the term dictionary (an FST) turns it into the trace id without the
+    /// column dictionary's zstd blocks, each decompressed with a fresh context.
+    terms: Option<Arc<InvertedIndexReader>>,
     /// The least and greatest start.
     bounds: (u64, u64),
 }
@@ -378,10 +383,20 @@ impl SegmentColumns {
                         let fast = segment.fast_fields();
                         let starts = fast.u64(schema::START).ok()?;
                         let ids = fast.bytes(schema::TRACE_ID).ok().flatten();
+                        let terms = segment
+                            .schema()
+                            .get_field(schema::TRACE_ID)
+                            .ok()
+                            .and_then(|field| segment.inverted_index(field).ok())
+                            .filter(|inverted| {
+                                ids.as_ref().map(|i| i.dictionary().num_terms())
+                                    == Some(inverted.terms().num_terms())
+                            });
                         let bounds = (starts.min_value(), starts.max_value());
                         Some(Arc::new(Columns {
                             starts,
                             ids,
+                            terms,
                             bounds,
                         }))
                     })
@@ -516,6 +531,7 @@ impl<'a> Search<'a> {
                 // collected: no range query, which would open the start column again.
                 let mut collector = TraceSegmentCollector {
                     ids: columns.ids.clone(),
+                    terms: columns.terms.clone(),
                     starts: columns.starts.clone(),
                     within: starts,
                     alive: None,
@@ -736,6 +752,8 @@ struct TraceCollector {
 
 struct TraceSegmentCollector {
     ids: Option<BytesColumn>,
+    /// [`Columns::terms`]: where trace ids are read from when present.
+    terms: Option<Arc<InvertedIndexReader>>,
     starts: Column<u64>,
     /// Only documents starting in here count.
     within: Starts,
@@ -758,6 +776,7 @@ impl Collector for TraceCollector {
         let starts = segment.fast_fields().u64(schema::START)?;
         Ok(TraceSegmentCollector {
             ids,
+            terms: None,
             starts,
             within: Starts::ALL,
             alive: self.alive.clone(),
@@ -799,6 +818,25 @@ impl SegmentCollector for TraceSegmentCollector {
     fn harvest(self) -> TraceMap {
         let mut out = TraceMap::with_capacity(self.by_ord.len());
         let Some(ids) = &self.ids else { return out };
+        if let Some(terms) = &self.terms {
+            let (terms, mut bytes) = (terms.terms(), Vec::with_capacity(16));
+            for (ord, start) in self.by_ord {
+                match terms.ord_to_term(ord, &mut bytes) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "failed to read a trace id of an index segment");
+                        continue;
+                    }
+                }
+                if let Ok(id) = <[u8; 16]>::try_from(bytes.as_slice()) {
+                    if self.alive.as_ref().is_none_or(|a| a.contains_key(&id)) {
+                        out.insert(id, start);
+                    }
+                }
+            }
+            return out;
+        }
         // Sorted ordinals decode the dictionary in one forward pass, block by block.
         let mut ords: Vec<(u64, u64)> = self.by_ord.into_iter().collect();
         ords.sort_unstable();
