@@ -48,15 +48,18 @@
 //!   it begins at the newest. Empty slices cost a look at the segments' min/max each.
 //!
 //! Cost: step 1 is tantivy's search of the first group in the segments of the slice, and
-//! the harvest of their trace ids from the trace-id dictionary; step 2 is one trace-id term
-//! lookup per candidate per segment plus a seek per group per span document. Both grow with
-//! the candidates walked, i.e. with the page, not with the range. (Before, the first group
-//! ran over the whole range and the others filtered its candidates through a term set of
-//! up to 4,096 trace ids: at 3M spans in 15 minutes, 41 % of a search went to harvesting
-//! every error's trace id and 40 % to that term set.) The whole-range search is kept
+//! the trace ids of its matches, read by ordinal from the trace-id term dictionary; step 2
+//! is one trace-id term lookup per candidate per segment plus a seek per group per span
+//! document. Both grow with the candidates walked, i.e. with the page, not with the range.
+//! Each partition keeps its segments' `start` and trace-id columns open
+//! ([`SegmentColumns`]): opening the start column decodes its whole block index, which
+//! cost more than a slice's search. (Before, the first group ran over the whole range and
+//! the others filtered its candidates through a term set of up to 4,096 trace ids: at 3M
+//! spans in 15 minutes, 41 % of a search went to harvesting every error's trace id and 40 %
+//! to that term set; `BENCHMARKS.md`, issue 13.) The whole-range search is kept
 //! ([`find_chunked`]) as the reference the walk is tested against and as a benchmark's
-//! baseline ([`set_search_walk`]); it is also what a partition with a segment lacking the
-//! `start` column gets, since such a segment cannot be placed in time.
+//! baseline ([`set_search_walk`]); it is also what a search gets when some segment lacks
+//! the `start` column, since such a segment cannot be placed in time.
 //!
 //! **Tenants.** Every search of a partition that has the `tenant` field gets
 //! `+tenant:<tenant>` next to its group, in one place ([`Search::with_tenant`]); the tenant is an

@@ -38,7 +38,8 @@
 //! # Searches
 //!
 //! See [`find_trace_ids`]: trace-level semantics by intersecting per-condition trace-id
-//! sets, most selective first, over the day partitions the time range touches. The
+//! sets, most selective first, over the day partitions the time range touches, walking
+//! the range newest first in widening slices so that a page costs what it holds. The
 //! conditions, limits and cursor are the shared `trace_index::query_plan` and
 //! `trace_index::cursor`, so both index backends answer alike.
 //!
