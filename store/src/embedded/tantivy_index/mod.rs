@@ -38,7 +38,8 @@
 //! # Searches
 //!
 //! See [`find_trace_ids`]: trace-level semantics by intersecting per-condition trace-id
-//! sets, most selective first, over the day partitions the time range touches. The
+//! sets, most selective first, over the day partitions the time range touches, walking
+//! the range newest first in widening slices so that a page costs what it holds. The
 //! conditions, limits and cursor are the shared `trace_index::query_plan` and
 //! `trace_index::cursor`, so both index backends answer alike.
 //!
@@ -54,6 +55,9 @@ mod salvage;
 pub(crate) mod schema;
 mod wal;
 mod writer;
+
+#[doc(hidden)]
+pub use self::find_trace_ids::{set_search_walk, SearchWalk};
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

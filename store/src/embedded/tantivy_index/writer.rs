@@ -27,6 +27,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 use tokio::sync::oneshot;
 
 use super::document::IndexDoc;
+use super::find_trace_ids::SegmentColumns;
 use super::salvage;
 use super::schema::{self, AttrsLayout, Fields};
 use super::wal::Wal;
@@ -65,6 +66,8 @@ pub struct Partition {
     pub dir: PathBuf,
     /// How its `attrs` field takes a span's terms (older partitions: one value each).
     pub layout: AttrsLayout,
+    /// The columns searches read, per segment, opened once.
+    pub columns: SegmentColumns,
 }
 
 impl Shared {
@@ -246,6 +249,7 @@ impl Partition {
             reader,
             dir,
             layout,
+            columns: SegmentColumns::default(),
         })
     }
 }
