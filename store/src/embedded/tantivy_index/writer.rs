@@ -23,6 +23,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tantivy::directory::MmapDirectory;
+use tantivy::merge_policy::LogMergePolicy;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 use tokio::sync::oneshot;
 
@@ -38,6 +39,16 @@ use crate::{Damage, Error, Result, RetentionClass, RetentionClasses};
 const MAX_GROUP: usize = 256;
 /// tantivy's smallest per-thread writer budget is 15 MB.
 const MIN_WRITER_BYTES: usize = 16 << 20;
+
+/// Segments above this many documents are not merged again (tantivy's `LogMergePolicy`
+/// default is 10M). With one-second commits of ~60k documents, merges of eight segments a
+/// level make 0.5M- then ~4M-document segments; with the default cap those were merged
+/// once more, eight at a time, into ~30M-document segments: a merge that took a core for a
+/// minute or more, held ~0.5 GiB and set the server ~13 s behind its load twice in a
+/// 25-minute soak (BENCHMARKS.md, "soak after the search walk"). Searches skip segments
+/// outside their time slice by the segments' own min/max start, so more, smaller segments
+/// cost them little.
+const MAX_DOCS_BEFORE_MERGE: usize = 2_000_000;
 
 /// State shared by the writer thread and the searchers.
 pub struct Shared {
@@ -478,10 +489,13 @@ impl Writer {
     fn writer(&mut self, day: u32, class: RetentionClass) -> Result<&mut DayWriter> {
         if !self.writers.contains_key(&(day, class)) {
             let partition = self.shared.partition(day, class)?;
-            let writer = partition
+            let writer: IndexWriter<IndexDoc> = partition
                 .index
                 .writer_with_num_threads(1, self.writer_bytes)
                 .map_err(|e| Error::unavailable("failed to open index writer", e))?;
+            let mut merges = LogMergePolicy::default();
+            merges.set_max_docs_before_merge(MAX_DOCS_BEFORE_MERGE);
+            writer.set_merge_policy(Box::new(merges));
             self.writers.insert(
                 (day, class),
                 DayWriter {
