@@ -872,6 +872,34 @@ mod tests {
     use crate::embedded::tantivy_index::TantivyTraceIndex;
     use crate::{Common, TraceIndex};
 
+    /// A tantivy index in `dir` that indexes the `db.system` attribute.
+    fn open_index(dir: &std::path::Path) -> TantivyTraceIndex {
+        let common = Common {
+            data_dir: dir.to_path_buf(),
+            retention: crate::RetentionClasses::uniform(7),
+            indexed_attributes: vec!["db.system".into()],
+        };
+        TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap()
+    }
+
+    /// Every page of `q`, following the cursor, as `find` answers them.
+    fn all_pages(
+        q: &TraceQuery,
+        find: impl Fn(&TraceQuery) -> TraceIdPage,
+    ) -> Vec<Vec<crate::TraceHit>> {
+        let mut all = Vec::new();
+        let mut q = q.clone();
+        loop {
+            let page = find(&q);
+            all.push(page.hits.clone());
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => break,
+            }
+        }
+        all
+    }
+
     /// Paging through a multi-group query gives the same pages whether the first group's
     /// candidates are checked in tiny chunks (early stop, many chunk boundaries) or all at
     /// once — including a condition on another span with an earlier start than the first
@@ -879,12 +907,7 @@ mod tests {
     #[tokio::test]
     async fn chunked_intersection_pages_like_one_pass() {
         let dir = tempfile::tempdir().unwrap();
-        let common = Common {
-            data_dir: dir.path().to_path_buf(),
-            retention: crate::RetentionClasses::uniform(7),
-            indexed_attributes: vec!["db.system".into()],
-        };
-        let index = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        let index = open_index(dir.path());
         let base = now_unix_nano() - 3_600_000_000_000;
         let mut spans = Vec::new();
         for i in 0..120u64 {
@@ -919,22 +942,14 @@ mod tests {
         ];
         for base_query in queries {
             for limit in [4, 30] {
+                let q = TraceQuery {
+                    limit,
+                    ..base_query.clone()
+                };
                 let pages = |chunk: usize| {
-                    let mut all = Vec::new();
-                    let mut q = TraceQuery {
-                        limit,
-                        ..base_query.clone()
-                    };
-                    loop {
-                        let page =
-                            find_chunked(&index.shared, &Tenant::default(), &q, chunk).unwrap();
-                        all.push(page.hits.clone());
-                        match page.next_cursor {
-                            Some(c) => q.cursor = Some(c),
-                            None => break,
-                        }
-                    }
-                    all
+                    all_pages(&q, |q| {
+                        find_chunked(&index.shared, &Tenant::default(), q, chunk).unwrap()
+                    })
                 };
                 let reference = pages(usize::MAX);
                 let total: usize = reference.iter().map(Vec::len).sum();
@@ -959,12 +974,7 @@ mod tests {
     #[tokio::test]
     async fn time_slices_page_like_one_pass() {
         let dir = tempfile::tempdir().unwrap();
-        let common = Common {
-            data_dir: dir.path().to_path_buf(),
-            retention: crate::RetentionClasses::uniform(7),
-            indexed_attributes: vec!["db.system".into()],
-        };
-        let index = TantivyTraceIndex::open(&EmbeddedIndexConfig::default(), &common).unwrap();
+        let index = open_index(dir.path());
         let sec = 1_000_000_000u64;
         let base = (now_unix_nano() - 3_600 * sec) / sec * sec;
         let mut spans = Vec::new();
@@ -1060,19 +1070,7 @@ mod tests {
                         start_max_unix_nano: hi,
                         ..base_query.clone()
                     };
-                    let pages = |find: &dyn Fn(&TraceQuery) -> TraceIdPage| {
-                        let mut all = Vec::new();
-                        let mut q = q.clone();
-                        loop {
-                            let page = find(&q);
-                            all.push(page.hits.clone());
-                            match page.next_cursor {
-                                Some(c) => q.cursor = Some(c),
-                                None => break,
-                            }
-                        }
-                        all
-                    };
+                    let pages = |find: &dyn Fn(&TraceQuery) -> TraceIdPage| all_pages(&q, find);
                     let tenant = Tenant::default();
                     let reference =
                         pages(&|q| find_chunked(&index.shared, &tenant, q, usize::MAX).unwrap());
