@@ -22,6 +22,9 @@
 //! prints p50 / p99 of each. `--only NAME` runs just the searches whose name contains
 //! NAME, new path only (for profiles).
 
+mod common;
+
+use common::{arg, Rng, ROUTES, SERVICES};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,47 +35,6 @@ use clew_store::conformance::fixtures::{
 };
 use clew_store::embedded::tantivy_index::{set_search_walk, SearchWalk};
 use clew_store::{Common, IndexConfig, RetentionClasses, TraceQuery};
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter()
-        .position(|a| a == name)
-        .and_then(|i| argv.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// splitmix64: deterministic, dependency-free randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const SERVICES: [&str; 6] = [
-    "frontend",
-    "checkout",
-    "payments",
-    "inventory",
-    "shipping",
-    "users",
-];
-const ROUTES: [&str; 5] = [
-    "/api/orders/{id}",
-    "/api/cart",
-    "/api/pay",
-    "/api/stock/{sku}",
-    "/api/users/{id}",
-];
 
 /// One trace starting at `start`, its spans 150 µs apart, like the load generator's.
 fn trace(rng: &mut Rng, n: u64, start: u64, resources: &[Arc<clew_proto::Resource>]) -> Vec<Span> {
