@@ -30,6 +30,7 @@ mod workload;
 
 // `clew serve`'s allocator (jemalloc), so that the count is the server's.
 #[path = "../src/alloc.rs"]
+#[allow(dead_code)] // its gauges are `clew serve`'s /metrics
 mod alloc;
 
 use std::sync::Arc;

@@ -317,6 +317,101 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The server's threads grouped by what runs on them (by thread name, as
+/// `scripts/thread-cpu` names them): the columns of the CPU panel.
+const THREAD_GROUPS: [&str; 5] = ["ingest", "index", "merge", "store", "other"];
+
+fn thread_group(name: &str) -> usize {
+    // group 1 (index: tantivy's indexer threads, the index writer) becomes the remainder
+    // of the process total in the sampling loop
+    if name.starts_with("thrd-tantivy-in") || name.starts_with("clew-index") {
+        1
+    } else if name.starts_with("merge_thread") {
+        2
+    } else if name.starts_with("fjall") {
+        3
+    } else if name.starts_with("clew") || name.starts_with("tokio") {
+        0
+    } else {
+        4
+    }
+}
+
+/// CPU ticks (user + system) of every thread of `pid`, by thread id: a thread's own
+/// counter, so threads that started since the last sample count from zero.
+fn thread_ticks(pid: u32) -> std::collections::HashMap<u32, (usize, u64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
+            out.insert(tid, (thread_group(&stat[open + 1..close]), ticks));
+        }
+    }
+    out
+}
+
+/// CPU ticks (user + system) of the whole process, ended threads included.
+fn process_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(close) = stat.rfind(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Busy and total ticks of the whole machine (every core) from /proc/stat.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle + iowait
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// The server's own gauges of what holds its memory, from `/metrics` (0 when absent).
+const MEMORY_GAUGES: [&str; 5] = [
+    "clew_memory_allocated_bytes",
+    "clew_memory_resident_bytes",
+    "clew_store_cache_bytes",
+    "clew_store_memtable_bytes",
+    "clew_index_segments",
+];
+
+fn gauges(text: &str) -> [f64; MEMORY_GAUGES.len()] {
+    let mut out = [0.0; MEMORY_GAUGES.len()];
+    for line in text.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series);
+        if let Some(i) = MEMORY_GAUGES.iter().position(|g| *g == name) {
+            out[i] += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    out
+}
+
 fn p(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     percentile(v, q)
@@ -528,9 +623,16 @@ async fn main() {
     let mut out = std::fs::File::create(&args.out).expect("--out file");
     writeln!(
         out,
-        "seconds,acked_spans_per_s,total_spans,retries,export_p50_ms,export_p99_ms,by_id_p99_ms,key_p99_ms,search_p99_ms,queries,misses,rss_mib,disk_bytes,disk_bytes_per_span,rss_anon_mib,rss_file_mib"
+        "seconds,acked_spans_per_s,total_spans,retries,export_p50_ms,export_p99_ms,by_id_p99_ms,key_p99_ms,search_p99_ms,queries,misses,rss_mib,disk_bytes,disk_bytes_per_span,rss_anon_mib,rss_file_mib,{},machine_cores,heap_allocated_mib,heap_resident_mib,store_cache_mib,store_memtable_mib,index_segments",
+        THREAD_GROUPS.map(|g| format!("cores_{g}")).join(",")
     )
     .unwrap();
+    let hz = 100.0; // USER_HZ: what /proc reports ticks in on Linux
+    let mut ticks_before = args.pid.map(thread_ticks).unwrap_or_default();
+    let mut machine_before = machine_ticks();
+    let mut process_before = args.pid.map_or(0, process_ticks);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let metrics_url = format!("http://{}/metrics", args.api);
     let mut total = 0u64;
     let mut total_misses = 0u64;
     let mut rows: Vec<Vec<f64>> = Vec::new();
@@ -546,7 +648,37 @@ async fn main() {
         let secs = start.elapsed().as_secs_f64();
         let rss = args.pid.map_or(0, |p| rss_kib(p, "VmRSS:")) as f64 / 1024.0;
         let disk = args.data_dir.as_deref().map_or(0, workload::dir_bytes);
-        let row = vec![
+        // cores used in the window by each group of the server's threads, and by the
+        // whole machine (the load generator and everything else included)
+        let ticks_now = args.pid.map(thread_ticks).unwrap_or_default();
+        let mut group_ticks = [0u64; THREAD_GROUPS.len()];
+        for (tid, (group, ticks)) in &ticks_now {
+            let before = ticks_before.get(tid).map_or(0, |(_, t)| *t);
+            group_ticks[*group] += ticks.saturating_sub(before);
+        }
+        ticks_before = ticks_now;
+        // tantivy starts its indexer threads anew at every commit (once a second), so
+        // most of them start and end between two samples: the index group is what the
+        // process spent (its counter keeps ended threads' time) beyond the long-lived groups
+        let process_now = args.pid.map_or(0, process_ticks);
+        let named: u64 = group_ticks.iter().sum::<u64>() - group_ticks[1];
+        group_ticks[1] = process_now
+            .saturating_sub(process_before)
+            .saturating_sub(named);
+        process_before = process_now;
+        let machine_now = machine_ticks();
+        let (machine_busy, machine_all) = (
+            machine_now.0.saturating_sub(machine_before.0),
+            machine_now.1.saturating_sub(machine_before.1),
+        );
+        machine_before = machine_now;
+        let metrics_text = match http.get(&metrics_url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let g = gauges(&metrics_text);
+        let mib = |b: f64| b / (1024.0 * 1024.0);
+        let mut row = vec![
             secs,
             w.acked_spans as f64 / args.window as f64,
             total as f64,
@@ -570,6 +702,17 @@ async fn main() {
             args.pid.map_or(0, |p| rss_kib(p, "RssAnon:")) as f64 / 1024.0,
             args.pid.map_or(0, |p| rss_kib(p, "RssFile:")) as f64 / 1024.0,
         ];
+        row.extend(
+            group_ticks
+                .iter()
+                .map(|t| *t as f64 / hz / args.window as f64),
+        );
+        row.push(if machine_all > 0 {
+            machine_busy as f64 / machine_all as f64 * cores
+        } else {
+            0.0
+        });
+        row.extend([mib(g[0]), mib(g[1]), mib(g[2]), mib(g[3]), g[4]]);
         let line: Vec<String> = row
             .iter()
             .map(|v| {
@@ -627,6 +770,16 @@ async fn main() {
         ("RSS MiB", 11),
         ("of which anonymous (heap) MiB", 14),
         ("of which mapped files MiB", 15),
+        ("heap allocated (live) MiB", 22),
+        ("heap resident (allocator) MiB", 23),
+        ("store block cache MiB", 24),
+        ("store memtables MiB", 25),
+        ("index segments (partitions written)", 26),
+        ("cores used by the server's ingest threads", 16),
+        ("… index (tantivy indexer + writer)", 17),
+        ("… index merges", 18),
+        ("… store (fjall flushes, compactions)", 19),
+        ("cores used by the whole machine", 21),
         ("disk bytes per span", 13),
     ] {
         println!(

@@ -21,3 +21,28 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &[u8; 60] =
     b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
+/// Live heap bytes (gauge): what the process has allocated and not freed.
+pub const MEMORY_ALLOCATED_BYTES: &str = "clew_memory_allocated_bytes";
+/// Bytes of the allocator's pages that are resident (gauge): the heap's share of RSS,
+/// live bytes plus what the allocator keeps for reuse or has not returned yet.
+pub const MEMORY_RESIDENT_BYTES: &str = "clew_memory_resident_bytes";
+
+/// Sets the allocator's gauges from fresh statistics (called when `/metrics` is rendered).
+#[cfg(not(target_env = "msvc"))]
+pub fn report_gauges() {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // jemalloc caches its statistics until the epoch advances
+    if epoch::advance().is_err() {
+        return;
+    }
+    if let Ok(bytes) = stats::allocated::read() {
+        metrics::gauge!(MEMORY_ALLOCATED_BYTES).set(bytes as f64);
+    }
+    if let Ok(bytes) = stats::resident::read() {
+        metrics::gauge!(MEMORY_RESIDENT_BYTES).set(bytes as f64);
+    }
+}
+
+#[cfg(target_env = "msvc")]
+pub fn report_gauges() {}

@@ -185,6 +185,7 @@ async fn start_serving(
         store.clone(),
         index.clone(),
         Arc::new(move |only: Option<&clew_proto::Tenant>| {
+            crate::alloc::report_gauges();
             let mut text = prometheus.render();
             if let Some(m) = &rendered {
                 m.render(&mut text, only);

@@ -19,6 +19,17 @@ pub const STORE_DUPLICATE_SPANS_TOTAL: &str = "clew_store_duplicate_spans_total"
 /// Stored cells skipped on read because they could not be decoded (counter), label `backend`.
 pub const STORE_CORRUPT_CELLS_TOTAL: &str = "clew_store_corrupt_cells_total";
 
+/// Bytes held by the embedded store's block cache (gauge, at most `store.cache_mb`).
+pub const STORE_CACHE_BYTES: &str = "clew_store_cache_bytes";
+/// Bytes of the embedded store's memtables, active and sealed, not yet flushed (gauge).
+pub const STORE_MEMTABLE_BYTES: &str = "clew_store_memtable_bytes";
+/// Journal files of the embedded store on disk (gauge): one is written, the others wait
+/// for their memtables to be flushed.
+pub const STORE_JOURNALS: &str = "clew_store_journals";
+/// Memtable flushes queued in the embedded store (gauge); a growing queue means flushes
+/// fall behind ingest.
+pub const STORE_FLUSHES_QUEUED: &str = "clew_store_flushes_queued";
+
 /// Damaged parts of the embedded store or index found at open and quarantined (counter),
 /// label `part` (`index segment`, `index partition`, `index wal`, `store journal`).
 pub const STORAGE_QUARANTINED_TOTAL: &str = "clew_storage_quarantined_total";
@@ -34,5 +45,8 @@ pub const INDEX_SEARCH_SECONDS: &str = "clew_index_search_seconds";
 /// Span documents sent again after the index backend refused them for now (counter),
 /// label `backend`.
 pub const INDEX_RETRIES_TOTAL: &str = "clew_index_retries_total";
+/// Segments of the embedded index's partitions being written, after the last commit
+/// (gauge): each commit adds one, merges take them back.
+pub const INDEX_SEGMENTS: &str = "clew_index_segments";
 /// Index partitions dropped by retention (counter), label `backend`.
 pub const INDEX_PARTITIONS_DROPPED_TOTAL: &str = "clew_index_partitions_dropped_total";

@@ -137,6 +137,8 @@ pub struct FjallRows {
     /// The stamp of the last write batch (or the newest on disk at open); the next one is
     /// above it. Used by `write` only.
     last_stamp: AtomicU64,
+    /// Wall-clock second of the last [`FjallRows::report_gauges`].
+    gauges_reported: AtomicU64,
     caps: Caps,
     retention: RetentionClasses,
     /// Damaged journals quarantined at open.
@@ -522,6 +524,7 @@ impl FjallSpanStore {
             state,
             buckets: RwLock::new(buckets),
             last_stamp: AtomicU64::new(last_stamp),
+            gauges_reported: AtomicU64::new(0),
             caps: Caps {
                 max_spans_per_trace: config.max_spans_per_trace,
                 max_bytes_per_trace: config.max_bytes_per_trace,
@@ -734,7 +737,31 @@ impl FjallRows {
         batch
             .commit()
             .map_err(unavailable("failed to write spans durably"))?;
+        self.report_gauges();
         Ok(admission.finish())
+    }
+
+    /// Sets the gauges of fjall's memory and journals, at most once a second (from the
+    /// write path: they only change with writes and the flushes those start).
+    fn report_gauges(&self) {
+        let now = wall_clock_nanos() / 1_000_000_000;
+        let last = self.gauges_reported.load(Ordering::Relaxed);
+        if now == last
+            || self
+                .gauges_reported
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        metrics::gauge!(m::STORE_CACHE_BYTES, "backend" => "embedded")
+            .set(self.db.cache_size() as f64);
+        metrics::gauge!(m::STORE_MEMTABLE_BYTES, "backend" => "embedded")
+            .set(self.db.write_buffer_size() as f64);
+        metrics::gauge!(m::STORE_JOURNALS, "backend" => "embedded")
+            .set(self.db.journal_count() as f64);
+        metrics::gauge!(m::STORE_FLUSHES_QUEUED, "backend" => "embedded")
+            .set(self.db.outstanding_flushes() as f64);
     }
 
     /// Reads one whole trace of `tenant` from every bucket that has its meta (normally

@@ -521,6 +521,7 @@ impl Writer {
         let started = Instant::now();
         let mut failed = None;
         let mut idle = Vec::new();
+        let mut segments = 0;
         for (&key, w) in self.writers.iter_mut() {
             let day = key.0;
             if !w.dirty {
@@ -533,6 +534,7 @@ impl Writer {
                     if let Err(e) = w.partition.reader.reload() {
                         tracing::warn!(error = %e, day, "failed to reload index reader");
                     }
+                    segments += w.partition.reader.searcher().segment_readers().len();
                 }
                 Err(e) => failed = Some(Error::unavailable("failed to commit index", e)),
             }
@@ -552,6 +554,9 @@ impl Writer {
         self.dirty_since = None;
         metrics::histogram!(m::INDEX_COMMIT_SECONDS, "backend" => "embedded")
             .record(started.elapsed().as_secs_f64());
+        if segments > 0 {
+            metrics::gauge!(m::INDEX_SEGMENTS, "backend" => "embedded").set(segments as f64);
+        }
         Ok(())
     }
 
