@@ -28,6 +28,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 use tokio::sync::oneshot;
 
 use super::document::IndexDoc;
+use crate::embedded::background;
 use super::find_trace_ids::SegmentColumns;
 use super::salvage;
 use super::schema::{self, AttrsLayout, Fields};
@@ -496,6 +497,8 @@ impl Writer {
             let mut merges = LogMergePolicy::default();
             merges.set_max_docs_before_merge(MAX_DOCS_BEFORE_MERGE);
             writer.set_merge_policy(Box::new(merges));
+            // the writer has just started its merge threads: they yield to ingest
+            background::renice_threads(background::MERGE_THREAD_PREFIX, background::MERGE_NICE);
             self.writers.insert(
                 (day, class),
                 DayWriter {
