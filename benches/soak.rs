@@ -351,9 +351,7 @@ fn thread_ticks(pid: u32) -> std::collections::HashMap<u32, (usize, u64)> {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let ticks = fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let ticks = stat_ticks(&stat);
         if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
             out.insert(tid, (thread_group(&stat[open + 1..close]), ticks));
         }
@@ -363,7 +361,12 @@ fn thread_ticks(pid: u32) -> std::collections::HashMap<u32, (usize, u64)> {
 
 /// CPU ticks (user + system) of the whole process, ended threads included.
 fn process_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// utime + stime of a `/proc/…/stat` line (the 14th and 15th fields; the name before them
+/// is in parentheses and may hold spaces), 0 when unreadable.
+fn stat_ticks(stat: &str) -> u64 {
     let Some(close) = stat.rfind(')') else {
         return 0;
     };
