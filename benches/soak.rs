@@ -371,8 +371,14 @@ fn stat_ticks(stat: &str) -> u64 {
         return 0;
     };
     let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    fields
+        .get(11)
+        .and_then(|u| u.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
 }
 
 /// Busy and total ticks of the whole machine (every core) from /proc/stat.

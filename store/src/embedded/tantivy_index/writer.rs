@@ -28,11 +28,11 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 use tokio::sync::oneshot;
 
 use super::document::IndexDoc;
-use crate::embedded::background;
 use super::find_trace_ids::SegmentColumns;
 use super::salvage;
 use super::schema::{self, AttrsLayout, Fields};
 use super::wal::Wal;
+use crate::embedded::background;
 use crate::metrics as m;
 use crate::{Damage, Error, Result, RetentionClass, RetentionClasses};
 
